@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"fieldhub/db"
+	"fieldhub/handlers"
+)
+
+// defaultDeviceHost is used for connection strings before serve has recorded the real one.
+const defaultDeviceHost = "localhost:8443"
+
+func runDevice(ctx context.Context, e env, args []string) error {
+	return subcommand(ctx, e, "device", args, map[string]func(context.Context, env, []string) error{
+		"add":        deviceAdd,
+		"list":       deviceList,
+		"show":       deviceShow,
+		"rm":         deviceRemove,
+		"enable":     func(ctx context.Context, e env, a []string) error { return deviceSetEnabled(ctx, e, a, true) },
+		"disable":    func(ctx context.Context, e env, a []string) error { return deviceSetEnabled(ctx, e, a, false) },
+		"rotate-key": deviceRotateKey,
+		"token":      deviceToken,
+	})
+}
+
+// withDevice parses flags, expects exactly one device id, opens the database and calls fn.
+func withDevice(ctx context.Context, e env, args []string, name, usage string, setup func(*flag.FlagSet), fn func(*db.DB, string) error) error {
+	fs := newFlagSet(e, name, usage)
+	data := dataFlag(fs, e)
+	if setup != nil {
+		setup(fs)
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return usagef("%s: expected one device id, got %d arguments", name, len(pos))
+	}
+	d, err := openDB(ctx, *data)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return fn(d, pos[0])
+}
+
+func deviceHost(ctx context.Context, d *db.DB) (string, error) {
+	return d.Setting(ctx, db.SettingDeviceHost, defaultDeviceHost)
+}
+
+func deviceAdd(ctx context.Context, e env, args []string) error {
+	var name, tags *string
+	return withDevice(ctx, e, args, "device add", "device add [--data DIR] [--name NAME] [--tags k=v,k=v] <id>",
+		func(fs *flag.FlagSet) {
+			name = fs.String("name", "", "display name")
+			tags = fs.String("tags", "", "tags as k=v,k=v")
+		},
+		func(d *db.DB, id string) error {
+			t, err := db.ParseTags(*tags)
+			if err != nil {
+				return err
+			}
+			dev, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: id, Name: *name, Tags: t})
+			if err != nil {
+				return fmt.Errorf("add device: %w", err)
+			}
+			if err := d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "device.create", Target: id}); err != nil {
+				return err
+			}
+			host, err := deviceHost(ctx, d)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "device %s added; its connection string:\n", dev.DeviceID)
+			fmt.Fprintln(e.stdout, handlers.ConnectionString(host, dev.DeviceID, dev.PrimaryKey))
+			return nil
+		})
+}
+
+func deviceList(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "device list", "device list [--data DIR] [--status online|offline|disabled] [--q TEXT]")
+	data := dataFlag(fs, e)
+	status := fs.String("status", "", "only devices in this status")
+	q := fs.String("q", "", "only devices whose id, name or tags contain this text")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef("device list takes no arguments, got %q", pos)
+	}
+	d, err := openDB(ctx, *data)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	devs, _, err := d.Devices(ctx, db.DeviceFilter{Query: *q, Status: *status})
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tLAST ACTIVITY\tTAGS")
+	now := time.Now()
+	for _, dev := range devs {
+		last := "never"
+		if !dev.LastActivity.IsZero() {
+			last = dev.LastActivity.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dev.DeviceID, dev.Name, dev.Status(now), last, db.FormatTags(dev.Tags))
+	}
+	return tw.Flush()
+}
+
+func deviceShow(ctx context.Context, e env, args []string) error {
+	var keys *string
+	return withDevice(ctx, e, args, "device show", "device show [--data DIR] [--keys yes] <id>",
+		func(fs *flag.FlagSet) { keys = fs.String("keys", "no", "also print the keys and connection string (yes|no)") },
+		func(d *db.DB, id string) error {
+			dev, err := d.Device(ctx, id)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "id\t%s\nname\t%s\nstatus\t%s\ntags\t%s\ncreated\t%s\n", dev.DeviceID, dev.Name,
+				dev.Status(time.Now()), db.FormatTags(dev.Tags), dev.CreatedAt.Local().Format(time.DateTime))
+			if dev.LastActivity.IsZero() {
+				fmt.Fprintln(tw, "last activity\tnever")
+			} else {
+				fmt.Fprintf(tw, "last activity\t%s\n", dev.LastActivity.Local().Format(time.DateTime))
+			}
+			if *keys == "yes" {
+				host, err := deviceHost(ctx, d)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(tw, "primary key\t%s\nsecondary key\t%s\nconnection string\t%s\n", dev.PrimaryKey, dev.SecondaryKey,
+					handlers.ConnectionString(host, dev.DeviceID, dev.PrimaryKey))
+			}
+			return tw.Flush()
+		})
+}
+
+func deviceRemove(ctx context.Context, e env, args []string) error {
+	return withDevice(ctx, e, args, "device rm", "device rm [--data DIR] <id>", nil, func(d *db.DB, id string) error {
+		if err := d.DeleteDevice(ctx, id); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "device %s removed\n", id)
+		return d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "device.delete", Target: id})
+	})
+}
+
+func deviceSetEnabled(ctx context.Context, e env, args []string, enabled bool) error {
+	verb := map[bool]string{true: "enable", false: "disable"}[enabled]
+	return withDevice(ctx, e, args, "device "+verb, "device "+verb+" [--data DIR] <id>", nil, func(d *db.DB, id string) error {
+		if _, err := d.UpdateDevice(ctx, id, db.DeviceUpdate{Enabled: &enabled}); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "device %s %sd\n", id, verb)
+		return d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "device." + verb, Target: id})
+	})
+}
+
+func deviceRotateKey(ctx context.Context, e env, args []string) error {
+	var which *string
+	return withDevice(ctx, e, args, "device rotate-key", "device rotate-key [--data DIR] [--key primary|secondary] <id>",
+		func(fs *flag.FlagSet) { which = fs.String("key", db.PrimaryKey, "which key to replace: primary or secondary") },
+		func(d *db.DB, id string) error {
+			dev, err := d.RotateDeviceKey(ctx, id, *which)
+			if err != nil {
+				return err
+			}
+			if err := d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "device.rotate-key", Target: id, Detail: *which}); err != nil {
+				return err
+			}
+			host, err := deviceHost(ctx, d)
+			if err != nil {
+				return err
+			}
+			key := dev.PrimaryKey
+			if *which == db.SecondaryKey {
+				key = dev.SecondaryKey
+			}
+			fmt.Fprintf(e.stderr, "%s key of %s replaced; new connection string:\n", *which, id)
+			fmt.Fprintln(e.stdout, handlers.ConnectionString(host, id, key))
+			return nil
+		})
+}

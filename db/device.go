@@ -1,0 +1,419 @@
+package db
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// OnlineWindow is how recently a device must have been heard from to count as
+// online when it has no live connection.
+const OnlineWindow = 2 * time.Minute
+
+// Device is a registered device.
+type Device struct {
+	ID           int64 // internal id
+	DeviceID     string
+	Name         string
+	Tags         map[string]string
+	PrimaryKey   string
+	SecondaryKey string
+	Enabled      bool
+	Connected    bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	LastActivity time.Time // zero when never heard from
+}
+
+// Device statuses shown to operators.
+const (
+	StatusOnline   = "online"
+	StatusOffline  = "offline"
+	StatusDisabled = "disabled"
+)
+
+// Status is online, offline or disabled at time now.
+func (d Device) Status(now time.Time) string {
+	switch {
+	case !d.Enabled:
+		return StatusDisabled
+	case d.Connected || (!d.LastActivity.IsZero() && now.Sub(d.LastActivity) < OnlineWindow):
+		return StatusOnline
+	default:
+		return StatusOffline
+	}
+}
+
+// Keys returns the primary and secondary key, in that order.
+func (d Device) Keys() []string { return []string{d.PrimaryKey, d.SecondaryKey} }
+
+// MaxDeviceIDLength is Azure IoT Hub's limit.
+const MaxDeviceIDLength = 128
+
+// ValidateDeviceID checks the Azure IoT Hub device id rules and says what is wrong.
+func ValidateDeviceID(id string) error {
+	if id == "" {
+		return invalid("id", "device id is empty")
+	}
+	if len(id) > MaxDeviceIDLength {
+		return invalid("id", "device id is %d characters long; at most %d are allowed", len(id), MaxDeviceIDLength)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			continue
+		}
+		if strings.IndexByte("-.:+%_#*?!(),=@$'", c) >= 0 {
+			continue
+		}
+		return invalid("id", "device id contains %q at position %d; allowed are ASCII letters, digits and - . : + %% _ # * ? ! ( ) , = @ $ '", c, i+1)
+	}
+	return nil
+}
+
+const maxTags = 64
+
+func validateTags(tags map[string]string) error {
+	if len(tags) > maxTags {
+		return invalid("tags", "%d tags; at most %d are allowed", len(tags), maxTags)
+	}
+	for k, v := range tags {
+		if k == "" || len(k) > 128 || strings.ContainsAny(k, "=,\n") {
+			return invalid("tags", "tag name %q must be 1-128 characters without '=', ',' or newlines", k)
+		}
+		if len(v) > 512 || strings.ContainsAny(v, ",\n") {
+			return invalid("tags", "value of tag %q must be at most 512 characters without ',' or newlines", k)
+		}
+	}
+	return nil
+}
+
+// ParseTags reads "k=v, k2=v2" as typed in forms and the CLI.
+func ParseTags(s string) (map[string]string, error) {
+	tags := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, invalid("tags", "%q is not key=value", part)
+		}
+		tags[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return tags, validateTags(tags)
+}
+
+// FormatTags writes tags as "k=v, k2=v2" in key order.
+func FormatTags(tags map[string]string) string {
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + tags[k]
+	}
+	return strings.Join(parts, ", ")
+}
+
+// NewDeviceKey returns 32 random bytes, base64-encoded, as Azure does.
+func NewDeviceKey() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // the OS is broken; nothing sane to do
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// NewDevice holds what CreateDevice needs.
+type NewDevice struct {
+	DeviceID string
+	Name     string
+	Tags     map[string]string
+}
+
+const maxNameLength = 200
+
+// CreateDevice registers a device with fresh keys.
+func (d *DB) CreateDevice(ctx context.Context, nd NewDevice) (Device, error) {
+	if err := ValidateDeviceID(nd.DeviceID); err != nil {
+		return Device{}, err
+	}
+	if len(nd.Name) > maxNameLength {
+		return Device{}, invalid("name", "name is longer than %d characters", maxNameLength)
+	}
+	if nd.Tags == nil {
+		nd.Tags = map[string]string{}
+	}
+	if err := validateTags(nd.Tags); err != nil {
+		return Device{}, err
+	}
+	tags, _ := json.Marshal(nd.Tags)
+	now := d.Now()
+	dev := Device{
+		DeviceID: nd.DeviceID, Name: nd.Name, Tags: nd.Tags,
+		PrimaryKey: NewDeviceKey(), SecondaryKey: NewDeviceKey(),
+		Enabled: true, CreatedAt: fromMS(ms(now)), UpdatedAt: fromMS(ms(now)),
+	}
+	res, err := d.write.ExecContext(ctx, `INSERT INTO devices
+		(device_id, name, tags, primary_key, secondary_key, enabled, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, 1, ?, ?)`,
+		dev.DeviceID, dev.Name, string(tags), dev.PrimaryKey, dev.SecondaryKey, ms(now), ms(now))
+	if err := translate(err); err != nil {
+		if err == ErrConflict {
+			return Device{}, fmt.Errorf("device %q: %w", nd.DeviceID, ErrConflict)
+		}
+		return Device{}, fmt.Errorf("create device: %w", err)
+	}
+	dev.ID, _ = res.LastInsertId()
+	return dev, nil
+}
+
+const deviceColumns = `id, device_id, name, tags, primary_key, secondary_key, enabled, connected, created_at, updated_at, last_activity_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanDevice(s scanner) (Device, error) {
+	var (
+		dev       Device
+		tags      string
+		created   int64
+		updated   int64
+		lastSeen  sql.NullInt64
+		enabled   int
+		connected int
+	)
+	if err := s.Scan(&dev.ID, &dev.DeviceID, &dev.Name, &tags, &dev.PrimaryKey, &dev.SecondaryKey,
+		&enabled, &connected, &created, &updated, &lastSeen); err != nil {
+		return Device{}, err
+	}
+	dev.Enabled, dev.Connected = enabled == 1, connected == 1
+	dev.CreatedAt, dev.UpdatedAt, dev.LastActivity = fromMS(created), fromMS(updated), nullMS(lastSeen)
+	dev.Tags = map[string]string{}
+	if err := json.Unmarshal([]byte(tags), &dev.Tags); err != nil {
+		return Device{}, fmt.Errorf("device %s: bad tags column: %w", dev.DeviceID, err)
+	}
+	return dev, nil
+}
+
+// Device finds a device by its device id.
+func (d *DB) Device(ctx context.Context, deviceID string) (Device, error) {
+	dev, err := scanDevice(d.read.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE device_id = ?`, deviceID))
+	if err := translate(err); err != nil {
+		return Device{}, fmt.Errorf("device %q: %w", deviceID, err)
+	}
+	return dev, nil
+}
+
+// DeviceFilter selects devices for the fleet list.
+type DeviceFilter struct {
+	Query  string // substring of id, name or tags
+	Status string // "", online, offline, disabled
+	Offset int
+	Limit  int // 0 = no limit
+}
+
+func (f DeviceFilter) where(now time.Time) (string, []any) {
+	var conds []string
+	var args []any
+	if q := strings.TrimSpace(f.Query); q != "" {
+		like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(q) + "%"
+		conds = append(conds, `(device_id LIKE ? ESCAPE '\' OR name LIKE ? ESCAPE '\' OR tags LIKE ? ESCAPE '\')`)
+		args = append(args, like, like, like)
+	}
+	cutoff := ms(now.Add(-OnlineWindow))
+	switch f.Status {
+	case StatusOnline:
+		conds = append(conds, `enabled = 1 AND (connected = 1 OR last_activity_at > ?)`)
+		args = append(args, cutoff)
+	case StatusOffline:
+		conds = append(conds, `enabled = 1 AND connected = 0 AND (last_activity_at IS NULL OR last_activity_at <= ?)`)
+		args = append(args, cutoff)
+	case StatusDisabled:
+		conds = append(conds, `enabled = 0`)
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// ValidateStatusFilter accepts the statuses a fleet filter may name.
+func ValidateStatusFilter(s string) error {
+	switch s {
+	case "", StatusOnline, StatusOffline, StatusDisabled:
+		return nil
+	}
+	return invalid("status", "unknown status %q; use online, offline or disabled", s)
+}
+
+// Devices lists devices matching f, ordered by device id, and how many match in all.
+func (d *DB) Devices(ctx context.Context, f DeviceFilter) ([]Device, int, error) {
+	if err := ValidateStatusFilter(f.Status); err != nil {
+		return nil, 0, err
+	}
+	where, args := f.where(d.Now())
+	var total int
+	if err := d.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM devices`+where, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count devices: %w", err)
+	}
+	q := `SELECT ` + deviceColumns + ` FROM devices` + where + ` ORDER BY device_id`
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d OFFSET %d", f.Limit, max(f.Offset, 0))
+	}
+	rows, err := d.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list devices: %w", err)
+	}
+	defer rows.Close()
+	var out []Device
+	for rows.Next() {
+		dev, err := scanDevice(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list devices: %w", err)
+		}
+		out = append(out, dev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("list devices: %w", err)
+	}
+	return out, total, nil
+}
+
+// FleetCounts is how many devices are in each status.
+type FleetCounts struct{ Online, Offline, Disabled int }
+
+// FleetCounts counts devices by status.
+func (d *DB) FleetCounts(ctx context.Context) (FleetCounts, error) {
+	var c FleetCounts
+	cutoff := ms(d.Now().Add(-OnlineWindow))
+	err := d.read.QueryRowContext(ctx, `SELECT
+		COALESCE(SUM(enabled = 1 AND (connected = 1 OR last_activity_at > ?)), 0),
+		COALESCE(SUM(enabled = 1 AND connected = 0 AND (last_activity_at IS NULL OR last_activity_at <= ?)), 0),
+		COALESCE(SUM(enabled = 0), 0) FROM devices`, cutoff, cutoff).Scan(&c.Online, &c.Offline, &c.Disabled)
+	if err != nil {
+		return c, fmt.Errorf("count fleet: %w", err)
+	}
+	return c, nil
+}
+
+// DeviceUpdate changes a device's editable fields; nil fields stay as they are.
+type DeviceUpdate struct {
+	Name    *string
+	Tags    map[string]string // nil = unchanged
+	Enabled *bool
+}
+
+// UpdateDevice applies u and returns the device as stored.
+func (d *DB) UpdateDevice(ctx context.Context, deviceID string, u DeviceUpdate) (Device, error) {
+	if u.Name != nil && len(*u.Name) > maxNameLength {
+		return Device{}, invalid("name", "name is longer than %d characters", maxNameLength)
+	}
+	if u.Tags != nil {
+		if err := validateTags(u.Tags); err != nil {
+			return Device{}, err
+		}
+	}
+	var dev Device
+	err := d.withTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if dev, err = scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE device_id = ?`, deviceID)); err != nil {
+			return translate(err)
+		}
+		if u.Name != nil {
+			dev.Name = *u.Name
+		}
+		if u.Tags != nil {
+			dev.Tags = u.Tags
+		}
+		if u.Enabled != nil {
+			dev.Enabled = *u.Enabled
+		}
+		dev.UpdatedAt = fromMS(ms(d.Now()))
+		tags, _ := json.Marshal(dev.Tags)
+		_, err = tx.ExecContext(ctx, `UPDATE devices SET name = ?, tags = ?, enabled = ?, updated_at = ? WHERE id = ?`,
+			dev.Name, string(tags), dev.Enabled, ms(dev.UpdatedAt), dev.ID)
+		return err
+	})
+	if err != nil {
+		return Device{}, fmt.Errorf("update device %q: %w", deviceID, err)
+	}
+	return dev, nil
+}
+
+// Key names for RotateDeviceKey.
+const (
+	PrimaryKey   = "primary"
+	SecondaryKey = "secondary"
+)
+
+// RotateDeviceKey replaces one key with a fresh one and returns the device.
+func (d *DB) RotateDeviceKey(ctx context.Context, deviceID, which string) (Device, error) {
+	var col string
+	switch which {
+	case PrimaryKey:
+		col = "primary_key"
+	case SecondaryKey:
+		col = "secondary_key"
+	default:
+		return Device{}, invalid("key", "unknown key %q; use primary or secondary", which)
+	}
+	res, err := d.write.ExecContext(ctx, `UPDATE devices SET `+col+` = ?, updated_at = ? WHERE device_id = ?`,
+		NewDeviceKey(), ms(d.Now()), deviceID)
+	if err != nil {
+		return Device{}, fmt.Errorf("rotate key of %q: %w", deviceID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Device{}, fmt.Errorf("device %q: %w", deviceID, ErrNotFound)
+	}
+	return d.deviceFromWriter(ctx, deviceID)
+}
+
+// deviceFromWriter reads through the writer so a caller sees its own write at once.
+func (d *DB) deviceFromWriter(ctx context.Context, deviceID string) (Device, error) {
+	dev, err := scanDevice(d.write.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE device_id = ?`, deviceID))
+	if err := translate(err); err != nil {
+		return Device{}, fmt.Errorf("device %q: %w", deviceID, err)
+	}
+	return dev, nil
+}
+
+// DeleteDevice removes a device and, through foreign keys, everything stored for it.
+func (d *DB) DeleteDevice(ctx context.Context, deviceID string) error {
+	res, err := d.write.ExecContext(ctx, `DELETE FROM devices WHERE device_id = ?`, deviceID)
+	if err != nil {
+		return fmt.Errorf("delete device %q: %w", deviceID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("device %q: %w", deviceID, ErrNotFound)
+	}
+	return nil
+}
+
+// SetDeviceConnected records a live connection opening or closing (MQTT presence).
+func (d *DB) SetDeviceConnected(ctx context.Context, deviceID string, connected bool) error {
+	_, err := d.write.ExecContext(ctx, `UPDATE devices SET connected = ?, last_activity_at = ? WHERE device_id = ?`,
+		connected, ms(d.Now()), deviceID)
+	if err != nil {
+		return fmt.Errorf("set device %q connected=%v: %w", deviceID, connected, err)
+	}
+	return nil
+}
+
+// ResetConnections marks every device disconnected; called at start, since no
+// connection survives a restart.
+func (d *DB) ResetConnections(ctx context.Context) error {
+	if _, err := d.write.ExecContext(ctx, `UPDATE devices SET connected = 0 WHERE connected = 1`); err != nil {
+		return fmt.Errorf("reset connections: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,188 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"fieldhub/db"
+)
+
+// maxAPIBody bounds operator API request bodies.
+const maxAPIBody = 1 << 20
+
+// deviceJSON is a device as the API shows it. Keys are present only for admins.
+type deviceJSON struct {
+	ID               string            `json:"id"`
+	Name             string            `json:"name"`
+	Tags             map[string]string `json:"tags"`
+	Enabled          bool              `json:"enabled"`
+	Status           string            `json:"status"`
+	Connected        bool              `json:"connected"`
+	CreatedAt        time.Time         `json:"createdAt"`
+	LastActivityAt   *time.Time        `json:"lastActivityAt"`
+	PrimaryKey       string            `json:"primaryKey,omitempty"`
+	SecondaryKey     string            `json:"secondaryKey,omitempty"`
+	ConnectionString string            `json:"connectionString,omitempty"`
+}
+
+func (s *Server) deviceJSON(c echo.Context, d db.Device) deviceJSON {
+	out := deviceJSON{
+		ID: d.DeviceID, Name: d.Name, Tags: d.Tags, Enabled: d.Enabled, Status: d.Status(s.now()),
+		Connected: d.Connected, CreatedAt: d.CreatedAt,
+	}
+	if !d.LastActivity.IsZero() {
+		t := d.LastActivity
+		out.LastActivityAt = &t
+	}
+	if p, ok := principal(c); ok && p.IsAdmin() {
+		out.PrimaryKey, out.SecondaryKey = d.PrimaryKey, d.SecondaryKey
+		out.ConnectionString = ConnectionString(s.deviceHost, d.DeviceID, d.PrimaryKey)
+	}
+	return out
+}
+
+// ConnectionString is what a device SDK is configured with.
+func ConnectionString(host, deviceID, key string) string {
+	return "HostName=" + host + ";DeviceId=" + deviceID + ";SharedAccessKey=" + key
+}
+
+// bindJSON decodes a bounded JSON body strictly and says what was wrong.
+func bindJSON(c echo.Context, v any) error {
+	r := http.MaxBytesReader(c.Response(), c.Request().Body, maxAPIBody)
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errorf(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", maxAPIBody)
+		}
+		if errors.Is(err, io.EOF) {
+			return errorf(http.StatusBadRequest, "request body is empty; send a JSON object")
+		}
+		return errorf(http.StatusBadRequest, "invalid JSON body: %v", err)
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, "invalid JSON body: more than one value")
+	}
+	return nil
+}
+
+func (s *Server) apiListDevices(c echo.Context) error {
+	f := db.DeviceFilter{Query: c.QueryParam("q"), Status: c.QueryParam("status")}
+	var err error
+	if f.Limit, err = intParam(c, "limit", 0, 0, 100000); err != nil {
+		return err
+	}
+	if f.Offset, err = intParam(c, "offset", 0, 0, 1<<31); err != nil {
+		return err
+	}
+	devs, total, err := s.db.Devices(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	out := make([]deviceJSON, len(devs))
+	for i, d := range devs {
+		out[i] = s.deviceJSON(c, d)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"devices": out, "total": total})
+}
+
+func intParam(c echo.Context, name string, def, lo, hi int) (int, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, errorf(http.StatusBadRequest, "%s must be a whole number from %d to %d", name, lo, hi)
+	}
+	return n, nil
+}
+
+type createDeviceRequest struct {
+	ID   string            `json:"id"`
+	Name string            `json:"name"`
+	Tags map[string]string `json:"tags"`
+}
+
+func (s *Server) apiCreateDevice(c echo.Context) error {
+	var req createDeviceRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	d, err := s.db.CreateDevice(ctx, db.NewDevice{DeviceID: req.ID, Name: req.Name, Tags: req.Tags})
+	if err != nil {
+		return err
+	}
+	s.audit(ctx, c, "device.create", d.DeviceID, "ok", "")
+	return c.JSON(http.StatusCreated, s.deviceJSON(c, d))
+}
+
+func (s *Server) apiShowDevice(c echo.Context) error {
+	d, err := s.db.Device(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.deviceJSON(c, d))
+}
+
+type updateDeviceRequest struct {
+	Name    *string           `json:"name"`
+	Tags    map[string]string `json:"tags"`
+	Enabled *bool             `json:"enabled"`
+}
+
+func (s *Server) apiUpdateDevice(c echo.Context) error {
+	var req updateDeviceRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	d, err := s.db.UpdateDevice(ctx, c.Param("id"), db.DeviceUpdate{Name: req.Name, Tags: req.Tags, Enabled: req.Enabled})
+	if err != nil {
+		return err
+	}
+	s.audit(ctx, c, "device.update", d.DeviceID, "ok", "")
+	return c.JSON(http.StatusOK, s.deviceJSON(c, d))
+}
+
+func (s *Server) apiDeleteDevice(c echo.Context) error {
+	ctx := c.Request().Context()
+	if err := s.db.DeleteDevice(ctx, c.Param("id")); err != nil {
+		return err
+	}
+	s.audit(ctx, c, "device.delete", c.Param("id"), "ok", "")
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) apiRotateDeviceKey(c echo.Context) error {
+	which := c.QueryParam("key")
+	if which == "" {
+		var req struct {
+			Key string `json:"key"`
+		}
+		if c.Request().ContentLength != 0 {
+			if err := bindJSON(c, &req); err != nil {
+				return err
+			}
+		}
+		which = req.Key
+	}
+	if which == "" {
+		which = db.PrimaryKey
+	}
+	ctx := c.Request().Context()
+	d, err := s.db.RotateDeviceKey(ctx, c.Param("id"), which)
+	if err != nil {
+		return err
+	}
+	s.audit(ctx, c, "device.rotate-key", d.DeviceID, "ok", which)
+	return c.JSON(http.StatusOK, s.deviceJSON(c, d))
+}

@@ -1,0 +1,115 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"fieldhub/db"
+)
+
+// Error is an error with the status and the message that are safe to show.
+type Error struct {
+	Status  int
+	Message string
+	Err     error // internal cause, logged, never shown
+	// RetryAfter, when set, is sent as the Retry-After header (seconds).
+	RetryAfter int
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%d %s: %v", e.Status, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%d %s", e.Status, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// errorf makes an Error whose message is shown to the client.
+func errorf(status int, format string, args ...any) *Error {
+	return &Error{Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+// statusOf maps an error to the status and safe message it deserves.
+func statusOf(err error) (int, string) {
+	var he *Error
+	var ee *echo.HTTPError
+	var inv *db.InvalidError
+	switch {
+	case errors.As(err, &he):
+		return he.Status, he.Message
+	case errors.As(err, &inv):
+		return http.StatusUnprocessableEntity, inv.Error()
+	case errors.Is(err, db.ErrNotFound):
+		return http.StatusNotFound, notFoundMessage(err)
+	case errors.Is(err, db.ErrConflict):
+		return http.StatusConflict, err.Error()
+	case errors.As(err, &ee):
+		msg := http.StatusText(ee.Code)
+		if m, ok := ee.Message.(string); ok {
+			msg = m
+		}
+		return ee.Code, msg
+	}
+	return http.StatusInternalServerError, "internal error; the details are in the server log"
+}
+
+// notFoundMessage keeps "device \"x\": not found" (our own wording) and drops anything else.
+func notFoundMessage(err error) string {
+	msg := err.Error()
+	if strings.HasPrefix(msg, "device ") || strings.HasPrefix(msg, "user ") || strings.HasPrefix(msg, "api token ") {
+		return msg
+	}
+	return "not found"
+}
+
+// wantsJSON tells API and device clients (JSON errors) from browsers (HTML error pages).
+func wantsJSON(c echo.Context) bool {
+	p := c.Request().URL.Path
+	return strings.HasPrefix(p, "/api/") || isDeviceProtocolPath(p) ||
+		strings.Contains(c.Request().Header.Get("Accept"), "application/json")
+}
+
+// isDeviceProtocolPath tells the Azure device API (/devices/{id}/messages/…) from
+// the dashboard's device pages, which share the /devices/ prefix.
+func isDeviceProtocolPath(p string) bool {
+	return strings.HasPrefix(p, "/devices/") && strings.Contains(strings.ToLower(p), "/messages/")
+}
+
+// handleError is the one place errors become responses.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, msg := statusOf(err)
+	if status >= 500 {
+		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "err", err)
+	} else {
+		s.log.Debug("request refused", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "err", err)
+	}
+	var he *Error
+	if errors.As(err, &he) && he.RetryAfter > 0 {
+		c.Response().Header().Set("Retry-After", fmt.Sprint(he.RetryAfter))
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	if wantsJSON(c) {
+		_ = c.JSON(status, map[string]string{"error": msg})
+		return
+	}
+	if status == http.StatusUnauthorized {
+		_ = c.Redirect(http.StatusSeeOther, "/login?next="+url.QueryEscape(c.Request().URL.RequestURI()))
+		return
+	}
+	if rerr := s.renderError(c, status, msg); rerr != nil {
+		s.log.Error("render error page", "err", rerr)
+		_ = c.String(status, msg)
+	}
+}

@@ -1,0 +1,85 @@
+// Package handlers is Fieldhub's HTTP surface: pages, the operator API and the
+// device endpoints. Handlers stay thin: they parse, call db/ingest/commands, render.
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"fieldhub/auth"
+	"fieldhub/db"
+)
+
+// Assets resolves and serves the embedded front-end bundle.
+type Assets interface {
+	Path(name string) string
+	Handler() http.Handler
+}
+
+// Config is what the HTTP layer needs, wired by hand in cmd/fieldhub.
+type Config struct {
+	DB     *db.DB
+	Assets Assets
+	Logger *slog.Logger
+	// DeviceHost is the HostName devices dial (host[:port]); it goes into connection strings.
+	DeviceHost string
+	// SecureCookies marks cookies Secure (the dashboard is served over TLS).
+	SecureCookies bool
+	// SessionTTL is how long a login lasts.
+	SessionTTL time.Duration
+	Now        func() time.Time
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	db         *db.DB
+	assets     Assets
+	log        *slog.Logger
+	deviceHost string
+	secure     bool
+	sessionTTL time.Duration
+	now        func() time.Time
+	throttle   *auth.Throttle
+}
+
+// New builds the Echo router with every route.
+func New(cfg Config) (*echo.Echo, *Server) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = 7 * 24 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{
+		db: cfg.DB, assets: cfg.Assets, log: cfg.Logger, deviceHost: cfg.DeviceHost,
+		secure: cfg.SecureCookies, sessionTTL: cfg.SessionTTL, now: cfg.Now,
+		throttle: auth.NewThrottle(cfg.Now, 5, time.Second, 5*time.Minute),
+	}
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = s.handleError
+	s.routes(e)
+	return e, s
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := s.db.Ping(ctx); err != nil {
+		s.log.Error("readiness check failed", "err", err)
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "database not answering"})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
