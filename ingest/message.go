@@ -1,0 +1,186 @@
+package ingest
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// MaxMessageSize is the largest device-to-cloud message body Azure IoT Hub
+// accepts (256 KB); larger messages are refused with 413.
+const MaxMessageSize = 256 * 1024
+
+// BatchContentType marks an HTTP telemetry request whose body is a JSON
+// array of messages (the SDKs' sendEventBatch).
+const BatchContentType = "application/vnd.microsoft.iothub.json"
+
+// Message is one device-to-cloud message, as received over MQTT or HTTPS.
+type Message struct {
+	// DeviceID is the authenticated device, never what the payload claims.
+	DeviceID        string
+	MessageID       string
+	CorrelationID   string
+	ContentType     string
+	ContentEncoding string
+	To              string
+	UserID          string
+	// Properties are the application properties.
+	Properties map[string]string
+	Body       []byte
+	// AuthMethod says how the device authenticated, e.g. "sas-primary".
+	AuthMethod string
+	EnqueuedAt time.Time
+}
+
+// HTTP header names and batch property names for the system properties.
+const (
+	headerAppPrefix       = "iothub-app-"
+	headerMessageID       = "iothub-messageid"
+	headerCorrelationID   = "iothub-correlationid"
+	headerContentType     = "iothub-contenttype"
+	headerContentEncoding = "iothub-contentencoding"
+	headerTo              = "iothub-to"
+	headerUserID          = "iothub-userid"
+)
+
+// MessageFromHTTP builds a message from a POST …/messages/events request.
+// Header names arrive case-folded by net/http, so the names of application
+// properties (iothub-app-<name>) are lower-cased: their original case is lost.
+// DeviceID, AuthMethod and EnqueuedAt are the caller's to fill in.
+func MessageFromHTTP(h http.Header, body []byte) Message {
+	m := Message{
+		MessageID:       h.Get(headerMessageID),
+		CorrelationID:   h.Get(headerCorrelationID),
+		ContentType:     h.Get(headerContentType),
+		ContentEncoding: h.Get(headerContentEncoding),
+		To:              h.Get(headerTo),
+		UserID:          h.Get(headerUserID),
+		Body:            body,
+	}
+	if m.ContentType == "" {
+		if ct := h.Get("Content-Type"); !isBatchContentType(ct) {
+			m.ContentType = ct
+		}
+	}
+	for name, values := range h {
+		if len(name) <= len(headerAppPrefix) || !strings.EqualFold(name[:len(headerAppPrefix)], headerAppPrefix) || len(values) == 0 {
+			continue
+		}
+		if m.Properties == nil {
+			m.Properties = make(map[string]string)
+		}
+		m.Properties[strings.ToLower(name[len(headerAppPrefix):])] = values[0]
+	}
+	return m
+}
+
+// IsBatch reports whether an HTTP telemetry request carries a batch.
+func IsBatch(h http.Header) bool {
+	return isBatchContentType(h.Get("Content-Type"))
+}
+
+func isBatchContentType(ct string) bool {
+	if ct == "" {
+		return false
+	}
+	mediaType, _, err := mime.ParseMediaType(ct)
+	return err == nil && mediaType == BatchContentType
+}
+
+// batchItem is one element of a batch as the SDKs send it. azure-iot-device-
+// http 1.14.4 writes {"body": "<base64>", "properties": {"iothub-app-k": "v"}}
+// and no base64Encoded field; the C and .NET SDKs add "base64Encoded": true.
+// The body is therefore base64 unless base64Encoded is explicitly false.
+type batchItem struct {
+	Body          *string                    `json:"body"`
+	Base64Encoded *bool                      `json:"base64Encoded"`
+	Properties    map[string]json.RawMessage `json:"properties"`
+}
+
+// DecodeBatch decodes a BatchContentType body into its messages. Properties
+// named iothub-app-<name> become application properties (case kept), the
+// iothub-messageid/-correlationid/-contenttype/-contentencoding/-to/-userid
+// properties set the system fields, and others are ignored.
+func DecodeBatch(body []byte) ([]Message, error) {
+	var items []json.RawMessage
+	if err := json.Unmarshal(body, &items); err != nil {
+		return nil, fmt.Errorf("decode batch: want a JSON array of messages: %w", err)
+	}
+	if len(items) == 0 {
+		return nil, errors.New("decode batch: the array holds no messages")
+	}
+	msgs := make([]Message, 0, len(items))
+	for i, raw := range items {
+		m, err := decodeBatchItem(raw)
+		if err != nil {
+			return nil, fmt.Errorf("decode batch: message %d of %d: %w", i, len(items), err)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+func decodeBatchItem(raw json.RawMessage) (Message, error) {
+	var it batchItem
+	if err := json.Unmarshal(raw, &it); err != nil {
+		return Message{}, fmt.Errorf(`want an object {"body": …, "properties": {…}}: %w`, err)
+	}
+	if it.Body == nil {
+		return Message{}, errors.New(`missing "body"`)
+	}
+	var m Message
+	if it.Base64Encoded != nil && !*it.Base64Encoded {
+		m.Body = []byte(*it.Body)
+	} else {
+		b, err := base64.StdEncoding.DecodeString(*it.Body)
+		if err != nil {
+			return Message{}, fmt.Errorf(`"body" is not base64 (send "base64Encoded": false for a plain body): %w`, err)
+		}
+		m.Body = b
+	}
+	if len(m.Body) > MaxMessageSize {
+		return Message{}, fmt.Errorf("body is %d bytes, the limit is %d", len(m.Body), MaxMessageSize)
+	}
+	for name, rawValue := range it.Properties {
+		var value string
+		if err := json.Unmarshal(rawValue, &value); err != nil {
+			return Message{}, fmt.Errorf("property %q: value must be a string, got %s", name, abbreviate(rawValue))
+		}
+		switch lower := strings.ToLower(name); lower {
+		case headerMessageID:
+			m.MessageID = value
+		case headerCorrelationID:
+			m.CorrelationID = value
+		case headerContentType:
+			m.ContentType = value
+		case headerContentEncoding:
+			m.ContentEncoding = value
+		case headerTo:
+			m.To = value
+		case headerUserID:
+			m.UserID = value
+		default:
+			if len(name) > len(headerAppPrefix) && strings.HasPrefix(lower, headerAppPrefix) {
+				if m.Properties == nil {
+					m.Properties = make(map[string]string)
+				}
+				m.Properties[name[len(headerAppPrefix):]] = value
+			}
+		}
+	}
+	return m, nil
+}
+
+// abbreviate shortens raw JSON for an error message.
+func abbreviate(raw []byte) string {
+	const max = 40
+	if len(raw) <= max {
+		return string(raw)
+	}
+	return string(raw[:max]) + "…"
+}

@@ -1,0 +1,594 @@
+package ingest
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// sdkRequests mirrors testdata/http_requests.json, recorded from
+// azure-iot-device-http 1.14.4 (see testdata/gen_http_requests.cjs).
+type sdkRequest struct {
+	Path       string            `json:"path"`
+	Headers    map[string]string `json:"headers"`
+	BodyBase64 string            `json:"bodyBase64"`
+}
+
+func loadSDKRequests(t *testing.T) map[string]sdkRequest {
+	t.Helper()
+	var reqs map[string]sdkRequest
+	if err := json.Unmarshal(readTestdata(t, "http_requests.json"), &reqs); err != nil {
+		t.Fatal(err)
+	}
+	return reqs
+}
+
+func readTestdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// httpHeader builds headers the way net/http's server does (canonical keys).
+func httpHeader(kv map[string]string) http.Header {
+	h := http.Header{}
+	for k, v := range kv {
+		h.Add(k, v)
+	}
+	return h
+}
+
+func TestMessageFromHTTPNodeSDK(t *testing.T) {
+	req := loadSDKRequests(t)["single"]
+	body, err := base64.StdEncoding.DecodeString(req.BodyBase64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := MessageFromHTTP(httpHeader(req.Headers), body)
+	want := Message{
+		MessageID:       "mid-7",
+		CorrelationID:   "cid-7",
+		ContentType:     "application/json",
+		ContentEncoding: "utf-8",
+		To:              "/devices/dev1/messages/events",
+		UserID:          "user-7",
+		// Header names lose their case in net/http, so names are lower-cased.
+		Properties: map[string]string{"alert": "high", "sensor-kind": "dht22"},
+		Body:       []byte(`{"temp":21.5}`),
+	}
+	assertMessage(t, got, want)
+}
+
+func TestMessageFromHTTP(t *testing.T) {
+	tests := []struct {
+		name    string
+		headers map[string]string
+		want    Message
+	}{
+		{
+			name:    "no headers",
+			headers: nil,
+			want:    Message{},
+		},
+		{
+			name:    "content type falls back to Content-Type",
+			headers: map[string]string{"Content-Type": "text/plain; charset=utf-8"},
+			want:    Message{ContentType: "text/plain; charset=utf-8"},
+		},
+		{
+			name:    "iothub-contenttype wins",
+			headers: map[string]string{"Content-Type": "text/plain", "iothub-contenttype": "application/json"},
+			want:    Message{ContentType: "application/json"},
+		},
+		{
+			name:    "batch content type is not the message's",
+			headers: map[string]string{"Content-Type": BatchContentType + "; charset=utf-8"},
+			want:    Message{},
+		},
+		{
+			name:    "empty app property name ignored",
+			headers: map[string]string{"iothub-app-": "x", "Iothub-App-K": "v", "X-Other": "y"},
+			want:    Message{Properties: map[string]string{"k": "v"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assertMessage(t, MessageFromHTTP(httpHeader(tt.headers), nil), tt.want)
+		})
+	}
+}
+
+func TestIsBatch(t *testing.T) {
+	tests := []struct {
+		contentType string
+		want        bool
+	}{
+		{"", false},
+		{"application/json", false},
+		{BatchContentType, true},
+		{"Application/Vnd.Microsoft.IotHub.Json; charset=utf-8", true},
+	}
+	for _, tt := range tests {
+		if got := IsBatch(httpHeader(map[string]string{"Content-Type": tt.contentType})); got != tt.want {
+			t.Errorf("IsBatch(%q): got %v, want %v", tt.contentType, got, tt.want)
+		}
+	}
+}
+
+func TestDecodeBatchNodeSDK(t *testing.T) {
+	req := loadSDKRequests(t)["batch"]
+	if got := req.Headers["Content-Type"]; got != BatchContentType {
+		t.Fatalf("the SDK sent Content-Type %q, want %q", got, BatchContentType)
+	}
+	msgs, err := DecodeBatch(readTestdata(t, "batch_node_sdk.json"))
+	if err != nil {
+		t.Fatalf("DecodeBatch: %v", err)
+	}
+	want := []Message{
+		{
+			// The SDK carries only application properties in a batch, with their case.
+			Properties: map[string]string{"alert": "high", "Sensor-Kind": "dht22"},
+			Body:       []byte(`{"temp":21.5,"hum":40,"ts":"2024-05-01T10:00:00Z"}`),
+		},
+		{Body: []byte{0, 1, 2, 255}},
+		{Body: []byte{}},
+	}
+	assertMessages(t, msgs, want)
+}
+
+func TestDecodeBatchExplicit(t *testing.T) {
+	msgs, err := DecodeBatch(readTestdata(t, "batch_explicit.json"))
+	if err != nil {
+		t.Fatalf("DecodeBatch: %v", err)
+	}
+	want := []Message{
+		{
+			MessageID: "m1", CorrelationID: "c1", ContentType: "application/json", ContentEncoding: "utf-8",
+			To: "/devices/dev1/messages/events", UserID: "u1",
+			Properties: map[string]string{"Room": "kitchen"},
+			Body:       []byte(`{"temp": 21}`),
+		},
+		{Body: []byte(`{"temp": 22}`)},
+		{Body: []byte{}},
+	}
+	assertMessages(t, msgs, want)
+}
+
+func TestDecodeBatchErrors(t *testing.T) {
+	big := base64.StdEncoding.EncodeToString(make([]byte, MaxMessageSize+1))
+	tests := []struct {
+		name    string
+		body    string
+		wantErr string
+	}{
+		{"empty body", ``, "want a JSON array"},
+		{"object", `{"body": "YQ=="}`, "want a JSON array"},
+		{"empty array", `[]`, "holds no messages"},
+		{"element not an object", `[{"body": "YQ=="}, 5]`, "message 1 of 2"},
+		{"missing body", `[{"properties": {}}]`, `missing "body"`},
+		{"null body", `[{"body": null}]`, `missing "body"`},
+		{"body not base64", `[{"body": "{\"t\": 1}"}]`, `"body" is not base64`},
+		{"body not base64 with flag", `[{"body": "!!", "base64Encoded": true}]`, `"body" is not base64`},
+		{"body not a string", `[{"body": 5}]`, "message 0 of 1"},
+		{"property not a string", `[{"body": "", "properties": {"iothub-app-n": 5}}]`, `property "iothub-app-n": value must be a string, got 5`},
+		{"too big", `[{"body": "` + big + `"}]`, fmt.Sprintf("body is %d bytes, the limit is %d", MaxMessageSize+1, MaxMessageSize)},
+		{"trailing garbage", `[{"body": ""}] x`, "want a JSON array"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msgs, err := DecodeBatch([]byte(tt.body))
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("DecodeBatch: got error %v, want one containing %q", err, tt.wantErr)
+			}
+			if msgs != nil {
+				t.Errorf("DecodeBatch: got %d messages with an error, want none", len(msgs))
+			}
+		})
+	}
+}
+
+func TestDecodeBatchAtSizeLimit(t *testing.T) {
+	body := `[{"body": "` + base64.StdEncoding.EncodeToString(make([]byte, MaxMessageSize)) + `"}]`
+	msgs, err := DecodeBatch([]byte(body))
+	if err != nil {
+		t.Fatalf("DecodeBatch of a message of exactly MaxMessageSize: %v", err)
+	}
+	if len(msgs) != 1 || len(msgs[0].Body) != MaxMessageSize {
+		t.Errorf("got %d messages, want one of %d bytes", len(msgs), MaxMessageSize)
+	}
+}
+
+func assertMessages(t *testing.T, got, want []Message) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d messages, want %d", len(got), len(want))
+	}
+	for i := range want {
+		assertMessage(t, got[i], want[i])
+	}
+}
+
+func assertMessage(t *testing.T, got, want Message) {
+	t.Helper()
+	type fields struct{ ID, CID, CT, CE, To, UID string }
+	g := fields{got.MessageID, got.CorrelationID, got.ContentType, got.ContentEncoding, got.To, got.UserID}
+	w := fields{want.MessageID, want.CorrelationID, want.ContentType, want.ContentEncoding, want.To, want.UserID}
+	if g != w {
+		t.Errorf("system properties:\n got %+v\nwant %+v", g, w)
+	}
+	if len(got.Properties) != len(want.Properties) || !maps.Equal(got.Properties, want.Properties) {
+		t.Errorf("Properties: got %v, want %v", got.Properties, want.Properties)
+	}
+	if string(got.Body) != string(want.Body) {
+		t.Errorf("Body: got %q, want %q", got.Body, want.Body)
+	}
+}
+
+func TestFlattenNested(t *testing.T) {
+	readings, ts, hasTS, err := Flatten(readTestdata(t, "telemetry_nested.json"))
+	if err != nil {
+		t.Fatalf("Flatten: %v", err)
+	}
+	want := []Reading{
+		{"temperature", 21.5},
+		{"humidity", 40},
+		{"online", 1},
+		{"door.open", 0},
+		{"door.count", 3},
+		{"engine.rpm", -1200},
+		{"engine.oil.pressure", 2.5},
+		{"unicodeé", 7},
+		{`escaped"key`, 8},
+	}
+	assertReadings(t, readings, want)
+	if wantTS := time.Date(2024, 5, 1, 8, 0, 0, 250e6, time.UTC); !hasTS || !ts.Equal(wantTS) {
+		t.Errorf("timestamp: got %v (hasTS %v), want %v", ts, hasTS, wantTS)
+	}
+}
+
+func TestFlattenNonFinite(t *testing.T) {
+	readings, _, _, err := Flatten(readTestdata(t, "telemetry_python_nan.json"))
+	if err != nil {
+		t.Fatalf("Flatten: %v", err)
+	}
+	assertReadings(t, readings, []Reading{{"tiny", 0}, {"ok", 1}})
+}
+
+func TestFlatten(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want []Reading
+	}{
+		{"empty object", `{}`, nil},
+		{"whitespace and BOM", "\xef\xbb\xbf \n\t{ \"a\" : 1 }\r\n", []Reading{{"a", 1}}},
+		{"integers and exponents", `{"a":0,"b":-0.5,"c":1E3,"d":2e-2,"e":12345678901234567890}`,
+			[]Reading{{"a", 0}, {"b", -0.5}, {"c", 1000}, {"d", 0.02}, {"e", 12345678901234567890}}},
+		{"booleans", `{"on":true,"off":false}`, []Reading{{"on", 1}, {"off", 0}}},
+		{"ignored values", `{"s":"1","n":null,"a":[1,2],"o":{},"x":1}`, []Reading{{"x", 1}}},
+		{"arrays of objects ignored", `{"a":[{"b":1},[{"c":2}]],"d":3}`, []Reading{{"d", 3}}},
+		{"duplicates: last value, first position", `{"a":1,"b":2,"a":3}`, []Reading{{"a", 3}, {"b", 2}}},
+		{"nested duplicate of dotted key", `{"a.b":1,"a":{"b":2}}`, []Reading{{"a.b", 2}}},
+		{"empty names skipped", `{"":1,"a":{"":2},"b":{"c":3}}`, []Reading{{"b.c", 3}}},
+		{"names with empty segments skipped", `{"a.":1,".b":2,"c..d":3,"e":4}`, []Reading{{"e", 4}}},
+		{"control character names skipped", `{"a\nb":1,"a\u0000":2,"ok":3}`, []Reading{{"ok", 3}}},
+		{"long name skipped", `{"` + strings.Repeat("n", MaxMetricName+1) + `":1,"` + strings.Repeat("m", MaxMetricName) + `":2}`,
+			[]Reading{{strings.Repeat("m", MaxMetricName), 2}}},
+		{"escapes in keys", `{"a\/b\\c\u00e9\ud83d\ude00":1}`, []Reading{{"a/b\\cé😀", 1}}},
+		{"lone surrogate becomes U+FFFD", `{"x\ud800":1}`, []Reading{{"x\ufffd", 1}}},
+		{"nested ts is a reading", `{"a":{"ts":5,"timestamp":6}}`, []Reading{{"a.ts", 5}, {"a.timestamp", 6}}},
+		{"NaN in arrays and nested", `{"a":[NaN,-Infinity],"b":{"c":Infinity},"d":-1}`, []Reading{{"d", -1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			readings, _, hasTS, err := Flatten([]byte(tt.body))
+			if err != nil {
+				t.Fatalf("Flatten(%s): %v", tt.body, err)
+			}
+			if hasTS {
+				t.Errorf("hasTS: got true, want false")
+			}
+			assertReadings(t, readings, tt.want)
+		})
+	}
+}
+
+func TestFlattenTimestamps(t *testing.T) {
+	tests := []struct {
+		name      string
+		body      string
+		wantTS    time.Time
+		wantHasTS bool
+		wantErr   error
+	}{
+		{"RFC 3339", `{"ts":"2024-05-01T10:00:00Z","v":1}`, time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC), true, nil},
+		{"RFC 3339 with offset and fraction", `{"timestamp":"2024-05-01T10:00:00.123456789-05:30","v":1}`,
+			time.Date(2024, 5, 1, 15, 30, 0, 123456789, time.UTC), true, nil},
+		{"RFC 3339 with a space", `{"ts":"2024-05-01 10:00:00Z","v":1}`, time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC), true, nil},
+		{"epoch ms", `{"ts":1714557600000,"v":1}`, time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC), true, nil},
+		{"epoch ms fractional", `{"ts":1714557600000.5,"v":1}`, time.Date(2024, 5, 1, 10, 0, 0, 500000, time.UTC), true, nil},
+		{"epoch ms negative", `{"ts":-1500,"v":1}`, time.Date(1969, 12, 31, 23, 59, 58, 500e6, time.UTC), true, nil},
+		{"ts wins over timestamp", `{"ts":1000,"timestamp":"2024-05-01T10:00:00Z","v":1}`, time.UnixMilli(1000).UTC(), true, nil},
+		{"ts wins in either order", `{"timestamp":1000,"ts":2000,"v":1}`, time.UnixMilli(2000).UTC(), true, nil},
+		{"null ts", `{"ts":null,"v":1}`, time.Time{}, false, nil},
+		{"not RFC 3339", `{"ts":"yesterday","v":1}`, time.Time{}, false, ErrBadTimestamp},
+		{"no time zone", `{"ts":"2024-05-01T10:00:00","v":1}`, time.Time{}, false, ErrBadTimestamp},
+		{"boolean", `{"ts":true,"v":1}`, time.Time{}, false, ErrBadTimestamp},
+		{"object", `{"timestamp":{"s":1},"v":1}`, time.Time{}, false, ErrBadTimestamp},
+		{"NaN", `{"ts":NaN,"v":1}`, time.Time{}, false, ErrBadTimestamp},
+		{"-Infinity", `{"ts":-Infinity,"v":1}`, time.Time{}, false, ErrBadTimestamp},
+		{"out of range", `{"ts":1e300,"v":1}`, time.Time{}, false, ErrBadTimestamp},
+		{"overflow", `{"ts":1e400,"v":1}`, time.Time{}, false, ErrBadTimestamp},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			readings, ts, hasTS, err := Flatten([]byte(tt.body))
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Flatten(%s): got error %v, want %v", tt.body, err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if hasTS != tt.wantHasTS || !ts.Equal(tt.wantTS) {
+				t.Errorf("timestamp: got %v (hasTS %v), want %v (hasTS %v)", ts, hasTS, tt.wantTS, tt.wantHasTS)
+			}
+			// The timestamp is never a reading.
+			assertReadings(t, readings, []Reading{{"v", 1}})
+		})
+	}
+}
+
+func TestFlattenErrors(t *testing.T) {
+	nested := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
+	arrays := func(n int) string { return `{"a":` + strings.Repeat("[", n-1) + strings.Repeat("]", n-1) + "}" }
+	many := func(n int) string {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := range n {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, `"m%d":%d`, i, i)
+		}
+		b.WriteString("}")
+		return b.String()
+	}
+	tests := []struct {
+		name    string
+		body    string
+		wantErr error
+		wantMsg string
+	}{
+		{"empty", ``, ErrNotJSONObject, "empty"},
+		{"array", `[{"a":1}]`, ErrNotJSONObject, "JSON array"},
+		{"string", `"hello"`, ErrNotJSONObject, "JSON string"},
+		{"number", `42`, ErrNotJSONObject, `starts with "42"`},
+		{"text", `temp=21`, ErrNotJSONObject, "starts with"},
+		{"binary", "\x00\x01\xff\xfe", ErrNotJSONObject, "binary"},
+		{"truncated", `{"a":1,`, ErrNotJSONObject, "end of body"},
+		{"unterminated string", `{"a`, ErrNotJSONObject, "unterminated string"},
+		{"missing colon", `{"a" 1}`, ErrNotJSONObject, "want ':'"},
+		{"unquoted key", `{a:1}`, ErrNotJSONObject, "quoted object key"},
+		{"trailing comma", `{"a":1,}`, ErrNotJSONObject, "quoted object key"},
+		{"trailing data", `{"a":1} {"b":2}`, ErrNotJSONObject, "after the object"},
+		{"leading zero", `{"a":01}`, ErrNotJSONObject, "want ',' or '}'"},
+		{"bare minus", `{"a":-}`, ErrNotJSONObject, "invalid number"},
+		{"dot without digits", `{"a":1.}`, ErrNotJSONObject, "after '.'"},
+		{"bad exponent", `{"a":1e}`, ErrNotJSONObject, "exponent"},
+		{"hex number", `{"a":0x10}`, ErrNotJSONObject, "want ',' or '}'"},
+		{"bad literal", `{"a":tru}`, ErrNotJSONObject, "invalid literal"},
+		{"bad escape", `{"a\q":1}`, ErrNotJSONObject, `invalid escape \q`},
+		{"bad unicode escape", `{"a":"\u12"}`, ErrNotJSONObject, `invalid \u escape`},
+		{"raw newline in string", "{\"a\":\"x\ny\"}", ErrNotJSONObject, "control character"},
+		{"unclosed array", `{"a":[1,2}`, ErrNotJSONObject, "want ',' or ']'"},
+		{"nesting at the limit", nested(MaxDepth), nil, ""},
+		{"nesting over the limit", nested(MaxDepth + 1), ErrTooDeep, "more than 32 levels"},
+		{"arrays at the limit", arrays(MaxDepth), nil, ""},
+		{"arrays over the limit", arrays(MaxDepth + 1), ErrTooDeep, "more than 32 levels"},
+		{"readings at the limit", many(MaxReadings), nil, ""},
+		{"readings over the limit", many(MaxReadings + 1), ErrTooManyReadings, "more than 1000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			readings, _, _, err := Flatten([]byte(tt.body))
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Flatten(%.60s): got error %v, want %v", tt.body, err, tt.wantErr)
+			}
+			if err == nil {
+				return
+			}
+			if !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("error %q: want it to mention %q", err, tt.wantMsg)
+			}
+			if readings != nil {
+				t.Errorf("got %d readings with an error, want none", len(readings))
+			}
+		})
+	}
+}
+
+// TestFlattenMatchesEncodingJSON checks the scanner against encoding/json on
+// every fixture: the same numbers must come out.
+func TestFlattenMatchesEncodingJSON(t *testing.T) {
+	body := readTestdata(t, "telemetry_nested.json")
+	var tree map[string]any
+	if err := json.Unmarshal(body, &tree); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			if prefix == "" && (k == "ts" || k == "timestamp") {
+				continue
+			}
+			switch v := v.(type) {
+			case float64:
+				want[prefix+k] = v
+			case bool:
+				want[prefix+k] = map[bool]float64{false: 0, true: 1}[v]
+			case map[string]any:
+				walk(prefix+k+".", v)
+			}
+		}
+	}
+	walk("", tree)
+	readings, _, _, err := Flatten(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, r := range readings {
+		got[r.Metric] = r.Value
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("Flatten:\n got %v\nwant %v (encoding/json)", got, want)
+	}
+}
+
+func TestSaneTimestamp(t *testing.T) {
+	enqueued := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		ts   time.Time
+		want bool
+	}{
+		{"same time", enqueued, true},
+		{"a year ago", enqueued.AddDate(-1, 0, 0), true},
+		{"start of 2000", time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), true},
+		{"before 2000", time.Date(1999, 12, 31, 23, 59, 59, 0, time.UTC), false},
+		{"epoch seconds read as ms", time.UnixMilli(1714557600), false},
+		{"zero time", time.Time{}, false},
+		{"a day ahead", enqueued.Add(24 * time.Hour), true},
+		{"more than a day ahead", enqueued.Add(24*time.Hour + time.Second), false},
+	}
+	for _, tt := range tests {
+		if got := SaneTimestamp(tt.ts, enqueued); got != tt.want {
+			t.Errorf("%s: SaneTimestamp(%v): got %v, want %v", tt.name, tt.ts, got, tt.want)
+		}
+	}
+}
+
+func assertReadings(t *testing.T, got, want []Reading) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d readings %v, want %d %v", len(got), got, len(want), want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("reading %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+const benchBody = `{"ts":1714557600000,"temperature":21.53,"humidity":40.2,"pressure":1013.25,"co2":612,` +
+	`"battery":{"voltage":3.71,"percent":88},"rssi":-67,"door":false,"pm25":12.5,"uptime":86400}`
+
+func BenchmarkFlatten(b *testing.B) {
+	body := []byte(benchBody)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		readings, _, _, err := Flatten(body)
+		if err != nil || len(readings) != 10 {
+			b.Fatalf("Flatten: %d readings, %v", len(readings), err)
+		}
+	}
+	b.ReportMetric(float64(b.N*10)/b.Elapsed().Seconds(), "readings/s")
+}
+
+func FuzzFlatten(f *testing.F) {
+	for _, name := range []string{"telemetry_nested.json", "telemetry_python_nan.json", "batch_node_sdk.json"} {
+		f.Add(readTestdata(f, name))
+	}
+	for _, s := range []string{benchBody, `{}`, `{"a":[{"b":[1]}]}`, `{"ts":"2024-05-01T10:00:00Z"}`, `{"a\u00e9\ud800":1e400}`, `{"a":1`, ``} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		readings, ts, hasTS, err := Flatten(body)
+		// Any JSON object encoding/json accepts, the scanner accepts too.
+		if trimmed := strings.TrimLeft(string(body), " \t\r\n"); errors.Is(err, ErrNotJSONObject) &&
+			strings.HasPrefix(trimmed, "{") && json.Valid(body) {
+			t.Fatalf("Flatten(%q) refused a valid JSON object: %v", body, err)
+		}
+		if err != nil {
+			if readings != nil || hasTS {
+				t.Fatalf("error %v came with %d readings and hasTS %v", err, len(readings), hasTS)
+			}
+			return
+		}
+		if len(readings) > MaxReadings {
+			t.Fatalf("got %d readings, limit %d", len(readings), MaxReadings)
+		}
+		seen := map[string]bool{}
+		for _, r := range readings {
+			if r.Metric == "" || len(r.Metric) > MaxMetricName || !utf8.ValidString(r.Metric) {
+				t.Fatalf("bad metric name %q", r.Metric)
+			}
+			if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
+				t.Fatalf("metric %q: non-finite value %v", r.Metric, r.Value)
+			}
+			if seen[r.Metric] {
+				t.Fatalf("metric %q appears twice", r.Metric)
+			}
+			seen[r.Metric] = true
+		}
+		if !hasTS && !ts.IsZero() {
+			t.Fatalf("hasTS false but ts %v", ts)
+		}
+		// Whatever Flatten accepts without non-standard literals is JSON.
+		if !strings.Contains(string(body), "NaN") && !strings.Contains(string(body), "Infinity") && !json.Valid(body[skipBOM(body):]) {
+			t.Fatalf("Flatten accepted invalid JSON %q", body)
+		}
+	})
+}
+
+func FuzzDecodeBatch(f *testing.F) {
+	for _, name := range []string{"batch_node_sdk.json", "batch_explicit.json"} {
+		f.Add(readTestdata(f, name))
+	}
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`[{"body":"!!"}]`))
+	f.Add([]byte(`[{"body":"", "properties":{"iothub-app-":"x","iothub-app-a":1}}]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		msgs, err := DecodeBatch(body)
+		if err != nil {
+			if msgs != nil {
+				t.Fatalf("error %v came with %d messages", err, len(msgs))
+			}
+			return
+		}
+		if len(msgs) == 0 {
+			t.Fatal("no error and no messages")
+		}
+		for i, m := range msgs {
+			if len(m.Body) > MaxMessageSize {
+				t.Fatalf("message %d: %d bytes, over the limit", i, len(m.Body))
+			}
+			for k := range m.Properties {
+				if k == "" {
+					t.Fatalf("message %d: empty property name", i)
+				}
+			}
+			// Bodies go on to Flatten; it must cope with whatever a batch holds.
+			readings, _, _, _ := Flatten(m.Body)
+			for _, r := range readings {
+				if r.Metric == "" || math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
+					t.Fatalf("message %d: bad reading %+v", i, r)
+				}
+			}
+		}
+	})
+}
