@@ -6,6 +6,8 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
+
+	"fieldhub/views"
 )
 
 // render writes a templ component through a buffer, so a failed render can still
@@ -18,7 +20,12 @@ func (s *Server) render(c echo.Context, status int, comp templ.Component) error 
 	return c.HTMLBlob(status, buf.Bytes())
 }
 
-// renderError shows an error page to a browser.
+// renderError shows an error page to a browser. htmx requests get the bare
+// message as text, which the page shows as a toast.
 func (s *Server) renderError(c echo.Context, status int, msg string) error {
-	return c.HTML(status, "<!doctype html><title>"+http.StatusText(status)+"</title><p>"+templ.EscapeString(msg)+"</p>")
+	if c.Request().Header.Get("HX-Request") == "true" {
+		return c.String(status, msg)
+	}
+	p := s.page(c, http.StatusText(status), "")
+	return s.render(c, status, views.ErrorView(views.ErrorPage{Page: p, Status: status, Message: msg}))
 }

@@ -120,7 +120,9 @@ func deviceList(ctx context.Context, e env, args []string) error {
 func deviceShow(ctx context.Context, e env, args []string) error {
 	var keys *string
 	return withDevice(ctx, e, args, "device show", "device show [--data DIR] [--keys yes] <id>",
-		func(fs *flag.FlagSet) { keys = fs.String("keys", "no", "also print the keys and connection string (yes|no)") },
+		func(fs *flag.FlagSet) {
+			keys = fs.String("keys", "no", "also print the keys and connection string (yes|no)")
+		},
 		func(d *db.DB, id string) error {
 			dev, err := d.Device(ctx, id)
 			if err != nil {
@@ -170,7 +172,9 @@ func deviceSetEnabled(ctx context.Context, e env, args []string, enabled bool) e
 func deviceRotateKey(ctx context.Context, e env, args []string) error {
 	var which *string
 	return withDevice(ctx, e, args, "device rotate-key", "device rotate-key [--data DIR] [--key primary|secondary] <id>",
-		func(fs *flag.FlagSet) { which = fs.String("key", db.PrimaryKey, "which key to replace: primary or secondary") },
+		func(fs *flag.FlagSet) {
+			which = fs.String("key", db.PrimaryKey, "which key to replace: primary or secondary")
+		},
 		func(d *db.DB, id string) error {
 			dev, err := d.RotateDeviceKey(ctx, id, *which)
 			if err != nil {

@@ -1,0 +1,125 @@
+package handlers
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"fieldhub/auth"
+	"fieldhub/db"
+	"fieldhub/views"
+)
+
+// showLogin renders the sign-in form with a fresh login CSRF token
+// (double-submit: the same value in a cookie and in the form).
+func (s *Server) showLogin(c echo.Context) error {
+	if p, ok := principal(c); ok && !p.ViaToken {
+		return c.Redirect(http.StatusSeeOther, safeNext(c.QueryParam("next")))
+	}
+	return s.renderLogin(c, http.StatusOK, views.LoginPage{Next: c.QueryParam("next")})
+}
+
+func (s *Server) renderLogin(c echo.Context, status int, m views.LoginPage) error {
+	token := auth.RandomToken(32)
+	c.SetCookie(&http.Cookie{
+		Name: loginCSRFCookie, Value: token, Path: "/login", HttpOnly: true, Secure: s.secure,
+		SameSite: http.SameSiteStrictMode, MaxAge: 3600,
+	})
+	m.Page = s.page(c, "Sign in", "")
+	m.Page.User = nil
+	m.Page.CSRF = token
+	if m.Next == "/" || safeNext(m.Next) != m.Next {
+		m.Next = ""
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return s.render(c, status, views.LoginView(m))
+}
+
+// login checks the form, throttles guessing, and starts a session.
+func (s *Server) login(c echo.Context) error {
+	ctx := c.Request().Context()
+	username := strings.TrimSpace(c.FormValue("username"))
+	password := c.FormValue("password")
+	next := c.FormValue("next")
+	retry := views.LoginPage{Username: username, Next: next}
+
+	ck, err := c.Cookie(loginCSRFCookie)
+	form := c.FormValue(csrfField)
+	if err != nil || ck.Value == "" || form == "" || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(form)) != 1 {
+		retry.Error = "The sign-in form expired. Please sign in again."
+		return s.renderLogin(c, http.StatusForbidden, retry)
+	}
+	if username == "" || password == "" {
+		retry.Error = "Enter your username and password."
+		return s.renderLogin(c, http.StatusUnprocessableEntity, retry)
+	}
+
+	key := username + "|" + c.RealIP()
+	if ok, wait := s.throttle.Allow(key); !ok {
+		secs := int(math.Ceil(wait.Seconds()))
+		c.Response().Header().Set("Retry-After", fmt.Sprint(secs))
+		retry.Error = fmt.Sprintf("Too many failed attempts. Try again in %d seconds.", secs)
+		return s.renderLogin(c, http.StatusTooManyRequests, retry)
+	}
+
+	user, err := s.db.User(ctx, username)
+	switch {
+	case errors.Is(err, db.ErrNotFound):
+		// Spend the same time as a real check so timing does not reveal
+		// which usernames exist.
+		auth.BurnPasswordCheck(password)
+		err = auth.ErrBadPassword
+	case err != nil:
+		return err
+	default:
+		err = auth.CheckPassword(user.PasswordHash, password)
+	}
+	if err != nil {
+		s.throttle.Fail(key)
+		s.audit(ctx, c, "user.login", username, "failed", "wrong username or password")
+		retry.Error = "Wrong username or password."
+		return s.renderLogin(c, http.StatusUnauthorized, retry)
+	}
+	s.throttle.Succeed(key)
+
+	token, csrf := auth.RandomToken(32), auth.RandomToken(32)
+	if err := s.db.CreateSession(ctx, token, user.ID, csrf, s.sessionTTL); err != nil {
+		return err
+	}
+	s.setSessionCookie(c, token)
+	c.SetCookie(&http.Cookie{Name: loginCSRFCookie, Value: "", Path: "/login", MaxAge: -1,
+		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteStrictMode})
+	c.Set(principalKey, Principal{Username: user.Username, Role: user.Role, CSRF: csrf})
+	s.audit(ctx, c, "user.login", user.Username, "ok", "")
+	return c.Redirect(http.StatusSeeOther, safeNext(next))
+}
+
+// logout ends the session behind the cookie.
+func (s *Server) logout(c echo.Context) error {
+	ctx := c.Request().Context()
+	if ck, err := c.Cookie(sessionCookie); err == nil && ck.Value != "" {
+		if err := s.db.DeleteSession(ctx, ck.Value); err != nil {
+			return err
+		}
+	}
+	s.audit(ctx, c, "user.logout", "", "ok", "")
+	s.clearSessionCookie(c)
+	return c.Redirect(http.StatusSeeOther, "/login")
+}
+
+// safeNext keeps a post-login redirect on this site: a local absolute path,
+// not "//host" or "/\host" (which browsers treat as another host), and not
+// back to the login page. Anything else goes to the fleet.
+func safeNext(next string) string {
+	if next == "" || next[0] != '/' || strings.HasPrefix(next, "//") || strings.HasPrefix(next, `/\`) ||
+		strings.ContainsAny(next, "\r\n\t") || next == "/login" || strings.HasPrefix(next, "/login?") ||
+		strings.HasPrefix(next, "/logout") {
+		return views.FleetPath
+	}
+	return next
+}

@@ -1,0 +1,1 @@
+(()=>{var a="fieldhub.theme";function n(){try{let e=localStorage.getItem(a);return e==="light"||e==="dark"?e:null}catch{return null}}function r(e){let t=document.documentElement;e==="light"||e==="dark"?t.dataset.theme=e:delete t.dataset.theme}r(n());})();

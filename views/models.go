@@ -1,0 +1,175 @@
+// Package views renders the dashboard's HTML with templ. Each page has one
+// view model, a plain struct filled by the handlers; nothing here knows about
+// SQL or Echo.
+package views
+
+import (
+	"time"
+
+	"github.com/a-h/templ"
+)
+
+// Roles a dashboard user can have, from most to least powerful.
+const (
+	RoleAdmin    = "admin"
+	RoleOperator = "operator"
+	RoleViewer   = "viewer"
+)
+
+// Device statuses shown on badges.
+const (
+	StatusOnline   = "online"
+	StatusOffline  = "offline"
+	StatusDisabled = "disabled"
+)
+
+// Sections of the main navigation, for Page.Nav.
+const (
+	NavFleet = "fleet"
+	NavUsers = "users"
+	NavAudit = "audit"
+)
+
+// FleetPath is the address of the fleet page, the dashboard's home.
+const FleetPath = "/devices"
+
+// AssetPaths resolves a static asset's name to its versioned URL
+// (static.Assets implements it).
+type AssetPaths interface {
+	Path(name string) string
+}
+
+// UserInfo is the logged-in user.
+type UserInfo struct {
+	Username string
+	Role     string
+}
+
+// IsAdmin reports whether u may manage devices and users.
+func (u *UserInfo) IsAdmin() bool { return u != nil && u.Role == RoleAdmin }
+
+// CanCommand reports whether u may send commands to devices (admins and
+// operators).
+func (u *UserInfo) CanCommand() bool {
+	return u != nil && (u.Role == RoleAdmin || u.Role == RoleOperator)
+}
+
+// Page is what every page's layout needs.
+type Page struct {
+	Title  string
+	Nav    string    // active section: NavFleet, NavUsers, NavAudit
+	User   *UserInfo // nil when logged out
+	CSRF   string    // the session's token; goes into every form and the csrf-token meta tag
+	Flash  string    // one-time notice shown at the top of the page
+	Assets AssetPaths
+	// FlashError shows Flash as an error instead of a success notice.
+	FlashError bool
+	// Now is the time relative dates are computed from; zero means time.Now().
+	// Tests set it so output is stable.
+	Now time.Time
+
+	name string // data-page on <body>, set by each view
+}
+
+func (p Page) as(name string) Page {
+	p.name = name
+	return p
+}
+
+func (p Page) now() time.Time {
+	if p.Now.IsZero() {
+		return time.Now()
+	}
+	return p.Now
+}
+
+func (p Page) asset(name string) string {
+	if p.Assets == nil {
+		return "/static/" + name
+	}
+	return p.Assets.Path(name)
+}
+
+// Tag is one key=value label on a device.
+type Tag struct {
+	Key   string
+	Value string
+}
+
+// LoginPage is the sign-in form.
+type LoginPage struct {
+	Page
+	Username string // echoed back after a failed attempt
+	Error    string
+	Next     string // local address to return to after signing in
+}
+
+// FleetPage lists devices, one page at a time.
+type FleetPage struct {
+	Page
+	Devices   []DeviceRow
+	Query     string // text filter, as typed
+	Status    string // "", StatusOnline, StatusOffline or StatusDisabled
+	PageNum   int    // 1-based
+	PageCount int
+	Total     int // devices matching the filters
+	// Fleet-wide counts for the summary cards (not filtered).
+	Online, Offline, Disabled int
+	MessagesPerMinute         float64
+	// LiveURL is the SSE stream with "device" and "stats" events; empty turns
+	// live updates off.
+	LiveURL string
+}
+
+// DeviceRow is one line of the fleet table.
+type DeviceRow struct {
+	ID           string
+	Name         string
+	Status       string    // StatusOnline, StatusOffline or StatusDisabled
+	LastActivity time.Time // zero: never seen
+	Tags         []Tag
+}
+
+// DevicePage shows one device.
+type DevicePage struct {
+	Page
+	Device DeviceDetail
+	// LiveURL is the device's SSE stream ("device", "reading", … events);
+	// empty turns live updates off.
+	LiveURL string
+	// Telemetry and Commands fill the page's #telemetry and #commands
+	// sections; nil hides the section.
+	Telemetry templ.Component
+	Commands  templ.Component
+}
+
+// DeviceDetail is everything the device page shows about a device.
+type DeviceDetail struct {
+	ID           string
+	Name         string
+	Status       string
+	Enabled      bool
+	Tags         []Tag
+	CreatedAt    time.Time
+	LastActivity time.Time // zero: never seen
+}
+
+// UsersPage lists dashboard users (admins only).
+type UsersPage struct {
+	Page
+	Users []UserRow
+}
+
+// UserRow is one line of the users table.
+type UserRow struct {
+	Username  string
+	Role      string
+	CreatedAt time.Time
+}
+
+// ErrorPage explains a failed request.
+type ErrorPage struct {
+	Page
+	Status  int
+	Message string // safe to show; never an internal error's text
+}

@@ -1,0 +1,43 @@
+// Entry point of the dashboard's JavaScript (built to static/app.js).
+// Each concern lives in its own module; page modules run according to
+// <body data-page="…">.
+import htmx from 'htmx.org';
+import { initCommands } from './commands.js';
+import { installCSRF } from './csrf.js';
+import { initCopy } from './copy.js';
+import { initDevice } from './device.js';
+import { initDisclosures } from './disclosure.js';
+import { initFleet } from './fleet.js';
+import { initTheme } from './theme.js';
+import { initTelemetry } from './telemetry.js';
+import { initRelativeTimes } from './time.js';
+import { initToasts } from './toast.js';
+
+// hx-* attributes and extensions look for the global.
+window.htmx = htmx;
+// We ship the indicator styles in app.css instead of letting htmx inject a
+// <style> element.
+htmx.config.includeIndicatorStyles = false;
+
+const pages = {
+  fleet: initFleet,
+  device: initDevice,
+};
+
+function start() {
+  installCSRF(document);
+  initTheme(document);
+  initToasts(document);
+  initCopy(document);
+  initDisclosures(document);
+  initRelativeTimes(document);
+  pages[document.body.dataset.page]?.(document);
+  initCommands(document);
+  initTelemetry(document);
+}
+
+if (document.readyState === 'loading') {
+  document.addEventListener('DOMContentLoaded', start);
+} else {
+  start();
+}

@@ -1,0 +1,678 @@
+// Device page telemetry section (views/telemetry.templ): one uPlot chart per
+// metric over a chosen time range, drag-to-zoom, live points from the device
+// stream, the latest messages, and download links for the range shown.
+//
+// Data comes from the section's URLs (handlers/api_telemetry.go):
+//   data-readings-url ?metric=&from=&to=&points=  → {"buckets": [{"t": ms, "min", "max", "avg", "count"}]}
+//   data-readings-url ?metric=&format=csv|json&from=&to=  → raw readings (downloads)
+//   data-messages-url ?limit=  → {"messages": [message, …]}, newest first
+// and from the events web/device.js re-dispatches from the device stream:
+//   live:reading  {"t": <unix ms>, "v": {"metric": number, …}}
+//   live:message  a message, as the messages API lists it (live.MessageEvent)
+//   live:resync   events were missed: reload everything
+import uPlot from 'uplot';
+import { fetchWithCSRF } from './csrf.js';
+import { themeChangeEvent } from './theme.js';
+import { showToast } from './toast.js';
+
+const presets = {
+  '15m': 15 * 60e3,
+  '1h': 3600e3,
+  '6h': 6 * 3600e3,
+  '24h': 24 * 3600e3,
+  '7d': 7 * 24 * 3600e3,
+};
+const defaultRange = '1h';
+const plotHeight = 170;
+const maxMessages = 20;
+const maxCharts = 48;
+// Points kept per chart while live; older ones scroll off the window anyway.
+const maxLivePoints = 20000;
+
+function cssVar(name, fallback) {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
+}
+
+function palette() {
+  const colors = [];
+  for (let i = 1; i <= 6; i++) colors.push(cssVar(`--chart-${i}`, '#2563eb'));
+  return {
+    colors,
+    text: cssVar('--text-muted', '#666'),
+    grid: cssVar('--chart-grid', 'rgba(128,128,128,.2)'),
+    font: cssVar('--font', 'system-ui, sans-serif'),
+  };
+}
+
+/** Adds an alpha channel to a #rrggbb colour; other notations pass through. */
+function withAlpha(color, alpha) {
+  return /^#[0-9a-f]{6}$/i.test(color) ? color + alpha : color;
+}
+
+/** Parses a time as Unix milliseconds: a number (ms) or an RFC 3339 string. */
+export function toMillis(t) {
+  if (typeof t === 'number') return t;
+  if (typeof t === 'string') return Date.parse(t);
+  return NaN;
+}
+
+/**
+ * Normalises a readings response to {xs, avg, min, max} (x in seconds).
+ * Accepts {"buckets": […]}, {"readings": […]}, {"points": […]} or an array
+ * of buckets ({t|time, avg|value|v, min, max}).
+ */
+export function parseBuckets(body) {
+  const list = Array.isArray(body) ? body : (body?.buckets ?? body?.readings ?? body?.points ?? []);
+  const rows = [];
+  for (const b of list) {
+    const t = toMillis(b?.t ?? b?.time ?? b?.start);
+    const avg = b?.avg ?? b?.value ?? b?.v;
+    if (!Number.isFinite(t) || typeof avg !== 'number') continue;
+    rows.push([t / 1000, avg, typeof b.min === 'number' ? b.min : avg, typeof b.max === 'number' ? b.max : avg]);
+  }
+  rows.sort((a, b) => a[0] - b[0]);
+  return {
+    xs: rows.map((r) => r[0]),
+    avg: rows.map((r) => r[1]),
+    min: rows.map((r) => r[2]),
+    max: rows.map((r) => r[3]),
+  };
+}
+
+const valueFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 3 });
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+
+class Chart {
+  constructor(grid, metric, colorIndex, hooks) {
+    this.metric = metric;
+    this.colorIndex = colorIndex;
+    this.hooks = hooks;
+    this.data = { xs: [], avg: [], min: [], max: [] };
+    this.lastValue = undefined;
+    const doc = grid.ownerDocument;
+    this.el = doc.createElement('figure');
+    this.el.className = 'chart-panel';
+    this.el.dataset.testid = 'chart';
+    this.el.dataset.metric = metric;
+    const caption = doc.createElement('figcaption');
+    const title = doc.createElement('span');
+    title.className = 'chart-title';
+    title.textContent = metric;
+    this.readout = doc.createElement('span');
+    this.readout.className = 'chart-latest';
+    this.readout.dataset.testid = 'chart-latest';
+    caption.append(title, this.readout);
+    this.plotEl = doc.createElement('div');
+    this.plotEl.className = 'chart-plot';
+    this.plotEl.setAttribute('role', 'img');
+    this.plotEl.setAttribute('aria-label', `${metric} over time`);
+    this.el.append(caption, this.plotEl);
+    grid.append(this.el);
+    this.plot = null;
+  }
+
+  /** Number of points on the chart, for tests: data-points on the figure. */
+  syncCount() {
+    this.el.dataset.points = String(this.data.xs.length);
+  }
+
+  build() {
+    this.plot?.destroy();
+    const p = palette();
+    const color = p.colors[this.colorIndex % p.colors.length];
+    const font = `12px ${p.font}`;
+    const axis = {
+      stroke: p.text,
+      font,
+      grid: { stroke: p.grid, width: 1 },
+      ticks: { stroke: p.grid, width: 1 },
+    };
+    const band = { stroke: withAlpha(color, '55'), width: 1, points: { show: false } };
+    this.plot = new uPlot(
+      {
+        width: Math.max(this.plotEl.clientWidth, 200),
+        height: plotHeight,
+        legend: { show: false },
+        cursor: {
+          drag: { x: true, y: false, setScale: false },
+          sync: { key: 'fieldhub-telemetry' },
+          points: { size: 6 },
+        },
+        select: { show: true },
+        scales: {
+          x: { time: true, range: () => this.hooks.window() },
+          y: {
+            range: (u, lo, hi) => {
+              if (lo == null || hi == null) return [0, 1];
+              const pad = (hi - lo) * 0.1 || Math.abs(hi) * 0.05 || 1;
+              return [lo - pad, hi + pad];
+            },
+          },
+        },
+        axes: [axis, { ...axis, size: 60 }],
+        series: [
+          {},
+          // uPlot's default shows the points only while they are sparse, so
+          // a single reading is visible as a dot.
+          { label: this.metric, stroke: color, width: 1.75, points: { size: 5, fill: color } },
+          { label: 'min', ...band },
+          { label: 'max', ...band },
+        ],
+        bands: [{ series: [3, 2], fill: withAlpha(color, '1f') }],
+        hooks: {
+          setSelect: [
+            (u) => {
+              if (u.select.width < 4) return;
+              const from = u.posToVal(u.select.left, 'x') * 1000;
+              const to = u.posToVal(u.select.left + u.select.width, 'x') * 1000;
+              u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
+              this.hooks.zoom(from, to);
+            },
+          ],
+          setCursor: [(u) => this.showReadout(u.cursor.idx)],
+        },
+      },
+      [this.data.xs, this.data.avg, this.data.min, this.data.max],
+      this.plotEl,
+    );
+    this.plot.over.addEventListener('dblclick', () => this.hooks.resetZoom());
+    this.showReadout(null);
+  }
+
+  /** Shows the value under the cursor, or the newest value. */
+  showReadout(idx) {
+    if (idx != null && this.data.xs[idx] !== undefined) {
+      const t = new Date(this.data.xs[idx] * 1000);
+      this.readout.textContent = `${valueFormat.format(this.data.avg[idx])} · ${timeFormat.format(t)}`;
+      return;
+    }
+    this.readout.textContent = this.lastValue === undefined ? '' : valueFormat.format(this.lastValue);
+  }
+
+  /**
+   * Replaces the data with a loaded range, keeping live points that arrived
+   * after it (while the request was in flight).
+   */
+  setData(d) {
+    const old = this.data;
+    const last = d.xs.length ? d.xs[d.xs.length - 1] : -Infinity;
+    for (let i = 0; i < old.xs.length; i++) {
+      if (old.xs[i] > last) {
+        d.xs.push(old.xs[i]);
+        d.avg.push(old.avg[i]);
+        d.min.push(old.min[i]);
+        d.max.push(old.max[i]);
+      }
+    }
+    this.data = d;
+    if (d.avg.length) this.lastValue = d.avg[d.avg.length - 1];
+    this.syncCount();
+  }
+
+  /** Adds one live point, keeping the arrays in time order. */
+  addPoint(x, v) {
+    const d = this.data;
+    let i = d.xs.length;
+    while (i > 0 && d.xs[i - 1] > x) i--;
+    if (i > 0 && d.xs[i - 1] === x) {
+      d.avg[i - 1] = v;
+      d.min[i - 1] = Math.min(d.min[i - 1], v);
+      d.max[i - 1] = Math.max(d.max[i - 1], v);
+    } else {
+      d.xs.splice(i, 0, x);
+      d.avg.splice(i, 0, v);
+      d.min.splice(i, 0, v);
+      d.max.splice(i, 0, v);
+    }
+    if (i >= d.xs.length - 1) this.lastValue = v;
+    this.syncCount();
+  }
+
+  /** Drops points before x (seconds) that scrolled out of a live window. */
+  trim(x) {
+    const d = this.data;
+    let n = 0;
+    while (n < d.xs.length && d.xs[n] < x) n++;
+    if (d.xs.length - n > maxLivePoints) n = d.xs.length - maxLivePoints;
+    if (n > 0) {
+      for (const k of ['xs', 'avg', 'min', 'max']) d[k].splice(0, n);
+      this.syncCount();
+    }
+  }
+
+  redraw() {
+    if (!this.plot) {
+      this.build();
+      return;
+    }
+    this.plot.setData([this.data.xs, this.data.avg, this.data.min, this.data.max]);
+    this.showReadout(null);
+  }
+
+  resize() {
+    this.plot?.setSize({ width: Math.max(this.plotEl.clientWidth, 200), height: plotHeight });
+  }
+}
+
+/** Formats a Date for an <input type="datetime-local"> in local time. */
+function localInput(ms) {
+  const d = new Date(ms);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+const rangeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'short' });
+
+function withQuery(base, params) {
+  const u = new URL(base, location.href);
+  for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
+  return u.pathname + u.search;
+}
+
+/** Sets up the telemetry section, if the page has one. */
+export function initTelemetry(doc) {
+  const root = doc.querySelector('[data-telemetry]');
+  if (!root) return;
+  const gridEl = root.querySelector('[data-telemetry-charts]');
+  const readingsURL = root.dataset.readingsUrl;
+  const picker = root.querySelector('[data-range-picker]');
+  const customForm = root.querySelector('[data-custom-range]');
+  const rangeLabel = root.querySelector('[data-range-label]');
+  const resetZoomBtn = root.querySelector('[data-reset-zoom]');
+
+  const charts = new Map();
+  // The range: a preset that follows now, or fixed bounds; a zoom overrides
+  // it until reset.
+  let preset = defaultRange;
+  let fixed = null; // {from, to} in ms for a custom range
+  let zoom = null; // {from, to} in ms
+  let loadGeneration = 0;
+
+  const isLive = () => !zoom && !fixed;
+  const window_ = () => {
+    if (zoom) return zoom;
+    if (fixed) return fixed;
+    const to = Date.now();
+    return { from: to - presets[preset], to };
+  };
+
+  const hooks = {
+    window: () => {
+      const w = window_();
+      return [w.from / 1000, w.to / 1000];
+    },
+    zoom: (from, to) => {
+      if (!(to > from)) return;
+      zoom = { from, to };
+      update();
+    },
+    resetZoom: () => {
+      if (!zoom) return;
+      zoom = null;
+      update();
+    },
+  };
+
+  const chartFor = (metric) => {
+    let c = charts.get(metric);
+    if (!c && charts.size < maxCharts) {
+      root.querySelector('[data-testid="charts-empty"]')?.remove();
+      c = new Chart(gridEl, metric, charts.size, hooks);
+      charts.set(metric, c);
+      if (downloadMetric && ![...downloadMetric.options].some((o) => o.value === metric)) {
+        downloadMetric.append(new Option(metric, metric));
+        updateDownloads();
+      }
+    }
+    return c;
+  };
+
+  const dirty = new Set();
+  let frame = 0;
+  const schedule = (c) => {
+    dirty.add(c);
+    if (!frame) {
+      frame = requestAnimationFrame(() => {
+        frame = 0;
+        for (const chart of dirty) chart.redraw();
+        dirty.clear();
+      });
+    }
+  };
+
+  async function loadChart(c, gen) {
+    const w = window_();
+    const points = Math.min(2000, Math.max(60, Math.round(c.plotEl.clientWidth || 600)));
+    const url = withQuery(readingsURL, {
+      metric: c.metric,
+      from: new Date(w.from).toISOString(),
+      to: new Date(w.to).toISOString(),
+      points: String(points),
+    });
+    const res = await fetchWithCSRF(url, { headers: { Accept: 'application/json' } });
+    if (!res.ok) throw new Error(`${c.metric}: status ${res.status}`);
+    const data = parseBuckets(await res.json());
+    if (gen !== loadGeneration) return; // a newer range was chosen meanwhile
+    c.setData(data);
+    schedule(c);
+  }
+
+  async function loadAll() {
+    const gen = ++loadGeneration;
+    root.dataset.loading = 'true';
+    const results = await Promise.allSettled([...charts.values()].map((c) => loadChart(c, gen)));
+    if (gen !== loadGeneration) return;
+    delete root.dataset.loading;
+    const failed = results.filter((r) => r.status === 'rejected');
+    if (failed.length) showToast(`Could not load telemetry (${failed[0].reason.message}).`, 'error', doc);
+  }
+
+  function updateControls() {
+    for (const btn of picker.querySelectorAll('[data-range]')) {
+      const key = btn.dataset.range;
+      const on = key === 'custom' ? fixed !== null : !fixed && key === preset;
+      btn.setAttribute('aria-pressed', String(on));
+    }
+    const w = window_();
+    if (zoom) {
+      rangeLabel.textContent = `Zoomed to ${rangeFormat.format(new Date(w.from))} – ${rangeFormat.format(new Date(w.to))}`;
+    } else if (fixed) {
+      rangeLabel.textContent = `${rangeFormat.format(new Date(w.from))} – ${rangeFormat.format(new Date(w.to))}`;
+    } else {
+      rangeLabel.textContent = 'Live';
+    }
+    rangeLabel.dataset.live = String(isLive());
+    resetZoomBtn.hidden = !zoom;
+    updateDownloads();
+  }
+
+  // Downloads export the chosen metric's raw readings in the range shown.
+  const downloads = root.querySelector('[data-downloads]');
+  const downloadMetric = root.querySelector('[data-download-metric]');
+  function updateDownloads() {
+    const metric = downloadMetric?.value;
+    if (downloads) downloads.hidden = !metric;
+    if (!metric) return;
+    const w = window_();
+    for (const a of root.querySelectorAll('[data-download]')) {
+      a.href = withQuery(readingsURL, {
+        metric,
+        format: a.dataset.download,
+        from: new Date(w.from).toISOString(),
+        to: new Date(w.to).toISOString(),
+      });
+    }
+  }
+  downloadMetric?.addEventListener('change', updateDownloads);
+  // The links keep the range of the moment they were drawn; refresh a
+  // live range's end just before a click follows one.
+  for (const a of root.querySelectorAll('[data-download]')) {
+    a.addEventListener('pointerdown', updateDownloads);
+    a.addEventListener('keydown', updateDownloads);
+  }
+
+  function update() {
+    updateControls();
+    loadAll();
+  }
+
+  picker.addEventListener('click', (evt) => {
+    const btn = evt.target.closest('[data-range]');
+    if (!btn) return;
+    const key = btn.dataset.range;
+    if (key === 'custom') {
+      const open = customForm.hidden;
+      customForm.hidden = !open;
+      btn.setAttribute('aria-expanded', String(open));
+      if (open) {
+        const w = window_();
+        customForm.elements.from.value = localInput(w.from);
+        customForm.elements.to.value = localInput(w.to);
+        customForm.elements.from.focus();
+      }
+      return;
+    }
+    preset = key;
+    fixed = null;
+    zoom = null;
+    customForm.hidden = true;
+    picker.querySelector('[data-range="custom"]')?.setAttribute('aria-expanded', 'false');
+    update();
+  });
+
+  customForm.addEventListener('submit', (evt) => {
+    evt.preventDefault();
+    const from = new Date(customForm.elements.from.value).getTime();
+    const to = new Date(customForm.elements.to.value).getTime();
+    if (!Number.isFinite(from) || !Number.isFinite(to) || to <= from) {
+      showToast('Choose a “to” time after the “from” time.', 'error', doc);
+      return;
+    }
+    fixed = { from, to };
+    zoom = null;
+    update();
+  });
+
+  resetZoomBtn.addEventListener('click', () => hooks.resetZoom());
+
+  // Live points. Points outside the window (a zoomed or fixed range) are
+  // not drawn; the next load picks them up.
+  doc.addEventListener('live:reading', (evt) => {
+    const r = evt.detail;
+    const t = toMillis(r?.t);
+    if (!Number.isFinite(t) || !r.v || typeof r.v !== 'object') return;
+    const w = window_();
+    for (const [metric, value] of Object.entries(r.v)) {
+      if (typeof value !== 'number' || !Number.isFinite(value)) continue;
+      const isNew = !charts.has(metric);
+      const c = chartFor(metric);
+      if (!c) continue;
+      // A metric new to this page may have history in the range already.
+      if (isNew) loadChart(c, loadGeneration).catch(() => {});
+      if (isLive() && t >= w.from && t <= w.to + 60e3) {
+        c.addPoint(t / 1000, value);
+        schedule(c);
+      }
+    }
+  });
+
+  // A live window slides with the clock even when nothing arrives.
+  setInterval(() => {
+    if (!isLive() || doc.hidden) return;
+    const from = window_().from / 1000;
+    for (const c of charts.values()) {
+      c.trim(from);
+      schedule(c);
+    }
+  }, 5000);
+
+  doc.addEventListener('live:resync', () => {
+    loadAll();
+    loadMessages(root, doc);
+  });
+  doc.addEventListener(themeChangeEvent, () => {
+    for (const c of charts.values()) c.build();
+  });
+  new ResizeObserver(() => {
+    for (const c of charts.values()) c.resize();
+  }).observe(gridEl);
+
+  let metrics = [];
+  try {
+    metrics = JSON.parse(root.dataset.metrics || '[]');
+  } catch {
+    metrics = [];
+  }
+  for (const m of metrics) chartFor(m);
+  updateControls();
+  loadAll();
+
+  initMessages(root, doc);
+}
+
+// ---------- Latest messages ----------
+
+const byteFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+
+function formatSize(n) {
+  if (n < 1024) return `${n} B`;
+  return `${byteFormat.format(n / 1024)} KB`;
+}
+
+/** Decodes base64 to text when it is UTF-8, else returns null. */
+function decodeBase64Text(b64) {
+  try {
+    const bin = atob(b64);
+    const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
+/** Pretty-prints JSON text; other text is returned as it is. */
+export function prettyBody(text) {
+  const trimmed = text.trim();
+  if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
+    try {
+      return JSON.stringify(JSON.parse(trimmed), null, 2);
+    } catch {
+      // Not JSON after all (or cut off): show it raw.
+    }
+  }
+  return text;
+}
+
+/**
+ * Reads a message as the messages API and the live "message" event give it:
+ * {id, enqueuedTime, messageId, contentType, properties, body, bodyBase64: bool,
+ * size?, truncated?}.
+ */
+function normaliseMessage(m) {
+  let body = typeof m.body === 'string' ? m.body : '';
+  let binary = false;
+  let size = m.size;
+  if (m.bodyBase64 === true) {
+    const text = decodeBase64Text(body);
+    size ??= Math.floor((body.length * 3) / 4) - (body.endsWith('==') ? 2 : body.endsWith('=') ? 1 : 0);
+    binary = text === null;
+    body = text ?? '';
+  }
+  return {
+    seq: m.id ?? m.seq,
+    time: m.enqueuedTime ?? m.enqueuedAt,
+    messageId: m.messageId ?? '',
+    contentType: m.contentType ?? '',
+    properties: m.properties ?? {},
+    size: size ?? new TextEncoder().encode(body).length,
+    truncated: Boolean(m.truncated),
+    body,
+    binary,
+  };
+}
+
+function renderMessage(doc, m) {
+  const li = doc.createElement('li');
+  li.className = 'message';
+  li.dataset.testid = 'message';
+  if (m.seq !== undefined) li.dataset.seq = String(m.seq);
+
+  const meta = doc.createElement('div');
+  meta.className = 'message-meta';
+  const time = doc.createElement('time');
+  const when = new Date(toMillis(m.time));
+  if (!Number.isNaN(when.getTime())) {
+    time.dateTime = when.toISOString();
+    time.textContent = timeFormat.format(when);
+  }
+  meta.append(time);
+  if (m.messageId) {
+    const id = doc.createElement('span');
+    id.className = 'mono';
+    id.textContent = m.messageId;
+    id.title = 'Message id';
+    meta.append(id);
+  }
+  const info = doc.createElement('span');
+  info.className = 'muted';
+  info.textContent = [m.contentType, formatSize(m.size)].filter(Boolean).join(' · ');
+  meta.append(info);
+  li.append(meta);
+
+  const props = Object.entries(m.properties);
+  if (props.length) {
+    const ul = doc.createElement('ul');
+    ul.className = 'tags';
+    ul.setAttribute('aria-label', 'Properties');
+    for (const [k, v] of props) {
+      const tag = doc.createElement('li');
+      tag.className = 'tag';
+      const b = doc.createElement('b');
+      b.textContent = k;
+      tag.append(b, `=${v}`);
+      ul.append(tag);
+    }
+    li.append(ul);
+  }
+
+  const pre = doc.createElement('pre');
+  pre.className = 'message-body';
+  pre.dataset.testid = 'message-body';
+  if (m.binary) {
+    pre.textContent = `(${formatSize(m.size)} of binary data)`;
+    pre.classList.add('muted');
+  } else {
+    pre.textContent = prettyBody(m.body) + (m.truncated ? '\n… (cut off; the full body is in the message log)' : '');
+  }
+  li.append(pre);
+  return li;
+}
+
+function messageList(root) {
+  return root.querySelector('[data-messages]');
+}
+
+function showMessages(root, doc, messages, { prepend }) {
+  const list = messageList(root);
+  if (!list) return;
+  const seen = new Set([...list.querySelectorAll('[data-seq]')].map((li) => li.dataset.seq));
+  const fresh = messages.map(normaliseMessage).filter((m) => m.seq === undefined || !seen.has(String(m.seq)));
+  if (!fresh.length) return;
+  list.querySelector('[data-messages-empty]')?.remove();
+  const items = fresh.map((m) => renderMessage(doc, m));
+  if (prepend) {
+    list.prepend(...items);
+  } else {
+    list.append(...items);
+  }
+  while (list.children.length > maxMessages) list.lastElementChild.remove();
+}
+
+async function loadMessages(root, doc) {
+  const url = root.dataset.messagesUrl;
+  if (!url) return;
+  try {
+    const res = await fetchWithCSRF(withQuery(url, { limit: String(maxMessages) }), {
+      headers: { Accept: 'application/json' },
+    });
+    if (!res.ok) throw new Error(`status ${res.status}`);
+    const body = await res.json();
+    const list = Array.isArray(body) ? body : (body.messages ?? []);
+    // Newest first from the API; live ones that arrived meanwhile stay on top.
+    const current = messageList(root);
+    const newestShown = Number(current?.querySelector('[data-seq]')?.dataset.seq ?? -Infinity);
+    const older = list.filter((m) => !(Number(m.seq ?? m.id) > newestShown));
+    showMessages(root, doc, older, { prepend: false });
+    const newer = list.filter((m) => Number(m.seq ?? m.id) > newestShown).reverse();
+    for (const m of newer) showMessages(root, doc, [m], { prepend: true });
+  } catch (err) {
+    showToast(`Could not load the latest messages (${err.message}).`, 'error', doc);
+  }
+}
+
+function initMessages(root, doc) {
+  doc.addEventListener('live:message', (evt) => {
+    if (evt.detail) showMessages(root, doc, [evt.detail], { prepend: true });
+  });
+  loadMessages(root, doc);
+}
