@@ -50,6 +50,9 @@ type DB struct {
 
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+
+	// tel holds the time series being filled in memory (reading.go).
+	tel telemetry
 }
 
 // Options tune Open.

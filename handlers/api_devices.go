@@ -150,6 +150,9 @@ func (s *Server) apiUpdateDevice(c echo.Context) error {
 		return err
 	}
 	s.audit(ctx, c, "device.update", d.DeviceID, "ok", "")
+	if req.Enabled != nil {
+		s.announceStatus(d)
+	}
 	return c.JSON(http.StatusOK, s.deviceJSON(c, d))
 }
 
@@ -159,6 +162,7 @@ func (s *Server) apiDeleteDevice(c echo.Context) error {
 		return err
 	}
 	s.audit(ctx, c, "device.delete", c.Param("id"), "ok", "")
+	s.announceDeleted(c.Param("id"))
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -184,5 +188,6 @@ func (s *Server) apiRotateDeviceKey(c echo.Context) error {
 		return err
 	}
 	s.audit(ctx, c, "device.rotate-key", d.DeviceID, "ok", which)
+	s.checkConnection(d.DeviceID)
 	return c.JSON(http.StatusOK, s.deviceJSON(c, d))
 }

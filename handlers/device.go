@@ -114,6 +114,7 @@ func (s *Server) rotateDeviceKey(c echo.Context) error {
 		return s.formError(c, devicePagePath(id), err)
 	}
 	s.audit(ctx, c, "device.rotate-key", d.DeviceID, "ok", which)
+	s.checkConnection(d.DeviceID)
 	msg := fmt.Sprintf("The %s key was replaced. Connection strings with the old %s key no longer work.", which, which)
 	return s.redirectWith(c, devicePagePath(d.DeviceID), msg, false)
 }

@@ -9,6 +9,7 @@ import (
 
 // routes lists every route of the dashboard listener, so the whole surface reads in one screen.
 func (s *Server) routes(e *echo.Echo) {
+	e.Pre(canonicalDeviceBound) // devices spell …/messages/deviceBound in any letter case
 	e.Use(middleware.Recover())
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection: "", ContentTypeNosniff: "nosniff", XFrameOptions: "DENY",
@@ -23,10 +24,37 @@ func (s *Server) routes(e *echo.Echo) {
 		e.GET("/static/*", echo.WrapHandler(s.assets.Handler()))
 	}
 
+	// The Azure device API (handlers/device_ingest.go), authenticated by SAS
+	// tokens, not by sessions.
+	if !s.separateDevice {
+		s.DeviceRoutes(e)
+	}
+
 	// Everything below knows who is asking.
 	g := e.Group("", s.identify)
 	viewer := s.requireRole(db.RoleViewer)
+	operator := s.requireRole(db.RoleOperator)
 	admin := s.requireRole(db.RoleAdmin)
+
+	// Dashboard pages (handlers/login.go, fleet.go, device.go, users.go).
+	g.GET("/", s.home)
+	g.GET("/login", s.showLogin)
+	g.POST("/login", s.login)
+	g.POST("/logout", s.logout, viewer)
+	g.GET("/devices", s.showFleet, viewer)
+	g.POST("/devices", s.createDevice, admin)
+	g.GET("/devices/:id", s.showDevice, viewer)
+	g.POST("/devices/:id", s.updateDevice, admin)
+	g.POST("/devices/:id/enable", s.enableDevice, admin)
+	g.POST("/devices/:id/disable", s.disableDevice, admin)
+	g.POST("/devices/:id/keys/rotate", s.rotateDeviceKey, admin)
+	g.POST("/devices/:id/delete", s.deleteDevice, admin)
+	g.GET("/devices/:id/connection-string", s.showConnectionString, admin)
+	g.GET("/users", s.showUsers, admin)
+	g.POST("/users", s.createUser, admin)
+	g.POST("/users/:name/password", s.setUserPassword, admin)
+	g.POST("/users/:name/delete", s.deleteUser, admin)
+	g.GET("/audit", s.showAudit, admin)
 
 	// Operator REST API.
 	api := g.Group("/api/v1")
@@ -36,4 +64,22 @@ func (s *Server) routes(e *echo.Echo) {
 	api.PATCH("/devices/:id", s.apiUpdateDevice, admin)
 	api.DELETE("/devices/:id", s.apiDeleteDevice, admin)
 	api.POST("/devices/:id/keys/rotate", s.apiRotateDeviceKey, admin)
+
+	// Telemetry (handlers/api_telemetry.go).
+	api.GET("/devices/:id/metrics", s.apiListMetrics, viewer)
+	api.GET("/devices/:id/readings", s.apiListReadings, viewer)
+	api.GET("/devices/:id/messages", s.apiListMessages, viewer)
+
+	// Commands (handlers/api_commands.go): viewers read, operators act.
+	api.GET("/devices/:id/cloud-messages", s.apiListCloudMessages, viewer)
+	api.POST("/devices/:id/cloud-messages", s.apiSendCloudMessage, operator)
+	api.DELETE("/devices/:id/cloud-messages", s.apiPurgeCloudMessages, operator)
+	api.POST("/devices/:id/methods/:name", s.apiInvokeMethod, operator)
+	api.GET("/devices/:id/twin", s.apiShowTwin, viewer)
+	api.PATCH("/devices/:id/twin", s.apiPatchTwin, operator)
+	api.GET("/audit", s.apiListAudit, admin)
+
+	// Live streams (server-sent events).
+	api.GET("/events", s.streamFleet, viewer)
+	api.GET("/devices/:id/events", s.streamDevice, viewer)
 }

@@ -11,7 +11,9 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"fieldhub/auth"
+	"fieldhub/commands"
 	"fieldhub/db"
+	"fieldhub/live"
 )
 
 // Assets resolves and serves the embedded front-end bundle.
@@ -32,6 +34,27 @@ type Config struct {
 	// SessionTTL is how long a login lasts.
 	SessionTTL time.Duration
 	Now        func() time.Time
+	// Live serves and receives the SSE streams; nil answers them with 503.
+	Live *live.Hub
+	// CloudMessages, Methods and Twins are the command services (package
+	// commands); nil ones are built here without background work.
+	CloudMessages *commands.CloudQueue
+	Methods       *commands.Invoker
+	Twins         *commands.Twins
+	// Ingest stores device telemetry (*ingest.Pipeline); nil answers it with 503.
+	Ingest MessageSubmitter
+	// SASHostnames, when set, are the only hosts a device token's sr may name.
+	SASHostnames []string
+	// SeparateDeviceListener leaves the device API off the dashboard router:
+	// serve sets it when the dashboard is reachable beyond loopback, so that
+	// device traffic never travels in clear text; DeviceRouter serves it.
+	SeparateDeviceListener bool
+	// Connections closes device connections a device change no longer
+	// admits (the MQTT broker); nil when there are none.
+	Connections DeviceConnections
+	// MQTTWebSocket serves MQTT over WebSockets at /$iothub/websocket on the
+	// device listener (the SDKs' MqttWs transport); nil leaves it off.
+	MQTTWebSocket http.Handler
 }
 
 // Server holds the handlers' dependencies.
@@ -44,6 +67,16 @@ type Server struct {
 	sessionTTL time.Duration
 	now        func() time.Time
 	throttle   *auth.Throttle
+	live       *live.Hub
+	cloud      *commands.CloudQueue
+	methods    *commands.Invoker
+	twins      *commands.Twins
+	ingest     MessageSubmitter
+	// sasHostnames restricts the host of device tokens (empty: any host).
+	sasHostnames   []string
+	separateDevice bool
+	connections    DeviceConnections
+	mqttWS         http.Handler
 }
 
 // New builds the Echo router with every route.
@@ -61,7 +94,11 @@ func New(cfg Config) (*echo.Echo, *Server) {
 		db: cfg.DB, assets: cfg.Assets, log: cfg.Logger, deviceHost: cfg.DeviceHost,
 		secure: cfg.SecureCookies, sessionTTL: cfg.SessionTTL, now: cfg.Now,
 		throttle: auth.NewThrottle(cfg.Now, 5, time.Second, 5*time.Minute),
+		live:     cfg.Live,
+		ingest:   cfg.Ingest, sasHostnames: cfg.SASHostnames, separateDevice: cfg.SeparateDeviceListener,
+		connections: cfg.Connections, mqttWS: cfg.MQTTWebSocket,
 	}
+	s.cloud, s.methods, s.twins = commandServices(cfg)
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true

@@ -79,8 +79,43 @@ export function parseBuckets(body) {
   };
 }
 
+/**
+ * Breaks the line where readings stop for a while (the device was off):
+ * a null after a step much longer than usual makes uPlot leave a gap
+ * instead of drawing a straight line across it.
+ */
+export function withGaps(d) {
+  const n = d.xs.length;
+  if (n < 3) return d;
+  const steps = [];
+  for (let i = 1; i < n; i++) steps.push(d.xs[i] - d.xs[i - 1]);
+  steps.sort((a, b) => a - b);
+  const limit = Math.max(steps[Math.floor(steps.length / 2)] * 5, 1);
+  const out = { xs: [d.xs[0]], avg: [d.avg[0]], min: [d.min[0]], max: [d.max[0]] };
+  for (let i = 1; i < n; i++) {
+    if (d.xs[i] - d.xs[i - 1] > limit && d.avg[i - 1] !== null) {
+      out.xs.push(d.xs[i - 1] + limit / 5);
+      out.avg.push(null);
+      out.min.push(null);
+      out.max.push(null);
+    }
+    out.xs.push(d.xs[i]);
+    out.avg.push(d.avg[i]);
+    out.min.push(d.min[i]);
+    out.max.push(d.max[i]);
+  }
+  return out;
+}
+
 const valueFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 3 });
 const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const cursorFormat = new Intl.DateTimeFormat(undefined, {
+  month: 'short',
+  day: 'numeric',
+  hour: 'numeric',
+  minute: '2-digit',
+  second: '2-digit',
+});
 
 class Chart {
   constructor(grid, metric, colorIndex, hooks) {
@@ -104,6 +139,7 @@ class Chart {
     caption.append(title, this.readout);
     this.plotEl = doc.createElement('div');
     this.plotEl.className = 'chart-plot';
+    this.plotEl.dataset.emptyText = 'No readings in this range';
     this.plotEl.setAttribute('role', 'img');
     this.plotEl.setAttribute('aria-label', `${metric} over time`);
     this.el.append(caption, this.plotEl);
@@ -113,7 +149,10 @@ class Chart {
 
   /** Number of points on the chart, for tests: data-points on the figure. */
   syncCount() {
-    this.el.dataset.points = String(this.data.xs.length);
+    let n = 0;
+    for (const v of this.data.avg) if (v !== null) n++;
+    this.el.dataset.points = String(n);
+    this.el.toggleAttribute('data-empty', n === 0);
   }
 
   build() {
@@ -181,9 +220,9 @@ class Chart {
 
   /** Shows the value under the cursor, or the newest value. */
   showReadout(idx) {
-    if (idx != null && this.data.xs[idx] !== undefined) {
+    if (idx != null && this.data.avg[idx] != null) {
       const t = new Date(this.data.xs[idx] * 1000);
-      this.readout.textContent = `${valueFormat.format(this.data.avg[idx])} · ${timeFormat.format(t)}`;
+      this.readout.textContent = `${valueFormat.format(this.data.avg[idx])} · ${cursorFormat.format(t)}`;
       return;
     }
     this.readout.textContent = this.lastValue === undefined ? '' : valueFormat.format(this.lastValue);
@@ -195,17 +234,18 @@ class Chart {
    */
   setData(d) {
     const old = this.data;
-    const last = d.xs.length ? d.xs[d.xs.length - 1] : -Infinity;
+    const [from, to] = this.hooks.window();
+    const last = d.xs.length ? d.xs[d.xs.length - 1] : from;
     for (let i = 0; i < old.xs.length; i++) {
-      if (old.xs[i] > last) {
+      if (old.xs[i] > last && old.xs[i] <= to + 60) {
         d.xs.push(old.xs[i]);
         d.avg.push(old.avg[i]);
         d.min.push(old.min[i]);
         d.max.push(old.max[i]);
       }
     }
-    this.data = d;
-    if (d.avg.length) this.lastValue = d.avg[d.avg.length - 1];
+    this.data = withGaps(d);
+    this.lastValue = d.avg.length ? d.avg[d.avg.length - 1] : undefined;
     this.syncCount();
   }
 
@@ -246,7 +286,7 @@ class Chart {
       return;
     }
     this.plot.setData([this.data.xs, this.data.avg, this.data.min, this.data.max]);
-    this.showReadout(null);
+    this.showReadout(this.plot.cursor.idx);
   }
 
   resize() {

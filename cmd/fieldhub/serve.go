@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,8 +12,12 @@ import (
 	"time"
 
 	"fieldhub/auth"
+	cmds "fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/handlers"
+	"fieldhub/ingest"
+	"fieldhub/live"
+	"fieldhub/mqtt"
 	"fieldhub/static"
 )
 
@@ -23,6 +28,17 @@ type serveConfig struct {
 	Demo     bool
 	Hostname string
 	LogLevel string
+	// MQTTAddr is the MQTT-over-TLS device endpoint ("" turns MQTT off);
+	// MQTTPlainAddr an optional unencrypted one, loopback only.
+	MQTTAddr      string
+	MQTTPlainAddr string
+	// DeviceAddr is the Azure-compatible HTTPS device endpoint; TLSCert and
+	// TLSKey its certificate (default: generated into <data>/tls).
+	DeviceAddr string
+	TLSCert    string
+	TLSKey     string
+	// Retention is how long telemetry is kept.
+	Retention time.Duration
 }
 
 func parseServe(e env, args []string) (serveConfig, error) {
@@ -33,6 +49,12 @@ func parseServe(e env, args []string) (serveConfig, error) {
 	fs.BoolVar(&cfg.Demo, "demo", envOr(e, "FIELDHUB_DEMO", "") == "1" || envOr(e, "FIELDHUB_DEMO", "") == "true", "create demo devices on first start and run them (env FIELDHUB_DEMO=1)")
 	fs.StringVar(&cfg.Hostname, "hostname", envOr(e, "FIELDHUB_HOSTNAME", ""), "host name devices dial; goes into connection strings and the TLS certificate (env FIELDHUB_HOSTNAME)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(e, "FIELDHUB_LOG_LEVEL", "info"), "debug, info, warn or error (env FIELDHUB_LOG_LEVEL)")
+	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", envOr(e, "FIELDHUB_MQTT_ADDR", ":8883"), "MQTT over TLS device endpoint; empty turns MQTT off (env FIELDHUB_MQTT_ADDR)")
+	fs.StringVar(&cfg.MQTTPlainAddr, "mqtt-plain-addr", envOr(e, "FIELDHUB_MQTT_PLAIN_ADDR", ""), "also serve MQTT without TLS here; loopback addresses only (env FIELDHUB_MQTT_PLAIN_ADDR)")
+	fs.StringVar(&cfg.DeviceAddr, "device-addr", envOr(e, "FIELDHUB_DEVICE_ADDR", ":8443"), "HTTPS device endpoint (Azure IoT Hub device API); :443 lets the SDKs' HTTP transport connect (env FIELDHUB_DEVICE_ADDR)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", envOr(e, "FIELDHUB_TLS_CERT", ""), "PEM certificate chain of the device endpoints; default: issued by a CA generated in <data>/tls (env FIELDHUB_TLS_CERT)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", envOr(e, "FIELDHUB_TLS_KEY", ""), "PEM private key for --tls-cert (env FIELDHUB_TLS_KEY)")
+	fs.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "how long device messages and readings are kept")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return cfg, err
@@ -40,8 +62,25 @@ func parseServe(e env, args []string) (serveConfig, error) {
 	if len(pos) != 0 {
 		return cfg, usagef("serve takes no arguments, got %q", pos)
 	}
+	if _, _, err := net.SplitHostPort(cfg.DeviceAddr); err != nil {
+		return cfg, usagef("serve: --device-addr %q is not host:port: %v", cfg.DeviceAddr, err)
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return cfg, usagef("serve: --tls-cert and --tls-key go together")
+	}
+	if cfg.Retention <= 0 {
+		return cfg, usagef("serve: --retention must be positive, got %s", cfg.Retention)
+	}
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return cfg, usagef("serve: --addr %q is not host:port: %v", cfg.Addr, err)
+	}
+	if _, _, err := net.SplitHostPort(cfg.MQTTAddr); cfg.MQTTAddr != "" && err != nil {
+		return cfg, usagef("serve: --mqtt-addr %q is not host:port: %v", cfg.MQTTAddr, err)
+	}
+	if cfg.MQTTPlainAddr != "" {
+		if err := mqtt.CheckPlainAddr(cfg.MQTTPlainAddr); err != nil {
+			return cfg, usagef("serve: --mqtt-plain-addr: %v", err)
+		}
 	}
 	return cfg, nil
 }
@@ -87,7 +126,17 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	if host == "" {
 		host = "localhost"
 	}
-	deviceHost := host + ":8443"
+	// The device listener opens first so that the recorded host carries its real port.
+	cert, err := serverCertificate(cfg, log)
+	if err != nil {
+		return err
+	}
+	deviceLn, err := net.Listen("tcp", cfg.DeviceAddr)
+	if err != nil {
+		return fmt.Errorf("device endpoint: listen on %s: %w", cfg.DeviceAddr, err)
+	}
+	defer deviceLn.Close()
+	deviceHost := deviceHostName(host, deviceLn)
 	if err := store.SetSetting(ctx, db.SettingDeviceHost, deviceHost); err != nil {
 		return err
 	}
@@ -96,13 +145,100 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	if err != nil {
 		return fmt.Errorf("load front-end assets: %w", err)
 	}
-	router, _ := handlers.New(handlers.Config{DB: store, Assets: assets, Logger: log, DeviceHost: deviceHost})
+	// Live streams close after the database's deferred Close is registered,
+	// so they end first; they also end as soon as HTTP shutdown begins, since
+	// an open stream would otherwise hold srv.Shutdown until its timeout.
+	hub := live.New(live.Options{Logger: log, Counts: store.FleetCounts})
+	defer hub.Close()
+	// Devices online right now go offline on open pages when they fall silent.
+	online, _, err := store.Devices(ctx, db.DeviceFilter{Status: db.StatusOnline})
+	if err != nil {
+		return err
+	}
+	for _, d := range online {
+		hub.Remember(d.DeviceID, d.LastActivity)
+	}
+	// Command services. The sweeper stops (deferred) before the live hub and the
+	// database close. The MQTT transport plugs into them: cloud.OnQueued,
+	// twins.OnDesired, methods.SetTransport.
+	cloud := cmds.NewCloudQueue(cmds.CloudQueueConfig{DB: store, Publisher: hub, Logger: log})
+	cloud.Start(ctx)
+	defer cloud.Close()
+	methods := cmds.NewInvoker(cmds.InvokerConfig{DB: store, Publisher: hub, Logger: log})
+	twins := cmds.NewTwins(cmds.TwinsConfig{DB: store, Publisher: hub, Logger: log})
+	// Ingest starts before the listeners and drains (deferred) after they
+	// stopped, before the live hub and the database close.
+	pipeline, err := ingest.New(ctx, store, hub, ingest.Options{Logger: log, Retention: cfg.Retention})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := pipeline.Close(ctx); err != nil {
+			log.Error("drain ingest", "err", err)
+		}
+	}()
+	var sasHosts []string
+	if cfg.Hostname != "" {
+		sasHosts = []string{cfg.Hostname}
+	}
+	// MQTT devices use the same certificate. The broker closes (deferred)
+	// before the pipeline drains: Close waits for publishes in flight.
+	var connections handlers.DeviceConnections
+	var mqttWS http.Handler
+	if cfg.MQTTAddr != "" || cfg.MQTTPlainAddr != "" {
+		broker, err := mqtt.New(mqtt.Config{
+			Addr: cfg.MQTTAddr, PlainAddr: cfg.MQTTPlainAddr,
+			TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+			DB:  store, Ingest: pipeline, Presence: hub, CloudMessages: cloud, Twins: twins,
+			Hostnames: sasHosts, Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		if err := broker.Start(); err != nil {
+			broker.Close()
+			return err
+		}
+		defer broker.Close()
+		methods.SetTransport(broker)
+		connections, mqttWS = broker, broker.WebSocketHandler()
+		log.Info("MQTT device endpoint is listening", "addr", broker.Addr(), "plain", broker.PlainAddr())
+	}
+	router, server := handlers.New(handlers.Config{DB: store, Assets: assets, Logger: log, DeviceHost: deviceHost, Live: hub,
+		CloudMessages: cloud, Methods: methods, Twins: twins,
+		Ingest: pipeline, SASHostnames: sasHosts, SeparateDeviceListener: !isLoopback(cfg.Addr),
+		Connections: connections, MQTTWebSocket: mqttWS})
+	deviceSrv := &http.Server{
+		Handler: server.DeviceRouter(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug), // TLS handshake noise from scanners
+	}
+	deviceErrc := make(chan error, 1)
+	go func() { deviceErrc <- deviceSrv.ServeTLS(deviceLn, "", "") }()
+	log.Info("device endpoint (Azure IoT Hub HTTPS API) is listening", "addr", deviceLn.Addr().String(), "hostname", deviceHost)
+	// The demo's simulated devices send through the device listener like
+	// real ones. They stop first on shutdown (stopDemo below), before the
+	// listeners close and the pipeline drains; the defer covers early returns.
+	stopDemo := func() {}
+	if cfg.Demo {
+		demoURL, demoClient, err := demoEndpoint(deviceLn.Addr(), host, cert)
+		if err != nil {
+			return err
+		}
+		if stopDemo, err = startDemo(ctx, store, demoURL, deviceHost, demoClient, log); err != nil {
+			return err
+		}
+	}
+	defer stopDemo()
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv.RegisterOnShutdown(hub.Close)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	url := "http://" + displayAddr(ln.Addr().String())
@@ -114,11 +250,21 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 		log.Info("shutting down")
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
+			deviceSrv.Close()
 			return fmt.Errorf("dashboard server: %w", err)
 		}
+	case err := <-deviceErrc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			srv.Close()
+			return fmt.Errorf("device endpoint: %w", err)
+		}
 	}
+	stopDemo()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := deviceSrv.Shutdown(shutdownCtx); err != nil {
+		log.Error("stop device endpoint", "err", err)
+	}
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Error("stop dashboard server", "err", err)
 	}

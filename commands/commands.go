@@ -1,0 +1,87 @@
+// Package commands is how operators act on devices: cloud-to-device messages
+// (a durable per-device queue whose deadlines a sweeper enforces), direct methods
+// (request and response through a pluggable transport) and device twins. It owns
+// the rules; db stores the state and transports (HTTPS handlers, MQTT) move bytes.
+package commands
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"fieldhub/db"
+)
+
+// Publisher fans events out to the dashboard's live streams; live.Hub implements it.
+// It must not block.
+type Publisher interface {
+	PublishDevice(deviceID, eventType string, data any)
+}
+
+// Live event types published on a device's stream. Messages and method calls
+// share the "command" type and say which they are in Kind.
+const (
+	EventCommand = "command"
+	EventTwin    = "twin"
+)
+
+// Kinds of "command" events.
+const (
+	KindCloudMessage = "c2d"
+	KindMethod       = "method"
+)
+
+// CommandEvent is the data of a "command" event: a message's new state or a
+// method call's progress.
+type CommandEvent struct {
+	Kind    string            `json:"kind"`
+	Message *CloudMessageView `json:"message,omitempty"`
+	Call    *MethodCallView   `json:"call,omitempty"`
+}
+
+type nopPublisher struct{}
+
+func (nopPublisher) PublishDevice(string, string, any) {}
+
+// audit records an action; a failure is logged, because the action already happened.
+func audit(ctx context.Context, store *db.DB, log *slog.Logger, e db.AuditEntry) {
+	if err := store.RecordAudit(ctx, e); err != nil {
+		log.Error("record audit", "action", e.Action, "target", e.Target, "err", err)
+	}
+}
+
+// listeners is a set of callbacks. They run on the caller's goroutine, after the
+// change is committed, so they must return quickly (hand off to a channel).
+type listeners[F any] struct {
+	mu   sync.Mutex
+	next int
+	fns  map[int]F
+}
+
+func (l *listeners[F]) add(fn F) (cancel func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fns == nil {
+		l.fns = map[int]F{}
+	}
+	id := l.next
+	l.next++
+	l.fns[id] = fn
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		delete(l.fns, id)
+	}
+}
+
+func (l *listeners[F]) each(call func(F)) {
+	l.mu.Lock()
+	fns := make([]F, 0, len(l.fns))
+	for _, fn := range l.fns {
+		fns = append(fns, fn)
+	}
+	l.mu.Unlock()
+	for _, fn := range fns {
+		call(fn)
+	}
+}

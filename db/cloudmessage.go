@@ -1,0 +1,566 @@
+package db
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Cloud-to-device message states. A message waits as queued (or abandoned, which
+// is queued again after a device gave it back), is locked while a device holds it,
+// and ends in exactly one of the final states.
+const (
+	CloudQueued    = "queued"
+	CloudLocked    = "locked"
+	CloudCompleted = "completed"
+	CloudRejected  = "rejected"
+	CloudAbandoned = "abandoned"
+	CloudExpired   = "expired"
+	CloudDead      = "dead" // delivery count exhausted
+	CloudPurged    = "purged"
+)
+
+// Settlements a device may give a locked message.
+const (
+	SettleComplete = "complete"
+	SettleReject   = "reject"
+	SettleAbandon  = "abandon"
+)
+
+// Limits of the cloud-to-device queue (Azure IoT Hub's figures).
+const (
+	MaxCloudQueue            = 50
+	MaxCloudBody             = 64 * 1024
+	MinCloudTTL              = time.Minute
+	MaxCloudTTL              = 48 * time.Hour
+	DefaultCloudTTL          = time.Hour
+	DefaultCloudLock         = time.Minute
+	DefaultMaxDeliveryCount  = 10
+	maxMaxDeliveryCount      = 100
+	maxCloudProperties       = 64
+	maxCloudPropertyName     = 128
+	maxCloudPropertiesLength = 8 * 1024
+	maxCloudIDLength         = 128
+)
+
+// Errors of the cloud-to-device queue.
+var (
+	// ErrQueueFull refuses a message when MaxCloudQueue are already waiting.
+	ErrQueueFull = errors.New("cloud-to-device queue is full")
+	// ErrQueueEmpty means no message is waiting for the device.
+	ErrQueueEmpty = errors.New("no cloud-to-device message waiting")
+	// ErrLockLost means the lock token is unknown, already settled or expired.
+	ErrLockLost = errors.New("lock token is unknown or expired")
+)
+
+// CloudMessage is one cloud-to-device message and where it stands.
+type CloudMessage struct {
+	ID               int64 // queue sequence number
+	DeviceID         string
+	MessageID        string
+	CorrelationID    string
+	Body             []byte
+	Properties       map[string]string
+	State            string
+	LockToken        string    // set while locked
+	LockExpiresAt    time.Time // set while locked
+	ExpiresAt        time.Time
+	DeliveryCount    int
+	MaxDeliveryCount int
+	Sender           string
+	EnqueuedAt       time.Time
+	UpdatedAt        time.Time
+	SettledAt        time.Time // zero until final
+}
+
+// TTL is how long the message may wait, as it was queued.
+func (m CloudMessage) TTL() time.Duration { return m.ExpiresAt.Sub(m.EnqueuedAt) }
+
+// Final reports whether the message reached a state it never leaves.
+func (m CloudMessage) Final() bool { return IsFinalCloudState(m.State) }
+
+// IsFinalCloudState reports whether state is one a message never leaves.
+func IsFinalCloudState(state string) bool {
+	switch state {
+	case CloudCompleted, CloudRejected, CloudExpired, CloudDead, CloudPurged:
+		return true
+	}
+	return false
+}
+
+// NewCloudMessage is what EnqueueCloudMessage needs. Zero values take defaults.
+type NewCloudMessage struct {
+	DeviceID         string
+	MessageID        string // generated when empty
+	CorrelationID    string
+	Body             []byte
+	Properties       map[string]string
+	TTL              time.Duration
+	MaxDeliveryCount int
+	Sender           string
+}
+
+// ValidatePropertyName accepts names that can travel as HTTP header suffixes
+// (iothub-app-<name>) and as MQTT property-bag keys.
+func ValidatePropertyName(k string) error {
+	if k == "" || len(k) > maxCloudPropertyName {
+		return invalid("properties", "property name %q must be 1-%d characters", k, maxCloudPropertyName)
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return invalid("properties", "property name %q contains %q; use letters, digits and !#$%%&'*+-.^_`|~", k, c)
+	}
+	return nil
+}
+
+func validateCloudMessage(nm *NewCloudMessage) error {
+	if len(nm.Body) > MaxCloudBody {
+		return invalid("body", "body is %d bytes; at most %d are allowed", len(nm.Body), MaxCloudBody)
+	}
+	if nm.TTL == 0 {
+		nm.TTL = DefaultCloudTTL
+	}
+	if nm.TTL < MinCloudTTL || nm.TTL > MaxCloudTTL {
+		return invalid("ttlSeconds", "time to live is %d seconds; it must be from %d to %d",
+			int64(nm.TTL/time.Second), int64(MinCloudTTL/time.Second), int64(MaxCloudTTL/time.Second))
+	}
+	if nm.MaxDeliveryCount == 0 {
+		nm.MaxDeliveryCount = DefaultMaxDeliveryCount
+	}
+	if nm.MaxDeliveryCount < 1 || nm.MaxDeliveryCount > maxMaxDeliveryCount {
+		return invalid("maxDeliveryCount", "must be from 1 to %d", maxMaxDeliveryCount)
+	}
+	if nm.MessageID == "" {
+		nm.MessageID = newUUID()
+	}
+	for field, v := range map[string]string{"messageId": nm.MessageID, "correlationId": nm.CorrelationID} {
+		if len(v) > maxCloudIDLength {
+			return invalid(field, "is %d characters long; at most %d are allowed", len(v), maxCloudIDLength)
+		}
+		if !printable(v) {
+			return invalid(field, "must be printable characters without control characters")
+		}
+	}
+	if len(nm.Properties) > maxCloudProperties {
+		return invalid("properties", "%d properties; at most %d are allowed", len(nm.Properties), maxCloudProperties)
+	}
+	total := 0
+	for k, v := range nm.Properties {
+		if err := ValidatePropertyName(k); err != nil {
+			return err
+		}
+		if !printable(v) {
+			return invalid("properties", "value of %q must be printable characters without control characters", k)
+		}
+		total += len(k) + len(v)
+	}
+	if total > maxCloudPropertiesLength {
+		return invalid("properties", "properties take %d bytes; at most %d are allowed", total, maxCloudPropertiesLength)
+	}
+	return nil
+}
+
+// printable is valid UTF-8 without control characters, so it is safe in headers and topics.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// newUUID is a random RFC 4122 version 4 UUID, the shape Azure uses for ids and lock tokens.
+func newUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+const cloudColumns = `m.id, d.device_id, m.message_id, m.correlation_id, m.body, m.properties, m.state,
+	m.lock_token, m.lock_expires_at, m.expires_at, m.delivery_count, m.max_delivery_count, m.sender,
+	m.enqueued_at, m.updated_at, m.settled_at`
+
+const cloudFrom = ` FROM cloud_messages m JOIN devices d ON d.id = m.device_id`
+
+func scanCloudMessage(s scanner) (CloudMessage, error) {
+	var (
+		m                         CloudMessage
+		props                     string
+		lock                      sql.NullString
+		lockExp, settled          sql.NullInt64
+		expires, enqueued, update int64
+	)
+	if err := s.Scan(&m.ID, &m.DeviceID, &m.MessageID, &m.CorrelationID, &m.Body, &props, &m.State,
+		&lock, &lockExp, &expires, &m.DeliveryCount, &m.MaxDeliveryCount, &m.Sender,
+		&enqueued, &update, &settled); err != nil {
+		return CloudMessage{}, err
+	}
+	m.LockToken = lock.String
+	m.LockExpiresAt, m.SettledAt = nullMS(lockExp), nullMS(settled)
+	m.ExpiresAt, m.EnqueuedAt, m.UpdatedAt = fromMS(expires), fromMS(enqueued), fromMS(update)
+	m.Properties = map[string]string{}
+	if err := json.Unmarshal([]byte(props), &m.Properties); err != nil {
+		return CloudMessage{}, fmt.Errorf("cloud message %d: bad properties column: %w", m.ID, err)
+	}
+	if m.Body == nil {
+		m.Body = []byte{}
+	}
+	return m, nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func queryCloudMessages(ctx context.Context, q querier, where string, args ...any) ([]CloudMessage, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+cloudColumns+cloudFrom+` WHERE `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []CloudMessage
+	for rows.Next() {
+		m, err := scanCloudMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func deviceRowID(ctx context.Context, tx *sql.Tx, deviceID string) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `SELECT id FROM devices WHERE device_id = ?`, deviceID).Scan(&id)
+	if err := translate(err); err != nil {
+		return 0, fmt.Errorf("device %q: %w", deviceID, err)
+	}
+	return id, nil
+}
+
+// EnqueueCloudMessage queues a message for a device, refusing it with ErrQueueFull
+// when MaxCloudQueue messages are already waiting or locked.
+func (d *DB) EnqueueCloudMessage(ctx context.Context, nm NewCloudMessage) (CloudMessage, error) {
+	if err := validateCloudMessage(&nm); err != nil {
+		return CloudMessage{}, err
+	}
+	if nm.Properties == nil {
+		nm.Properties = map[string]string{}
+	}
+	if nm.Body == nil {
+		nm.Body = []byte{}
+	}
+	props, _ := json.Marshal(nm.Properties)
+	now := ms(d.Now())
+	var m CloudMessage
+	err := d.withTx(ctx, func(tx *sql.Tx) error {
+		dev, err := deviceRowID(ctx, tx, nm.DeviceID)
+		if err != nil {
+			return err
+		}
+		// Count what is still alive at this instant, whether or not the sweeper has
+		// caught up with the deadlines yet.
+		var waiting int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM cloud_messages WHERE device_id = ? AND (
+			(state IN ('queued', 'abandoned') AND expires_at > ?) OR
+			(state = 'locked' AND (lock_expires_at > ? OR expires_at > ?)))`, dev, now, now, now).Scan(&waiting); err != nil {
+			return err
+		}
+		if waiting >= MaxCloudQueue {
+			return fmt.Errorf("device %q has %d messages waiting, the most allowed; wait for the device to take some or purge the queue: %w",
+				nm.DeviceID, waiting, ErrQueueFull)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO cloud_messages (device_id, message_id, correlation_id, body, properties,
+			state, expires_at, delivery_count, max_delivery_count, sender, enqueued_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?)`,
+			dev, nm.MessageID, nm.CorrelationID, nm.Body, string(props), now+nm.TTL.Milliseconds(),
+			nm.MaxDeliveryCount, nm.Sender, now, now)
+		if err != nil {
+			return err
+		}
+		id, _ := res.LastInsertId()
+		m, err = cloudMessageTx(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return CloudMessage{}, wrapUnlessNotFound("queue cloud message", err)
+	}
+	return m, nil
+}
+
+func cloudMessageTx(ctx context.Context, tx *sql.Tx, id int64) (CloudMessage, error) {
+	m, err := scanCloudMessage(tx.QueryRowContext(ctx, `SELECT `+cloudColumns+cloudFrom+` WHERE m.id = ?`, id))
+	return m, translate(err)
+}
+
+// CloudMessage reads one message by its sequence number.
+func (d *DB) CloudMessage(ctx context.Context, id int64) (CloudMessage, error) {
+	m, err := scanCloudMessage(d.read.QueryRowContext(ctx, `SELECT `+cloudColumns+cloudFrom+` WHERE m.id = ?`, id))
+	if err := translate(err); err != nil {
+		return CloudMessage{}, fmt.Errorf("cloud message %d: %w", id, err)
+	}
+	return m, nil
+}
+
+// ReceiveCloudMessage locks the oldest waiting message of a device for lockFor and
+// counts the delivery. It returns ErrQueueEmpty when nothing is waiting. Deadlines
+// that passed are applied first, so the answer is right even if the sweeper lags;
+// every message they changed is returned too, for live updates.
+func (d *DB) ReceiveCloudMessage(ctx context.Context, deviceID string, lockFor time.Duration) (CloudMessage, []CloudMessage, error) {
+	if lockFor <= 0 {
+		lockFor = DefaultCloudLock
+	}
+	now := ms(d.Now())
+	var (
+		m       CloudMessage
+		changed []CloudMessage
+	)
+	err := d.withTx(ctx, func(tx *sql.Tx) error {
+		dev, err := deviceRowID(ctx, tx, deviceID)
+		if err != nil {
+			return err
+		}
+		if changed, err = applyCloudDeadlines(ctx, tx, now, dev); err != nil {
+			return err
+		}
+		var id int64
+		err = tx.QueryRowContext(ctx, `SELECT id FROM cloud_messages WHERE device_id = ? AND state IN ('queued', 'abandoned')
+			ORDER BY id LIMIT 1`, dev).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrQueueEmpty
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE cloud_messages SET state = 'locked', lock_token = ?, lock_expires_at = ?,
+			delivery_count = delivery_count + 1, updated_at = ? WHERE id = ?`, newUUID(), now+lockFor.Milliseconds(), now, id); err != nil {
+			return err
+		}
+		m, err = cloudMessageTx(ctx, tx, id)
+		return err
+	})
+	if errors.Is(err, ErrQueueEmpty) {
+		return CloudMessage{}, changed, ErrQueueEmpty
+	}
+	if err != nil {
+		return CloudMessage{}, nil, wrapUnlessNotFound(fmt.Sprintf("receive cloud message for %q", deviceID), err)
+	}
+	return m, changed, nil
+}
+
+// SettleCloudMessage applies a device's settlement (SettleComplete, SettleReject,
+// SettleAbandon) to the message it holds under lockToken. It returns ErrLockLost
+// when no message of this device is locked under that token or the lock expired.
+// An abandoned message goes back to the queue unless its deliveries are exhausted
+// (dead) or its time to live passed (expired).
+func (d *DB) SettleCloudMessage(ctx context.Context, deviceID, lockToken, settlement string) (CloudMessage, error) {
+	switch settlement {
+	case SettleComplete, SettleReject, SettleAbandon:
+	default:
+		return CloudMessage{}, invalid("settlement", "unknown settlement %q; use complete, reject or abandon", settlement)
+	}
+	now := ms(d.Now())
+	var m CloudMessage
+	err := d.withTx(ctx, func(tx *sql.Tx) error {
+		var (
+			id, lockExp, expires int64
+			count, maxCount      int
+		)
+		err := tx.QueryRowContext(ctx, `SELECT m.id, m.lock_expires_at, m.expires_at, m.delivery_count, m.max_delivery_count
+			FROM cloud_messages m JOIN devices d ON d.id = m.device_id
+			WHERE d.device_id = ? AND m.lock_token = ? AND m.state = 'locked'`, deviceID, lockToken).
+			Scan(&id, &lockExp, &expires, &count, &maxCount)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && lockExp <= now {
+			return ErrLockLost
+		}
+		if err != nil {
+			return err
+		}
+		var state string
+		switch settlement {
+		case SettleComplete:
+			state = CloudCompleted
+		case SettleReject:
+			state = CloudRejected
+		case SettleAbandon:
+			state = requeueState(CloudAbandoned, now, expires, count, maxCount)
+		}
+		if err := setCloudState(ctx, tx, id, state, now); err != nil {
+			return err
+		}
+		m, err = cloudMessageTx(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return CloudMessage{}, wrapUnlessNotFound(fmt.Sprintf("%s cloud message of %q", settlement, deviceID), err)
+	}
+	return m, nil
+}
+
+// requeueState is where a message given back (abandoned, or its lock expired) goes:
+// waiting again as want, unless it can no longer be delivered.
+func requeueState(want string, now, expires int64, count, maxCount int) string {
+	switch {
+	case expires <= now:
+		return CloudExpired
+	case count >= maxCount:
+		return CloudDead
+	}
+	return want
+}
+
+// setCloudState moves a message to state, dropping its lock and stamping
+// settled_at when the state is final.
+func setCloudState(ctx context.Context, tx *sql.Tx, id int64, state string, now int64) error {
+	var settled any
+	if IsFinalCloudState(state) {
+		settled = now
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE cloud_messages SET state = ?, lock_token = NULL, lock_expires_at = NULL,
+		updated_at = ?, settled_at = ? WHERE id = ?`, state, now, settled, id)
+	return err
+}
+
+// applyCloudDeadlines expires waiting messages whose time to live passed and takes
+// back messages whose lock expired; dev 0 means every device. It returns the
+// messages it changed.
+func applyCloudDeadlines(ctx context.Context, tx *sql.Tx, now, dev int64) ([]CloudMessage, error) {
+	where := `((m.state IN ('queued', 'abandoned') AND m.expires_at <= ?) OR (m.state = 'locked' AND m.lock_expires_at <= ?))`
+	args := []any{now, now}
+	if dev != 0 {
+		where += ` AND m.device_id = ?`
+		args = append(args, dev)
+	}
+	due, err := queryCloudMessages(ctx, tx, where+` ORDER BY m.id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	for i, m := range due {
+		state := CloudExpired
+		if m.State == CloudLocked {
+			state = requeueState(CloudQueued, now, ms(m.ExpiresAt), m.DeliveryCount, m.MaxDeliveryCount)
+		}
+		if err := setCloudState(ctx, tx, m.ID, state, now); err != nil {
+			return nil, err
+		}
+		if due[i], err = cloudMessageTx(ctx, tx, m.ID); err != nil {
+			return nil, err
+		}
+	}
+	return due, nil
+}
+
+// ApplyCloudMessageDeadlines applies every passed deadline (time to live, lock) of
+// every device and returns the messages it changed. The sweeper calls it.
+func (d *DB) ApplyCloudMessageDeadlines(ctx context.Context) ([]CloudMessage, error) {
+	now := ms(d.Now())
+	var changed []CloudMessage
+	err := d.withTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		changed, err = applyCloudDeadlines(ctx, tx, now, 0)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apply cloud message deadlines: %w", err)
+	}
+	return changed, nil
+}
+
+// NextCloudMessageDeadline is the earliest pending expiry or lock expiry, or the
+// zero time when no message is waiting or locked.
+func (d *DB) NextCloudMessageDeadline(ctx context.Context) (time.Time, error) {
+	var next sql.NullInt64
+	err := d.read.QueryRowContext(ctx, `SELECT MIN(t) FROM (
+		SELECT MIN(expires_at) AS t FROM cloud_messages WHERE state IN ('queued', 'abandoned')
+		UNION ALL
+		SELECT MIN(lock_expires_at) FROM cloud_messages WHERE state = 'locked')`).Scan(&next)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("next cloud message deadline: %w", err)
+	}
+	return nullMS(next), nil
+}
+
+// PurgeCloudMessages ends every waiting or locked message of a device as purged
+// and returns them.
+func (d *DB) PurgeCloudMessages(ctx context.Context, deviceID string) ([]CloudMessage, error) {
+	now := ms(d.Now())
+	var purged []CloudMessage
+	err := d.withTx(ctx, func(tx *sql.Tx) error {
+		dev, err := deviceRowID(ctx, tx, deviceID)
+		if err != nil {
+			return err
+		}
+		live, err := queryCloudMessages(ctx, tx, `m.device_id = ? AND m.state IN ('queued', 'abandoned', 'locked') ORDER BY m.id`, dev)
+		if err != nil {
+			return err
+		}
+		for _, m := range live {
+			if err := setCloudState(ctx, tx, m.ID, CloudPurged, now); err != nil {
+				return err
+			}
+			m, err = cloudMessageTx(ctx, tx, m.ID)
+			if err != nil {
+				return err
+			}
+			purged = append(purged, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrapUnlessNotFound(fmt.Sprintf("purge cloud messages of %q", deviceID), err)
+	}
+	return purged, nil
+}
+
+// CloudMessages is a device's message history, newest first, at most limit (default 100).
+func (d *DB) CloudMessages(ctx context.Context, deviceID string, limit int) ([]CloudMessage, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	if _, err := d.Device(ctx, deviceID); err != nil {
+		return nil, err
+	}
+	out, err := queryCloudMessages(ctx, d.read, fmt.Sprintf(`d.device_id = ? ORDER BY m.id DESC LIMIT %d`, limit), deviceID)
+	if err != nil {
+		return nil, fmt.Errorf("list cloud messages of %q: %w", deviceID, err)
+	}
+	return out, nil
+}
+
+// PruneCloudMessages deletes messages that reached a final state before cutoff.
+func (d *DB) PruneCloudMessages(ctx context.Context, cutoff time.Time) (int64, error) {
+	res, err := d.write.ExecContext(ctx, `DELETE FROM cloud_messages WHERE settled_at IS NOT NULL AND settled_at < ?`, ms(cutoff))
+	if err != nil {
+		return 0, fmt.Errorf("prune cloud messages: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}
+
+// wrapUnlessNotFound adds context to err, except to "device \"x\": not found",
+// which already says everything and is shown to clients as it is.
+func wrapUnlessNotFound(what string, err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

@@ -1,0 +1,228 @@
+package db_test
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"fieldhub/db"
+)
+
+// sevenDays is a 1 Hz metric over 7 days: what the device page's 7-day chart shows.
+const sevenDays = 7 * 24 * 3600
+
+type chartFixture struct {
+	dir       string
+	err       error
+	seriesB   float64 // our bytes per reading on disk
+	naiveB    float64 // naive layout's bytes per reading on disk
+	naivePath string
+	path      string
+}
+
+// prepareChartFixture writes 604,800 readings of one metric into our layout
+// (through AppendMessages and a checkpoint) and into the naive
+// one-row-per-reading layout, and measures each layout's size on disk.
+func prepareChartFixture(b *testing.B) *chartFixture {
+	b.Helper()
+	f := &chartFixture{dir: b.TempDir()}
+	func() {
+		ctx := context.Background()
+		f.path = filepath.Join(f.dir, "ours.db")
+		d, err := db.Open(ctx, f.path, db.Options{Synchronous: "OFF"})
+		if err != nil {
+			f.err = err
+			return
+		}
+		defer d.Close()
+		if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"}); err != nil {
+			f.err = err
+			return
+		}
+		if _, err := d.RecoverTelemetry(ctx, jsonReadings); err != nil {
+			f.err = err
+			return
+		}
+		batch := make([]db.NewMessage, 0, 10000)
+		for i := range sevenDays {
+			at := t0.Add(time.Duration(i) * time.Second)
+			v := 20 + float64(i%600)/100 // a sawtooth with two decimals, like a thermometer
+			batch = append(batch, db.NewMessage{DeviceID: "dev1", EnqueuedAt: at, ReadingTime: at, Body: []byte("{}"),
+				AuthMethod: "sas-primary", Readings: []db.Reading{{Metric: "temp", Value: v}}})
+			if len(batch) == cap(batch) || i == sevenDays-1 {
+				if _, err := d.AppendMessages(ctx, batch); err != nil {
+					f.err = err
+					return
+				}
+				batch = batch[:0]
+			}
+		}
+		if _, err := d.CheckpointTelemetry(ctx); err != nil {
+			f.err = err
+			return
+		}
+		// Bytes of the series alone: the file with chunks minus the file without.
+		w := d.Writer()
+		if _, f.err = w.ExecContext(ctx, `DELETE FROM messages`); f.err != nil {
+			return
+		}
+		withChunks, err := vacuumedSize(ctx, w)
+		if err != nil {
+			f.err = err
+			return
+		}
+		// Measure on a copy so the fixture keeps its chunks.
+		if _, f.err = w.ExecContext(ctx, `VACUUM INTO ?`, filepath.Join(f.dir, "copy.db")); f.err != nil {
+			return
+		}
+		cp, err := sql.Open("sqlite3", "file:"+filepath.Join(f.dir, "copy.db"))
+		if err != nil {
+			f.err = err
+			return
+		}
+		defer cp.Close()
+		if _, f.err = cp.ExecContext(ctx, `DELETE FROM reading_chunks`); f.err != nil {
+			return
+		}
+		without, err := vacuumedSize(ctx, cp)
+		if err != nil {
+			f.err = err
+			return
+		}
+		f.seriesB = float64(withChunks-without) / sevenDays
+
+		f.naivePath = filepath.Join(f.dir, "naive.db")
+		f.naiveB, f.err = writeNaive(ctx, f.naivePath)
+	}()
+	if f.err != nil {
+		b.Fatal(f.err)
+	}
+	return f
+}
+
+func vacuumedSize(ctx context.Context, conn *sql.DB) (int64, error) {
+	if _, err := conn.ExecContext(ctx, `VACUUM`); err != nil {
+		return 0, err
+	}
+	var pages, size int64
+	if err := conn.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
+		return 0, err
+	}
+	if err := conn.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&size); err != nil {
+		return 0, err
+	}
+	return pages * size, nil
+}
+
+// writeNaive fills the naive layout (one row per reading, WITHOUT ROWID, keyed
+// by series and time) with the same readings and returns its bytes per reading.
+func writeNaive(ctx context.Context, path string) (float64, error) {
+	conn, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=OFF")
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE readings (metric_id INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL,
+		PRIMARY KEY (metric_id, ts)) WITHOUT ROWID`); err != nil {
+		return 0, err
+	}
+	empty, err := vacuumedSize(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO readings VALUES (1, ?, ?)`)
+	if err != nil {
+		return 0, err
+	}
+	for i := range sevenDays {
+		if _, err := ins.ExecContext(ctx, t0.Add(time.Duration(i)*time.Second).UnixMilli(), 20+float64(i%600)/100); err != nil {
+			return 0, err
+		}
+	}
+	ins.Close()
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	full, err := vacuumedSize(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	return float64(full-empty) / sevenDays, nil
+}
+
+// BenchmarkChart7Days downsamples a 7-day 1 Hz metric (604,800 readings) to
+// 1,000 buckets, beside the same query on the naive layout. It also reports
+// bytes per reading on disk of both layouts.
+func BenchmarkChart7Days(b *testing.B) {
+	fixture := prepareChartFixture(b)
+	ctx := context.Background()
+	d, err := db.Open(ctx, fixture.path, db.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.RecoverTelemetry(ctx, jsonReadings); err != nil {
+		b.Fatal(err)
+	}
+	from, to := t0, t0.Add(sevenDays*time.Second-time.Millisecond)
+
+	naive, err := sql.Open("sqlite3", "file:"+fixture.naivePath+"?_query_only=true")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer naive.Close()
+	naiveQuery := func() int {
+		width := (to.UnixMilli() - from.UnixMilli() + 1000) / 1000
+		rows, err := naive.QueryContext(ctx, `SELECT (ts - ?1) / ?2 AS bucket, MIN(value), MAX(value), AVG(value), COUNT(*)
+			FROM readings WHERE metric_id = 1 AND ts BETWEEN ?1 AND ?3 GROUP BY bucket`, from.UnixMilli(), width, to.UnixMilli())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			var bucket, count int64
+			var lo, hi, avg float64
+			if err := rows.Scan(&bucket, &lo, &hi, &avg, &count); err != nil {
+				b.Fatal(err)
+			}
+			n += int(count)
+		}
+		return n
+	}
+	const baselineRuns = 3
+	start := time.Now()
+	for range baselineRuns {
+		if n := naiveQuery(); n != sevenDays {
+			b.Fatalf("naive query counted %d readings", n)
+		}
+	}
+	naivePer := time.Since(start) / baselineRuns
+
+	b.ResetTimer()
+	for b.Loop() {
+		buckets, err := d.Readings(ctx, "dev1", "temp", from, to, 1000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for _, bk := range buckets {
+			n += bk.Count
+		}
+		if n != sevenDays {
+			b.Fatalf("counted %d readings, want %d", n, sevenDays)
+		}
+	}
+	ours := b.Elapsed() / time.Duration(b.N)
+	b.ReportMetric(float64(ours.Microseconds())/1000, "ms/chart")
+	b.ReportMetric(float64(naivePer.Microseconds())/1000, "naive-ms/chart")
+	b.ReportMetric(float64(naivePer)/float64(ours), "x-faster-than-naive")
+	b.ReportMetric(fixture.seriesB, "bytes/reading")
+	b.ReportMetric(fixture.naiveB, "naive-bytes/reading")
+}

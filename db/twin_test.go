@@ -1,0 +1,189 @@
+package db_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"fieldhub/db"
+	"fieldhub/db/dbtest"
+)
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func mustPatch(t *testing.T, s string) map[string]any {
+	t.Helper()
+	p, err := db.ParseTwinPatch([]byte(s))
+	if err != nil {
+		t.Fatalf("parse patch %s: %v", s, err)
+	}
+	return p
+}
+
+func TestMergePatch(t *testing.T) {
+	// Cases from RFC 7386, appendix A, restricted to object documents and patches.
+	tests := []struct{ target, patch, want string }{
+		{`{"a":"b"}`, `{"a":"c"}`, `{"a":"c"}`},
+		{`{"a":"b"}`, `{"b":"c"}`, `{"a":"b","b":"c"}`},
+		{`{"a":"b"}`, `{"a":null}`, `{}`},
+		{`{"a":"b","b":"c"}`, `{"a":null}`, `{"b":"c"}`},
+		{`{"a":["b"]}`, `{"a":"c"}`, `{"a":"c"}`},
+		{`{"a":"c"}`, `{"a":["b"]}`, `{"a":["b"]}`},
+		{`{"a":{"b":"c"}}`, `{"a":{"b":"d","c":null}}`, `{"a":{"b":"d"}}`},
+		{`{"a":[{"b":"c"}]}`, `{"a":[1]}`, `{"a":[1]}`},
+		{`{"e":null}`, `{"a":1}`, `{"a":1,"e":null}`},
+		{`{}`, `{"a":{"bb":{"ccc":null}}}`, `{"a":{"bb":{}}}`},
+		{`{"a":{"x":1,"y":{"z":2}}}`, `{"a":{"y":{"w":3}}}`, `{"a":{"x":1,"y":{"w":3,"z":2}}}`},
+		{`{"n":12345678901234567890}`, `{}`, `{"n":12345678901234567890}`},
+	}
+	for _, tt := range tests {
+		var target, patch map[string]any
+		dec := func(s string, v *map[string]any) {
+			d := json.NewDecoder(strings.NewReader(s))
+			d.UseNumber()
+			if err := d.Decode(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dec(tt.target, &target)
+		dec(tt.patch, &patch)
+		if got := mustJSON(t, db.MergePatch(target, patch)); got != tt.want {
+			t.Errorf("merge %s into %s = %s, want %s", tt.patch, tt.target, got, tt.want)
+		}
+	}
+}
+
+func TestTwinPatch(t *testing.T) {
+	ctx := context.Background()
+	d := dbtest.MustOpen(t)
+	if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1", Tags: map[string]string{"site": "north"}}); err != nil {
+		t.Fatal(err)
+	}
+	tw, err := d.Twin(ctx, "dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tw.DesiredVersion != 1 || tw.ReportedVersion != 1 || len(tw.Desired) != 0 || tw.Tags["site"] != "north" {
+		t.Fatalf("new twin = %+v, want empty sections at version 1 with the device's tags", tw)
+	}
+
+	tw, err = d.PatchTwin(ctx, "dev1", db.TwinDesired, mustPatch(t, `{"fan":{"speed":3,"mode":"auto"},"led":true,"$version":99}`), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := mustJSON(t, tw.Desired), `{"fan":{"mode":"auto","speed":3},"led":true}`; got != want || tw.DesiredVersion != 2 || tw.ReportedVersion != 1 {
+		t.Errorf("after first patch: desired %s v%d reported v%d; want %s v2 v1", got, tw.DesiredVersion, tw.ReportedVersion, want)
+	}
+	tw, err = d.PatchTwin(ctx, "dev1", db.TwinDesired, mustPatch(t, `{"fan":{"speed":null},"led":null}`), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := mustJSON(t, tw.Desired), `{"fan":{"mode":"auto"}}`; got != want || tw.DesiredVersion != 3 {
+		t.Errorf("after delete patch: %s v%d, want %s v3", got, tw.DesiredVersion, want)
+	}
+
+	// If-Match: a patch made against version 2 is refused now that it is 3.
+	_, err = d.PatchTwin(ctx, "dev1", db.TwinDesired, mustPatch(t, `{"x":1}`), 2)
+	if !errors.Is(err, db.ErrVersionMismatch) {
+		t.Errorf("stale version: %v, want ErrVersionMismatch", err)
+	}
+
+	// Reported has its own version and does not disturb desired.
+	tw, err = d.PatchTwin(ctx, "dev1", db.TwinReported, mustPatch(t, `{"fan":{"speed":2}}`), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tw.ReportedVersion != 2 || tw.DesiredVersion != 3 || mustJSON(t, tw.Reported) != `{"fan":{"speed":2}}` {
+		t.Errorf("after reported patch: %+v", tw)
+	}
+	again, err := d.Twin(ctx, "dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mustJSON(t, again.Desired) != mustJSON(t, tw.Desired) || mustJSON(t, again.Reported) != mustJSON(t, tw.Reported) ||
+		again.DesiredVersion != 3 || again.ReportedVersion != 2 {
+		t.Errorf("read back %+v, want %+v", again, tw)
+	}
+
+	if _, err := d.PatchTwin(ctx, "nope", db.TwinDesired, map[string]any{}, 0); !errors.Is(err, db.ErrNotFound) {
+		t.Errorf("unknown device: %v, want ErrNotFound", err)
+	}
+}
+
+func TestTwinSizeLimit(t *testing.T) {
+	ctx := context.Background()
+	d := dbtest.MustOpen(t)
+	if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"}); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 20*1024)
+	if _, err := d.PatchTwin(ctx, "dev1", db.TwinReported, map[string]any{"a": big}, 0); err != nil {
+		t.Fatalf("20 KB section: %v", err)
+	}
+	// The limit applies to the merged section, not only to the patch.
+	_, err := d.PatchTwin(ctx, "dev1", db.TwinReported, map[string]any{"b": big}, 0)
+	var inv *db.InvalidError
+	if !errors.As(err, &inv) || inv.Field != db.TwinReported || !strings.Contains(err.Error(), "32768") {
+		t.Errorf("40 KB section: %v, want an InvalidError naming the 32768-byte limit", err)
+	}
+	tw, err := d.Twin(ctx, "dev1")
+	if err != nil || tw.ReportedVersion != 2 || len(tw.Reported) != 1 {
+		t.Errorf("refused patch changed the twin: %+v, %v", tw, err)
+	}
+}
+
+func TestParseTwinPatch(t *testing.T) {
+	tests := []struct {
+		name, in string
+		ok       bool
+	}{
+		{"object", `{"a":1}`, true},
+		{"version dropped", `{"$version":4,"a":1}`, true},
+		{"array", `[1]`, false},
+		{"string", `"x"`, false},
+		{"reserved name", `{"$x":1}`, false},
+		{"nested reserved name", `{"a":{"$x":1}}`, false},
+		{"empty name", `{"":1}`, false},
+		{"two values", `{} {}`, false},
+		{"too deep", strings.Repeat(`{"a":`, 11) + `1` + strings.Repeat(`}`, 11), false},
+		{"deep enough", strings.Repeat(`{"a":`, 10) + `1` + strings.Repeat(`}`, 10), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := db.ParseTwinPatch([]byte(tt.in))
+			if (err == nil) != tt.ok {
+				t.Fatalf("ParseTwinPatch(%s) error = %v, want ok=%v", tt.in, err, tt.ok)
+			}
+			if err == nil {
+				if _, has := p["$version"]; has {
+					t.Error("$version kept in the patch")
+				}
+			}
+		})
+	}
+}
+
+func FuzzParseTwinPatch(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `{"a":{"b":null}}`, `[]`, `{"$version":1}`, `{"a":1e400}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := db.ParseTwinPatch(b)
+		if err != nil {
+			return
+		}
+		// A valid patch merges into an empty document and the result encodes.
+		if _, err := json.Marshal(db.MergePatch(map[string]any{}, p)); err != nil {
+			t.Fatalf("merged patch does not encode: %v", err)
+		}
+	})
+}

@@ -1,0 +1,205 @@
+// Telemetry end to end: a message posted to the real device endpoint shows
+// up on an open device page — as a new chart point and in the latest-messages
+// panel — within 2 seconds and without a reload; the fleet page follows
+// status and messages per minute live.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import path from 'node:path';
+import { artifacts, cli, launchBrowser, login, screenshot, startHub, watchPage } from './harness.js';
+
+let hub;
+let browser;
+let token;
+
+const deviceID = 'therm-1';
+
+before(async () => {
+  // Free ports for the device listeners, so this file runs beside others.
+  hub = await startHub({ args: ['--device-addr', '127.0.0.1:0', '--mqtt-addr', ''] });
+  await cli(hub.dataDir, 'device', 'add', '--name', 'Lab thermometer', '--tags', 'site=lab', deviceID);
+  const out = await cli(hub.dataDir, 'device', 'token', '--ttl', '1h', deviceID);
+  token = out.trim().split('\n').pop();
+  assert.match(token, /^SharedAccessSignature sr=/);
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await hub?.stop();
+});
+
+/** Sends one telemetry message the way the device SDK does over HTTPS. */
+async function send(body, props = {}) {
+  const headers = { Authorization: token, 'Content-Type': 'application/json' };
+  for (const [k, v] of Object.entries(props)) headers[`iothub-app-${k}`] = v;
+  const res = await fetch(`${hub.url}/devices/${deviceID}/messages/events?api-version=2021-04-12`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify(body),
+  });
+  assert.equal(res.status, 204, `device endpoint answered ${res.status}: ${await res.text()}`);
+  return Date.now();
+}
+
+async function newPage(colorScheme = 'light') {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme });
+  const page = await context.newPage();
+  const seen = watchPage(page);
+  // Navigating right after signing in aborts the favicon request; that is
+  // the browser's doing, not a failure of the page.
+  const problems = {
+    list: () => seen.filter((p) => !/favicon\.svg.*ERR_ABORTED/.test(p)),
+  };
+  return { context, page, problems };
+}
+
+function points(page, metric) {
+  return page
+    .locator(`[data-testid="chart"][data-metric="${metric}"]`)
+    .evaluate((el) => Number(el.dataset.points ?? 0))
+    .catch(() => 0);
+}
+
+test('a posted message appears as a chart point and in the latest messages within 2 s', { timeout: 90_000 }, async () => {
+  const { context, page, problems } = await newPage();
+  try {
+    await login(page, hub.url, 'admin', hub.password);
+    await page.goto(`${hub.url}/devices/${deviceID}`);
+    await page.locator('[data-live-status][data-state="live"]').waitFor({ timeout: 10_000 });
+    assert.equal(await page.getByTestId('charts-empty').count(), 1, 'a device without telemetry shows the empty note');
+    // A marker that a reload would wipe.
+    await page.evaluate(() => {
+      window.__noReload = true;
+    });
+
+    // The first message creates the charts.
+    let sent = await send({ temperature: 21.5, humidity: 40.25, status: 'ok' }, { site: 'lab' });
+    const temp = page.locator('[data-testid="chart"][data-metric="temperature"]');
+    await temp.locator('canvas').waitFor({ timeout: 2000 });
+    await page.waitForFunction(() => Number(document.querySelector('[data-metric="temperature"]')?.dataset.points) >= 1, null, { timeout: 2000 });
+    const firstDelay = Date.now() - sent;
+    assert.ok(firstDelay <= 2000, `first point took ${firstDelay} ms`);
+    assert.equal(await page.locator('[data-testid="chart"][data-metric="humidity"]').count(), 1);
+    assert.equal(await page.locator('[data-testid="chart"][data-metric="status"]').count(), 0, 'strings are not charted');
+
+    const message = page.getByTestId('message').first();
+    await message.waitFor({ timeout: 2000 });
+    const body = await message.getByTestId('message-body').textContent();
+    assert.match(body, /\n {2}"temperature": 21\.5,\n/, `body is pretty-printed JSON:\n${body}`);
+    assert.match(await message.textContent(), /site=lab/);
+
+    // A second message adds a point to the existing chart.
+    const before = await points(page, 'temperature');
+    sent = await send({ temperature: 22.75, humidity: 41 });
+    await page.waitForFunction(
+      (n) => Number(document.querySelector('[data-metric="temperature"]')?.dataset.points) > n,
+      before,
+      { timeout: 2000 },
+    );
+    const secondDelay = Date.now() - sent;
+    assert.ok(secondDelay <= 2000, `second point took ${secondDelay} ms`);
+    await page.waitForFunction(
+      () => document.querySelector('[data-testid="message"] [data-testid="message-body"]')?.textContent.includes('22.75'),
+      null,
+      { timeout: 2000 },
+    );
+    // The readout is redrawn on the next animation frame.
+    await page.waitForFunction(
+      () => /22[.,]75/.test(document.querySelector('[data-metric="temperature"] [data-testid="chart-latest"]')?.textContent),
+      null,
+      { timeout: 2000 },
+    );
+    assert.equal(await page.getByTestId('message').count(), 2);
+    assert.equal(await page.getByTestId('device-status').textContent(), 'Online');
+    assert.equal(await page.evaluate(() => window.__noReload), true, 'the page did not reload');
+
+    // The range picker reloads the charts from the API and the downloads
+    // follow the range.
+    await page.getByTestId('range-15m').click();
+    assert.equal(await page.getByTestId('range-15m').getAttribute('aria-pressed'), 'true');
+    await page.waitForFunction(() => !document.querySelector('[data-telemetry]')?.dataset.loading, null, { timeout: 5000 });
+    assert.ok((await points(page, 'temperature')) >= 1, 'the 15 min range still shows the readings');
+    await page.getByTestId('download-metric').selectOption('temperature');
+    const csv = await page.getByTestId('download-csv').getAttribute('href');
+    assert.match(csv, /metric=temperature/);
+    assert.match(csv, /format=csv/);
+    assert.match(csv, /from=/);
+    const res = await page.request.get(hub.url + csv);
+    const text = await res.text();
+    assert.equal(res.status(), 200, `CSV download: ${res.status()} ${text}`);
+    assert.match(text, /^time,value\n.*,21\.5\n.*,22\.75\n$/s, `CSV download:\n${text}`);
+    const json = await page.request.get(hub.url + (await page.getByTestId('download-json').getAttribute('href')));
+    assert.equal(json.status(), 200);
+    assert.equal((await json.json()).readings.length, 2);
+
+    // Drag across a chart to zoom in; double-click to go back to live.
+    await temp.scrollIntoViewIfNeeded();
+    const over = await temp.locator('.u-over').boundingBox();
+    await page.mouse.move(over.x + over.width * 0.2, over.y + over.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(over.x + over.width * 0.6, over.y + over.height / 2, { steps: 5 });
+    await page.mouse.up();
+    await page.getByTestId('reset-zoom').waitFor({ state: 'visible', timeout: 2000 });
+    assert.match(await page.locator('[data-range-label]').textContent(), /^Zoomed to /);
+    await page.mouse.dblclick(over.x + over.width / 2, over.y + over.height / 2);
+    await page.getByTestId('reset-zoom').waitFor({ state: 'hidden', timeout: 2000 });
+    assert.equal(await page.locator('[data-range-label]').textContent(), 'Live');
+
+    // A custom range (the form opens filled with the range shown) is fixed:
+    // not live.
+    await page.getByTestId('range-custom').click();
+    const from = page.getByLabel('From');
+    await from.waitFor({ state: 'visible', timeout: 2000 });
+    assert.ok(await from.inputValue(), 'the custom range form is pre-filled');
+    await page.getByRole('button', { name: 'Show range' }).click();
+    assert.equal(await page.getByTestId('range-custom').getAttribute('aria-pressed'), 'true');
+    assert.match(await page.locator('[data-range-label]').textContent(), /–/);
+    await page.waitForFunction(() => !document.querySelector('[data-telemetry]')?.dataset.loading, null, { timeout: 5000 });
+    assert.ok((await points(page, 'temperature')) >= 1, 'the custom range shows the readings');
+    await page.getByTestId('range-15m').click();
+    assert.equal(await page.locator('[data-range-label]').textContent(), 'Live');
+
+    await screenshot(page, 'telemetry-light');
+    await page.locator('#telemetry').screenshot({ path: path.join(artifacts, 'telemetry-section-light.png') });
+    assert.deepEqual(problems.list(), []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('the device page reads well in dark mode', { timeout: 60_000 }, async () => {
+  const { context, page, problems } = await newPage('dark');
+  try {
+    await login(page, hub.url, 'admin', hub.password);
+    await page.goto(`${hub.url}/devices/${deviceID}`);
+    await page.locator('[data-testid="chart"][data-metric="temperature"] canvas').waitFor({ timeout: 5000 });
+    await page.getByTestId('message').first().waitFor({ timeout: 5000 });
+    await screenshot(page, 'telemetry-dark');
+    await page.locator('#telemetry').screenshot({ path: path.join(artifacts, 'telemetry-section-dark.png') });
+    assert.deepEqual(problems.list(), []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('the fleet page shows activity and messages per minute live', { timeout: 60_000 }, async () => {
+  const { context, page, problems } = await newPage();
+  try {
+    await login(page, hub.url, 'admin', hub.password);
+    await page.goto(`${hub.url}/devices`);
+    await page.locator('[data-live-status][data-state="live"]').waitFor({ timeout: 10_000 });
+    await send({ temperature: 23 });
+    // Stats go out every few seconds.
+    await page.waitForFunction(
+      () => Number(document.querySelector('[data-stat="messagesPerMinute"]')?.textContent.replace(/[^\d.]/g, '')) >= 1,
+      null,
+      { timeout: 15_000 },
+    );
+    const row = page.locator(`[data-device-id="${deviceID}"]`);
+    assert.equal(await row.getByTestId('status-badge').textContent(), 'Online');
+    assert.match(await row.locator('time[data-relative]').textContent(), /just now|s ago/);
+    assert.deepEqual(problems.list(), []);
+  } finally {
+    await context.close();
+  }
+});

@@ -1,0 +1,298 @@
+package handlers
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"fieldhub/db"
+)
+
+// Defaults of the readings query.
+const (
+	defaultRange  = time.Hour
+	defaultPoints = 1000
+)
+
+type metricJSON struct {
+	Name      string     `json:"name"`
+	LastValue *float64   `json:"lastValue"`
+	LastTime  *time.Time `json:"lastTime"`
+}
+
+// apiListMetrics: GET /api/v1/devices/{id}/metrics — names, last value, last time.
+func (s *Server) apiListMetrics(c echo.Context) error {
+	id, err := protocolDeviceID(c)
+	if err != nil {
+		return err
+	}
+	ms, err := s.db.Metrics(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	out := make([]metricJSON, len(ms))
+	for i, m := range ms {
+		out[i].Name = m.Name
+		if !m.LastTime.IsZero() {
+			v, t := m.LastValue, m.LastTime
+			out[i].LastValue, out[i].LastTime = &v, &t
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"metrics": out})
+}
+
+// bucketJSON is one downsampled bucket; t is its start in Unix milliseconds.
+type bucketJSON struct {
+	T     int64   `json:"t"`
+	Min   float64 `json:"min"`
+	Max   float64 `json:"max"`
+	Avg   float64 `json:"avg"`
+	Count int     `json:"count"`
+}
+
+// apiListReadings: GET /api/v1/devices/{id}/readings?metric=&from=&to=&points=
+// downsampled to at most points buckets; &format=csv or &format=json streams
+// the raw readings of the range as a download instead.
+func (s *Server) apiListReadings(c echo.Context) error {
+	id, err := protocolDeviceID(c)
+	if err != nil {
+		return err
+	}
+	metric := c.QueryParam("metric")
+	if metric == "" {
+		return errorf(http.StatusBadRequest, "metric is required, e.g. ?metric=temperature (see …/metrics for the names)")
+	}
+	from, to, err := timeRange(c, s.now())
+	if err != nil {
+		return err
+	}
+	switch format := c.QueryParam("format"); format {
+	case "":
+	case "csv", "json":
+		return s.exportReadings(c, id, metric, from, to, format)
+	default:
+		return errorf(http.StatusBadRequest, "format %q: use csv or json for a raw export, or leave it out for chart buckets", format)
+	}
+	points, err := intParam(c, "points", defaultPoints, 1, db.MaxBuckets)
+	if err != nil {
+		return err
+	}
+	buckets, err := s.db.Readings(c.Request().Context(), id, metric, from, to, points)
+	if err != nil {
+		return err
+	}
+	out := make([]bucketJSON, len(buckets))
+	for i, b := range buckets {
+		out[i] = bucketJSON{T: b.Time.UnixMilli(), Min: b.Min, Max: b.Max, Avg: b.Avg, Count: b.Count}
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"device": id, "metric": metric, "from": from, "to": to, "points": points, "buckets": out,
+	})
+}
+
+// timeRange reads from and to (RFC 3339 or Unix milliseconds); the default is
+// the hour up to now.
+func timeRange(c echo.Context, now time.Time) (time.Time, time.Time, error) {
+	to, err := timeParam(c, "to", now)
+	if err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	from, err := timeParam(c, "from", to.Add(-defaultRange))
+	if err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	if to.Before(from) {
+		return time.Time{}, time.Time{}, errorf(http.StatusBadRequest, "from (%s) is after to (%s)", from.Format(time.RFC3339), to.Format(time.RFC3339))
+	}
+	return from, to, nil
+}
+
+func timeParam(c echo.Context, name string, def time.Time) (time.Time, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return def, nil
+	}
+	if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if ms < -1e15 || ms > 1e15 {
+			return time.Time{}, errorf(http.StatusBadRequest, "%s=%s is out of range for Unix milliseconds", name, v)
+		}
+		return time.UnixMilli(ms).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, errorf(http.StatusBadRequest, "%s=%q: use RFC 3339 (2026-05-01T10:00:00Z) or Unix milliseconds", name, v)
+	}
+	return t.UTC(), nil
+}
+
+// exportReadings streams raw readings as CSV or JSON while reading them, so
+// an export of any size needs little memory.
+func (s *Server) exportReadings(c echo.Context, id, metric string, from, to time.Time, format string) error {
+	ctx := c.Request().Context()
+	resp := c.Response()
+	w := bufio.NewWriterSize(resp, 32*1024)
+	// Headers go out with the first reading (or at the end), so that an unknown
+	// device or metric is still a proper 404 rather than a broken download.
+	started := false
+	start := func() {
+		started = true
+		name := exportName(id, metric, format)
+		h := resp.Header()
+		h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"; filename*=UTF-8''%s`, name, url.PathEscape(name)))
+		h.Set("Cache-Control", "no-store")
+		if format == "csv" {
+			h.Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		} else {
+			h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+		}
+		resp.WriteHeader(http.StatusOK)
+		if format == "csv" {
+			w.WriteString("time,value\n")
+		} else {
+			fmt.Fprintf(w, `{"device":%s,"metric":%s,"readings":[`, jsonString(id), jsonString(metric))
+		}
+	}
+	var buf []byte
+	first := true
+	err := s.db.RawReadings(ctx, id, metric, from, to, func(t time.Time, v float64) error {
+		if !started {
+			start()
+		}
+		buf = buf[:0]
+		if format == "csv" {
+			buf = t.AppendFormat(buf, time.RFC3339Nano)
+			buf = append(buf, ',')
+			buf = strconv.AppendFloat(buf, v, 'g', -1, 64)
+			buf = append(buf, '\n')
+		} else {
+			if !first {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, `{"time":"`...)
+			buf = t.AppendFormat(buf, time.RFC3339Nano)
+			buf = append(buf, `","value":`...)
+			buf = appendJSONFloat(buf, v)
+			buf = append(buf, '}')
+		}
+		first = false
+		_, err := w.Write(buf)
+		return err
+	})
+	if err != nil && !started {
+		return err
+	}
+	if !started {
+		start()
+	}
+	if format == "json" && err == nil {
+		w.WriteString("]}\n")
+	}
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		// The status is sent; all that is left is to cut the download short.
+		s.log.Warn("export readings", "device", id, "metric", metric, "err", err)
+	}
+	return nil
+}
+
+func appendJSONFloat(b []byte, v float64) []byte {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return append(b, "null"...)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// exportName is a safe file name for a download.
+func exportName(id, metric, ext string) string {
+	clean := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r < 0x20 || strings.ContainsRune(`"\/:*?<>|%`, r) {
+				return '_'
+			}
+			return r
+		}, s)
+	}
+	return clean(id) + "-" + clean(metric) + "." + ext
+}
+
+// messageJSON is a logged device-to-cloud message.
+type messageJSON struct {
+	ID              int64             `json:"id"`
+	EnqueuedTime    time.Time         `json:"enqueuedTime"`
+	MessageID       string            `json:"messageId,omitempty"`
+	CorrelationID   string            `json:"correlationId,omitempty"`
+	ContentType     string            `json:"contentType,omitempty"`
+	ContentEncoding string            `json:"contentEncoding,omitempty"`
+	Properties      map[string]string `json:"properties"`
+	Body            string            `json:"body"`
+	// BodyBase64 is true when the body is not UTF-8 text and Body is base64.
+	BodyBase64 bool   `json:"bodyBase64,omitempty"`
+	AuthMethod string `json:"authMethod"`
+}
+
+// MessageBody returns a body as text when it is UTF-8 without control
+// characters other than whitespace, else as base64 (and true).
+func MessageBody(b []byte) (string, bool) {
+	if utf8.Valid(b) && !strings.ContainsFunc(string(b), func(r rune) bool {
+		return r < 0x20 && r != '\n' && r != '\r' && r != '\t' || r == 0x7f
+	}) {
+		return string(b), false
+	}
+	return base64.StdEncoding.EncodeToString(b), true
+}
+
+// apiListMessages: GET /api/v1/devices/{id}/messages?limit=&before= — the
+// message log, newest first; "next" is the before= of the following page.
+func (s *Server) apiListMessages(c echo.Context) error {
+	id, err := protocolDeviceID(c)
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(c, "limit", 50, 1, db.MaxMessagePage)
+	if err != nil {
+		return err
+	}
+	var before int64
+	if v := c.QueryParam("before"); v != "" {
+		if before, err = strconv.ParseInt(v, 10, 64); err != nil || before < 1 {
+			return errorf(http.StatusBadRequest, "before must be a message id (a positive whole number)")
+		}
+	}
+	msgs, err := s.db.Messages(c.Request().Context(), id, db.MessageFilter{Limit: limit, Before: before})
+	if err != nil {
+		return err
+	}
+	out := make([]messageJSON, len(msgs))
+	for i, m := range msgs {
+		out[i] = messageJSON{
+			ID: m.ID, EnqueuedTime: m.EnqueuedAt, MessageID: m.MessageID, CorrelationID: m.CorrelationID,
+			ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, Properties: m.Properties, AuthMethod: m.AuthMethod,
+		}
+		if out[i].Properties == nil {
+			out[i].Properties = map[string]string{}
+		}
+		out[i].Body, out[i].BodyBase64 = MessageBody(m.Body)
+	}
+	resp := map[string]any{"messages": out}
+	if len(msgs) == limit {
+		resp["next"] = msgs[len(msgs)-1].ID
+	}
+	return c.JSON(http.StatusOK, resp)
+}

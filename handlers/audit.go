@@ -1,0 +1,95 @@
+package handlers
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"fieldhub/db"
+	"fieldhub/views"
+)
+
+const auditPageSize = 100
+
+// auditFilter reads the filters shared by the audit page and API:
+// actor and target match exactly, action by prefix, before pages back by id.
+func auditFilter(c echo.Context) (db.AuditFilter, error) {
+	f := db.AuditFilter{
+		Actor:  strings.TrimSpace(c.QueryParam("actor")),
+		Action: strings.TrimSpace(c.QueryParam("action")),
+		Target: strings.TrimSpace(c.QueryParam("target")),
+		Limit:  auditPageSize,
+	}
+	if v := c.QueryParam("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return f, errorf(http.StatusBadRequest, "before must be an entry id (a positive whole number)")
+		}
+		f.BeforeID = n
+	}
+	limit, err := intParam(c, "limit", auditPageSize, 1, 1000)
+	if err != nil {
+		return f, err
+	}
+	f.Limit = limit
+	return f, nil
+}
+
+// nextBefore is the id to continue from when the page is full, else 0.
+func nextBefore(entries []db.AuditEntry, limit int) int64 {
+	if len(entries) < limit || len(entries) == 0 {
+		return 0
+	}
+	return entries[len(entries)-1].ID
+}
+
+// showAudit renders the audit page (admins).
+func (s *Server) showAudit(c echo.Context) error {
+	f, err := auditFilter(c)
+	if err != nil {
+		return err
+	}
+	entries, err := s.db.AuditEntries(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	m := views.AuditPage{
+		Page:  s.page(c, "Audit log", views.NavAudit),
+		Actor: f.Actor, Action: f.Action, Target: f.Target, NextBefore: nextBefore(entries, f.Limit),
+	}
+	for _, e := range entries {
+		m.Entries = append(m.Entries, views.AuditRow{ID: e.ID, At: e.At, Actor: e.Actor, Action: e.Action,
+			Target: e.Target, Outcome: e.Outcome, Detail: e.Detail})
+	}
+	return s.render(c, http.StatusOK, views.AuditView(m))
+}
+
+type auditEntryJSON struct {
+	ID      int64     `json:"id"`
+	At      time.Time `json:"at"`
+	Actor   string    `json:"actor"`
+	Action  string    `json:"action"`
+	Target  string    `json:"target"`
+	Outcome string    `json:"outcome"`
+	Detail  string    `json:"detail"`
+}
+
+// apiListAudit is GET /api/v1/audit (admins): {"entries": […], "nextBefore": id or 0}.
+func (s *Server) apiListAudit(c echo.Context) error {
+	f, err := auditFilter(c)
+	if err != nil {
+		return err
+	}
+	entries, err := s.db.AuditEntries(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	out := make([]auditEntryJSON, len(entries))
+	for i, e := range entries {
+		out[i] = auditEntryJSON{ID: e.ID, At: e.At, Actor: e.Actor, Action: e.Action, Target: e.Target, Outcome: e.Outcome, Detail: e.Detail}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"entries": out, "nextBefore": nextBefore(entries, f.Limit)})
+}

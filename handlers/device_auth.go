@@ -1,0 +1,82 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"fieldhub/auth"
+	"fieldhub/db"
+)
+
+// Auth methods recorded with every message a device sends.
+const (
+	AuthSASPrimary   = "sas-primary"
+	AuthSASSecondary = "sas-secondary"
+)
+
+const deviceIdentityKey = "fieldhub.device"
+
+// deviceIdentity is the device that signed a device-protocol request.
+type deviceIdentity struct {
+	Device db.Device
+	Method string // AuthSASPrimary or AuthSASSecondary
+}
+
+// authenticatedDevice returns the device set by authenticateDevice.
+func authenticatedDevice(c echo.Context) (deviceIdentity, bool) {
+	d, ok := c.Get(deviceIdentityKey).(deviceIdentity)
+	return d, ok
+}
+
+// authenticateDevice checks the Azure IoT SAS token of a device-protocol
+// request against the keys of the device named in the path. It answers:
+// 401 when the header is missing or malformed, the signature does not match,
+// the token expired or names another device; 404 when the device does not
+// exist; 403 when it is disabled (told only to a valid key holder). The device
+// id in the path is case-sensitive, as in Azure.
+func (s *Server) authenticateDevice(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		header := c.Request().Header.Get("Authorization")
+		if header == "" {
+			return errorf(http.StatusUnauthorized, "missing Authorization header; send 'SharedAccessSignature sr=…&sig=…&se=…' signed with the device key")
+		}
+		token, err := auth.ParseSAS(strings.TrimSpace(header))
+		if err != nil {
+			return errorf(http.StatusUnauthorized, "%v", err)
+		}
+		id, err := protocolDeviceID(c)
+		if err != nil {
+			return err
+		}
+		ctx := c.Request().Context()
+		dev, err := s.db.Device(ctx, id)
+		if errors.Is(err, db.ErrNotFound) {
+			return errorf(http.StatusNotFound, "device %q is not registered with this hub", id)
+		}
+		if err != nil {
+			return err
+		}
+		keyIndex, err := token.Verify(dev.DeviceID, dev.Keys(), s.now(), s.sasHostnames)
+		switch {
+		case err == nil:
+		case errors.Is(err, auth.ErrTokenExpired), errors.Is(err, auth.ErrBadSignature), errors.Is(err, auth.ErrWrongDevice),
+			errors.Is(err, auth.ErrWrongHost), errors.Is(err, auth.ErrMalformedToken):
+			// These messages describe only the token the caller sent.
+			return errorf(http.StatusUnauthorized, "%v", err)
+		default:
+			return err
+		}
+		if !dev.Enabled {
+			return errorf(http.StatusForbidden, "device %q is disabled; an operator must enable it", id)
+		}
+		method := AuthSASPrimary
+		if keyIndex == 1 {
+			method = AuthSASSecondary
+		}
+		c.Set(deviceIdentityKey, deviceIdentity{Device: dev, Method: method})
+		return next(c)
+	}
+}

@@ -1,0 +1,125 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"fieldhub/ingest"
+)
+
+// MessageSubmitter stores device-to-cloud messages and returns once they are
+// committed; *ingest.Pipeline implements it.
+type MessageSubmitter interface {
+	Submit(ctx context.Context, msgs ...ingest.Message) error
+}
+
+// maxBatchBody bounds a batch request: its bodies are base64 in JSON, so a
+// batch carrying one message of the full 256 KB is about 342 KB.
+const maxBatchBody = 1 << 20
+
+// DeviceRoutes registers the Azure IoT Hub device API (HTTPS) on e. serve
+// mounts them on the device listener, and on the dashboard listener only when
+// that listens on loopback.
+func (s *Server) DeviceRoutes(e *echo.Echo) {
+	e.POST("/devices/:id/messages/events", s.receiveDeviceEvents, s.authenticateDevice)
+	// Cloud-to-device (handlers/device_c2d.go); canonicalDeviceBound folds the
+	// letter case of "deviceBound" before routing.
+	e.GET("/devices/:id/messages/deviceBound", s.receiveCloudMessage, s.authenticateDevice)
+	e.DELETE("/devices/:id/messages/deviceBound/:lock", s.completeCloudMessage, s.authenticateDevice)
+	e.POST("/devices/:id/messages/deviceBound/:lock/abandon", s.abandonCloudMessage, s.authenticateDevice)
+	if s.mqttWS != nil {
+		// MQTT over WebSockets; the broker authenticates the CONNECT.
+		e.GET("/$iothub/websocket", echo.WrapHandler(s.mqttWS))
+	}
+}
+
+// DeviceRouter is the router of the device listener: only the device API.
+func (s *Server) DeviceRouter() *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = s.handleError
+	e.Pre(canonicalDeviceBound)
+	e.Use(middleware.Recover())
+	s.DeviceRoutes(e)
+	return e
+}
+
+// receiveDeviceEvents stores telemetry: POST /devices/{id}/messages/events with
+// one message (properties in iothub-* headers) or, with Content-Type
+// application/vnd.microsoft.iothub.json, a batch. 204 once committed.
+func (s *Server) receiveDeviceEvents(c echo.Context) error {
+	who, ok := authenticatedDevice(c)
+	if !ok {
+		return errorf(http.StatusUnauthorized, "device not authenticated")
+	}
+	if s.ingest == nil {
+		return &Error{Status: http.StatusServiceUnavailable, Message: "telemetry ingest is not running", RetryAfter: 5}
+	}
+	req := c.Request()
+	batch := ingest.IsBatch(req.Header)
+	limit := int64(ingest.MaxMessageSize)
+	if batch {
+		limit = maxBatchBody
+	}
+	// Content-Length is absent for chunked bodies, which the SDK sends; the
+	// reader below enforces the limit either way.
+	if req.ContentLength > limit {
+		return tooLarge(batch, limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge(batch, limit)
+		}
+		return errorf(http.StatusBadRequest, "could not read the request body: %v", err)
+	}
+
+	var msgs []ingest.Message
+	if batch {
+		if msgs, err = ingest.DecodeBatch(body); err != nil {
+			if isTooLarge(err) {
+				return errorf(http.StatusRequestEntityTooLarge, "%v", err)
+			}
+			return errorf(http.StatusBadRequest, "%v", err)
+		}
+	} else {
+		msgs = []ingest.Message{ingest.MessageFromHTTP(req.Header, body)}
+	}
+	for i := range msgs {
+		// Who sent it is what authenticated, never what the payload claims.
+		msgs[i].DeviceID = who.Device.DeviceID
+		msgs[i].AuthMethod = who.Method
+	}
+	switch err := s.ingest.Submit(req.Context(), msgs...); {
+	case err == nil:
+		return c.NoContent(http.StatusNoContent)
+	case errors.Is(err, ingest.ErrOverloaded):
+		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is overloaded; retry after the Retry-After delay", RetryAfter: 1, Err: err}
+	case errors.Is(err, ingest.ErrClosed):
+		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is shutting down; retry later", RetryAfter: 5, Err: err}
+	case errors.Is(err, ingest.ErrDeviceGone):
+		return &Error{Status: http.StatusNotFound, Message: "device " + who.Device.DeviceID + " was deleted", Err: err}
+	default:
+		return err
+	}
+}
+
+func tooLarge(batch bool, limit int64) error {
+	if batch {
+		return errorf(http.StatusRequestEntityTooLarge, "batch request body is larger than %d bytes", limit)
+	}
+	return errorf(http.StatusRequestEntityTooLarge, "message body is larger than %d bytes (256 KB), the device-to-cloud limit", limit)
+}
+
+// isTooLarge tells DecodeBatch's size error from its format errors.
+func isTooLarge(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "the limit is")
+}

@@ -1,0 +1,362 @@
+package handlers_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"fieldhub/auth"
+	"fieldhub/db"
+	"fieldhub/db/dbtest"
+	"fieldhub/handlers"
+	"fieldhub/ingest"
+)
+
+// ingestHub is the real router, with a real ingest pipeline, over a real database.
+type ingestHub struct {
+	t      *testing.T
+	db     *db.DB
+	srv    *httptest.Server
+	server *handlers.Server
+	viewer string // bearer token
+}
+
+func newIngestHub(t *testing.T, configure func(*handlers.Config)) *ingestHub {
+	t.Helper()
+	d := dbtest.MustOpen(t)
+	p, err := ingest.New(context.Background(), d, nil, ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	cfg := handlers.Config{DB: d, DeviceHost: "hub.test:8443", Ingest: p}
+	if configure != nil {
+		configure(&cfg)
+	}
+	router, server := handlers.New(cfg)
+	srv := httptest.NewServer(router)
+	t.Cleanup(srv.Close)
+	secret := auth.NewAPIToken()
+	if _, err := d.CreateAPIToken(context.Background(), "viewer", db.RoleViewer, secret); err != nil {
+		t.Fatal(err)
+	}
+	return &ingestHub{t: t, db: d, srv: srv, server: server, viewer: secret}
+}
+
+func (h *ingestHub) addDevice(id string) db.Device {
+	h.t.Helper()
+	dev, err := h.db.CreateDevice(context.Background(), db.NewDevice{DeviceID: id})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return dev
+}
+
+// token signs a SAS token the way the Azure SDK does.
+func token(t *testing.T, deviceID, key string, expiry time.Time) string {
+	t.Helper()
+	tok, err := auth.SignSAS("hub.test:8443/devices/"+deviceID, key, expiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+type result struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r result) errorText() string {
+	var e struct{ Error string }
+	_ = json.Unmarshal(r.body, &e)
+	return e.Error
+}
+
+func (h *ingestHub) post(path, authz string, body io.Reader, length int64, headers map[string]string) result {
+	h.t.Helper()
+	req, err := http.NewRequest("POST", h.srv.URL+path, body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.ContentLength = length
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	return h.send(req)
+}
+
+func (h *ingestHub) get(path string) result {
+	h.t.Helper()
+	req, err := http.NewRequest("GET", h.srv.URL+path, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+h.viewer)
+	return h.send(req)
+}
+
+func (h *ingestHub) send(req *http.Request) result {
+	h.t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return result{resp.StatusCode, resp.Header, b}
+}
+
+// event posts one message body, the way the SDK does.
+func (h *ingestHub) event(deviceID, authz, body string, headers map[string]string) result {
+	h.t.Helper()
+	return h.post("/devices/"+deviceID+"/messages/events?api-version=2021-04-12", authz, strings.NewReader(body), int64(len(body)), headers)
+}
+
+func (h *ingestHub) messages(deviceID string) []db.StoredMessage {
+	h.t.Helper()
+	msgs, err := h.db.Messages(context.Background(), deviceID, db.MessageFilter{Limit: 100})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return msgs
+}
+
+func TestDeviceSASAuthentication(t *testing.T) {
+	h := newIngestHub(t, nil)
+	dev1, dev2 := h.addDevice("dev1"), h.addDevice("dev2")
+	off := h.addDevice("off")
+	if _, err := h.db.UpdateDevice(context.Background(), "off", db.DeviceUpdate{Enabled: new(bool)}); err != nil {
+		t.Fatal(err)
+	}
+	hour := time.Now().Add(time.Hour)
+	tests := []struct {
+		name       string
+		device     string
+		authz      string
+		wantStatus int
+		wantError  string // substring of the error message
+		wantMethod string // auth method recorded on success
+	}{
+		{"primary key", "dev1", token(t, "dev1", dev1.PrimaryKey, hour), 204, "", "sas-primary"},
+		{"secondary key", "dev1", token(t, "dev1", dev1.SecondaryKey, hour), 204, "", "sas-secondary"},
+		{"wrong key", "dev1", token(t, "dev1", dev2.PrimaryKey, hour), 401, "signature does not match", ""},
+		{"expired", "dev1", token(t, "dev1", dev1.PrimaryKey, time.Now().Add(-time.Minute)), 401, "expired", ""},
+		{"another device's token", "dev1", token(t, "dev2", dev2.PrimaryKey, hour), 401, "not for this device", ""},
+		{"disabled device", "off", token(t, "off", off.PrimaryKey, hour), 403, "disabled", ""},
+		{"unknown device", "ghost", token(t, "ghost", dev1.PrimaryKey, hour), 404, "not registered", ""},
+		{"device id is case-sensitive", "DEV1", token(t, "DEV1", dev1.PrimaryKey, hour), 404, "not registered", ""},
+		{"missing header", "dev1", "", 401, "missing Authorization", ""},
+		{"malformed token", "dev1", "SharedAccessSignature sr=x", 401, "malformed", ""},
+		{"bearer instead of SAS", "dev1", "Bearer abc", 401, "malformed", ""},
+		{"signature not base64", "dev1", strings.Replace(token(t, "dev1", dev1.PrimaryKey, hour), "sig=", "sig=%25", 1), 401, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(h.messages("dev1"))
+			r := h.event(tt.device, tt.authz, `{"t": 1}`, nil)
+			if r.status != tt.wantStatus {
+				t.Fatalf("status = %d (%s), want %d", r.status, r.body, tt.wantStatus)
+			}
+			if tt.wantStatus >= 400 && !strings.Contains(r.errorText(), tt.wantError) {
+				t.Errorf("error = %q, want it to mention %q", r.errorText(), tt.wantError)
+			}
+			msgs := h.messages("dev1")
+			if tt.wantMethod == "" {
+				if len(msgs) != before {
+					t.Errorf("a refused request stored a message")
+				}
+				return
+			}
+			if len(msgs) != before+1 || msgs[0].AuthMethod != tt.wantMethod || msgs[0].DeviceID != "dev1" {
+				t.Errorf("stored %+v, want one more message from dev1 with auth method %s", msgs, tt.wantMethod)
+			}
+		})
+	}
+}
+
+func TestDeviceEvents(t *testing.T) {
+	h := newIngestHub(t, nil)
+	dev := h.addDevice("dev1")
+	authz := token(t, "dev1", dev.PrimaryKey, time.Now().Add(time.Hour))
+	ctx := context.Background()
+
+	t.Run("size limit", func(t *testing.T) {
+		max := `{"pad":"` + strings.Repeat("x", ingest.MaxMessageSize-10) + `"}`
+		if r := h.event("dev1", authz, max, nil); r.status != 204 {
+			t.Errorf("256 KB body: status %d (%s), want 204", r.status, r.body)
+		}
+		if r := h.event("dev1", authz, max+" ", nil); r.status != 413 || !strings.Contains(r.errorText(), "larger than") {
+			t.Errorf("256 KB + 1 body: status %d (%s), want 413", r.status, r.body)
+		}
+		// Chunked, no Content-Length: the limit still holds.
+		big := strings.NewReader(max + " ")
+		if r := h.post("/devices/dev1/messages/events", authz, io.MultiReader(big), -1, nil); r.status != 413 {
+			t.Errorf("chunked 256 KB + 1 body: status %d, want 413", r.status)
+		}
+	})
+
+	t.Run("chunked body without content type", func(t *testing.T) {
+		r := h.post("/devices/dev1/messages/events?api-version=2021-04-12", authz,
+			io.MultiReader(strings.NewReader(`{"chunked":`), strings.NewReader(`42}`)), -1, nil)
+		if r.status != 204 {
+			t.Fatalf("status %d (%s), want 204", r.status, r.body)
+		}
+		if m := h.messages("dev1")[0]; string(m.Body) != `{"chunked":42}` || m.ContentType != "" {
+			t.Errorf("stored body %q content type %q, want the joined chunks and no content type", m.Body, m.ContentType)
+		}
+	})
+
+	t.Run("property headers", func(t *testing.T) {
+		r := h.event("dev1", authz, `{"p": 1}`, map[string]string{
+			"iothub-app-Color": "blue", "iothub-messageid": "m-1", "iothub-correlationid": "c-1",
+			"iothub-contenttype": "application/json", "iothub-contentencoding": "utf-8",
+		})
+		if r.status != 204 {
+			t.Fatalf("status %d (%s)", r.status, r.body)
+		}
+		m := h.messages("dev1")[0]
+		if m.MessageID != "m-1" || m.CorrelationID != "c-1" || m.ContentType != "application/json" || m.ContentEncoding != "utf-8" || m.Properties["color"] != "blue" {
+			t.Errorf("stored %+v, want the system properties and color=blue", m)
+		}
+	})
+
+	t.Run("batch", func(t *testing.T) {
+		item := func(body string, props map[string]string) map[string]any {
+			return map[string]any{"body": base64.StdEncoding.EncodeToString([]byte(body)), "properties": props}
+		}
+		batch, _ := json.Marshal([]any{
+			item(`{"b": 1}`, map[string]string{"iothub-app-k": "v1", "iothub-messageid": "b-1"}),
+			item(`{"b": 2}`, nil),
+			map[string]any{"body": `{"b": 3}`, "base64Encoded": false},
+		})
+		r := h.post("/devices/dev1/messages/events", authz, bytes.NewReader(batch), int64(len(batch)),
+			map[string]string{"Content-Type": ingest.BatchContentType + "; charset=utf-8"})
+		if r.status != 204 {
+			t.Fatalf("status %d (%s), want 204", r.status, r.body)
+		}
+		msgs := h.messages("dev1")[:3]
+		if string(msgs[2].Body) != `{"b": 1}` || msgs[2].MessageID != "b-1" || msgs[2].Properties["k"] != "v1" ||
+			string(msgs[1].Body) != `{"b": 2}` || string(msgs[0].Body) != `{"b": 3}` {
+			t.Errorf("stored %+v, want the three batch messages in order with their properties", msgs)
+		}
+		for _, bad := range []string{`{"body":"x"}`, `[]`, `[{"body":"!!!"}]`, `[{"properties":{}}]`} {
+			r := h.post("/devices/dev1/messages/events", authz, strings.NewReader(bad), int64(len(bad)),
+				map[string]string{"Content-Type": ingest.BatchContentType})
+			if r.status != 400 || r.errorText() == "" {
+				t.Errorf("batch %s: status %d (%s), want 400 with a reason", bad, r.status, r.body)
+			}
+		}
+	})
+
+	readingsOf := func(metric string) int {
+		n := 0
+		err := h.db.RawReadings(ctx, "dev1", metric, time.Now().Add(-48*time.Hour), time.Now().Add(48*time.Hour),
+			func(time.Time, float64) error { n++; return nil })
+		if errors.Is(err, db.ErrNotFound) {
+			return 0
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	bodies := []struct {
+		name     string
+		body     string
+		metric   string
+		readings int
+	}{
+		{"non-JSON body is logged without readings", "plain text \x00\xff", "", 0},
+		{"NaN, Infinity and huge numbers are skipped", `{"nan": NaN, "inf": Infinity, "huge": 1e400, "fine": 2.5}`, "fine", 1},
+		{"deep nesting is logged without readings", strings.Repeat(`{"a":`, 40) + "1" + strings.Repeat("}", 40), "", 0},
+		{"nested keys flatten with dots", `{"engine": {"temp": 90, "on": true}}`, "engine.on", 1},
+		{"timestamp out of range falls back to enqueued time", `{"ts": "1990-01-01T00:00:00Z", "late": 1}`, "late", 1},
+	}
+	for _, tt := range bodies {
+		t.Run(tt.name, func(t *testing.T) {
+			if r := h.event("dev1", authz, tt.body, nil); r.status != 204 {
+				t.Fatalf("status %d (%s), want 204", r.status, r.body)
+			}
+			if got := h.messages("dev1")[0].Body; string(got) != tt.body {
+				t.Errorf("stored body %q, want %q", got, tt.body)
+			}
+			if tt.metric != "" {
+				if n := readingsOf(tt.metric); n != tt.readings {
+					t.Errorf("%d readings of %s, want %d", n, tt.metric, tt.readings)
+				}
+			}
+		})
+	}
+	for _, skipped := range []string{"nan", "inf", "huge", "a"} {
+		if n := readingsOf(skipped); n != 0 {
+			t.Errorf("metric %q has %d readings, want none", skipped, n)
+		}
+	}
+}
+
+// refusingIngest is a submitter that always answers with err.
+type refusingIngest struct{ err error }
+
+func (r refusingIngest) Submit(context.Context, ...ingest.Message) error { return r.err }
+
+func TestDeviceEventsOverloaded(t *testing.T) {
+	tests := []struct {
+		err        error
+		wantStatus int
+		wantRetry  string
+	}{
+		{ingest.ErrOverloaded, 503, "1"},
+		{ingest.ErrClosed, 503, "5"},
+		{errors.New("disk on fire"), 500, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.err.Error(), func(t *testing.T) {
+			h := newIngestHub(t, func(c *handlers.Config) { c.Ingest = refusingIngest{tt.err} })
+			dev := h.addDevice("dev1")
+			r := h.event("dev1", token(t, "dev1", dev.PrimaryKey, time.Now().Add(time.Hour)), `{}`, nil)
+			if r.status != tt.wantStatus || r.header.Get("Retry-After") != tt.wantRetry {
+				t.Errorf("status %d Retry-After %q, want %d %q", r.status, r.header.Get("Retry-After"), tt.wantStatus, tt.wantRetry)
+			}
+			if strings.Contains(string(r.body), "fire") {
+				t.Errorf("internal error leaked to the device: %s", r.body)
+			}
+		})
+	}
+}
+
+func TestDeviceRoutesOnSeparateListener(t *testing.T) {
+	h := newIngestHub(t, func(c *handlers.Config) { c.SeparateDeviceListener = true })
+	dev := h.addDevice("dev1")
+	authz := token(t, "dev1", dev.PrimaryKey, time.Now().Add(time.Hour))
+	if r := h.event("dev1", authz, `{}`, nil); r.status == 204 {
+		t.Errorf("dashboard router accepted telemetry with SeparateDeviceListener set")
+	}
+	devSrv := httptest.NewServer(h.server.DeviceRouter())
+	defer devSrv.Close()
+	req, _ := http.NewRequest("POST", devSrv.URL+"/devices/dev1/messages/events", strings.NewReader(`{"x":1}`))
+	req.Header.Set("Authorization", authz)
+	if r := h.send(req); r.status != 204 {
+		t.Errorf("device router: status %d (%s), want 204", r.status, r.body)
+	}
+	req, _ = http.NewRequest("GET", devSrv.URL+"/api/v1/devices", nil)
+	req.Header.Set("Authorization", "Bearer "+h.viewer)
+	if r := h.send(req); r.status != 404 {
+		t.Errorf("device router served the operator API: status %d, want 404", r.status)
+	}
+}

@@ -1,0 +1,424 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"fieldhub/db"
+)
+
+// Errors returned by Submit.
+var (
+	// ErrOverloaded means the queue is full; the device should retry later
+	// (HTTP 503 with Retry-After).
+	ErrOverloaded = errors.New("ingest queue is full")
+	// ErrClosed means the pipeline is shutting down.
+	ErrClosed = errors.New("ingest pipeline is closed")
+	// ErrDeviceGone means the device was deleted before its message committed.
+	ErrDeviceGone = errors.New("device no longer exists")
+)
+
+// Store is the storage the pipeline writes to; *db.DB implements it.
+type Store interface {
+	RecoverTelemetry(ctx context.Context, extract db.ExtractFunc) (int, error)
+	AppendMessages(ctx context.Context, msgs []db.NewMessage) ([]int64, error)
+	CheckpointTelemetry(ctx context.Context) (db.CheckpointStats, error)
+	PruneTelemetry(ctx context.Context, cutoff time.Time, limit int) (int, bool, error)
+}
+
+// Publisher receives every batch after it committed, on the pipeline's writer
+// goroutine. It must return at once and never block (queue and drop per
+// subscriber instead): ingest waits for it.
+type Publisher interface {
+	Committed(batch []Committed)
+}
+
+// Committed is a stored message as published to live streams.
+type Committed struct {
+	DeviceID   string
+	Seq        int64 // the message's row id: increases with commit order
+	EnqueuedAt time.Time
+	Message    Message
+	Readings   []TimedReading
+}
+
+// TimedReading is a reading with its time.
+type TimedReading struct {
+	Metric string
+	Time   time.Time
+	Value  float64
+}
+
+// Options tune the pipeline; zero values take the defaults.
+type Options struct {
+	// QueueMessages and QueueBytes bound what waits for the writer; beyond
+	// either Submit returns ErrOverloaded. Defaults 20,000 and 64 MiB.
+	QueueMessages int
+	QueueBytes    int64
+	// MaxBatch bounds the messages of one transaction (default 2,000).
+	MaxBatch int
+	// MaxDelay is how long the writer waits for more messages once the queue
+	// is empty before committing a small batch (default 1ms; fsync dominates).
+	MaxDelay time.Duration
+	// CheckpointEvery and CheckpointMessages bound how much of the message log
+	// is replayed after a crash (defaults 30s and 200,000 messages).
+	CheckpointEvery    time.Duration
+	CheckpointMessages int
+	// Retention is how long messages and readings are kept (default 7 days;
+	// negative keeps everything). PruneEvery is how often old data is deleted
+	// (default 10 minutes).
+	Retention  time.Duration
+	PruneEvery time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.QueueMessages <= 0 {
+		o.QueueMessages = 20000
+	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = 64 << 20
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 2000
+	}
+	if o.MaxDelay == 0 {
+		o.MaxDelay = time.Millisecond
+	}
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = 30 * time.Second
+	}
+	if o.CheckpointMessages <= 0 {
+		o.CheckpointMessages = 200000
+	}
+	if o.Retention == 0 {
+		o.Retention = 7 * 24 * time.Hour
+	}
+	if o.PruneEvery <= 0 {
+		o.PruneEvery = 10 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Pipeline takes device-to-cloud messages from any number of goroutines and
+// stores them through one writer goroutine that commits whatever is waiting
+// in one transaction (group commit), so that the cost of a durable commit is
+// shared by every message in it.
+type Pipeline struct {
+	store Store
+	pub   Publisher
+	opts  Options
+	log   *slog.Logger
+
+	mu     sync.RWMutex // guards closed against sends on a closed queue
+	closed bool
+	queue  chan *request
+
+	queuedMsgs  atomic.Int64
+	queuedBytes atomic.Int64
+	stats       struct{ committed, batches, overloaded atomic.Int64 }
+
+	done     chan struct{}
+	closeErr error
+}
+
+type request struct {
+	msgs  []Message
+	rows  []db.NewMessage
+	bytes int64
+	done  chan error
+}
+
+// New recovers the telemetry kept in memory (replaying messages committed
+// after the last checkpoint) and starts the writer. pub may be nil.
+func New(ctx context.Context, store Store, pub Publisher, opts Options) (*Pipeline, error) {
+	opts.defaults()
+	n, err := store.RecoverTelemetry(ctx, extractReadings)
+	if err != nil {
+		return nil, fmt.Errorf("start ingest: %w", err)
+	}
+	if n > 0 {
+		opts.Logger.Info("rebuilt time series from the message log", "messages", n)
+	}
+	p := &Pipeline{
+		store: store, pub: pub, opts: opts, log: opts.Logger,
+		queue: make(chan *request, opts.QueueMessages),
+		done:  make(chan struct{}),
+	}
+	go p.run()
+	return p, nil
+}
+
+// extractReadings is the one place a body becomes readings: at submit time
+// and when recovery replays the log.
+func extractReadings(body []byte, enqueuedAt time.Time) (time.Time, []db.Reading) {
+	rs, ts, hasTS, err := Flatten(body)
+	if err != nil || len(rs) == 0 {
+		return enqueuedAt, nil
+	}
+	if !hasTS || !SaneTimestamp(ts, enqueuedAt) {
+		ts = enqueuedAt
+	}
+	out := make([]db.Reading, len(rs))
+	for i, r := range rs {
+		out[i] = db.Reading(r)
+	}
+	return ts, out
+}
+
+// Submit stores msgs and returns once they are committed (durably, with the
+// database's synchronous=FULL), or with an error: ErrOverloaded when the queue
+// is full, ErrClosed during shutdown, ErrDeviceGone, a storage failure, or
+// ctx's error (the messages may still commit). Every message must carry the
+// authenticated DeviceID; a zero EnqueuedAt is set to now.
+func (p *Pipeline) Submit(ctx context.Context, msgs ...Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	req := &request{msgs: msgs, rows: make([]db.NewMessage, len(msgs)), done: make(chan error, 1)}
+	now := p.opts.Now()
+	for i := range msgs {
+		m := &msgs[i]
+		if m.DeviceID == "" {
+			return fmt.Errorf("submit message %d: no device id", i)
+		}
+		if len(m.Body) > MaxMessageSize {
+			return fmt.Errorf("submit message %d: body is %d bytes, the limit is %d", i, len(m.Body), MaxMessageSize)
+		}
+		if m.EnqueuedAt.IsZero() {
+			m.EnqueuedAt = now
+		}
+		// Parsing happens here, on the caller's goroutine, so the single
+		// writer only writes.
+		ts, rs := extractReadings(m.Body, m.EnqueuedAt)
+		req.rows[i] = db.NewMessage{
+			DeviceID: m.DeviceID, MessageID: m.MessageID, CorrelationID: m.CorrelationID,
+			ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, To: m.To, UserID: m.UserID,
+			Properties: m.Properties, Body: m.Body, AuthMethod: m.AuthMethod, EnqueuedAt: m.EnqueuedAt,
+			ReadingTime: ts, Readings: rs,
+		}
+		req.bytes += int64(len(m.Body)) + 256
+	}
+	if err := p.enqueue(req); err != nil {
+		return err
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("submit: %w", ctx.Err())
+	}
+}
+
+func (p *Pipeline) enqueue(req *request) error {
+	msgs, bytes := p.queuedMsgs.Add(int64(len(req.msgs))), p.queuedBytes.Add(req.bytes)
+	if msgs > int64(p.opts.QueueMessages) || bytes > p.opts.QueueBytes {
+		p.release(req)
+		p.stats.overloaded.Add(1)
+		return ErrOverloaded
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		p.release(req)
+		return ErrClosed
+	}
+	select {
+	case p.queue <- req:
+		return nil
+	default: // cannot happen while the counters hold, but never block a caller
+		p.release(req)
+		p.stats.overloaded.Add(1)
+		return ErrOverloaded
+	}
+}
+
+func (p *Pipeline) release(req *request) {
+	p.queuedMsgs.Add(-int64(len(req.msgs)))
+	p.queuedBytes.Add(-req.bytes)
+}
+
+// Stats are counters for logs and benchmarks.
+type Stats struct {
+	Committed  int64 // messages
+	Batches    int64 // transactions
+	Overloaded int64 // submissions refused with ErrOverloaded
+	Queued     int64 // messages waiting now
+}
+
+// Stats returns the counters so far.
+func (p *Pipeline) Stats() Stats {
+	return Stats{
+		Committed: p.stats.committed.Load(), Batches: p.stats.batches.Load(),
+		Overloaded: p.stats.overloaded.Load(), Queued: p.queuedMsgs.Load(),
+	}
+}
+
+// Close stops accepting messages, commits everything already queued, writes a
+// checkpoint and stops the writer. Call it after the listeners stopped and
+// before the database closes.
+func (p *Pipeline) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.queue)
+	}
+	p.mu.Unlock()
+	select {
+	case <-p.done:
+		return p.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("close ingest: %w", ctx.Err())
+	}
+}
+
+// run is the writer goroutine.
+func (p *Pipeline) run() {
+	defer close(p.done)
+	ctx := context.Background()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var (
+		sinceCheckpoint int
+		lastCheckpoint  = p.opts.Now()
+		nextPrune       = p.opts.Now().Add(time.Minute) // not while starting up
+		pruning         bool
+	)
+	checkpoint := func() {
+		if _, err := p.store.CheckpointTelemetry(ctx); err != nil {
+			p.log.Error("checkpoint telemetry", "err", err)
+			return
+		}
+		sinceCheckpoint, lastCheckpoint = 0, p.opts.Now()
+	}
+	for {
+		var first *request
+		select {
+		case req, ok := <-p.queue:
+			if !ok {
+				checkpoint()
+				return
+			}
+			first = req
+		case <-tick.C:
+		}
+		if first != nil {
+			sinceCheckpoint += p.commit(ctx, p.collect(first))
+		}
+		now := p.opts.Now()
+		if sinceCheckpoint >= p.opts.CheckpointMessages || (sinceCheckpoint > 0 && now.Sub(lastCheckpoint) >= p.opts.CheckpointEvery) {
+			checkpoint()
+		}
+		if p.opts.Retention > 0 && (pruning || now.After(nextPrune)) {
+			// One small step per turn so ingest keeps the writer.
+			_, more, err := p.store.PruneTelemetry(ctx, now.Add(-p.opts.Retention), 2000)
+			if err != nil {
+				p.log.Error("delete old telemetry", "err", err)
+			}
+			pruning = more && err == nil
+			if !pruning {
+				nextPrune = now.Add(p.opts.PruneEvery)
+			}
+		}
+	}
+}
+
+// collect gathers what is waiting, up to MaxBatch messages, waiting at most
+// MaxDelay for more once the queue runs dry.
+func (p *Pipeline) collect(first *request) []*request {
+	batch := []*request{first}
+	n := len(first.msgs)
+	var deadline <-chan time.Time
+	for n < p.opts.MaxBatch {
+		select {
+		case req, ok := <-p.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, req)
+			n += len(req.msgs)
+			continue
+		default:
+		}
+		if p.opts.MaxDelay < 0 {
+			return batch
+		}
+		if deadline == nil {
+			deadline = time.After(p.opts.MaxDelay)
+		}
+		select {
+		case req, ok := <-p.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, req)
+			n += len(req.msgs)
+		case <-deadline:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commit stores a batch in one transaction, wakes its waiters and publishes
+// what committed. It returns how many messages committed.
+func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
+	var rows []db.NewMessage
+	for _, req := range batch {
+		rows = append(rows, req.rows...)
+	}
+	ids, err := p.store.AppendMessages(ctx, rows)
+	for _, req := range batch {
+		p.release(req)
+	}
+	if err != nil {
+		p.log.Error("store messages", "messages", len(rows), "err", err)
+		for _, req := range batch {
+			req.done <- fmt.Errorf("store messages: %w", err)
+		}
+		return 0
+	}
+	var published []Committed
+	committed, i := 0, 0
+	for _, req := range batch {
+		var reqErr error
+		for j := range req.msgs {
+			id := ids[i]
+			row := &req.rows[j]
+			i++
+			if id == 0 {
+				reqErr = fmt.Errorf("device %q: %w", row.DeviceID, ErrDeviceGone)
+				continue
+			}
+			committed++
+			if p.pub != nil {
+				c := Committed{DeviceID: row.DeviceID, Seq: id, EnqueuedAt: row.EnqueuedAt, Message: req.msgs[j]}
+				if len(row.Readings) > 0 {
+					c.Readings = make([]TimedReading, len(row.Readings))
+					for k, r := range row.Readings {
+						c.Readings[k] = TimedReading{Metric: r.Metric, Time: row.ReadingTime, Value: r.Value}
+					}
+				}
+				published = append(published, c)
+			}
+		}
+		req.done <- reqErr
+	}
+	p.stats.committed.Add(int64(committed))
+	p.stats.batches.Add(1)
+	if len(published) > 0 {
+		p.pub.Committed(published)
+	}
+	return committed
+}

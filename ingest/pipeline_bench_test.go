@@ -1,0 +1,267 @@
+package ingest_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"fieldhub/db"
+	"fieldhub/ingest"
+)
+
+// The ingest benchmarks run the pipeline over a real database file with the
+// production durability (synchronous=FULL, a commit is fsynced), fed by 1,000
+// devices sending JSON bodies of 10 numeric fields. Each reports its rate
+// beside a same-run baseline: the naive layout (one row per reading, WITHOUT
+// ROWID, keyed by series and time) written with the same durability and the
+// same batch sizes.
+
+const (
+	benchDevices = 1000
+	benchFields  = 10
+)
+
+var fieldNames = [benchFields]string{"temperature", "humidity", "pressure", "battery", "rssi", "voltage", "current", "power", "co2", "noise"}
+
+func benchBody(r *rand.Rand) []byte {
+	b := []byte{'{'}
+	for i, name := range fieldNames {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fmt.Appendf(b, `"%s":%.2f`, name, 10+r.Float64()*40)
+	}
+	return append(b, '}')
+}
+
+// benchPipeline opens a database with benchDevices devices and starts a pipeline.
+func benchPipeline(b *testing.B) (*db.DB, *ingest.Pipeline, []string) {
+	b.Helper()
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), "bench.db")
+	setup, err := db.Open(ctx, path, db.Options{Synchronous: "OFF"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := make([]string, benchDevices)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("sensor-%04d", i)
+		if _, err := setup.CreateDevice(ctx, db.NewDevice{DeviceID: ids[i]}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	setup.Close()
+	d, err := db.Open(ctx, path, db.Options{}) // synchronous=FULL
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.Close() })
+	p, err := ingest.New(ctx, d, nil, ingest.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close(context.Background()) })
+	return d, p, ids
+}
+
+// naiveRowsPerSecond inserts rows into the naive layout from benchDevices ×
+// benchFields series, rowsPerCommit rows per fsynced transaction, after a
+// warm-up that gives the b-tree some depth, and returns the rate.
+func naiveRowsPerSecond(b *testing.B, rowsPerCommit int) float64 {
+	b.Helper()
+	ctx := context.Background()
+	conn, err := sql.Open("sqlite3", "file:"+filepath.Join(b.TempDir(), "naive.db")+"?_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetMaxOpenConns(1)
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE readings (device_id INTEGER NOT NULL, metric_id INTEGER NOT NULL,
+		ts INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY (device_id, metric_id, ts)) WITHOUT ROWID`); err != nil {
+		b.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	ts := time.Now().UnixMilli()
+	write := func(rows int) {
+		for done := 0; done < rows; {
+			tx, err := conn.BeginTx(ctx, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ins, err := tx.PrepareContext(ctx, `INSERT INTO readings VALUES (?, ?, ?, ?)`)
+			if err != nil {
+				b.Fatal(err)
+			}
+			// Messages interleave devices, as they arrive.
+			for i := 0; i < rowsPerCommit && done < rows; i += benchFields {
+				dev := r.IntN(benchDevices)
+				ts++
+				for m := range benchFields {
+					if _, err := ins.ExecContext(ctx, dev, m, ts, r.Float64()); err != nil {
+						b.Fatal(err)
+					}
+				}
+				done += benchFields
+			}
+			ins.Close()
+			if err := tx.Commit(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	write(100000)
+	const measured = 100000
+	start := time.Now()
+	write(measured)
+	return measured / time.Since(start).Seconds()
+}
+
+func reportRates(b *testing.B, p *ingest.Pipeline, msgs int, elapsed time.Duration, naive float64) {
+	st := p.Stats()
+	msgRate := float64(msgs) / elapsed.Seconds()
+	b.ReportMetric(msgRate, "msgs/s")
+	b.ReportMetric(msgRate*benchFields, "readings/s")
+	b.ReportMetric(float64(st.Committed)/float64(max(st.Batches, 1)), "msgs/commit")
+	b.ReportMetric(naive, "naive-rows/s")
+	b.ReportMetric(msgRate*benchFields/naive, "x-naive")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkIngestSingle: one message per Submit from many concurrent senders,
+// as HTTP devices sending single messages do.
+func BenchmarkIngestSingle(b *testing.B) {
+	_, p, ids := benchPipeline(b)
+	ctx := context.Background()
+	var seq atomic.Int64
+	b.SetParallelism(128)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(uint64(seq.Add(1)), 7))
+		for pb.Next() {
+			n := seq.Add(1)
+			if err := p.Submit(ctx, ingest.Message{DeviceID: ids[n%benchDevices], AuthMethod: "sas-primary", Body: benchBody(r)}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	st := p.Stats()
+	naive := naiveRowsPerSecond(b, int(float64(st.Committed)/float64(max(st.Batches, 1)))*benchFields)
+	reportRates(b, p, b.N, elapsed, naive)
+}
+
+// BenchmarkIngestBatched: SDK batches of 50 messages per Submit.
+func BenchmarkIngestBatched(b *testing.B) {
+	const perBatch = 50
+	_, p, ids := benchPipeline(b)
+	ctx := context.Background()
+	var seq atomic.Int64
+	b.SetParallelism(16)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(uint64(seq.Add(1)), 9))
+		batch := make([]ingest.Message, perBatch)
+		for pb.Next() {
+			dev := ids[seq.Add(1)%benchDevices]
+			for i := range batch {
+				batch[i] = ingest.Message{DeviceID: dev, AuthMethod: "sas-primary", Body: benchBody(r)}
+			}
+			if err := p.Submit(ctx, batch...); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	st := p.Stats()
+	naive := naiveRowsPerSecond(b, int(float64(st.Committed)/float64(max(st.Batches, 1)))*benchFields)
+	reportRates(b, p, b.N*perBatch, elapsed, naive)
+}
+
+// BenchmarkAckLatency measures the pipeline's maximum single-message rate,
+// then sends at half that rate (open loop, each message on its own goroutine)
+// and reports the latency from Submit to acknowledgement. The baseline is one
+// durable commit of one row: the floor of any acknowledged write.
+func BenchmarkAckLatency(b *testing.B) {
+	d, p, ids := benchPipeline(b)
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(3, 4))
+	body := benchBody(r)
+
+	// Maximum rate, closed loop, for about a second.
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for g := range 256 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < time.Second {
+				n := sent.Add(1)
+				if err := p.Submit(ctx, ingest.Message{DeviceID: ids[(int(n)+g)%benchDevices], Body: body}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	maxRate := float64(sent.Load()) / time.Since(start).Seconds()
+	rate := maxRate / 2
+
+	b.ResetTimer()
+	lat := make([]time.Duration, b.N)
+	interval := time.Duration(float64(time.Second) / rate)
+	next := time.Now()
+	for i := range b.N {
+		if wait := time.Until(next); wait > 0 {
+			time.Sleep(wait)
+		}
+		next = next.Add(interval)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.Now()
+			if err := p.Submit(ctx, ingest.Message{DeviceID: ids[i%benchDevices], Body: body}); err != nil {
+				b.Error(err)
+			}
+			lat[i] = time.Since(t)
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+
+	// Baseline: single-row durable commits through the same writer connection.
+	var floor []time.Duration
+	for range 50 {
+		t := time.Now()
+		if err := d.SetSetting(ctx, "bench", t.String()); err != nil {
+			b.Fatal(err)
+		}
+		floor = append(floor, time.Since(t))
+	}
+	slices.Sort(lat)
+	slices.Sort(floor)
+	pct := func(s []time.Duration, q float64) float64 {
+		return float64(s[min(len(s)-1, int(float64(len(s))*q))].Microseconds()) / 1000
+	}
+	b.ReportMetric(maxRate, "max-msgs/s")
+	b.ReportMetric(rate, "offered-msgs/s")
+	b.ReportMetric(pct(lat, 0.50), "p50-ms")
+	b.ReportMetric(pct(lat, 0.99), "p99-ms")
+	b.ReportMetric(pct(floor, 0.50), "commit-p50-ms")
+	b.ReportMetric(pct(lat, 0.99)/pct(floor, 0.50), "p99-x-commit")
+	b.ReportMetric(0, "ns/op")
+}

@@ -1,0 +1,306 @@
+package ingest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"fieldhub/db"
+	"fieldhub/ingest"
+)
+
+// recorder is a publisher that keeps what it was given.
+type recorder struct {
+	mu    sync.Mutex
+	got   []ingest.Committed
+	calls int
+}
+
+func (r *recorder) Committed(batch []ingest.Committed) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, batch...)
+	r.calls++
+}
+
+// gatedStore holds every AppendMessages until the gate opens, to fill the queue.
+type gatedStore struct {
+	*db.DB
+	gate    chan struct{}
+	entered chan struct{} // gets a value each time the writer reaches the store
+}
+
+func newGate(d *db.DB) gatedStore {
+	return gatedStore{DB: d, gate: make(chan struct{}), entered: make(chan struct{}, 100)}
+}
+
+func (g gatedStore) AppendMessages(ctx context.Context, msgs []db.NewMessage) ([]int64, error) {
+	g.entered <- struct{}{}
+	<-g.gate
+	return g.DB.AppendMessages(ctx, msgs)
+}
+
+func openDB(t *testing.T, path string, devices ...string) *db.DB {
+	t.Helper()
+	d, err := db.Open(context.Background(), path, db.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	for _, id := range devices {
+		if _, err := d.CreateDevice(context.Background(), db.NewDevice{DeviceID: id}); err != nil && !errors.Is(err, db.ErrConflict) {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+func newPipeline(t *testing.T, store ingest.Store, pub ingest.Publisher, opts ingest.Options) *ingest.Pipeline {
+	t.Helper()
+	p, err := ingest.New(context.Background(), store, pub, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		p.Close(ctx)
+	})
+	return p
+}
+
+func msg(device string, i int) ingest.Message {
+	return ingest.Message{
+		DeviceID: device, AuthMethod: "sas-primary", MessageID: fmt.Sprintf("%s-%d", device, i),
+		Body: fmt.Appendf(nil, `{"n": %d, "nested": {"ok": true}, "label": "x"}`, i),
+	}
+}
+
+func TestPipelineConcurrentSubmit(t *testing.T) {
+	ctx := context.Background()
+	devices := []string{"d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7"}
+	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), devices...)
+	pub := &recorder{}
+	p := newPipeline(t, d, pub, ingest.Options{CheckpointMessages: 300})
+	const perDevice = 150
+	var wg sync.WaitGroup
+	errs := make(chan error, len(devices))
+	for _, dev := range devices {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perDevice; i += 3 {
+				// Singles and small batches, as HTTP devices send them.
+				if err := p.Submit(ctx, msg(dev, i)); err != nil {
+					errs <- err
+					return
+				}
+				if err := p.Submit(ctx, msg(dev, i+1), msg(dev, i+2)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	total := len(devices) * perDevice
+	if st := p.Stats(); st.Committed != int64(total) || st.Queued != 0 {
+		t.Errorf("stats = %+v, want %d committed and nothing queued", st, total)
+	}
+	pub.mu.Lock()
+	seen := map[int64]bool{}
+	for _, c := range pub.got {
+		if seen[c.Seq] {
+			t.Fatalf("seq %d published twice", c.Seq)
+		}
+		seen[c.Seq] = true
+		if len(c.Readings) != 2 || c.Readings[0].Metric != "n" || c.Readings[1].Metric != "nested.ok" || c.Readings[1].Value != 1 {
+			t.Fatalf("published readings = %+v, want n and nested.ok=1", c.Readings)
+		}
+		if !c.Readings[0].Time.Equal(c.EnqueuedAt) || c.Message.DeviceID != c.DeviceID {
+			t.Fatalf("published %+v: reading time should be the enqueued time and the device should match", c)
+		}
+	}
+	if len(pub.got) != total {
+		t.Errorf("published %d messages, want %d", len(pub.got), total)
+	}
+	pub.mu.Unlock()
+
+	for _, dev := range devices {
+		msgs, err := d.Messages(ctx, dev, db.MessageFilter{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) != perDevice {
+			t.Errorf("%s: %d messages stored, want %d", dev, len(msgs), perDevice)
+		}
+		dv, err := d.Device(ctx, dev)
+		if err != nil || dv.LastActivity.IsZero() {
+			t.Errorf("%s: last activity not recorded (%v)", dev, err)
+		}
+		n := 0
+		err = d.RawReadings(ctx, dev, "n", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), func(time.Time, float64) error { n++; return nil })
+		if err != nil || n != perDevice {
+			t.Errorf("%s: %d readings of n (%v), want %d", dev, n, err, perDevice)
+		}
+	}
+}
+
+func TestPipelineOverloaded(t *testing.T) {
+	ctx := context.Background()
+	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	g := newGate(d)
+	p := newPipeline(t, g, nil, ingest.Options{QueueMessages: 4, MaxDelay: -1})
+
+	// The writer takes the first message and blocks in the store; three more
+	// fill the queue (the bound counts messages until they commit).
+	results := make(chan error, 4)
+	go func() { results <- p.Submit(ctx, msg("dev1", 0)) }()
+	<-g.entered
+	go func() { results <- p.Submit(ctx, msg("dev1", 1), msg("dev1", 2), msg("dev1", 3)) }()
+	waitFor(t, func() bool { return p.Stats().Queued == 4 })
+
+	if err := p.Submit(ctx, msg("dev1", 4)); !errors.Is(err, ingest.ErrOverloaded) {
+		t.Fatalf("submit to a full queue: err = %v, want ErrOverloaded", err)
+	}
+	if st := p.Stats(); st.Overloaded != 1 {
+		t.Errorf("overloaded = %d, want 1", st.Overloaded)
+	}
+	close(g.gate)
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Errorf("queued submit failed: %v", err)
+		}
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Submit(ctx, msg("dev1", 5)); !errors.Is(err, ingest.ErrClosed) {
+		t.Errorf("submit after close: err = %v, want ErrClosed", err)
+	}
+	stored, err := d.Messages(ctx, "dev1", db.MessageFilter{})
+	if err != nil || len(stored) != 4 {
+		t.Errorf("stored %d messages (%v), want 4", len(stored), err)
+	}
+}
+
+// waitFor polls cond; it fails the test only if cond never holds (no timing assertion).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 5000 {
+		if cond() {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("condition never became true")
+}
+
+func TestPipelineCloseDrainsQueue(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "f.db")
+	d := openDB(t, path, "dev1")
+	g := newGate(d)
+	p, err := ingest.New(ctx, g, nil, ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Submit(ctx, msg("dev1", i)); err != nil {
+				t.Errorf("submit %d: %v", i, err)
+			}
+		}()
+	}
+	waitFor(t, func() bool { return p.Stats().Queued >= 49 })
+	closed := make(chan error)
+	go func() { closed <- p.Close(ctx) }()
+	close(g.gate)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	d.Close()
+
+	// Everything was committed and checkpointed: a new pipeline replays nothing.
+	d2 := openDB(t, path)
+	p2 := newPipeline(t, d2, nil, ingest.Options{})
+	_ = p2
+	n := 0
+	err = d2.RawReadings(ctx, "dev1", "n", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), func(time.Time, float64) error { n++; return nil })
+	if err != nil || n != 50 {
+		t.Errorf("after restart %d readings (%v), want 50", n, err)
+	}
+}
+
+func TestPipelineDeviceDeleted(t *testing.T) {
+	ctx := context.Background()
+	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1", "dev2")
+	p := newPipeline(t, d, nil, ingest.Options{})
+	if err := d.DeleteDevice(ctx, "dev1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Submit(ctx, msg("dev1", 1)); !errors.Is(err, ingest.ErrDeviceGone) {
+		t.Errorf("submit for a deleted device: err = %v, want ErrDeviceGone", err)
+	}
+	if err := p.Submit(ctx, msg("dev2", 1)); err != nil {
+		t.Errorf("submit for dev2: %v", err)
+	}
+}
+
+func TestPipelineReadingTime(t *testing.T) {
+	ctx := context.Background()
+	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	pub := &recorder{}
+	p := newPipeline(t, d, pub, ingest.Options{Now: func() time.Time { return now }})
+	tests := []struct {
+		name string
+		body string
+		want time.Time
+		n    int
+	}{
+		{"device ts in epoch ms", `{"ts": 1777629000000, "v": 1}`, time.UnixMilli(1777629000000).UTC(), 1},
+		{"device timestamp RFC 3339", `{"timestamp": "2026-05-01T09:00:00Z", "v": 1}`, time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC), 1},
+		{"ts in the future falls back", `{"ts": "2027-01-01T00:00:00Z", "v": 1}`, now, 1},
+		{"ts before 2000 falls back", `{"ts": 5, "v": 1}`, now, 1},
+		{"malformed ts: logged, no readings", `{"ts": "yesterday", "v": 1}`, now, 0},
+		{"not JSON", `hello`, now, 0},
+		{"NaN and huge skipped", `{"a": NaN, "b": 1e999, "c": 2}`, now, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pub.mu.Lock()
+			pub.got = nil
+			pub.mu.Unlock()
+			if err := p.Submit(ctx, ingest.Message{DeviceID: "dev1", Body: []byte(tt.body)}); err != nil {
+				t.Fatal(err)
+			}
+			pub.mu.Lock()
+			defer pub.mu.Unlock()
+			if len(pub.got) != 1 || len(pub.got[0].Readings) != tt.n {
+				t.Fatalf("published %+v, want one message with %d readings", pub.got, tt.n)
+			}
+			for _, r := range pub.got[0].Readings {
+				if !r.Time.Equal(tt.want) {
+					t.Errorf("reading time = %v, want %v", r.Time, tt.want)
+				}
+			}
+		})
+	}
+}

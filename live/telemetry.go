@@ -1,0 +1,148 @@
+package live
+
+import (
+	"encoding/base64"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"fieldhub/ingest"
+)
+
+// MaxLiveBody is the most of a message body a live event carries; the full
+// body is in the message log. It keeps one chatty device with 256 KB messages
+// from filling every subscriber's buffer.
+const MaxLiveBody = 16 * 1024
+
+// MessageEvent is the payload of EventMessage: the message as the operator
+// API lists it (GET /api/v1/devices/{id}/messages), so pages render both the
+// same way, plus its size and whether the body was cut.
+type MessageEvent struct {
+	ID              int64             `json:"id"` // the message log's id
+	DeviceID        string            `json:"deviceId"`
+	EnqueuedTime    time.Time         `json:"enqueuedTime"`
+	MessageID       string            `json:"messageId,omitempty"`
+	CorrelationID   string            `json:"correlationId,omitempty"`
+	ContentType     string            `json:"contentType,omitempty"`
+	ContentEncoding string            `json:"contentEncoding,omitempty"`
+	Properties      map[string]string `json:"properties"`
+	AuthMethod      string            `json:"authMethod"`
+	// Body is text, or base64 when BodyBase64 is set (binary or control
+	// characters), at most MaxLiveBody bytes of the original.
+	Body       string `json:"body"`
+	BodyBase64 bool   `json:"bodyBase64,omitempty"`
+	Size       int    `json:"size"`
+	Truncated  bool   `json:"truncated,omitempty"`
+}
+
+// ReadingEvent is the payload of EventReading: the values a message carried
+// for one instant.
+type ReadingEvent struct {
+	T int64              `json:"t"` // Unix milliseconds
+	V map[string]float64 `json:"v"`
+}
+
+// Committed publishes a batch of stored messages. It implements
+// ingest.Publisher and runs on the pipeline's writer, so it only updates
+// counters for the fleet and encodes events for devices someone watches.
+func (h *Hub) Committed(batch []ingest.Committed) {
+	if h.isClosed() || len(batch) == 0 {
+		return
+	}
+	now := h.opt.Now()
+	// Device events that are due go out now (a device coming online shows
+	// at once); the rest wait in pending for the sweeper, which coalesces a
+	// chatty device to one event per ActivityInterval.
+	var due []DeviceStatus
+	h.mu.Lock()
+	h.countMessages(now, len(batch))
+	for i := range batch {
+		c := &batch[i]
+		a := h.activityOf(c.DeviceID)
+		if c.EnqueuedAt.After(a.last) {
+			a.last = c.EnqueuedAt
+		}
+		if ds, ok := h.due(c.DeviceID, a, now); ok {
+			delete(h.pending, c.DeviceID)
+			due = append(due, ds)
+		} else {
+			h.pending[c.DeviceID] = struct{}{}
+		}
+	}
+	h.mu.Unlock()
+	h.announce(due)
+
+	for i := range batch {
+		c := &batch[i]
+		h.mu.Lock()
+		st := h.devices[c.DeviceID]
+		h.mu.Unlock()
+		if st == nil {
+			continue
+		}
+		h.publish(st, c.DeviceID, EventMessage, messageEvent(c))
+		for _, r := range readingEvents(c.Readings) {
+			h.publish(st, c.DeviceID, EventReading, r)
+		}
+	}
+}
+
+func messageEvent(c *ingest.Committed) MessageEvent {
+	m := &c.Message
+	ev := MessageEvent{
+		ID: c.Seq, DeviceID: c.DeviceID, EnqueuedTime: c.EnqueuedAt,
+		MessageID: m.MessageID, CorrelationID: m.CorrelationID, ContentType: m.ContentType,
+		ContentEncoding: m.ContentEncoding, Properties: m.Properties, AuthMethod: m.AuthMethod,
+		Size: len(m.Body),
+	}
+	if ev.Properties == nil {
+		ev.Properties = map[string]string{}
+	}
+	body := m.Body
+	if len(body) > MaxLiveBody {
+		// Cut before a rune boundary so text stays text.
+		cut := MaxLiveBody
+		for k := 0; k < utf8.UTFMax && cut > 0 && !utf8.RuneStart(body[cut]); k++ {
+			cut--
+		}
+		body, ev.Truncated = body[:cut], true
+	}
+	if isText(body) {
+		ev.Body = string(body)
+	} else {
+		ev.Body, ev.BodyBase64 = base64.StdEncoding.EncodeToString(body), true
+	}
+	return ev
+}
+
+// isText is the operator API's rule (handlers.MessageBody): UTF-8 without
+// control characters other than whitespace.
+func isText(b []byte) bool {
+	return utf8.Valid(b) && !strings.ContainsFunc(string(b), func(r rune) bool {
+		return r < 0x20 && r != '\n' && r != '\r' && r != '\t' || r == 0x7f
+	})
+}
+
+// readingEvents groups readings by time, oldest first.
+func readingEvents(rs []ingest.TimedReading) []ReadingEvent {
+	if len(rs) == 0 {
+		return nil
+	}
+	byTime := make(map[int64]map[string]float64)
+	for _, r := range rs {
+		t := r.Time.UnixMilli()
+		v := byTime[t]
+		if v == nil {
+			v = make(map[string]float64)
+			byTime[t] = v
+		}
+		v[r.Metric] = r.Value
+	}
+	out := make([]ReadingEvent, 0, len(byTime))
+	for t, v := range byTime {
+		out = append(out, ReadingEvent{T: t, V: v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].T < out[j].T })
+	return out
+}

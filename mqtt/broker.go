@@ -1,0 +1,372 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"sync"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"fieldhub/commands"
+	"fieldhub/db"
+	"fieldhub/ingest"
+)
+
+// Ingester stores device-to-cloud messages; Submit returns after commit.
+// ingest.Pipeline implements it.
+type Ingester interface {
+	Submit(ctx context.Context, msgs ...ingest.Message) error
+}
+
+// Presence announces connections opening and closing to live viewers.
+// live.Hub implements it.
+type Presence interface {
+	SetConnected(deviceID string, connected bool)
+	PublishDevice(deviceID, eventType string, data any)
+}
+
+// Config is what a Broker needs. DB, Ingest and TLS are required.
+type Config struct {
+	// Addr is the MQTT-over-TLS listen address, like ":8883".
+	Addr string
+	// PlainAddr, when set, also serves MQTT without TLS; it must be a
+	// loopback address (tests, local tools).
+	PlainAddr string
+	TLS       *tls.Config
+	DB        *db.DB
+	Ingest    Ingester
+	// Presence may be nil.
+	Presence Presence
+	// CloudMessages and Twins may be nil, which leaves those features off.
+	CloudMessages CloudMessages
+	Twins         Twins
+	// Hostnames, when not empty, are the host names SAS tokens must name.
+	Hostnames []string
+	Logger    *slog.Logger
+	Now       func() time.Time
+	// RecheckInterval is how often connected devices are checked against
+	// the registry (disabled, deleted, key rotated), which also catches
+	// changes made by the CLI in another process (default 5 s).
+	RecheckInterval time.Duration
+	// SubmitTimeout bounds how long a telemetry publish waits for commit
+	// before the connection is closed without PUBACK (default 30 s, the
+	// PUBACK deadline of the SDKs).
+	SubmitTimeout time.Duration
+}
+
+// Broker is the MQTT device endpoint: an embedded mochi broker whose hooks
+// authenticate devices, confine them to their own topics and connect the
+// protocol to ingest, commands and presence.
+type Broker struct {
+	cfg    Config
+	log    *slog.Logger
+	server *mochi.Server
+	ctx    context.Context // cancelled by Close; bounds work done for clients
+	cancel context.CancelFunc
+
+	tlsLn, plainLn *listener
+	wsLn           *listener  // fed by WebSocketHandler
+	wsConns        *connQueue // WebSocket connections on their way to wsLn
+
+	mu       sync.Mutex
+	byClient map[*mochi.Client]*conn
+	byDevice map[string]*conn
+	// pending holds the outcome of authentication between CONNECT and the
+	// established session, keyed by client.
+	pending map[*mochi.Client]*conn
+
+	methods methodCalls
+
+	presence  chan presenceEvent
+	unhook    []func()       // cancels the commands services' notifications
+	wg        sync.WaitGroup // background goroutines
+	closeOnce sync.Once
+}
+
+var _ commands.MethodTransport = (*Broker)(nil)
+
+// New binds the listeners and prepares the broker; Start begins serving.
+func New(cfg Config) (*Broker, error) {
+	switch {
+	case cfg.DB == nil:
+		return nil, errors.New("mqtt broker: no database")
+	case cfg.Ingest == nil:
+		return nil, errors.New("mqtt broker: no ingest pipeline")
+	case cfg.TLS == nil && cfg.Addr != "":
+		return nil, errors.New("mqtt broker: no TLS configuration for the TLS listener")
+	case cfg.Addr == "" && cfg.PlainAddr == "":
+		return nil, errors.New("mqtt broker: no listen address")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RecheckInterval <= 0 {
+		cfg.RecheckInterval = 5 * time.Second
+	}
+	if cfg.SubmitTimeout <= 0 {
+		cfg.SubmitTimeout = 30 * time.Second
+	}
+	b := &Broker{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "mqtt"),
+		byClient: map[*mochi.Client]*conn{},
+		byDevice: map[string]*conn{},
+		pending:  map[*mochi.Client]*conn{},
+		presence: make(chan presenceEvent, 4096),
+	}
+	b.methods.calls = map[string]*methodCall{}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+
+	caps := mochi.NewDefaultServerCapabilities()
+	caps.MaximumQos = 1 // QoS 2 publishes are refused in OnPacketRead before this applies
+	// One queue slot per pending write, allocated for every connection:
+	// keep it small so 10,000 idle devices stay cheap.
+	caps.MaximumClientWritesPending = 64
+	caps.MaximumPacketSize = ingest.MaxMessageSize + 16*1024 // body plus topic and header
+	caps.MaximumSessionExpiryInterval = math.MaxUint32       // clean=false sessions live until the device returns
+	caps.Compatibilities.ObscureNotAuthorized = false
+	b.server = mochi.New(&mochi.Options{
+		Capabilities:           caps,
+		SysTopicResendInterval: math.MaxInt32, // nobody may read $SYS; don't spend time on it
+		// mochi logs every failed connection as a warning; the hooks log
+		// what an operator needs, so only its errors come through.
+		Logger: slog.New(levelFilter{b.log.Handler(), slog.LevelError}),
+	})
+	if err := b.server.AddHook(&hook{b: b}, nil); err != nil {
+		return nil, fmt.Errorf("mqtt broker: add hook: %w", err)
+	}
+
+	b.wsConns = newConnQueue()
+	b.wsLn = &listener{id: "mqtt-ws", ln: b.wsConns}
+	if cfg.Addr != "" {
+		ln, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt broker: listen on %s: %w", cfg.Addr, err)
+		}
+		tlsCfg := cfg.TLS.Clone()
+		if tlsCfg.MinVersion == 0 {
+			tlsCfg.MinVersion = tls.VersionTLS12
+		}
+		b.tlsLn = &listener{id: "mqtts", ln: ln, tls: tlsCfg}
+	}
+	if cfg.PlainAddr != "" {
+		if err := CheckPlainAddr(cfg.PlainAddr); err != nil {
+			b.tlsLn.closeNow()
+			return nil, err
+		}
+		ln, err := net.Listen("tcp", cfg.PlainAddr)
+		if err != nil {
+			b.tlsLn.closeNow()
+			return nil, fmt.Errorf("mqtt broker: listen on %s: %w", cfg.PlainAddr, err)
+		}
+		b.plainLn = &listener{id: "mqtt-plain", ln: ln}
+	}
+	return b, nil
+}
+
+// CheckPlainAddr refuses a plain (unencrypted) MQTT address reachable from
+// other machines: device tokens would cross the network in the clear.
+func CheckPlainAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("mqtt plain address %q is not host:port: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("mqtt plain address %q: plain MQTT is only allowed on a loopback address (127.0.0.1, ::1 or localhost)", addr)
+	}
+	return nil
+}
+
+// Start serves the listeners and starts the background work.
+func (b *Broker) Start() error {
+	for _, ln := range []*listener{b.tlsLn, b.plainLn, b.wsLn} {
+		if ln == nil {
+			continue
+		}
+		if err := b.server.AddListener(ln); err != nil {
+			return fmt.Errorf("mqtt broker: add listener %s: %w", ln.id, err)
+		}
+	}
+	if err := b.server.Serve(); err != nil {
+		return fmt.Errorf("mqtt broker: serve: %w", err)
+	}
+	if b.cfg.CloudMessages != nil {
+		b.unhook = append(b.unhook, b.cfg.CloudMessages.OnQueued(b.c2dQueued))
+	}
+	if b.cfg.Twins != nil {
+		b.unhook = append(b.unhook, b.cfg.Twins.OnDesired(b.desiredChanged))
+	}
+	b.wg.Add(2)
+	go b.runPresence()
+	go b.runRecheck()
+	return nil
+}
+
+// Addr is the bound TLS address ("" without a TLS listener).
+func (b *Broker) Addr() string {
+	if b.tlsLn == nil {
+		return ""
+	}
+	return b.tlsLn.Address()
+}
+
+// PlainAddr is the bound plain address ("" when not enabled).
+func (b *Broker) PlainAddr() string {
+	if b.plainLn == nil {
+		return ""
+	}
+	return b.plainLn.Address()
+}
+
+// Close stops accepting connections, closes every client (waiting for
+// publishes in flight to commit or fail), then records presence. Call it
+// before draining the ingest pipeline.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		for _, cancel := range b.unhook {
+			cancel()
+		}
+		b.mu.Lock()
+		for _, c := range b.byClient {
+			c.setReason("server shutting down")
+		}
+		b.mu.Unlock()
+		// Waits for every client goroutine, so each blocked Submit has
+		// returned and OnDisconnect has run.
+		_ = b.server.Close()
+		b.tlsLn.closeNow()
+		b.plainLn.closeNow()
+		b.wsLn.closeNow()
+		b.cancel()
+		close(b.presence)
+		b.wg.Wait()
+	})
+	return nil
+}
+
+// DisconnectDevice closes the device's connection, if any, recording
+// reason in its log. It reports whether a connection was closed.
+func (b *Broker) DisconnectDevice(deviceID, reason string) bool {
+	b.mu.Lock()
+	c := b.byDevice[deviceID]
+	b.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	c.close(reason)
+	return true
+}
+
+// Connected reports whether the device has a live MQTT connection.
+func (b *Broker) Connected(deviceID string) bool {
+	return b.current(deviceID) != nil
+}
+
+// current returns the device's live connection, or nil.
+func (b *Broker) current(deviceID string) *conn {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byDevice[deviceID]
+}
+
+// conn is one authenticated device connection.
+type conn struct {
+	deviceID   string
+	client     *mochi.Client
+	keyIndex   int
+	key        string // the key that signed the token, to notice rotation
+	authMethod string
+	expiry     time.Time
+	remote     string
+	listener   string
+
+	expiryTimer *time.Timer
+	done        chan struct{} // closed when the connection has ended
+
+	// parsed is the topic OnPacketRead parsed for the publish OnPublish
+	// handles next; both run on the client's read goroutine.
+	parsedTopic string
+	parsed      Publish
+
+	mu     sync.Mutex
+	reason string // why the hub closed it; empty when the device left
+	c2d    *c2dState
+}
+
+func (c *conn) setReason(reason string) {
+	c.mu.Lock()
+	if c.reason == "" {
+		c.reason = reason
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) closeReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}
+
+// close ends the connection. MQTT 3.1.1 has no server DISCONNECT, so the
+// socket is simply closed.
+func (c *conn) close(reason string) {
+	c.setReason(reason)
+	c.client.Stop(errors.New(reason))
+}
+
+// write sends a packet to the device. Publishes the hub originates go
+// straight to the one connection they are for: the $iothub topics are the
+// same for every device, so topic fan-out would reach every device.
+func (c *conn) write(pk packets.Packet) error {
+	if err := c.client.WritePacket(pk); err != nil {
+		return fmt.Errorf("write to device %q: %w", c.deviceID, err)
+	}
+	return nil
+}
+
+// publish0 sends a QoS 0 publish.
+func (c *conn) publish0(topic string, payload []byte) error {
+	return c.write(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish},
+		TopicName:   topic,
+		Payload:     payload,
+	})
+}
+
+// subscribed reports whether the device subscribed to filter (exact: only
+// the SDKs' filters are allowed).
+func (c *conn) subscribed(filter string) bool {
+	_, ok := c.client.State.Subscriptions.Get(filter)
+	return ok
+}
+
+// levelFilter passes on records at or above min.
+type levelFilter struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.Handler.Enabled(ctx, l)
+}
+
+func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFilter{f.Handler.WithAttrs(a), f.min}
+}
+
+func (f levelFilter) WithGroup(name string) slog.Handler {
+	return levelFilter{f.Handler.WithGroup(name), f.min}
+}

@@ -1,0 +1,253 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"fieldhub/db"
+)
+
+// CloudMessages is the cloud-to-device queue as the broker uses it;
+// commands.CloudQueue implements it.
+type CloudMessages interface {
+	Receive(ctx context.Context, deviceID string) (db.CloudMessage, error)
+	Complete(ctx context.Context, deviceID, lockToken string) (db.CloudMessage, error)
+	Abandon(ctx context.Context, deviceID, lockToken string) (db.CloudMessage, error)
+	// OnQueued calls fn when a message becomes deliverable to a device.
+	OnQueued(fn func(deviceID string)) (cancel func())
+}
+
+// maxC2DInFlight is how many cloud-to-device messages a device may hold
+// unacknowledged at once.
+const maxC2DInFlight = 8
+
+// maxOutbox bounds the QoS 0 publishes waiting for one connection.
+const maxOutbox = 16
+
+// c2dState is one connection's hub-to-device sending: cloud-to-device
+// messages and queued QoS 0 publishes such as desired patches. A sender
+// goroutine runs only while there is work, so idle connections cost no
+// goroutine; the read goroutine settles messages on PUBACK.
+type c2dState struct {
+	pending atomic.Bool // work was asked for since the sender last looked
+	running atomic.Bool // a sender goroutine is running
+
+	mu       sync.Mutex
+	inFlight map[uint16]string // packet id → lock token
+	nextID   uint16
+	outbox   []outbound
+}
+
+// outbound is a QoS 0 publish waiting for the sender.
+type outbound struct {
+	topic   string
+	payload []byte
+}
+
+func newC2DState() *c2dState {
+	return &c2dState{inFlight: map[uint16]string{}}
+}
+
+// c2dWake makes the connection look at its queue and outbox, starting a
+// sender unless one runs.
+func (b *Broker) c2dWake(c *conn) {
+	c.c2d.pending.Store(true)
+	if c.c2d.running.CompareAndSwap(false, true) {
+		b.wg.Add(1)
+		go b.c2dRun(c)
+	}
+}
+
+// c2dRun sends until nothing is asked for, then ends.
+func (b *Broker) c2dRun(c *conn) {
+	defer b.wg.Done()
+	for {
+		for c.c2d.pending.Swap(false) {
+			b.flushOutbox(c)
+			if b.cfg.CloudMessages != nil {
+				b.c2dFill(c)
+			}
+		}
+		c.c2d.running.Store(false)
+		// A wake between the last Swap and the Store found the sender still
+		// running and started none: look again.
+		if !c.c2d.pending.Load() || !c.c2d.running.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// c2dQueued is the queue's notification: wake the device's connection.
+func (b *Broker) c2dQueued(deviceID string) {
+	if c := b.current(deviceID); c != nil {
+		b.c2dWake(c)
+	}
+}
+
+// c2dAcked completes the message the device acknowledged. Over MQTT the
+// PUBACK is the only settlement: there is no reject or abandon.
+func (b *Broker) c2dAcked(c *conn, packetID uint16) {
+	c.c2d.mu.Lock()
+	lock, ok := c.c2d.inFlight[packetID]
+	delete(c.c2d.inFlight, packetID)
+	c.c2d.mu.Unlock()
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	if _, err := b.cfg.CloudMessages.Complete(ctx, c.deviceID, lock); err != nil {
+		// A lock that expired meanwhile: the message was delivered again or
+		// will be; at-least-once is what the protocol promises.
+		b.log.Warn("complete cloud-to-device message", "device", c.deviceID, "err", err)
+	}
+	b.c2dWake(c)
+}
+
+// flushOutbox sends the queued QoS 0 publishes in order.
+func (b *Broker) flushOutbox(c *conn) {
+	c.c2d.mu.Lock()
+	out := c.c2d.outbox
+	c.c2d.outbox = nil
+	c.c2d.mu.Unlock()
+	for _, o := range out {
+		if err := c.publish0(o.topic, o.payload); err != nil {
+			b.log.Info("hub-to-device publish not sent", "device", c.deviceID, "topic", o.topic, "err", err)
+			return
+		}
+	}
+}
+
+// c2dFill sends queued messages until the queue is empty or the device
+// holds maxC2DInFlight, if the device listens for them.
+func (b *Broker) c2dFill(c *conn) {
+	if !c.subscribed(c2dFilter(c.deviceID)) {
+		return
+	}
+	for {
+		select {
+		case <-c.done:
+			return
+		default:
+		}
+		c.c2d.mu.Lock()
+		full := len(c.c2d.inFlight) >= maxC2DInFlight
+		c.c2d.mu.Unlock()
+		if full {
+			return
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		msg, err := b.cfg.CloudMessages.Receive(ctx, c.deviceID)
+		cancel()
+		if errors.Is(err, db.ErrQueueEmpty) {
+			return
+		}
+		if err != nil {
+			b.log.Error("receive cloud-to-device message", "device", c.deviceID, "err", err)
+			return
+		}
+		c.c2d.mu.Lock()
+		select {
+		case <-c.done:
+			// Closed while receiving, and c2dAbandonAll may have run:
+			// give this one back here.
+			c.c2d.mu.Unlock()
+			b.abandon(c.deviceID, msg.LockToken)
+			return
+		default:
+		}
+		id := c.c2d.packetID()
+		c.c2d.inFlight[id] = msg.LockToken
+		c.c2d.mu.Unlock()
+		pk := packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+			PacketID:    id,
+			TopicName:   C2DTopic(c.deviceID, c2dSystemProperties(msg), msg.Properties),
+			Payload:     msg.Body,
+		}
+		if err := c.write(pk); err != nil {
+			// The connection is going; c2dAbandonAll gives the lock back.
+			return
+		}
+	}
+}
+
+// packetID picks an id not held by an unacknowledged message. The hub sends
+// nothing else at QoS 1 to a device, so mochi allocates no ids of its own on
+// these connections. The caller holds s.mu.
+func (s *c2dState) packetID() uint16 {
+	for {
+		s.nextID++
+		if s.nextID == 0 {
+			s.nextID = 1
+		}
+		if _, used := s.inFlight[s.nextID]; !used {
+			return s.nextID
+		}
+	}
+}
+
+// c2dAbandonAll returns the unacknowledged messages of a closed connection
+// to the queue; a disconnect before PUBACK is a delivery that failed.
+func (b *Broker) c2dAbandonAll(c *conn) {
+	c.c2d.mu.Lock()
+	locks := make([]string, 0, len(c.c2d.inFlight))
+	for id, lock := range c.c2d.inFlight {
+		locks = append(locks, lock)
+		delete(c.c2d.inFlight, id)
+	}
+	c.c2d.mu.Unlock()
+	for _, lock := range locks {
+		b.abandon(c.deviceID, lock)
+	}
+}
+
+func (b *Broker) abandon(deviceID, lock string) {
+	// Not b.ctx: on shutdown the locks must still be given back.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.cfg.CloudMessages.Abandon(ctx, deviceID, lock); err != nil && !errors.Is(err, db.ErrLockLost) {
+		b.log.Error("return cloud-to-device message to the queue", "device", deviceID, "err", err)
+	}
+}
+
+// sendLater queues a QoS 0 publish for the connection's sender; when the
+// device does not keep up it is dropped (the device can GET its twin).
+func (b *Broker) sendLater(c *conn, topic string, payload []byte) {
+	c.c2d.mu.Lock()
+	full := len(c.c2d.outbox) >= maxOutbox
+	if !full {
+		c.c2d.outbox = append(c.c2d.outbox, outbound{topic: topic, payload: payload})
+	}
+	c.c2d.mu.Unlock()
+	if full {
+		b.log.Warn("hub-to-device publish dropped: the device is not reading", "device", c.deviceID, "topic", topic)
+		return
+	}
+	b.c2dWake(c)
+}
+
+func c2dFilter(deviceID string) string {
+	return "devices/" + deviceID + "/messages/devicebound/#"
+}
+
+// c2dSystemProperties are the bag's $.… entries for a message, as Azure
+// sends them.
+func c2dSystemProperties(m db.CloudMessage) map[string]string {
+	sys := map[string]string{
+		"$.mid": m.MessageID,
+		"$.to":  "/devices/" + m.DeviceID + "/messages/deviceBound",
+	}
+	if m.CorrelationID != "" {
+		sys["$.cid"] = m.CorrelationID
+	}
+	if !m.ExpiresAt.IsZero() {
+		sys["$.exp"] = m.ExpiresAt.UTC().Format(time.RFC3339Nano)
+	}
+	return sys
+}

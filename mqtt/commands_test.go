@@ -1,0 +1,204 @@
+package mqtt
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"fieldhub/commands"
+	"fieldhub/db"
+	"fieldhub/ingest"
+)
+
+// withCommands gives the hub the real cloud-to-device queue and twin service.
+func withCommands(q **commands.CloudQueue, tw **commands.Twins) func(*Config) {
+	return func(cfg *Config) {
+		*q = commands.NewCloudQueue(commands.CloudQueueConfig{DB: cfg.DB})
+		*tw = commands.NewTwins(commands.TwinsConfig{DB: cfg.DB})
+		cfg.CloudMessages, cfg.Twins = *q, *tw
+	}
+}
+
+func (d *testDevice) next(t *testing.T, prefix string) paho.Message {
+	t.Helper()
+	deadline := time.After(wait)
+	for {
+		select {
+		case m := <-d.received:
+			if strings.HasPrefix(m.Topic(), prefix) {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no publish on %s…", prefix)
+		}
+	}
+}
+
+func cloudState(t *testing.T, h *testHub, id int64) db.CloudMessage {
+	t.Helper()
+	m, err := h.db.CloudMessage(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestCloudToDevice(t *testing.T) {
+	var q *commands.CloudQueue
+	var tw *commands.Twins
+	h := newTestHub(t, withCommands(&q, &tw))
+	dev := h.device("dev1")
+	ctx := context.Background()
+
+	// Queued while offline, delivered when the device subscribes.
+	early, err := q.Send(ctx, "op", "dev1", commands.Message{Body: []byte("first"), Properties: map[string]string{"k": "a/b c"}, CorrelationID: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := h.connect(dev)
+	d.subscribe(t, "devices/dev1/messages/devicebound/#", 1)
+	m := d.next(t, "devices/dev1/messages/devicebound/")
+	if string(m.Payload()) != "first" || m.Qos() != 1 {
+		t.Errorf("got %q at QoS %d, want \"first\" at QoS 1", m.Payload(), m.Qos())
+	}
+	bag := strings.TrimPrefix(m.Topic(), "devices/dev1/messages/devicebound/")
+	sys, app, err := DecodePropertyBag(bag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sys["$.mid"] != early.MessageID || sys["$.cid"] != "c1" || app["k"] != "a/b c" || strings.Contains(bag, "/") {
+		t.Errorf("topic %q: system %v, app %v; want message id, correlation id and k in one segment", m.Topic(), sys, app)
+	}
+	waitFor(t, "completed after PUBACK", func() bool { return cloudState(t, h, early.ID).State == db.CloudCompleted })
+
+	// Sent while connected: pushed at once; the empty bag still ends in '/'.
+	live, err := q.Send(ctx, "op", "dev1", commands.Message{Body: []byte("second"), MessageID: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = d.next(t, "devices/dev1/messages/devicebound/")
+	if string(m.Payload()) != "second" {
+		t.Errorf("got %q, want \"second\"", m.Payload())
+	}
+	waitFor(t, "completed after PUBACK", func() bool { return cloudState(t, h, live.ID).State == db.CloudCompleted })
+}
+
+func TestCloudToDeviceReturnsToQueueOnDisconnect(t *testing.T) {
+	var q *commands.CloudQueue
+	var tw *commands.Twins
+	h := newTestHub(t, withCommands(&q, &tw))
+	dev := h.device("dev1")
+	o := h.sdkOptions(dev)
+	o.manualAck = true
+	d, err := h.dial(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.subscribe(t, "devices/dev1/messages/devicebound/#", 1)
+	msg, err := q.Send(context.Background(), "op", "dev1", commands.Message{Body: []byte("hold")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.next(t, "devices/dev1/messages/devicebound/")
+	if st := cloudState(t, h, msg.ID).State; st != db.CloudLocked {
+		t.Fatalf("state before PUBACK = %s, want %s", st, db.CloudLocked)
+	}
+	d.client.Disconnect(0)
+	waitFor(t, "message back in the queue", func() bool {
+		st := cloudState(t, h, msg.ID).State
+		return st == db.CloudAbandoned || st == db.CloudQueued
+	})
+
+	// The session survives: reconnecting without subscribing gets it again.
+	d = h.connect(dev)
+	m := d.next(t, "devices/dev1/messages/devicebound/")
+	if string(m.Payload()) != "hold" {
+		t.Errorf("got %q, want \"hold\"", m.Payload())
+	}
+	waitFor(t, "completed", func() bool { return cloudState(t, h, msg.ID).State == db.CloudCompleted })
+	if got := cloudState(t, h, msg.ID).DeliveryCount; got != 2 {
+		t.Errorf("delivery count = %d, want 2", got)
+	}
+}
+
+func TestTwin(t *testing.T) {
+	var q *commands.CloudQueue
+	var tw *commands.Twins
+	h := newTestHub(t, withCommands(&q, &tw))
+	ctx := context.Background()
+	d := h.connect(h.device("dev1"))
+	d.subscribe(t, "$iothub/twin/res/#", 0)
+	d.subscribe(t, "$iothub/twin/PATCH/properties/desired/#", 0)
+	before, err := tw.Get(ctx, "dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dv, rv := before.DesiredVersion+1, before.ReportedVersion
+	if _, err := tw.PatchDesired(ctx, "op", "dev1", json.RawMessage(`{"rate":5}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	m := d.next(t, "$iothub/twin/PATCH/properties/desired/")
+	if m.Topic() != fmt.Sprintf("$iothub/twin/PATCH/properties/desired/?$version=%d", dv) || string(m.Payload()) != fmt.Sprintf(`{"$version":%d,"rate":5}`, dv) {
+		t.Errorf("desired patch = %s %s, want version %d with rate 5", m.Topic(), m.Payload(), dv)
+	}
+
+	d.publish(t, "$iothub/twin/GET/?$rid=7", 0, " ")
+	m = d.next(t, "$iothub/twin/res/")
+	if want := fmt.Sprintf(`{"desired":{"$version":%d,"rate":5},"reported":{"$version":%d}}`, dv, rv); m.Topic() != "$iothub/twin/res/200/?$rid=7" || string(m.Payload()) != want {
+		t.Errorf("twin get reply = %s %s, want 200 %s", m.Topic(), m.Payload(), want)
+	}
+
+	d.publish(t, "$iothub/twin/PATCH/properties/reported/?$rid=8", 0, `{"fw":"1.2"}`)
+	m = d.next(t, "$iothub/twin/res/")
+	if want := fmt.Sprintf("$iothub/twin/res/204/?$rid=8&$version=%d", rv+1); m.Topic() != want {
+		t.Errorf("reported reply topic = %s, want %s", m.Topic(), want)
+	}
+	got, err := tw.Get(ctx, "dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Reported["fw"] != "1.2" {
+		t.Errorf("reported = %v, want fw 1.2", got.Reported)
+	}
+
+	d.publish(t, "$iothub/twin/PATCH/properties/reported/?$rid=9", 0, `[1,2]`)
+	m = d.next(t, "$iothub/twin/res/")
+	var body twinError
+	if err := json.Unmarshal(m.Payload(), &body); err != nil || m.Topic() != "$iothub/twin/res/400/?$rid=9" || body.ErrorCode != twinArgumentInvalid {
+		t.Errorf("bad patch reply = %s %s, want 400 with errorCode %d", m.Topic(), m.Payload(), twinArgumentInvalid)
+	}
+}
+
+// TestTelemetryStoredBeforePuback uses the real pipeline: once the PUBACK
+// is in, the message can be read back.
+func TestTelemetryStoredBeforePuback(t *testing.T) {
+	var p *ingest.Pipeline
+	h := newTestHub(t, func(cfg *Config) {
+		var err error
+		p, err = ingest.New(context.Background(), cfg.DB, nil, ingest.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close(context.Background()) })
+		cfg.Ingest = p
+	})
+	d := h.connect(h.device("dev1"))
+	for i := range 20 {
+		tok := d.publish(t, "devices/dev1/messages/events/%24.ct=application%2Fjson&n="+string(rune('a'+i)), 1, `{"temp":21.5,"hum":40}`)
+		if !tok.WaitTimeout(wait) || tok.Error() != nil {
+			t.Fatalf("publish %d: no PUBACK (%v)", i, tok.Error())
+		}
+		msgs, err := h.db.Messages(context.Background(), "dev1", db.MessageFilter{Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) != 1 || msgs[0].Properties["n"] != string(rune('a'+i)) || msgs[0].ContentType != "application/json" || msgs[0].AuthMethod != "sas-primary" {
+			t.Fatalf("after PUBACK %d the newest stored message is %+v", i, msgs)
+		}
+	}
+}

@@ -1,0 +1,368 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"fieldhub/auth"
+	"fieldhub/db"
+)
+
+// hook plugs Fieldhub into mochi. mochi calls the On… methods from each
+// client's own read goroutine, so work done here is ordered per connection
+// and blocks only that connection.
+type hook struct {
+	mochi.HookBase
+	b *Broker
+}
+
+func (h *hook) ID() string { return "fieldhub" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mochi.OnConnectAuthenticate,
+		mochi.OnACLCheck,
+		mochi.OnSessionEstablish,
+		mochi.OnSessionEstablished,
+		mochi.OnDisconnect,
+		mochi.OnPacketRead,
+		mochi.OnPublish,
+		mochi.OnSubscribed,
+		mochi.OnUnsubscribed,
+		mochi.OnWill,
+	}, []byte{b})
+}
+
+// OnConnectAuthenticate checks client id, user name and SAS token. The
+// outcome waits in pending until the session is established.
+func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
+	c, err := h.b.authenticate(cl, pk)
+	if err != nil {
+		h.b.log.Info("mqtt connection refused", "client", cl.ID, "remote", cl.Net.Remote, "err", err)
+		return false
+	}
+	h.b.mu.Lock()
+	h.b.pending[cl] = c
+	h.b.mu.Unlock()
+	return true
+}
+
+// OnACLCheck allows a device its own topics only. Refused publishes never
+// get here (OnPacketRead closes the connection first); refused
+// subscriptions get a failure code in SUBACK.
+func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
+	if write {
+		// OnPacketRead has already checked this publish's topic and closed
+		// the connection if it was not allowed.
+		return true
+	}
+	return AllowedSubscription(cl.ID, topic) == nil
+}
+
+// OnPacketRead closes the connection on a QoS 2 publish or a publish outside
+// the device's topics (as Azure IoT Hub does), and settles cloud-to-device
+// messages when the device acknowledges them.
+func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		c := h.b.connOf(cl)
+		var refusal error
+		if pk.FixedHeader.Qos > 1 {
+			refusal = fmt.Errorf("QoS %d publish on %q refused: Fieldhub accepts QoS 0 and 1", pk.FixedHeader.Qos, pk.TopicName)
+		} else if p, err := ParseDevicePublish(cl.ID, pk.TopicName); err != nil {
+			refusal = fmt.Errorf("publish refused: %w", err)
+		} else if c != nil {
+			// OnPublish for this packet runs next on this goroutine.
+			c.parsedTopic, c.parsed = pk.TopicName, p
+		}
+		if refusal != nil {
+			if c != nil {
+				c.setReason(refusal.Error())
+			}
+			// Only ErrRejectPacket makes mochi end the read loop.
+			return pk, fmt.Errorf("%w: %w", packets.ErrRejectPacket, refusal)
+		}
+	case packets.Puback:
+		if c := h.b.connOf(cl); c != nil {
+			h.b.c2dAcked(c, pk.PacketID)
+		}
+	}
+	return pk, nil
+}
+
+// OnSessionEstablish restores or forgets stored subscriptions before
+// mochi decides whether the session is present.
+func (h *hook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
+	h.b.restoreSession(cl, pk)
+}
+
+// OnSessionEstablished makes the connection the device's current one.
+func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
+	h.b.established(cl)
+}
+
+// OnDisconnect forgets the connection and records why it ended.
+func (h *hook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
+	h.b.disconnected(cl, err)
+}
+
+// OnSubscribed stores the granted subscriptions of a persistent session and
+// starts cloud-to-device delivery once the device listens.
+func (h *hook) OnSubscribed(cl *mochi.Client, pk packets.Packet, codes []byte) {
+	c := h.b.connOf(cl)
+	if c == nil {
+		return
+	}
+	var granted []packets.Subscription
+	for i, f := range pk.Filters {
+		if i < len(codes) && codes[i] >= 0x80 {
+			h.b.log.Info("mqtt subscription refused", "device", c.deviceID, "filter", f.Filter)
+			continue
+		}
+		granted = append(granted, f)
+	}
+	if len(granted) > 0 && !cl.Properties.Clean {
+		ctx, cancel := context.WithTimeout(h.b.ctx, 10*time.Second)
+		defer cancel()
+		if err := h.b.storeSubscriptions(ctx, c.deviceID, granted); err != nil {
+			h.b.log.Error("store subscriptions", "device", c.deviceID, "err", err)
+		}
+	}
+	h.b.c2dWake(c)
+}
+
+// OnUnsubscribed forgets stored subscriptions.
+func (h *hook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
+	if cl.Properties.Clean {
+		return
+	}
+	filters := make([]string, len(pk.Filters))
+	for i, f := range pk.Filters {
+		filters[i] = f.Filter
+	}
+	ctx, cancel := context.WithTimeout(h.b.ctx, 10*time.Second)
+	defer cancel()
+	if err := h.b.forgetSubscriptions(ctx, cl.ID, filters); err != nil {
+		h.b.log.Error("forget subscriptions", "device", cl.ID, "err", err)
+	}
+}
+
+// OnPublish handles a device publish. It blocks until the work is done —
+// for telemetry, until the message is committed — and mochi writes the
+// PUBACK only after it returns: processPublish calls OnPublish, then writes
+// the PUBACK. Handled publishes come back as CodeSuccessIgnore so mochi
+// acknowledges them but neither routes nor retains them. On failure the
+// connection is closed and ErrRejectPacket suppresses the PUBACK: MQTT 3.1.1
+// has no negative acknowledgement, and a device that gets no PUBACK sends
+// the message again after it reconnects.
+func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	c := h.b.connOf(cl)
+	if c == nil {
+		cl.Stop(errors.New("publish on a connection that is not established"))
+		return pk, packets.ErrRejectPacket
+	}
+	p, err := c.parsed, error(nil)
+	if c.parsedTopic != pk.TopicName {
+		p, err = ParseDevicePublish(c.deviceID, pk.TopicName)
+	}
+	c.parsedTopic, c.parsed = "", Publish{}
+	if err == nil {
+		switch p.Kind {
+		case Telemetry:
+			err = h.b.telemetry(c, p, pk.Payload)
+		case MethodResponse:
+			h.b.methodResponse(c, p, pk.Payload)
+		case TwinGet:
+			err = h.b.twinGet(c, p)
+		case TwinPatchReported:
+			err = h.b.twinPatchReported(c, p, pk.Payload)
+		}
+	}
+	if err != nil {
+		h.b.log.Warn("mqtt publish failed; closing the connection without PUBACK", "device", c.deviceID, "topic", pk.TopicName, "err", err)
+		c.close("publish failed: " + err.Error())
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, packets.CodeSuccessIgnore
+}
+
+// OnWill stores a will message as telemetry of the device that left (the
+// topic was checked at CONNECT). Nobody can subscribe to a telemetry topic,
+// so mochi's own delivery of the will reaches no one.
+func (h *hook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
+	c := h.b.connOf(cl)
+	if c == nil {
+		return will, nil
+	}
+	p, err := ParseDevicePublish(c.deviceID, will.TopicName)
+	if err == nil && p.Kind == Telemetry {
+		err = h.b.telemetry(c, p, will.Payload)
+	}
+	if err != nil {
+		h.b.log.Warn("mqtt will message not stored", "device", c.deviceID, "err", err)
+	}
+	return will, nil
+}
+
+// authenticate checks a CONNECT: MQTT 3.1.1, client id = device id, user
+// name naming the same device, password a SAS token signed with one of the
+// device's keys, and an enabled device.
+func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, error) {
+	id := pk.Connect.ClientIdentifier
+	if cl.Properties.ProtocolVersion != 4 {
+		return nil, fmt.Errorf("MQTT protocol level %d: only MQTT 3.1.1 (level 4) is supported", cl.Properties.ProtocolVersion)
+	}
+	if id == "" {
+		return nil, errors.New("empty client id: the client id must be the device id")
+	}
+	_, userDevice, err := ParseUsername(string(pk.Connect.Username))
+	if err != nil {
+		return nil, err
+	}
+	if userDevice != id {
+		return nil, fmt.Errorf("user name names device %q but the client id is %q", userDevice, id)
+	}
+	if !pk.Connect.PasswordFlag || len(pk.Connect.Password) == 0 {
+		return nil, errors.New("no password: the password must be a SAS token")
+	}
+	tok, err := auth.ParseSAS(string(pk.Connect.Password))
+	if err != nil {
+		return nil, err
+	}
+	if pk.Connect.WillFlag {
+		if p, err := ParseDevicePublish(id, pk.Connect.WillTopic); err != nil || p.Kind != Telemetry {
+			return nil, fmt.Errorf("will topic %q: a will message must be telemetry on devices/%s/messages/events/", pk.Connect.WillTopic, id)
+		}
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	dev, err := b.cfg.DB.Device(ctx, id)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, fmt.Errorf("unknown device %q", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !dev.Enabled {
+		return nil, fmt.Errorf("device %q is disabled", id)
+	}
+	keyIndex, err := tok.Verify(id, dev.Keys(), b.cfg.Now(), b.cfg.Hostnames)
+	if err != nil {
+		return nil, err
+	}
+	c := &conn{
+		deviceID:   id,
+		keyIndex:   keyIndex,
+		key:        dev.Keys()[keyIndex],
+		authMethod: authMethods[keyIndex],
+		expiry:     tok.Expiry,
+		remote:     cl.Net.Remote,
+		listener:   cl.Net.Listener,
+		done:       make(chan struct{}),
+		c2d:        newC2DState(),
+	}
+	return c, nil
+}
+
+var authMethods = []string{"sas-primary", "sas-secondary"}
+
+// connOf returns the established connection of a client, or nil.
+func (b *Broker) connOf(cl *mochi.Client) *conn {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byClient[cl]
+}
+
+// established registers an authenticated connection as the device's
+// current one. mochi has already dropped any older connection with the same
+// client id (taking over its session); it is closed here too in case it
+// still runs.
+func (b *Broker) established(cl *mochi.Client) {
+	b.mu.Lock()
+	c := b.pending[cl]
+	delete(b.pending, cl)
+	if c == nil {
+		b.mu.Unlock()
+		cl.Stop(errors.New("session without authentication"))
+		return
+	}
+	c.client = cl
+	old := b.byDevice[c.deviceID]
+	b.byDevice[c.deviceID] = c
+	b.byClient[cl] = c
+	b.mu.Unlock()
+	if old != nil {
+		old.close("taken over by a new connection")
+	}
+	if wait := c.expiry.Sub(b.cfg.Now()); wait > 0 {
+		c.expiryTimer = time.AfterFunc(wait, func() { c.close("SAS token expired") })
+	} else {
+		c.close("SAS token expired")
+	}
+	b.log.Info("device connected", "device", c.deviceID, "remote", c.remote, "auth", c.authMethod, "session_present", cl.State.Subscriptions.Len() > 0)
+	b.announce(presenceEvent{deviceID: c.deviceID, connected: true, remote: c.remote, authMethod: c.authMethod, at: b.cfg.Now()})
+	b.c2dWake(c) // messages queued while the device was away
+}
+
+// disconnected forgets a connection and records why it ended.
+func (b *Broker) disconnected(cl *mochi.Client, err error) {
+	b.mu.Lock()
+	delete(b.pending, cl)
+	c := b.byClient[cl]
+	delete(b.byClient, cl)
+	if c != nil && b.byDevice[c.deviceID] == c {
+		delete(b.byDevice, c.deviceID)
+	}
+	b.mu.Unlock()
+	if c == nil {
+		return
+	}
+	if c.expiryTimer != nil {
+		c.expiryTimer.Stop()
+	}
+	close(c.done)
+	b.c2dAbandonAll(c)
+	reason := c.closeReason()
+	if reason == "" {
+		reason = describeDisconnect(err, cl.StopCause())
+	}
+	b.log.Info("device disconnected", "device", c.deviceID, "remote", c.remote, "reason", reason)
+	b.announce(presenceEvent{deviceID: c.deviceID, connected: false, remote: c.remote, reason: reason, at: b.cfg.Now()})
+}
+
+// describeDisconnect says in words why a connection the hub did not close
+// ended.
+func describeDisconnect(readErr, cause error) string {
+	var code packets.Code
+	if errors.As(cause, &code) {
+		switch code {
+		case packets.ErrSessionTakenOver:
+			return "taken over by a new connection"
+		case packets.ErrServerShuttingDown:
+			return "server shutting down"
+		case packets.CodeDisconnect:
+			return "device disconnected"
+		}
+	}
+	var ne net.Error
+	switch {
+	case readErr == nil:
+		return "device disconnected"
+	case errors.Is(readErr, io.EOF):
+		return "connection closed by the device without DISCONNECT"
+	case errors.As(readErr, &ne) && ne.Timeout():
+		return "keep-alive timeout"
+	}
+	return "connection lost: " + readErr.Error()
+}

@@ -1,0 +1,101 @@
+package simulate
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"fieldhub/certs"
+	"fieldhub/commands"
+	"fieldhub/db"
+	"fieldhub/db/dbtest"
+	"fieldhub/ingest"
+	"fieldhub/mqtt"
+)
+
+// TestRunMQTT runs a simulated device against the real broker: telemetry is
+// stored, a method is answered and the reported properties arrive.
+func TestRunMQTT(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store := dbtest.MustOpen(t)
+	dir := t.TempDir()
+	cert, err := certs.Ensure(dir, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _ := os.ReadFile(filepath.Join(dir, certs.CAFile))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	pipe, err := ingest.New(ctx, store, nil, ingest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pipe.Close(context.Background())
+	twins := commands.NewTwins(commands.TwinsConfig{DB: store})
+	b, err := mqtt.New(mqtt.Config{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, DB: store, Ingest: pipe, Twins: twins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	devs, err := ProvisionDB(ctx, store, Specs("sim-", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := b.Addr()[strings.LastIndexByte(b.Addr(), ':')+1:]
+
+	var stats Stats
+	done := make(chan error, 1)
+	go func() {
+		done <- RunMQTT(ctx, MQTTConfig{
+			Addr: "localhost:" + port, Devices: devs, Interval: 20 * time.Millisecond,
+			TLS: &tls.Config{RootCAs: roots, ServerName: "localhost"},
+		}, &stats)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for stats.Sent.Load() < 3 || !b.Connected(devs[0].ID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sent %d messages (failed %d), connected %v", stats.Sent.Load(), stats.Failed.Load(), b.Connected(devs[0].ID))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	msgs, err := store.Messages(ctx, devs[0].ID, db.MessageFilter{Limit: 1})
+	if err != nil || len(msgs) != 1 || msgs[0].ContentType != "application/json" || msgs[0].Properties["source"] != "simulator" {
+		t.Errorf("stored %+v (%v), want a JSON message from the simulator", msgs, err)
+	}
+	var status int
+	var answer json.RawMessage
+	for time.Now().Before(deadline) {
+		// The subscription may still be on its way.
+		if status, answer, err = b.InvokeMethod(ctx, devs[0].ID, "reboot", json.RawMessage(`{"delay":1}`), 5*time.Second); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil || status != 200 || !strings.Contains(string(answer), `"method":"reboot"`) {
+		t.Errorf("method answer = %d %s (%v), want 200 naming the method", status, answer, err)
+	}
+	for {
+		tw, err := twins.Get(ctx, devs[0].ID)
+		if err == nil && tw.Reported["firmware"] == "simulator-1.0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reported properties = %v (%v), want firmware", tw.Reported, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
