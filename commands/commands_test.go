@@ -382,3 +382,29 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+func TestCloudQueueSweepRequeuesExpiredLocks(t *testing.T) {
+	ctx := context.Background()
+	d, clk, rec := setup(t)
+	q := commands.NewCloudQueue(commands.CloudQueueConfig{DB: d, Publisher: rec})
+	if _, err := q.Send(ctx, "cli", "dev1", commands.Message{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Receive(ctx, "dev1"); err != nil {
+		t.Fatal(err)
+	}
+	var notified []string
+	defer q.OnQueued(func(dev string) { notified = append(notified, dev) })()
+	clk.advance(2 * time.Minute) // past the one-minute lock
+	if err := q.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	events := rec.all()
+	last := events[len(events)-1].data.(commands.CommandEvent).Message
+	if last.State != db.CloudQueued || last.DeliveryCount != 1 {
+		t.Errorf("after the lock expired: %+v, want queued with 1 delivery", last)
+	}
+	if !equal(notified, []string{"dev1"}) {
+		t.Errorf("notified %v, want dev1 (so MQTT delivers it again)", notified)
+	}
+}

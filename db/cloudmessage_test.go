@@ -513,3 +513,25 @@ func BenchmarkCloudMessageRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+func TestDeleteDeviceRemovesCommands(t *testing.T) {
+	ctx := context.Background()
+	d, _ := newQueueDB(t)
+	m := enqueue(t, d, db.NewCloudMessage{})
+	if _, err := d.PatchTwin(ctx, "dev1", db.TwinDesired, map[string]any{"a": true}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeleteDevice(ctx, "dev1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.CloudMessage(ctx, m.ID); !errors.Is(err, db.ErrNotFound) {
+		t.Errorf("message after device deletion: %v, want ErrNotFound", err)
+	}
+	// A device created again under the same id starts with an empty twin.
+	if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"}); err != nil {
+		t.Fatal(err)
+	}
+	if tw, err := d.Twin(ctx, "dev1"); err != nil || len(tw.Desired) != 0 || tw.DesiredVersion != 1 {
+		t.Errorf("twin of the new device = %+v, %v; want empty at version 1", tw, err)
+	}
+}

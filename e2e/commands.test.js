@@ -116,6 +116,8 @@ test('an operator sends a message and watches it go from queued to completed', {
     await mform.getByTestId('method-payload').fill('{"delay": 5}');
     await mform.getByTestId('method-invoke').click();
     await page.getByTestId('method-status').filter({ hasText: 'device not connected' }).waitFor({ timeout: 10_000 });
+    // The call's progress also arrives live, for everyone watching the device.
+    await page.getByTestId('method-call').filter({ hasText: 'reboot by user:olga: not connected' }).waitFor({ timeout: 10_000 });
 
     // Desired properties: edit, save with If-Match, see the difference from reported.
     await page.getByTestId('twin-desired').fill('{"fan": {"speed": 2}}');

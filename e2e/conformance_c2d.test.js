@@ -30,7 +30,12 @@ before(async () => {
   const key = cs.match(/SharedAccessKey=(\S+)/)[1];
   apiToken = (await cli(hub.dataDir, 'token', 'create', '--role', 'operator', '--name', 'conformance')).trim();
   client = Client.fromConnectionString(`HostName=${host};DeviceId=c2d-sdk;SharedAccessKey=${key}`, Http);
-  await client.setOptions({ ca: readFileSync(path.join(hub.dataDir, 'tls', 'ca.pem'), 'utf8') });
+  // The HTTP transport calls setOptions' callback only when receive options are
+  // present too (SDK quirk), so pass the default poll interval along with the CA.
+  await client.setOptions({
+    ca: readFileSync(path.join(hub.dataDir, 'tls', 'ca.pem'), 'utf8'),
+    http: { receivePolicy: { interval: 1 } },
+  });
   await client.open();
 });
 
@@ -127,10 +132,10 @@ test('the SDK abandons a message, which is delivered again', { timeout: 60_000 }
   assert.equal(done.deliveryCount, 2);
 });
 
-test('settling with a spent lock fails with the SDK\'s precondition error', { timeout: 60_000 }, async () => {
+test('settling with a spent lock fails with 412 Precondition Failed', { timeout: 60_000 }, async () => {
   await send('twice');
   const msg = await nextMessage();
   await client.complete(msg);
-  await assert.rejects(client.complete(msg), (err) => err.constructor.name === 'InvalidEtagError' || /412|etag/i.test(String(err)));
+  await assert.rejects(client.complete(msg), /Precondition Failed/);
 });
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,11 +206,11 @@ func (f methodTransport) InvokeMethod(_ context.Context, deviceID, name string, 
 }
 
 func TestInvokeMethodAPI(t *testing.T) {
-	var gotTimeout time.Duration
+	var gotTimeout atomic.Int64 // set by the server's goroutine
 	h := newCommandsHub(t, func(cfg *handlers.Config) {
 		inv := commands.NewInvoker(commands.InvokerConfig{DB: cfg.DB, Transport: methodTransport(
 			func(dev, name string, payload json.RawMessage, timeout time.Duration) (int, json.RawMessage, error) {
-				gotTimeout = timeout
+				gotTimeout.Store(int64(timeout))
 				switch name {
 				case "echo":
 					return 200, payload, nil
@@ -221,8 +222,8 @@ func TestInvokeMethodAPI(t *testing.T) {
 		cfg.Methods = inv
 	})
 	r := h.call("operator", "POST", "/api/v1/devices/dev1/methods/echo", `{"payload":{"x":[1,2]},"responseTimeoutInSeconds":7}`)
-	if r.status != 200 || string(r.body) != `{"status":200,"payload":{"x":[1,2]}}`+"\n" || gotTimeout != 7*time.Second {
-		t.Errorf("echo: %d %s (timeout %v)", r.status, r.body, gotTimeout)
+	if r.status != 200 || string(r.body) != `{"status":200,"payload":{"x":[1,2]}}`+"\n" || time.Duration(gotTimeout.Load()) != 7*time.Second {
+		t.Errorf("echo: %d %s (timeout %v)", r.status, r.body, time.Duration(gotTimeout.Load()))
 	}
 	tests := []struct {
 		name, path, body string

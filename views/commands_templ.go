@@ -428,7 +428,7 @@ func methodForm(m CommandsPanel) templ.Component {
 				return templ_7745c5c3_Err
 			}
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 31, " class=\"stack\"><div class=\"field\"><label for=\"method-name\">Method name</label> <input type=\"text\" id=\"method-name\" name=\"name\" required maxlength=\"128\" autocomplete=\"off\" spellcheck=\"false\" placeholder=\"reboot\" data-testid=\"method-name\"></div><div class=\"field\"><label for=\"method-payload\">Payload (JSON)</label> <textarea id=\"method-payload\" name=\"payload\" rows=\"4\" spellcheck=\"false\" placeholder=\"{}\" data-testid=\"method-payload\"></textarea> <span class=\"hint field-error\" data-payload-error role=\"alert\"></span></div><div class=\"field narrow\"><label for=\"method-timeout\">Response timeout (seconds)</label> <input type=\"number\" id=\"method-timeout\" name=\"timeout\" value=\"30\" min=\"5\" max=\"300\" step=\"1\" data-testid=\"method-timeout\"></div><div class=\"form-actions\"><button type=\"submit\" class=\"btn-primary\" data-testid=\"method-invoke\">Call method</button></div></fieldset></form><div class=\"method-result\" data-method-result data-testid=\"method-result\" aria-live=\"polite\" hidden></div></section>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 31, " class=\"stack\"><div class=\"field\"><label for=\"method-name\">Method name</label> <input type=\"text\" id=\"method-name\" name=\"name\" required maxlength=\"128\" autocomplete=\"off\" spellcheck=\"false\" placeholder=\"reboot\" data-testid=\"method-name\"></div><div class=\"field\"><label for=\"method-payload\">Payload (JSON)</label> <textarea id=\"method-payload\" name=\"payload\" rows=\"4\" spellcheck=\"false\" placeholder=\"{}\" data-testid=\"method-payload\"></textarea> <span class=\"hint field-error\" data-payload-error role=\"alert\"></span></div><div class=\"field narrow\"><label for=\"method-timeout\">Response timeout (seconds)</label> <input type=\"number\" id=\"method-timeout\" name=\"timeout\" value=\"30\" min=\"5\" max=\"300\" step=\"1\" data-testid=\"method-timeout\"></div><div class=\"form-actions\"><button type=\"submit\" class=\"btn-primary\" data-testid=\"method-invoke\">Call method</button></div></fieldset></form><div class=\"method-result\" data-method-result data-testid=\"method-result\" aria-live=\"polite\" hidden></div><div class=\"stack\" data-method-calls-section hidden><span class=\"label\">Recent calls (live, from everyone)</span><ul class=\"method-calls\" data-method-calls data-testid=\"method-calls\"></ul></div></section>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -468,7 +468,7 @@ func twinPanel(m CommandsPanel) templ.Component {
 		var templ_7745c5c3_Var19 string
 		templ_7745c5c3_Var19, templ_7745c5c3_Err = templ.JoinStringErrs("v" + strconv.FormatInt(m.Twin.DesiredVersion, 10))
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 183, Col: 104}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 187, Col: 104}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var19))
 		if templ_7745c5c3_Err != nil {
@@ -481,7 +481,7 @@ func twinPanel(m CommandsPanel) templ.Component {
 		var templ_7745c5c3_Var20 string
 		templ_7745c5c3_Var20, templ_7745c5c3_Err = templ.JoinStringErrs("v" + strconv.FormatInt(m.Twin.ReportedVersion, 10))
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 184, Col: 107}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 188, Col: 107}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var20))
 		if templ_7745c5c3_Err != nil {
@@ -521,7 +521,7 @@ func twinPanel(m CommandsPanel) templ.Component {
 				var templ_7745c5c3_Var23 string
 				templ_7745c5c3_Var23, templ_7745c5c3_Err = templruntime.NewAttributeExpression(k.Key).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 197, Col: 66}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 201, Col: 66}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var23)
 				if templ_7745c5c3_Err != nil {
@@ -534,7 +534,7 @@ func twinPanel(m CommandsPanel) templ.Component {
 				var templ_7745c5c3_Var24 string
 				templ_7745c5c3_Var24, templ_7745c5c3_Err = templruntime.NewAttributeExpression(strconv.FormatBool(k.Differs)).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 197, Col: 113}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 201, Col: 113}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var24)
 				if templ_7745c5c3_Err != nil {
@@ -561,7 +561,7 @@ func twinPanel(m CommandsPanel) templ.Component {
 			var templ_7745c5c3_Var25 string
 			templ_7745c5c3_Var25, templ_7745c5c3_Err = templ.JoinStringErrs(k.Key)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 198, Col: 42}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 202, Col: 42}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var25))
 			if templ_7745c5c3_Err != nil {
@@ -574,7 +574,7 @@ func twinPanel(m CommandsPanel) templ.Component {
 			var templ_7745c5c3_Var26 string
 			templ_7745c5c3_Var26, templ_7745c5c3_Err = templ.JoinStringErrs(orDash(k.Desired))
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 199, Col: 42}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 203, Col: 42}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var26))
 			if templ_7745c5c3_Err != nil {
@@ -587,7 +587,7 @@ func twinPanel(m CommandsPanel) templ.Component {
 			var templ_7745c5c3_Var27 string
 			templ_7745c5c3_Var27, templ_7745c5c3_Err = templ.JoinStringErrs(orDash(k.Reported))
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 200, Col: 43}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 204, Col: 43}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var27))
 			if templ_7745c5c3_Err != nil {
@@ -615,7 +615,7 @@ func twinPanel(m CommandsPanel) templ.Component {
 		var templ_7745c5c3_Var28 string
 		templ_7745c5c3_Var28, templ_7745c5c3_Err = templ.JoinStringErrs(m.Twin.DesiredJSON)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 209, Col: 152}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 213, Col: 152}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var28))
 		if templ_7745c5c3_Err != nil {
@@ -638,7 +638,7 @@ func twinPanel(m CommandsPanel) templ.Component {
 		var templ_7745c5c3_Var29 string
 		templ_7745c5c3_Var29, templ_7745c5c3_Err = templ.JoinStringErrs(m.Twin.ReportedJSON)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 221, Col: 90}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/commands.templ`, Line: 225, Col: 90}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var29))
 		if templ_7745c5c3_Err != nil {

@@ -240,6 +240,24 @@ function initMethods(root) {
     }
   };
 
+  // Every call on this device, by anyone, as the live stream reports it:
+  // one line per call, updated from pending to its outcome.
+  const calls = root.querySelector('[data-method-calls]');
+  doc.addEventListener('live:command', (evt) => {
+    const call = evt.detail?.kind === 'method' ? evt.detail.call : null;
+    if (!call || !calls) return;
+    let li = calls.querySelector(`li[data-call-id="${CSS.escape(call.callId)}"]`);
+    if (!li) {
+      li = el(doc, 'li', { 'data-call-id': call.callId, 'data-testid': 'method-call' });
+      calls.prepend(li);
+      while (calls.children.length > 10) calls.lastElementChild.remove();
+    }
+    li.dataset.state = call.state;
+    const outcome = call.state === 'answered' ? `status ${call.status}` : call.state;
+    li.textContent = `${call.name} by ${call.actor}: ${outcome}`;
+    root.querySelector('[data-method-calls-section]').hidden = false;
+  });
+
   form.addEventListener('submit', async (evt) => {
     evt.preventDefault();
     const name = form.elements.name.value.trim();
