@@ -49,6 +49,7 @@ func (d *DB) AppendMessages(ctx context.Context, msgs []NewMessage) (ids []int64
 	msgDevice := make([]deviceRow, len(msgs))
 	fresh := make(map[seriesKey]*series) // series created by this batch
 	replaced := make(map[seriesKey]bool) // cached series of a device that was recreated
+	freshPerDevice := make(map[int64]int)
 
 	err = d.withTx(ctx, func(tx *sql.Tx) error {
 		// The last activity of each device, which also says whether it still exists.
@@ -72,6 +73,8 @@ func (d *DB) AppendMessages(ctx context.Context, msgs []NewMessage) (ids []int64
 			devices[dev] = row
 		}
 
+		metrics := &metricCreator{tx: tx}
+		defer metrics.close()
 		insert, err := tx.PrepareContext(ctx, `INSERT INTO messages (device_id, enqueued_at, message_id, correlation_id,
 			content_type, content_encoding, to_address, user_id, properties, auth_method, body)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
@@ -116,8 +119,11 @@ func (d *DB) AppendMessages(ctx context.Context, msgs []NewMessage) (ids []int64
 					continue
 				} else if ok {
 					replaced[key] = true
+				} else if t.perDevice[dev.id]+freshPerDevice[dev.id] >= MaxMetricsPerDevice {
+					continue // dropped below, for want of a series
 				}
-				s, err := newSeries(ctx, tx, key, dev.created)
+				freshPerDevice[dev.id]++
+				s, err := metrics.newSeries(ctx, key, dev.created)
 				if err != nil {
 					return fmt.Errorf("device %q: %w", m.DeviceID, err)
 				}
@@ -139,8 +145,8 @@ func (d *DB) AppendMessages(ctx context.Context, msgs []NewMessage) (ids []int64
 	for key := range replaced {
 		t.forget(t.byKey[key])
 	}
-	for key, s := range fresh {
-		t.byKey[key], t.byID[s.metricID] = s, s
+	for _, s := range fresh {
+		t.add(s)
 	}
 	for i, m := range msgs {
 		if ids[i] == 0 {
@@ -148,10 +154,11 @@ func (d *DB) AppendMessages(ctx context.Context, msgs []NewMessage) (ids []int64
 		}
 		ts := m.ReadingTime.UnixMilli()
 		for _, r := range m.Readings {
-			if !isFinite(r.Value) {
-				continue
+			s := t.byKey[seriesKey{msgDevice[i].id, r.Metric}]
+			if s == nil || !isFinite(r.Value) {
+				continue // over MaxMetricsPerDevice
 			}
-			t.byKey[seriesKey{msgDevice[i].id, r.Metric}].add(ts, r.Value, now)
+			s.add(ts, r.Value, now)
 		}
 		t.lastApplied = max(t.lastApplied, ids[i])
 	}

@@ -28,6 +28,11 @@ type Reading struct {
 // Writes (AppendMessages, CheckpointTelemetry, PruneTelemetry) come from one
 // goroutine, the ingest pipeline's writer; queries come from anywhere.
 
+// MaxMetricsPerDevice bounds the metrics one device can create, so that a
+// device sending ever new key names cannot exhaust memory; readings of further
+// new names are dropped (their messages are still logged).
+const MaxMetricsPerDevice = 1000
+
 // IdleSeal is how long a metric may go without readings before its open chunk
 // is sealed at the next checkpoint, releasing its memory.
 const IdleSeal = 10 * time.Minute
@@ -40,8 +45,9 @@ type telemetry struct {
 	recovered   bool
 	byKey       map[seriesKey]*series
 	byID        map[int64]*series
-	lastApplied int64 // newest message id whose readings are in memory
-	folded      int64 // watermark as last stored
+	perDevice   map[int64]int // metrics per devices.id
+	lastApplied int64         // newest message id whose readings are in memory
+	folded      int64         // watermark as last stored
 }
 
 type seriesKey struct {
@@ -121,6 +127,7 @@ func (t *telemetry) init() {
 	if t.byKey == nil {
 		t.byKey = map[seriesKey]*series{}
 		t.byID = map[int64]*series{}
+		t.perDevice = map[int64]int{}
 	}
 }
 
@@ -129,14 +136,15 @@ func (t *telemetry) init() {
 type ExtractFunc func(body []byte, enqueuedAt time.Time) (time.Time, []Reading)
 
 // RecoverTelemetry loads the metrics and rebuilds the in-memory chunks from the
-// messages committed after the last checkpoint. It must run once, before the
-// first AppendMessages. It returns how many messages it replayed.
+// messages committed after the last checkpoint. It must run before the first
+// AppendMessages; later calls do nothing. It returns how many messages it
+// replayed.
 func (d *DB) RecoverTelemetry(ctx context.Context, extract ExtractFunc) (int, error) {
 	t := &d.tel
 	t.write.Lock()
 	defer t.write.Unlock()
 	if t.recovered {
-		return 0, errors.New("recover telemetry: already recovered")
+		return 0, nil
 	}
 	t.mu.Lock()
 	t.init()
@@ -174,28 +182,28 @@ func (d *DB) RecoverTelemetry(ctx context.Context, extract ExtractFunc) (int, er
 	}
 	t.mu.Lock()
 	for _, s := range loaded {
-		t.byKey[s.key], t.byID[s.metricID] = s, s
+		t.add(s)
 	}
 	t.folded, t.lastApplied = folded, folded
 	t.mu.Unlock()
 
-	// Replay in pages so that no read transaction spans the metric inserts below.
+	// Replay in pages: a long query would hold the connection for all of it.
 	replayed := 0
 	now := d.Now()
 	for {
 		type pending struct {
-			id, device, created, enqueued int64
-			body                          []byte
+			id, device, enqueued int64
+			body                 []byte
 		}
 		var page []pending
-		rows, err := d.write.QueryContext(ctx, `SELECT m.id, m.device_id, dv.created_at, m.enqueued_at, m.body
-			FROM messages m JOIN devices dv ON dv.id = m.device_id WHERE m.id > ? ORDER BY m.id LIMIT 5000`, t.lastApplied)
+		rows, err := d.write.QueryContext(ctx, `SELECT id, device_id, enqueued_at, body
+			FROM messages WHERE id > ? ORDER BY id LIMIT 5000`, t.lastApplied)
 		if err != nil {
 			return replayed, fmt.Errorf("recover telemetry: read messages: %w", err)
 		}
 		for rows.Next() {
 			var p pending
-			if err := rows.Scan(&p.id, &p.device, &p.created, &p.enqueued, &p.body); err != nil {
+			if err := rows.Scan(&p.id, &p.device, &p.enqueued, &p.body); err != nil {
 				rows.Close()
 				return replayed, fmt.Errorf("recover telemetry: read messages: %w", err)
 			}
@@ -210,15 +218,15 @@ func (d *DB) RecoverTelemetry(ctx context.Context, extract ExtractFunc) (int, er
 		}
 		for _, p := range page {
 			ts, readings := extract(p.body, fromMS(p.enqueued))
+			t.mu.Lock()
 			for _, r := range readings {
-				s, err := d.recoverSeries(ctx, seriesKey{p.device, r.Metric}, p.created)
-				if err != nil {
-					return replayed, err
+				// Metrics commit with the first message naming them, so a
+				// missing one was refused (MaxMetricsPerDevice) at ingest.
+				if s, ok := t.byKey[seriesKey{p.device, r.Metric}]; ok && isFinite(r.Value) {
+					s.add(ts.UnixMilli(), r.Value, now)
 				}
-				t.mu.Lock()
-				s.add(ts.UnixMilli(), r.Value, now)
-				t.mu.Unlock()
 			}
+			t.mu.Unlock()
 			t.mu.Lock()
 			t.lastApplied = p.id
 			t.mu.Unlock()
@@ -231,49 +239,49 @@ func (d *DB) RecoverTelemetry(ctx context.Context, extract ExtractFunc) (int, er
 	return replayed, nil
 }
 
-// recoverSeries finds or creates a series during recovery. Messages and their
-// metrics commit together, so a missing metric means the file was edited by
-// hand; it is created rather than losing the reading.
-func (d *DB) recoverSeries(ctx context.Context, key seriesKey, created int64) (*series, error) {
-	t := &d.tel
-	if s, ok := t.byKey[key]; ok {
-		return s, nil
-	}
-	tx, err := d.write.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("recover telemetry: begin: %w", err)
-	}
-	defer tx.Rollback()
-	s, err := newSeries(ctx, tx, key, created)
-	if err != nil {
-		return nil, fmt.Errorf("recover telemetry: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("recover telemetry: commit: %w", err)
-	}
-	t.mu.Lock()
-	t.byKey[key], t.byID[s.metricID] = s, s
-	t.mu.Unlock()
-	return s, nil
+// metricCreator creates metric rows within one transaction, preparing its
+// statement on first use: most batches create none.
+type metricCreator struct {
+	tx     *sql.Tx
+	insert *sql.Stmt
 }
 
-// newSeries creates (or finds) the metric row and returns a series for it.
-func newSeries(ctx context.Context, tx *sql.Tx, key seriesKey, created int64) (*series, error) {
-	s := &series{key: key, deviceCreated: created}
+func (m *metricCreator) close() {
+	if m.insert != nil {
+		m.insert.Close()
+	}
+}
+
+// newSeries creates the metric row, or finds it when it exists (a device
+// recreated under a reused id), and returns a series for it.
+func (m *metricCreator) newSeries(ctx context.Context, key seriesKey, created int64) (*series, error) {
+	if m.insert == nil {
+		var err error
+		m.insert, err = m.tx.PrepareContext(ctx, `INSERT INTO metrics (device_id, name) VALUES (?, ?)
+			ON CONFLICT (device_id, name) DO NOTHING RETURNING id`)
+		if err != nil {
+			return nil, fmt.Errorf("create metric %q: %w", key.name, err)
+		}
+	}
+	s := &series{key: key, deviceCreated: created, nextChunk: 1}
+	err := m.insert.QueryRowContext(ctx, key.device, key.name).Scan(&s.metricID)
+	if err == nil {
+		return s, nil // new: no chunks, no last value
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("create metric %q: %w", key.name, err)
+	}
 	var lastValue sql.NullFloat64
 	var lastTS sql.NullInt64
-	err := tx.QueryRowContext(ctx, `INSERT INTO metrics (device_id, name) VALUES (?, ?)
-		ON CONFLICT (device_id, name) DO UPDATE SET name = excluded.name
-		RETURNING id, last_value, last_ts`, key.device, key.name).Scan(&s.metricID, &lastValue, &lastTS)
+	var maxChunk int64
+	err = m.tx.QueryRowContext(ctx, `SELECT id, last_value, last_ts,
+		(SELECT COALESCE(MAX(chunk_no), 0) FROM reading_chunks WHERE metric_id = metrics.id)
+		FROM metrics WHERE device_id = ? AND name = ?`, key.device, key.name).Scan(&s.metricID, &lastValue, &lastTS, &maxChunk)
 	if err != nil {
-		return nil, fmt.Errorf("create metric %q: %w", key.name, err)
+		return nil, fmt.Errorf("find metric %q: %w", key.name, err)
 	}
 	if lastValue.Valid && lastTS.Valid {
 		s.lastValue, s.lastTS, s.hasLast = lastValue.Float64, lastTS.Int64, true
-	}
-	var maxChunk int64
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(chunk_no), 0) FROM reading_chunks WHERE metric_id = ?`, s.metricID).Scan(&maxChunk); err != nil {
-		return nil, fmt.Errorf("create metric %q: %w", key.name, err)
 	}
 	s.nextChunk = maxChunk + 1
 	return s, nil
@@ -389,13 +397,24 @@ func (d *DB) CheckpointTelemetry(ctx context.Context) (CheckpointStats, error) {
 	return st, nil
 }
 
+// add indexes a series. Caller holds t.mu.
+func (t *telemetry) add(s *series) {
+	if old, ok := t.byKey[s.key]; ok {
+		t.forget(old)
+	}
+	t.byKey[s.key], t.byID[s.metricID] = s, s
+	t.perDevice[s.key.device]++
+}
+
 // forget drops a series whose metric row is gone. Caller holds t.mu.
 func (t *telemetry) forget(s *series) {
-	if t.byKey[s.key] == s {
-		delete(t.byKey, s.key)
+	if s == nil || t.byKey[s.key] != s {
+		return
 	}
-	if t.byID[s.metricID] == s {
-		delete(t.byID, s.metricID)
+	delete(t.byKey, s.key)
+	delete(t.byID, s.metricID)
+	if t.perDevice[s.key.device]--; t.perDevice[s.key.device] <= 0 {
+		delete(t.perDevice, s.key.device)
 	}
 }
 

@@ -333,3 +333,27 @@ func TestConcurrentQueriesDuringIngest(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMetricsPerDeviceAreBounded(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "f.db")
+	d := telemetryDB(t, path, "dev1")
+	var msgs []db.NewMessage
+	for i := range db.MaxMetricsPerDevice + 5 {
+		msgs = append(msgs, message("dev1", t0, map[string]float64{fmt.Sprintf("m%05d", i): 1}))
+	}
+	ids := mustAppend(t, d, msgs...)
+	if ids[len(ids)-1] == 0 {
+		t.Fatal("the message over the metric limit was not stored")
+	}
+	check := func(d *db.DB) {
+		t.Helper()
+		metrics, err := d.Metrics(ctx, "dev1")
+		if err != nil || len(metrics) != db.MaxMetricsPerDevice {
+			t.Errorf("%d metrics (%v), want %d", len(metrics), err, db.MaxMetricsPerDevice)
+		}
+	}
+	check(d)
+	d.Close()
+	check(telemetryDB(t, path)) // recovery does not create the refused ones either
+}

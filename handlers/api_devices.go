@@ -149,7 +149,13 @@ func (s *Server) apiUpdateDevice(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.audit(ctx, c, "device.update", d.DeviceID, "ok", "")
+	// Name the change the way the dashboard does, so the audit log reads the same
+	// whichever way a device was disabled.
+	action := "device.update"
+	if req.Enabled != nil && req.Name == nil && req.Tags == nil {
+		action = map[bool]string{true: "device.enable", false: "device.disable"}[*req.Enabled]
+	}
+	s.audit(ctx, c, action, d.DeviceID, "ok", "")
 	if req.Enabled != nil {
 		s.announceStatus(d)
 	}

@@ -12,6 +12,7 @@ type DeviceConnections interface {
 // checkConnection ends a connection the change just made no longer admits,
 // at once rather than at the broker's next periodic check.
 func (s *Server) checkConnection(deviceID string) {
+	s.devices.forget(deviceID) // SAS checks re-read the device (device_auth.go)
 	if s.connections != nil {
 		s.connections.CheckDevice(deviceID)
 	}

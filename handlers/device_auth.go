@@ -1,9 +1,12 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -51,8 +54,7 @@ func (s *Server) authenticateDevice(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		ctx := c.Request().Context()
-		dev, err := s.db.Device(ctx, id)
+		dev, err := s.devices.get(c.Request().Context(), id, s.db.Device, s.now())
 		if errors.Is(err, db.ErrNotFound) {
 			return errorf(http.StatusNotFound, "device %q is not registered with this hub", id)
 		}
@@ -79,4 +81,55 @@ func (s *Server) authenticateDevice(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set(deviceIdentityKey, deviceIdentity{Device: dev, Method: method})
 		return next(c)
 	}
+}
+
+// deviceCacheTTL is how long a device's keys and enabled flag are reused for
+// SAS checks. Telemetry devices send many requests a second; a second's delay
+// before a disable or key rotation takes effect is the price of not reading
+// the device row on every one of them. Changes made through the dashboard or
+// API of this process drop the entry at once (checkConnection); changes from
+// the CLI take up to this long. A deleted device's messages are refused at
+// commit regardless.
+const deviceCacheTTL = time.Second
+
+// deviceCache remembers recently read devices for authenticateDevice.
+type deviceCache struct {
+	mu      sync.Mutex
+	entries map[string]cachedDevice
+}
+
+type cachedDevice struct {
+	dev     db.Device
+	fetched time.Time
+}
+
+// forget drops a device, so that a disable or delete made through this
+// process takes effect at once.
+func (dc *deviceCache) forget(id string) {
+	dc.mu.Lock()
+	delete(dc.entries, id)
+	dc.mu.Unlock()
+}
+
+// maxCachedDevices bounds the cache; past it the cache starts over.
+const maxCachedDevices = 100000
+
+func (dc *deviceCache) get(ctx context.Context, id string, load func(context.Context, string) (db.Device, error), now time.Time) (db.Device, error) {
+	dc.mu.Lock()
+	e, ok := dc.entries[id]
+	dc.mu.Unlock()
+	if ok && now.Sub(e.fetched) < deviceCacheTTL && !now.Before(e.fetched) {
+		return e.dev, nil
+	}
+	dev, err := load(ctx, id)
+	if err != nil {
+		return dev, err // unknown devices are not cached: they may be added any moment
+	}
+	dc.mu.Lock()
+	if dc.entries == nil || len(dc.entries) >= maxCachedDevices {
+		dc.entries = make(map[string]cachedDevice)
+	}
+	dc.entries[id] = cachedDevice{dev: dev, fetched: now}
+	dc.mu.Unlock()
+	return dev, nil
 }

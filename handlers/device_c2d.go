@@ -68,19 +68,10 @@ func asciiEqualFold(a, b string) bool {
 	return true
 }
 
-// protocolDeviceID is the device id from the path of a device-protocol request.
-// The SDKs percent-encode it (encodeURIComponent and more); Echo hands over the
-// raw segment when the request path needed escaping.
+// protocolDeviceID is the device id from the path; decodePathParams has already
+// percent-decoded it.
 func protocolDeviceID(c echo.Context) (string, error) {
-	id := c.Param("id")
-	if c.Request().URL.RawPath == "" {
-		return id, nil
-	}
-	dec, err := url.PathUnescape(id)
-	if err != nil {
-		return "", errorf(http.StatusBadRequest, "device id in the path is not validly percent-encoded")
-	}
-	return dec, nil
+	return c.Param("id"), nil
 }
 
 // receiveCloudMessage hands a device its next cloud-to-device message
@@ -140,11 +131,7 @@ func (s *Server) settleCloudMessage(c echo.Context, settlement string) error {
 	if err != nil {
 		return err
 	}
-	lock, err := url.PathUnescape(c.Param("lock"))
-	if err != nil {
-		return errorf(http.StatusBadRequest, "lock token in the path is not validly percent-encoded")
-	}
-	lock = strings.Trim(lock, `"`)
+	lock := strings.Trim(c.Param("lock"), `"`)
 	// The SDKs repeat the lock in If-Match; tolerate it quoted or not, and refuse
 	// a request whose two tokens disagree rather than guess which one was meant.
 	if im := strings.Trim(strings.TrimSpace(c.Request().Header.Get("If-Match")), `"`); im != "" && im != "*" && im != lock {

@@ -47,6 +47,7 @@ func (s *Server) DeviceRouter() *echo.Echo {
 	e.HTTPErrorHandler = s.handleError
 	e.Pre(canonicalDeviceBound)
 	e.Use(middleware.Recover())
+	e.Use(decodePathParams)
 	s.DeviceRoutes(e)
 	return e
 }
@@ -105,6 +106,9 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is overloaded; retry after the Retry-After delay", RetryAfter: 1, Err: err}
 	case errors.Is(err, ingest.ErrClosed):
 		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is shutting down; retry later", RetryAfter: 5, Err: err}
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// The device went away while waiting; the message may still commit.
+		return &Error{Status: http.StatusRequestTimeout, Message: "request ended before the message was committed", Err: err}
 	case errors.Is(err, ingest.ErrDeviceGone):
 		return &Error{Status: http.StatusNotFound, Message: "device " + who.Device.DeviceID + " was deleted", Err: err}
 	default:

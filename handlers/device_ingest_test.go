@@ -61,7 +61,7 @@ func (h *ingestHub) addDevice(id string) db.Device {
 }
 
 // token signs a SAS token the way the Azure SDK does.
-func token(t *testing.T, deviceID, key string, expiry time.Time) string {
+func token(t testing.TB, deviceID, key string, expiry time.Time) string {
 	t.Helper()
 	tok, err := auth.SignSAS("hub.test:8443/devices/"+deviceID, key, expiry)
 	if err != nil {
@@ -358,5 +358,50 @@ func TestDeviceRoutesOnSeparateListener(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+h.viewer)
 	if r := h.send(req); r.status != 404 {
 		t.Errorf("device router served the operator API: status %d, want 404", r.status)
+	}
+}
+
+func TestDeviceDisabledThroughAPIIsRefusedAtOnce(t *testing.T) {
+	h := newIngestHub(t, nil)
+	dev := h.addDevice("dev1")
+	admin := auth.NewAPIToken()
+	if _, err := h.db.CreateAPIToken(context.Background(), "admin", db.RoleAdmin, admin); err != nil {
+		t.Fatal(err)
+	}
+	authz := token(t, "dev1", dev.PrimaryKey, time.Now().Add(time.Hour))
+	if r := h.event("dev1", authz, `{}`, nil); r.status != 204 {
+		t.Fatalf("enabled: status %d", r.status)
+	}
+	req, _ := http.NewRequest("PATCH", h.srv.URL+"/api/v1/devices/dev1", strings.NewReader(`{"enabled": false}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	req.Header.Set("Content-Type", "application/json")
+	if r := h.send(req); r.status != 200 {
+		t.Fatalf("disable: %d %s", r.status, r.body)
+	}
+	if r := h.event("dev1", authz, `{}`, nil); r.status != 403 {
+		t.Errorf("right after disabling: status %d, want 403", r.status)
+	}
+}
+
+func TestDeviceEventsEncodedDeviceID(t *testing.T) {
+	// Device ids may hold characters that the SDKs percent-encode in the path.
+	const id = "pump#7?x=1%"
+	for _, separate := range []bool{false, true} {
+		h := newIngestHub(t, func(c *handlers.Config) { c.SeparateDeviceListener = separate })
+		base := h.srv.URL
+		if separate {
+			devSrv := httptest.NewServer(h.server.DeviceRouter())
+			defer devSrv.Close()
+			base = devSrv.URL
+		}
+		dev := h.addDevice(id)
+		req, _ := http.NewRequest("POST", base+"/devices/pump%237%3Fx%3D1%25/messages/events", strings.NewReader(`{"v":1}`))
+		req.Header.Set("Authorization", token(t, id, dev.PrimaryKey, time.Now().Add(time.Hour)))
+		if r := h.send(req); r.status != 204 {
+			t.Fatalf("separate listener %v: status %d (%s), want 204", separate, r.status, r.body)
+		}
+		if msgs := h.messages(id); len(msgs) != 1 {
+			t.Errorf("separate listener %v: %d messages stored for %q, want 1", separate, len(msgs), id)
+		}
 	}
 }

@@ -113,3 +113,26 @@ func (s *Server) handleError(err error, c echo.Context) {
 		_ = c.String(status, msg)
 	}
 }
+
+// decodePathParams percent-decodes every path parameter exactly once. Echo routes
+// on the raw path when a request path needed escaping (device ids may hold
+// characters like ':' or '$' that SDKs encode), and then hands the parameters
+// over still encoded; decoding here keeps every handler from doing it (or doing it twice).
+func decodePathParams(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Request().URL.RawPath == "" {
+			return next(c)
+		}
+		values := c.ParamValues()
+		decoded := make([]string, len(values))
+		for i, v := range values {
+			d, err := url.PathUnescape(v)
+			if err != nil {
+				return errorf(http.StatusBadRequest, "path segment %q is not validly percent-encoded", v)
+			}
+			decoded[i] = d
+		}
+		c.SetParamValues(decoded...)
+		return next(c)
+	}
+}

@@ -215,3 +215,31 @@ func TestHealth(t *testing.T) {
 		}
 	}
 }
+
+// Device ids may hold characters clients percent-encode; every route must see
+// the decoded id, decoded exactly once (a literal '%' stays a '%').
+func TestEncodedDeviceIDs(t *testing.T) {
+	h := newTestHub(t)
+	for _, id := range []string{"a:b", "x$y", "p%41"} {
+		if _, err := h.db.CreateDevice(context.Background(), db.NewDevice{DeviceID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		path   string
+		wantID string
+	}{
+		{"/api/v1/devices/a%3Ab", "a:b"},
+		{"/api/v1/devices/x%24y", "x$y"},
+		{"/api/v1/devices/p%2541", "p%41"},
+	}
+	for _, tt := range tests {
+		got, body := h.do(req{method: "GET", path: tt.path, bearer: h.tokens[db.RoleViewer]})
+		if got != 200 || body["id"] != tt.wantID {
+			t.Errorf("GET %s = %d %v, want 200 with id %q", tt.path, got, body, tt.wantID)
+		}
+	}
+	if got, _ := h.do(req{method: "GET", path: "/api/v1/devices/a%3Ab/twin", bearer: h.tokens[db.RoleViewer]}); got != 200 {
+		t.Errorf("twin of encoded id = %d, want 200", got)
+	}
+}

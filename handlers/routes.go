@@ -11,6 +11,7 @@ import (
 func (s *Server) routes(e *echo.Echo) {
 	e.Pre(canonicalDeviceBound) // devices spell …/messages/deviceBound in any letter case
 	e.Use(middleware.Recover())
+	e.Use(decodePathParams)
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection: "", ContentTypeNosniff: "nosniff", XFrameOptions: "DENY",
 		ReferrerPolicy:        "same-origin",

@@ -75,6 +75,7 @@ type Server struct {
 	// sasHostnames restricts the host of device tokens (empty: any host).
 	sasHostnames   []string
 	separateDevice bool
+	devices        deviceCache // for SAS checks (device_auth.go)
 	connections    DeviceConnections
 	mqttWS         http.Handler
 }

@@ -20,6 +20,13 @@ type recorder struct {
 	calls int
 }
 
+// count is how many messages were published so far.
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
 func (r *recorder) Committed(batch []ingest.Committed) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -227,7 +234,7 @@ func TestPipelineCloseDrainsQueue(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, func() bool { return p.Stats().Queued >= 49 })
+	waitFor(t, func() bool { return p.Stats().Queued == 50 }) // one in the store, 49 queued
 	closed := make(chan error)
 	go func() { closed <- p.Close(ctx) }()
 	close(g.gate)
@@ -291,6 +298,8 @@ func TestPipelineReadingTime(t *testing.T) {
 			if err := p.Submit(ctx, ingest.Message{DeviceID: "dev1", Body: []byte(tt.body)}); err != nil {
 				t.Fatal(err)
 			}
+			// Waiters wake before the publisher is called.
+			waitFor(t, func() bool { return pub.count() > 0 })
 			pub.mu.Lock()
 			defer pub.mu.Unlock()
 			if len(pub.got) != 1 || len(pub.got[0].Readings) != tt.n {

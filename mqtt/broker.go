@@ -75,7 +75,7 @@ type Broker struct {
 	wsLn           *listener  // fed by WebSocketHandler
 	wsConns        *connQueue // WebSocket connections on their way to wsLn
 
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	byClient map[*mochi.Client]*conn
 	byDevice map[string]*conn
 	// pending holds the outcome of authentication between CONNECT and the
@@ -277,8 +277,8 @@ func (b *Broker) Connected(deviceID string) bool {
 
 // current returns the device's live connection, or nil.
 func (b *Broker) current(deviceID string) *conn {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.mu.RLock()
+	defer b.mu.RUnlock()
 	return b.byDevice[deviceID]
 }
 

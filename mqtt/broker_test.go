@@ -150,6 +150,7 @@ type connectOptions struct {
 	clientID, username, password string
 	clean                        bool
 	manualAck                    bool // PUBACK only when the test calls Ack
+	willTopic, will              string
 }
 
 func (h *testHub) dial(o connectOptions) (*testDevice, error) {
@@ -168,6 +169,9 @@ func (h *testHub) dial(o connectOptions) (*testDevice, error) {
 		SetConnectTimeout(wait).
 		SetConnectionLostHandler(func(_ paho.Client, err error) { d.lost <- err }).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { d.received <- m })
+	if o.willTopic != "" {
+		opts.SetWill(o.willTopic, o.will, 1, false)
+	}
 	d.client = paho.NewClient(opts)
 	tok := d.client.Connect()
 	if !tok.WaitTimeout(wait) {
@@ -408,6 +412,25 @@ func TestRefusedTopics(t *testing.T) {
 	})
 }
 
+// TestRetainIgnored: a retained publish is handled like any other and
+// nothing is kept for later subscribers.
+func TestRetainIgnored(t *testing.T) {
+	h := newTestHub(t)
+	d := h.connect(h.device("dev1"))
+	tok := d.client.Publish("devices/dev1/messages/events/", 1, true, "x")
+	if !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("retained publish: %v", tok.Error())
+	}
+	for topic := range h.broker.server.Topics.Retained.GetAll() {
+		if !strings.HasPrefix(topic, "$SYS/") { // mochi's own, unreachable for devices
+			t.Errorf("broker retains a message on %q, want none", topic)
+		}
+	}
+	if n := len(h.ingest.stored()); n != 1 {
+		t.Errorf("stored %d messages, want 1", n)
+	}
+}
+
 func TestQoS2PublishCloses(t *testing.T) {
 	h := newTestHub(t)
 	d := h.connect(h.device("dev1"))
@@ -488,6 +511,30 @@ func TestHubClosesConnection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWillIsTelemetry: a will message is stored as the device's telemetry
+// when its connection drops; a will on any other topic is refused.
+func TestWillIsTelemetry(t *testing.T) {
+	h := newTestHub(t)
+	dev := h.device("dev1")
+	o := h.sdkOptions(dev)
+	o.willTopic, o.will = "$iothub/twin/res/200/?$rid=1", "x"
+	if _, err := h.dial(o); err == nil {
+		t.Fatal("connected with a will on a hub topic, want refused")
+	}
+	o.willTopic, o.will = "devices/dev1/messages/events/kind=will", "gone"
+	d, err := h.dial(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "connection registered", func() bool { return h.broker.Connected("dev1") })
+	h.broker.DisconnectDevice("dev1", "test drops the connection")
+	d.waitLost(t)
+	waitFor(t, "will stored", func() bool {
+		msgs := h.ingest.stored()
+		return len(msgs) == 1 && string(msgs[0].Body) == "gone" && msgs[0].Properties["kind"] == "will"
+	})
 }
 
 // TestCheckDevice: handlers call CheckDevice after a change, which closes

@@ -279,8 +279,8 @@ var authMethods = []string{"sas-primary", "sas-secondary"}
 
 // connOf returns the established connection of a client, or nil.
 func (b *Broker) connOf(cl *mochi.Client) *conn {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.mu.RLock()
+	defer b.mu.RUnlock()
 	return b.byClient[cl]
 }
 

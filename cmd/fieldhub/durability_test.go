@@ -266,4 +266,3 @@ func (h *runningHub) stop(t *testing.T) {
 		t.Errorf("fieldhub did not stop within 30s of SIGTERM")
 	}
 }
-

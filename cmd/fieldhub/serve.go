@@ -187,6 +187,7 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	// before the pipeline drains: Close waits for publishes in flight.
 	var connections handlers.DeviceConnections
 	var mqttWS http.Handler
+	var mqttDemoAddr string // where the demo's MQTT devices connect; "" for none
 	if cfg.MQTTAddr != "" || cfg.MQTTPlainAddr != "" {
 		broker, err := mqtt.New(mqtt.Config{
 			Addr: cfg.MQTTAddr, PlainAddr: cfg.MQTTPlainAddr,
@@ -203,7 +204,7 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 		}
 		defer broker.Close()
 		methods.SetTransport(broker)
-		connections, mqttWS = broker, broker.WebSocketHandler()
+		connections, mqttWS, mqttDemoAddr = broker, broker.WebSocketHandler(), broker.Addr()
 		log.Info("MQTT device endpoint is listening", "addr", broker.Addr(), "plain", broker.PlainAddr())
 	}
 	router, server := handlers.New(handlers.Config{DB: store, Assets: assets, Logger: log, DeviceHost: deviceHost, Live: hub,
@@ -227,7 +228,7 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 		if err != nil {
 			return err
 		}
-		if stopDemo, err = startDemo(ctx, store, demoURL, deviceHost, demoClient, log); err != nil {
+		if stopDemo, err = startDemo(ctx, store, demoURL, deviceHost, demoClient, mqttDemoAddr, log); err != nil {
 			return err
 		}
 	}

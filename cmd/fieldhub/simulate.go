@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"fieldhub/db"
@@ -212,11 +213,17 @@ func demoFleet(ctx context.Context, store *db.DB) ([]simulate.Device, error) {
 	return devices, nil
 }
 
+// demoMQTTDevices speak MQTT in the demo (when the broker runs), so the
+// dashboard shows live presence, direct methods and twins; the rest POST
+// over HTTPS.
+var demoMQTTDevices = map[string]bool{"office-3f": true, "server-room": true}
+
 // startDemo runs the demo devices in-process against the device endpoint
-// (url, trusted by client; hostName goes into their SAS tokens) until the
+// (url, trusted by client; hostName goes into their SAS tokens) and, when
+// mqttAddr is set, some of them against the MQTT broker there, until the
 // returned stop is called. stop waits for the devices' last requests, so
 // it must run before the ingest pipeline drains.
-func startDemo(ctx context.Context, store *db.DB, url, hostName string, client *http.Client, log *slog.Logger) (stop func(), err error) {
+func startDemo(ctx context.Context, store *db.DB, url, hostName string, client *http.Client, mqttAddr string, log *slog.Logger) (stop func(), err error) {
 	devices, err := demoFleet(ctx, store)
 	if err != nil {
 		return nil, fmt.Errorf("demo devices: %w", err)
@@ -225,20 +232,60 @@ func startDemo(ctx context.Context, store *db.DB, url, hostName string, client *
 		log.Info("demo: no demo devices left to run")
 		return func() {}, nil
 	}
+	var overHTTPS, overMQTT []simulate.Device
+	for _, d := range devices {
+		if mqttAddr != "" && demoMQTTDevices[d.ID] {
+			overMQTT = append(overMQTT, d)
+		} else {
+			overHTTPS = append(overHTTPS, d)
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = simulate.Run(ctx, simulate.Config{
-			URL: url, HostName: hostName, Devices: devices, Interval: time.Second, Client: client,
-			Logger: log.With("component", "demo"),
-		}, nil)
-	}()
-	log.Info("demo: running simulated devices", "devices", len(devices), "endpoint", url)
+	var wg sync.WaitGroup
+	if len(overHTTPS) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = simulate.Run(ctx, simulate.Config{
+				URL: url, HostName: hostName, Devices: overHTTPS, Interval: time.Second, Client: client,
+				Logger: log.With("component", "demo"),
+			}, nil)
+		}()
+	}
+	if len(overMQTT) > 0 {
+		addr, err := loopbackAddr(mqttAddr)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = simulate.RunMQTT(ctx, simulate.MQTTConfig{
+				Addr: addr, HostName: hostName, Devices: overMQTT, Interval: time.Second,
+				TLS:    client.Transport.(*http.Transport).TLSClientConfig,
+				Logger: log.With("component", "demo"),
+			}, nil)
+		}()
+	}
+	log.Info("demo: running simulated devices", "https", len(overHTTPS), "mqtt", len(overMQTT), "endpoint", url)
 	return func() {
 		cancel()
-		<-done
+		wg.Wait()
 	}, nil
+}
+
+// loopbackAddr turns a listen address into one to dial on this machine.
+func loopbackAddr(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("address %q is not host:port: %w", listen, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
 // demoEndpoint is how the in-process demo reaches the device listener at

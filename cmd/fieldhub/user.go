@@ -124,7 +124,7 @@ func userPasswd(ctx context.Context, e env, args []string) error {
 	if err := d.SetPassword(ctx, pos[0], hash); err != nil {
 		return err
 	}
-	if err := d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "user.passwd", Target: pos[0]}); err != nil {
+	if err := d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "user.password", Target: pos[0]}); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "password of %s changed; their sessions were ended\n", pos[0])

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"fieldhub/auth"
+)
+
+func TestDeviceToken(t *testing.T) {
+	data := t.TempDir()
+	if _, _, err := cli(t, "", "device", "add", "--data", data, "pump-1"); err != nil {
+		t.Fatal(err)
+	}
+	d, err := openDB(context.Background(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := d.Device(context.Background(), "pump-1")
+	d.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args    []string
+		wantKey int // index of the key that must verify
+	}{
+		{[]string{"pump-1"}, 0},
+		{[]string{"pump-1", "--key", "secondary", "--ttl", "5m"}, 1},
+	}
+	for _, tt := range tests {
+		out, _, err := cli(t, "", append([]string{"device", "token", "--data", data}, tt.args...)...)
+		if err != nil {
+			t.Fatalf("device token %v: %v", tt.args, err)
+		}
+		line := lastLine(out)
+		if !strings.HasPrefix(line, "SharedAccessSignature sr=localhost%3A8443%2Fdevices%2Fpump-1&") {
+			t.Errorf("last line %q is not a token for localhost:8443/devices/pump-1", line)
+		}
+		tok, err := auth.ParseSAS(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, err := tok.Verify("pump-1", dev.Keys(), time.Now(), nil)
+		if err != nil || key != tt.wantKey {
+			t.Errorf("token %v verifies with key %d (%v), want key %d", tt.args, key, err, tt.wantKey)
+		}
+	}
+	for _, bad := range [][]string{{"nope"}, {"pump-1", "--key", "tertiary"}, {"pump-1", "--ttl", "-1h"}, {}} {
+		if _, _, err := cli(t, "", append([]string{"device", "token", "--data", data}, bad...)...); err == nil {
+			t.Errorf("device token %v succeeded, want an error", bad)
+		}
+	}
+}
