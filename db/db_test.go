@@ -200,6 +200,17 @@ func TestDevicesFilterAndCounts(t *testing.T) {
 			}
 		})
 	}
+	// A device that hangs up is offline at once, although it was just active;
+	// a later message brings it back online.
+	if err := d.SetDeviceConnected(ctx, "b-2", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetDeviceConnected(ctx, "b-2", false); err != nil {
+		t.Fatal(err)
+	}
+	if dev, _ := d.Device(ctx, "b-2"); dev.Status(time.Now()) != db.StatusOffline {
+		t.Errorf("disconnected device status = %s, want offline", dev.Status(time.Now()))
+	}
 	c, err := d.FleetCounts(ctx)
 	if err != nil {
 		t.Fatal(err)

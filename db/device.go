@@ -29,6 +29,9 @@ type Device struct {
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 	LastActivity time.Time // zero when never heard from
+	// DisconnectedAt is when the device's last live (MQTT) connection closed:
+	// a device that hangs up is offline at once, not after OnlineWindow.
+	DisconnectedAt time.Time
 }
 
 // Device statuses shown to operators.
@@ -43,7 +46,7 @@ func (d Device) Status(now time.Time) string {
 	switch {
 	case !d.Enabled:
 		return StatusDisabled
-	case d.Connected || (!d.LastActivity.IsZero() && now.Sub(d.LastActivity) < OnlineWindow):
+	case d.Connected || (!d.LastActivity.IsZero() && now.Sub(d.LastActivity) < OnlineWindow && d.LastActivity.After(d.DisconnectedAt)):
 		return StatusOnline
 	default:
 		return StatusOffline
@@ -178,7 +181,7 @@ func (d *DB) CreateDevice(ctx context.Context, nd NewDevice) (Device, error) {
 	return dev, nil
 }
 
-const deviceColumns = `id, device_id, name, tags, primary_key, secondary_key, enabled, connected, created_at, updated_at, last_activity_at`
+const deviceColumns = `id, device_id, name, tags, primary_key, secondary_key, enabled, connected, created_at, updated_at, last_activity_at, disconnected_at`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -189,15 +192,17 @@ func scanDevice(s scanner) (Device, error) {
 		created   int64
 		updated   int64
 		lastSeen  sql.NullInt64
+		hungUp    sql.NullInt64
 		enabled   int
 		connected int
 	)
 	if err := s.Scan(&dev.ID, &dev.DeviceID, &dev.Name, &tags, &dev.PrimaryKey, &dev.SecondaryKey,
-		&enabled, &connected, &created, &updated, &lastSeen); err != nil {
+		&enabled, &connected, &created, &updated, &lastSeen, &hungUp); err != nil {
 		return Device{}, err
 	}
 	dev.Enabled, dev.Connected = enabled == 1, connected == 1
 	dev.CreatedAt, dev.UpdatedAt, dev.LastActivity = fromMS(created), fromMS(updated), nullMS(lastSeen)
+	dev.DisconnectedAt = nullMS(hungUp)
 	dev.Tags = map[string]string{}
 	if err := json.Unmarshal([]byte(tags), &dev.Tags); err != nil {
 		return Device{}, fmt.Errorf("device %s: bad tags column: %w", dev.DeviceID, err)
@@ -233,10 +238,10 @@ func (f DeviceFilter) where(now time.Time) (string, []any) {
 	cutoff := ms(now.Add(-OnlineWindow))
 	switch f.Status {
 	case StatusOnline:
-		conds = append(conds, `enabled = 1 AND (connected = 1 OR last_activity_at > ?)`)
+		conds = append(conds, `enabled = 1 AND `+onlineSQL)
 		args = append(args, cutoff)
 	case StatusOffline:
-		conds = append(conds, `enabled = 1 AND connected = 0 AND (last_activity_at IS NULL OR last_activity_at <= ?)`)
+		conds = append(conds, `enabled = 1 AND NOT `+onlineSQL)
 		args = append(args, cutoff)
 	case StatusDisabled:
 		conds = append(conds, `enabled = 0`)
@@ -246,6 +251,9 @@ func (f DeviceFilter) where(now time.Time) (string, []any) {
 	}
 	return " WHERE " + strings.Join(conds, " AND "), args
 }
+
+// onlineSQL is Device.Status's "online" in SQL; its one parameter is now - OnlineWindow.
+const onlineSQL = `(connected = 1 OR (COALESCE(last_activity_at, 0) > ? AND last_activity_at > COALESCE(disconnected_at, 0)))`
 
 // ValidateStatusFilter accepts the statuses a fleet filter may name.
 func ValidateStatusFilter(s string) error {
@@ -297,8 +305,8 @@ func (d *DB) FleetCounts(ctx context.Context) (FleetCounts, error) {
 	var c FleetCounts
 	cutoff := ms(d.Now().Add(-OnlineWindow))
 	err := d.read.QueryRowContext(ctx, `SELECT
-		COALESCE(SUM(enabled = 1 AND (connected = 1 OR last_activity_at > ?)), 0),
-		COALESCE(SUM(enabled = 1 AND connected = 0 AND (last_activity_at IS NULL OR last_activity_at <= ?)), 0),
+		COALESCE(SUM(enabled = 1 AND `+onlineSQL+`), 0),
+		COALESCE(SUM(enabled = 1 AND NOT `+onlineSQL+`), 0),
 		COALESCE(SUM(enabled = 0), 0) FROM devices`, cutoff, cutoff).Scan(&c.Online, &c.Offline, &c.Disabled)
 	if err != nil {
 		return c, fmt.Errorf("count fleet: %w", err)
@@ -401,8 +409,12 @@ func (d *DB) DeleteDevice(ctx context.Context, deviceID string) error {
 
 // SetDeviceConnected records a live connection opening or closing (MQTT presence).
 func (d *DB) SetDeviceConnected(ctx context.Context, deviceID string, connected bool) error {
-	_, err := d.write.ExecContext(ctx, `UPDATE devices SET connected = ?, last_activity_at = ? WHERE device_id = ?`,
-		connected, ms(d.Now()), deviceID)
+	now := ms(d.Now())
+	q := `UPDATE devices SET connected = 1, last_activity_at = ?1 WHERE device_id = ?2`
+	if !connected {
+		q = `UPDATE devices SET connected = 0, last_activity_at = ?1, disconnected_at = ?1 WHERE device_id = ?2`
+	}
+	_, err := d.write.ExecContext(ctx, q, now, deviceID)
 	if err != nil {
 		return fmt.Errorf("set device %q connected=%v: %w", deviceID, connected, err)
 	}
@@ -412,7 +424,7 @@ func (d *DB) SetDeviceConnected(ctx context.Context, deviceID string, connected 
 // ResetConnections marks every device disconnected; called at start, since no
 // connection survives a restart.
 func (d *DB) ResetConnections(ctx context.Context) error {
-	if _, err := d.write.ExecContext(ctx, `UPDATE devices SET connected = 0 WHERE connected = 1`); err != nil {
+	if _, err := d.write.ExecContext(ctx, `UPDATE devices SET connected = 0, disconnected_at = last_activity_at WHERE connected = 1`); err != nil {
 		return fmt.Errorf("reset connections: %w", err)
 	}
 	return nil

@@ -53,14 +53,19 @@ async function eventually(what, fn, timeoutMs = 10_000) {
 }
 
 /**
- * Registers a device and opens an SDK client to it over MQTT; the
- * HostName carries the MQTT port, which the SDK honours.
+ * Registers a device and opens an SDK client to it over MQTT with the
+ * connection string exactly as `fieldhub device add` prints it: its HostName
+ * carries the MQTT port, which the SDK honours. (MqttWs always dials 443.)
  */
 async function connectDevice(id, options = {}, transport = Mqtt, on = hub) {
-  const added = (await cli(on.dataDir, 'device', 'add', id)).trim();
-  const key = added.match(/SharedAccessKey=([^;]+)/)[1];
-  const host = transport === MqttWs ? 'localhost' : `localhost:${mqttPort}`;
-  const client = Client.fromConnectionString(`HostName=${host};DeviceId=${id};SharedAccessKey=${key}`, transport);
+  const connectionString = (await cli(on.dataDir, 'device', 'add', id)).trim().split('\n').pop();
+  if (on === hub && transport === Mqtt) {
+    assert.match(connectionString, new RegExp(`^HostName=localhost:${mqttPort};DeviceId=`));
+  }
+  const key = connectionString.match(/SharedAccessKey=([^;]+)/)[1];
+  const client = transport === MqttWs
+    ? Client.fromConnectionString(`HostName=localhost;DeviceId=${id};SharedAccessKey=${key}`, transport)
+    : Client.fromConnectionString(connectionString, transport);
   await client.setOptions({ ca: on === hub ? ca : readFileSync(path.join(on.dataDir, 'tls', 'ca.pem'), 'utf8'), ...options });
   await client.open();
   return client;

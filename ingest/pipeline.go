@@ -254,7 +254,7 @@ type Stats struct {
 	Committed  int64 // messages
 	Batches    int64 // transactions
 	Overloaded int64 // submissions refused with ErrOverloaded
-	Queued     int64 // messages waiting now
+	Queued     int64 // messages waiting or being written now
 }
 
 // Stats returns the counters so far.

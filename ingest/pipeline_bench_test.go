@@ -169,7 +169,7 @@ func reportRates(b *testing.B, perCommit float64, msgs int, elapsed time.Duratio
 // BenchmarkIngestSingle: one message per Submit from many concurrent senders,
 // as HTTP devices sending single messages do.
 func BenchmarkIngestSingle(b *testing.B) {
-	_, p, ids := benchPipeline(b)
+	d, p, ids := benchPipeline(b)
 	ctx := context.Background()
 	var seq atomic.Int64
 	b.SetParallelism(128)
@@ -191,6 +191,34 @@ func BenchmarkIngestSingle(b *testing.B) {
 	perCommit := msgsPerCommit(before, p.Stats())
 	naive := naiveRowsPerSecond(b, int(perCommit)*benchFields)
 	reportRates(b, perCommit, b.N, elapsed, naive)
+	reportDiskUse(b, d)
+}
+
+// reportDiskUse reports bytes per reading: of the chunks' data alone, and of
+// the whole database file (message log with its JSON bodies included).
+func reportDiskUse(b *testing.B, d *db.DB) {
+	ctx := context.Background()
+	if _, err := d.CheckpointTelemetry(ctx); err != nil {
+		b.Fatal(err)
+	}
+	w := d.Writer()
+	var readings, data, pages, pageSize int64
+	if err := w.QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0), COALESCE(SUM(length(data)), 0) FROM reading_chunks`).Scan(&readings, &data); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
+		b.Fatal(err)
+	}
+	if err := w.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageSize); err != nil {
+		b.Fatal(err)
+	}
+	if readings > 0 {
+		b.ReportMetric(float64(data)/float64(readings), "chunk-bytes/reading")
+		b.ReportMetric(float64(pages*pageSize)/float64(readings), "file-bytes/reading")
+	}
 }
 
 // BenchmarkIngestBatched: SDK batches of 50 messages per Submit.

@@ -89,6 +89,7 @@ type Hub struct {
 type deviceActivity struct {
 	last      time.Time // newest message
 	connected bool      // held open by a protocol connection (MQTT)
+	hungUp    time.Time // when its last connection closed: offline at once, not after OnlineWindow
 	status    string    // status last published
 	sentAt    time.Time // when the last device event went out
 }
@@ -252,6 +253,8 @@ func (h *Hub) SetConnected(deviceID string, connected bool) {
 	a.connected = connected
 	if connected {
 		a.last = now
+	} else {
+		a.hungUp = now
 	}
 	ds, ok := h.due(deviceID, a, now)
 	if ok {
@@ -321,7 +324,7 @@ func (h *Hub) statusOf(a *deviceActivity, now time.Time) string {
 	if a.status == db.StatusDisabled {
 		return db.StatusDisabled
 	}
-	if a.connected || (!a.last.IsZero() && now.Sub(a.last) < h.opt.OnlineWindow) {
+	if a.connected || (!a.last.IsZero() && now.Sub(a.last) < h.opt.OnlineWindow && a.last.After(a.hungUp)) {
 		return db.StatusOnline
 	}
 	return db.StatusOffline

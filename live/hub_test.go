@@ -606,7 +606,7 @@ func TestRememberedDeviceGoesOffline(t *testing.T) {
 	}
 }
 
-func TestSetConnectedAnnouncesOnline(t *testing.T) {
+func TestSetConnectedAnnouncesOnlineAndOffline(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	h := New(Options{Now: func() time.Time { return now }, ActivityInterval: time.Hour})
 	defer h.Close()
@@ -621,8 +621,13 @@ func TestSetConnectedAnnouncesOnline(t *testing.T) {
 	if ev := <-sub.ch; !strings.Contains(string(ev.wire), `"status":"online"`) {
 		t.Errorf("event %q, want dev1 online", ev.wire)
 	}
-	h.SetConnected("dev1", false) // still within the online window: no change
-	if n := len(sub.ch); n != 0 {
-		t.Errorf("%d events after a disconnect within the online window, want 0", n)
+	// A device that hangs up is offline at once, even within the online window.
+	now = now.Add(time.Second)
+	h.SetConnected("dev1", false)
+	if n := len(sub.ch); n != 1 {
+		t.Fatalf("%d events after disconnect, want 1", n)
+	}
+	if ev := <-sub.ch; !strings.Contains(string(ev.wire), `"status":"offline"`) {
+		t.Errorf("event %q, want dev1 offline", ev.wire)
 	}
 }

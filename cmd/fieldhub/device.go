@@ -11,8 +11,9 @@ import (
 	"fieldhub/handlers"
 )
 
-// defaultDeviceHost is used for connection strings before serve has recorded the real one.
-const defaultDeviceHost = "localhost:8443"
+// defaultDeviceHost is used for connection strings before serve has recorded the
+// real one: MQTT devices then dial the default port, 8883.
+const defaultDeviceHost = "localhost"
 
 func runDevice(ctx context.Context, e env, args []string) error {
 	return subcommand(ctx, e, "device", args, map[string]func(context.Context, env, []string) error{

@@ -52,12 +52,18 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// deviceHostName is the HostName devices put in their connection strings:
-// the hub's host name and the device listener's real port (443 is implied,
-// and the SDKs' HTTPS transport cannot take another port from HostName).
-func deviceHostName(host string, ln net.Listener) string {
-	_, port, err := net.SplitHostPort(ln.Addr().String())
-	if err != nil || port == "443" {
+// connectionHost is the HostName of the connection strings Fieldhub hands out.
+// The SDKs' MQTT transport dials the port in HostName (default 8883), while
+// their HTTPS and MQTT-over-WebSocket transports always dial 443. So HostName
+// carries the MQTT port when MQTT is on and not on 8883; without MQTT it carries
+// the HTTPS device port unless that is 443.
+func connectionHost(host, httpsAddr, mqttAddr string) string {
+	addr, defaultPort := httpsAddr, "443"
+	if mqttAddr != "" {
+		addr, defaultPort = mqttAddr, "8883"
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == defaultPort {
 		return host
 	}
 	return net.JoinHostPort(host, port)

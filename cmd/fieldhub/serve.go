@@ -136,10 +136,6 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 		return fmt.Errorf("device endpoint: listen on %s: %w", cfg.DeviceAddr, err)
 	}
 	defer deviceLn.Close()
-	deviceHost := deviceHostName(host, deviceLn)
-	if err := store.SetSetting(ctx, db.SettingDeviceHost, deviceHost); err != nil {
-		return err
-	}
 
 	assets, err := static.New()
 	if err != nil {
@@ -206,6 +202,12 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 		methods.SetTransport(broker)
 		connections, mqttWS, mqttDemoAddr = broker, broker.WebSocketHandler(), broker.Addr()
 		log.Info("MQTT device endpoint is listening", "addr", broker.Addr(), "plain", broker.PlainAddr())
+	}
+	// Connection strings carry the host (and port) devices dial; record it so the
+	// CLI prints the same strings as the dashboard.
+	deviceHost := connectionHost(host, deviceLn.Addr().String(), mqttDemoAddr)
+	if err := store.SetSetting(ctx, db.SettingDeviceHost, deviceHost); err != nil {
+		return err
 	}
 	router, server := handlers.New(handlers.Config{DB: store, Assets: assets, Logger: log, DeviceHost: deviceHost, Live: hub,
 		CloudMessages: cloud, Methods: methods, Twins: twins,

@@ -12,7 +12,8 @@ CREATE TABLE devices (
 	connected        INTEGER NOT NULL DEFAULT 0,    -- a live MQTT connection
 	created_at       INTEGER NOT NULL,
 	updated_at       INTEGER NOT NULL,
-	last_activity_at INTEGER
+	last_activity_at INTEGER,
+	disconnected_at  INTEGER                        -- when its last live connection closed
 );
 CREATE INDEX devices_last_activity ON devices (last_activity_at);
 
