@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -312,4 +313,27 @@ func TestPipelineReadingTime(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestPipelineDeletesOldTelemetry(t *testing.T) {
+	ctx := context.Background()
+	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	var now atomic.Int64
+	start := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	now.Store(start.UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()).UTC() }
+	p := newPipeline(t, d, nil, ingest.Options{Now: clock, Retention: 7 * 24 * time.Hour})
+
+	old := msg("dev1", 1)
+	old.EnqueuedAt = start.Add(-8 * 24 * time.Hour)
+	if err := p.Submit(ctx, old, msg("dev1", 2)); err != nil {
+		t.Fatal(err)
+	}
+	// Past the first prune (a minute after start) and a checkpoint: the writer's
+	// once-a-second tick does both.
+	now.Store(start.Add(2 * time.Minute).UnixNano())
+	waitFor(t, func() bool {
+		msgs, err := d.Messages(ctx, "dev1", db.MessageFilter{})
+		return err == nil && len(msgs) == 1 && msgs[0].MessageID == "dev1-2"
+	})
 }

@@ -2,11 +2,12 @@ package mqtt
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"fieldhub/db"
 )
 
 // Persistent sessions. mochi keeps a clean=false session (its
@@ -21,7 +22,7 @@ func (b *Broker) restoreSession(cl *mochi.Client, pk packets.Packet) {
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
 	if pk.Connect.Clean {
-		if err := b.forgetSubscriptions(ctx, cl.ID, nil); err != nil {
+		if err := b.cfg.DB.ForgetSubscriptions(ctx, cl.ID, nil); err != nil {
 			b.log.Error("forget stored subscriptions", "device", cl.ID, "err", err)
 		}
 		return
@@ -45,58 +46,21 @@ func (b *Broker) restoreSession(cl *mochi.Client, pk packets.Packet) {
 
 // storeSubscriptions records granted subscriptions of a persistent session.
 func (b *Broker) storeSubscriptions(ctx context.Context, deviceID string, subs []packets.Subscription) error {
-	tx, err := b.cfg.DB.Writer().BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store subscriptions of %q: %w", deviceID, err)
+	stored := make([]db.Subscription, len(subs))
+	for i, sub := range subs {
+		stored[i] = db.Subscription{Filter: sub.Filter, QoS: sub.Qos}
 	}
-	defer tx.Rollback()
-	for _, sub := range subs {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO mqtt_subscriptions (device_id, filter, qos)
-			SELECT id, ?, ? FROM devices WHERE device_id = ?
-			ON CONFLICT (device_id, filter) DO UPDATE SET qos = excluded.qos`, sub.Filter, sub.Qos, deviceID); err != nil {
-			return fmt.Errorf("store subscription %q of %q: %w", sub.Filter, deviceID, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store subscriptions of %q: %w", deviceID, err)
-	}
-	return nil
-}
-
-// forgetSubscriptions deletes the given filters, or all with nil.
-func (b *Broker) forgetSubscriptions(ctx context.Context, deviceID string, filters []string) error {
-	const byDevice = `device_id = (SELECT id FROM devices WHERE device_id = ?)`
-	if filters == nil {
-		if _, err := b.cfg.DB.Writer().ExecContext(ctx, `DELETE FROM mqtt_subscriptions WHERE `+byDevice, deviceID); err != nil {
-			return fmt.Errorf("forget subscriptions of %q: %w", deviceID, err)
-		}
-		return nil
-	}
-	for _, f := range filters {
-		if _, err := b.cfg.DB.Writer().ExecContext(ctx, `DELETE FROM mqtt_subscriptions WHERE `+byDevice+` AND filter = ?`, deviceID, f); err != nil {
-			return fmt.Errorf("forget subscription %q of %q: %w", f, deviceID, err)
-		}
-	}
-	return nil
+	return b.cfg.DB.StoreSubscriptions(ctx, deviceID, stored)
 }
 
 func (b *Broker) storedSubscriptions(ctx context.Context, deviceID string) ([]packets.Subscription, error) {
-	rows, err := b.cfg.DB.Reader().QueryContext(ctx, `SELECT s.filter, s.qos FROM mqtt_subscriptions s
-		JOIN devices d ON d.id = s.device_id WHERE d.device_id = ?`, deviceID)
+	stored, err := b.cfg.DB.Subscriptions(ctx, deviceID)
 	if err != nil {
-		return nil, fmt.Errorf("read subscriptions of %q: %w", deviceID, err)
+		return nil, err
 	}
-	defer rows.Close()
-	var subs []packets.Subscription
-	for rows.Next() {
-		var sub packets.Subscription
-		if err := rows.Scan(&sub.Filter, &sub.Qos); err != nil {
-			return nil, fmt.Errorf("read subscriptions of %q: %w", deviceID, err)
-		}
-		subs = append(subs, sub)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read subscriptions of %q: %w", deviceID, err)
+	subs := make([]packets.Subscription, len(stored))
+	for i, sub := range stored {
+		subs[i] = packets.Subscription{Filter: sub.Filter, Qos: sub.QoS}
 	}
 	return subs, nil
 }
