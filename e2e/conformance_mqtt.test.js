@@ -198,10 +198,15 @@ test('MQTT over WebSockets (MqttWs): telemetry and a direct method', { timeout: 
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
-  t.after(() => wsHub.stop());
+  let client;
+  // Close the device before its hub: a client whose hub vanished keeps
+  // reconnecting and holds the test process open.
+  t.after(async () => {
+    await client?.close();
+    await wsHub.stop();
+  });
   const on = { hub: wsHub, token: (await cli(wsHub.dataDir, 'token', 'create', '--role', 'admin', '--name', 'ws')).trim() };
-  const client = await connectDevice('mqtt-ws', {}, MqttWs, wsHub);
-  t.after(() => client.close());
+  client = await connectDevice('mqtt-ws', {}, MqttWs, wsHub);
   const msg = new Message(JSON.stringify({ temperature: 19 }));
   msg.contentType = 'application/json';
   msg.properties.add('via', 'websocket');

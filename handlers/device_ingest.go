@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -86,7 +85,7 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	var msgs []ingest.Message
 	if batch {
 		if msgs, err = ingest.DecodeBatch(body); err != nil {
-			if isTooLarge(err) {
+			if errors.Is(err, ingest.ErrTooLarge) {
 				return errorf(http.StatusRequestEntityTooLarge, "%v", err)
 			}
 			return errorf(http.StatusBadRequest, "%v", err)
@@ -121,9 +120,4 @@ func tooLarge(batch bool, limit int64) error {
 		return errorf(http.StatusRequestEntityTooLarge, "batch request body is larger than %d bytes", limit)
 	}
 	return errorf(http.StatusRequestEntityTooLarge, "message body is larger than %d bytes (256 KB), the device-to-cloud limit", limit)
-}
-
-// isTooLarge tells DecodeBatch's size error from its format errors.
-func isTooLarge(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "the limit is")
 }

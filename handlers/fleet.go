@@ -3,7 +3,6 @@ package handlers
 import (
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -37,7 +36,7 @@ func (s *Server) showFleet(c echo.Context) error {
 	pageCount := max(1, (total+fleetPageSize-1)/fleetPageSize)
 	if pageNum > pageCount {
 		// A stale link after devices were removed: show the last page.
-		return c.Redirect(http.StatusSeeOther, fleetURL(query, status, pageCount))
+		return c.Redirect(http.StatusSeeOther, views.FleetPageURL(query, status, pageCount))
 	}
 	counts, err := s.db.FleetCounts(ctx)
 	if err != nil {
@@ -65,23 +64,6 @@ func (s *Server) showFleet(c echo.Context) error {
 		m.MessagesPerMinute = float64(s.live.MessagesPerMinute())
 	}
 	return s.render(c, http.StatusOK, views.FleetView(m))
-}
-
-func fleetURL(query, status string, page int) string {
-	v := url.Values{}
-	if query != "" {
-		v.Set("q", query)
-	}
-	if status != "" {
-		v.Set("status", status)
-	}
-	if page > 1 {
-		v.Set("page", strconv.Itoa(page))
-	}
-	if len(v) == 0 {
-		return views.FleetPath
-	}
-	return views.FleetPath + "?" + v.Encode()
 }
 
 // fleetStreamURL asks the fleet stream for events about the devices on the

@@ -15,6 +15,9 @@ import (
 // accepts (256 KB); larger messages are refused with 413.
 const MaxMessageSize = 256 * 1024
 
+// ErrTooLarge is wrapped by errors about a message body over MaxMessageSize.
+var ErrTooLarge = errors.New("message too large")
+
 // BatchContentType marks an HTTP telemetry request whose body is a JSON
 // array of messages (the SDKs' sendEventBatch).
 const BatchContentType = "application/vnd.microsoft.iothub.json"
@@ -144,7 +147,7 @@ func decodeBatchItem(raw json.RawMessage) (Message, error) {
 		m.Body = b
 	}
 	if len(m.Body) > MaxMessageSize {
-		return Message{}, fmt.Errorf("body is %d bytes, the limit is %d", len(m.Body), MaxMessageSize)
+		return Message{}, fmt.Errorf("%w: body is %d bytes, the limit is %d", ErrTooLarge, len(m.Body), MaxMessageSize)
 	}
 	for name, rawValue := range it.Properties {
 		var value string

@@ -73,8 +73,8 @@ func userPath(name, suffix string) string {
 	return "/users/" + url.PathEscape(name) + suffix
 }
 
-// fleetPageURL keeps the filters while moving to another page of results.
-func fleetPageURL(query, status string, page int) string {
+// FleetPageURL is the fleet page with these filters and page number.
+func FleetPageURL(query, status string, page int) string {
 	v := url.Values{}
 	if query != "" {
 		v.Set("q", query)

@@ -548,8 +548,8 @@ func TestFormatters(t *testing.T) {
 		{"tags", tagsText([]Tag{{"a", "1"}, {"b", "x y"}}), "a=1, b=x y"},
 		{"tags empty", tagsText(nil), ""},
 		{"device path", devicePath("a b/c", "/enable"), "/devices/a%20b%2Fc/enable"},
-		{"fleet url plain", fleetPageURL("", "", 1), "/devices"},
-		{"fleet url", fleetPageURL("x&y", "offline", 2), "/devices?page=2&q=x%26y&status=offline"},
+		{"fleet url plain", FleetPageURL("", "", 1), "/devices"},
+		{"fleet url", FleetPageURL("x&y", "offline", 2), "/devices?page=2&q=x%26y&status=offline"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
