@@ -119,7 +119,8 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	if err := store.ResetConnections(ctx); err != nil {
 		return err
 	}
-	if err := ensureAdmin(ctx, store, log); err != nil {
+	firstPassword, err := ensureAdmin(ctx, store, log)
+	if err != nil {
 		return err
 	}
 	host := cfg.Hostname
@@ -246,7 +247,12 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	go func() { errc <- srv.Serve(ln) }()
 	url := "http://" + displayAddr(ln.Addr().String())
 	log.Info("fieldhub is running", "url", url, "data", cfg.DataDir, "version", version)
-	fmt.Fprintf(e.stderr, "\n  Fieldhub dashboard: %s\n\n", url)
+	fmt.Fprintf(e.stderr, "\n  Fieldhub dashboard: %s\n", url)
+	if firstPassword != "" {
+		fmt.Fprintf(e.stderr, "  Sign in as admin with password %s (shown only now)\n\n", firstPassword)
+	} else {
+		fmt.Fprintf(e.stderr, "  Sign in with your user; to reset admin's password: fieldhub user passwd --data %s admin\n\n", cfg.DataDir)
+	}
 
 	select {
 	case <-ctx.Done():
@@ -290,24 +296,23 @@ func displayAddr(addr string) string {
 }
 
 // ensureAdmin creates user admin with a random password when there are no users,
-// and logs the password once: it is stored only as a hash.
-func ensureAdmin(ctx context.Context, store *db.DB, log *slog.Logger) error {
+// and returns the password so it can be shown once: it is stored only as a hash.
+func ensureAdmin(ctx context.Context, store *db.DB, log *slog.Logger) (string, error) {
 	n, err := store.CountUsers(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if n > 0 {
-		log.Info("log in with an existing user; to reset the admin password run: fieldhub user passwd --data <data> admin")
-		return nil
+		return "", nil
 	}
 	pw := auth.NewPassword()
 	hash, err := auth.HashPassword(pw)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if _, err := store.CreateUser(ctx, "admin", hash, db.RoleAdmin); err != nil {
-		return fmt.Errorf("create first admin: %w", err)
+		return "", fmt.Errorf("create first admin: %w", err)
 	}
 	log.Info("created the first user; username: admin, admin password: " + pw)
-	return nil
+	return pw, nil
 }
