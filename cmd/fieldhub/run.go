@@ -93,7 +93,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, e, args[1:])
+			if err := c.run(ctx, e, args[1:]); !errors.Is(err, errHelp) {
+				return err
+			}
+			return nil
 		}
 	}
 	mainUsage(stderr)

@@ -95,6 +95,15 @@ func TestCLIUsageErrors(t *testing.T) {
 	}
 }
 
+func TestCLIHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"simulate", "--help"}, {"device", "add", "--help"},
+		{"device", "--help"}, {"user", "passwd", "--help"}, {"token", "create", "--help"}} {
+		if _, _, err := cli(t, "", args...); err != nil {
+			t.Errorf("fieldhub %v: %v, want success", args, err)
+		}
+	}
+}
+
 func TestCLIUsers(t *testing.T) {
 	data := t.TempDir()
 	out, _, err := cli(t, "", "user", "add", "--data", data, "--role", "operator", "alice")
