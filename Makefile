@@ -56,6 +56,6 @@ test: check-generated lint
 e2e: node_modules
 	npm run --silent test:e2e
 
-## bench: benchmarks only
+## bench: the performance figures of the issues, each beside a same-run baseline (about 4 min; bench/run.sh)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	GO=$(GO) bench/run.sh

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs the benchmarks behind the performance figures of the issues, one
+# package at a time with bounded iteration counts (about 4 minutes on 2
+# cores), then prints the summary table (bench/summary). The raw output is
+# kept in bench/out/bench.txt. Exits non-zero when a benchmark failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+GO=${GO:-go}
+out=bench/out
+mkdir -p "$out"
+log=$out/bench.txt
+: >"$log"
+failed=()
+
+# run PACKAGE PATTERN BENCHTIME: one `go test -bench` run, its output
+# shown and appended to the log.
+run() {
+	echo "=== $1 $2 (-benchtime $3)"
+	if ! "$GO" test -run '^$' -bench "$2" -benchtime "$3" -benchmem -count 1 -timeout 15m "$1" 2>&1 | tee -a "$log"; then
+		failed+=("$1 $2")
+	fi
+}
+
+start=$(date +%s)
+# In-process figures first: they are short and need the machine quiet.
+run ./views/ '^BenchmarkFleetPage10k$' 20x
+run ./db/ '^BenchmarkChart7Days$' 20x
+run ./live/ '^BenchmarkFanOut$' 3000x
+# The ingest pipeline; each also measures its naive-layout baseline.
+run ./ingest/ '^BenchmarkIngestSingle$' 100000x
+run ./ingest/ '^BenchmarkIngestBatched$' 4000x
+run ./ingest/ '^BenchmarkAckLatency$' 50000x
+# MQTT: 1,000 TLS devices against bare mochi, then 10,000 idle devices.
+run ./mqtt/ '^BenchmarkIngest$' 1x
+run ./mqtt/ '^BenchmarkIdleConnections$' 1x
+# The real binary over HTTPS against a bare Echo HTTPS server.
+run ./bench/ '^BenchmarkHubHTTPS$' 1x
+echo "=== benchmarks took $(($(date +%s) - start)) s; raw output in $log"
+echo
+
+"$GO" run ./bench/summary "$log" || failed+=("summary")
+if ((${#failed[@]} > 0)); then
+	echo
+	echo "FAILED: ${failed[*]}"
+	exit 1
+fi

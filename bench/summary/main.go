@@ -1,0 +1,293 @@
+// Command summary reads the output of `go test -bench` (the standard text
+// lines, custom metrics included) and prints the performance figures the
+// issues ask for, each beside its same-run baseline, the ratio between them,
+// the issue's target and whether the target was met. Usage:
+//
+//	go run ./bench/summary bench/out/bench.txt
+//
+// It exits 1 when a figure is missing (its benchmark failed or did not run).
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// metric names one value: a benchmark, as "<package>.<Benchmark>[/sub]",
+// and a unit it reported. scale converts it to the unit the table shows.
+type metric struct {
+	bench, unit string
+	scale       float64
+}
+
+func m(bench, unit string) metric { return metric{bench: bench, unit: unit, scale: 1} }
+
+// target is a bound from an issue: the figure must be at least (atLeast)
+// or at most the value.
+type target struct {
+	atLeast bool
+	value   float64
+}
+
+func atLeast(v float64) *target { return &target{atLeast: true, value: v} }
+func atMost(v float64) *target  { return &target{value: v} }
+
+func (t *target) String() string {
+	if t.atLeast {
+		return "≥ " + format(t.value)
+	}
+	return "≤ " + format(t.value)
+}
+
+// figure is one row of the table. A zero baseline metric means the issue
+// names no baseline for it and none was measured.
+type figure struct {
+	name     string
+	unit     string
+	value    metric
+	baseline metric
+	baseName string // what the baseline is
+	target   *target
+}
+
+type section struct {
+	title   string
+	figures []figure
+}
+
+// sections lists the figures of the performance sections of issues 2, 3 and 5.
+var sections = []section{
+	{"Issue 2: fleet page", []figure{
+		{name: "fleet page render, 10,000 devices", unit: "ms", value: metric{"views.BenchmarkFleetPage10k", "ns/op", 1e-6}},
+	}},
+	{"Issue 3: HTTPS ingest, real binary, 1,000 devices, 1,000 keep-alive HTTPS clients (bench.BenchmarkHubHTTPS)", []figure{
+		{name: "single messages", unit: "msgs/s", value: m("bench.BenchmarkHubHTTPS", "msgs/s"),
+			baseline: m("bench.BenchmarkHubHTTPS", "bare-req/s"), baseName: "bare Echo HTTPS 204", target: atLeast(10_000)},
+		{name: "single messages", unit: "readings/s", value: m("bench.BenchmarkHubHTTPS", "readings/s"),
+			baseline: m("ingest.BenchmarkIngestSingle", "naive-rows/s"), baseName: "naive SQLite layout", target: atLeast(100_000)},
+		{name: "ack p50, saturated", unit: "ms", value: m("bench.BenchmarkHubHTTPS", "ack-p50-ms"),
+			baseline: m("bench.BenchmarkHubHTTPS", "bare-ack-p50-ms"), baseName: "bare Echo HTTPS 204"},
+		{name: "ack p99, saturated", unit: "ms", value: m("bench.BenchmarkHubHTTPS", "ack-p99-ms"),
+			baseline: m("bench.BenchmarkHubHTTPS", "bare-ack-p99-ms"), baseName: "bare Echo HTTPS 204"},
+		{name: "ack p50 at half the max rate", unit: "ms", value: m("bench.BenchmarkHubHTTPS", "half-ack-p50-ms"),
+			baseline: m("bench.BenchmarkHubHTTPS", "bare-half-ack-p50-ms"), baseName: "bare Echo, same rate"},
+		{name: "ack p99 at half the max rate", unit: "ms", value: m("bench.BenchmarkHubHTTPS", "half-ack-p99-ms"),
+			baseline: m("bench.BenchmarkHubHTTPS", "bare-half-ack-p99-ms"), baseName: "bare Echo, same rate", target: atMost(50)},
+		{name: "SDK batches of 50", unit: "readings/s", value: m("bench.BenchmarkHubHTTPS", "batch-readings/s"),
+			baseline: m("ingest.BenchmarkIngestBatched", "naive-rows/s"), baseName: "naive SQLite layout", target: atLeast(200_000)},
+		{name: "SDK batches of 50", unit: "readings/s", value: m("bench.BenchmarkHubHTTPS", "batch-readings/s"),
+			baseline: m("bench.BenchmarkHubHTTPS", "bare-batch-readings/s"), baseName: "bare Echo HTTPS 204"},
+		{name: "server CPU, single messages", unit: "cores", value: m("bench.BenchmarkHubHTTPS", "cpu-cores"),
+			baseline: m("bench.BenchmarkHubHTTPS", "bare-cpu-cores"), baseName: "bare Echo HTTPS 204"},
+		{name: "server peak RSS (VmHWM), whole run", unit: "MB", value: m("bench.BenchmarkHubHTTPS", "peak-rss-MB"),
+			baseline: m("bench.BenchmarkHubHTTPS", "bare-peak-rss-MB"), baseName: "bare Echo HTTPS 204", target: atMost(150)},
+		{name: "  of which during single messages", unit: "MB", value: m("bench.BenchmarkHubHTTPS", "single-peak-rss-MB")},
+		{name: "  of which during SDK batches", unit: "MB", value: m("bench.BenchmarkHubHTTPS", "batch-peak-rss-MB")},
+		{name: "new reading on the live stream after 204, p99", unit: "ms", value: m("bench.BenchmarkHubHTTPS", "visible-sse-p99-ms"), target: atMost(1000)},
+		{name: "new reading in the readings API after 204, p99", unit: "ms", value: m("bench.BenchmarkHubHTTPS", "visible-api-p99-ms"), target: atMost(1000)},
+		{name: "requests refused with 503 + Retry-After, all phases", unit: "", value: m("bench.BenchmarkHubHTTPS", "rejected-503")},
+		{name: "database file per reading (message log included)", unit: "bytes", value: m("bench.BenchmarkHubHTTPS", "disk-bytes/reading"),
+			baseline: m("db.BenchmarkChart7Days", "naive-bytes/reading"), baseName: "naive layout, readings only"},
+	}},
+	{"Issue 3: ingest pipeline in-process, durable, 1,000 devices (ingest, db)", []figure{
+		{name: "single messages", unit: "readings/s", value: m("ingest.BenchmarkIngestSingle", "readings/s"),
+			baseline: m("ingest.BenchmarkIngestSingle", "naive-rows/s"), baseName: "naive SQLite layout", target: atLeast(100_000)},
+		{name: "batches of 50", unit: "readings/s", value: m("ingest.BenchmarkIngestBatched", "readings/s"),
+			baseline: m("ingest.BenchmarkIngestBatched", "naive-rows/s"), baseName: "naive SQLite layout", target: atLeast(200_000)},
+		{name: "ack p99 at half the max rate", unit: "ms", value: m("ingest.BenchmarkAckLatency", "p99-ms"),
+			baseline: m("ingest.BenchmarkAckLatency", "commit-p50-ms"), baseName: "one durable commit", target: atMost(50)},
+		{name: "stored readings, chunk data", unit: "bytes/reading", value: m("ingest.BenchmarkIngestSingle", "chunk-bytes/reading"),
+			baseline: m("db.BenchmarkChart7Days", "naive-bytes/reading"), baseName: "naive layout"},
+		{name: "7-day 1 Hz series on disk", unit: "bytes/reading", value: m("db.BenchmarkChart7Days", "bytes/reading"),
+			baseline: m("db.BenchmarkChart7Days", "naive-bytes/reading"), baseName: "naive layout"},
+		{name: "7-day chart of a 1 Hz metric (604,800 readings)", unit: "ms", value: m("db.BenchmarkChart7Days", "ms/chart"),
+			baseline: m("db.BenchmarkChart7Days", "naive-ms/chart"), baseName: "naive layout", target: atMost(50)},
+	}},
+	{"Issue 3: live streams, 100 subscribers × 1,000 events/s, stalled subscribers (live)", []figure{
+		{name: "delivery p99", unit: "ms", value: metric{"live.BenchmarkFanOut", "p99-µs", 1e-3}, target: atMost(10)},
+		{name: "publish p99 (ingest's cost)", unit: "ms", value: metric{"live.BenchmarkFanOut", "publish-p99-µs", 1e-3}},
+	}},
+	{"Issue 5: MQTT over TLS, QoS 1, 1,000 devices (mqtt.BenchmarkIngest)", []figure{
+		{name: "durable PUBACK", unit: "msgs/s", value: m("mqtt.BenchmarkIngest/fieldhub", "msgs/s"),
+			baseline: m("mqtt.BenchmarkIngest/bare-mochi", "msgs/s"), baseName: "bare mochi", target: atLeast(20_000)},
+		{name: "durable PUBACK", unit: "readings/s", value: m("mqtt.BenchmarkIngest/fieldhub", "readings/s"),
+			baseline: m("mqtt.BenchmarkIngest/bare-mochi", "readings/s"), baseName: "bare mochi", target: atLeast(200_000)},
+		{name: "PUBACK p50, saturated", unit: "ms", value: m("mqtt.BenchmarkIngest/fieldhub", "puback-p50-ms"),
+			baseline: m("mqtt.BenchmarkIngest/bare-mochi", "puback-p50-ms"), baseName: "bare mochi"},
+		{name: "PUBACK p99, saturated", unit: "ms", value: m("mqtt.BenchmarkIngest/fieldhub", "puback-p99-ms"),
+			baseline: m("mqtt.BenchmarkIngest/bare-mochi", "puback-p99-ms"), baseName: "bare mochi"},
+		{name: "PUBACK p99 at half the max rate", unit: "ms", value: m("mqtt.BenchmarkIngest/fieldhub-half-rate", "puback-p99-ms")},
+		{name: "peak RSS, broker + load generator", unit: "MB", value: m("mqtt.BenchmarkIngest/fieldhub", "peak-rss-MB"),
+			baseline: m("mqtt.BenchmarkIngest/bare-mochi", "peak-rss-MB"), baseName: "bare mochi"},
+		{name: "method round trip p99 under telemetry load", unit: "ms", value: m("mqtt.BenchmarkIngest/fieldhub", "method-p99-ms"), target: atMost(20)},
+		{name: "10,000 idle TLS connections, RSS", unit: "MB", value: m("mqtt.BenchmarkIdleConnections", "rss-MB"), target: atMost(500)},
+	}},
+}
+
+// results maps "<package>.<Benchmark>" to its metrics by unit.
+type results map[string]map[string]float64
+
+// gomaxprocs is the "-N" suffix go test adds to benchmark names.
+var gomaxprocs = regexp.MustCompile(`-\d+$`)
+
+// parse reads `go test -bench` output. A "pkg:" line names the package of
+// the benchmark lines that follow.
+func parse(r io.Reader) (results, error) {
+	res := results{}
+	pkg := ""
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if p, ok := strings.CutPrefix(line, "pkg: "); ok {
+			pkg = p[strings.LastIndexByte(p, '/')+1:]
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		if _, err := strconv.Atoi(f[1]); err != nil {
+			continue // a log line that starts with a benchmark's name
+		}
+		name := pkg + "." + gomaxprocs.ReplaceAllString(f[0], "")
+		if res[name] == nil {
+			res[name] = map[string]float64{}
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("benchmark line %q: value %q is not a number", line, f[i])
+			}
+			res[name][f[i+1]] = v
+		}
+	}
+	return res, sc.Err()
+}
+
+func (r results) get(m metric) (float64, bool) {
+	v, ok := r[m.bench][m.unit]
+	return v * m.scale, ok
+}
+
+// format prints a figure with a precision that suits its size.
+func format(v float64) string {
+	switch a := max(v, -v); {
+	case a >= 1000:
+		s := strconv.FormatFloat(v, 'f', 0, 64)
+		var out []byte
+		for i, c := range []byte(s) {
+			if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+				out = append(out, ',')
+			}
+			out = append(out, c)
+		}
+		return string(out)
+	case a >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case a >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
+
+// write prints the table and returns how many figures were missing.
+func write(w io.Writer, res results) int {
+	missing := 0
+	header := []string{"figure", "value", "baseline (same run)", "ratio", "target", "met?"}
+	var rows [][]string // a row of one cell is a section title
+	for _, s := range sections {
+		rows = append(rows, []string{s.title})
+		for _, f := range s.figures {
+			value, baseline, ratio, tgt, met := "missing", "—", "—", "—", "—"
+			v, ok := res.get(f.value)
+			if ok {
+				value = format(v) + " " + f.unit
+			} else {
+				missing++
+			}
+			if f.baseline.bench != "" {
+				if bv, bok := res.get(f.baseline); bok {
+					baseline = format(bv) + " " + f.baseName
+					if ok && bv != 0 {
+						ratio = format(v/bv) + "×"
+					}
+				} else {
+					baseline = "missing: " + f.baseName
+					missing++
+				}
+			}
+			if f.target != nil {
+				tgt = f.target.String() + " " + f.unit
+				switch {
+				case !ok:
+					met = "no result"
+				case f.target.atLeast && v >= f.target.value, !f.target.atLeast && v <= f.target.value:
+					met = "yes"
+				default:
+					met = "NO"
+				}
+			}
+			rows = append(rows, []string{"  " + f.name, value, baseline, ratio, tgt, met})
+		}
+	}
+	width := make([]int, len(header))
+	for _, r := range append(rows, header) {
+		if len(r) == 1 {
+			continue
+		}
+		for i, c := range r {
+			width[i] = max(width[i], utf8.RuneCountInString(c))
+		}
+	}
+	line := func(r []string) {
+		var b strings.Builder
+		for i, c := range r {
+			b.WriteString(c)
+			if i < len(r)-1 {
+				b.WriteString(strings.Repeat(" ", width[i]-utf8.RuneCountInString(c)+2))
+			}
+		}
+		fmt.Fprintln(w, b.String())
+	}
+	line(header)
+	for _, r := range rows {
+		if len(r) == 1 {
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, r[0])
+			continue
+		}
+		line(r)
+	}
+	fmt.Fprintln(w, "\nratio = value ÷ baseline; met? compares the value with the issue's target (— where the issue sets none).")
+	return missing
+}
+
+func main() {
+	in := io.Reader(os.Stdin)
+	if len(os.Args) > 1 {
+		f, err := os.Open(os.Args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "summary:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		in = f
+	}
+	res, err := parse(in)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "summary:", err)
+		os.Exit(2)
+	}
+	if missing := write(os.Stdout, res); missing > 0 {
+		fmt.Fprintf(os.Stderr, "summary: %d figures missing: their benchmarks failed or did not run (see the log above)\n", missing)
+		os.Exit(1)
+	}
+}

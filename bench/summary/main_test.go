@@ -1,0 +1,90 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+const sample = `goos: linux
+pkg: fieldhub/mqtt
+BenchmarkIngest/bare-mochi-2         	       1	     11000 ns/op	         9.5 puback-p50-ms	     90000 msgs/s
+BenchmarkIngest/fieldhub-2           	       1	     45000 ns/op	        18.0 method-p99-ms	     22000 msgs/s
+BenchmarkIngest/fieldhub-2: broker_bench_test.go:80: a log line
+pkg: fieldhub/db
+BenchmarkChart7Days-2   	      20	  30000000 ns/op	        30.0 ms/chart	       400 naive-ms/chart
+PASS
+`
+
+func TestParse(t *testing.T) {
+	res, err := parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		bench, unit string
+		want        float64
+	}{
+		{"mqtt.BenchmarkIngest/bare-mochi", "msgs/s", 90000},
+		{"mqtt.BenchmarkIngest/fieldhub", "msgs/s", 22000},
+		{"mqtt.BenchmarkIngest/fieldhub", "method-p99-ms", 18},
+		{"db.BenchmarkChart7Days", "ms/chart", 30},
+		{"db.BenchmarkChart7Days", "ns/op", 30000000},
+	}
+	for _, tt := range tests {
+		got, ok := res.get(m(tt.bench, tt.unit))
+		if !ok || got != tt.want {
+			t.Errorf("%s %s = %v (found %v), want %v", tt.bench, tt.unit, got, ok, tt.want)
+		}
+	}
+}
+
+func TestParseRejectsBadValue(t *testing.T) {
+	_, err := parse(strings.NewReader("pkg: fieldhub/x\nBenchmarkX-2 1 abc ns/op\n"))
+	if err == nil || !strings.Contains(err.Error(), `value "abc" is not a number`) {
+		t.Errorf("err = %v, want a message naming the bad value", err)
+	}
+}
+
+func TestWriteComputesMet(t *testing.T) {
+	res, err := parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	missing := write(&out, res)
+	if missing == 0 {
+		t.Error("missing = 0, want the figures the sample lacks counted")
+	}
+	for _, want := range []string{
+		// 22,000 ≥ 20,000 and 30 ms ≤ 50 ms; the baseline 90,000 gives 0.24×.
+		"22,000 msgs/s  90,000 bare mochi",
+		"0.24×",
+		"≥ 20,000 msgs/s",
+		"method round trip p99 under telemetry load",
+		"30.0 ms",
+		"400 naive layout", "0.07×",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, "7-day chart") && !strings.HasSuffix(strings.TrimSpace(line), "yes") {
+			t.Errorf("7-day chart row %q: want met (30 ms ≤ 50 ms)", line)
+		}
+		if strings.Contains(line, "10,000 idle") && !strings.HasSuffix(strings.TrimSpace(line), "no result") {
+			t.Errorf("idle row %q: want no result", line)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(sample)
+	f.Add("BenchmarkX-2 1 2 ns/op 3")
+	f.Fuzz(func(t *testing.T, s string) {
+		res, err := parse(strings.NewReader(s))
+		if err == nil && res == nil {
+			t.Error("nil results without an error")
+		}
+	})
+}
