@@ -48,6 +48,12 @@ type telemetry struct {
 	perDevice   map[int64]int // metrics per devices.id
 	lastApplied int64         // newest message id whose readings are in memory
 	folded      int64         // watermark as last stored
+
+	// The writer's cache of sending devices (by device id) and those whose
+	// last activity is not written yet (see ActivityStep). Writer-side only.
+	devices         map[string]*deviceRef
+	activityPending map[*deviceRef]struct{}
+	activitySwept   time.Time
 }
 
 type seriesKey struct {
@@ -69,6 +75,7 @@ type series struct {
 	hasLast       bool
 	lastDirty     bool
 	touched       time.Time // wall time of the last reading, for IdleSeal
+	forgotten     bool      // no longer indexed; set by the writer only
 }
 
 // storedChunk is a chunk as stored (or as it will be stored).
@@ -128,6 +135,8 @@ func (t *telemetry) init() {
 		t.byKey = map[seriesKey]*series{}
 		t.byID = map[int64]*series{}
 		t.perDevice = map[int64]int{}
+		t.devices = map[string]*deviceRef{}
+		t.activityPending = map[*deviceRef]struct{}{}
 	}
 }
 
@@ -328,7 +337,11 @@ func (d *DB) CheckpointTelemetry(ctx context.Context) (CheckpointStats, error) {
 	}
 	watermark := t.lastApplied
 	t.mu.Unlock()
-	if len(todo) == 0 && watermark == t.folded {
+	var activity []activityWrite
+	for dev := range t.activityPending {
+		activity = append(activity, activityWrite{dev, dev.activity})
+	}
+	if len(todo) == 0 && watermark == t.folded && len(activity) == 0 {
 		st.Watermark = watermark
 		return st, nil
 	}
@@ -376,12 +389,18 @@ func (d *DB) CheckpointTelemetry(ctx context.Context) (CheckpointStats, error) {
 				gone = append(gone, w.s)
 			}
 		}
+		w := batchWriter{ctx: ctx, tx: tx}
+		defer w.close()
+		if err := w.writeActivity(activity); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE telemetry_state SET folded_message_id = ? WHERE id = 1`, watermark)
 		return err
 	})
 	if err != nil {
 		return st, fmt.Errorf("checkpoint telemetry: %w", err)
 	}
+	t.activityWritten(activity)
 	t.mu.Lock()
 	for _, w := range todo {
 		// Nothing was appended meanwhile: appends come from the same caller.
@@ -411,6 +430,7 @@ func (t *telemetry) forget(s *series) {
 	if s == nil || t.byKey[s.key] != s {
 		return
 	}
+	s.forgotten = true
 	delete(t.byKey, s.key)
 	delete(t.byID, s.metricID)
 	if t.perDevice[s.key.device]--; t.perDevice[s.key.device] <= 0 {

@@ -357,3 +357,86 @@ func TestMetricsPerDeviceAreBounded(t *testing.T) {
 	d.Close()
 	check(telemetryDB(t, path)) // recovery does not create the refused ones either
 }
+
+// Last activity is written at once for a device's first message and when it
+// moved on by ActivityStep; smaller steps wait for a later batch or the
+// checkpoint.
+func TestAppendMessagesLastActivity(t *testing.T) {
+	ctx := context.Background()
+	d := telemetryDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	lastActivity := func() time.Time {
+		t.Helper()
+		dev, err := d.Device(ctx, "dev1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dev.LastActivity
+	}
+	steps := []struct {
+		name string
+		at   time.Time
+		want time.Time
+	}{
+		{"first message", t0, t0},
+		{"within a step", t0.Add(db.ActivityStep / 2), t0},
+		{"a step later", t0.Add(db.ActivityStep), t0.Add(db.ActivityStep)},
+		{"older message", t0.Add(db.ActivityStep / 2), t0.Add(db.ActivityStep)},
+		{"within the next step", t0.Add(db.ActivityStep * 3 / 2), t0.Add(db.ActivityStep)},
+	}
+	for _, s := range steps {
+		mustAppend(t, d, message("dev1", s.at, map[string]float64{"a": 1}))
+		if got := lastActivity(); !got.Equal(s.want) {
+			t.Errorf("%s: last activity = %v, want %v", s.name, got, s.want)
+		}
+	}
+	if _, err := d.CheckpointTelemetry(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := lastActivity(), t0.Add(db.ActivityStep*3/2); !got.Equal(want) {
+		t.Errorf("after checkpoint: last activity = %v, want %v", got, want)
+	}
+}
+
+// A batch larger than one INSERT, interleaving devices and a deleted one:
+// every returned id must be the stored row of that very message.
+func TestAppendMessagesIDs(t *testing.T) {
+	ctx := context.Background()
+	d := telemetryDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1", "dev2", "dev3")
+	mustAppend(t, d, message("dev2", t0, map[string]float64{"a": 1})) // cache dev2's row
+	if err := d.DeleteDevice(ctx, "dev2"); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []db.NewMessage
+	for i := range 150 {
+		dev := []string{"dev1", "dev2", "dev3"}[i%3]
+		msgs = append(msgs, message(dev, t0.Add(time.Duration(i)*time.Millisecond), map[string]float64{"n": float64(i)}))
+	}
+	ids := mustAppend(t, d, msgs...)
+	for _, dev := range []string{"dev1", "dev3"} {
+		stored, err := d.Messages(ctx, dev, db.MessageFilter{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		byID := map[int64]db.StoredMessage{}
+		for _, m := range stored {
+			byID[m.ID] = m
+		}
+		for i, m := range msgs {
+			if m.DeviceID != dev {
+				continue
+			}
+			got, ok := byID[ids[i]]
+			if !ok || string(got.Body) != string(m.Body) || !got.EnqueuedAt.Equal(m.EnqueuedAt) {
+				t.Errorf("message %d of %s: id %d holds %q at %v, want %q at %v", i, dev, ids[i], got.Body, got.EnqueuedAt, m.Body, m.EnqueuedAt)
+			}
+		}
+		if len(stored) != 50 {
+			t.Errorf("%s: %d messages stored, want 50", dev, len(stored))
+		}
+	}
+	for i, m := range msgs {
+		if m.DeviceID == "dev2" && ids[i] != 0 {
+			t.Errorf("message %d of the deleted dev2: id %d, want 0", i, ids[i])
+		}
+	}
+}

@@ -194,7 +194,7 @@ func (p *Pipeline) Submit(ctx context.Context, msgs ...Message) error {
 			return fmt.Errorf("submit message %d: no device id", i)
 		}
 		if len(m.Body) > MaxMessageSize {
-			return fmt.Errorf("submit message %d: body is %d bytes, the limit is %d", i, len(m.Body), MaxMessageSize)
+			return fmt.Errorf("submit message %d: %w: body is %d bytes, the limit is %d", i, ErrTooLarge, len(m.Body), MaxMessageSize)
 		}
 		if m.EnqueuedAt.IsZero() {
 			m.EnqueuedAt = now
