@@ -18,15 +18,19 @@ type Reading struct {
 }
 
 // Time series live in two places. Stored chunks (reading_chunks) hold every
-// reading of the messages up to the watermark (telemetry_state). The readings
-// of later messages are in memory: the open chunk of each metric and chunks
-// sealed since the last checkpoint. CheckpointTelemetry writes them out and
-// moves the watermark in one transaction; after a crash RecoverTelemetry
-// rebuilds them from the message log. Queries merge both, so a reading is
-// visible as soon as its message committed.
+// reading of the messages up to the watermark (telemetry_state), and of each
+// metric's messages up to its own through_msg. The readings of later messages
+// are in memory: the open chunk of each metric and chunks sealed since the
+// last checkpoint. A checkpoint cycle snapshots what is dirty, writes it a few
+// metrics per transaction (each with its through_msg, so that no transaction
+// holds the writer long, however many metrics there are) and moves the
+// watermark with the last one; after a crash RecoverTelemetry rebuilds memory
+// from the message log. Queries merge both, so a reading is visible as soon
+// as its message committed.
 //
-// Writes (AppendMessages, CheckpointTelemetry, PruneTelemetry) come from one
-// goroutine, the ingest pipeline's writer; queries come from anywhere.
+// Writes (AppendMessages, CheckpointStep, CheckpointTelemetry, PruneTelemetry)
+// come from one goroutine, the ingest pipeline's writer; queries come from
+// anywhere.
 
 // MaxMetricsPerDevice bounds the metrics one device can create, so that a
 // device sending ever new key names cannot exhaust memory; readings of further
@@ -45,9 +49,10 @@ type telemetry struct {
 	recovered   bool
 	byKey       map[seriesKey]*series
 	byID        map[int64]*series
-	perDevice   map[int64]int // metrics per devices.id
-	lastApplied int64         // newest message id whose readings are in memory
-	folded      int64         // watermark as last stored
+	perDevice   map[int64]int    // metrics per devices.id
+	lastApplied int64            // newest message id whose readings are in memory
+	folded      int64            // watermark as last stored
+	cycle       *checkpointCycle // the checkpoint in progress; nil between cycles. Writer-side only.
 
 	// The writer's cache of sending devices (by device id) and those whose
 	// last activity is not written yet (see ActivityStep). Writer-side only.
@@ -76,6 +81,8 @@ type series struct {
 	lastDirty     bool
 	touched       time.Time // wall time of the last reading, for IdleSeal
 	forgotten     bool      // no longer indexed; set by the writer only
+	adds          int64     // readings added so far: tells a checkpoint whether its snapshot is still current
+	through       int64     // during recovery: stored chunks hold its readings of messages up to this id
 }
 
 // storedChunk is a chunk as stored (or as it will be stored).
@@ -93,6 +100,7 @@ func (c *chunkEncoder) snapshot(no int64) storedChunk {
 }
 
 func (s *series) add(ts int64, v float64, now time.Time) {
+	s.adds++
 	s.open.add(ts, v)
 	s.openDirty = true
 	s.touched = now
@@ -159,7 +167,7 @@ func (d *DB) RecoverTelemetry(ctx context.Context, extract ExtractFunc) (int, er
 	t.init()
 	t.mu.Unlock()
 
-	rows, err := d.write.QueryContext(ctx, `SELECT m.id, m.device_id, dv.created_at, m.name, m.last_value, m.last_ts,
+	rows, err := d.write.QueryContext(ctx, `SELECT m.id, m.device_id, dv.created_at, m.name, m.last_value, m.last_ts, m.through_msg,
 		(SELECT COALESCE(MAX(chunk_no), 0) FROM reading_chunks c WHERE c.metric_id = m.id)
 		FROM metrics m JOIN devices dv ON dv.id = m.device_id`)
 	if err != nil {
@@ -171,7 +179,7 @@ func (d *DB) RecoverTelemetry(ctx context.Context, extract ExtractFunc) (int, er
 		var lastValue sql.NullFloat64
 		var lastTS sql.NullInt64
 		var maxChunk int64
-		if err := rows.Scan(&s.metricID, &s.key.device, &s.deviceCreated, &s.key.name, &lastValue, &lastTS, &maxChunk); err != nil {
+		if err := rows.Scan(&s.metricID, &s.key.device, &s.deviceCreated, &s.key.name, &lastValue, &lastTS, &s.through, &maxChunk); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("recover telemetry: load metrics: %w", err)
 		}
@@ -231,7 +239,9 @@ func (d *DB) RecoverTelemetry(ctx context.Context, extract ExtractFunc) (int, er
 			for _, r := range readings {
 				// Metrics commit with the first message naming them, so a
 				// missing one was refused (MaxMetricsPerDevice) at ingest.
-				if s, ok := t.byKey[seriesKey{p.device, r.Metric}]; ok && isFinite(r.Value) {
+				// A metric written by a checkpoint cycle that did not finish
+				// already has the readings up to its through_msg.
+				if s, ok := t.byKey[seriesKey{p.device, r.Metric}]; ok && p.id > s.through && isFinite(r.Value) {
 					s.add(ts.UnixMilli(), r.Value, now)
 				}
 			}
@@ -296,97 +306,123 @@ func (m *metricCreator) newSeries(ctx context.Context, key seriesKey, created in
 	return s, nil
 }
 
-// CheckpointStats says what a checkpoint wrote.
+// CheckpointStats says what a checkpoint (or one step of it) wrote.
 type CheckpointStats struct {
 	Chunks    int   // chunk rows written (sealed and partial)
 	Metrics   int   // metric rows whose last value was updated
 	Watermark int64 // every message up to this id is now in stored chunks
 }
 
-// CheckpointTelemetry writes the chunks sealed since the last checkpoint, the
-// open chunks as they are now (rewritten at each checkpoint until sealed) and
-// the metrics' last values, and moves the watermark to the newest message in
-// memory — all in one transaction. Open chunks idle for IdleSeal are sealed.
-func (d *DB) CheckpointTelemetry(ctx context.Context) (CheckpointStats, error) {
+// checkpointCycle is a checkpoint in progress: the series that were dirty when
+// it began, still to be written.
+type checkpointCycle struct {
+	watermark int64     // newest message in memory when the cycle began
+	todo      []*series // in metric id order, so that writes touch neighbouring pages
+	activity  []activityWrite
+}
+
+// checkpointWork is one series' snapshot; a step writes it in one transaction
+// with the metric's through_msg, so that the two agree after any crash.
+type checkpointWork struct {
+	s         *series
+	chunks    []storedChunk
+	last      bool
+	lastValue float64
+	lastTS    int64
+	adds      int64 // s.adds at the snapshot
+}
+
+// startCycle lists the series with something to write and the pending last
+// activities. Snapshots are taken step by step, so that starting a cycle
+// costs little however many series there are.
+func (t *telemetry) startCycle(now time.Time) *checkpointCycle {
+	c := &checkpointCycle{}
+	t.mu.RLock()
+	for _, s := range t.byID {
+		if s.openDirty || len(s.sealed) > 0 || s.lastDirty || (s.open.n > 0 && now.Sub(s.touched) >= IdleSeal) {
+			c.todo = append(c.todo, s)
+		}
+	}
+	c.watermark = t.lastApplied
+	t.mu.RUnlock()
+	slices.SortFunc(c.todo, func(a, b *series) int { return compareInt(a.metricID, b.metricID) })
+	for dev := range t.activityPending {
+		c.activity = append(c.activity, activityWrite{dev, dev.activity})
+	}
+	return c
+}
+
+// snapshot takes the series' unstored chunks and last value as of now. Its
+// open chunk is sealed first when idle for IdleSeal. Caller holds t.mu.
+func (s *series) snapshot(now time.Time) checkpointWork {
+	if s.open.n > 0 && now.Sub(s.touched) >= IdleSeal {
+		s.seal()
+	}
+	w := checkpointWork{s: s, chunks: slices.Clone(s.sealed), last: s.lastDirty, lastValue: s.lastValue, lastTS: s.lastTS, adds: s.adds}
+	if s.openDirty {
+		// The encoder only appends: the snapshot shares its prefix.
+		w.chunks = append(w.chunks, s.open.snapshot(s.nextChunk))
+	}
+	return w
+}
+
+// CheckpointStep writes part of a checkpoint in one transaction. It begins a
+// cycle when none is in progress, covering every series with readings not
+// yet stored, then snapshots and writes whole series until about maxRows rows
+// are written (maxRows <= 0: all of them), each with the message id its
+// stored chunks are now complete through. The step that writes the last one
+// moves the watermark to the newest message at the cycle's start and reports
+// done. Bounded steps keep the writer free for ingest in between.
+func (d *DB) CheckpointStep(ctx context.Context, maxRows int) (done bool, st CheckpointStats, err error) {
 	t := &d.tel
 	t.write.Lock()
 	defer t.write.Unlock()
-	var st CheckpointStats
 	if !t.recovered {
-		return st, errors.New("checkpoint telemetry: RecoverTelemetry has not run")
+		return false, st, errors.New("checkpoint telemetry: RecoverTelemetry has not run")
 	}
 	now := d.Now()
-	type work struct {
-		s      *series
-		chunks []storedChunk
-		last   bool
+	if t.cycle == nil {
+		t.cycle = t.startCycle(now)
 	}
-	var todo []work
+	c := t.cycle
+	// Whole series only: a series' chunks and through_msg commit together.
+	var work []checkpointWork
+	nSeries, rows := 0, 0
 	t.mu.Lock()
-	for _, s := range t.byID {
-		if s.open.n > 0 && now.Sub(s.touched) >= IdleSeal {
-			s.seal()
+	through := t.lastApplied // every snapshot below holds the readings up to here
+	for nSeries < len(c.todo) && (maxRows <= 0 || rows < maxRows) {
+		s := c.todo[nSeries]
+		nSeries++
+		if s.forgotten {
+			continue // its metric row is gone
 		}
-		w := work{s: s, chunks: slices.Clone(s.sealed), last: s.lastDirty}
-		if s.openDirty {
-			w.chunks = append(w.chunks, s.open.snapshot(s.nextChunk))
-		}
+		w := s.snapshot(now)
 		if len(w.chunks) > 0 || w.last {
-			todo = append(todo, w)
+			work = append(work, w)
+			rows += len(w.chunks) + 1
 		}
 	}
-	watermark := t.lastApplied
 	t.mu.Unlock()
-	var activity []activityWrite
-	for dev := range t.activityPending {
-		activity = append(activity, activityWrite{dev, dev.activity})
+	nAct := len(c.activity)
+	if maxRows > 0 {
+		nAct = min(nAct, max(maxRows-rows, 0))
 	}
-	if len(todo) == 0 && watermark == t.folded && len(activity) == 0 {
-		st.Watermark = watermark
-		return st, nil
+	activity := c.activity[:nAct]
+	last := nSeries == len(c.todo) && nAct == len(c.activity)
+	if len(work) == 0 && len(activity) == 0 && (!last || c.watermark == t.folded) {
+		c.todo = c.todo[nSeries:]
+		if last {
+			t.cycle = nil
+		}
+		st.Watermark = t.folded
+		return last, st, nil
 	}
 
 	var gone []*series
-	err := d.withTx(ctx, func(tx *sql.Tx) error {
-		putChunk, err := tx.PrepareContext(ctx, `INSERT INTO reading_chunks (metric_id, chunk_no, start_ts, end_ts, n, min, max, sum, data)
-			SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE EXISTS (SELECT 1 FROM metrics WHERE id = ?1)
-			ON CONFLICT (metric_id, chunk_no) DO UPDATE SET start_ts = excluded.start_ts, end_ts = excluded.end_ts,
-				n = excluded.n, min = excluded.min, max = excluded.max, sum = excluded.sum, data = excluded.data`)
-		if err != nil {
-			return err
-		}
-		defer putChunk.Close()
-		putLast, err := tx.PrepareContext(ctx, `UPDATE metrics SET last_value = ?, last_ts = ? WHERE id = ?`)
-		if err != nil {
-			return err
-		}
-		defer putLast.Close()
-		for _, w := range todo {
-			exists := true
-			for _, c := range w.chunks {
-				res, err := putChunk.ExecContext(ctx, w.s.metricID, c.no, c.startTS, c.endTS, c.n, c.min, c.max, c.sum, c.data)
-				if err != nil {
-					return fmt.Errorf("write chunk %d of metric %d: %w", c.no, w.s.metricID, err)
-				}
-				if n, _ := res.RowsAffected(); n == 0 {
-					exists = false // deleted with its device
-					break
-				}
-				st.Chunks++
-			}
-			if exists && w.last {
-				res, err := putLast.ExecContext(ctx, w.s.lastValue, w.s.lastTS, w.s.metricID)
-				if err != nil {
-					return fmt.Errorf("update metric %d: %w", w.s.metricID, err)
-				}
-				if n, _ := res.RowsAffected(); n == 0 {
-					exists = false
-				} else {
-					st.Metrics++
-				}
-			}
-			if !exists {
-				gone = append(gone, w.s)
+	err = d.withTx(ctx, func(tx *sql.Tx) error {
+		if len(work) > 0 {
+			if err := writeSeries(ctx, tx, through, work, &st, &gone); err != nil {
+				return err
 			}
 		}
 		w := batchWriter{ctx: ctx, tx: tx}
@@ -394,26 +430,122 @@ func (d *DB) CheckpointTelemetry(ctx context.Context) (CheckpointStats, error) {
 		if err := w.writeActivity(activity); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE telemetry_state SET folded_message_id = ? WHERE id = 1`, watermark)
+		if !last {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE telemetry_state SET folded_message_id = ? WHERE id = 1`, c.watermark)
 		return err
 	})
 	if err != nil {
-		return st, fmt.Errorf("checkpoint telemetry: %w", err)
+		// The series stay to do; their snapshots are taken again.
+		return false, CheckpointStats{}, fmt.Errorf("checkpoint telemetry: %w", err)
 	}
 	t.activityWritten(activity)
+	c.todo, c.activity = c.todo[nSeries:], c.activity[nAct:]
 	t.mu.Lock()
-	for _, w := range todo {
-		// Nothing was appended meanwhile: appends come from the same caller.
-		w.s.sealed = nil
-		w.s.openDirty, w.s.lastDirty = false, false
+	for _, w := range work {
+		written := func(sc storedChunk) bool {
+			return slices.ContainsFunc(w.chunks, func(wc storedChunk) bool { return wc.no == sc.no && wc.n == sc.n })
+		}
+		// A chunk sealed since the snapshot has more points than was written:
+		// it stays, for the next cycle.
+		w.s.sealed = slices.DeleteFunc(w.s.sealed, written)
+		if w.s.adds == w.adds {
+			w.s.openDirty, w.s.lastDirty = false, false
+		}
 	}
 	for _, s := range gone {
 		t.forget(s)
 	}
-	t.folded = watermark
+	if last {
+		t.folded = c.watermark
+	}
 	t.mu.Unlock()
-	st.Watermark = watermark
-	return st, nil
+	if last {
+		t.cycle = nil
+	}
+	st.Watermark = t.folded
+	return last, st, nil
+}
+
+// writeSeries writes the chunks, last values and through_msg of work; series
+// whose metric row is gone (deleted with its device) are added to gone.
+func writeSeries(ctx context.Context, tx *sql.Tx, through int64, work []checkpointWork, st *CheckpointStats, gone *[]*series) error {
+	putChunk, err := tx.PrepareContext(ctx, `INSERT INTO reading_chunks (metric_id, chunk_no, start_ts, end_ts, n, min, max, sum, data)
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE EXISTS (SELECT 1 FROM metrics WHERE id = ?1)
+		ON CONFLICT (metric_id, chunk_no) DO UPDATE SET start_ts = excluded.start_ts, end_ts = excluded.end_ts,
+			n = excluded.n, min = excluded.min, max = excluded.max, sum = excluded.sum, data = excluded.data`)
+	if err != nil {
+		return err
+	}
+	defer putChunk.Close()
+	putMetric, err := tx.PrepareContext(ctx, `UPDATE metrics SET last_value = COALESCE(?1, last_value),
+		last_ts = COALESCE(?2, last_ts), through_msg = ?3 WHERE id = ?4`)
+	if err != nil {
+		return err
+	}
+	defer putMetric.Close()
+	for _, w := range work {
+		exists := true
+		for _, c := range w.chunks {
+			res, err := putChunk.ExecContext(ctx, w.s.metricID, c.no, c.startTS, c.endTS, c.n, c.min, c.max, c.sum, c.data)
+			if err != nil {
+				return fmt.Errorf("write chunk %d of metric %d: %w", c.no, w.s.metricID, err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				exists = false // deleted with its device
+				break
+			}
+			st.Chunks++
+		}
+		if exists {
+			var lastValue, lastTS any // NULL keeps the stored ones
+			if w.last {
+				lastValue, lastTS = w.lastValue, w.lastTS
+			}
+			res, err := putMetric.ExecContext(ctx, lastValue, lastTS, through, w.s.metricID)
+			if err != nil {
+				return fmt.Errorf("update metric %d: %w", w.s.metricID, err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				exists = false
+			} else if w.last {
+				st.Metrics++
+			}
+		}
+		if !exists {
+			*gone = append(*gone, w.s)
+		}
+	}
+	return nil
+}
+
+// CheckpointTelemetry writes everything in memory as of now — finishing the
+// cycle in progress, if any, first — and moves the watermark to the newest
+// message in memory. Open chunks idle for IdleSeal are sealed. Without a cycle
+// in progress it is one transaction; at shutdown that is what is wanted.
+func (d *DB) CheckpointTelemetry(ctx context.Context) (CheckpointStats, error) {
+	var total CheckpointStats
+	d.tel.write.Lock()
+	pending := d.tel.cycle != nil
+	d.tel.write.Unlock()
+	for {
+		done, st, err := d.CheckpointStep(ctx, 0)
+		if err != nil {
+			return total, err
+		}
+		total.Chunks += st.Chunks
+		total.Metrics += st.Metrics
+		total.Watermark = st.Watermark
+		if !done {
+			continue
+		}
+		if !pending {
+			return total, nil
+		}
+		// That cycle covered only the series dirty when it began.
+		pending = false
+	}
 }
 
 // add indexes a series. Caller holds t.mu.

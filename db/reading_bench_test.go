@@ -3,6 +3,7 @@ package db_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -225,4 +226,79 @@ func BenchmarkChart7Days(b *testing.B) {
 	b.ReportMetric(float64(naivePer)/float64(ours), "x-faster-than-naive")
 	b.ReportMetric(fixture.seriesB, "bytes/reading")
 	b.ReportMetric(fixture.naiveB, "naive-bytes/reading")
+}
+
+// BenchmarkCheckpoint10kSeries: 10,000 dirty series (1,000 devices × 10
+// metrics), checkpointed in one transaction ("full") or in steps of 256 rows
+// ("steps", as the ingest pipeline does). longest-tx-ms is the longest time a
+// single checkpoint transaction held the writer: what a batch of messages can
+// wait behind it.
+func BenchmarkCheckpoint10kSeries(b *testing.B) {
+	const devices, fields = 1000, 10
+	for _, bc := range []struct {
+		name    string
+		maxRows int
+	}{{"full", 0}, {"steps", 256}} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			d, err := db.Open(ctx, filepath.Join(b.TempDir(), "f.db"), db.Options{}) // synchronous=FULL, as served
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			ids := make([]string, devices)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("dev%04d", i)
+				if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: ids[i]}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := d.RecoverTelemetry(ctx, jsonReadings); err != nil {
+				b.Fatal(err)
+			}
+			at := t0
+			round := func() { // one message per device: every series dirty
+				msgs := make([]db.NewMessage, 0, devices)
+				for _, id := range ids {
+					rs := make([]db.Reading, fields)
+					for f := range rs {
+						rs[f] = db.Reading{Metric: fmt.Sprintf("f%d", f), Value: float64(at.Unix()%1000) / 10}
+					}
+					msgs = append(msgs, db.NewMessage{DeviceID: id, EnqueuedAt: at, ReadingTime: at, Body: []byte("{}"), AuthMethod: "sas-primary", Readings: rs})
+				}
+				at = at.Add(time.Second)
+				if _, err := d.AppendMessages(ctx, msgs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range 50 { // partly filled open chunks, as between checkpoints
+				round()
+			}
+			if _, err := d.CheckpointTelemetry(ctx); err != nil {
+				b.Fatal(err)
+			}
+			var longest, total time.Duration
+			txs := 0
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				round()
+				b.StartTimer()
+				for done := false; !done; {
+					start := time.Now()
+					done, _, err = d.CheckpointStep(ctx, bc.maxRows)
+					if err != nil {
+						b.Fatal(err)
+					}
+					took := time.Since(start)
+					longest, total, txs = max(longest, took), total+took, txs+1
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(longest.Microseconds())/1000, "longest-tx-ms")
+			b.ReportMetric(float64(txs)/float64(b.N), "txs/checkpoint")
+			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/checkpoint")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }

@@ -16,6 +16,8 @@ import (
 // committed; *ingest.Pipeline implements it.
 type MessageSubmitter interface {
 	Submit(ctx context.Context, msgs ...ingest.Message) error
+	// Busy reports a full queue, so requests are refused before being read.
+	Busy() bool
 }
 
 // maxBatchBody bounds a batch request: its bodies are base64 in JSON, so a
@@ -61,6 +63,11 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	}
 	if s.ingest == nil {
 		return &Error{Status: http.StatusServiceUnavailable, Message: "telemetry ingest is not running", RetryAfter: 5}
+	}
+	if s.ingest.Busy() {
+		// Refuse before reading the body: under a flood, decoding requests that
+		// cannot be queued would only spend memory.
+		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is overloaded; retry after the Retry-After delay", RetryAfter: 1, Err: ingest.ErrOverloaded}
 	}
 	req := c.Request()
 	batch := ingest.IsBatch(req.Header)

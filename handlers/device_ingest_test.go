@@ -310,24 +310,31 @@ func TestDeviceEvents(t *testing.T) {
 	}
 }
 
-// refusingIngest is a submitter that always answers with err.
-type refusingIngest struct{ err error }
+// refusingIngest is a submitter that always answers with err, or reports a
+// full queue when busy is set.
+type refusingIngest struct {
+	err  error
+	busy bool
+}
 
 func (r refusingIngest) Submit(context.Context, ...ingest.Message) error { return r.err }
+func (r refusingIngest) Busy() bool                                      { return r.busy }
 
 func TestDeviceEventsOverloaded(t *testing.T) {
 	tests := []struct {
-		err        error
+		name       string
+		ingest     refusingIngest
 		wantStatus int
 		wantRetry  string
 	}{
-		{ingest.ErrOverloaded, 503, "1"},
-		{ingest.ErrClosed, 503, "5"},
-		{errors.New("disk on fire"), 500, ""},
+		{"queue full", refusingIngest{err: ingest.ErrOverloaded}, 503, "1"},
+		{"queue full before reading", refusingIngest{busy: true}, 503, "1"},
+		{"closed", refusingIngest{err: ingest.ErrClosed}, 503, "5"},
+		{"internal", refusingIngest{err: errors.New("disk on fire")}, 500, ""},
 	}
 	for _, tt := range tests {
-		t.Run(tt.err.Error(), func(t *testing.T) {
-			h := newIngestHub(t, func(c *handlers.Config) { c.Ingest = refusingIngest{tt.err} })
+		t.Run(tt.name, func(t *testing.T) {
+			h := newIngestHub(t, func(c *handlers.Config) { c.Ingest = tt.ingest })
 			dev := h.addDevice("dev1")
 			r := h.event("dev1", token(t, "dev1", dev.PrimaryKey, time.Now().Add(time.Hour)), `{}`, nil)
 			if r.status != tt.wantStatus || r.header.Get("Retry-After") != tt.wantRetry {

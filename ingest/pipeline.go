@@ -27,6 +27,7 @@ var (
 type Store interface {
 	RecoverTelemetry(ctx context.Context, extract db.ExtractFunc) (int, error)
 	AppendMessages(ctx context.Context, msgs []db.NewMessage) ([]int64, error)
+	CheckpointStep(ctx context.Context, maxRows int) (bool, db.CheckpointStats, error)
 	CheckpointTelemetry(ctx context.Context) (db.CheckpointStats, error)
 	PruneTelemetry(ctx context.Context, cutoff time.Time, limit int) (int, bool, error)
 }
@@ -57,7 +58,9 @@ type TimedReading struct {
 // Options tune the pipeline; zero values take the defaults.
 type Options struct {
 	// QueueMessages and QueueBytes bound what waits for the writer; beyond
-	// either Submit returns ErrOverloaded. Defaults 20,000 and 64 MiB.
+	// either Submit returns ErrOverloaded. Defaults 5,000 and 16 MiB:
+	// a few hundred milliseconds of the writer's work, so a full queue also
+	// bounds how long an acknowledgement waits.
 	QueueMessages int
 	QueueBytes    int64
 	// MaxBatch bounds the messages of one transaction (default 2,000).
@@ -69,6 +72,10 @@ type Options struct {
 	// is replayed after a crash (defaults 30s and 200,000 messages).
 	CheckpointEvery    time.Duration
 	CheckpointMessages int
+	// CheckpointStepRows bounds the rows a checkpoint writes in one
+	// transaction between batches (default 256), so that a checkpoint delays
+	// no batch by more than a few milliseconds, however many series there are.
+	CheckpointStepRows int
 	// Retention is how long messages and readings are kept (default 7 days;
 	// negative keeps everything). PruneEvery is how often old data is deleted
 	// (default 10 minutes).
@@ -80,10 +87,10 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.QueueMessages <= 0 {
-		o.QueueMessages = 20000
+		o.QueueMessages = 5000
 	}
 	if o.QueueBytes <= 0 {
-		o.QueueBytes = 64 << 20
+		o.QueueBytes = 16 << 20
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 2000
@@ -96,6 +103,9 @@ func (o *Options) defaults() {
 	}
 	if o.CheckpointMessages <= 0 {
 		o.CheckpointMessages = 200000
+	}
+	if o.CheckpointStepRows <= 0 {
+		o.CheckpointStepRows = 256
 	}
 	if o.Retention == 0 {
 		o.Retention = 7 * 24 * time.Hour
@@ -221,6 +231,12 @@ func (p *Pipeline) Submit(ctx context.Context, msgs ...Message) error {
 	}
 }
 
+// Busy reports whether the queue is full, so that a caller can refuse work
+// before spending memory and CPU on reading and decoding it.
+func (p *Pipeline) Busy() bool {
+	return p.queuedMsgs.Load() >= int64(p.opts.QueueMessages) || p.queuedBytes.Load() >= p.opts.QueueBytes
+}
+
 func (p *Pipeline) enqueue(req *request) error {
 	msgs, bytes := p.queuedMsgs.Add(int64(len(req.msgs))), p.queuedBytes.Add(req.bytes)
 	if msgs > int64(p.opts.QueueMessages) || bytes > p.opts.QueueBytes {
@@ -289,36 +305,50 @@ func (p *Pipeline) run() {
 	ctx := context.Background()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	// While a checkpoint is in progress the loop does not wait for messages:
+	// it writes one step of the checkpoint after each batch, or on its own.
+	noWait := make(chan time.Time)
+	close(noWait)
 	var (
 		sinceCheckpoint int
 		lastCheckpoint  = p.opts.Now()
+		checkpointing   bool
+		stepAfter       time.Time                       // after a failed step, not before this
 		nextPrune       = p.opts.Now().Add(time.Minute) // not while starting up
 		pruning         bool
 	)
-	checkpoint := func() {
-		if _, err := p.store.CheckpointTelemetry(ctx); err != nil {
-			p.log.Error("checkpoint telemetry", "err", err)
-			return
-		}
-		sinceCheckpoint, lastCheckpoint = 0, p.opts.Now()
-	}
 	for {
 		var first *request
+		idle := tick.C
+		if checkpointing && !p.opts.Now().Before(stepAfter) {
+			idle = noWait
+		}
 		select {
 		case req, ok := <-p.queue:
 			if !ok {
-				checkpoint()
+				if _, err := p.store.CheckpointTelemetry(ctx); err != nil {
+					p.log.Error("checkpoint telemetry", "err", err)
+				}
 				return
 			}
 			first = req
-		case <-tick.C:
+		case <-idle:
 		}
 		if first != nil {
 			sinceCheckpoint += p.commit(ctx, p.collect(first))
 		}
 		now := p.opts.Now()
-		if sinceCheckpoint >= p.opts.CheckpointMessages || (sinceCheckpoint > 0 && now.Sub(lastCheckpoint) >= p.opts.CheckpointEvery) {
-			checkpoint()
+		if !checkpointing && (sinceCheckpoint >= p.opts.CheckpointMessages || (sinceCheckpoint > 0 && now.Sub(lastCheckpoint) >= p.opts.CheckpointEvery)) {
+			// The cycle covers the messages committed so far.
+			checkpointing, sinceCheckpoint, lastCheckpoint = true, 0, now
+		}
+		if checkpointing && !now.Before(stepAfter) {
+			done, _, err := p.store.CheckpointStep(ctx, p.opts.CheckpointStepRows)
+			if err != nil {
+				p.log.Error("checkpoint telemetry", "err", err)
+				stepAfter = now.Add(time.Second) // rather than retry in a tight loop
+			}
+			checkpointing = !done
 		}
 		if p.opts.Retention > 0 && (pruning || now.After(nextPrune)) {
 			// One small step per turn so ingest keeps the writer.

@@ -337,3 +337,44 @@ func TestPipelineDeletesOldTelemetry(t *testing.T) {
 		return err == nil && len(msgs) == 1 && msgs[0].MessageID == "dev1-2"
 	})
 }
+
+// A checkpoint over more series than one step writes finishes in steps
+// between batches, and on its own once messages stop coming.
+func TestPipelineCheckpointsInSteps(t *testing.T) {
+	ctx := context.Background()
+	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	p := newPipeline(t, d, nil, ingest.Options{CheckpointMessages: 5, CheckpointStepRows: 4})
+	body := func(i int) []byte {
+		b := []byte{'{'}
+		for m := range 40 {
+			if m > 0 {
+				b = append(b, ',')
+			}
+			b = fmt.Appendf(b, `"m%02d": %d`, m, i)
+		}
+		return append(b, '}')
+	}
+	for i := range 5 { // the fifth starts a checkpoint of 40 series, 2 rows each
+		if err := p.Submit(ctx, ingest.Message{DeviceID: "dev1", AuthMethod: "sas-primary", Body: body(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newest, err := d.Messages(ctx, "dev1", db.MessageFilter{Limit: 1})
+	if err != nil || len(newest) != 1 {
+		t.Fatalf("newest message: %v, %v", newest, err)
+	}
+	watermark := func() (folded int64, behind int) {
+		w := d.Writer()
+		if err := w.QueryRowContext(ctx, `SELECT folded_message_id FROM telemetry_state`).Scan(&folded); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.QueryRowContext(ctx, `SELECT COUNT(*) FROM metrics WHERE through_msg < ?`, folded).Scan(&behind); err != nil {
+			t.Fatal(err)
+		}
+		return folded, behind
+	}
+	waitFor(t, func() bool { folded, _ := watermark(); return folded == newest[0].ID })
+	if _, behind := watermark(); behind != 0 {
+		t.Errorf("%d metrics stored through less than the watermark, want 0", behind)
+	}
+}

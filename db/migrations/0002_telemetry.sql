@@ -4,9 +4,11 @@
 -- ingest pipeline's group-commit transactions. Readings are not stored one row
 -- each (a commit touching thousands of series rewrites thousands of b-tree
 -- pages); they are packed per metric into compressed chunks that the hub fills
--- in memory and writes at checkpoints. telemetry_state.folded_message_id says
--- which messages are already in chunks; after a crash the open chunks are
--- rebuilt from the messages after it.
+-- in memory and writes at checkpoints, a few metrics per transaction.
+-- telemetry_state.folded_message_id says which messages are in chunks for every
+-- metric, metrics.through_msg which ones are for that metric (a checkpoint in
+-- progress moves it metric by metric); after a crash the open chunks are rebuilt
+-- from the messages after the first, skipping each metric's up to the second.
 
 CREATE TABLE messages (
 	-- AUTOINCREMENT: ids only grow, even after the newest rows are deleted, so
@@ -34,6 +36,7 @@ CREATE TABLE metrics (
 	name       TEXT NOT NULL,                        -- flattened JSON path, e.g. engine.temp
 	last_value REAL,                                 -- as of the last checkpoint; the hub keeps newer ones in memory
 	last_ts    INTEGER,
+	through_msg INTEGER NOT NULL DEFAULT 0,          -- its readings of messages up to this id are in reading_chunks
 	UNIQUE (device_id, name)
 );
 
