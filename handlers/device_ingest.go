@@ -1,9 +1,9 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -80,17 +80,40 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	if req.ContentLength > limit {
 		return tooLarge(batch, limit)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, limit))
-	if err != nil {
+	// A single message keeps its body until commit, so it gets its own buffer,
+	// sized from Content-Length when known. A batch is decoded into fresh
+	// bodies, so its raw JSON is read into a pooled buffer: under load that
+	// garbage would otherwise set the heap's size.
+	var buf *bytes.Buffer
+	if batch {
+		buf, _ = s.batchBodies.Get().(*bytes.Buffer)
+		if buf == nil {
+			buf = new(bytes.Buffer)
+		}
+		buf.Reset()
+		defer func() {
+			if buf.Cap() <= 64<<10 {
+				s.batchBodies.Put(buf)
+			}
+		}()
+	} else {
+		buf = new(bytes.Buffer)
+	}
+	if req.ContentLength > 0 {
+		buf.Grow(int(req.ContentLength) + 1) // +1: ReadFrom needs room to see EOF
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), req.Body, limit)); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return tooLarge(batch, limit)
 		}
 		return errorf(http.StatusBadRequest, "could not read the request body: %v", err)
 	}
+	body := buf.Bytes()
 
 	var msgs []ingest.Message
 	if batch {
+		var err error
 		if msgs, err = ingest.DecodeBatch(body); err != nil {
 			if errors.Is(err, ingest.ErrTooLarge) {
 				return errorf(http.StatusRequestEntityTooLarge, "%v", err)

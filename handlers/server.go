@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -78,6 +79,8 @@ type Server struct {
 	devices        deviceCache // for SAS checks (device_auth.go)
 	connections    DeviceConnections
 	mqttWS         http.Handler
+	// batchBodies recycles the read buffers of device batch requests.
+	batchBodies sync.Pool
 }
 
 // New builds the Echo router with every route.

@@ -176,15 +176,15 @@ func TestDecodeBatchErrors(t *testing.T) {
 		{"empty body", ``, "want a JSON array"},
 		{"object", `{"body": "YQ=="}`, "want a JSON array"},
 		{"empty array", `[]`, "holds no messages"},
-		{"element not an object", `[{"body": "YQ=="}, 5]`, "message 1 of 2"},
+		{"element not an object", `[{"body": "YQ=="}, 5]`, "message 1: want an object"},
 		{"missing body", `[{"properties": {}}]`, `missing "body"`},
 		{"null body", `[{"body": null}]`, `missing "body"`},
 		{"body not base64", `[{"body": "{\"t\": 1}"}]`, `"body" is not base64`},
 		{"body not base64 with flag", `[{"body": "!!", "base64Encoded": true}]`, `"body" is not base64`},
-		{"body not a string", `[{"body": 5}]`, "message 0 of 1"},
+		{"body not a string", `[{"body": 5}]`, "message 0: want an object"},
 		{"property not a string", `[{"body": "", "properties": {"iothub-app-n": 5}}]`, `property "iothub-app-n": value must be a string, got 5`},
 		{"too big", `[{"body": "` + big + `"}]`, fmt.Sprintf("body is %d bytes, the limit is %d", MaxMessageSize+1, MaxMessageSize)},
-		{"trailing garbage", `[{"body": ""}] x`, "want a JSON array"},
+		{"trailing garbage", `[{"body": ""}] x`, "data after the array"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
