@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"bufio"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -11,11 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
 	"fieldhub/db"
+	"fieldhub/ingest"
 )
 
 // Defaults of the readings query.
@@ -247,17 +246,6 @@ type messageJSON struct {
 	AuthMethod string `json:"authMethod"`
 }
 
-// MessageBody returns a body as text when it is UTF-8 without control
-// characters other than whitespace, else as base64 (and true).
-func MessageBody(b []byte) (string, bool) {
-	if utf8.Valid(b) && !strings.ContainsFunc(string(b), func(r rune) bool {
-		return r < 0x20 && r != '\n' && r != '\r' && r != '\t' || r == 0x7f
-	}) {
-		return string(b), false
-	}
-	return base64.StdEncoding.EncodeToString(b), true
-}
-
 // apiListMessages: GET /api/v1/devices/{id}/messages?limit=&before= — the
 // message log, newest first; "next" is the before= of the following page.
 func (s *Server) apiListMessages(c echo.Context) error {
@@ -288,7 +276,7 @@ func (s *Server) apiListMessages(c echo.Context) error {
 		if out[i].Properties == nil {
 			out[i].Properties = map[string]string{}
 		}
-		out[i].Body, out[i].BodyBase64 = MessageBody(m.Body)
+		out[i].Body, out[i].BodyBase64 = ingest.DisplayBody(m.Body)
 	}
 	resp := map[string]any{"messages": out}
 	if len(msgs) == limit {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxMessageSize is the largest device-to-cloud message body Azure IoT Hub
@@ -196,4 +197,17 @@ func abbreviate(raw []byte) string {
 		return string(raw)
 	}
 	return string(raw[:max]) + "…"
+}
+
+// DisplayBody is how operators see a message body: the text itself when it is
+// UTF-8 without control characters other than whitespace, else base64 (and
+// true). The operator API and the live streams share it so pages show a body
+// the same way whichever path it arrived by.
+func DisplayBody(b []byte) (string, bool) {
+	if utf8.Valid(b) && !strings.ContainsFunc(string(b), func(r rune) bool {
+		return r < 0x20 && r != '\n' && r != '\r' && r != '\t' || r == 0x7f
+	}) {
+		return string(b), false
+	}
+	return base64.StdEncoding.EncodeToString(b), true
 }

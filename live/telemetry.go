@@ -1,9 +1,7 @@
 package live
 
 import (
-	"encoding/base64"
 	"sort"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -108,20 +106,8 @@ func messageEvent(c *ingest.Committed) MessageEvent {
 		}
 		body, ev.Truncated = body[:cut], true
 	}
-	if isText(body) {
-		ev.Body = string(body)
-	} else {
-		ev.Body, ev.BodyBase64 = base64.StdEncoding.EncodeToString(body), true
-	}
+	ev.Body, ev.BodyBase64 = ingest.DisplayBody(body)
 	return ev
-}
-
-// isText is the operator API's rule (handlers.MessageBody): UTF-8 without
-// control characters other than whitespace.
-func isText(b []byte) bool {
-	return utf8.Valid(b) && !strings.ContainsFunc(string(b), func(r rune) bool {
-		return r < 0x20 && r != '\n' && r != '\r' && r != '\t' || r == 0x7f
-	})
 }
 
 // readingEvents groups readings by time, oldest first.
