@@ -137,6 +137,8 @@ type Pipeline struct {
 
 	queuedMsgs  atomic.Int64
 	queuedBytes atomic.Int64
+	roomMu      sync.Mutex
+	room        chan struct{} // closed when room is made; nil while nobody waits
 	stats       struct{ committed, batches, overloaded atomic.Int64 }
 
 	done     chan struct{}
@@ -196,21 +198,69 @@ func (p *Pipeline) Submit(ctx context.Context, msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	req, err := p.prepare(msgs)
+	if err != nil {
+		return err
+	}
+	if err := p.enqueue(req); err != nil {
+		if errors.Is(err, ErrOverloaded) {
+			p.stats.overloaded.Add(1)
+		}
+		return err
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("submit: %w", ctx.Err())
+	}
+}
+
+// Enqueue queues msgs and returns without waiting for the commit: the
+// returned channel receives its outcome (nil once committed) exactly once.
+// Unlike Submit it waits for room when the queue is full, until ctx ends,
+// so that a caller that can hold its sender back (an MQTT connection stops
+// reading) does so instead of refusing. Errors are those of Submit.
+func (p *Pipeline) Enqueue(ctx context.Context, msgs ...Message) (<-chan error, error) {
+	req, err := p.prepare(msgs)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		// Take the signal before trying, so that room made in between is
+		// not missed.
+		room := p.roomSignal()
+		err := p.enqueue(req)
+		if !errors.Is(err, ErrOverloaded) {
+			if err != nil {
+				return nil, err
+			}
+			return req.done, nil
+		}
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for room in the ingest queue: %w", ctx.Err())
+		}
+	}
+}
+
+// prepare checks msgs and parses their readings, on the caller's goroutine,
+// so that the single writer only writes.
+func (p *Pipeline) prepare(msgs []Message) (*request, error) {
 	req := &request{msgs: msgs, rows: make([]db.NewMessage, len(msgs)), done: make(chan error, 1)}
 	now := p.opts.Now()
 	for i := range msgs {
 		m := &msgs[i]
 		if m.DeviceID == "" {
-			return fmt.Errorf("submit message %d: no device id", i)
+			return nil, fmt.Errorf("submit message %d: no device id", i)
 		}
 		if len(m.Body) > MaxMessageSize {
-			return fmt.Errorf("submit message %d: %w: body is %d bytes, the limit is %d", i, ErrTooLarge, len(m.Body), MaxMessageSize)
+			return nil, fmt.Errorf("submit message %d: %w: body is %d bytes, the limit is %d", i, ErrTooLarge, len(m.Body), MaxMessageSize)
 		}
 		if m.EnqueuedAt.IsZero() {
 			m.EnqueuedAt = now
 		}
-		// Parsing happens here, on the caller's goroutine, so the single
-		// writer only writes.
 		ts, rs := extractReadings(m.Body, m.EnqueuedAt)
 		req.rows[i] = db.NewMessage{
 			DeviceID: m.DeviceID, MessageID: m.MessageID, CorrelationID: m.CorrelationID,
@@ -220,15 +270,28 @@ func (p *Pipeline) Submit(ctx context.Context, msgs ...Message) error {
 		}
 		req.bytes += int64(len(m.Body)) + 256
 	}
-	if err := p.enqueue(req); err != nil {
-		return err
+	return req, nil
+}
+
+// roomSignal returns a channel closed the next time the writer frees room
+// in the queue (or the pipeline closes).
+func (p *Pipeline) roomSignal() <-chan struct{} {
+	p.roomMu.Lock()
+	defer p.roomMu.Unlock()
+	if p.room == nil {
+		p.room = make(chan struct{})
 	}
-	select {
-	case err := <-req.done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("submit: %w", ctx.Err())
+	return p.room
+}
+
+// roomMade wakes the callers waiting for room.
+func (p *Pipeline) roomMade() {
+	p.roomMu.Lock()
+	if p.room != nil {
+		close(p.room)
+		p.room = nil
 	}
+	p.roomMu.Unlock()
 }
 
 // Busy reports whether the queue is full, so that a caller can refuse work
@@ -241,7 +304,6 @@ func (p *Pipeline) enqueue(req *request) error {
 	msgs, bytes := p.queuedMsgs.Add(int64(len(req.msgs))), p.queuedBytes.Add(req.bytes)
 	if msgs > int64(p.opts.QueueMessages) || bytes > p.opts.QueueBytes {
 		p.release(req)
-		p.stats.overloaded.Add(1)
 		return ErrOverloaded
 	}
 	p.mu.RLock()
@@ -255,7 +317,6 @@ func (p *Pipeline) enqueue(req *request) error {
 		return nil
 	default: // cannot happen while the counters hold, but never block a caller
 		p.release(req)
-		p.stats.overloaded.Add(1)
 		return ErrOverloaded
 	}
 }
@@ -269,7 +330,7 @@ func (p *Pipeline) release(req *request) {
 type Stats struct {
 	Committed  int64 // messages
 	Batches    int64 // transactions
-	Overloaded int64 // submissions refused with ErrOverloaded
+	Overloaded int64 // submissions refused with ErrOverloaded (Enqueue waits instead)
 	Queued     int64 // messages waiting or being written now
 }
 
@@ -291,6 +352,7 @@ func (p *Pipeline) Close(ctx context.Context) error {
 		close(p.queue)
 	}
 	p.mu.Unlock()
+	p.roomMade()
 	select {
 	case <-p.done:
 		return p.closeErr
@@ -412,6 +474,7 @@ func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
 	for _, req := range batch {
 		p.release(req)
 	}
+	p.roomMade()
 	if err != nil {
 		p.log.Error("store messages", "messages", len(rows), "err", err)
 		for _, req := range batch {

@@ -204,6 +204,65 @@ func TestPipelineOverloaded(t *testing.T) {
 	}
 }
 
+// TestPipelineEnqueueWaitsForRoom: where Submit refuses a full queue,
+// Enqueue holds its caller until the writer makes room, returns before the
+// commit, and reports the commit on its channel.
+func TestPipelineEnqueueWaitsForRoom(t *testing.T) {
+	ctx := context.Background()
+	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	g := newGate(d)
+	p := newPipeline(t, g, nil, ingest.Options{QueueMessages: 2, MaxDelay: -1})
+
+	first, err := p.Enqueue(ctx, msg("dev1", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-g.entered // the writer holds message 0 in the store
+	second, err := p.Enqueue(ctx, msg("dev1", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enqueued := make(chan (<-chan error))
+	go func() {
+		done, err := p.Enqueue(ctx, msg("dev1", 2))
+		if err != nil {
+			t.Errorf("enqueue into a full queue: %v", err)
+		}
+		enqueued <- done
+	}()
+	select {
+	case <-enqueued:
+		t.Fatal("Enqueue returned while the queue was full")
+	case <-time.After(50 * time.Millisecond):
+	}
+	// A caller that gives up gets ctx's error, and nothing of its is stored.
+	short, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := p.Enqueue(short, msg("dev1", 99)); !errors.Is(err, context.Canceled) {
+		t.Errorf("enqueue with a cancelled context: err = %v, want context.Canceled", err)
+	}
+	if st := p.Stats(); st.Overloaded != 0 {
+		t.Errorf("overloaded = %d, want 0: Enqueue waits rather than refusing", st.Overloaded)
+	}
+	close(g.gate)
+	third := <-enqueued
+	for i, done := range []<-chan error{first, second, third} {
+		if err := <-done; err != nil {
+			t.Errorf("message %d: commit result %v", i, err)
+		}
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Enqueue(ctx, msg("dev1", 3)); !errors.Is(err, ingest.ErrClosed) {
+		t.Errorf("enqueue after close: err = %v, want ErrClosed", err)
+	}
+	stored, err := d.Messages(ctx, "dev1", db.MessageFilter{})
+	if err != nil || len(stored) != 3 {
+		t.Errorf("stored %d messages (%v), want 3", len(stored), err)
+	}
+}
+
 // waitFor polls cond; it fails the test only if cond never holds (no timing assertion).
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()

@@ -19,10 +19,12 @@ import (
 	"fieldhub/ingest"
 )
 
-// Ingester stores device-to-cloud messages; Submit returns after commit.
-// ingest.Pipeline implements it.
+// Ingester stores device-to-cloud messages: Submit returns after commit,
+// Enqueue once queued (waiting for room), with a channel that reports the
+// commit. ingest.Pipeline implements it.
 type Ingester interface {
 	Submit(ctx context.Context, msgs ...ingest.Message) error
+	Enqueue(ctx context.Context, msgs ...ingest.Message) (<-chan error, error)
 }
 
 // Presence announces connections opening and closing to live viewers.
@@ -55,9 +57,9 @@ type Config struct {
 	// the registry (disabled, deleted, key rotated), which also catches
 	// changes made by the CLI in another process (default 5 s).
 	RecheckInterval time.Duration
-	// SubmitTimeout bounds how long a telemetry publish waits for commit
-	// before the connection is closed without PUBACK (default 30 s, the
-	// PUBACK deadline of the SDKs).
+	// SubmitTimeout bounds how long a telemetry publish waits for room in
+	// the ingest queue before the connection is closed without PUBACK
+	// (default 30 s, the PUBACK deadline of the SDKs).
 	SubmitTimeout time.Duration
 }
 
@@ -70,6 +72,9 @@ type Broker struct {
 	server *mochi.Server
 	ctx    context.Context // cancelled by Close; bounds work done for clients
 	cancel context.CancelFunc
+	// closing is closed when Close begins, to free read loops that wait
+	// for room (mochi's Close waits for them).
+	closing chan struct{}
 
 	tlsLn, plainLn *listener
 	wsLn           *listener  // fed by WebSocketHandler
@@ -123,6 +128,7 @@ func New(cfg Config) (*Broker, error) {
 		byDevice: map[string]*conn{},
 		pending:  map[*mochi.Client]*conn{},
 		presence: make(chan presenceEvent, 4096),
+		closing:  make(chan struct{}),
 	}
 	b.methods.calls = map[string]*methodCall{}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
@@ -231,11 +237,12 @@ func (b *Broker) PlainAddr() string {
 	return b.plainLn.Address()
 }
 
-// Close stops accepting connections, closes every client (waiting for
-// publishes in flight to commit or fail), then records presence. Call it
-// before draining the ingest pipeline.
+// Close stops taking telemetry, acknowledges what was already queued once it
+// commits (for up to drainTimeout), closes every client, then records
+// presence. Call it before draining the ingest pipeline.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
+		close(b.closing)
 		for _, cancel := range b.unhook {
 			cancel()
 		}
@@ -244,8 +251,10 @@ func (b *Broker) Close() error {
 			c.setReason("server shutting down")
 		}
 		b.mu.Unlock()
-		// Waits for every client goroutine, so each blocked Submit has
-		// returned and OnDisconnect has run.
+		// Messages committed but not acknowledged would come again after the
+		// devices reconnect: stored twice.
+		b.drainAcks(drainTimeout)
+		// Waits for every client goroutine, so that OnDisconnect has run.
 		_ = b.server.Close()
 		b.tlsLn.closeNow()
 		b.plainLn.closeNow()
@@ -304,6 +313,7 @@ type conn struct {
 	mu     sync.Mutex
 	reason string // why the hub closed it; empty when the device left
 	c2d    *c2dState
+	acks   *ackState
 }
 
 func (c *conn) setReason(reason string) {

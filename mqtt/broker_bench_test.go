@@ -3,7 +3,6 @@ package mqtt
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"math"
@@ -13,11 +12,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -38,35 +35,50 @@ var bareResult struct {
 // BenchmarkIngest measures QoS 1 telemetry from 1,000 concurrent devices
 // over TLS, one message in flight per device, each a JSON body of 10
 // numeric fields: first on bare mochi (no hooks, no storage), then on
-// Fieldhub (authentication, ACL, durable commit before PUBACK), with the
-// same load generator in this process. Each run sends at least 100,000
-// messages. Peak RSS includes the generator.
+// Fieldhub (authentication, ACL, durable commit before PUBACK). Each run
+// sends at least 100,000 messages. The devices, and the one answering the
+// direct methods the benchmark calls during the load, are the same load
+// generator process in every run (see runLoadgen), so peak-rss-MB, the
+// latencies and B/op are the broker process's; loadgen-rss-MB is the
+// generator's.
 func BenchmarkIngest(b *testing.B) {
 	b.Run("bare-mochi", func(b *testing.B) {
 		env := newBenchEnv(b)
 		addr := env.startBare(b)
-		clients := env.dialAll(b, addr, func(i int) (string, string, string) {
-			id := fmt.Sprintf("dev%04d", i)
-			return id, "user", "pass"
-		})
-		r := runLoad(b, clients)
+		spec := env.loadSpec(addr)
+		for i := range benchDevices {
+			spec.Devices = append(spec.Devices, loadgenDevice{ID: fmt.Sprintf("dev%04d", i), Username: "user", Password: "pass"})
+		}
+		spec.PerDevice, spec.Interval = loadShape(b.N, 0)
+		gen := startLoadgen(b, env.dir, spec)
+		settle()
+		gen.begin(b)
+		r := reportLoad(b, gen.result(b))
 		bareResult.msgsPerSec, bareResult.p50, bareResult.p99 = r.msgsPerSec, r.p50, r.p99
 	})
 	var fieldhubRate float64
 	runFieldhub := func(b *testing.B, rate float64, storage bool) loadResult {
 		env := newBenchEnv(b)
 		addr, host, devs, stats, br := env.startFieldhub(b, storage)
-		stopCalls := env.callMethods(b, br, addr, host)
-		clients := env.dialAll(b, addr, func(i int) (string, string, string) {
-			dev := devs[i]
-			tok, err := auth.SignSAS(host+"/devices/"+dev.DeviceID, dev.PrimaryKey, time.Now().Add(time.Hour))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return dev.DeviceID, host + "/" + dev.DeviceID + "/?api-version=2021-04-12", tok
-		})
+		spec := env.loadSpec(addr)
+		for _, dev := range devs {
+			spec.Devices = append(spec.Devices, deviceLogin(b, host, dev))
+		}
+		target, err := br.cfg.DB.CreateDevice(context.Background(), db.NewDevice{DeviceID: "method-target"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		login := deviceLogin(b, host, target)
+		spec.MethodTarget = &login
+		spec.PerDevice, spec.Interval = loadShape(b.N, rate)
+		gen := startLoadgen(b, env.dir, spec)
+		settle()
+		gen.begin(b)
+		// Method calls span the measured load only, as the PUBACK
+		// figures do: not the connection burst, not the warm-up.
 		before := stats()
-		r := runLoadAt(b, clients, rate)
+		stopCalls := callMethods(b, br, target.DeviceID)
+		r := reportLoad(b, gen.result(b))
 		methodLat := stopCalls()
 		after := stats()
 		if len(methodLat) > 0 {
@@ -105,15 +117,10 @@ func BenchmarkIngest(b *testing.B) {
 	})
 }
 
-// discardIngester accepts every message without storing it.
-type discardIngester struct{}
-
-func (discardIngester) Submit(context.Context, ...ingest.Message) error { return nil }
-
 type benchEnv struct {
-	cert  tls.Certificate
-	roots *x509.CertPool
-	dir   string
+	cert   tls.Certificate
+	caFile string
+	dir    string
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
@@ -125,14 +132,28 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, "tls", certs.CAFile))
+	return &benchEnv{cert: cert, caFile: filepath.Join(dir, "tls", certs.CAFile), dir: dir}
+}
+
+// loadSpec is a load generator spec for the broker at addr, without
+// devices or load.
+func (e *benchEnv) loadSpec(addr string) loadgenSpec {
+	return loadgenSpec{Addr: addr, CAFile: e.caFile, ServerName: "localhost", DialConcurrency: 50}
+}
+
+// deviceLogin is how dev connects to the broker at host, with a SAS token.
+func deviceLogin(b *testing.B, host string, dev db.Device) loadgenDevice {
+	b.Helper()
+	tok, err := auth.SignSAS(host+"/devices/"+dev.DeviceID, dev.PrimaryKey, time.Now().Add(time.Hour))
 	if err != nil {
 		b.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
-	return &benchEnv{cert: cert, roots: roots, dir: dir}
+	return loadgenDevice{ID: dev.DeviceID, Username: host + "/" + dev.DeviceID + "/?api-version=2021-04-12", Password: tok}
 }
+
+// settle lets the connection burst (presence records) settle before
+// measuring.
+func settle() { time.Sleep(2 * time.Second) }
 
 func (e *benchEnv) startBare(b *testing.B) string {
 	b.Helper()
@@ -203,35 +224,11 @@ func (e *benchEnv) startFieldhub(b *testing.B, storage bool) (addr, host string,
 	return br.Addr(), "localhost:" + port, devs, pipe.Stats, br
 }
 
-// callMethods connects one more device that answers direct methods and
-// calls it in a loop until the returned stop function is called, which
-// returns the round-trip times.
-func (e *benchEnv) callMethods(b *testing.B, br *Broker, addr, host string) (stop func() []time.Duration) {
+// callMethods calls method "ping" on device id in a loop until the
+// returned stop function is called, which returns the round-trip times.
+func callMethods(b *testing.B, br *Broker, id string) (stop func() []time.Duration) {
 	b.Helper()
 	ctx := context.Background()
-	dev, err := br.cfg.DB.CreateDevice(ctx, db.NewDevice{DeviceID: "method-target"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	tok, err := auth.SignSAS(host+"/devices/"+dev.DeviceID, dev.PrimaryKey, time.Now().Add(time.Hour))
-	if err != nil {
-		b.Fatal(err)
-	}
-	opts := paho.NewClientOptions().AddBroker("ssl://" + addr).SetClientID(dev.DeviceID).
-		SetUsername(host + "/" + dev.DeviceID + "/?api-version=2021-04-12").SetPassword(tok).
-		SetTLSConfig(&tls.Config{RootCAs: e.roots, ServerName: "localhost"}).SetProtocolVersion(4).
-		SetAutoReconnect(false).SetOrderMatters(false)
-	c := paho.NewClient(opts)
-	if t := c.Connect(); !t.WaitTimeout(wait) || t.Error() != nil {
-		b.Fatalf("connect method target: %v", t.Error())
-	}
-	answer := func(c paho.Client, m paho.Message) {
-		rid := m.Topic()[strings.Index(m.Topic(), "$rid=")+len("$rid="):]
-		c.Publish("$iothub/methods/res/200/?$rid="+rid, 0, false, m.Payload())
-	}
-	if t := c.Subscribe("$iothub/methods/POST/#", 0, answer); !t.WaitTimeout(wait) || t.Error() != nil {
-		b.Fatalf("subscribe method target: %v", t.Error())
-	}
 	done := make(chan struct{})
 	result := make(chan []time.Duration)
 	go func() {
@@ -244,7 +241,7 @@ func (e *benchEnv) callMethods(b *testing.B, br *Broker, addr, host string) (sto
 			case <-time.After(20 * time.Millisecond):
 			}
 			start := time.Now()
-			if _, _, err := br.InvokeMethod(ctx, dev.DeviceID, "ping", []byte(`{}`), 5*time.Second); err != nil {
+			if _, _, err := br.InvokeMethod(ctx, id, "ping", []byte(`{}`), 5*time.Second); err != nil {
 				b.Errorf("method call during load: %v", err)
 				continue
 			}
@@ -253,47 +250,8 @@ func (e *benchEnv) callMethods(b *testing.B, br *Broker, addr, host string) (sto
 	}()
 	return func() []time.Duration {
 		close(done)
-		lat := <-result
-		c.Disconnect(0)
-		return lat
+		return <-result
 	}
-}
-
-// dialAll connects benchDevices clients, 50 at a time.
-func (e *benchEnv) dialAll(b *testing.B, addr string, creds func(i int) (id, user, pass string)) []*loadClient {
-	b.Helper()
-	clients := make([]*loadClient, benchDevices)
-	sem := make(chan struct{}, 50)
-	errs := make(chan error, benchDevices)
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			id, user, pass := creds(i)
-			c, err := dialLoad(addr, &tls.Config{RootCAs: e.roots, ServerName: "localhost"}, id, user, pass)
-			if err != nil {
-				errs <- err
-				return
-			}
-			clients[i] = c
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatalf("connect: %v", err)
-	}
-	b.Cleanup(func() {
-		for _, c := range clients {
-			c.close()
-		}
-	})
-	// Let the connection burst (presence records) settle before measuring.
-	time.Sleep(2 * time.Second)
-	return clients
 }
 
 type loadResult struct {
@@ -305,83 +263,29 @@ type loadResult struct {
 // first run (b.N = 1 under `make bench`) is also the last.
 const minBenchMessages = 100_000
 
-// runLoad sends at least b.N messages spread over the clients and reports
-// throughput and PUBACK latency; ns/op is per message.
-func runLoad(b *testing.B, clients []*loadClient) loadResult {
-	return runLoadAt(b, clients, 0)
+// loadShape is how many messages each device sends for a run of n
+// messages, at least minBenchMessages, as fast as the PUBACKs come back;
+// or, paced to rate messages/s in all, about 10 s of load and the
+// interval between one device's messages.
+func loadShape(n int, rate float64) (perDevice int, interval time.Duration) {
+	if rate > 0 {
+		interval = time.Duration(float64(benchDevices) / rate * float64(time.Second))
+		return max(1, int(10*time.Second/interval)), interval
+	}
+	return max(1, (max(n, minBenchMessages)+benchDevices-1)/benchDevices), 0
 }
 
-// runLoadAt is runLoad paced to rate messages/s in all (0: as fast as the
-// PUBACKs come back). Paced clients send on a schedule spread over the
-// interval; a late PUBACK delays the next message, as in a real device.
-func runLoadAt(b *testing.B, clients []*loadClient, rate float64) loadResult {
-	perClient := max(1, (max(b.N, minBenchMessages)+len(clients)-1)/len(clients))
-	var interval time.Duration
-	if rate > 0 {
-		interval = time.Duration(float64(len(clients)) / rate * float64(time.Second))
-		perClient = max(1, int(10*time.Second/interval)) // about 10 s of load
-	}
-	lat := make([][]time.Duration, len(clients))
-	errs := make(chan error, len(clients))
-	// Warm up: a device's first message creates its series, a one-off cost
-	// that would otherwise be 1-2 % of a run and all of its p99.
-	var warm sync.WaitGroup
-	for i, c := range clients {
-		warm.Add(1)
-		go func() {
-			defer warm.Done()
-			if _, err := c.publish(fmt.Sprintf("devices/dev%04d/messages/events/", i), benchBody(i, 0)); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	warm.Wait()
-	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for i, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			topic := fmt.Sprintf("devices/dev%04d/messages/events/%%24.ct=application%%2Fjson", i)
-			lat[i] = make([]time.Duration, 0, perClient)
-			offset := interval * time.Duration(i) / time.Duration(len(clients))
-			for n := range perClient {
-				if interval > 0 {
-					time.Sleep(time.Until(start.Add(offset + time.Duration(n)*interval)))
-				}
-				d, err := c.publish(topic, benchBody(i, n))
-				if err != nil {
-					errs <- err
-					return
-				}
-				lat[i] = append(lat[i], d)
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	close(errs)
-	for err := range errs {
-		b.Fatalf("publish: %v", err)
-	}
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	slices.Sort(all)
-	r := loadResult{
-		msgsPerSec: float64(len(all)) / elapsed.Seconds(),
-		p50:        float64(all[len(all)/2]) / float64(time.Millisecond),
-		p99:        float64(all[len(all)*99/100]) / float64(time.Millisecond),
-	}
+// reportLoad reports throughput and PUBACK latency from the generator,
+// and the broker process's peak RSS; ns/op is per message.
+func reportLoad(b *testing.B, g loadgenResult) loadResult {
+	r := loadResult{msgsPerSec: float64(g.Messages) / g.Seconds, p50: g.P50Ms, p99: g.P99Ms}
 	b.ReportMetric(r.msgsPerSec, "msgs/s")
 	b.ReportMetric(r.msgsPerSec*10, "readings/s")
 	b.ReportMetric(r.p50, "puback-p50-ms")
 	b.ReportMetric(r.p99, "puback-p99-ms")
 	b.ReportMetric(peakRSSMB(), "peak-rss-MB")
-	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(len(all)), "ns/op")
+	b.ReportMetric(g.PeakRSSMB, "loadgen-rss-MB")
+	b.ReportMetric(g.Seconds*1e9/float64(g.Messages), "ns/op")
 	return r
 }
 

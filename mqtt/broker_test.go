@@ -6,10 +6,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,44 +31,36 @@ import (
 // a failure bound, never a performance assertion.
 const wait = 10 * time.Second
 
-// recordingIngester keeps what was submitted. fail, when set, decides the
-// outcome of each Submit; gate, when set, holds Submit until it is closed.
-type recordingIngester struct {
+// gatedStore is the real database under the real pipeline, with a gate a
+// test can set to hold commits and a failure it can inject.
+type gatedStore struct {
+	*db.DB
 	mu      sync.Mutex
-	msgs    []ingest.Message
-	fail    func(ingest.Message) error
-	gate    chan struct{}
-	entered chan ingest.Message
+	gate    chan struct{} // when set, commits wait until it is closed
+	entered chan struct{} // when set, gets a value each time a commit starts
+	fail    error         // when set, commits fail with it
 }
 
-func (r *recordingIngester) Submit(ctx context.Context, msgs ...ingest.Message) error {
-	for _, m := range msgs {
-		if r.entered != nil {
-			r.entered <- m
-		}
-		if r.gate != nil {
-			select {
-			case <-r.gate:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		if r.fail != nil {
-			if err := r.fail(m); err != nil {
-				return err
-			}
-		}
-		r.mu.Lock()
-		r.msgs = append(r.msgs, m)
-		r.mu.Unlock()
+func (g *gatedStore) AppendMessages(ctx context.Context, msgs []db.NewMessage) ([]int64, error) {
+	g.mu.Lock()
+	gate, entered, fail := g.gate, g.entered, g.fail
+	g.mu.Unlock()
+	if entered != nil {
+		entered <- struct{}{}
 	}
-	return nil
+	if gate != nil {
+		<-gate
+	}
+	if fail != nil {
+		return nil, fail
+	}
+	return g.DB.AppendMessages(ctx, msgs)
 }
 
-func (r *recordingIngester) stored() []ingest.Message {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]ingest.Message(nil), r.msgs...)
+func (g *gatedStore) set(f func(g *gatedStore)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f(g)
 }
 
 // testHub is a broker on 127.0.0.1:0 over TLS with a real database.
@@ -75,7 +69,8 @@ type testHub struct {
 	db     *db.DB
 	cfg    Config
 	broker *Broker
-	ingest *recordingIngester
+	store  *gatedStore
+	pipe   *ingest.Pipeline
 	roots  *x509.CertPool
 	cert   tls.Certificate
 	host   string // what devices put in tokens and user names
@@ -95,12 +90,21 @@ func newTestHub(t *testing.T, configure ...func(*Config)) *testHub {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
-	h := &testHub{t: t, db: dbtest.MustOpen(t), ingest: &recordingIngester{}, roots: roots, cert: cert}
+	h := &testHub{t: t, db: dbtest.MustOpen(t), roots: roots, cert: cert}
+	h.store = &gatedStore{DB: h.db}
+	pipe, err := ingest.New(context.Background(), h.store, nil, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.store.set(func(g *gatedStore) { g.gate = nil })
+		pipe.Close(context.Background())
+	})
 	cfg := Config{
 		Addr:            "127.0.0.1:0",
 		TLS:             &tls.Config{Certificates: []tls.Certificate{cert}},
 		DB:              h.db,
-		Ingest:          h.ingest,
+		Ingest:          pipe,
 		RecheckInterval: 50 * time.Millisecond,
 	}
 	for _, f := range configure {
@@ -114,10 +118,21 @@ func newTestHub(t *testing.T, configure ...func(*Config)) *testHub {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	h.broker, h.cfg = b, cfg
+	h.broker, h.cfg, h.pipe = b, cfg, pipe
 	h.url = "ssl://" + b.Addr()
 	h.host = "localhost:" + b.Addr()[strings.LastIndexByte(b.Addr(), ':')+1:]
 	return h
+}
+
+// stored is what the device's message log holds, oldest first.
+func (h *testHub) stored(deviceID string) []db.StoredMessage {
+	h.t.Helper()
+	msgs, err := h.db.Messages(context.Background(), deviceID, db.MessageFilter{Limit: db.MaxMessagePage})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	slices.Reverse(msgs)
+	return msgs
 }
 
 func (h *testHub) device(id string) db.Device {
@@ -282,20 +297,20 @@ func TestTelemetryPropertiesAndAuthMethod(t *testing.T) {
 		name     string
 		keyIndex int
 		topic    string
-		want     ingest.Message
+		want     db.StoredMessage
 	}{
 		{
 			name:     "system and application properties, primary key",
 			keyIndex: 0,
 			topic:    "devices/dev1/messages/events/%24.mid=m1&%24.cid=c1&%24.ct=application%2Fjson&%24.ce=utf-8&site=north%2F2&a%20b=x%26y",
-			want: ingest.Message{DeviceID: "dev1", MessageID: "m1", CorrelationID: "c1", ContentType: "application/json",
+			want: db.StoredMessage{DeviceID: "dev1", MessageID: "m1", CorrelationID: "c1", ContentType: "application/json",
 				ContentEncoding: "utf-8", Properties: map[string]string{"site": "north/2", "a b": "x&y"}, AuthMethod: "sas-primary"},
 		},
 		{
 			name:     "empty bag, secondary key",
 			keyIndex: 1,
 			topic:    "devices/dev1/messages/events/",
-			want:     ingest.Message{DeviceID: "dev1", AuthMethod: "sas-secondary"},
+			want:     db.StoredMessage{DeviceID: "dev1", AuthMethod: "sas-secondary"},
 		},
 	}
 	for _, tt := range tests {
@@ -306,12 +321,12 @@ func TestTelemetryPropertiesAndAuthMethod(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			before := len(h.ingest.stored())
+			before := len(h.stored("dev1"))
 			tok := d.publish(t, tt.topic, 1, `{"t":1}`)
 			if !tok.WaitTimeout(wait) || tok.Error() != nil {
 				t.Fatalf("publish: no PUBACK (%v)", tok.Error())
 			}
-			msgs := h.ingest.stored()
+			msgs := h.stored("dev1")
 			if len(msgs) != before+1 {
 				t.Fatalf("stored %d messages after PUBACK, want %d", len(msgs), before+1)
 			}
@@ -322,7 +337,7 @@ func TestTelemetryPropertiesAndAuthMethod(t *testing.T) {
 			if got.EnqueuedAt.IsZero() {
 				t.Error("EnqueuedAt is zero")
 			}
-			got.Body, got.EnqueuedAt = nil, time.Time{}
+			got.ID, got.Body, got.EnqueuedAt = 0, nil, time.Time{}
 			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
 				t.Errorf("message = %+v\nwant      %+v", got, tt.want)
 			}
@@ -335,30 +350,30 @@ func TestTelemetryPropertiesAndAuthMethod(t *testing.T) {
 // until it is released.
 func TestPubackAfterCommit(t *testing.T) {
 	h := newTestHub(t)
-	h.ingest.gate = make(chan struct{})
-	h.ingest.entered = make(chan ingest.Message, 1)
+	gate, entered := make(chan struct{}), make(chan struct{}, 1)
+	h.store.set(func(g *gatedStore) { g.gate, g.entered = gate, entered })
 	d := h.connect(h.device("dev1"))
 	tok := d.publish(t, "devices/dev1/messages/events/", 1, "x")
 	select {
-	case <-h.ingest.entered:
+	case <-entered:
 	case <-time.After(wait):
 		t.Fatal("the message never reached the pipeline")
 	}
 	if tok.WaitTimeout(300 * time.Millisecond) {
 		t.Fatal("PUBACK arrived before the message was committed")
 	}
-	close(h.ingest.gate)
+	close(gate)
 	if !tok.WaitTimeout(wait) || tok.Error() != nil {
 		t.Fatalf("no PUBACK after commit (%v)", tok.Error())
 	}
-	if n := len(h.ingest.stored()); n != 1 {
+	if n := len(h.stored("dev1")); n != 1 {
 		t.Fatalf("stored %d messages, want 1", n)
 	}
 }
 
 func TestSubmitFailureClosesWithoutPuback(t *testing.T) {
 	h := newTestHub(t)
-	h.ingest.fail = func(ingest.Message) error { return errors.New("overloaded") }
+	h.store.set(func(g *gatedStore) { g.fail = errors.New("disk full") })
 	d := h.connect(h.device("dev1"))
 	tok := d.publish(t, "devices/dev1/messages/events/", 1, "x")
 	d.waitLost(t)
@@ -370,7 +385,7 @@ func TestSubmitFailureClosesWithoutPuback(t *testing.T) {
 		entries, err = h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1", Action: ActionDisconnected})
 		return err == nil && len(entries) > 0
 	})
-	if !strings.Contains(entries[0].Detail, "overloaded") {
+	if !strings.Contains(entries[0].Detail, "disk full") {
 		t.Errorf("disconnect reason = %q, want it to mention the failure", entries[0].Detail)
 	}
 }
@@ -393,7 +408,7 @@ func TestRefusedTopics(t *testing.T) {
 				d.waitLost(t)
 			})
 		}
-		if n := len(h.ingest.stored()); n != 0 {
+		if n := len(h.stored("dev1")) + len(h.stored("dev2")); n != 0 {
 			t.Errorf("stored %d messages from refused publishes, want 0", n)
 		}
 	})
@@ -426,7 +441,7 @@ func TestRetainIgnored(t *testing.T) {
 			t.Errorf("broker retains a message on %q, want none", topic)
 		}
 	}
-	if n := len(h.ingest.stored()); n != 1 {
+	if n := len(h.stored("dev1")); n != 1 {
 		t.Errorf("stored %d messages, want 1", n)
 	}
 }
@@ -436,7 +451,7 @@ func TestQoS2PublishCloses(t *testing.T) {
 	d := h.connect(h.device("dev1"))
 	d.publish(t, "devices/dev1/messages/events/", 2, "x")
 	d.waitLost(t)
-	if n := len(h.ingest.stored()); n != 0 {
+	if n := len(h.stored("dev1")); n != 0 {
 		t.Errorf("stored %d messages, want 0", n)
 	}
 }
@@ -532,7 +547,7 @@ func TestWillIsTelemetry(t *testing.T) {
 	h.broker.DisconnectDevice("dev1", "test drops the connection")
 	d.waitLost(t)
 	waitFor(t, "will stored", func() bool {
-		msgs := h.ingest.stored()
+		msgs := h.stored("dev1")
 		return len(msgs) == 1 && string(msgs[0].Body) == "gone" && msgs[0].Properties["kind"] == "will"
 	})
 }
@@ -684,7 +699,7 @@ func TestWebSocket(t *testing.T) {
 	if !tok.WaitTimeout(wait) || tok.Error() != nil {
 		t.Fatalf("publish over websocket: %v", tok.Error())
 	}
-	if msgs := h.ingest.stored(); len(msgs) != 1 || msgs[0].ContentType != "application/json" {
+	if msgs := h.stored("dev1"); len(msgs) != 1 || msgs[0].ContentType != "application/json" {
 		t.Errorf("stored %+v, want one JSON message", msgs)
 	}
 	d.subscribe(t, "$iothub/methods/POST/#", 0)

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,8 +27,12 @@ type CloudMessages interface {
 // unacknowledged at once.
 const maxC2DInFlight = 8
 
-// maxOutbox bounds the QoS 0 publishes waiting for one connection.
-const maxOutbox = 16
+// maxOutbox and maxOutboxBytes bound the QoS 0 publishes (desired
+// patches) waiting for one connection.
+const (
+	maxOutbox      = 64
+	maxOutboxBytes = 1 << 20
+)
 
 // c2dState is one connection's hub-to-device sending: cloud-to-device
 // messages and queued QoS 0 publishes such as desired patches. A sender
@@ -37,10 +42,11 @@ type c2dState struct {
 	pending atomic.Bool // work was asked for since the sender last looked
 	running atomic.Bool // a sender goroutine is running
 
-	mu       sync.Mutex
-	inFlight map[uint16]string // packet id → lock token
-	nextID   uint16
-	outbox   []outbound
+	mu          sync.Mutex
+	inFlight    map[uint16]string // packet id → lock token
+	nextID      uint16
+	outbox      []outbound
+	outboxBytes int
 }
 
 // outbound is a QoS 0 publish waiting for the sender.
@@ -113,7 +119,7 @@ func (b *Broker) c2dAcked(c *conn, packetID uint16) {
 func (b *Broker) flushOutbox(c *conn) {
 	c.c2d.mu.Lock()
 	out := c.c2d.outbox
-	c.c2d.outbox = nil
+	c.c2d.outbox, c.c2d.outboxBytes = nil, 0
 	c.c2d.mu.Unlock()
 	for _, o := range out {
 		if err := c.publish0(o.topic, o.payload); err != nil {
@@ -216,17 +222,24 @@ func (b *Broker) abandon(deviceID, lock string) {
 	}
 }
 
-// sendLater queues a QoS 0 publish for the connection's sender; when the
-// device does not keep up it is dropped (the device can GET its twin).
+// sendLater queues a QoS 0 publish for the connection's sender. A device
+// whose outbox is full has stopped reading (the sender is stuck writing to
+// its socket); rather than drop a desired patch and leave the device
+// believing an old twin, the hub closes the connection. Devices are to GET
+// the twin after every reconnect (IoT Hub does not keep patches for
+// disconnected devices either), so the device resynchronises.
 func (b *Broker) sendLater(c *conn, topic string, payload []byte) {
 	c.c2d.mu.Lock()
-	full := len(c.c2d.outbox) >= maxOutbox
+	full := len(c.c2d.outbox) >= maxOutbox || c.c2d.outboxBytes+len(payload) > maxOutboxBytes
 	if !full {
 		c.c2d.outbox = append(c.c2d.outbox, outbound{topic: topic, payload: payload})
+		c.c2d.outboxBytes += len(payload)
 	}
+	n := len(c.c2d.outbox)
 	c.c2d.mu.Unlock()
 	if full {
-		b.log.Warn("hub-to-device publish dropped: the device is not reading", "device", c.deviceID, "topic", topic)
+		b.log.Warn("device is not reading; closing its connection", "device", c.deviceID, "waiting", n, "topic", topic)
+		c.close(fmt.Sprintf("the device did not read what the hub sent (%d publishes waiting); it must reconnect and get its twin", n))
 		return
 	}
 	b.c2dWake(c)

@@ -2,6 +2,8 @@ package mqtt
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -12,7 +14,6 @@ import (
 
 	"fieldhub/commands"
 	"fieldhub/db"
-	"fieldhub/ingest"
 )
 
 // withCommands gives the hub the real cloud-to-device queue and twin service.
@@ -174,19 +175,10 @@ func TestTwin(t *testing.T) {
 	}
 }
 
-// TestTelemetryStoredBeforePuback uses the real pipeline: once the PUBACK
-// is in, the message can be read back.
+// TestTelemetryStoredBeforePuback: once the PUBACK is in, the message can
+// be read back.
 func TestTelemetryStoredBeforePuback(t *testing.T) {
-	var p *ingest.Pipeline
-	h := newTestHub(t, func(cfg *Config) {
-		var err error
-		p, err = ingest.New(context.Background(), cfg.DB, nil, ingest.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close(context.Background()) })
-		cfg.Ingest = p
-	})
+	h := newTestHub(t)
 	d := h.connect(h.device("dev1"))
 	for i := range 20 {
 		tok := d.publish(t, "devices/dev1/messages/events/%24.ct=application%2Fjson&n="+string(rune('a'+i)), 1, `{"temp":21.5,"hum":40}`)
@@ -200,5 +192,96 @@ func TestTelemetryStoredBeforePuback(t *testing.T) {
 		if len(msgs) != 1 || msgs[0].Properties["n"] != string(rune('a'+i)) || msgs[0].ContentType != "application/json" || msgs[0].AuthMethod != "sas-primary" {
 			t.Fatalf("after PUBACK %d the newest stored message is %+v", i, msgs)
 		}
+	}
+}
+
+// TestDesiredPatchesBurst: a device that reads gets every patch of a burst
+// of large ones and keeps its connection. (The test client hands messages
+// to handlers on goroutines of their own, so it cannot check their order.)
+func TestDesiredPatchesBurst(t *testing.T) {
+	var q *commands.CloudQueue
+	var tw *commands.Twins
+	h := newTestHub(t, withCommands(&q, &tw))
+	ctx := context.Background()
+	d := h.connect(h.device("dev1"))
+	d.subscribe(t, "$iothub/twin/PATCH/properties/desired/#", 0)
+	const n = 200
+	for i := range n {
+		patch := fmt.Sprintf(`{"i":%d,"blob":%q}`, i, strings.Repeat("x", 20_000))
+		if _, err := tw.PatchDesired(ctx, "op", "dev1", json.RawMessage(patch), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[int]bool{}
+	for range n {
+		m := d.next(t, "$iothub/twin/PATCH/properties/desired/")
+		var got struct{ I int }
+		if err := json.Unmarshal(m.Payload(), &got); err != nil || seen[got.I] {
+			t.Fatalf("patch i=%d received twice or unreadable (%v)", got.I, err)
+		}
+		seen[got.I] = true
+	}
+	if !h.broker.Connected("dev1") {
+		t.Error("the device that read every patch was disconnected")
+	}
+}
+
+// TestDesiredPatchesToADeviceThatStopsReading: a device that stops reading
+// its socket cannot be sent every desired patch; rather than drop one
+// silently, the hub closes its connection (the device GETs its twin when it
+// reconnects) and says why in the device log.
+func TestDesiredPatchesToADeviceThatStopsReading(t *testing.T) {
+	h := newTestHub(t)
+	dev := h.device("dev1")
+	o := h.sdkOptions(dev)
+	conn, err := tls.Dial("tcp", h.broker.Addr(), &tls.Config{RootCAs: h.roots, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A raw MQTT 3.1.1 client: CONNECT, SUBSCRIBE to desired patches, then
+	// never read again.
+	mqttString := func(b []byte, s string) []byte { return append(binary.BigEndian.AppendUint16(b, uint16(len(s))), s...) }
+	packet := func(header byte, body []byte) []byte {
+		out := []byte{header}
+		for n := len(body); ; {
+			b := byte(n % 128)
+			if n /= 128; n > 0 {
+				b |= 0x80
+			}
+			out = append(out, b)
+			if n == 0 {
+				return append(out, body...)
+			}
+		}
+	}
+	connect := mqttString(nil, "MQTT")
+	connect = append(connect, 4, 0xc0, 0, 60) // level 4, user name and password, clean=false, keep-alive 60 s
+	connect = mqttString(mqttString(mqttString(connect, o.clientID), o.username), o.password)
+	subscribe := mqttString([]byte{0, 1}, desiredPatchesFilter)
+	subscribe = append(subscribe, 0)
+	if _, err := conn.Write(append(packet(0x10, connect), packet(0x82, subscribe)...)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the subscription", func() bool {
+		c := h.broker.current("dev1")
+		return c != nil && c.subscribed(desiredPatchesFilter)
+	})
+
+	patch := json.RawMessage(`{"blob":"` + strings.Repeat("x", 60_000) + `"}`)
+	c := h.broker.current("dev1")
+	for v := int64(1); c.closeReason() == ""; v++ {
+		if v > 2000 { // 120 MB: far beyond any socket buffer
+			t.Fatal("the hub kept a connection open that had not read 120 MB of desired patches")
+		}
+		h.broker.desiredChanged("dev1", patch, v)
+	}
+	var entries []db.AuditEntry
+	waitFor(t, "disconnect in the device log", func() bool {
+		entries, err = h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1", Action: ActionDisconnected})
+		return err == nil && len(entries) > 0
+	})
+	if !strings.Contains(entries[0].Detail, "did not read") {
+		t.Errorf("disconnect reason = %q, want it to say the device did not read", entries[0].Detail)
 	}
 }

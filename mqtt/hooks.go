@@ -155,14 +155,14 @@ func (h *hook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 	}
 }
 
-// OnPublish handles a device publish. It blocks until the work is done —
-// for telemetry, until the message is committed — and mochi writes the
-// PUBACK only after it returns: processPublish calls OnPublish, then writes
-// the PUBACK. Handled publishes come back as CodeSuccessIgnore so mochi
-// acknowledges them but neither routes nor retains them. On failure the
-// connection is closed and ErrRejectPacket suppresses the PUBACK: MQTT 3.1.1
-// has no negative acknowledgement, and a device that gets no PUBACK sends
-// the message again after it reconnects.
+// OnPublish handles a device publish. Telemetry is queued for storage and
+// acknowledged once committed (acks.go); every other publish is handled
+// here, and its PUBACK queued behind those of earlier publishes. mochi is
+// told not to acknowledge anything itself (ErrRejectPacket), which also
+// keeps it from routing the publish: nobody subscribes to device topics.
+// On failure the connection is closed without PUBACK: MQTT 3.1.1 has no
+// negative acknowledgement, and a device that gets no PUBACK sends the
+// message again after it reconnects.
 func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
@@ -178,23 +178,52 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	c.parsedTopic, c.parsed = "", Publish{}
 	if err == nil {
-		switch p.Kind {
-		case Telemetry:
-			err = h.b.telemetry(c, p, pk.Payload)
-		case MethodResponse:
-			h.b.methodResponse(c, p, pk.Payload)
-		case TwinGet:
-			err = h.b.twinGet(c, p)
-		case TwinPatchReported:
-			err = h.b.twinPatchReported(c, p, pk.Payload)
-		}
+		err = h.b.handlePublish(c, p, pk)
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errConnClosed) {
 		h.b.log.Warn("mqtt publish failed; closing the connection without PUBACK", "device", c.deviceID, "topic", pk.TopicName, "err", err)
 		c.close("publish failed: " + err.Error())
-		return pk, packets.ErrRejectPacket
 	}
-	return pk, packets.CodeSuccessIgnore
+	return pk, packets.ErrRejectPacket
+}
+
+// handlePublish hands a publish to its service. Telemetry first takes a
+// place among the device's publishes in flight, so that no more than
+// maxPublishesInFlight of its messages wait for storage; anything else is
+// handled at once — a method response is not held up by telemetry the
+// device sent before it — and then queues its PUBACK behind theirs.
+func (b *Broker) handlePublish(c *conn, p Publish, pk packets.Packet) error {
+	a := pendingAck{packetID: pk.PacketID, sendAck: pk.FixedHeader.Qos == 1}
+	if p.Kind == Telemetry {
+		if err := b.reserveAck(c); err != nil {
+			return err
+		}
+		committed, err := b.telemetry(c, p, pk.Payload)
+		if err != nil {
+			b.unreserveAck(c)
+			return err
+		}
+		a.committed = committed
+		b.ackLater(c, a)
+		return nil
+	}
+	var err error
+	switch p.Kind {
+	case MethodResponse:
+		b.methodResponse(c, p, pk.Payload)
+	case TwinGet:
+		err = b.twinGet(c, p)
+	case TwinPatchReported:
+		err = b.twinPatchReported(c, p, pk.Payload)
+	}
+	if err != nil || !a.sendAck {
+		return err
+	}
+	if err := b.reserveAck(c); err != nil {
+		return err
+	}
+	b.ackLater(c, a)
+	return nil
 }
 
 // OnWill stores a will message as telemetry of the device that left (the
@@ -207,7 +236,7 @@ func (h *hook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
 	}
 	p, err := ParseDevicePublish(c.deviceID, will.TopicName)
 	if err == nil && p.Kind == Telemetry {
-		err = h.b.telemetry(c, p, will.Payload)
+		err = h.b.storeWill(c, p, will.Payload)
 	}
 	if err != nil {
 		h.b.log.Warn("mqtt will message not stored", "device", c.deviceID, "err", err)
@@ -271,6 +300,7 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, error
 		listener:   cl.Net.Listener,
 		done:       make(chan struct{}),
 		c2d:        newC2DState(),
+		acks:       newAckState(),
 	}
 	return c, nil
 }

@@ -2,14 +2,450 @@ package mqtt
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 )
+
+// The benchmarks' devices run in a separate process, this test binary
+// started again with loadgenEnv naming a JSON loadgenSpec file (see
+// TestMain), so that the generator's goroutines, GC and memory do not
+// count as the broker's: real devices are other machines.
+//
+// The process talks to the benchmark over its standard streams, one line
+// at a time. It connects every device and prints "ready". On "go" from
+// stdin it sends each device's warm-up message, prints "measuring", runs
+// the measured load and prints "result" and a loadgenResult as JSON. When
+// stdin closes it disconnects its devices and exits; before "go" that is
+// how BenchmarkIdleConnections ends, during the load it means the
+// benchmark died, and the process exits at once. Errors go to stderr.
+const loadgenEnv = "FIELDHUB_MQTT_LOADGEN"
+
+// loadgenSpec is what a load generator process does.
+type loadgenSpec struct {
+	Addr       string          `json:"addr"`
+	CAFile     string          `json:"ca_file"`
+	ServerName string          `json:"server_name"`
+	Devices    []loadgenDevice `json:"devices"`
+	// MethodTarget, if set, is one more device, which answers every
+	// direct method call with status 200 and the request's payload.
+	MethodTarget *loadgenDevice `json:"method_target,omitempty"`
+	// DialConcurrency is how many devices connect at once.
+	DialConcurrency int `json:"dial_concurrency"`
+	// PerDevice is how many messages each device sends in the measured
+	// load, one in flight; Interval paces them (0: each as soon as the
+	// previous one's PUBACK is back).
+	PerDevice int           `json:"per_device"`
+	Interval  time.Duration `json:"interval"`
+}
+
+// loadgenDevice is how one device connects.
+type loadgenDevice struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// loadgenResult is the measured load as the devices saw it.
+type loadgenResult struct {
+	Messages int     `json:"messages"`
+	Seconds  float64 `json:"seconds"`
+	P50Ms    float64 `json:"puback_p50_ms"`
+	P99Ms    float64 `json:"puback_p99_ms"`
+	// PeakRSSMB is the generator process's own peak resident set.
+	PeakRSSMB float64 `json:"peak_rss_mb"`
+}
+
+// runLoadgen is the load generator process: it runs the spec in the file
+// at specPath, reading commands from control and writing its progress to
+// out.
+func runLoadgen(specPath string, control io.Reader, out io.Writer) error {
+	raw, err := os.ReadFile(specPath)
+	if err != nil {
+		return fmt.Errorf("read spec: %w", err)
+	}
+	var spec loadgenSpec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return fmt.Errorf("parse spec %s: %w", specPath, err)
+	}
+	if len(spec.Devices) == 0 {
+		return fmt.Errorf("spec %s lists no devices", specPath)
+	}
+	caPEM, err := os.ReadFile(spec.CAFile)
+	if err != nil {
+		return fmt.Errorf("read CA: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return fmt.Errorf("no PEM certificate in %s", spec.CAFile)
+	}
+	tlsCfg := &tls.Config{RootCAs: roots, ServerName: spec.ServerName}
+
+	start, eof := make(chan struct{}), make(chan struct{})
+	go func() {
+		lines := bufio.NewScanner(control)
+		started := false
+		for lines.Scan() {
+			if lines.Text() == "go" && !started {
+				started = true
+				close(start)
+			}
+		}
+		close(eof)
+	}()
+
+	type fleet struct {
+		clients []*loadClient
+		target  paho.Client
+		err     error
+	}
+	connected := make(chan fleet, 1)
+	go func() {
+		var f fleet
+		f.clients, f.err = connectDevices(spec.Addr, tlsCfg, spec.Devices, max(1, spec.DialConcurrency))
+		if f.err == nil && spec.MethodTarget != nil {
+			if f.target, f.err = connectMethodTarget(spec.Addr, tlsCfg, *spec.MethodTarget); f.err != nil {
+				closeAll(f.clients)
+			}
+		}
+		connected <- f
+	}()
+	var f fleet
+	select {
+	case <-eof:
+		return errors.New("stdin closed while connecting: the benchmark is gone")
+	case f = <-connected:
+	}
+	if f.err != nil {
+		return f.err
+	}
+	disconnect := func() {
+		if f.target != nil {
+			f.target.Disconnect(0)
+		}
+		closeAll(f.clients)
+	}
+	fmt.Fprintln(out, "ready")
+	select {
+	case <-eof:
+		disconnect()
+		return nil
+	case <-start:
+	}
+
+	type outcome struct {
+		r   loadgenResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		r, err := publishLoad(f.clients, spec, func() { fmt.Fprintln(out, "measuring") })
+		done <- outcome{r, err}
+	}()
+	var o outcome
+	select {
+	case <-eof:
+		return errors.New("stdin closed during the load: the benchmark is gone")
+	case o = <-done:
+	}
+	if o.err != nil {
+		return o.err
+	}
+	o.r.PeakRSSMB = peakRSSMB()
+	js, err := json.Marshal(o.r)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	fmt.Fprintf(out, "result %s\n", js)
+	<-eof
+	disconnect()
+	return nil
+}
+
+// connectDevices connects every device, concurrency at a time.
+func connectDevices(addr string, cfg *tls.Config, devices []loadgenDevice, concurrency int) ([]*loadClient, error) {
+	clients := make([]*loadClient, len(devices))
+	sem := make(chan struct{}, concurrency)
+	var (
+		mu     sync.Mutex
+		failed []error
+		wg     sync.WaitGroup
+	)
+	for i, dev := range devices {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := dialLoad(addr, cfg, dev.ID, dev.Username, dev.Password)
+			if err != nil {
+				mu.Lock()
+				failed = append(failed, fmt.Errorf("connect %s: %w", dev.ID, err))
+				mu.Unlock()
+				return
+			}
+			clients[i] = c
+		}()
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		closeAll(clients)
+		return nil, fmt.Errorf("%d of %d devices failed to connect, first: %w", len(failed), len(devices), failed[0])
+	}
+	return clients, nil
+}
+
+// connectMethodTarget connects a device that answers every direct method
+// call, with a full client library as a real device would.
+func connectMethodTarget(addr string, cfg *tls.Config, dev loadgenDevice) (paho.Client, error) {
+	opts := paho.NewClientOptions().AddBroker("ssl://" + addr).SetClientID(dev.ID).
+		SetUsername(dev.Username).SetPassword(dev.Password).
+		SetTLSConfig(cfg).SetProtocolVersion(4).
+		SetAutoReconnect(false).SetOrderMatters(false)
+	c := paho.NewClient(opts)
+	if t := c.Connect(); !t.WaitTimeout(wait) || t.Error() != nil {
+		return nil, fmt.Errorf("connect method target %s: %v", dev.ID, t.Error())
+	}
+	answer := func(c paho.Client, m paho.Message) {
+		rid := m.Topic()[strings.Index(m.Topic(), "$rid=")+len("$rid="):]
+		c.Publish("$iothub/methods/res/200/?$rid="+rid, 0, false, m.Payload())
+	}
+	if t := c.Subscribe("$iothub/methods/POST/#", 0, answer); !t.WaitTimeout(wait) || t.Error() != nil {
+		c.Disconnect(0)
+		return nil, fmt.Errorf("subscribe method target %s: %v", dev.ID, t.Error())
+	}
+	return c, nil
+}
+
+// publishLoad sends one warm-up message per device, calls measuring, then
+// sends spec.PerDevice messages per device and returns what they took.
+func publishLoad(clients []*loadClient, spec loadgenSpec, measuring func()) (loadgenResult, error) {
+	errs := make(chan error, len(clients))
+	// Warm up: a device's first message creates its series, a one-off cost
+	// that would otherwise be 1-2 % of a run and all of its p99.
+	var warm sync.WaitGroup
+	for i, c := range clients {
+		warm.Add(1)
+		go func() {
+			defer warm.Done()
+			if _, err := c.publish("devices/"+spec.Devices[i].ID+"/messages/events/", benchBody(i, 0)); err != nil {
+				errs <- fmt.Errorf("warm-up publish from %s: %w", spec.Devices[i].ID, err)
+			}
+		}()
+	}
+	warm.Wait()
+	if len(errs) > 0 {
+		return loadgenResult{}, <-errs
+	}
+	measuring()
+
+	// Paced devices send on a schedule spread over the interval; a late
+	// PUBACK delays the next message, as in a real device.
+	lat := make([][]time.Duration, len(clients))
+	interval := spec.Interval
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			topic := "devices/" + spec.Devices[i].ID + "/messages/events/%24.ct=application%2Fjson"
+			lat[i] = make([]time.Duration, 0, spec.PerDevice)
+			offset := interval * time.Duration(i) / time.Duration(len(clients))
+			for n := range spec.PerDevice {
+				if interval > 0 {
+					time.Sleep(time.Until(start.Add(offset + time.Duration(n)*interval)))
+				}
+				d, err := c.publish(topic, benchBody(i, n))
+				if err != nil {
+					errs <- fmt.Errorf("publish from %s: %w", spec.Devices[i].ID, err)
+					return
+				}
+				lat[i] = append(lat[i], d)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	var failed []error
+	for err := range errs {
+		failed = append(failed, err)
+	}
+	if len(failed) > 0 {
+		return loadgenResult{}, fmt.Errorf("%d of %d devices failed, first: %w", len(failed), len(clients), failed[0])
+	}
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		return loadgenResult{}, errors.New("no message sent")
+	}
+	slices.Sort(all)
+	return loadgenResult{
+		Messages: len(all),
+		Seconds:  elapsed.Seconds(),
+		P50Ms:    float64(all[len(all)/2]) / float64(time.Millisecond),
+		P99Ms:    float64(all[len(all)*99/100]) / float64(time.Millisecond),
+	}, nil
+}
+
+func closeAll(clients []*loadClient) {
+	for _, c := range clients {
+		if c != nil {
+			c.close()
+		}
+	}
+}
+
+// loadgen is a running load generator process, as the benchmark sees it.
+type loadgen struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  *bufio.Scanner
+	stderr *syncBuffer
+
+	waitOnce sync.Once
+	waitErr  error
+}
+
+// startLoadgen starts a load generator process for spec and returns once
+// all its devices are connected. The process is stopped when b ends, and
+// killed if it does not stop.
+func startLoadgen(b *testing.B, dir string, spec loadgenSpec) *loadgen {
+	b.Helper()
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		b.Fatalf("encode load generator spec: %v", err)
+	}
+	f, err := os.CreateTemp(dir, "loadgen-*.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := f.Write(raw); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	ctx, kill := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd.Env = append(os.Environ(), loadgenEnv+"="+f.Name())
+	g := &loadgen{cmd: cmd, stderr: new(syncBuffer)}
+	cmd.Stderr = g.stderr
+	if g.stdin, err = cmd.StdinPipe(); err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	g.lines = bufio.NewScanner(stdout)
+	if err := cmd.Start(); err != nil {
+		kill()
+		b.Fatalf("start load generator: %v", err)
+	}
+	b.Cleanup(func() {
+		// Closing stdin asks it to disconnect its devices and exit.
+		g.stdin.Close()
+		t := time.AfterFunc(30*time.Second, kill)
+		g.wait()
+		t.Stop()
+		kill()
+	})
+	g.await(b, "ready")
+	return g
+}
+
+// begin starts the load, waits out the warm-up and resets b's timer.
+func (g *loadgen) begin(b *testing.B) {
+	b.Helper()
+	if _, err := io.WriteString(g.stdin, "go\n"); err != nil {
+		g.fail(b, fmt.Sprintf("send go: %v", err))
+	}
+	g.await(b, "measuring")
+	b.ResetTimer()
+}
+
+// result waits for the end of the load, stops b's timer and returns the
+// generator's figures.
+func (g *loadgen) result(b *testing.B) loadgenResult {
+	b.Helper()
+	line := g.await(b, "result")
+	b.StopTimer()
+	var r loadgenResult
+	if err := json.Unmarshal([]byte(line), &r); err != nil {
+		g.fail(b, fmt.Sprintf("parse result %q: %v", line, err))
+	}
+	if r.Messages == 0 || r.Seconds <= 0 {
+		g.fail(b, fmt.Sprintf("empty result %q", line))
+	}
+	return r
+}
+
+// await reads the generator's output up to the line word and returns the
+// rest of that line.
+func (g *loadgen) await(b *testing.B, word string) string {
+	b.Helper()
+	for g.lines.Scan() {
+		if got, rest, _ := strings.Cut(g.lines.Text(), " "); got == word {
+			return rest
+		}
+	}
+	g.fail(b, fmt.Sprintf("ended before %q (read: %v)", word, g.lines.Err()))
+	return ""
+}
+
+// fail stops the generator and fails b with what it wrote to stderr.
+func (g *loadgen) fail(b *testing.B, what string) {
+	b.Helper()
+	g.stdin.Close()
+	t := time.AfterFunc(10*time.Second, func() { g.cmd.Process.Kill() })
+	err := g.wait()
+	t.Stop()
+	b.Fatalf("load generator: %s; exit: %v; stderr:\n%s", what, err, g.stderr)
+}
+
+func (g *loadgen) wait() error {
+	g.waitOnce.Do(func() { g.waitErr = g.cmd.Wait() })
+	return g.waitErr
+}
+
+// syncBuffer collects a child process's stderr while the benchmark may
+// read it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
 
 // loadClient is a minimal MQTT 3.1.1 publisher for benchmarks: CONNECT,
 // then QoS 1 publishes with one in flight, timing each PUBACK. It is far

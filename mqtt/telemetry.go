@@ -7,19 +7,45 @@ import (
 	"fieldhub/ingest"
 )
 
-// telemetry stores one device-to-cloud message and returns after commit.
-func (b *Broker) telemetry(c *conn, p Publish, body []byte) error {
-	if len(body) > ingest.MaxMessageSize {
-		return fmt.Errorf("telemetry body is %d bytes, the limit is %d", len(body), ingest.MaxMessageSize)
+// telemetry queues one device-to-cloud message for storage and returns the
+// channel that reports its commit. While the ingest queue is full it waits,
+// holding the device back, for at most SubmitTimeout.
+func (b *Broker) telemetry(c *conn, p Publish, body []byte) (<-chan error, error) {
+	msg, err := b.telemetryMessage(c, p, body)
+	if err != nil {
+		return nil, err
 	}
-	msg := messageFromPublish(c.deviceID, c.authMethod, p, body)
-	msg.EnqueuedAt = b.cfg.Now()
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubmitTimeout)
+	defer cancel()
+	committed, err := b.cfg.Ingest.Enqueue(ctx, msg)
+	if err != nil {
+		return nil, fmt.Errorf("store telemetry: %w", err)
+	}
+	return committed, nil
+}
+
+// storeWill stores a will message and returns after commit: the connection
+// is gone, so there is nobody to acknowledge it to.
+func (b *Broker) storeWill(c *conn, p Publish, body []byte) error {
+	msg, err := b.telemetryMessage(c, p, body)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubmitTimeout)
 	defer cancel()
 	if err := b.cfg.Ingest.Submit(ctx, msg); err != nil {
-		return fmt.Errorf("store telemetry: %w", err)
+		return fmt.Errorf("store will message: %w", err)
 	}
 	return nil
+}
+
+func (b *Broker) telemetryMessage(c *conn, p Publish, body []byte) (ingest.Message, error) {
+	if len(body) > ingest.MaxMessageSize {
+		return ingest.Message{}, fmt.Errorf("telemetry body is %d bytes, the limit is %d", len(body), ingest.MaxMessageSize)
+	}
+	msg := messageFromPublish(c.deviceID, c.authMethod, p, body)
+	msg.EnqueuedAt = b.cfg.Now()
+	return msg, nil
 }
 
 // messageFromPublish builds the message of a telemetry publish: system

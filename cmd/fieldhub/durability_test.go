@@ -18,13 +18,34 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
 // TestDurabilityUnderKill runs the real binary, sends telemetry from
-// concurrent HTTPS clients, kills the process with SIGKILL in the middle of
-// the load, restarts it and checks that every message that got a 204 is
-// stored, and that its readings were rebuilt exactly once.
+// concurrent devices, kills the process with SIGKILL in the middle of the
+// load, restarts it and checks that every message that was acknowledged (a
+// 204 over HTTPS, a PUBACK over MQTT) is stored, and that its readings were
+// rebuilt exactly once.
 func TestDurabilityUnderKill(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		send sender
+	}{
+		{"https", sendHTTPS},
+		{"mqtt", sendMQTT},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			testDurabilityUnderKill(t, tt.send)
+		})
+	}
+}
+
+// sender sends messages of device d as client c until stop is set,
+// calling acked with the id of each message the hub acknowledged.
+type sender func(t *testing.T, hub *runningHub, d, token string, c int, stop *atomic.Bool, acked func(id string))
+
+func testDurabilityUnderKill(t *testing.T, send sender) {
 	bin := buildBinary(t)
 	data := t.TempDir()
 	devices := []string{"dur-1", "dur-2", "dur-3", "dur-4"}
@@ -38,11 +59,10 @@ func TestDurabilityUnderKill(t *testing.T) {
 	for _, d := range devices {
 		tokens[d] = lastLine(runCLI(t, bin, "device", "token", "--data", data, d))
 	}
-	client := hub.deviceClient(t)
 
 	var (
 		mu     sync.Mutex
-		acked  = map[string]map[string]bool{} // device -> message ids that got 204
+		acked  = map[string]map[string]bool{} // device -> message ids acknowledged
 		count  atomic.Int64
 		stop   atomic.Bool
 		wg     sync.WaitGroup
@@ -54,32 +74,16 @@ func TestDurabilityUnderKill(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for n := 0; !stop.Load(); n++ {
-					id := fmt.Sprintf("%s-c%d-%d", d, c, n)
-					body := fmt.Sprintf(`{"seq": %d, "client": %d}`, n, c)
-					req, _ := http.NewRequest("POST", hub.deviceURL+"/devices/"+d+"/messages/events?api-version=2021-04-12", strings.NewReader(body))
-					req.Header.Set("Authorization", tokens[d])
-					req.Header.Set("iothub-messageid", id)
-					resp, err := client.Do(req)
-					if err != nil {
-						if stop.Load() {
-							return
-						}
-						continue // the server is gone; keep trying until told to stop
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusNoContent {
-						mu.Lock()
-						acked[d][id] = true
-						mu.Unlock()
-						count.Add(1)
-					}
-				}
+				send(t, hub, d, tokens[d], c, &stop, func(id string) {
+					mu.Lock()
+					acked[d][id] = true
+					mu.Unlock()
+					count.Add(1)
+				})
 			}()
 		}
 	}
-	// Kill once a fair amount has been acknowledged, while requests are in flight.
+	// Kill once a fair amount has been acknowledged, while messages are in flight.
 	for deadline := time.Now().Add(60 * time.Second); count.Load() < 400 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -135,7 +139,7 @@ func TestDurabilityUnderKill(t *testing.T) {
 			if !stored[id] {
 				lost++
 				if lost <= 5 {
-					t.Errorf("%s: message %s got 204 but is not stored", d, id)
+					t.Errorf("%s: message %s was acknowledged but is not stored", d, id)
 				}
 			}
 		}
@@ -157,10 +161,80 @@ func TestDurabilityUnderKill(t *testing.T) {
 	hub.stop(t)
 }
 
+// sendHTTPS posts one message at a time on a keep-alive connection.
+func sendHTTPS(t *testing.T, hub *runningHub, d, token string, c int, stop *atomic.Bool, acked func(id string)) {
+	client := hub.deviceClient(t)
+	for n := 0; !stop.Load(); n++ {
+		id := fmt.Sprintf("%s-c%d-%d", d, c, n)
+		body := fmt.Sprintf(`{"seq": %d, "client": %d}`, n, c)
+		req, _ := http.NewRequest("POST", hub.deviceURL+"/devices/"+d+"/messages/events?api-version=2021-04-12", strings.NewReader(body))
+		req.Header.Set("Authorization", token)
+		req.Header.Set("iothub-messageid", id)
+		resp, err := client.Do(req)
+		if err != nil {
+			continue // the server is gone; keep trying until told to stop
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNoContent {
+			acked(id)
+		}
+	}
+}
+
+// sendMQTT publishes at QoS 1 with up to 16 messages in flight, as the
+// SDKs do, so that PUBACKs go out while later messages are still being
+// stored. A device has one connection (a second would take the first
+// over), so only client 0 of each device sends.
+func sendMQTT(t *testing.T, hub *runningHub, d, token string, c int, stop *atomic.Bool, acked func(id string)) {
+	if c > 0 {
+		return
+	}
+	const window = 16
+	opts := paho.NewClientOptions().AddBroker("ssl://" + hub.mqttAddr).
+		SetClientID(d).SetUsername("localhost/" + d + "/?api-version=2021-04-12").SetPassword(token).
+		SetTLSConfig(&tls.Config{RootCAs: hub.roots(t)}).SetProtocolVersion(4).
+		SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	type inFlight struct {
+		id  string
+		tok paho.Token
+	}
+	for n := 0; !stop.Load(); {
+		client := paho.NewClient(opts)
+		if tok := client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		var pending []inFlight
+		settle := func(p inFlight) bool {
+			if p.tok.WaitTimeout(10*time.Second) && p.tok.Error() == nil {
+				acked(p.id)
+				return true
+			}
+			return false
+		}
+		for ok := true; ok && !stop.Load() && client.IsConnectionOpen(); n++ {
+			id := fmt.Sprintf("%s-c%d-%d", d, c, n)
+			body := fmt.Sprintf(`{"seq": %d, "client": %d}`, n, c)
+			topic := "devices/" + d + "/messages/events/%24.mid=" + id
+			pending = append(pending, inFlight{id, client.Publish(topic, 1, false, body)})
+			if len(pending) == window {
+				ok = settle(pending[0])
+				pending = pending[1:]
+			}
+		}
+		for _, p := range pending {
+			settle(p)
+		}
+		client.Disconnect(0)
+	}
+}
+
 type runningHub struct {
 	cmd       *exec.Cmd
 	dashURL   string
 	deviceURL string
+	mqttAddr  string
 	ca        string
 	stderr    *syncBuffer
 }
@@ -204,9 +278,9 @@ func freeAddr(t *testing.T) string {
 // startHub starts `fieldhub serve` and waits until both listeners answer.
 func startHub(t *testing.T, bin, data string) *runningHub {
 	t.Helper()
-	dash, dev := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "serve", "--data", data, "--addr", dash, "--device-addr", dev, "--mqtt-addr", "", "--log-level", "warn")
-	h := &runningHub{cmd: cmd, dashURL: "http://" + dash, deviceURL: "https://" + dev, ca: filepath.Join(data, "tls", "ca.pem"), stderr: &syncBuffer{}}
+	dash, dev, mqttAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "serve", "--data", data, "--addr", dash, "--device-addr", dev, "--mqtt-addr", mqttAddr, "--log-level", "warn")
+	h := &runningHub{cmd: cmd, dashURL: "http://" + dash, deviceURL: "https://" + dev, mqttAddr: mqttAddr, ca: filepath.Join(data, "tls", "ca.pem"), stderr: &syncBuffer{}}
 	cmd.Stderr = h.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -231,13 +305,16 @@ func startHub(t *testing.T, bin, data string) *runningHub {
 		resp.Body.Close()
 		if c, err := net.Dial("tcp", dev); err == nil {
 			c.Close()
-			return h
+			if c, err := net.Dial("tcp", mqttAddr); err == nil {
+				c.Close()
+				return h
+			}
 		}
 	}
 }
 
-// deviceClient trusts the hub's generated CA.
-func (h *runningHub) deviceClient(t *testing.T) *http.Client {
+// roots is the hub's generated CA.
+func (h *runningHub) roots(t *testing.T) *x509.CertPool {
 	t.Helper()
 	pem, err := os.ReadFile(h.ca)
 	if err != nil {
@@ -247,7 +324,13 @@ func (h *runningHub) deviceClient(t *testing.T) *http.Client {
 	if !pool.AppendCertsFromPEM(pem) {
 		t.Fatalf("%s holds no certificate", h.ca)
 	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 16}
+	return pool
+}
+
+// deviceClient trusts the hub's generated CA.
+func (h *runningHub) deviceClient(t *testing.T) *http.Client {
+	t.Helper()
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.roots(t)}, MaxIdleConnsPerHost: 16}
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 

@@ -1,0 +1,90 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+// TestMethodAnswerNotHeldByTelemetry: a device's answer to a direct method
+// reaches the caller at once even when telemetry the device sent just
+// before it still waits for its commit; the PUBACKs keep the order of the
+// publishes.
+func TestMethodAnswerNotHeldByTelemetry(t *testing.T) {
+	h := newTestHub(t)
+	gate, entered := make(chan struct{}), make(chan struct{}, 1)
+	h.store.set(func(g *gatedStore) { g.gate, g.entered = gate, entered })
+	d := h.connect(h.device("dev1"))
+	d.subscribe(t, "$iothub/methods/POST/#", 0)
+
+	telemetry := d.publish(t, "devices/dev1/messages/events/", 1, `{"t":1}`)
+	<-entered // the commit holding it is under way and held
+
+	type result struct {
+		status  int
+		payload string
+		err     error
+	}
+	called := make(chan result, 1)
+	go func() {
+		status, payload, err := h.broker.InvokeMethod(context.Background(), "dev1", "reboot", []byte(`{"delay":1}`), wait)
+		called <- result{status, string(payload), err}
+	}()
+	req := d.next(t, "$iothub/methods/POST/reboot/")
+	rid := req.Topic()[strings.Index(req.Topic(), "$rid=")+len("$rid="):]
+	answer := d.publish(t, "$iothub/methods/res/200/?$rid="+rid, 1, `{"ok":true}`)
+	r := <-called
+	if r.err != nil || r.status != 200 || r.payload != `{"ok":true}` {
+		t.Fatalf("method call = %d %s %v, want 200 {\"ok\":true}", r.status, r.payload, r.err)
+	}
+	if telemetry.WaitTimeout(100*time.Millisecond) || answer.WaitTimeout(100*time.Millisecond) {
+		t.Fatal("a PUBACK arrived while the telemetry before it was not committed")
+	}
+	close(gate)
+	for name, tok := range map[string]paho.Token{"telemetry": telemetry, "method answer": answer} {
+		if !tok.WaitTimeout(wait) || tok.Error() != nil {
+			t.Errorf("%s: no PUBACK after the commit (%v)", name, tok.Error())
+		}
+	}
+}
+
+// TestPublishesInFlightBounded: while commits are held, a device that keeps
+// publishing has at most maxPublishesInFlight messages queued for storage —
+// the hub stops reading its connection — and once they commit, every
+// message is acknowledged and stored, in order.
+func TestPublishesInFlightBounded(t *testing.T) {
+	h := newTestHub(t)
+	gate, entered := make(chan struct{}), make(chan struct{}, 100)
+	h.store.set(func(g *gatedStore) { g.gate, g.entered = gate, entered })
+	d := h.connect(h.device("dev1"))
+
+	const n = maxPublishesInFlight + 36
+	toks := make([]paho.Token, n)
+	for i := range toks {
+		toks[i] = d.publish(t, "devices/dev1/messages/events/", 1, fmt.Sprintf(`{"n":%d}`, i))
+	}
+	waitFor(t, "the in-flight bound reached", func() bool { return h.pipe.Stats().Queued == maxPublishesInFlight })
+	time.Sleep(100 * time.Millisecond) // room for a bound that does not hold to show
+	if q := h.pipe.Stats().Queued; q != maxPublishesInFlight {
+		t.Fatalf("%d messages queued for storage, want at most %d", q, maxPublishesInFlight)
+	}
+	close(gate)
+	for i, tok := range toks {
+		if !tok.WaitTimeout(wait) || tok.Error() != nil {
+			t.Fatalf("publish %d: no PUBACK (%v)", i, tok.Error())
+		}
+	}
+	msgs := h.stored("dev1")
+	if len(msgs) != n {
+		t.Fatalf("stored %d messages, want %d", len(msgs), n)
+	}
+	for i, m := range msgs {
+		if want := fmt.Sprintf(`{"n":%d}`, i); string(m.Body) != want {
+			t.Fatalf("message %d is %s, want %s", i, m.Body, want)
+		}
+	}
+}
