@@ -84,7 +84,7 @@ func runLoadgen(specPath string, control io.Reader, out io.Writer) error {
 	if err := json.Unmarshal(raw, &spec); err != nil {
 		return fmt.Errorf("parse spec %s: %w", specPath, err)
 	}
-	if len(spec.Devices) == 0 {
+	if len(spec.Devices) == 0 && spec.MethodTarget == nil {
 		return fmt.Errorf("spec %s lists no devices", specPath)
 	}
 	caPEM, err := os.ReadFile(spec.CAFile)
@@ -142,6 +142,12 @@ func runLoadgen(specPath string, control io.Reader, out io.Writer) error {
 		closeAll(f.clients)
 	}
 	fmt.Fprintln(out, "ready")
+	if len(f.clients) == 0 {
+		// Only the method target: it answers until the benchmark is done.
+		<-eof
+		disconnect()
+		return nil
+	}
 	select {
 	case <-eof:
 		disconnect()
