@@ -6,7 +6,6 @@ package bench
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -236,14 +235,20 @@ func TestBareServerProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	go srv.ServeTLS(ln, "", "")
-	// Until the benchmark closes stdin or sends SIGTERM.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
+	// Until the benchmark closes stdin or sends SIGTERM (it does both). The
+	// handler stays registered until the process exits: a SIGTERM that came
+	// after it was removed would kill the process instead.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	eof := make(chan struct{})
 	go func() {
 		io.Copy(io.Discard, os.Stdin)
-		stop()
+		close(eof)
 	}()
-	<-ctx.Done()
+	select {
+	case <-sigs:
+	case <-eof:
+	}
 	srv.Close()
 }
 
