@@ -69,7 +69,7 @@ func (b *Broker) reserveAck(c *conn) error {
 		return nil
 	case <-c.done:
 		return errConnClosed
-	case <-b.closing:
+	case <-b.taking.Done():
 		return errConnClosed
 	}
 }
@@ -133,7 +133,7 @@ func (b *Broker) ackRun(c *conn) {
 }
 
 // drainAcks waits until no connection has publishes waiting for their
-// PUBACK, or until timeout. New telemetry is refused meanwhile (closing).
+// PUBACK, or until timeout. New telemetry is refused meanwhile.
 func (b *Broker) drainAcks(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for b.acksPending() && time.Now().Before(deadline) {

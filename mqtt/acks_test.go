@@ -88,3 +88,30 @@ func TestPublishesInFlightBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseAcknowledgesQueuedTelemetry: on shutdown, telemetry already
+// queued is acknowledged once it commits, before connections close, so
+// devices do not send it again.
+func TestCloseAcknowledgesQueuedTelemetry(t *testing.T) {
+	h := newTestHub(t)
+	gate, entered := make(chan struct{}), make(chan struct{}, 1)
+	h.store.set(func(g *gatedStore) { g.gate, g.entered = gate, entered })
+	d := h.connect(h.device("dev1"))
+	tok := d.publish(t, "devices/dev1/messages/events/", 1, `{"t":1}`)
+	<-entered
+	closed := make(chan struct{})
+	go func() {
+		h.broker.Close()
+		close(closed)
+	}()
+	waitFor(t, "close under way", func() bool { return h.broker.taking.Err() != nil })
+	close(gate)
+	if !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("no PUBACK for telemetry committed during shutdown (%v)", tok.Error())
+	}
+	<-closed
+	d.waitLost(t)
+	if n := len(h.stored("dev1")); n != 1 {
+		t.Errorf("stored %d messages, want 1", n)
+	}
+}

@@ -72,9 +72,10 @@ type Broker struct {
 	server *mochi.Server
 	ctx    context.Context // cancelled by Close; bounds work done for clients
 	cancel context.CancelFunc
-	// closing is closed when Close begins, to free read loops that wait
-	// for room (mochi's Close waits for them).
-	closing chan struct{}
+	// taking is cancelled when Close begins: read loops waiting for room
+	// for telemetry give up (mochi's Close waits for them).
+	taking     context.Context
+	stopTaking context.CancelFunc
 
 	tlsLn, plainLn *listener
 	wsLn           *listener  // fed by WebSocketHandler
@@ -128,10 +129,10 @@ func New(cfg Config) (*Broker, error) {
 		byDevice: map[string]*conn{},
 		pending:  map[*mochi.Client]*conn{},
 		presence: make(chan presenceEvent, 4096),
-		closing:  make(chan struct{}),
 	}
 	b.methods.calls = map[string]*methodCall{}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.taking, b.stopTaking = context.WithCancel(b.ctx)
 
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.MaximumQos = 1 // QoS 2 publishes are refused in OnPacketRead before this applies
@@ -242,7 +243,7 @@ func (b *Broker) PlainAddr() string {
 // presence. Call it before draining the ingest pipeline.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
-		close(b.closing)
+		b.stopTaking()
 		for _, cancel := range b.unhook {
 			cancel()
 		}

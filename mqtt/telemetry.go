@@ -9,13 +9,14 @@ import (
 
 // telemetry queues one device-to-cloud message for storage and returns the
 // channel that reports its commit. While the ingest queue is full it waits,
-// holding the device back, for at most SubmitTimeout.
+// holding the device back, for at most SubmitTimeout, and not once the
+// broker is closing.
 func (b *Broker) telemetry(c *conn, p Publish, body []byte) (<-chan error, error) {
 	msg, err := b.telemetryMessage(c, p, body)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubmitTimeout)
+	ctx, cancel := context.WithTimeout(b.taking, b.cfg.SubmitTimeout)
 	defer cancel()
 	committed, err := b.cfg.Ingest.Enqueue(ctx, msg)
 	if err != nil {
