@@ -53,10 +53,11 @@ const drainTimeout = 5 * time.Second
 // waited for room.
 var errConnClosed = errors.New("connection closed")
 
-// reserveAck takes a place in the connection's acknowledgement queue,
-// before the publish is handled so that no more than maxPublishesInFlight
-// of the device's messages are ever queued for storage. It waits while all
-// places are taken. A reserved place is either filled by ackLater or given
+// reserveAck takes a place in the connection's acknowledgement queue: for
+// telemetry before it is queued for storage, so that no more than
+// maxPublishesInFlight of the device's messages ever wait there. It waits
+// while all places are taken, and gives up when the connection ends or the
+// broker is closing. A reserved place is either filled by ackLater or given
 // back by unreserveAck.
 func (b *Broker) reserveAck(c *conn) error {
 	select {
