@@ -49,10 +49,12 @@ type loadgenSpec struct {
 	// DialConcurrency is how many devices connect at once.
 	DialConcurrency int `json:"dial_concurrency"`
 	// PerDevice is how many messages each device sends in the measured
-	// load, one in flight; Interval paces them (0: each as soon as the
-	// previous one's PUBACK is back).
+	// load; Interval paces them (0: each as soon as the previous one's
+	// PUBACK is back). InFlight, when above 1 and unpaced, lets a device
+	// have that many messages waiting for their PUBACK.
 	PerDevice int           `json:"per_device"`
 	Interval  time.Duration `json:"interval"`
+	InFlight  int           `json:"in_flight,omitempty"`
 }
 
 // loadgenDevice is how one device connects.
@@ -272,6 +274,14 @@ func publishLoad(clients []*loadClient, spec loadgenSpec, measuring func()) (loa
 		go func() {
 			defer wg.Done()
 			topic := "devices/" + spec.Devices[i].ID + "/messages/events/%24.ct=application%2Fjson"
+			if spec.InFlight > 1 && interval == 0 {
+				var err error
+				lat[i], err = c.publishWindow(topic, spec.PerDevice, spec.InFlight, func(n int) []byte { return benchBody(i, n) })
+				if err != nil {
+					errs <- fmt.Errorf("publish from %s: %w", spec.Devices[i].ID, err)
+				}
+				return
+			}
 			lat[i] = make([]time.Duration, 0, spec.PerDevice)
 			offset := interval * time.Duration(i) / time.Duration(len(clients))
 			for n := range spec.PerDevice {
@@ -517,6 +527,50 @@ func (c *loadClient) publish(topic string, payload []byte) (time.Duration, error
 	}
 }
 
+// publishWindow sends count QoS 1 messages with up to window of them
+// waiting for their PUBACK, as an SDK does when the application sends
+// without awaiting each one, and returns each message's time from write
+// to PUBACK. The broker acknowledges in order.
+func (c *loadClient) publishWindow(topic string, count, window int, body func(n int) []byte) ([]time.Duration, error) {
+	type sent struct {
+		id    uint16
+		start time.Time
+	}
+	lat := make([]time.Duration, 0, count)
+	var inFlight []sent
+	for n := 0; n < count || len(inFlight) > 0; {
+		for n < count && len(inFlight) < window {
+			c.id++
+			if c.id == 0 {
+				c.id = 1
+			}
+			c.buf = appendString(c.buf[:0], topic)
+			c.buf = binary.BigEndian.AppendUint16(c.buf, c.id)
+			c.buf = append(c.buf, body(n)...)
+			c.writeHeader(0x32, len(c.buf))
+			c.w.Write(c.buf)
+			inFlight = append(inFlight, sent{c.id, time.Now()})
+			n++
+		}
+		if err := c.w.Flush(); err != nil {
+			return nil, err
+		}
+		typ, ack, err := c.readPacket()
+		if err != nil {
+			return nil, fmt.Errorf("wait for PUBACK: %w", err)
+		}
+		if typ != 0x40 || len(ack) != 2 {
+			continue
+		}
+		if id := binary.BigEndian.Uint16(ack); id != inFlight[0].id {
+			return nil, fmt.Errorf("PUBACK for packet %d, want %d: acknowledgements out of order", id, inFlight[0].id)
+		}
+		lat = append(lat, time.Since(inFlight[0].start))
+		inFlight = inFlight[1:]
+	}
+	return lat, nil
+}
+
 func (c *loadClient) close() {
 	c.w.Write([]byte{0xe0, 0}) // DISCONNECT
 	c.w.Flush()
@@ -524,8 +578,15 @@ func (c *loadClient) close() {
 }
 
 func (c *loadClient) writePacket(header byte, body []byte) error {
+	c.writeHeader(header, len(body))
+	c.w.Write(body)
+	return c.w.Flush()
+}
+
+// writeHeader buffers a fixed header: the packet type and flags, then the
+// remaining length n.
+func (c *loadClient) writeHeader(header byte, n int) {
 	c.w.WriteByte(header)
-	n := len(body)
 	for {
 		b := byte(n % 128)
 		n /= 128
@@ -534,11 +595,9 @@ func (c *loadClient) writePacket(header byte, body []byte) error {
 		}
 		c.w.WriteByte(b)
 		if n == 0 {
-			break
+			return
 		}
 	}
-	c.w.Write(body)
-	return c.w.Flush()
 }
 
 func (c *loadClient) readPacket() (byte, []byte, error) {
