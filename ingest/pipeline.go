@@ -222,6 +222,11 @@ func (p *Pipeline) Submit(ctx context.Context, msgs ...Message) error {
 // so that a caller that can hold its sender back (an MQTT connection stops
 // reading) does so instead of refusing. Errors are those of Submit.
 func (p *Pipeline) Enqueue(ctx context.Context, msgs ...Message) (<-chan error, error) {
+	if len(msgs) == 0 {
+		done := make(chan error, 1)
+		done <- nil
+		return done, nil
+	}
 	req, err := p.prepare(msgs)
 	if err != nil {
 		return nil, err
