@@ -24,6 +24,12 @@ type MessageSubmitter interface {
 // batch carrying one message of the full 256 KB is about 342 KB.
 const maxBatchBody = 1 << 20
 
+// MaxDeviceHeaderBytes bounds the request headers the device listener reads
+// (its http.Server's MaxHeaderBytes, which answers 431 beyond it): a
+// message's properties travel in headers, and 64 KB is far more than any
+// message within the 256 KB limit needs for them.
+const MaxDeviceHeaderBytes = 64 << 10
+
 // DeviceRoutes registers the Azure IoT Hub device API (HTTPS) on e. serve
 // mounts them on the device listener, and on the dashboard listener only when
 // that listens on loopback.
@@ -72,8 +78,18 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	req := c.Request()
 	batch := ingest.IsBatch(req.Header)
 	limit := int64(ingest.MaxMessageSize)
+	// A single message's properties come in its headers and count towards
+	// its size, so they are measured before the body is read.
+	var single ingest.Message
 	if batch {
 		limit = maxBatchBody
+	} else {
+		single = ingest.MessageFromHTTP(req.Header, nil)
+		props := single.Size()
+		if props > ingest.MaxMessageSize {
+			return errorf(http.StatusRequestEntityTooLarge, "the message's properties are %d bytes; a message may have at most %d (256 KB), properties and body together", props, ingest.MaxMessageSize)
+		}
+		limit -= int64(props)
 	}
 	// Content-Length is absent for chunked bodies, which the SDK sends; the
 	// reader below enforces the limit either way.
@@ -121,7 +137,8 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 			return errorf(http.StatusBadRequest, "%v", err)
 		}
 	} else {
-		msgs = []ingest.Message{ingest.MessageFromHTTP(req.Header, body)}
+		single.Body = body
+		msgs = []ingest.Message{single}
 	}
 	for i := range msgs {
 		// Who sent it is what authenticated, never what the payload claims.
@@ -138,6 +155,8 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// The device went away while waiting; the message may still commit.
 		return &Error{Status: http.StatusRequestTimeout, Message: "request ended before the message was committed", Err: err}
+	case errors.Is(err, ingest.ErrTooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, "%v", err)
 	case errors.Is(err, ingest.ErrDeviceGone):
 		return &Error{Status: http.StatusNotFound, Message: "device " + who.Device.DeviceID + " was deleted", Err: err}
 	default:
@@ -146,8 +165,13 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 }
 
 func tooLarge(batch bool, limit int64) error {
-	if batch {
+	switch {
+	case batch:
 		return errorf(http.StatusRequestEntityTooLarge, "batch request body is larger than %d bytes", limit)
+	case limit == ingest.MaxMessageSize:
+		return errorf(http.StatusRequestEntityTooLarge, "message body is larger than %d bytes (256 KB), the device-to-cloud limit", limit)
+	default:
+		return errorf(http.StatusRequestEntityTooLarge, "message body is larger than %d bytes: with its %d bytes of properties the message would exceed %d bytes (256 KB), the device-to-cloud limit",
+			limit, ingest.MaxMessageSize-limit, ingest.MaxMessageSize)
 	}
-	return errorf(http.StatusRequestEntityTooLarge, "message body is larger than %d bytes (256 KB), the device-to-cloud limit", limit)
 }

@@ -18,7 +18,8 @@ import (
 // accepts (256 KB); larger messages are refused with 413.
 const MaxMessageSize = 256 * 1024
 
-// ErrTooLarge is wrapped by errors about a message body over MaxMessageSize.
+// ErrTooLarge is wrapped by errors about a message, or a batch, over
+// MaxMessageSize.
 var ErrTooLarge = errors.New("message too large")
 
 // BatchContentType marks an HTTP telemetry request whose body is a JSON
@@ -41,6 +42,34 @@ type Message struct {
 	// AuthMethod says how the device authenticated, e.g. "sas-primary".
 	AuthMethod string
 	EnqueuedAt time.Time
+}
+
+// Size is the message's size as Azure IoT Hub counts it against
+// MaxMessageSize: the body, the values of the system properties and the
+// names and values of the application properties. Counting properties keeps
+// a device from storing megabytes of them beside a small body.
+func (m *Message) Size() int {
+	n := len(m.Body) + len(m.MessageID) + len(m.CorrelationID) + len(m.ContentType) +
+		len(m.ContentEncoding) + len(m.To) + len(m.UserID)
+	for k, v := range m.Properties {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// CheckSize returns an error wrapping ErrTooLarge when the message is over
+// MaxMessageSize, saying how much of it is properties.
+func (m *Message) CheckSize() error {
+	size := m.Size()
+	switch {
+	case size <= MaxMessageSize:
+		return nil
+	case size == len(m.Body):
+		return fmt.Errorf("%w: body is %d bytes, the limit is %d (256 KB)", ErrTooLarge, size, MaxMessageSize)
+	default:
+		return fmt.Errorf("%w: %d bytes with its properties (body %d, properties %d), the limit is %d (256 KB) for both together",
+			ErrTooLarge, size, len(m.Body), size-len(m.Body), MaxMessageSize)
+	}
 }
 
 // HTTP header names and batch property names for the system properties.
@@ -111,7 +140,9 @@ type batchItem struct {
 // DecodeBatch decodes a BatchContentType body into its messages. Properties
 // named iothub-app-<name> become application properties (case kept), the
 // iothub-messageid/-correlationid/-contenttype/-contentencoding/-to/-userid
-// properties set the system fields, and others are ignored.
+// properties set the system fields, and others are ignored. Each message,
+// and the batch as a whole, may have MaxMessageSize bytes as Size counts
+// them (Azure IoT Hub's limit for both); beyond, the error wraps ErrTooLarge.
 func DecodeBatch(body []byte) ([]Message, error) {
 	// Walk the array item by item: decoding it whole first would copy every
 	// item once more, and batches arrive by the thousand under load.
@@ -120,6 +151,7 @@ func DecodeBatch(body []byte) ([]Message, error) {
 		return nil, errors.New("decode batch: want a JSON array of messages")
 	}
 	var msgs []Message
+	total := 0
 	for i := 0; dec.More(); i++ {
 		var it batchItem
 		if err := dec.Decode(&it); err != nil {
@@ -128,6 +160,10 @@ func DecodeBatch(body []byte) ([]Message, error) {
 		m, err := batchMessage(it)
 		if err != nil {
 			return nil, fmt.Errorf("decode batch: message %d: %w", i, err)
+		}
+		if total += m.Size(); total > MaxMessageSize {
+			return nil, fmt.Errorf("decode batch: %w: the messages up to message %d total %d bytes with their properties; a batch may have at most %d (256 KB)",
+				ErrTooLarge, i, total, MaxMessageSize)
 		}
 		msgs = append(msgs, m)
 	}
@@ -186,6 +222,9 @@ func batchMessage(it batchItem) (Message, error) {
 				m.Properties[name[len(headerAppPrefix):]] = value
 			}
 		}
+	}
+	if err := m.CheckSize(); err != nil {
+		return Message{}, err
 	}
 	return m, nil
 }

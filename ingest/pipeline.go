@@ -260,8 +260,8 @@ func (p *Pipeline) prepare(msgs []Message) (*request, error) {
 		if m.DeviceID == "" {
 			return nil, fmt.Errorf("submit message %d: no device id", i)
 		}
-		if len(m.Body) > MaxMessageSize {
-			return nil, fmt.Errorf("submit message %d: %w: body is %d bytes, the limit is %d", i, ErrTooLarge, len(m.Body), MaxMessageSize)
+		if err := m.CheckSize(); err != nil {
+			return nil, fmt.Errorf("submit message %d: %w", i, err)
 		}
 		if m.EnqueuedAt.IsZero() {
 			m.EnqueuedAt = now
@@ -273,7 +273,7 @@ func (p *Pipeline) prepare(msgs []Message) (*request, error) {
 			Properties: m.Properties, Body: m.Body, AuthMethod: m.AuthMethod, EnqueuedAt: m.EnqueuedAt,
 			ReadingTime: ts, Readings: rs,
 		}
-		req.bytes += int64(len(m.Body)) + 256
+		req.bytes += int64(m.Size()) + 256
 	}
 	return req, nil
 }

@@ -40,11 +40,13 @@ func (b *Broker) storeWill(c *conn, p Publish, body []byte) error {
 	return nil
 }
 
+// telemetryMessage builds the message of a publish and checks its size: the
+// property bag in the topic counts with the body, as on Azure IoT Hub.
 func (b *Broker) telemetryMessage(c *conn, p Publish, body []byte) (ingest.Message, error) {
-	if len(body) > ingest.MaxMessageSize {
-		return ingest.Message{}, fmt.Errorf("telemetry body is %d bytes, the limit is %d", len(body), ingest.MaxMessageSize)
-	}
 	msg := messageFromPublish(c.deviceID, c.authMethod, p, body)
+	if err := msg.CheckSize(); err != nil {
+		return ingest.Message{}, fmt.Errorf("telemetry refused: %w", err)
+	}
 	msg.EnqueuedAt = b.cfg.Now()
 	return msg, nil
 }

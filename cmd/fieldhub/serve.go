@@ -219,6 +219,8 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug), // TLS handshake noise from scanners
 	}
+	// Properties travel in headers; Go's server answers 431 beyond this.
+	deviceSrv.MaxHeaderBytes = handlers.MaxDeviceHeaderBytes
 	deviceErrc := make(chan error, 1)
 	go func() { deviceErrc <- deviceSrv.ServeTLS(deviceLn, "", "") }()
 	log.Info("device endpoint (Azure IoT Hub HTTPS API) is listening", "addr", deviceLn.Addr().String(), "hostname", deviceHost)

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serveInProcess runs `fieldhub serve` in this process on free loopback
+// ports with extra flags, until the test ends.
+func serveInProcess(t *testing.T, data string, extra ...string) *runningHub {
+	t.Helper()
+	dash, dev, mqttAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	h := &runningHub{dashURL: "http://" + dash, deviceURL: "https://" + dev, mqttAddr: mqttAddr,
+		ca: filepath.Join(data, "tls", "ca.pem"), stderr: &syncBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	args := append([]string{"serve", "--data", data, "--addr", dash, "--device-addr", dev, "--mqtt-addr", mqttAddr, "--log-level", "warn"}, extra...)
+	go func() {
+		done <- run(ctx, args, func(string) string { return "" }, strings.NewReader(""), &bytes.Buffer{}, h.stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("serve returned %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop within 30s")
+		}
+		if t.Failed() {
+			t.Logf("fieldhub stderr:\n%s", h.stderr.String())
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited early: %v\n%s", err, h.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fieldhub did not become ready:\n%s", h.stderr.String())
+		}
+		resp, err := http.Get(h.dashURL + "/readyz")
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+		// The device listener opens before the dashboard's.
+		return h
+	}
+}
+
+// TestDeviceListenerHeaderLimit: the HTTPS device listener reads at most
+// 64 KB of request headers. 5,000 property headers get 431 from the server
+// before any handler runs, and nothing is stored.
+func TestDeviceListenerHeaderLimit(t *testing.T) {
+	data := t.TempDir()
+	if _, _, err := cli(t, "", "device", "add", "--data", data, "dev1"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := cli(t, "", "device", "token", "--data", data, "dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := lastLine(out)
+	out, _, err = cli(t, "", "token", "create", "--data", data, "--role", "viewer", "--name", "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer := lastLine(out)
+	hub := serveInProcess(t, data)
+	client := hub.deviceClient(t)
+
+	post := func(headers int) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", hub.deviceURL+"/devices/dev1/messages/events", strings.NewReader(`{"t":1}`))
+		req.Header.Set("Authorization", token)
+		for i := range headers {
+			req.Header.Set(fmt.Sprintf("iothub-app-p%04d", i), "v")
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%d headers: %v", headers, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post(5000); got != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("5,000 property headers (about 100 KB): status %d, want 431", got)
+	}
+	if got := post(2500); got != http.StatusNoContent {
+		t.Errorf("2,500 property headers (about 50 KB): status %d, want 204", got)
+	}
+	req, _ := http.NewRequest("GET", hub.dashURL+"/api/v1/devices/dev1/messages", nil)
+	req.Header.Set("Authorization", "Bearer "+viewer)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if n := strings.Count(string(b), `"enqueuedTime"`); n != 1 {
+		t.Errorf("%d messages stored, want only the one within the limit:\n%.300s", n, b)
+	}
+}
