@@ -52,7 +52,7 @@ func BenchmarkFanOut(b *testing.B) {
 	// And one whose writer is blocked, as when a client's TCP window stays
 	// shut: its queue is never drained. (The TCP one above may not fill the
 	// kernel's socket buffers during a short run.)
-	blocked := &subscriber{ch: make(chan *event, h.opt.SubscriberBuffer), gone: make(chan struct{})}
+	blocked := h.newSubscriber(nil)
 	st.mu.Lock()
 	st.subs[blocked] = struct{}{}
 	st.mu.Unlock()
@@ -163,12 +163,12 @@ func waitFor(b *testing.B, cond func() bool) {
 func BenchmarkCommitted(b *testing.B) {
 	h := New(Options{})
 	defer h.Close()
-	watched := &subscriber{ch: make(chan *event, 1<<20), gone: make(chan struct{})}
+	watched := &subscriber{ch: make(chan *event, 1<<20), gone: make(chan struct{}), maxBytes: 1 << 40}
 	st := h.deviceStream("dev-0")
 	st.mu.Lock()
 	st.subs[watched] = struct{}{}
 	st.mu.Unlock()
-	fleet := &subscriber{ch: make(chan *event, 1<<20), gone: make(chan struct{})}
+	fleet := &subscriber{ch: make(chan *event, 1<<20), gone: make(chan struct{}), maxBytes: 1 << 40}
 	h.fleet.mu.Lock()
 	h.fleet.subs[fleet] = struct{}{}
 	h.fleet.mu.Unlock()

@@ -44,9 +44,18 @@ type Options struct {
 	// SubscriberBuffer is how many events may wait for one client before it
 	// is dropped (default 512).
 	SubscriberBuffer int
-	// FleetReplay and DeviceReplay size the replay rings (defaults 2048, 256).
-	FleetReplay  int
-	DeviceReplay int
+	// SubscriberBytes bounds the bytes of the events waiting for one client
+	// (default 4 MiB): a few large events drop a slow client as surely as
+	// many small ones.
+	SubscriberBytes int
+	// FleetReplay and DeviceReplay size the replay rings (defaults 2048, 256
+	// events); FleetReplayBytes and DeviceReplayBytes bound their bytes
+	// (defaults 2 MiB, 1 MiB), so that large events (readings of 1,000
+	// metrics, messages with big properties) cannot fill memory.
+	FleetReplay       int
+	DeviceReplay      int
+	FleetReplayBytes  int
+	DeviceReplayBytes int
 	// Heartbeat is the interval of keep-alive comments (default 15 s).
 	Heartbeat time.Duration
 	// ActivityInterval is the least time between two activity events for one
@@ -111,6 +120,15 @@ func New(opt Options) *Hub {
 	if opt.DeviceReplay <= 0 {
 		opt.DeviceReplay = 256
 	}
+	if opt.SubscriberBytes <= 0 {
+		opt.SubscriberBytes = 4 << 20
+	}
+	if opt.FleetReplayBytes <= 0 {
+		opt.FleetReplayBytes = 2 << 20
+	}
+	if opt.DeviceReplayBytes <= 0 {
+		opt.DeviceReplayBytes = 1 << 20
+	}
 	if opt.Heartbeat <= 0 {
 		opt.Heartbeat = 15 * time.Second
 	}
@@ -138,7 +156,7 @@ func New(opt Options) *Hub {
 	// a browser that reconnects to a restarted hub sends an id older than
 	// every new one and is told to resynchronise instead of missing events.
 	h.nextID.Store(opt.Now().UnixMicro())
-	h.fleet = newStream(opt.FleetReplay, h.nextID.Load())
+	h.fleet = newStream(opt.FleetReplay, opt.FleetReplayBytes, h.nextID.Load())
 	go h.sweep()
 	return h
 }
@@ -493,10 +511,16 @@ func (h *Hub) deviceStream(deviceID string) *stream {
 	defer h.mu.Unlock()
 	st := h.devices[deviceID]
 	if st == nil {
-		st = newStream(h.opt.DeviceReplay, h.nextID.Load())
+		st = newStream(h.opt.DeviceReplay, h.opt.DeviceReplayBytes, h.nextID.Load())
 		h.devices[deviceID] = st
 	}
 	return st
+}
+
+// newSubscriber makes a subscriber with the hub's buffer bounds.
+func (h *Hub) newSubscriber(filter map[string]bool) *subscriber {
+	return &subscriber{ch: make(chan *event, h.opt.SubscriberBuffer), gone: make(chan struct{}), filter: filter,
+		maxBytes: int64(h.opt.SubscriberBytes)}
 }
 
 // Connected is the number of clients being served.

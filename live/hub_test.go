@@ -272,7 +272,7 @@ func TestReplayRingIsBounded(t *testing.T) {
 // publisher must keep going, the healthy client must get every event, and the
 // stalled one must be disconnected.
 func TestStalledSubscriberIsDropped(t *testing.T) {
-	h := New(Options{SubscriberBuffer: 16, DeviceReplay: 8192, WriteTimeout: 2 * time.Second})
+	h := New(Options{SubscriberBuffer: 16, DeviceReplay: 8192, DeviceReplayBytes: 1 << 30, WriteTimeout: 2 * time.Second})
 	srv := testServer(t, h)
 
 	// A raw connection with a tiny receive buffer that is never read.
@@ -442,7 +442,7 @@ func TestActivityIsCoalesced(t *testing.T) {
 	h := New(Options{Now: clock, ActivityInterval: time.Hour}) // the sweeper stays out of the way
 	defer h.Close()
 	st := h.fleet
-	sub := &subscriber{ch: make(chan *event, 100), gone: make(chan struct{})}
+	sub := &subscriber{ch: make(chan *event, 100), gone: make(chan struct{}), maxBytes: 1 << 40}
 	st.mu.Lock()
 	st.subs[sub] = struct{}{}
 	st.mu.Unlock()
@@ -585,7 +585,7 @@ func TestRememberedDeviceGoesOffline(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	h := New(Options{Now: func() time.Time { return now }, ActivityInterval: time.Hour})
 	defer h.Close()
-	sub := &subscriber{ch: make(chan *event, 10), gone: make(chan struct{})}
+	sub := &subscriber{ch: make(chan *event, 10), gone: make(chan struct{}), maxBytes: 1 << 40}
 	h.fleet.mu.Lock()
 	h.fleet.subs[sub] = struct{}{}
 	h.fleet.mu.Unlock()
@@ -610,7 +610,7 @@ func TestSetConnectedAnnouncesOnlineAndOffline(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	h := New(Options{Now: func() time.Time { return now }, ActivityInterval: time.Hour})
 	defer h.Close()
-	sub := &subscriber{ch: make(chan *event, 10), gone: make(chan struct{})}
+	sub := &subscriber{ch: make(chan *event, 10), gone: make(chan struct{}), maxBytes: 1 << 40}
 	h.fleet.mu.Lock()
 	h.fleet.subs[sub] = struct{}{}
 	h.fleet.mu.Unlock()

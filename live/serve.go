@@ -81,7 +81,7 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, stream func() *strea
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 
-	sub := &subscriber{ch: make(chan *event, h.opt.SubscriberBuffer), gone: make(chan struct{}), filter: filter}
+	sub := h.newSubscriber(filter)
 	// Replay and registration happen under the stream's lock, so no event
 	// falls between what is replayed and what is delivered live.
 	st := stream()
@@ -155,6 +155,7 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, stream func() *strea
 			for {
 				select {
 				case ev := <-sub.ch:
+					sub.sent(ev)
 					if err := write(ev.wire); err != nil {
 						return nil
 					}
@@ -169,6 +170,7 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, stream func() *strea
 				return nil
 			}
 		case ev := <-sub.ch:
+			sub.sent(ev)
 			deadline()
 			if err := write(ev.wire); err != nil {
 				return nil
@@ -177,6 +179,7 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, stream func() *strea
 			for more := true; more; {
 				select {
 				case ev := <-sub.ch:
+					sub.sent(ev)
 					if err := write(ev.wire); err != nil {
 						return nil
 					}

@@ -1,6 +1,8 @@
 package live
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"time"
 	"unicode/utf8"
@@ -12,6 +14,11 @@ import (
 // body is in the message log. It keeps one chatty device with 256 KB messages
 // from filling every subscriber's buffer.
 const MaxLiveBody = 16 * 1024
+
+// MaxLiveProperties is the most of a message's application properties (names
+// and values) a live event carries, for the same reason: whole properties,
+// in name order; the rest are in the message log.
+const MaxLiveProperties = 16 * 1024
 
 // MessageEvent is the payload of EventMessage: the message as the operator
 // API lists it (GET /api/v1/devices/{id}/messages), so pages render both the
@@ -32,6 +39,8 @@ type MessageEvent struct {
 	BodyBase64 bool   `json:"bodyBase64,omitempty"`
 	Size       int    `json:"size"`
 	Truncated  bool   `json:"truncated,omitempty"`
+	// PropertiesTruncated says that Properties were cut at MaxLiveProperties.
+	PropertiesTruncated bool `json:"propertiesTruncated,omitempty"`
 }
 
 // ReadingEvent is the payload of EventReading: the values a message carried
@@ -91,12 +100,10 @@ func messageEvent(c *ingest.Committed) MessageEvent {
 	ev := MessageEvent{
 		ID: c.Seq, DeviceID: c.DeviceID, EnqueuedTime: c.EnqueuedAt,
 		MessageID: m.MessageID, CorrelationID: m.CorrelationID, ContentType: m.ContentType,
-		ContentEncoding: m.ContentEncoding, Properties: m.Properties, AuthMethod: m.AuthMethod,
+		ContentEncoding: m.ContentEncoding, AuthMethod: m.AuthMethod,
 		Size: len(m.Body),
 	}
-	if ev.Properties == nil {
-		ev.Properties = map[string]string{}
-	}
+	ev.Properties, ev.PropertiesTruncated = liveProperties(m.Properties)
 	body := m.Body
 	if len(body) > MaxLiveBody {
 		// Cut before a rune boundary so text stays text.
@@ -108,6 +115,33 @@ func messageEvent(c *ingest.Committed) MessageEvent {
 	}
 	ev.Body, ev.BodyBase64 = ingest.DisplayBody(body)
 	return ev
+}
+
+// liveProperties cuts properties to MaxLiveProperties bytes of names and
+// values, keeping whole properties in name order, and reports whether it
+// left any out. Properties within the limit are returned as they are.
+func liveProperties(props map[string]string) (map[string]string, bool) {
+	size := 0
+	for k, v := range props {
+		size += len(k) + len(v)
+	}
+	if size <= MaxLiveProperties {
+		if props == nil {
+			props = map[string]string{}
+		}
+		return props, false
+	}
+	out := make(map[string]string)
+	size = 0
+	for _, k := range slices.Sorted(maps.Keys(props)) {
+		v := props[k]
+		if size+len(k)+len(v) > MaxLiveProperties {
+			continue // a smaller one further on may still fit
+		}
+		out[k] = v
+		size += len(k) + len(v)
+	}
+	return out, true
 }
 
 // readingEvents groups readings by time, oldest first.

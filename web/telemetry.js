@@ -586,7 +586,7 @@ export function prettyBody(text) {
 /**
  * Reads a message as the messages API and the live "message" event give it:
  * {id, enqueuedTime, messageId, contentType, properties, body, bodyBase64: bool,
- * size?, truncated?}.
+ * size?, truncated?, propertiesTruncated?}.
  */
 function normaliseMessage(m) {
   let body = typeof m.body === 'string' ? m.body : '';
@@ -606,6 +606,7 @@ function normaliseMessage(m) {
     properties: m.properties ?? {},
     size: size ?? new TextEncoder().encode(body).length,
     truncated: Boolean(m.truncated),
+    propertiesTruncated: Boolean(m.propertiesTruncated),
     body,
     binary,
   };
@@ -651,6 +652,13 @@ function renderMessage(doc, m) {
       b.textContent = k;
       tag.append(b, `=${v}`);
       ul.append(tag);
+    }
+    if (m.propertiesTruncated) {
+      const more = doc.createElement('li');
+      more.className = 'tag muted';
+      more.dataset.testid = 'properties-truncated';
+      more.textContent = '… more properties in the message log';
+      ul.append(more);
     }
     li.append(ul);
   }
