@@ -58,8 +58,11 @@ func (s *Server) apiSendCloudMessage(c echo.Context) error {
 	if len(body) > db.MaxCloudBody {
 		return errorf(http.StatusRequestEntityTooLarge, "body is %d bytes; a cloud-to-device message may have at most %d", len(body), db.MaxCloudBody)
 	}
-	if req.TTLSeconds < 0 {
-		return errorf(http.StatusBadRequest, "ttlSeconds must be from %d to %d", int(db.MinCloudTTL/time.Second), int(db.MaxCloudTTL/time.Second))
+	// 0 (or absent) takes the default.
+	if req.TTLSeconds != 0 {
+		if err := checkRange("ttlSeconds", req.TTLSeconds, int(db.MinCloudTTL/time.Second), int(db.MaxCloudTTL/time.Second), " (1 minute to 2 days)"); err != nil {
+			return err
+		}
 	}
 	p, _ := principal(c)
 	m, err := s.cloud.Send(c.Request().Context(), p.Actor(), c.Param("id"), commands.Message{
@@ -117,14 +120,14 @@ func (s *Server) apiInvokeMethod(c echo.Context) error {
 	}
 	call := commands.MethodCall{Name: c.Param("name"), Payload: req.Payload}
 	if t := req.ResponseTimeoutInSeconds; t != nil {
-		if *t < 5 || *t > 300 {
-			return errorf(http.StatusBadRequest, "responseTimeoutInSeconds must be from 5 to 300")
+		if err := checkRange("responseTimeoutInSeconds", *t, int(commands.MinResponseTimeout/time.Second), int(commands.MaxResponseTimeout/time.Second), ""); err != nil {
+			return err
 		}
 		call.ResponseTimeout = time.Duration(*t) * time.Second
 	}
 	if t := req.ConnectTimeoutInSeconds; t != nil {
-		if *t < 0 || *t > 300 {
-			return errorf(http.StatusBadRequest, "connectTimeoutInSeconds must be from 0 to 300")
+		if err := checkRange("connectTimeoutInSeconds", *t, 0, int(commands.MaxConnectTimeout/time.Second), ""); err != nil {
+			return err
 		}
 		call.ConnectTimeout = time.Duration(*t) * time.Second
 	}

@@ -232,8 +232,8 @@ func TestInvokeMethodAPI(t *testing.T) {
 	}{
 		{"not connected", "/api/v1/devices/dev1/methods/other", `{}`, 404, "device not connected"},
 		{"timeout", "/api/v1/devices/dev1/methods/slow", `{"payload":null}`, 504, "timed out"},
-		{"response timeout range", "/api/v1/devices/dev1/methods/echo", `{"responseTimeoutInSeconds":4}`, 400, "5 to 300"},
-		{"connect timeout range", "/api/v1/devices/dev1/methods/echo", `{"connectTimeoutInSeconds":301}`, 400, "0 to 300"},
+		{"response timeout range", "/api/v1/devices/dev1/methods/echo", `{"responseTimeoutInSeconds":4}`, 422, "5 to 300"},
+		{"connect timeout range", "/api/v1/devices/dev1/methods/echo", `{"connectTimeoutInSeconds":301}`, 422, "0 to 300"},
 		{"payload not JSON", "/api/v1/devices/dev1/methods/echo", `{"payload":x}`, 400, "invalid JSON"},
 		{"payload too large", "/api/v1/devices/dev1/methods/echo", `{"payload":"` + strings.Repeat("x", 128*1024) + `"}`, 413, "131072"},
 		{"unknown device", "/api/v1/devices/nope/methods/echo", `{}`, 404, "nope"},

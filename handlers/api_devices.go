@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -65,10 +66,51 @@ func bindJSON(c echo.Context, v any) error {
 		if errors.Is(err, io.EOF) {
 			return errorf(http.StatusBadRequest, "request body is empty; send a JSON object")
 		}
+		// A value of the wrong type (a number too large for its field, a
+		// fraction where a whole number belongs, a string for a number) is
+		// an invalid field, said in JSON's words rather than Go's.
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			if ute.Field == "" {
+				return errorf(http.StatusUnprocessableEntity, "request body must be %s, got %s", jsonKind(ute.Type), ute.Value)
+			}
+			return errorf(http.StatusUnprocessableEntity, "%s must be %s, got %s", ute.Field, jsonKind(ute.Type), ute.Value)
+		}
 		return errorf(http.StatusBadRequest, "invalid JSON body: %v", err)
 	}
 	if dec.More() {
 		return errorf(http.StatusBadRequest, "invalid JSON body: more than one value")
+	}
+	return nil
+}
+
+// jsonKind names, for an API client, the JSON value a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number within its range, without fraction or exponent"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "a JSON array"
+	default:
+		return "a JSON object"
+	}
+}
+
+// checkRange refuses an integer field outside [lo, hi] with 422. Callers
+// check before converting (to a time.Duration, say), so nothing overflows.
+func checkRange(field string, v, lo, hi int, unit string) error {
+	if v < lo || v > hi {
+		return errorf(http.StatusUnprocessableEntity, "%s must be from %d to %d%s, got %d", field, lo, hi, unit, v)
 	}
 	return nil
 }
