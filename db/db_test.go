@@ -75,6 +75,10 @@ func TestValidateDeviceID(t *testing.T) {
 		{"has space", `' ' at position 4`},
 		{"slash/no", `'/' at position 6`},
 		{"ümlaut", "position 1"},
+		{".", `device id "." is not allowed`},
+		{"..", `device id ".." is not allowed`},
+		{"...", ""},
+		{".a", ""},
 	}
 	for _, tt := range tests {
 		err := db.ValidateDeviceID(tt.id)

@@ -67,6 +67,12 @@ func ValidateDeviceID(id string) error {
 	if len(id) > MaxDeviceIDLength {
 		return invalid("id", "device id is %d characters long; at most %d are allowed", len(id), MaxDeviceIDLength)
 	}
+	// Azure allows them, but in a URL they are path segments that browsers
+	// and proxies resolve away: the device's page and API paths would be
+	// unreachable.
+	if id == "." || id == ".." {
+		return invalid("id", "device id %q is not allowed: in a URL it means the current or parent folder, so the device's pages could not be reached", id)
+	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {

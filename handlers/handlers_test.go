@@ -184,6 +184,8 @@ func TestCreateDeviceErrors(t *testing.T) {
 		{"bad id", `{"id":"bad id"}`, 422, "position 4"},
 		{"empty id", `{"id":""}`, 422, "empty"},
 		{"too long", `{"id":"` + strings.Repeat("a", 129) + `"}`, 422, "129 characters"},
+		{"dot", `{"id":"."}`, 422, `device id "." is not allowed`},
+		{"dot dot", `{"id":".."}`, 422, `device id ".." is not allowed`},
 		{"bad json", `{"id":`, 400, "invalid JSON"},
 		{"unknown field", `{"id":"x","colour":"red"}`, 400, "colour"},
 		{"too large", `{"id":"x","name":"` + strings.Repeat("a", 2<<20) + `"}`, 413, "larger"},

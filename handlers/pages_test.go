@@ -455,6 +455,7 @@ func TestDeviceForms(t *testing.T) {
 		want string
 	}{
 		{"bad id", []string{"/devices", "id", "bad id"}, "error: device id contains"},
+		{"dot dot id", []string{"/devices", "id", ".."}, "error: device id &#34;..&#34; is not allowed"},
 		{"duplicate", []string{"/devices", "id", "pump:7"}, "error: A device with id &#34;pump:7&#34; already exists."},
 		{"bad tags", []string{"/devices", "id", "x1", "tags", "novalue"}, "error: &#34;novalue&#34; is not key=value"},
 		{"bad key", []string{"/devices/pump:7/keys/rotate", "which", "tertiary"}, "error: unknown key"},

@@ -75,6 +75,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"bad addr", []string{"serve", "--addr", "nonsense"}, "not host:port"},
 		{"missing id", []string{"device", "add", "--data", data}, "expected one device id"},
 		{"bad device id", []string{"device", "add", "--data", data, "bad id"}, "position 4"},
+		{"dot device id", []string{"device", "add", "--data", data, "."}, `device id "." is not allowed`},
 		{"token without role", []string{"token", "create", "--data", data}, "--role is required"},
 		{"token bad role", []string{"token", "create", "--data", data, "--role", "god"}, `unknown role "god"`},
 		{"user bad role", []string{"user", "add", "--data", data, "--role", "god", "bob"}, `unknown role "god"`},

@@ -75,6 +75,11 @@ func parseSimulate(e env, args []string) (simulateConfig, error) {
 	if u, err := url.Parse(cfg.URL); err != nil || u.Scheme != "https" || u.Host == "" {
 		return cfg, usagef("simulate: --url %q must be the device endpoint, https://host:port", cfg.URL)
 	}
+	// The ids differ only in their digits: the last is as long as any.
+	ids := simulate.DeviceIDs(cfg.Prefix, cfg.Devices)
+	if id := ids[len(ids)-1]; db.ValidateDeviceID(id) != nil {
+		return cfg, usagef("simulate: --prefix %q makes device ids like %q: %v", cfg.Prefix, id, db.ValidateDeviceID(id))
+	}
 	return cfg, nil
 }
 

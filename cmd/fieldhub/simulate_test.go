@@ -23,6 +23,7 @@ func TestSimulateFlags(t *testing.T) {
 		{"no devices", []string{"--data", "d", "--devices", "0"}, "--devices"},
 		{"too fast", []string{"--data", "d", "--interval", "1ms"}, "--interval"},
 		{"stray argument", []string{"--data", "d", "extra"}, "no arguments"},
+		{"prefix makes bad ids", []string{"--data", "d", "--prefix", "a/"}, `--prefix "a/" makes device ids like "a/005"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
