@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -50,6 +51,7 @@ type DB struct {
 
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	log *slog.Logger
 
 	// tel holds the time series being filled in memory (reading.go).
 	tel telemetry
@@ -60,6 +62,9 @@ type Options struct {
 	// Synchronous is SQLite's synchronous setting: FULL (default) fsyncs the WAL on
 	// every commit so an acknowledged message survives power loss, not only a crash.
 	Synchronous string
+	// Logger receives what the writer notices about devices (a device that
+	// reached MaxMetricsPerDevice); nil discards it.
+	Logger *slog.Logger
 }
 
 // Open opens (creating if needed) the database file at path and applies migrations.
@@ -106,7 +111,10 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
 
-	d := &DB{write: write, read: read, path: path, Now: time.Now}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := &DB{write: write, read: read, path: path, Now: time.Now, log: opts.Logger}
 	if err := d.write.PingContext(ctx); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("open db %s: %w", path, err)

@@ -50,6 +50,9 @@ type deviceRef struct {
 	// devices send the same keys message after message, so comparing names
 	// spares a map lookup per reading.
 	shape []*series
+	// overMetricCap is set once new metric names of the device were dropped
+	// at MaxMetricsPerDevice and logged, so that it is logged only once.
+	overMetricCap bool
 }
 
 // sameShape reports whether rs names the metrics of dev's shape, in order,
@@ -318,6 +321,7 @@ func (d *DB) AppendMessages(ctx context.Context, msgs []NewMessage) (ids []int64
 	freshPerDevice := make(map[int64]int)
 	now := d.Now()
 	var evicted []*deviceRef // cached rows that turned out stale
+	var capped []*deviceRef  // devices with new metric names dropped in this batch
 	var reshaped []int       // messages whose readings did not match their device's shape
 	// Last-activity updates written in the transaction, and ones left for later.
 	var activity, pending []activityWrite
@@ -387,6 +391,9 @@ func (d *DB) AppendMessages(ctx context.Context, msgs []NewMessage) (ids []int64
 					replaced[key] = true
 				} else if t.perDevice[dev.id]+freshPerDevice[dev.id] >= MaxMetricsPerDevice {
 					readingSeries = append(readingSeries, nil) // dropped, for want of a series
+					if !dev.overMetricCap && !slices.Contains(capped, dev) {
+						capped = append(capped, dev)
+					}
 					continue
 				}
 				freshPerDevice[dev.id]++
@@ -439,6 +446,11 @@ func (d *DB) AppendMessages(ctx context.Context, msgs []NewMessage) (ids []int64
 	// Only now that the transaction committed does memory follow it.
 	for _, dev := range evicted {
 		t.forgetDevice(dev)
+	}
+	for _, dev := range capped {
+		dev.overMetricCap = true
+		d.log.Warn(fmt.Sprintf("device reached the limit of %d metrics; readings of new metric names are not recorded (its messages still are)", MaxMetricsPerDevice),
+			"device", dev.deviceID)
 	}
 	for i, dev := range msgDevice {
 		if dev != nil && t.devices[msgs[i].DeviceID] != dev {

@@ -76,6 +76,7 @@ func (s *Server) deviceTelemetry(ctx context.Context, deviceID string) (views.Te
 		ReadingsURL: base + "/readings",
 		MessagesURL: base + "/messages",
 		Metrics:     make([]views.MetricSummary, len(metrics)),
+		MetricLimit: db.MaxMetricsPerDevice, AtMetricLimit: len(metrics) >= db.MaxMetricsPerDevice,
 	}
 	for i, m := range metrics {
 		t.Metrics[i] = views.MetricSummary{Name: m.Name, LastValue: m.LastValue, LastTime: m.LastTime}

@@ -107,7 +107,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 
 // serve runs the hub until ctx is cancelled, then shuts down in reverse order of start.
 func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error {
-	store, err := openDB(ctx, cfg.DataDir)
+	store, err := openServeDB(ctx, cfg.DataDir, log)
 	if err != nil {
 		return err
 	}
@@ -280,6 +280,16 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 		log.Error("stop dashboard server", "err", err)
 	}
 	return nil
+}
+
+// openServeDB opens the data folder's database as openDB does, with the
+// hub's logger for what the writer notices about devices.
+func openServeDB(ctx context.Context, dataDir string, log *slog.Logger) (*db.DB, error) {
+	d, err := db.Open(ctx, dbPath(dataDir), db.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("open database in %s: %w", dataDir, err)
+	}
+	return d, nil
 }
 
 // displayAddr turns a listen address into one a browser can open.
