@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"fieldhub/db"
+	"fieldhub/quota"
 )
 
 // maxAPIBody bounds operator API request bodies.
@@ -30,12 +31,13 @@ type deviceJSON struct {
 	PrimaryKey       string            `json:"primaryKey,omitempty"`
 	SecondaryKey     string            `json:"secondaryKey,omitempty"`
 	ConnectionString string            `json:"connectionString,omitempty"`
+	Throttled        quota.Counts      `json:"throttled"` // refused or held back by the device's quota since start
 }
 
 func (s *Server) deviceJSON(c echo.Context, d db.Device) deviceJSON {
 	out := deviceJSON{
 		ID: d.DeviceID, Name: d.Name, Tags: d.Tags, Enabled: d.Enabled, Status: d.Status(s.now()),
-		Connected: d.Connected, CreatedAt: d.CreatedAt,
+		Connected: d.Connected, CreatedAt: d.CreatedAt, Throttled: s.quota.Throttled(d.DeviceID),
 	}
 	if !d.LastActivity.IsZero() {
 		t := d.LastActivity

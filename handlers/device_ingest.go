@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -69,6 +71,13 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	}
 	if s.ingest == nil {
 		return &Error{Status: http.StatusServiceUnavailable, Message: "telemetry ingest is not running", RetryAfter: 5}
+	}
+	// One message is refused before its body is read; a batch once it is
+	// decoded, when its count is known.
+	if !ingest.IsBatch(c.Request().Header) {
+		if err := s.takeMessages(who.Device.DeviceID, 1); err != nil {
+			return err
+		}
 	}
 	if s.ingest.Busy() {
 		// Refuse before reading the body: under a flood, decoding requests that
@@ -136,6 +145,9 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 			}
 			return errorf(http.StatusBadRequest, "%v", err)
 		}
+		if err := s.takeMessages(who.Device.DeviceID, len(msgs)); err != nil {
+			return err
+		}
 	} else {
 		single.Body = body
 		msgs = []ingest.Message{single}
@@ -162,6 +174,23 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	default:
 		return err
 	}
+}
+
+// takeMessages takes n messages from the device's budget, or refuses them
+// with 429 and how long to wait (Retry-After), as Azure IoT Hub throttles.
+func (s *Server) takeMessages(deviceID string, n int) error {
+	wait := s.quota.TakeMessages(deviceID, n)
+	if wait <= 0 {
+		return nil
+	}
+	retry := int(math.Ceil(wait.Seconds()))
+	what := "this message"
+	if n > 1 {
+		what = fmt.Sprintf("this batch of %d messages", n)
+	}
+	return &Error{Status: http.StatusTooManyRequests, RetryAfter: retry,
+		Message: fmt.Sprintf("device %s is sending faster than its limit of %g messages a second (bursts of %d); %s was not stored: retry after %d s",
+			deviceID, s.quota.MessageRate(), s.quota.MessageBurst(), what, retry)}
 }
 
 func tooLarge(batch bool, limit int64) error {

@@ -15,6 +15,7 @@ import (
 	"fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/live"
+	"fieldhub/quota"
 )
 
 // Assets resolves and serves the embedded front-end bundle.
@@ -56,6 +57,9 @@ type Config struct {
 	// MQTTWebSocket serves MQTT over WebSockets at /$iothub/websocket on the
 	// device listener (the SDKs' MqttWs transport); nil leaves it off.
 	MQTTWebSocket http.Handler
+	// DeviceQuota limits each device's message rate (429 over it) and holds
+	// the throttled counts the API shows; nil limits nothing.
+	DeviceQuota *quota.Devices
 }
 
 // Server holds the handlers' dependencies.
@@ -81,6 +85,7 @@ type Server struct {
 	mqttWS         http.Handler
 	// batchBodies recycles the read buffers of device batch requests.
 	batchBodies sync.Pool
+	quota       *quota.Devices
 }
 
 // New builds the Echo router with every route.
@@ -102,6 +107,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 		ingest:   cfg.Ingest, sasHostnames: cfg.SASHostnames, separateDevice: cfg.SeparateDeviceListener,
 		connections: cfg.Connections, mqttWS: cfg.MQTTWebSocket,
 	}
+	s.quota = cfg.DeviceQuota
 	s.cloud, s.methods, s.twins = commandServices(cfg)
 	e := echo.New()
 	e.HideBanner = true

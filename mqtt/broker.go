@@ -17,6 +17,7 @@ import (
 	"fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/ingest"
+	"fieldhub/quota"
 )
 
 // Ingester stores device-to-cloud messages: Submit returns after commit,
@@ -61,6 +62,9 @@ type Config struct {
 	// the ingest queue before the connection is closed without PUBACK
 	// (default 30 s, the PUBACK deadline of the SDKs).
 	SubmitTimeout time.Duration
+	// Quota holds each device to its message rate (the connection is read
+	// no faster) and connect rate (CONNACK 3 beyond); nil limits nothing.
+	Quota *quota.Devices
 }
 
 // Broker is the MQTT device endpoint: an embedded mochi broker whose hooks

@@ -49,6 +49,9 @@ func (h *hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
 		h.b.log.Info("mqtt connection refused", "client", cl.ID, "remote", cl.Net.Remote, "err", err)
 		return false
 	}
+	if !h.b.admitConnect(cl, c.deviceID) { // quota.go
+		return false
+	}
 	h.b.mu.Lock()
 	h.b.pending[cl] = c
 	h.b.mu.Unlock()
@@ -195,6 +198,9 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 func (b *Broker) handlePublish(c *conn, p Publish, pk packets.Packet) error {
 	a := pendingAck{packetID: pk.PacketID, sendAck: pk.FixedHeader.Qos == 1}
 	if p.Kind == Telemetry {
+		if err := b.holdForQuota(c); err != nil { // quota.go
+			return err
+		}
 		if err := b.reserveAck(c); err != nil {
 			return err
 		}

@@ -113,3 +113,48 @@ func TestDeviceListenerHeaderLimit(t *testing.T) {
 		t.Errorf("%d messages stored, want only the one within the limit:\n%.300s", n, b)
 	}
 }
+
+// TestServeDeviceMsgRate: --device-msg-rate and --device-msg-burst reach
+// the HTTPS device endpoint (429 with Retry-After over the rate) and the
+// throttled count shows in the operator API.
+func TestServeDeviceMsgRate(t *testing.T) {
+	data := t.TempDir()
+	if _, _, err := cli(t, "", "device", "add", "--data", data, "dev1"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ := cli(t, "", "device", "token", "--data", data, "dev1")
+	token := lastLine(out)
+	out, _, _ = cli(t, "", "token", "create", "--data", data, "--role", "viewer", "--name", "t")
+	viewer := lastLine(out)
+	// A rate so low that no second token comes during the test.
+	hub := serveInProcess(t, data, "--device-msg-rate", "0.001", "--device-msg-burst", "2")
+	client := hub.deviceClient(t)
+	var statuses []int
+	var retry string
+	for range 3 {
+		req, _ := http.NewRequest("POST", hub.deviceURL+"/devices/dev1/messages/events", strings.NewReader(`{"t":1}`))
+		req.Header.Set("Authorization", token)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		statuses = append(statuses, resp.StatusCode)
+		retry = resp.Header.Get("Retry-After")
+	}
+	if fmt.Sprint(statuses) != "[204 204 429]" || retry != "1000" {
+		t.Errorf("statuses %v, last Retry-After %q; want [204 204 429] and 1000 (s)", statuses, retry)
+	}
+	req, _ := http.NewRequest("GET", hub.dashURL+"/api/v1/devices/dev1", nil)
+	req.Header.Set("Authorization", "Bearer "+viewer)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(b), `"throttled":{"messages":1,"connects":0}`) {
+		t.Errorf("GET /api/v1/devices/dev1 = %s, want 1 throttled message", b)
+	}
+}

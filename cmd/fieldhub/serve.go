@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"fieldhub/ingest"
 	"fieldhub/live"
 	"fieldhub/mqtt"
+	"fieldhub/quota"
 	"fieldhub/static"
 )
 
@@ -39,6 +42,9 @@ type serveConfig struct {
 	TLSKey     string
 	// Retention is how long telemetry is kept.
 	Retention time.Duration
+	// DeviceQuota is each device's budget: messages a second (with a burst)
+	// and MQTT connections a second; a rate of 0 is unlimited.
+	DeviceQuota quota.Config
 }
 
 func parseServe(e env, args []string) (serveConfig, error) {
@@ -55,8 +61,14 @@ func parseServe(e env, args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.TLSCert, "tls-cert", envOr(e, "FIELDHUB_TLS_CERT", ""), "PEM certificate chain of the device endpoints; default: issued by a CA generated in <data>/tls (env FIELDHUB_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", envOr(e, "FIELDHUB_TLS_KEY", ""), "PEM private key for --tls-cert (env FIELDHUB_TLS_KEY)")
 	fs.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "how long device messages and readings are kept")
+	msgRate := fs.String("device-msg-rate", envOr(e, "FIELDHUB_DEVICE_MSG_RATE", strconv.Itoa(quota.DefaultMessageRate)), "device-to-cloud messages a second each device may send; over it HTTPS answers 429 and MQTT reads the device no faster; 0 is unlimited (env FIELDHUB_DEVICE_MSG_RATE)")
+	msgBurst := fs.String("device-msg-burst", envOr(e, "FIELDHUB_DEVICE_MSG_BURST", "0"), "messages a device may send at once after a quiet spell; 0 is twice --device-msg-rate (env FIELDHUB_DEVICE_MSG_BURST)")
+	connectRate := fs.String("device-connect-rate", envOr(e, "FIELDHUB_DEVICE_CONNECT_RATE", strconv.Itoa(quota.DefaultConnectRate)), "MQTT connections a second each device may open, in bursts of 10; over it CONNACK 3; 0 is unlimited (env FIELDHUB_DEVICE_CONNECT_RATE)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
+		return cfg, err
+	}
+	if cfg.DeviceQuota, err = parseDeviceQuota(*msgRate, *msgBurst, *connectRate); err != nil {
 		return cfg, err
 	}
 	if len(pos) != 0 {
@@ -83,6 +95,24 @@ func parseServe(e env, args []string) (serveConfig, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// parseDeviceQuota reads the --device-* budget flags.
+func parseDeviceQuota(msgRate, msgBurst, connectRate string) (quota.Config, error) {
+	var q quota.Config
+	rate, err := strconv.ParseFloat(msgRate, 64)
+	if err != nil || rate < 0 || math.IsInf(rate, 0) {
+		return q, usagef("serve: --device-msg-rate %q: want messages a second, a number from 0 (unlimited) up", msgRate)
+	}
+	burst, err := strconv.Atoi(msgBurst)
+	if err != nil || burst < 0 {
+		return q, usagef("serve: --device-msg-burst %q: want a whole number of messages, 0 for twice the rate", msgBurst)
+	}
+	connects, err := strconv.ParseFloat(connectRate, 64)
+	if err != nil || connects < 0 || math.IsInf(connects, 0) {
+		return q, usagef("serve: --device-connect-rate %q: want connections a second, a number from 0 (unlimited) up", connectRate)
+	}
+	return quota.Config{MessageRate: rate, MessageBurst: burst, ConnectRate: connects}, nil
 }
 
 func newLogger(e env, level string) (*slog.Logger, error) {
@@ -180,6 +210,8 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	if cfg.Hostname != "" {
 		sasHosts = []string{cfg.Hostname}
 	}
+	// Per-device budgets, shared by both device endpoints.
+	deviceQuota := quota.New(cfg.DeviceQuota)
 	// MQTT devices use the same certificate. The broker closes (deferred)
 	// before the pipeline drains: Close waits for publishes in flight.
 	var connections handlers.DeviceConnections
@@ -191,6 +223,7 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 			TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 			DB:  store, Ingest: pipeline, Presence: hub, CloudMessages: cloud, Twins: twins,
 			Hostnames: sasHosts, Logger: log,
+			Quota: deviceQuota,
 		})
 		if err != nil {
 			return err
@@ -213,7 +246,8 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	router, server := handlers.New(handlers.Config{DB: store, Assets: assets, Logger: log, DeviceHost: deviceHost, Live: hub,
 		CloudMessages: cloud, Methods: methods, Twins: twins,
 		Ingest: pipeline, SASHostnames: sasHosts, SeparateDeviceListener: !isLoopback(cfg.Addr),
-		Connections: connections, MQTTWebSocket: mqttWS})
+		Connections: connections, MQTTWebSocket: mqttWS,
+		DeviceQuota: deviceQuota})
 	deviceSrv := &http.Server{
 		Handler: server.DeviceRouter(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
