@@ -59,11 +59,11 @@ func serveInProcess(t *testing.T, data string, extra ...string) *runningHub {
 	}
 }
 
-// TestDeviceListenerHeaderLimit: the HTTPS device listener reads at most
-// 64 KB of request headers. 5,000 property headers get 431 from the server
-// before any handler runs, and nothing is stored.
-func TestDeviceListenerHeaderLimit(t *testing.T) {
-	data := t.TempDir()
+// deviceData is a data folder with device dev1, a SAS token for it and a
+// viewer API token.
+func deviceData(t *testing.T) (data, deviceToken, viewer string) {
+	t.Helper()
+	data = t.TempDir()
 	if _, _, err := cli(t, "", "device", "add", "--data", data, "dev1"); err != nil {
 		t.Fatal(err)
 	}
@@ -71,12 +71,32 @@ func TestDeviceListenerHeaderLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token := lastLine(out)
-	out, _, err = cli(t, "", "token", "create", "--data", data, "--role", "viewer", "--name", "t")
+	deviceToken = lastLine(out)
+	if out, _, err = cli(t, "", "token", "create", "--data", data, "--role", "viewer", "--name", "t"); err != nil {
+		t.Fatal(err)
+	}
+	return data, deviceToken, lastLine(out)
+}
+
+// apiGet reads an operator API path with a bearer token.
+func (h *runningHub) apiGet(t *testing.T, token, path string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", h.dashURL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	viewer := lastLine(out)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// TestDeviceListenerHeaderLimit: the HTTPS device listener reads at most
+// 64 KB of request headers. 5,000 property headers get 431 from the server
+// before any handler runs, and nothing is stored.
+func TestDeviceListenerHeaderLimit(t *testing.T) {
+	data, token, viewer := deviceData(t)
 	hub := serveInProcess(t, data)
 	client := hub.deviceClient(t)
 
@@ -101,15 +121,8 @@ func TestDeviceListenerHeaderLimit(t *testing.T) {
 	if got := post(2500); got != http.StatusNoContent {
 		t.Errorf("2,500 property headers (about 50 KB): status %d, want 204", got)
 	}
-	req, _ := http.NewRequest("GET", hub.dashURL+"/api/v1/devices/dev1/messages", nil)
-	req.Header.Set("Authorization", "Bearer "+viewer)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if n := strings.Count(string(b), `"enqueuedTime"`); n != 1 {
+	b := hub.apiGet(t, viewer, "/api/v1/devices/dev1/messages")
+	if n := strings.Count(b, `"enqueuedTime"`); n != 1 {
 		t.Errorf("%d messages stored, want only the one within the limit:\n%.300s", n, b)
 	}
 }
@@ -118,14 +131,7 @@ func TestDeviceListenerHeaderLimit(t *testing.T) {
 // the HTTPS device endpoint (429 with Retry-After over the rate) and the
 // throttled count shows in the operator API.
 func TestServeDeviceMsgRate(t *testing.T) {
-	data := t.TempDir()
-	if _, _, err := cli(t, "", "device", "add", "--data", data, "dev1"); err != nil {
-		t.Fatal(err)
-	}
-	out, _, _ := cli(t, "", "device", "token", "--data", data, "dev1")
-	token := lastLine(out)
-	out, _, _ = cli(t, "", "token", "create", "--data", data, "--role", "viewer", "--name", "t")
-	viewer := lastLine(out)
+	data, token, viewer := deviceData(t)
 	// A rate so low that no second token comes during the test.
 	hub := serveInProcess(t, data, "--device-msg-rate", "0.001", "--device-msg-burst", "2")
 	client := hub.deviceClient(t)
@@ -146,15 +152,7 @@ func TestServeDeviceMsgRate(t *testing.T) {
 	if fmt.Sprint(statuses) != "[204 204 429]" || retry != "1000" {
 		t.Errorf("statuses %v, last Retry-After %q; want [204 204 429] and 1000 (s)", statuses, retry)
 	}
-	req, _ := http.NewRequest("GET", hub.dashURL+"/api/v1/devices/dev1", nil)
-	req.Header.Set("Authorization", "Bearer "+viewer)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(b), `"throttled":{"messages":1,"connects":0}`) {
+	if b := hub.apiGet(t, viewer, "/api/v1/devices/dev1"); !strings.Contains(b, `"throttled":{"messages":1,"connects":0}`) {
 		t.Errorf("GET /api/v1/devices/dev1 = %s, want 1 throttled message", b)
 	}
 }
