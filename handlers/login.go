@@ -113,13 +113,19 @@ func (s *Server) logout(c echo.Context) error {
 }
 
 // safeNext keeps a post-login redirect on this site: a local absolute path,
-// not "//host" or "/\host" (which browsers treat as another host), and not
-// back to the login page. Anything else goes to the fleet.
+// not "//host" or "/\host" (which browsers treat as another host), not back to
+// the login page, and only of printable ASCII, so that no control byte (a NUL,
+// a line break) or raw non-ASCII byte reaches the Location header; links the
+// dashboard makes are percent-encoded and pass. Anything else goes to the fleet.
 func safeNext(next string) string {
 	if next == "" || next[0] != '/' || strings.HasPrefix(next, "//") || strings.HasPrefix(next, `/\`) ||
-		strings.ContainsAny(next, "\r\n\t") || next == "/login" || strings.HasPrefix(next, "/login?") ||
-		strings.HasPrefix(next, "/logout") {
+		next == "/login" || strings.HasPrefix(next, "/login?") || strings.HasPrefix(next, "/logout") {
 		return views.FleetPath
+	}
+	for i := 0; i < len(next); i++ {
+		if next[i] <= ' ' || next[i] >= 0x7f {
+			return views.FleetPath
+		}
 	}
 	return next
 }

@@ -19,6 +19,12 @@ func TestSafeNext(t *testing.T) {
 		{"/login?next=/x", "/devices"},
 		{"/logout", "/devices"},
 		{"/x\r\nSet-Cookie: a=b", "/devices"},
+		{"/\x00/x", "/devices"},
+		{"/devices/d1\x7f", "/devices"},
+		{"/devices/d 1", "/devices"},
+		{"/devices/caf\u00e9", "/devices"},
+		{"/devices/\xff", "/devices"},
+		{"/devices/p%2541?x=%00", "/devices/p%2541?x=%00"},
 	}
 	for _, tt := range tests {
 		if got := safeNext(tt.next); got != tt.want {
@@ -36,8 +42,13 @@ func FuzzSafeNext(f *testing.F) {
 		if !strings.HasPrefix(got, "/") || strings.HasPrefix(got, "//") || strings.HasPrefix(got, `/\`) {
 			t.Errorf("safeNext(%q) = %q leaves the site", next, got)
 		}
-		if strings.ContainsAny(got, "\r\n") {
-			t.Errorf("safeNext(%q) = %q has a line break", next, got)
+		for i := 0; i < len(got); i++ {
+			if got[i] <= ' ' || got[i] >= 0x7f {
+				t.Fatalf("safeNext(%q) = %q holds byte %#x, want printable ASCII only", next, got, got[i])
+			}
+		}
+		if got != next && got != "/devices" {
+			t.Errorf("safeNext(%q) = %q, want the input or the fleet", next, got)
 		}
 	})
 }
