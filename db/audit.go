@@ -5,6 +5,20 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// The longest audit fields, in characters. Anything longer is cut to this
+// length, its last character replaced by "…", where entries are stored (so
+// no caller, HTTP, MQTT or CLI, can grow a row with what it was sent) and
+// again where they are read (rows stored before the cut existed).
+const (
+	MaxAuditActor   = 256 // "token:" and a 200-character token name
+	MaxAuditAction  = 64
+	MaxAuditTarget  = 256 // a device id and a method name
+	MaxAuditOutcome = 32
+	MaxAuditDetail  = 1024
 )
 
 // AuditEntry records who did what to what, and how it ended.
@@ -26,12 +40,51 @@ func (d *DB) RecordAudit(ctx context.Context, e AuditEntry) error {
 	if e.Outcome == "" {
 		e.Outcome = "ok"
 	}
+	e = e.cut()
 	_, err := d.write.ExecContext(ctx, `INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)`,
 		ms(e.At), e.Actor, e.Action, e.Target, e.Outcome, e.Detail)
 	if err != nil {
 		return fmt.Errorf("record audit %s: %w", e.Action, err)
 	}
 	return nil
+}
+
+// cut bounds every field to its maximum length.
+func (e AuditEntry) cut() AuditEntry {
+	e.Actor = cutAuditField(e.Actor, MaxAuditActor)
+	e.Action = cutAuditField(e.Action, MaxAuditAction)
+	e.Target = cutAuditField(e.Target, MaxAuditTarget)
+	e.Outcome = cutAuditField(e.Outcome, MaxAuditOutcome)
+	e.Detail = cutAuditField(e.Detail, MaxAuditDetail)
+	return e
+}
+
+// cutAuditField keeps at most max characters of s, the last one "…" when
+// s was longer. Invalid UTF-8 and control characters (a NUL, an escape
+// sequence for a terminal reading an export) become U+FFFD.
+func cutAuditField(s string, max int) string {
+	clean := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if unicode.IsControl(r) {
+				return utf8.RuneError
+			}
+			return r
+		}, strings.ToValidUTF8(s, string(utf8.RuneError)))
+	}
+	if len(s) <= max { // bytes: then surely no more characters
+		return clean(s)
+	}
+	n := 0
+	for i := range s {
+		if n == max-1 {
+			if utf8.RuneCountInString(s[i:]) == 1 {
+				return clean(s)
+			}
+			return clean(s[:i]) + "…"
+		}
+		n++
+	}
+	return clean(s)
 }
 
 // AuditFilter selects audit entries, newest first.
@@ -66,7 +119,15 @@ func (d *DB) AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntry, err
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100
 	}
-	q := `SELECT id, at, actor, action, target, outcome, detail FROM audit_log`
+	// Bytes, not characters: SQLite's text functions stop at a NUL, which
+	// rows from before the cut may hold. Four bytes per character is enough
+	// to see whether a field is longer than its maximum.
+	field := func(name string, max int) string {
+		return fmt.Sprintf("substr(CAST(%s AS BLOB), 1, %d)", name, 4*(max+1))
+	}
+	q := `SELECT id, at, ` + strings.Join([]string{field("actor", MaxAuditActor), field("action", MaxAuditAction),
+		field("target", MaxAuditTarget), field("outcome", MaxAuditOutcome), field("detail", MaxAuditDetail)}, ", ") +
+		` FROM audit_log`
 	if len(conds) > 0 {
 		q += " WHERE " + strings.Join(conds, " AND ")
 	}
@@ -80,11 +141,13 @@ func (d *DB) AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntry, err
 	for rows.Next() {
 		var e AuditEntry
 		var at int64
-		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.Target, &e.Outcome, &e.Detail); err != nil {
+		var f [5][]byte // an empty BLOB scans as nil, which a string refuses
+		if err := rows.Scan(&e.ID, &at, &f[0], &f[1], &f[2], &f[3], &f[4]); err != nil {
 			return nil, fmt.Errorf("list audit: %w", err)
 		}
 		e.At = fromMS(at)
-		out = append(out, e)
+		e.Actor, e.Action, e.Target, e.Outcome, e.Detail = string(f[0]), string(f[1]), string(f[2]), string(f[3]), string(f[4])
+		out = append(out, e.cut())
 	}
 	return out, rows.Err()
 }

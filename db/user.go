@@ -33,10 +33,13 @@ type User struct {
 	CreatedAt    time.Time
 }
 
+// MaxUsernameLength bounds login names (they are ASCII, so bytes are characters).
+const MaxUsernameLength = 64
+
 // ValidateUsername checks the rules for login names.
 func ValidateUsername(name string) error {
-	if name == "" || len(name) > 64 {
-		return invalid("username", "username must be 1-64 characters")
+	if name == "" || len(name) > MaxUsernameLength {
+		return invalid("username", "username must be 1-%d characters", MaxUsernameLength)
 	}
 	for _, c := range name {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-._@", c)) {

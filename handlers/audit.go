@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -22,6 +23,15 @@ func auditFilter(c echo.Context) (db.AuditFilter, error) {
 		Action: strings.TrimSpace(c.QueryParam("action")),
 		Target: strings.TrimSpace(c.QueryParam("target")),
 		Limit:  auditPageSize,
+	}
+	for _, v := range []struct {
+		name, value string
+		max         int
+	}{{"actor", f.Actor, db.MaxAuditActor}, {"action", f.Action, db.MaxAuditAction}, {"target", f.Target, db.MaxAuditTarget}} {
+		// Stored values are never longer, so such a filter could match nothing.
+		if utf8.RuneCountInString(v.value) > v.max {
+			return f, errorf(http.StatusBadRequest, "%s must be at most %d characters", v.name, v.max)
+		}
 	}
 	if v := c.QueryParam("before"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)

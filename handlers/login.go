@@ -40,11 +40,52 @@ func (s *Server) renderLogin(c echo.Context, status int, m views.LoginPage) erro
 	return s.render(c, status, views.LoginView(m))
 }
 
+// Bounds of the sign-in form, checked before a password check, a throttle
+// entry or an audit row is spent on it.
+const (
+	maxLoginForm     = 8 << 10
+	maxPasswordBytes = 1024
+)
+
+// readLoginForm reads the sign-in form's fields. It names the problem with a
+// body over 8 KB, a username over 64 characters or of characters no username
+// has, and a password over 1,024 bytes.
+func readLoginForm(c echo.Context) (username, password, problem string) {
+	r := c.Request()
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, maxLoginForm)
+	var err error
+	if strings.HasPrefix(r.Header.Get(echo.HeaderContentType), echo.MIMEMultipartForm) {
+		err = r.ParseMultipartForm(maxLoginForm)
+	} else {
+		err = r.ParseForm()
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return "", "", "The sign-in form is larger than 8 KB."
+	case err != nil:
+		return "", "", "The sign-in form could not be read."
+	}
+	username = strings.TrimSpace(r.FormValue("username"))
+	password = r.FormValue("password")
+	switch {
+	case len(username) > db.MaxUsernameLength:
+		return "", "", fmt.Sprintf("Usernames are at most %d characters.", db.MaxUsernameLength)
+	case username != "" && db.ValidateUsername(username) != nil:
+		return "", "", "Usernames hold only letters, digits and - . _ @."
+	case len(password) > maxPasswordBytes:
+		return "", "", "Passwords are at most 1,024 bytes."
+	}
+	return username, password, ""
+}
+
 // login checks the form, throttles guessing, and starts a session.
 func (s *Server) login(c echo.Context) error {
 	ctx := c.Request().Context()
-	username := strings.TrimSpace(c.FormValue("username"))
-	password := c.FormValue("password")
+	username, password, problem := readLoginForm(c)
+	if problem != "" {
+		return s.renderLogin(c, http.StatusBadRequest, views.LoginPage{Error: problem})
+	}
 	next := c.FormValue("next")
 	retry := views.LoginPage{Username: username, Next: next}
 
