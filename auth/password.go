@@ -3,17 +3,23 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
 
 // MinPasswordLength keeps trivially guessable passwords out.
 const MinPasswordLength = 8
+
+// maxPasswordBytes is bcrypt's limit: it reads no further.
+const maxPasswordBytes = 72
 
 // ErrBadPassword is returned when a password does not match.
 var ErrBadPassword = errors.New("wrong username or password")
@@ -23,7 +29,7 @@ func HashPassword(password string) (string, error) {
 	if len(password) < MinPasswordLength {
 		return "", fmt.Errorf("password must be at least %d characters", MinPasswordLength)
 	}
-	if len(password) > 72 {
+	if len(password) > maxPasswordBytes {
 		return "", fmt.Errorf("password must be at most 72 bytes (a bcrypt limit)")
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
@@ -35,11 +41,61 @@ func HashPassword(password string) (string, error) {
 
 // CheckPassword compares a password with its hash in constant time.
 func CheckPassword(hash, password string) error {
-	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)); err != nil {
+	err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password))
+	// bcrypt reads 72 bytes: a longer password would match a stored one
+	// that is its beginning. No stored password is longer (HashPassword).
+	if err != nil || len(password) > maxPasswordBytes {
 		return ErrBadPassword
 	}
 	return nil
 }
+
+// ErrBusy is returned when no password check could start in time.
+var ErrBusy = errors.New("too many password checks at once; try again in a moment")
+
+// PasswordChecker bounds the CPU spent on password checks: bcrypt costs
+// tens of milliseconds, so a flood of logins from many addresses, each
+// within its throttle budget, could otherwise occupy every core.
+type PasswordChecker struct {
+	slots  chan struct{}
+	wait   time.Duration
+	checks atomic.Int64
+}
+
+// NewPasswordChecker allows concurrent checks at once; a check waits at
+// most wait for a slot.
+func NewPasswordChecker(concurrent int, wait time.Duration) *PasswordChecker {
+	return &PasswordChecker{slots: make(chan struct{}, max(concurrent, 1)), wait: wait}
+}
+
+// Check compares password with hash, or, when hash is "", spends the time
+// of a check (an unknown username costs what a known one does, so timing
+// does not tell which exist). It returns ErrBadPassword on a mismatch,
+// ErrBusy when no slot came free within the wait, or ctx's error.
+func (p *PasswordChecker) Check(ctx context.Context, hash, password string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	timer := time.NewTimer(p.wait)
+	defer timer.Stop()
+	select {
+	case p.slots <- struct{}{}:
+	case <-timer.C:
+		return ErrBusy
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.slots }()
+	p.checks.Add(1)
+	if hash == "" {
+		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+		return ErrBadPassword
+	}
+	return CheckPassword(hash, password)
+}
+
+// Checks is how many passwords were checked against bcrypt.
+func (p *PasswordChecker) Checks() int64 { return p.checks.Load() }
 
 // dummyHash lets a login for an unknown user cost as much as one for a known
 // user, so response times do not tell which usernames exist.
@@ -47,11 +103,6 @@ var dummyHash = sync.OnceValue(func() []byte {
 	h, _ := bcrypt.GenerateFromPassword([]byte("fieldhub-dummy-password"), bcrypt.DefaultCost)
 	return h
 })
-
-// BurnPasswordCheck spends the time of one password check.
-func BurnPasswordCheck(password string) {
-	_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
-}
 
 // RandomToken returns n random bytes, URL-safe base64 without padding.
 func RandomToken(n int) string {

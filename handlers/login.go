@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -100,33 +101,40 @@ func (s *Server) login(c echo.Context) error {
 		return s.renderLogin(c, http.StatusUnprocessableEntity, retry)
 	}
 
-	key := username + "|" + c.RealIP()
-	if ok, wait := s.throttle.Allow(key); !ok {
+	// The attempt is taken from the username's and the address's budgets
+	// before the password is checked, so parallel guesses cannot outrun it.
+	attempt, wait := s.throttle.Reserve(username, c.RealIP())
+	if attempt == nil {
 		secs := int(math.Ceil(wait.Seconds()))
-		c.Response().Header().Set("Retry-After", fmt.Sprint(secs))
-		retry.Error = fmt.Sprintf("Too many failed attempts. Try again in %d seconds.", secs)
+		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+		retry.Error = fmt.Sprintf("Too many failed attempts. Try again in %s.", waitText(secs))
 		return s.renderLogin(c, http.StatusTooManyRequests, retry)
 	}
+	defer attempt.Release() // unless Fail or Succeed came first
 
 	user, err := s.db.User(ctx, username)
+	hash := user.PasswordHash
 	switch {
 	case errors.Is(err, db.ErrNotFound):
-		// Spend the same time as a real check so timing does not reveal
-		// which usernames exist.
-		auth.BurnPasswordCheck(password)
-		err = auth.ErrBadPassword
+		hash = "" // checked against a dummy hash: timing does not tell which names exist
 	case err != nil:
 		return err
-	default:
-		err = auth.CheckPassword(user.PasswordHash, password)
 	}
-	if err != nil {
-		s.throttle.Fail(key)
+	err = s.passwords.Check(ctx, hash, password)
+	switch {
+	case errors.Is(err, auth.ErrBusy):
+		c.Response().Header().Set("Retry-After", "1")
+		retry.Error = "The hub is busy checking other sign-ins. Try again in a moment."
+		return s.renderLogin(c, http.StatusServiceUnavailable, retry)
+	case errors.Is(err, auth.ErrBadPassword):
+		attempt.Fail()
 		s.audit(ctx, c, "user.login", username, "failed", "wrong username or password")
 		retry.Error = "Wrong username or password."
 		return s.renderLogin(c, http.StatusUnauthorized, retry)
+	case err != nil:
+		return err // the client went away
 	}
-	s.throttle.Succeed(key)
+	attempt.Succeed()
 
 	token, csrf := auth.RandomToken(32), auth.RandomToken(32)
 	if err := s.db.CreateSession(ctx, token, user.ID, csrf, s.sessionTTL); err != nil {
@@ -138,6 +146,17 @@ func (s *Server) login(c echo.Context) error {
 	c.Set(principalKey, Principal{Username: user.Username, Role: user.Role, CSRF: csrf})
 	s.audit(ctx, c, "user.login", user.Username, "ok", "")
 	return c.Redirect(http.StatusSeeOther, safeNext(next))
+}
+
+// waitText says how long to wait, in minutes once it is over two.
+func waitText(secs int) string {
+	switch {
+	case secs <= 1:
+		return "a second"
+	case secs < 120:
+		return strconv.Itoa(secs) + " seconds"
+	}
+	return strconv.Itoa((secs+59)/60) + " minutes"
 }
 
 // logout ends the session behind the cookie.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"fieldhub/db"
@@ -108,5 +110,75 @@ func TestAuditPagesStayBounded(t *testing.T) {
 	}
 	if p := b.get("/audit?target=" + strings.Repeat("a", db.MaxAuditTarget+1)); p.status != http.StatusBadRequest {
 		t.Errorf("a target filter longer than any stored target = %d, want 400", p.status)
+	}
+}
+
+// TestLoginParallelGuesses: 200 parallel wrong guesses for one user from one
+// address once got 182 bcrypt checks (the throttle checked, hashed, then
+// recorded). Only a password check answers 401, so exactly 5 may.
+func TestLoginParallelGuesses(t *testing.T) {
+	t.Parallel()
+	h := newPageHub(t)
+	h.addUser("alice", db.RoleViewer, "correct-horse")
+	b := h.browser()
+	token := b.csrf("/login") // double-submit: one cookie and token serve every request
+	statuses := map[int]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			req, _ := http.NewRequest("POST", h.srv.URL+"/login", strings.NewReader(url.Values{
+				"username": {"alice"}, "password": {"wrong-" + strconv.Itoa(i)}, "_csrf": {token}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.AddCookie(&http.Cookie{Name: "fieldhub_login_csrf", Value: token})
+			resp, err := http.DefaultTransport.RoundTrip(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+			mu.Lock()
+			statuses[resp.StatusCode]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if statuses[http.StatusUnauthorized] != 5 || statuses[http.StatusTooManyRequests] != 195 {
+		t.Errorf("statuses = %v, want 5 × 401 (checked) and 195 × 429", statuses)
+	}
+	failed, err := h.db.AuditEntries(context.Background(), db.AuditFilter{Action: "user.login"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) != 5 {
+		t.Errorf("%d login audit rows, want 5", len(failed))
+	}
+	// The username's budget is spent from every address, in any letter case.
+	b = h.browser()
+	p := b.post("/login", url.Values{"username": {"ALICE"}, "password": {"correct-horse"}, "_csrf": {b.csrf("/login")}})
+	if p.status != http.StatusTooManyRequests || p.header.Get("Retry-After") != "900" {
+		t.Errorf("right password after 5 wrong = %d, Retry-After %q; want 429, 900", p.status, p.header.Get("Retry-After"))
+	}
+}
+
+// TestLoginManyUsernamesOneAddress: guessing many usernames from one address
+// is cut by the address's budget (20 wrong guesses per 15 minutes).
+func TestLoginManyUsernamesOneAddress(t *testing.T) {
+	t.Parallel()
+	h := newPageHub(t)
+	b := h.browser()
+	var got []int
+	for i := range 25 {
+		p := b.post("/login", url.Values{"username": {"user" + strconv.Itoa(i)}, "password": {"guess-guess"}, "_csrf": {b.csrf("/login")}})
+		got = append(got, p.status)
+	}
+	for i, status := range got {
+		if want := map[bool]int{true: 401, false: 429}[i < 20]; status != want {
+			t.Errorf("guess %d = %d, want %d (statuses %v)", i+1, status, want, got)
+			break
+		}
 	}
 }

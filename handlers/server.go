@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -72,6 +73,7 @@ type Server struct {
 	sessionTTL time.Duration
 	now        func() time.Time
 	throttle   *auth.Throttle
+	passwords  *auth.PasswordChecker
 	live       *live.Hub
 	cloud      *commands.CloudQueue
 	methods    *commands.Invoker
@@ -102,9 +104,12 @@ func New(cfg Config) (*echo.Echo, *Server) {
 	s := &Server{
 		db: cfg.DB, assets: cfg.Assets, log: cfg.Logger, deviceHost: cfg.DeviceHost,
 		secure: cfg.SecureCookies, sessionTTL: cfg.SessionTTL, now: cfg.Now,
-		throttle: auth.NewThrottle(cfg.Now, 5, time.Second, 5*time.Minute),
-		live:     cfg.Live,
-		ingest:   cfg.Ingest, sasHostnames: cfg.SASHostnames, separateDevice: cfg.SeparateDeviceListener,
+		throttle: auth.NewThrottle(auth.ThrottleConfig{Now: cfg.Now}),
+		// A few bcrypt checks at once, never every core; a login that finds
+		// no slot within 3 s is answered 503.
+		passwords: auth.NewPasswordChecker(max(2, min(4, runtime.GOMAXPROCS(0))), 3*time.Second),
+		live:      cfg.Live,
+		ingest:    cfg.Ingest, sasHostnames: cfg.SASHostnames, separateDevice: cfg.SeparateDeviceListener,
 		connections: cfg.Connections, mqttWS: cfg.MQTTWebSocket,
 	}
 	s.quota = cfg.DeviceQuota
