@@ -5,18 +5,53 @@ package auth
 import (
 	"context"
 	"crypto/rand"
+	_ "embed" // the common password list
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 )
 
 // MinPasswordLength keeps trivially guessable passwords out.
-const MinPasswordLength = 8
+const MinPasswordLength = 10
+
+// commonPasswordList is the 10,000 most common passwords, most common first,
+// lower case; commonpasswords/README.md names its source and licence.
+//
+//go:embed commonpasswords/top10000.txt
+var commonPasswordList string
+
+// commonPasswords is commonPasswordList as a set, built on first use.
+var commonPasswords = sync.OnceValue(func() map[string]struct{} {
+	set := make(map[string]struct{}, 10_000)
+	for _, p := range strings.Split(strings.TrimSpace(commonPasswordList), "\n") {
+		set[p] = struct{}{}
+	}
+	return set
+})
+
+// CheckPasswordRules says why a new password is refused: shorter than 10
+// characters, longer than bcrypt's 72 bytes, or, in any letter case, one of
+// the 10,000 most common passwords. Every place a password is set applies it
+// (HashPassword).
+func CheckPasswordRules(password string) error {
+	switch {
+	case utf8.RuneCountInString(password) < MinPasswordLength:
+		return fmt.Errorf("password must be at least %d characters", MinPasswordLength)
+	case len(password) > maxPasswordBytes:
+		return fmt.Errorf("password must be at most %d bytes (a bcrypt limit)", maxPasswordBytes)
+	}
+	if _, common := commonPasswords()[strings.ToLower(password)]; common {
+		return errors.New("password is one of the 10,000 most common passwords; choose another")
+	}
+	return nil
+}
 
 // maxPasswordBytes is bcrypt's limit: it reads no further.
 const maxPasswordBytes = 72
@@ -24,13 +59,11 @@ const maxPasswordBytes = 72
 // ErrBadPassword is returned when a password does not match.
 var ErrBadPassword = errors.New("wrong username or password")
 
-// HashPassword hashes a password with bcrypt.
+// HashPassword hashes a new password with bcrypt after checking it
+// against CheckPasswordRules.
 func HashPassword(password string) (string, error) {
-	if len(password) < MinPasswordLength {
-		return "", fmt.Errorf("password must be at least %d characters", MinPasswordLength)
-	}
-	if len(password) > maxPasswordBytes {
-		return "", fmt.Errorf("password must be at most 72 bytes (a bcrypt limit)")
+	if err := CheckPasswordRules(password); err != nil {
+		return "", err
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
 	if err != nil {

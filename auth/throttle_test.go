@@ -238,10 +238,41 @@ func TestPasswordCheckerBoundsWork(t *testing.T) {
 	}
 }
 
-func TestPassword(t *testing.T) {
-	if _, err := HashPassword("short"); err == nil {
-		t.Error("short password accepted")
+// TestPasswordRules: "password" and "12345678" were accepted. New passwords
+// need 10 characters and must not be one of the 10,000 most common.
+func TestPasswordRules(t *testing.T) {
+	if n := len(commonPasswords()); n != 10_000 {
+		t.Errorf("common password list has %d entries, want 10,000", n)
 	}
+	tests := []struct {
+		password string
+		want     string // "" = accepted
+	}{
+		{"password", "at least 10 characters"},
+		{"12345678", "at least 10 characters"},
+		{"ÄÖÜäöüßéè", "at least 10 characters"}, // 9 characters, 18 bytes
+		{"1234567890", "10,000 most common"},
+		{"QwertyUiop", "10,000 most common"},
+		{"password123", "10,000 most common"},
+		{"manchester", "10,000 most common"},
+		{strings.Repeat("x", 73), "at most 72 bytes"},
+		{"ÄÖÜäöüßéèê", ""},
+		{"correct horse", ""},
+		{"password-root", ""},
+		{NewPassword(), ""}, // the first admin's
+	}
+	for _, tt := range tests {
+		err := CheckPasswordRules(tt.password)
+		if (tt.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("CheckPasswordRules(%q) = %v, want %q", tt.password, err, tt.want)
+		}
+		if _, herr := HashPassword(tt.password); (herr == nil) != (err == nil) {
+			t.Errorf("HashPassword(%q) = %v, CheckPasswordRules = %v; want the same verdict", tt.password, herr, err)
+		}
+	}
+}
+
+func TestPassword(t *testing.T) {
 	h, err := HashPassword("correct horse")
 	if err != nil {
 		t.Fatal(err)

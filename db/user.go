@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -49,7 +50,8 @@ func ValidateUsername(name string) error {
 	return nil
 }
 
-// CreateUser stores a user whose password is already hashed.
+// CreateUser stores a user whose password is already hashed. A name that
+// differs from an existing one only in letter case is ErrConflict.
 func (d *DB) CreateUser(ctx context.Context, username, passwordHash, role string) (User, error) {
 	if err := ValidateUsername(username); err != nil {
 		return User{}, err
@@ -60,7 +62,9 @@ func (d *DB) CreateUser(ctx context.Context, username, passwordHash, role string
 	now := fromMS(ms(d.Now()))
 	res, err := d.write.ExecContext(ctx, `INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)`,
 		username, passwordHash, role, ms(now))
-	if err := translate(err); err != nil {
+	if err := translate(err); errors.Is(err, ErrConflict) {
+		return User{}, fmt.Errorf("create user %q: %w (usernames are unique regardless of letter case)", username, err)
+	} else if err != nil {
 		return User{}, fmt.Errorf("create user %q: %w", username, err)
 	}
 	id, _ := res.LastInsertId()
@@ -79,9 +83,10 @@ func scanUser(s scanner) (User, error) {
 	return u, nil
 }
 
-// User finds a user by name.
+// User finds a user by name, in any letter case (names are unique regardless
+// of case, migration 0005).
 func (d *DB) User(ctx context.Context, username string) (User, error) {
-	u, err := scanUser(d.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = ?`, username))
+	u, err := scanUser(d.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = ? COLLATE NOCASE`, username))
 	if err != nil {
 		return User{}, fmt.Errorf("user %q: %w", username, err)
 	}
@@ -120,7 +125,7 @@ func (d *DB) CountUsers(ctx context.Context) (int, error) {
 func (d *DB) SetPassword(ctx context.Context, username, passwordHash string) error {
 	err := d.withTx(ctx, func(tx *sql.Tx) error {
 		var id int64
-		if err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE username = ?`, username).Scan(&id); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE username = ? COLLATE NOCASE`, username).Scan(&id); err != nil {
 			return translate(err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, passwordHash, id); err != nil {
@@ -138,8 +143,9 @@ func (d *DB) SetPassword(ctx context.Context, username, passwordHash string) err
 // DeleteUser removes a user; refusing to remove the last admin keeps the hub manageable.
 func (d *DB) DeleteUser(ctx context.Context, username string) error {
 	err := d.withTx(ctx, func(tx *sql.Tx) error {
+		var id int64
 		var role string
-		if err := tx.QueryRowContext(ctx, `SELECT role FROM users WHERE username = ?`, username).Scan(&role); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT id, role FROM users WHERE username = ? COLLATE NOCASE`, username).Scan(&id, &role); err != nil {
 			return translate(err)
 		}
 		if role == RoleAdmin {
@@ -151,7 +157,7 @@ func (d *DB) DeleteUser(ctx context.Context, username string) error {
 				return invalid("username", "%q is the last admin; create another admin first", username)
 			}
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM users WHERE username = ?`, username)
+		_, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, id)
 		return err
 	})
 	if err != nil {

@@ -101,6 +101,10 @@ func TestAuditPagesStayBounded(t *testing.T) {
 	if len(p.body) > 256<<10 {
 		t.Errorf("audit page is %d KB, want at most 256 KB", len(p.body)>>10)
 	}
+	// Long details are shown cut, whole once opened.
+	if n := strings.Count(p.body, `<details class="audit-detail"><summary>`+strings.Repeat("A", 159)+`…</summary>`); n != 20 {
+		t.Errorf("%d long details shown cut to 160 characters, want 20", n)
+	}
 	p = b.get("/api/v1/audit?limit=1000")
 	if p.status != http.StatusOK || len(p.body) > 256<<10 {
 		t.Errorf("GET /api/v1/audit = %d, %d KB; want 200, at most 256 KB", p.status, len(p.body)>>10)
@@ -181,4 +185,44 @@ func TestLoginManyUsernamesOneAddress(t *testing.T) {
 			break
 		}
 	}
+}
+
+// TestUsersPagePasswordRulesAndCase: the users page accepted "password" and
+// "12345678", and "Admin" beside "admin". New passwords need 10 characters
+// and must not be common; names are unique and matched regardless of case.
+func TestUsersPagePasswordRulesAndCase(t *testing.T) {
+	t.Parallel()
+	h := newPageHub(t)
+	h.addUser("root", db.RoleAdmin, "password-root")
+	b := h.browser()
+	b.login("ROOT", "password-root") // any letter case signs in
+	token := b.csrf("/users")
+	post := func(path string, kv ...string) string {
+		form := url.Values{"_csrf": {token}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			form.Set(kv[i], kv[i+1])
+		}
+		return b.flashOf(b.post(path, form))
+	}
+	tests := []struct {
+		name string
+		kv   []string
+		want string
+	}{
+		{"8 characters", []string{"/users", "username", "olga", "password", "12345678", "role", "viewer"}, "error: Password must be at least 10 characters."},
+		{"common", []string{"/users", "username", "olga", "password", "1234567890", "role", "viewer"}, "error: Password is one of the 10,000 most common passwords; choose another."},
+		{"common in capitals", []string{"/users", "username", "olga", "password", "PASSWORD123", "role", "viewer"}, "error: Password is one of the 10,000 most common passwords"},
+		{"good", []string{"/users", "username", "olga", "password", "olga-wears-hats", "role", "viewer"}, "success: User olga created as viewer."},
+		{"same name, other case", []string{"/users", "username", "Olga", "password", "olga-wears-hats", "role", "viewer"}, "error: create user &#34;Olga&#34;: already exists (usernames are unique regardless of letter case)"},
+		{"root in capitals", []string{"/users", "username", "Root", "password", "root-wears-hats", "role", "admin"}, "error: "},
+		{"common new password", []string{"/users/olga/password", "password", "qwertyuiop"}, "error: Password is one of the 10,000 most common"},
+		{"new password by another case", []string{"/users/OLGA/password", "password", "olga-wears-caps"}, "success: Password of OLGA changed"},
+		{"self delete in another case", []string{"/users/Root/delete"}, "error: You cannot delete yourself"},
+	}
+	for _, tt := range tests {
+		if got := post(tt.kv[0], tt.kv[1:]...); !strings.HasPrefix(got, tt.want) {
+			t.Errorf("%s: flash = %q, want %q…", tt.name, got, tt.want)
+		}
+	}
+	h.browser().login("olga", "olga-wears-caps")
 }

@@ -579,7 +579,7 @@ func TestUserForms(t *testing.T) {
 		kv   []string
 		want string
 	}{
-		{"short password", []string{"/users", "username", "x", "password", "short", "role", "viewer"}, "error: Password must be at least 8 characters."},
+		{"short password", []string{"/users", "username", "x", "password", "short", "role", "viewer"}, "error: Password must be at least 10 characters."},
 		{"bad role", []string{"/users", "username", "x", "password", "password-x", "role", "god"}, "error: unknown role"},
 		{"bad name", []string{"/users", "username", "a b", "password", "password-x", "role", "viewer"}, "error: username contains"},
 		{"duplicate", []string{"/users", "username", "olga", "password", "password-x", "role", "viewer"}, "error: "},

@@ -61,7 +61,7 @@ func (s *Server) setUserPassword(c echo.Context) error {
 		return err
 	}
 	s.audit(ctx, c, "user.password", username, "ok", "")
-	if p, _ := principal(c); p.Username == username && !p.ViaToken {
+	if p, _ := principal(c); strings.EqualFold(p.Username, username) && !p.ViaToken {
 		// Changing one's own password ends one's own session too.
 		s.clearSessionCookie(c)
 		return s.redirectWith(c, "/login", "Password changed. Sign in with the new password.", false)
@@ -73,7 +73,7 @@ func (s *Server) setUserPassword(c echo.Context) error {
 func (s *Server) deleteUser(c echo.Context) error {
 	ctx := c.Request().Context()
 	username := c.Param("name")
-	if p, _ := principal(c); p.Username == username && !p.ViaToken {
+	if p, _ := principal(c); strings.EqualFold(p.Username, username) && !p.ViaToken {
 		return s.redirectWith(c, usersPath, "You cannot delete yourself; ask another admin.", true)
 	}
 	if err := s.db.DeleteUser(ctx, username); err != nil {

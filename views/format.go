@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // relativeTime formats t relative to now ("5 min ago"). web/time.js applies
@@ -161,4 +162,20 @@ func pageTitle(title string) string {
 		return "Fieldhub"
 	}
 	return title + " · Fieldhub"
+}
+
+// shortText is s cut to at most n characters, the last one "…", and whether
+// it was cut.
+func shortText(s string, n int) (string, bool) {
+	if utf8.RuneCountInString(s) <= n {
+		return s, false
+	}
+	end, k := 0, 0
+	for end = range s {
+		if k == n-1 {
+			break
+		}
+		k++
+	}
+	return s[:end] + "…", true
 }

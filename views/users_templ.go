@@ -216,7 +216,7 @@ func userRow(u UserRow, p Page) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 15, "\" name=\"password\" required minlength=\"8\" maxlength=\"72\" autocomplete=\"new-password\"></div><button type=\"submit\" class=\"btn-primary btn-small\">Save</button></form></details> ")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 15, "\" name=\"password\" required minlength=\"10\" maxlength=\"72\" autocomplete=\"new-password\"></div><button type=\"submit\" class=\"btn-primary btn-small\">Save</button></form></details> ")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -293,7 +293,7 @@ func addUserForm(csrf string) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 22, "<div class=\"field\"><label for=\"new-user-name\">Username</label> <input type=\"text\" id=\"new-user-name\" name=\"username\" required maxlength=\"64\" autocomplete=\"off\" autocapitalize=\"none\" spellcheck=\"false\"></div><div class=\"field\"><label for=\"new-user-password\">Password</label> <input type=\"password\" id=\"new-user-password\" name=\"password\" required minlength=\"8\" maxlength=\"72\" autocomplete=\"new-password\" aria-describedby=\"new-user-password-hint\"> <span class=\"hint\" id=\"new-user-password-hint\">At least 8 characters.</span></div><div class=\"field\"><label for=\"new-user-role\">Role</label> <select id=\"new-user-role\" name=\"role\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 22, "<div class=\"field\"><label for=\"new-user-name\">Username</label> <input type=\"text\" id=\"new-user-name\" name=\"username\" required maxlength=\"64\" autocomplete=\"off\" autocapitalize=\"none\" spellcheck=\"false\"></div><div class=\"field\"><label for=\"new-user-password\">Password</label> <input type=\"password\" id=\"new-user-password\" name=\"password\" required minlength=\"10\" maxlength=\"72\" autocomplete=\"new-password\" aria-describedby=\"new-user-password-hint\"> <span class=\"hint\" id=\"new-user-password-hint\">At least 10 characters, and not a common password.</span></div><div class=\"field\"><label for=\"new-user-role\">Role</label> <select id=\"new-user-role\" name=\"role\">")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
