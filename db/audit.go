@@ -151,3 +151,15 @@ func (d *DB) AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntry, err
 	}
 	return out, rows.Err()
 }
+
+// PruneAudit deletes up to limit entries older than cutoff, oldest first,
+// and says how many it deleted. Callers repeat while it deletes limit, so
+// that each transaction stays short beside ingest.
+func (d *DB) PruneAudit(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
+	res, err := d.write.ExecContext(ctx, `DELETE FROM audit_log WHERE id IN (
+		SELECT id FROM audit_log WHERE at < ? ORDER BY at LIMIT ?)`, ms(cutoff), limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune audit log: %w", err)
+	}
+	return res.RowsAffected()
+}

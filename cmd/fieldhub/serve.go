@@ -21,6 +21,7 @@ import (
 	"fieldhub/live"
 	"fieldhub/mqtt"
 	"fieldhub/quota"
+	"fieldhub/retention"
 	"fieldhub/static"
 )
 
@@ -45,6 +46,8 @@ type serveConfig struct {
 	// DeviceQuota is each device's budget: messages a second (with a burst)
 	// and MQTT connections a second; a rate of 0 is unlimited.
 	DeviceQuota quota.Config
+	// AuditRetention is how long audit log entries are kept.
+	AuditRetention time.Duration
 }
 
 func parseServe(e env, args []string) (serveConfig, error) {
@@ -64,6 +67,15 @@ func parseServe(e env, args []string) (serveConfig, error) {
 	msgRate := fs.String("device-msg-rate", envOr(e, "FIELDHUB_DEVICE_MSG_RATE", strconv.Itoa(quota.DefaultMessageRate)), "device-to-cloud messages a second each device may send; over it HTTPS answers 429 and MQTT reads the device no faster; 0 is unlimited (env FIELDHUB_DEVICE_MSG_RATE)")
 	msgBurst := fs.String("device-msg-burst", envOr(e, "FIELDHUB_DEVICE_MSG_BURST", "0"), "messages a device may send at once after a quiet spell; 0 is twice --device-msg-rate (env FIELDHUB_DEVICE_MSG_BURST)")
 	connectRate := fs.String("device-connect-rate", envOr(e, "FIELDHUB_DEVICE_CONNECT_RATE", strconv.Itoa(quota.DefaultConnectRate)), "MQTT connections a second each device may open, in bursts of 10; over it CONNACK 3; 0 is unlimited (env FIELDHUB_DEVICE_CONNECT_RATE)")
+	auditRetention := retention.DefaultAuditRetention
+	if v := e.getenv("FIELDHUB_AUDIT_RETENTION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return cfg, usagef("serve: FIELDHUB_AUDIT_RETENTION %q is not a duration such as 2160h: %v", v, err)
+		}
+		auditRetention = d
+	}
+	fs.DurationVar(&cfg.AuditRetention, "audit-retention", auditRetention, "how long audit log entries are kept, e.g. 2160h for 90 days; expired sessions are deleted with them (env FIELDHUB_AUDIT_RETENTION)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return cfg, err
@@ -82,6 +94,9 @@ func parseServe(e env, args []string) (serveConfig, error) {
 	}
 	if cfg.Retention <= 0 {
 		return cfg, usagef("serve: --retention must be positive, got %s", cfg.Retention)
+	}
+	if cfg.AuditRetention <= 0 {
+		return cfg, usagef("serve: --audit-retention must be positive, got %s", cfg.AuditRetention)
 	}
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return cfg, usagef("serve: --addr %q is not host:port: %v", cfg.Addr, err)
@@ -153,6 +168,11 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
+	// Old audit entries and expired sessions go in the background; the
+	// pruner stops (deferred) before the database closes.
+	pruner := retention.New(retention.Config{Store: store, AuditRetention: cfg.AuditRetention, Logger: log})
+	pruner.Start(ctx)
+	defer pruner.Close()
 	host := cfg.Hostname
 	if host == "" {
 		host = "localhost"

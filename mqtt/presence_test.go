@@ -1,0 +1,107 @@
+package mqtt
+
+import (
+	"context"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"fieldhub/db"
+)
+
+// accounted is how many events entries stand for: each entry itself plus
+// the connects and disconnects its detail says were left out before it.
+func accounted(t *testing.T, entries []db.AuditEntry) int {
+	t.Helper()
+	re := regexp.MustCompile(`not recorded one by one before this: (\d+) connects, (\d+) disconnects\)$`)
+	n := 0
+	for _, e := range entries {
+		n++
+		if m := re.FindStringSubmatch(e.Detail); m != nil {
+			c, _ := strconv.Atoi(m[1])
+			d, _ := strconv.Atoi(m[2])
+			n += c + d
+		}
+	}
+	return n
+}
+
+func TestPresenceLog(t *testing.T) {
+	start := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	p := newPresenceLog(time.Minute)
+	var written []db.AuditEntry
+	event := func(at time.Time, connected bool) {
+		e := db.AuditEntry{At: at, Target: "dev1", Action: ActionDisconnected, Detail: "gone"}
+		if connected {
+			e.Action, e.Detail = ActionConnected, "MQTT"
+		}
+		written = append(written, p.add(e, connected)...)
+	}
+	// 500 connect/disconnect pairs within 1 s.
+	for i := range 500 {
+		at := start.Add(time.Duration(i) * 2 * time.Millisecond)
+		event(at, true)
+		event(at.Add(time.Millisecond), false)
+	}
+	if len(written) != 2 || written[0].Action != ActionConnected || written[1].Action != ActionDisconnected {
+		t.Fatalf("within the interval wrote %+v, want one connect and one disconnect", written)
+	}
+	if got := p.due(start.Add(59 * time.Second)); len(got) != 0 {
+		t.Errorf("before the interval ends, due = %+v, want nothing", got)
+	}
+	last := p.due(start.Add(time.Minute))
+	if len(last) != 1 || last[0].Action != ActionDisconnected ||
+		last[0].Detail != "gone (not recorded one by one before this: 499 connects, 498 disconnects)" {
+		t.Fatalf("at the interval's end, due = %+v, want the last disconnect with the counts", last)
+	}
+	written = append(written, last...)
+	if n := accounted(t, written); n != 1000 {
+		t.Errorf("entries account for %d events, want 1000", n)
+	}
+	// A new interval began with that disconnect: a connect is written at once,
+	// a second disconnect waits.
+	event(start.Add(61*time.Second), true)
+	event(start.Add(62*time.Second), false)
+	if len(written) != 4 || written[3].Detail != "MQTT" {
+		t.Errorf("next interval wrote %+v, want just the connect", written[3:])
+	}
+	// Shutdown writes what is left: the device's last state.
+	if got := p.flush(); len(got) != 1 || got[0].Action != ActionDisconnected || got[0].Detail != "gone" {
+		t.Errorf("flush = %+v, want the last disconnect", got)
+	}
+	// Devices with nothing left out are forgotten once their interval ends.
+	event(start.Add(10*time.Minute), true)
+	p.due(start.Add(12 * time.Minute))
+	if len(p.devices) != 0 {
+		t.Errorf("%d devices remembered after their intervals ended, want 0", len(p.devices))
+	}
+}
+
+// TestConnectLoopBoundsDeviceLog: a device's connect/disconnect loop wrote
+// one audit row per event (2,530 rows in 15 s). Now its log holds a pair
+// per minute, and the counts of the rest.
+func TestConnectLoopBoundsDeviceLog(t *testing.T) {
+	h := newTestHub(t)
+	dev := h.device("dev1")
+	const cycles = 30
+	for range cycles {
+		d := h.connect(dev)
+		d.client.Disconnect(0)
+		waitFor(t, "disconnect seen", func() bool { return !h.broker.Connected("dev1") })
+	}
+	h.broker.Close() // writes what is left
+	entries, err := h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1", Action: "device."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) > 5 {
+		t.Errorf("%d device log entries for %d connections, want a handful", len(entries), cycles)
+	}
+	if n := accounted(t, entries); n != 2*cycles {
+		t.Errorf("entries account for %d events, want %d", n, 2*cycles)
+	}
+	if entries[0].Action != ActionDisconnected {
+		t.Errorf("newest entry is %s, want the last disconnect", entries[0].Action)
+	}
+}
