@@ -102,7 +102,7 @@ func TestAuditPagesStayBounded(t *testing.T) {
 		t.Errorf("audit page is %d KB, want at most 256 KB", len(p.body)>>10)
 	}
 	// Long details are shown cut, whole once opened.
-	if n := strings.Count(p.body, `<details class="audit-detail"><summary>`+strings.Repeat("A", 159)+`…</summary>`); n != 20 {
+	if n := strings.Count(p.body, `<details><summary><span class="when-closed">`+strings.Repeat("A", 159)+`…</span>`); n != 20 {
 		t.Errorf("%d long details shown cut to 160 characters, want 20", n)
 	}
 	p = b.get("/api/v1/audit?limit=1000")
