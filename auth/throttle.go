@@ -93,42 +93,41 @@ func (t *Throttle) Reserve(username, address string) (*Attempt, time.Duration) {
 
 // Fail counts the attempt as a wrong guess against both budgets.
 func (a *Attempt) Fail() {
-	a.t.mu.Lock()
-	defer a.t.mu.Unlock()
-	if a.done {
-		return
-	}
-	a.done = true
-	now := a.t.now()
-	a.t.users.fail(a.user, now)
-	a.t.addrs.fail(a.addr, now)
+	a.end(func(now time.Time) {
+		a.t.users.fail(a.user, now)
+		a.t.addrs.fail(a.addr, now)
+	})
 }
 
 // Succeed releases the attempt and forgets the username's wrong guesses;
 // the address keeps its own, so that signing in to one account does not
 // buy more guesses at others.
 func (a *Attempt) Succeed() {
-	a.t.mu.Lock()
-	defer a.t.mu.Unlock()
-	if a.done {
-		return
-	}
-	a.done = true
-	a.t.users.release(a.user, true)
-	a.t.addrs.release(a.addr, false)
+	a.end(func(time.Time) {
+		a.t.users.release(a.user, true)
+		a.t.addrs.release(a.addr, false)
+	})
 }
 
 // Release gives the attempt back without counting it: the password was
 // never checked (the hub was busy, the client went away).
 func (a *Attempt) Release() {
+	a.end(func(time.Time) {
+		a.t.users.release(a.user, false)
+		a.t.addrs.release(a.addr, false)
+	})
+}
+
+// end runs fn under the throttle's lock for the first of Fail, Succeed and
+// Release only.
+func (a *Attempt) end(fn func(now time.Time)) {
 	a.t.mu.Lock()
 	defer a.t.mu.Unlock()
 	if a.done {
 		return
 	}
 	a.done = true
-	a.t.users.release(a.user, false)
-	a.t.addrs.release(a.addr, false)
+	fn(a.t.now())
 }
 
 // NormalizeUsername is the throttle's key for a username: usernames are
