@@ -8,8 +8,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"fieldhub/db"
+	"fieldhub/handlers"
 )
 
 // TestLoginNextNeverCarriesControlBytes: /login?next=/%00/x once put a raw NUL
@@ -122,7 +124,9 @@ func TestAuditPagesStayBounded(t *testing.T) {
 // recorded). Only a password check answers 401, so exactly 5 may.
 func TestLoginParallelGuesses(t *testing.T) {
 	t.Parallel()
-	h := newPageHub(t)
+	// Every check waits its turn however slow bcrypt runs here (-race, a
+	// busy machine), so none is refused with 503 instead.
+	h := newPageHub(t, func(cfg *handlers.Config) { cfg.PasswordCheckWait = time.Hour })
 	h.addUser("alice", db.RoleViewer, "correct-horse")
 	b := h.browser()
 	token := b.csrf("/login") // double-submit: one cookie and token serve every request

@@ -28,7 +28,7 @@ type pageHub struct {
 	srv *httptest.Server
 }
 
-func newPageHub(t *testing.T) *pageHub {
+func newPageHub(t *testing.T, configure ...func(*handlers.Config)) *pageHub {
 	t.Helper()
 	d := dbtest.MustOpen(t)
 	assets, err := static.New()
@@ -36,7 +36,11 @@ func newPageHub(t *testing.T) *pageHub {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	router, _ := handlers.New(handlers.Config{DB: d, Assets: assets, DeviceHost: "hub.test:8443", Now: func() time.Time { return now }})
+	cfg := handlers.Config{DB: d, Assets: assets, DeviceHost: "hub.test:8443", Now: func() time.Time { return now }}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	router, _ := handlers.New(cfg)
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)
 	return &pageHub{t: t, db: d, srv: srv}

@@ -61,6 +61,9 @@ type Config struct {
 	// DeviceQuota limits each device's message rate (429 over it) and holds
 	// the throttled counts the API shows; nil limits nothing.
 	DeviceQuota *quota.Devices
+	// PasswordCheckWait is how long a sign-in waits for one of the few
+	// password check slots before it is answered 503 (default 3 s).
+	PasswordCheckWait time.Duration
 }
 
 // Server holds the handlers' dependencies.
@@ -101,13 +104,15 @@ func New(cfg Config) (*echo.Echo, *Server) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.PasswordCheckWait <= 0 {
+		cfg.PasswordCheckWait = 3 * time.Second
+	}
 	s := &Server{
 		db: cfg.DB, assets: cfg.Assets, log: cfg.Logger, deviceHost: cfg.DeviceHost,
 		secure: cfg.SecureCookies, sessionTTL: cfg.SessionTTL, now: cfg.Now,
 		throttle: auth.NewThrottle(auth.ThrottleConfig{Now: cfg.Now}),
-		// A few bcrypt checks at once, never every core; a login that finds
-		// no slot within 3 s is answered 503.
-		passwords: auth.NewPasswordChecker(max(2, min(4, runtime.GOMAXPROCS(0))), 3*time.Second),
+		// A few bcrypt checks at once, never every core.
+		passwords: auth.NewPasswordChecker(max(2, min(4, runtime.GOMAXPROCS(0))), cfg.PasswordCheckWait),
 		live:      cfg.Live,
 		ingest:    cfg.Ingest, sasHostnames: cfg.SASHostnames, separateDevice: cfg.SeparateDeviceListener,
 		connections: cfg.Connections, mqttWS: cfg.MQTTWebSocket,
