@@ -17,6 +17,7 @@ import (
 	"fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/ingest"
+	"fieldhub/netlimit"
 	"fieldhub/quota"
 )
 
@@ -65,6 +66,12 @@ type Config struct {
 	// Quota holds each device to its message rate (the connection is read
 	// no faster) and connect rate (CONNACK 3 beyond); nil limits nothing.
 	Quota *quota.Devices
+	// ConnectTimeout bounds the TLS handshake and the CONNECT packet of a
+	// new connection, on every listener (default 10 s).
+	ConnectTimeout time.Duration
+	// Limits caps the connections of the TLS and plain listeners together
+	// (zero: no caps). MQTT over WebSockets counts on the HTTPS listener.
+	Limits netlimit.Limits
 }
 
 // Broker is the MQTT device endpoint: an embedded mochi broker whose hooks
@@ -126,6 +133,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.SubmitTimeout <= 0 {
 		cfg.SubmitTimeout = 30 * time.Second
 	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = defaultConnectTimeout
+	}
 	b := &Broker{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "mqtt"),
@@ -158,7 +168,8 @@ func New(cfg Config) (*Broker, error) {
 	}
 
 	b.wsConns = newConnQueue()
-	b.wsLn = &listener{id: "mqtt-ws", ln: b.wsConns}
+	b.wsLn = &listener{id: "mqtt-ws", ln: b.wsConns, connectTimeout: cfg.ConnectTimeout}
+	limiter := netlimit.New("mqtt", cfg.Limits, b.log)
 	if cfg.Addr != "" {
 		ln, err := net.Listen("tcp", cfg.Addr)
 		if err != nil {
@@ -168,7 +179,7 @@ func New(cfg Config) (*Broker, error) {
 		if tlsCfg.MinVersion == 0 {
 			tlsCfg.MinVersion = tls.VersionTLS12
 		}
-		b.tlsLn = &listener{id: "mqtts", ln: ln, tls: tlsCfg}
+		b.tlsLn = &listener{id: "mqtts", ln: limiter.Wrap(ln), tls: tlsCfg, connectTimeout: cfg.ConnectTimeout}
 	}
 	if cfg.PlainAddr != "" {
 		if err := CheckPlainAddr(cfg.PlainAddr); err != nil {
@@ -180,7 +191,7 @@ func New(cfg Config) (*Broker, error) {
 			b.tlsLn.closeNow()
 			return nil, fmt.Errorf("mqtt broker: listen on %s: %w", cfg.PlainAddr, err)
 		}
-		b.plainLn = &listener{id: "mqtt-plain", ln: ln}
+		b.plainLn = &listener{id: "mqtt-plain", ln: limiter.Wrap(ln), connectTimeout: cfg.ConnectTimeout}
 	}
 	return b, nil
 }

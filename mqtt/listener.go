@@ -11,9 +11,9 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
-// connectTimeout bounds the TLS handshake and the CONNECT packet; after
-// CONNECT mochi sets deadlines from the keep-alive.
-const connectTimeout = 30 * time.Second
+// defaultConnectTimeout bounds the TLS handshake and the CONNECT packet;
+// after CONNECT mochi sets deadlines from the keep-alive.
+const defaultConnectTimeout = 10 * time.Second
 
 // listener is a mochi listener over an already bound socket, so the address
 // (port 0 in tests) is known before serving. It tracks its connections and
@@ -22,6 +22,8 @@ type listener struct {
 	id  string
 	ln  net.Listener
 	tls *tls.Config // nil: plain MQTT
+	// connectTimeout bounds the TLS handshake and CONNECT (0: the default).
+	connectTimeout time.Duration
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -59,7 +61,11 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		if l.tls != nil {
 			c = tls.Server(raw, l.tls)
 		}
-		_ = c.SetDeadline(time.Now().Add(connectTimeout))
+		timeout := l.connectTimeout
+		if timeout <= 0 {
+			timeout = defaultConnectTimeout
+		}
+		_ = c.SetDeadline(time.Now().Add(timeout))
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
