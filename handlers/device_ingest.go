@@ -54,6 +54,7 @@ func (s *Server) DeviceRouter() *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = s.clientIP
 	e.Pre(canonicalDeviceBound)
 	e.Use(middleware.Recover())
 	e.Use(decodePathParams)

@@ -13,10 +13,12 @@ func (s *Server) routes(e *echo.Echo) {
 	e.Use(middleware.Recover())
 	e.Use(decodePathParams)
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
+		HSTSMaxAge: s.hstsMaxAge(), HSTSExcludeSubdomains: true,
 		XSSProtection: "", ContentTypeNosniff: "nosniff", XFrameOptions: "DENY",
 		ReferrerPolicy:        "same-origin",
 		ContentSecurityPolicy: "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'",
 	}))
+	e.Use(noStore)
 
 	// Open to everyone.
 	e.GET("/healthz", s.healthz)

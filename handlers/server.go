@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"sync"
 	"time"
@@ -32,8 +33,12 @@ type Config struct {
 	Logger *slog.Logger
 	// DeviceHost is the HostName devices dial (host[:port]); it goes into connection strings.
 	DeviceHost string
-	// SecureCookies marks cookies Secure (the dashboard is served over TLS).
+	// SecureCookies says the dashboard is served over HTTPS: cookies are
+	// Secure and answers carry Strict-Transport-Security.
 	SecureCookies bool
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client; from anywhere else the socket's address is the client's.
+	TrustedProxies []netip.Prefix
 	// SessionTTL is how long a login lasts.
 	SessionTTL time.Duration
 	Now        func() time.Time
@@ -88,6 +93,7 @@ type Server struct {
 	devices        deviceCache // for SAS checks (device_auth.go)
 	connections    DeviceConnections
 	mqttWS         http.Handler
+	clientIP       echo.IPExtractor // what c.RealIP() returns (transport.go)
 	// batchBodies recycles the read buffers of device batch requests.
 	batchBodies sync.Pool
 	quota       *quota.Devices
@@ -116,6 +122,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 		live:      cfg.Live,
 		ingest:    cfg.Ingest, sasHostnames: cfg.SASHostnames, separateDevice: cfg.SeparateDeviceListener,
 		connections: cfg.Connections, mqttWS: cfg.MQTTWebSocket,
+		clientIP: clientIP(cfg.TrustedProxies),
 	}
 	s.quota = cfg.DeviceQuota
 	s.cloud, s.methods, s.twins = commandServices(cfg)
@@ -123,6 +130,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = s.clientIP
 	s.routes(e)
 	return e, s
 }
