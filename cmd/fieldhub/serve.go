@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"fieldhub/ingest"
 	"fieldhub/live"
 	"fieldhub/mqtt"
+	"fieldhub/netlimit"
 	"fieldhub/quota"
 	"fieldhub/retention"
 	"fieldhub/static"
@@ -48,10 +50,17 @@ type serveConfig struct {
 	DeviceQuota quota.Config
 	// AuditRetention is how long audit log entries are kept.
 	AuditRetention time.Duration
+	// DashboardTLS serves the dashboard over HTTPS with the device
+	// endpoints' certificate.
+	DashboardTLS bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For counts.
+	TrustedProxies []netip.Prefix
+	// Listen is the listeners' timeouts and connection caps (listeners.go).
+	Listen listenConfig
 }
 
 func parseServe(e env, args []string) (serveConfig, error) {
-	var cfg serveConfig
+	cfg := serveConfig{Listen: defaultListenConfig()}
 	fs := newFlagSet(e, "serve", "serve [flags]")
 	fs.StringVar(&cfg.Addr, "addr", envOr(e, "FIELDHUB_ADDR", "127.0.0.1:8080"), "dashboard and API listen address (env FIELDHUB_ADDR)")
 	fs.StringVar(&cfg.DataDir, "data", envOr(e, "FIELDHUB_DATA", "./data"), "data folder (env FIELDHUB_DATA)")
@@ -76,8 +85,13 @@ func parseServe(e env, args []string) (serveConfig, error) {
 		auditRetention = d
 	}
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", auditRetention, "how long audit log entries are kept, e.g. 2160h for 90 days; expired sessions are deleted with them (env FIELDHUB_AUDIT_RETENTION)")
+	fs.BoolVar(&cfg.DashboardTLS, "dashboard-tls", envOr(e, "FIELDHUB_DASHBOARD_TLS", "") == "1" || envOr(e, "FIELDHUB_DASHBOARD_TLS", "") == "true", "serve the dashboard and API over HTTPS with the device endpoints' certificate (env FIELDHUB_DASHBOARD_TLS=1)")
+	finishListenFlags := listenFlags(fs, e, &cfg)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
+		return cfg, err
+	}
+	if err := finishListenFlags(); err != nil {
 		return cfg, err
 	}
 	if cfg.DeviceQuota, err = parseDeviceQuota(*msgRate, *msgBurst, *connectRate); err != nil {
@@ -152,6 +166,10 @@ func runServe(ctx context.Context, e env, args []string) error {
 
 // serve runs the hub until ctx is cancelled, then shuts down in reverse order of start.
 func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error {
+	caps, err := listenerCaps(cfg.Listen, log)
+	if err != nil {
+		return err
+	}
 	store, err := openServeDB(ctx, cfg.DataDir, log)
 	if err != nil {
 		return err
@@ -186,6 +204,7 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	if err != nil {
 		return fmt.Errorf("device endpoint: listen on %s: %w", cfg.DeviceAddr, err)
 	}
+	deviceLn = netlimit.New("device", caps.DeviceConns, log).Wrap(deviceLn)
 	defer deviceLn.Close()
 
 	assets, err := static.New()
@@ -243,7 +262,8 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 			TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 			DB:  store, Ingest: pipeline, Presence: hub, CloudMessages: cloud, Twins: twins,
 			Hostnames: sasHosts, Logger: log,
-			Quota: deviceQuota,
+			Quota:          deviceQuota,
+			ConnectTimeout: caps.MQTTConnect, Limits: caps.MQTTConns,
 		})
 		if err != nil {
 			return err
@@ -267,12 +287,10 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 		CloudMessages: cloud, Methods: methods, Twins: twins,
 		Ingest: pipeline, SASHostnames: sasHosts, SeparateDeviceListener: !isLoopback(cfg.Addr),
 		Connections: connections, MQTTWebSocket: mqttWS,
-		DeviceQuota: deviceQuota})
-	deviceSrv := &http.Server{
-		Handler: server.DeviceRouter(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug), // TLS handshake noise from scanners
-	}
+		DeviceQuota: deviceQuota, SecureCookies: cfg.DashboardTLS, TrustedProxies: cfg.TrustedProxies})
+	// TLS handshake noise from scanners goes to the debug log.
+	deviceSrv := caps.Device.Server(server.DeviceRouter(), slog.NewLogLogger(log.Handler(), slog.LevelDebug))
+	deviceSrv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	// Properties travel in headers; Go's server answers 431 beyond this.
 	deviceSrv.MaxHeaderBytes = handlers.MaxDeviceHeaderBytes
 	deviceErrc := make(chan error, 1)
@@ -297,11 +315,24 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ln = netlimit.New("dashboard", caps.DashboardConns, log).Wrap(ln)
+	errLevel := slog.LevelWarn
+	if cfg.DashboardTLS {
+		errLevel = slog.LevelDebug // failed handshakes: scanners, untrusted certificates
+	}
+	srv := caps.Dashboard.Server(router, slog.NewLogLogger(log.Handler(), errLevel))
 	srv.RegisterOnShutdown(hub.Close)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	url := "http://" + displayAddr(ln.Addr().String())
+	scheme := "http"
+	if cfg.DashboardTLS {
+		scheme = "https"
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	warnPlainDashboard(log, cfg.Addr, cfg.DashboardTLS)
+	url := scheme + "://" + displayAddr(ln.Addr().String())
 	log.Info("fieldhub is running", "url", url, "data", cfg.DataDir, "version", version)
 	fmt.Fprintf(e.stderr, "\n  Fieldhub dashboard: %s\n", url)
 	if firstPassword != "" {
