@@ -6,6 +6,7 @@
 // FIELDHUB_BIN to test a prebuilt binary, CHROMIUM to use another browser.
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -80,11 +81,27 @@ export function tempDir(prefix = 'fieldhub-e2e-') {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * Whether url answers 200. Over HTTPS the certificate is not checked: this
+ * only asks whether the hub is up (its CA is written while it starts).
+ */
+async function healthy(url) {
+  if (!url.startsWith('https:')) return (await fetch(url)).ok;
+  return new Promise((resolve, reject) => {
+    httpsGet(url, { rejectUnauthorized: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    }).on('error', reject);
+  });
+}
+
+/**
  * Starts `fieldhub serve` on a free loopback port and waits until /healthz
  * answers.
  *
  * @param {object} [opts]
  * @param {boolean} [opts.demo] pass --demo
+ * @param {boolean} [opts.dashboardTLS] pass --dashboard-tls: url is https, served with the
+ *   certificate of the CA in <dataDir>/tls/ca.pem (browsers: newContext({ ignoreHTTPSErrors: true }))
  * @param {string} [opts.dataDir] reuse a data folder (restart tests); default: a new temp folder
  * @param {string[]} [opts.args] more serve flags
  * @param {Record<string,string>} [opts.env] more environment variables
@@ -101,6 +118,7 @@ export async function startHub(opts = {}) {
   const port = await freePort();
   const args = ['serve', '--addr', `127.0.0.1:${port}`, '--data', dataDir];
   if (opts.demo) args.push('--demo');
+  if (opts.dashboardTLS) args.push('--dashboard-tls');
   args.push(...(opts.args ?? []));
 
   const child = spawn(bin, args, {
@@ -128,15 +146,14 @@ export async function startHub(opts = {}) {
     exitCode = c;
   });
 
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${opts.dashboardTLS ? 'https' : 'http'}://127.0.0.1:${port}`;
   const deadline = Date.now() + startTimeoutMs;
   for (;;) {
     if (exitCode !== undefined) {
       throw new Error(`fieldhub ${args.join(' ')} exited (${exitCode}) before it was healthy:\n${output}`);
     }
     try {
-      const res = await fetch(`${url}/healthz`);
-      if (res.ok) break;
+      if (await healthy(`${url}/healthz`)) break;
     } catch {
       // Not listening yet.
     }
