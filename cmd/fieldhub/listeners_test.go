@@ -612,3 +612,34 @@ func TestServeWarnsOfPlainDashboard(t *testing.T) {
 		t.Errorf("no warning for a plain dashboard on %s:\n%s", addr, h.logs.String())
 	}
 }
+
+// TestServeDeviceFloodLeavesTheDashboard: with the device listeners at
+// their total caps (many sources, each under its per-source cap), further
+// device connections are turned away while operators are still served,
+// because each listener counts against its own share.
+func TestServeDeviceFloodLeavesTheDashboard(t *testing.T) {
+	const total = 6
+	h := startServe(t, []string{"--device-max-conns", fmt.Sprint(total), "--mqtt-max-conns", fmt.Sprint(total)},
+		func(c *serveConfig) {
+			long := netlimit.HTTPTimeouts{Header: 5 * time.Minute, Body: time.Minute, Idle: 5 * time.Minute}
+			c.Listen.Device, c.Listen.MQTTConnect = long, 5*time.Minute
+		})
+	for _, addr := range []string{h.device, h.mqtt} {
+		for i := range total {
+			src := fmt.Sprintf("127.0.1.%d", i+1)
+			c, err := dialer(src).Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			if err := tls.Client(c, h.tlsConfig()).Handshake(); err != nil {
+				t.Fatalf("%s: connection %d of %d not served: %v", addr, i+1, total, err)
+			}
+		}
+		if !refused(t, "127.0.2.1", addr) {
+			t.Errorf("%s: a connection over the total cap was taken in", addr)
+		}
+	}
+	h.operatorPage(t, "127.0.2.2")
+}
