@@ -31,13 +31,13 @@ type Limits struct {
 }
 
 func (l Limits) String() string {
-	cap := func(n int) string {
+	limit := func(n int) string {
 		if n <= 0 {
 			return "no cap"
 		}
 		return fmt.Sprint(n)
 	}
-	return fmt.Sprintf("total %s, per source %s", cap(l.Total), cap(l.PerSource))
+	return fmt.Sprintf("total %s, per source %s", limit(l.Total), limit(l.PerSource))
 }
 
 // refusalLogInterval is how often refusals are logged at most, per Limiter:
