@@ -9,7 +9,8 @@ let hub;
 let browser;
 
 before(async () => {
-  hub = await startHub({ dashboardTLS: true });
+  // Device endpoints on free ports: the defaults may be taken on a shared machine.
+  hub = await startHub({ dashboardTLS: true, args: ['--device-addr', '127.0.0.1:0', '--mqtt-addr', ''] });
   // The fleet page streams once it has a device to show.
   await cli(hub.dataDir, 'device', 'add', 'pump-1');
   browser = await launchBrowser();
