@@ -2,10 +2,12 @@ package handlers_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -168,5 +170,24 @@ func TestStaticAssetsStayCacheable(t *testing.T) {
 	resp.Body.Close()
 	if got := resp.Header.Get("Cache-Control"); resp.StatusCode != 200 || !strings.Contains(got, "immutable") {
 		t.Errorf("%s: %d, Cache-Control %q; want 200 and the long immutable caching", assets.Path("app.css"), resp.StatusCode, got)
+	}
+}
+
+// TestForwardedForRotationDoesNotEscapeTheThrottle is the attack of the
+// report: wrong guesses for ever-new usernames, each with a new
+// X-Forwarded-For, from one socket. The address's budget (20) still runs
+// out, because the address is the socket's.
+func TestForwardedForRotationDoesNotEscapeTheThrottle(t *testing.T) {
+	t.Parallel()
+	h := newPageHub(t)
+	b := h.browser()
+	var last page
+	for i := range 21 {
+		token := b.csrf("/login")
+		form := url.Values{"username": {fmt.Sprintf("user%d", i)}, "password": {"wrong-password"}, "_csrf": {token}}
+		last = b.do("POST", "/login", form, map[string]string{"X-Forwarded-For": fmt.Sprintf("198.51.100.%d", i+1)})
+	}
+	if last.status != http.StatusTooManyRequests {
+		t.Errorf("21st wrong guess from one socket with a rotated X-Forwarded-For = %d, want 429", last.status)
 	}
 }
