@@ -75,6 +75,13 @@ func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 // messages when the device acknowledges them.
 func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	switch pk.FixedHeader.Type {
+	case packets.Connect:
+		if code, err := checkConnect(pk); err != nil {
+			h.b.log.Info("mqtt connection refused", "client", pk.Connect.ClientIdentifier, "remote", cl.Net.Remote, "return_code", code, "err", err)
+			h.b.refuse(cl, code)
+			// Only ErrRejectPacket makes mochi stop (and close the connection).
+			return pk, fmt.Errorf("%w: %w", packets.ErrRejectPacket, err)
+		}
 	case packets.Publish:
 		c := h.b.connOf(cl)
 		var refusal error
@@ -250,17 +257,69 @@ func (h *hook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
 	return will, nil
 }
 
-// authenticate checks a CONNECT: MQTT 3.1.1, client id = device id, user
-// name naming the same device, password a SAS token signed with one of the
-// device's keys, and an enabled device.
+// MQTT 3.1.1 CONNACK return codes. mochi speaks MQTT 5 and would answer some
+// refusals with MQTT 5 reason codes, which 3.1.1 clients cannot read.
+const (
+	codeUnacceptableProtocol = 0x01 // packets.Err3UnsupportedProtocolVersion
+	codeIdentifierRejected   = 0x02 // packets.Err3ClientIdentifierNotValid
+	codeBadUsernamePassword  = 0x04 // packets.ErrMalformedUsernameOrPassword: malformed, in 3.1.1's words
+	codeNotAuthorized        = 0x05 // packets.Err3NotAuthorized
+)
+
+// checkConnect checks what a CONNECT says about itself, before mochi
+// validates it (with MQTT 5 reason codes) and before authentication. It
+// returns the 3.1.1 return code to refuse with, or 0 for a CONNECT that
+// breaks MQTT 3.1.1, which gets no CONNACK at all [MQTT-3.1.4-1].
+func checkConnect(pk packets.Packet) (byte, error) {
+	switch name := string(pk.Connect.ProtocolName); {
+	case name == "MQTT" && pk.ProtocolVersion == 4:
+	case name == "MQTT" || name == "MQIsdp":
+		return codeUnacceptableProtocol, fmt.Errorf("MQTT protocol level %d: only MQTT 3.1.1 (level 4) is supported", pk.ProtocolVersion)
+	default:
+		return 0, fmt.Errorf("protocol name %q is not MQTT", name)
+	}
+	if code := pk.ConnectValidate(); code != packets.CodeSuccess {
+		return 0, fmt.Errorf("CONNECT breaks MQTT 3.1.1: %s", code.Reason)
+	}
+	id := pk.Connect.ClientIdentifier
+	if id == "" {
+		return codeIdentifierRejected, errors.New("empty client id: the client id must be the device id")
+	}
+	if _, _, err := ParseUsername(string(pk.Connect.Username)); err != nil {
+		return codeBadUsernamePassword, err
+	}
+	if len(pk.Connect.Password) > 0 {
+		if _, err := auth.ParseSAS(string(pk.Connect.Password)); err != nil {
+			return codeBadUsernamePassword, err
+		}
+	}
+	if pk.Connect.WillFlag {
+		if p, err := ParseDevicePublish(id, pk.Connect.WillTopic); err != nil || p.Kind != Telemetry {
+			return codeNotAuthorized, fmt.Errorf("will topic %q: a will message must be telemetry on devices/%s/messages/events/", pk.Connect.WillTopic, id)
+		}
+		if pk.Connect.WillQos > 1 {
+			return codeNotAuthorized, fmt.Errorf("QoS %d will: Fieldhub accepts QoS 0 and 1", pk.Connect.WillQos)
+		}
+	}
+	return 0, nil
+}
+
+// refuse answers a CONNECT with an MQTT 3.1.1 CONNACK carrying code; code 0
+// sends nothing. It runs before mochi has read the CONNECT's protocol level,
+// so the CONNACK is encoded as 3.1.1 whatever level the client asked for.
+func (b *Broker) refuse(cl *mochi.Client, code byte) {
+	if code == 0 {
+		return
+	}
+	_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code})
+}
+
+// authenticate checks who a CONNECT that passed checkConnect comes from:
+// client id = device id, user name naming the same device, password a SAS
+// token signed with one of the device's keys, and an enabled device. mochi
+// refuses with CONNACK 5, not authorized.
 func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, error) {
 	id := pk.Connect.ClientIdentifier
-	if cl.Properties.ProtocolVersion != 4 {
-		return nil, fmt.Errorf("MQTT protocol level %d: only MQTT 3.1.1 (level 4) is supported", cl.Properties.ProtocolVersion)
-	}
-	if id == "" {
-		return nil, errors.New("empty client id: the client id must be the device id")
-	}
 	_, userDevice, err := ParseUsername(string(pk.Connect.Username))
 	if err != nil {
 		return nil, err
@@ -268,17 +327,12 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, error
 	if userDevice != id {
 		return nil, fmt.Errorf("user name names device %q but the client id is %q", userDevice, id)
 	}
-	if !pk.Connect.PasswordFlag || len(pk.Connect.Password) == 0 {
+	if len(pk.Connect.Password) == 0 {
 		return nil, errors.New("no password: the password must be a SAS token")
 	}
 	tok, err := auth.ParseSAS(string(pk.Connect.Password))
 	if err != nil {
 		return nil, err
-	}
-	if pk.Connect.WillFlag {
-		if p, err := ParseDevicePublish(id, pk.Connect.WillTopic); err != nil || p.Kind != Telemetry {
-			return nil, fmt.Errorf("will topic %q: a will message must be telemetry on devices/%s/messages/events/", pk.Connect.WillTopic, id)
-		}
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
