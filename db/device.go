@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"fieldhub/auth"
 )
 
 // OnlineWindow is how recently a device must have been heard from to count as
@@ -22,8 +24,9 @@ type Device struct {
 	DeviceID     string
 	Name         string
 	Tags         map[string]string
-	PrimaryKey   string
+	PrimaryKey   string // "" for X.509 devices
 	SecondaryKey string
+	Auth         Authentication
 	Enabled      bool
 	Connected    bool
 	CreatedAt    time.Time
@@ -53,8 +56,67 @@ func (d Device) Status(now time.Time) string {
 	}
 }
 
-// Keys returns the primary and secondary key, in that order.
+// Keys returns the primary and secondary key, in that order; both are
+// empty for an X.509 device, so no SAS token verifies.
 func (d Device) Keys() []string { return []string{d.PrimaryKey, d.SecondaryKey} }
+
+// Authentication is how a device proves who it is, as Azure IoT Hub's
+// registry authentication object.
+type Authentication struct {
+	// Type is auth.AuthSAS, auth.AuthSelfSigned or
+	// auth.AuthCertificateAuthority; "" means auth.AuthSAS on input.
+	Type string
+	// Thumbprints of a selfSigned device's certificates: upper-case hex
+	// SHA-1 or SHA-256, the secondary optional. Empty for other types.
+	PrimaryThumbprint, SecondaryThumbprint string
+}
+
+// X509 reports whether the device authenticates with a certificate.
+func (a Authentication) X509() bool { return a.Type != auth.AuthSAS }
+
+// X509Registration is what auth.VerifyDeviceCertificate checks a
+// certificate of this device against.
+func (d Device) X509Registration() auth.X509Registration {
+	return auth.X509Registration{DeviceID: d.DeviceID, Type: d.Auth.Type,
+		Thumbprints: [2]string{d.Auth.PrimaryThumbprint, d.Auth.SecondaryThumbprint}}
+}
+
+// normalize checks a and returns it with its thumbprints normalized.
+func (a Authentication) normalize() (Authentication, error) {
+	if a.Type == "" {
+		a.Type = auth.AuthSAS
+	}
+	switch a.Type {
+	case auth.AuthSelfSigned:
+		if a.PrimaryThumbprint == "" {
+			return a, invalid("authentication", "a selfSigned device needs the thumbprint of its certificate (primaryThumbprint)")
+		}
+		var err error
+		if a.PrimaryThumbprint, err = auth.NormalizeThumbprint(a.PrimaryThumbprint); err != nil {
+			return a, invalid("authentication", "primary %v", err)
+		}
+		if a.SecondaryThumbprint != "" {
+			if a.SecondaryThumbprint, err = auth.NormalizeThumbprint(a.SecondaryThumbprint); err != nil {
+				return a, invalid("authentication", "secondary %v", err)
+			}
+		}
+	case auth.AuthSAS, auth.AuthCertificateAuthority:
+		if a.PrimaryThumbprint != "" || a.SecondaryThumbprint != "" {
+			return a, invalid("authentication", "thumbprints belong to selfSigned devices, not to %s ones", a.Type)
+		}
+	default:
+		return a, invalid("authentication", "unknown authentication type %q; use sas, selfSigned or certificateAuthority", clipText(a.Type, 40))
+	}
+	return a, nil
+}
+
+// clipText shortens user input quoted in an error message.
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
 
 // MaxDeviceIDLength is Azure IoT Hub's limit.
 const MaxDeviceIDLength = 128
@@ -148,13 +210,20 @@ type NewDevice struct {
 	DeviceID string
 	Name     string
 	Tags     map[string]string
+	// Auth is how it authenticates; the zero value is SAS keys.
+	Auth Authentication
 }
 
 const maxNameLength = 200
 
-// CreateDevice registers a device with fresh keys.
+// CreateDevice registers a device: with fresh keys, or without keys when it
+// authenticates with X.509.
 func (d *DB) CreateDevice(ctx context.Context, nd NewDevice) (Device, error) {
 	if err := ValidateDeviceID(nd.DeviceID); err != nil {
+		return Device{}, err
+	}
+	a, err := nd.Auth.normalize()
+	if err != nil {
 		return Device{}, err
 	}
 	if len(nd.Name) > maxNameLength {
@@ -169,14 +238,17 @@ func (d *DB) CreateDevice(ctx context.Context, nd NewDevice) (Device, error) {
 	tags, _ := json.Marshal(nd.Tags)
 	now := d.Now()
 	dev := Device{
-		DeviceID: nd.DeviceID, Name: nd.Name, Tags: nd.Tags,
-		PrimaryKey: NewDeviceKey(), SecondaryKey: NewDeviceKey(),
+		DeviceID: nd.DeviceID, Name: nd.Name, Tags: nd.Tags, Auth: a,
 		Enabled: true, CreatedAt: fromMS(ms(now)), UpdatedAt: fromMS(ms(now)),
 	}
+	if !a.X509() {
+		dev.PrimaryKey, dev.SecondaryKey = NewDeviceKey(), NewDeviceKey()
+	}
 	res, err := d.write.ExecContext(ctx, `INSERT INTO devices
-		(device_id, name, tags, primary_key, secondary_key, enabled, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, 1, ?, ?)`,
-		dev.DeviceID, dev.Name, string(tags), dev.PrimaryKey, dev.SecondaryKey, ms(now), ms(now))
+		(device_id, name, tags, primary_key, secondary_key, auth_type, primary_thumbprint, secondary_thumbprint, enabled, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
+		dev.DeviceID, dev.Name, string(tags), dev.PrimaryKey, dev.SecondaryKey,
+		a.Type, a.PrimaryThumbprint, a.SecondaryThumbprint, ms(now), ms(now))
 	if err := translate(err); err != nil {
 		if err == ErrConflict {
 			return Device{}, fmt.Errorf("device %q: %w", nd.DeviceID, ErrConflict)
@@ -187,7 +259,8 @@ func (d *DB) CreateDevice(ctx context.Context, nd NewDevice) (Device, error) {
 	return dev, nil
 }
 
-const deviceColumns = `id, device_id, name, tags, primary_key, secondary_key, enabled, connected, created_at, updated_at, last_activity_at, disconnected_at`
+const deviceColumns = `id, device_id, name, tags, primary_key, secondary_key, auth_type, primary_thumbprint, secondary_thumbprint,
+	enabled, connected, created_at, updated_at, last_activity_at, disconnected_at`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -203,7 +276,7 @@ func scanDevice(s scanner) (Device, error) {
 		connected int
 	)
 	if err := s.Scan(&dev.ID, &dev.DeviceID, &dev.Name, &tags, &dev.PrimaryKey, &dev.SecondaryKey,
-		&enabled, &connected, &created, &updated, &lastSeen, &hungUp); err != nil {
+		&dev.Auth.Type, &dev.Auth.PrimaryThumbprint, &dev.Auth.SecondaryThumbprint, &enabled, &connected, &created, &updated, &lastSeen, &hungUp); err != nil {
 		return Device{}, err
 	}
 	dev.Enabled, dev.Connected = enabled == 1, connected == 1
@@ -325,6 +398,9 @@ type DeviceUpdate struct {
 	Name    *string
 	Tags    map[string]string // nil = unchanged
 	Enabled *bool
+	// Auth changes how the device authenticates. Switching to X.509 drops
+	// its keys; switching back to SAS gives it fresh ones.
+	Auth *Authentication
 }
 
 // UpdateDevice applies u and returns the device as stored.
@@ -334,6 +410,13 @@ func (d *DB) UpdateDevice(ctx context.Context, deviceID string, u DeviceUpdate) 
 	}
 	if u.Tags != nil {
 		if err := validateTags(u.Tags); err != nil {
+			return Device{}, err
+		}
+	}
+	var a Authentication
+	if u.Auth != nil {
+		var err error
+		if a, err = u.Auth.normalize(); err != nil {
 			return Device{}, err
 		}
 	}
@@ -352,10 +435,21 @@ func (d *DB) UpdateDevice(ctx context.Context, deviceID string, u DeviceUpdate) 
 		if u.Enabled != nil {
 			dev.Enabled = *u.Enabled
 		}
+		if u.Auth != nil {
+			switch {
+			case a.X509():
+				dev.PrimaryKey, dev.SecondaryKey = "", ""
+			case dev.Auth.X509():
+				dev.PrimaryKey, dev.SecondaryKey = NewDeviceKey(), NewDeviceKey()
+			}
+			dev.Auth = a
+		}
 		dev.UpdatedAt = fromMS(ms(d.Now()))
 		tags, _ := json.Marshal(dev.Tags)
-		_, err = tx.ExecContext(ctx, `UPDATE devices SET name = ?, tags = ?, enabled = ?, updated_at = ? WHERE id = ?`,
-			dev.Name, string(tags), dev.Enabled, ms(dev.UpdatedAt), dev.ID)
+		_, err = tx.ExecContext(ctx, `UPDATE devices SET name = ?, tags = ?, enabled = ?, primary_key = ?, secondary_key = ?,
+			auth_type = ?, primary_thumbprint = ?, secondary_thumbprint = ?, updated_at = ? WHERE id = ?`,
+			dev.Name, string(tags), dev.Enabled, dev.PrimaryKey, dev.SecondaryKey,
+			dev.Auth.Type, dev.Auth.PrimaryThumbprint, dev.Auth.SecondaryThumbprint, ms(dev.UpdatedAt), dev.ID)
 		return err
 	})
 	if err != nil {
@@ -381,13 +475,17 @@ func (d *DB) RotateDeviceKey(ctx context.Context, deviceID, which string) (Devic
 	default:
 		return Device{}, invalid("key", "unknown key %q; use primary or secondary", which)
 	}
-	res, err := d.write.ExecContext(ctx, `UPDATE devices SET `+col+` = ?, updated_at = ? WHERE device_id = ?`,
+	res, err := d.write.ExecContext(ctx, `UPDATE devices SET `+col+` = ?, updated_at = ? WHERE device_id = ? AND auth_type = 'sas'`,
 		NewDeviceKey(), ms(d.Now()), deviceID)
 	if err != nil {
 		return Device{}, fmt.Errorf("rotate key of %q: %w", deviceID, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return Device{}, fmt.Errorf("device %q: %w", deviceID, ErrNotFound)
+		dev, err := d.deviceFromWriter(ctx, deviceID)
+		if err != nil {
+			return Device{}, err
+		}
+		return Device{}, invalid("key", "device %q authenticates with X.509 certificates (%s); it has no keys to rotate", deviceID, dev.Auth.Type)
 	}
 	return d.deviceFromWriter(ctx, deviceID)
 }

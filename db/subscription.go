@@ -77,12 +77,14 @@ func (d *DB) Subscriptions(ctx context.Context, deviceID string) ([]Subscription
 type DeviceCredentials struct {
 	Enabled bool
 	Keys    [2]string
+	Auth    Authentication
 }
 
 // AllDeviceCredentials reads every device's enabled flag and keys in one narrow
 // scan; cheaper than a query per connection, even for 10,000 devices.
 func (d *DB) AllDeviceCredentials(ctx context.Context) (map[string]DeviceCredentials, error) {
-	rows, err := d.read.QueryContext(ctx, `SELECT device_id, enabled, primary_key, secondary_key FROM devices`)
+	rows, err := d.read.QueryContext(ctx, `SELECT device_id, enabled, primary_key, secondary_key,
+		auth_type, primary_thumbprint, secondary_thumbprint FROM devices`)
 	if err != nil {
 		return nil, fmt.Errorf("read device keys: %w", err)
 	}
@@ -91,7 +93,7 @@ func (d *DB) AllDeviceCredentials(ctx context.Context) (map[string]DeviceCredent
 	for rows.Next() {
 		var id string
 		var c DeviceCredentials
-		if err := rows.Scan(&id, &c.Enabled, &c.Keys[0], &c.Keys[1]); err != nil {
+		if err := rows.Scan(&id, &c.Enabled, &c.Keys[0], &c.Keys[1], &c.Auth.Type, &c.Auth.PrimaryThumbprint, &c.Auth.SecondaryThumbprint); err != nil {
 			return nil, fmt.Errorf("read device keys: %w", err)
 		}
 		out[id] = c

@@ -62,7 +62,7 @@ func statusOf(err error) (int, string) {
 // notFoundMessage keeps "device \"x\": not found" (our own wording) and drops anything else.
 func notFoundMessage(err error) string {
 	msg := err.Error()
-	if strings.HasPrefix(msg, "device ") || strings.HasPrefix(msg, "user ") || strings.HasPrefix(msg, "api token ") {
+	if strings.HasPrefix(msg, "device ") || strings.HasPrefix(msg, "user ") || strings.HasPrefix(msg, "api token ") || strings.HasPrefix(msg, "CA ") {
 		return msg
 	}
 	return "not found"
