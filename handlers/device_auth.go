@@ -2,7 +2,9 @@ package handlers
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -25,7 +27,7 @@ const deviceIdentityKey = "fieldhub.device"
 // deviceIdentity is the device that signed a device-protocol request.
 type deviceIdentity struct {
 	Device db.Device
-	Method string // AuthSASPrimary or AuthSASSecondary
+	Method string // AuthSASPrimary, AuthSASSecondary or one of auth.AuthX509…
 }
 
 // authenticatedDevice returns the device set by authenticateDevice.
@@ -39,11 +41,17 @@ func authenticatedDevice(c echo.Context) (deviceIdentity, bool) {
 // 401 when the header is missing or malformed, the signature does not match,
 // the token expired or names another device; 404 when the device does not
 // exist; 403 when it is disabled (told only to a valid key holder). The device
-// id in the path is case-sensitive, as in Azure.
+// id in the path is case-sensitive, as in Azure. A request without the
+// header but with a client certificate is an X.509 device's
+// (authenticateCertificate). X.509 devices have no keys, so their SAS tokens
+// never verify.
 func (s *Server) authenticateDevice(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		header := c.Request().Header.Get("Authorization")
 		if header == "" {
+			if st := c.Request().TLS; st != nil && len(st.PeerCertificates) > 0 {
+				return s.authenticateCertificate(c, st.PeerCertificates, next)
+			}
 			return errorf(http.StatusUnauthorized, "missing Authorization header; send 'SharedAccessSignature sr=…&sig=…&se=…' signed with the device key")
 		}
 		token, err := auth.ParseSAS(strings.TrimSpace(header))
@@ -81,6 +89,39 @@ func (s *Server) authenticateDevice(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set(deviceIdentityKey, deviceIdentity{Device: dev, Method: method})
 		return next(c)
 	}
+}
+
+// authenticateCertificate checks the client certificate of an X.509 device
+// (auth.VerifyDeviceCertificate). Whatever is wrong — unknown device, SAS
+// device, unregistered thumbprint, foreign CA, expired certificate — the
+// device gets a bare 401; why is logged (at debug level, as all refusals).
+// 403 for a disabled device is told only to a holder of a valid certificate.
+func (s *Server) authenticateCertificate(c echo.Context, chain []*x509.Certificate, next echo.HandlerFunc) error {
+	id, err := protocolDeviceID(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	dev, err := s.devices.get(ctx, id, s.db.Device, s.now())
+	if errors.Is(err, db.ErrNotFound) {
+		return &Error{Status: http.StatusUnauthorized, Message: "unauthorized", Err: fmt.Errorf("%w: device %q is not registered", auth.ErrCertificateRefused, id)}
+	}
+	if err != nil {
+		return err
+	}
+	m, err := auth.VerifyDeviceCertificate(dev.X509Registration(), chain,
+		func() ([]*x509.Certificate, error) { return s.db.CACertificates(ctx) }, s.now())
+	if errors.Is(err, auth.ErrCertificateRefused) {
+		return &Error{Status: http.StatusUnauthorized, Message: "unauthorized", Err: err}
+	}
+	if err != nil {
+		return err
+	}
+	if !dev.Enabled {
+		return errorf(http.StatusForbidden, "device %q is disabled; an operator must enable it", id)
+	}
+	c.Set(deviceIdentityKey, deviceIdentity{Device: dev, Method: m.Method})
+	return next(c)
 }
 
 // deviceCacheTTL is how long a device's keys and enabled flag are reused for
