@@ -7,6 +7,9 @@ type DeviceConnections interface {
 	// and closes it if the device was disabled or deleted or the key it
 	// signed with was rotated.
 	CheckDevice(deviceID string)
+	// CheckAllDevices re-checks every connection, e.g. after a CA
+	// certificate was removed.
+	CheckAllDevices()
 }
 
 // checkConnection ends a connection the change just made no longer admits,

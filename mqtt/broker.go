@@ -179,6 +179,11 @@ func New(cfg Config) (*Broker, error) {
 		if tlsCfg.MinVersion == 0 {
 			tlsCfg.MinVersion = tls.VersionTLS12
 		}
+		if tlsCfg.ClientAuth == tls.NoClientCert {
+			// X.509 devices present certificates, SAS devices none;
+			// authenticate checks them (auth.VerifyDeviceCertificate).
+			tlsCfg.ClientAuth = tls.RequestClientCert
+		}
 		b.tlsLn = &listener{id: "mqtts", ln: limiter.Wrap(ln), tls: tlsCfg, connectTimeout: cfg.ConnectTimeout}
 	}
 	if cfg.PlainAddr != "" {
@@ -309,14 +314,21 @@ func (b *Broker) current(deviceID string) *conn {
 
 // conn is one authenticated device connection.
 type conn struct {
-	deviceID   string
-	client     *mochi.Client
-	keyIndex   int
-	key        string // the key that signed the token, to notice rotation
-	authMethod string
-	expiry     time.Time
-	remote     string
-	listener   string
+	deviceID string
+	client   *mochi.Client
+	// authType is the device's authentication type when it connected.
+	authType string
+	keyIndex int // SAS: the key that signed the token (0 primary, 1 secondary)
+	// credential is what admitted the connection: the key that signed the
+	// token, the certificate thumbprint, or the thumbprint of the CA the
+	// certificate chains to. The connection ends when it is rotated or
+	// removed.
+	credential   string
+	authMethod   string
+	expiry       time.Time // of the token or certificate
+	expiryReason string
+	remote       string
+	listener     string
 
 	expiryTimer *time.Timer
 	done        chan struct{} // closed when the connection has ended

@@ -166,16 +166,21 @@ type connectOptions struct {
 	clean                        bool
 	manualAck                    bool // PUBACK only when the test calls Ack
 	willTopic, will              string
+	cert                         *tls.Certificate // presented in the TLS handshake (X.509 devices)
 }
 
 func (h *testHub) dial(o connectOptions) (*testDevice, error) {
 	d := &testDevice{lost: make(chan error, 1), received: make(chan paho.Message, 100)}
+	tlsCfg := &tls.Config{RootCAs: h.roots, ServerName: "localhost"}
+	if o.cert != nil {
+		tlsCfg.Certificates = []tls.Certificate{*o.cert}
+	}
 	opts := paho.NewClientOptions().
 		AddBroker(h.url).
 		SetClientID(o.clientID).
 		SetUsername(o.username).
 		SetPassword(o.password).
-		SetTLSConfig(&tls.Config{RootCAs: h.roots, ServerName: "localhost"}).
+		SetTLSConfig(tlsCfg).
 		SetCleanSession(o.clean).
 		SetProtocolVersion(4).
 		SetAutoReconnect(false).

@@ -94,7 +94,13 @@ var errNoConnack = errors.New("connection closed without CONNACK")
 // CONNACK the hub answers with.
 func connack(t *testing.T, addr string, c rawConnect) ([]byte, error) {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	return connackOver(t, func() (net.Conn, error) { return net.Dial("tcp", addr) }, c)
+}
+
+// connackOver is connack over a connection dial makes (TLS, say).
+func connackOver(t *testing.T, dial func() (net.Conn, error), c rawConnect) ([]byte, error) {
+	t.Helper()
+	conn, err := dial()
 	if err != nil {
 		t.Fatal(err)
 	}

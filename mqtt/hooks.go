@@ -3,6 +3,8 @@ package mqtt
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -315,9 +317,11 @@ func (b *Broker) refuse(cl *mochi.Client, code byte) {
 }
 
 // authenticate checks who a CONNECT that passed checkConnect comes from:
-// client id = device id, user name naming the same device, password a SAS
-// token signed with one of the device's keys, and an enabled device. mochi
-// refuses with CONNACK 5, not authorized.
+// client id = device id, user name naming the same device, an enabled
+// device, and either a password that is a SAS token signed with one of the
+// device's keys or, without a password, the client certificate of an X.509
+// device (auth.VerifyDeviceCertificate). mochi refuses with CONNACK 5, not
+// authorized.
 func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, error) {
 	id := pk.Connect.ClientIdentifier
 	_, userDevice, err := ParseUsername(string(pk.Connect.Username))
@@ -326,13 +330,6 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, error
 	}
 	if userDevice != id {
 		return nil, fmt.Errorf("user name names device %q but the client id is %q", userDevice, id)
-	}
-	if len(pk.Connect.Password) == 0 {
-		return nil, errors.New("no password: the password must be a SAS token")
-	}
-	tok, err := auth.ParseSAS(string(pk.Connect.Password))
-	if err != nil {
-		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
@@ -346,23 +343,49 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, error
 	if !dev.Enabled {
 		return nil, fmt.Errorf("device %q is disabled", id)
 	}
+	c := &conn{
+		deviceID: id,
+		authType: dev.Auth.Type,
+		remote:   cl.Net.Remote,
+		listener: cl.Net.Listener,
+		done:     make(chan struct{}),
+		c2d:      newC2DState(),
+		acks:     newAckState(),
+	}
+	if len(pk.Connect.Password) == 0 {
+		m, err := auth.VerifyDeviceCertificate(dev.X509Registration(), peerCertificates(cl.Net.Conn),
+			func() ([]*x509.Certificate, error) { return b.cfg.DB.CACertificates(ctx) }, b.cfg.Now())
+		if err != nil {
+			return nil, err
+		}
+		c.authMethod, c.credential = m.Method, m.Credential
+		c.expiry, c.expiryReason = m.NotAfter, "certificate expired"
+		return c, nil
+	}
+	tok, err := auth.ParseSAS(string(pk.Connect.Password))
+	if err != nil {
+		return nil, err
+	}
 	keyIndex, err := tok.Verify(id, dev.Keys(), b.cfg.Now(), b.cfg.Hostnames)
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{
-		deviceID:   id,
-		keyIndex:   keyIndex,
-		key:        dev.Keys()[keyIndex],
-		authMethod: authMethods[keyIndex],
-		expiry:     tok.Expiry,
-		remote:     cl.Net.Remote,
-		listener:   cl.Net.Listener,
-		done:       make(chan struct{}),
-		c2d:        newC2DState(),
-		acks:       newAckState(),
-	}
+	c.keyIndex, c.credential, c.authMethod = keyIndex, dev.Keys()[keyIndex], authMethods[keyIndex]
+	c.expiry, c.expiryReason = tok.Expiry, "SAS token expired"
 	return c, nil
+}
+
+// peerCertificates returns the certificate chain a client presented in its
+// TLS handshake (nil without TLS or without a certificate). mochi has read
+// the CONNECT, so the handshake is complete.
+func peerCertificates(nc net.Conn) []*x509.Certificate {
+	switch c := nc.(type) {
+	case interface{ ConnectionState() tls.ConnectionState }:
+		return c.ConnectionState().PeerCertificates
+	case *wsConn:
+		return c.peerCerts
+	}
+	return nil
 }
 
 var authMethods = []string{"sas-primary", "sas-secondary"}
@@ -396,9 +419,9 @@ func (b *Broker) established(cl *mochi.Client) {
 		old.close("taken over by a new connection")
 	}
 	if wait := c.expiry.Sub(b.cfg.Now()); wait > 0 {
-		c.expiryTimer = time.AfterFunc(wait, func() { c.close("SAS token expired") })
+		c.expiryTimer = time.AfterFunc(wait, func() { c.close(c.expiryReason) })
 	} else {
-		c.close("SAS token expired")
+		c.close(c.expiryReason)
 	}
 	b.log.Info("device connected", "device", c.deviceID, "remote", c.remote, "auth", c.authMethod, "session_present", cl.State.Subscriptions.Len() > 0)
 	b.announce(presenceEvent{deviceID: c.deviceID, connected: true, remote: c.remote, authMethod: c.authMethod, at: b.cfg.Now()})

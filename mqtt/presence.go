@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"fieldhub/auth"
 	"fieldhub/db"
 )
 
@@ -256,11 +257,37 @@ func (b *Broker) recheck(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cas, err := b.caThumbprints(ctx, conns...)
+	if err != nil {
+		return err
+	}
 	for _, c := range conns {
 		st, ok := states[c.deviceID]
-		b.judge(c, st, ok)
+		b.judge(c, st, ok, cas)
 	}
 	return nil
+}
+
+// caThumbprints reads the registered CAs when one of conns was admitted
+// through a CA; otherwise it returns nil without reading.
+func (b *Broker) caThumbprints(ctx context.Context, conns ...*conn) (map[string]bool, error) {
+	for _, c := range conns {
+		if c.authMethod == auth.AuthX509CA {
+			return b.cfg.DB.CAThumbprints(ctx)
+		}
+	}
+	return nil, nil
+}
+
+// CheckAllDevices checks every connection against the registry at once;
+// handlers call it after removing a CA certificate, which may admit many
+// devices.
+func (b *Broker) CheckAllDevices() {
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	if err := b.recheck(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		b.log.Error("check device connections", "err", err)
+	}
 }
 
 // CheckDevice checks the device's connection against the registry at once
@@ -279,18 +306,35 @@ func (b *Broker) CheckDevice(deviceID string) {
 		b.log.Error("check device connection", "device", deviceID, "err", err)
 		return
 	}
-	b.judge(c, db.DeviceCredentials{Enabled: dev.Enabled, Keys: [2]string{dev.PrimaryKey, dev.SecondaryKey}}, err == nil)
+	cas, cerr := b.caThumbprints(ctx, c)
+	if cerr != nil {
+		b.log.Error("check device connection", "device", deviceID, "err", cerr)
+		return
+	}
+	b.judge(c, db.DeviceCredentials{Enabled: dev.Enabled, Keys: [2]string{dev.PrimaryKey, dev.SecondaryKey}, Auth: dev.Auth}, err == nil, cas)
 }
 
 // judge closes c when the device's registry state no longer admits it.
-func (b *Broker) judge(c *conn, st db.DeviceCredentials, exists bool) {
+// cas are the registered CA thumbprints (needed only for connections
+// admitted through a CA).
+func (b *Broker) judge(c *conn, st db.DeviceCredentials, exists bool, cas map[string]bool) {
 	switch {
 	case !exists:
 		c.close("device deleted")
 		b.forgetSession(c.deviceID)
 	case !st.Enabled:
 		c.close("device disabled")
-	case st.Keys[c.keyIndex] != c.key:
+	case st.Auth.Type != c.authType:
+		c.close(fmt.Sprintf("authentication changed from %s to %s", c.authType, st.Auth.Type))
+	case c.authMethod == auth.AuthX509Primary || c.authMethod == auth.AuthX509Secondary:
+		if c.credential != st.Auth.PrimaryThumbprint && c.credential != st.Auth.SecondaryThumbprint {
+			c.close("certificate thumbprint no longer registered")
+		}
+	case c.authMethod == auth.AuthX509CA:
+		if !cas[c.credential] {
+			c.close("CA certificate removed")
+		}
+	case st.Keys[c.keyIndex] != c.credential:
 		c.close(fmt.Sprintf("%s key rotated", []string{"primary", "secondary"}[c.keyIndex]))
 	}
 }

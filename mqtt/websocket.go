@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -29,7 +30,11 @@ func (b *Broker) WebSocketHandler() http.Handler {
 		if err != nil {
 			return
 		}
-		if !b.wsConns.push(&wsConn{Conn: ws.NetConn(), ws: ws}) {
+		wc := &wsConn{Conn: ws.NetConn(), ws: ws}
+		if r.TLS != nil {
+			wc.peerCerts = r.TLS.PeerCertificates // X.509 devices (peerCertificates)
+		}
+		if !b.wsConns.push(wc) {
 			ws.Close()
 		}
 	})
@@ -41,7 +46,9 @@ type wsConn struct {
 	net.Conn // deadlines, addresses and Close act on the socket
 	ws       *websocket.Conn
 	r        io.Reader // the message being read, if any
-	wmu      sync.Mutex
+	// peerCerts is the client certificate chain of the HTTPS connection.
+	peerCerts []*x509.Certificate
+	wmu       sync.Mutex
 }
 
 var errTextMessage = errors.New("websocket: MQTT travels in binary messages, got a text message")
