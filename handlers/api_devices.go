@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"fieldhub/auth"
 	"fieldhub/db"
 	"fieldhub/quota"
 )
@@ -28,16 +29,67 @@ type deviceJSON struct {
 	Connected        bool              `json:"connected"`
 	CreatedAt        time.Time         `json:"createdAt"`
 	LastActivityAt   *time.Time        `json:"lastActivityAt"`
+	Authentication   authJSON          `json:"authentication"`
 	PrimaryKey       string            `json:"primaryKey,omitempty"`
 	SecondaryKey     string            `json:"secondaryKey,omitempty"`
 	ConnectionString string            `json:"connectionString,omitempty"`
 	Throttled        quota.Counts      `json:"throttled"` // refused or held back by the device's quota since start
 }
 
+// authJSON is Azure IoT Hub's registry authentication object:
+// type sas, selfSigned or certificateAuthority, and a selfSigned device's
+// x509Thumbprint. Keys stay in deviceJSON (admins only).
+type authJSON struct {
+	Type           string           `json:"type"`
+	X509Thumbprint *thumbprintsJSON `json:"x509Thumbprint,omitempty"`
+}
+
+type thumbprintsJSON struct {
+	PrimaryThumbprint   *string `json:"primaryThumbprint"`
+	SecondaryThumbprint *string `json:"secondaryThumbprint"`
+}
+
+func toAuthJSON(a db.Authentication) authJSON {
+	out := authJSON{Type: a.Type}
+	if a.Type == auth.AuthSelfSigned {
+		out.X509Thumbprint = &thumbprintsJSON{PrimaryThumbprint: &a.PrimaryThumbprint}
+		if a.SecondaryThumbprint != "" {
+			out.X509Thumbprint.SecondaryThumbprint = &a.SecondaryThumbprint
+		}
+	}
+	return out
+}
+
+func (a authJSON) toDB() db.Authentication {
+	out := db.Authentication{Type: a.Type}
+	if t := a.X509Thumbprint; t != nil {
+		if t.PrimaryThumbprint != nil {
+			out.PrimaryThumbprint = *t.PrimaryThumbprint
+		}
+		if t.SecondaryThumbprint != nil {
+			out.SecondaryThumbprint = *t.SecondaryThumbprint
+		}
+	}
+	return out
+}
+
+// describeAuthentication says in the audit log how a device authenticates.
+func describeAuthentication(a db.Authentication) string {
+	if a.Type != auth.AuthSelfSigned {
+		return "authentication: " + a.Type
+	}
+	d := "authentication: selfSigned, primary thumbprint " + a.PrimaryThumbprint
+	if a.SecondaryThumbprint != "" {
+		d += ", secondary thumbprint " + a.SecondaryThumbprint
+	}
+	return d
+}
+
 func (s *Server) deviceJSON(c echo.Context, d db.Device) deviceJSON {
 	out := deviceJSON{
 		ID: d.DeviceID, Name: d.Name, Tags: d.Tags, Enabled: d.Enabled, Status: d.Status(s.now()),
 		Connected: d.Connected, CreatedAt: d.CreatedAt, Throttled: s.quota.Throttled(d.DeviceID),
+		Authentication: toAuthJSON(d.Auth),
 	}
 	if !d.LastActivity.IsZero() {
 		t := d.LastActivity
@@ -45,7 +97,7 @@ func (s *Server) deviceJSON(c echo.Context, d db.Device) deviceJSON {
 	}
 	if p, ok := principal(c); ok && p.IsAdmin() {
 		out.PrimaryKey, out.SecondaryKey = d.PrimaryKey, d.SecondaryKey
-		out.ConnectionString = ConnectionString(s.deviceHost, d.DeviceID, d.PrimaryKey)
+		out.ConnectionString = DeviceConnectionString(s.deviceHost, d)
 	}
 	return out
 }
@@ -53,6 +105,16 @@ func (s *Server) deviceJSON(c echo.Context, d db.Device) deviceJSON {
 // ConnectionString is what a device SDK is configured with.
 func ConnectionString(host, deviceID, key string) string {
 	return "HostName=" + host + ";DeviceId=" + deviceID + ";SharedAccessKey=" + key
+}
+
+// DeviceConnectionString is the connection string of d with its primary
+// key, or for an X.509 device the SDKs' x509=true form: the certificate and
+// key are given to the SDK separately.
+func DeviceConnectionString(host string, d db.Device) string {
+	if d.Auth.X509() {
+		return "HostName=" + host + ";DeviceId=" + d.DeviceID + ";x509=true"
+	}
+	return ConnectionString(host, d.DeviceID, d.PrimaryKey)
 }
 
 // bindJSON decodes a bounded JSON body strictly and says what was wrong.
@@ -150,9 +212,10 @@ func intParam(c echo.Context, name string, def, lo, hi int) (int, error) {
 }
 
 type createDeviceRequest struct {
-	ID   string            `json:"id"`
-	Name string            `json:"name"`
-	Tags map[string]string `json:"tags"`
+	ID             string            `json:"id"`
+	Name           string            `json:"name"`
+	Tags           map[string]string `json:"tags"`
+	Authentication *authJSON         `json:"authentication"`
 }
 
 func (s *Server) apiCreateDevice(c echo.Context) error {
@@ -161,11 +224,15 @@ func (s *Server) apiCreateDevice(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	d, err := s.db.CreateDevice(ctx, db.NewDevice{DeviceID: req.ID, Name: req.Name, Tags: req.Tags})
+	nd := db.NewDevice{DeviceID: req.ID, Name: req.Name, Tags: req.Tags}
+	if req.Authentication != nil {
+		nd.Auth = req.Authentication.toDB()
+	}
+	d, err := s.db.CreateDevice(ctx, nd)
 	if err != nil {
 		return err
 	}
-	s.audit(ctx, c, "device.create", d.DeviceID, "ok", "")
+	s.audit(ctx, c, "device.create", d.DeviceID, "ok", describeAuthentication(d.Auth))
 	return c.JSON(http.StatusCreated, s.deviceJSON(c, d))
 }
 
@@ -178,9 +245,10 @@ func (s *Server) apiShowDevice(c echo.Context) error {
 }
 
 type updateDeviceRequest struct {
-	Name    *string           `json:"name"`
-	Tags    map[string]string `json:"tags"`
-	Enabled *bool             `json:"enabled"`
+	Name           *string           `json:"name"`
+	Tags           map[string]string `json:"tags"`
+	Enabled        *bool             `json:"enabled"`
+	Authentication *authJSON         `json:"authentication"`
 }
 
 func (s *Server) apiUpdateDevice(c echo.Context) error {
@@ -189,19 +257,33 @@ func (s *Server) apiUpdateDevice(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	d, err := s.db.UpdateDevice(ctx, c.Param("id"), db.DeviceUpdate{Name: req.Name, Tags: req.Tags, Enabled: req.Enabled})
+	u := db.DeviceUpdate{Name: req.Name, Tags: req.Tags, Enabled: req.Enabled}
+	if req.Authentication != nil {
+		a := req.Authentication.toDB()
+		u.Auth = &a
+	}
+	d, err := s.db.UpdateDevice(ctx, c.Param("id"), u)
 	if err != nil {
 		return err
 	}
 	// Name the change the way the dashboard does, so the audit log reads the same
 	// whichever way a device was disabled.
-	action := "device.update"
-	if req.Enabled != nil && req.Name == nil && req.Tags == nil {
+	action, detail := "device.update", ""
+	switch {
+	case req.Authentication != nil:
+		detail = describeAuthentication(d.Auth)
+		if req.Name == nil && req.Tags == nil && req.Enabled == nil {
+			action = "device.set-authentication"
+		}
+	case req.Enabled != nil && req.Name == nil && req.Tags == nil:
 		action = map[bool]string{true: "device.enable", false: "device.disable"}[*req.Enabled]
 	}
-	s.audit(ctx, c, action, d.DeviceID, "ok", "")
-	if req.Enabled != nil {
-		s.announceStatus(d)
+	s.audit(ctx, c, action, d.DeviceID, "ok", detail)
+	switch {
+	case req.Enabled != nil:
+		s.announceStatus(d) // also re-checks the connection
+	case req.Authentication != nil:
+		s.checkConnection(d.DeviceID) // new thumbprints or type: old credentials stop working at once
 	}
 	return c.JSON(http.StatusOK, s.deviceJSON(c, d))
 }

@@ -14,6 +14,7 @@ import (
 	"fieldhub/auth"
 	"fieldhub/certs/certstest"
 	"fieldhub/db"
+	"fieldhub/handlers"
 )
 
 // x509Hub serves the device router over real TLS that asks for (and does not
@@ -25,7 +26,12 @@ type x509Hub struct {
 
 func newX509Hub(t *testing.T) *x509Hub {
 	t.Helper()
-	h := newIngestHub(t, nil)
+	return newX509HubWith(t, nil)
+}
+
+func newX509HubWith(t *testing.T, configure func(*handlers.Config)) *x509Hub {
+	t.Helper()
+	h := newIngestHub(t, configure)
 	srv := httptest.NewUnstartedServer(h.server.DeviceRouter())
 	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
 	srv.StartTLS()

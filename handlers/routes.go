@@ -67,6 +67,9 @@ func (s *Server) routes(e *echo.Echo) {
 	api.PATCH("/devices/:id", s.apiUpdateDevice, admin)
 	api.DELETE("/devices/:id", s.apiDeleteDevice, admin)
 	api.POST("/devices/:id/keys/rotate", s.apiRotateDeviceKey, admin)
+	api.GET("/cas", s.apiListCAs, viewer) // CA certificates for X.509 devices (handlers/api_cas.go)
+	api.POST("/cas", s.apiAddCA, admin)
+	api.DELETE("/cas/:name", s.apiRemoveCA, admin)
 
 	// Telemetry (handlers/api_telemetry.go).
 	api.GET("/devices/:id/metrics", s.apiListMetrics, viewer)
