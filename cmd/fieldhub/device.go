@@ -4,9 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"fieldhub/auth"
 	"fieldhub/db"
 	"fieldhub/handlers"
 )
@@ -55,31 +57,62 @@ func deviceHost(ctx context.Context, d *db.DB) (string, error) {
 	return d.Setting(ctx, db.SettingDeviceHost, defaultDeviceHost)
 }
 
+// stringList is a flag that may be given more than once.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
 func deviceAdd(ctx context.Context, e env, args []string) error {
 	var name, tags *string
-	return withDevice(ctx, e, args, "device add", "device add [--data DIR] [--name NAME] [--tags k=v,k=v] <id>",
+	var thumbprints stringList
+	var viaCA *bool
+	return withDevice(ctx, e, args, "device add", "device add [--data DIR] [--name NAME] [--tags k=v,k=v] [--x509-thumbprint HEX [--x509-thumbprint HEX] | --x509-ca] <id>",
 		func(fs *flag.FlagSet) {
 			name = fs.String("name", "", "display name")
 			tags = fs.String("tags", "", "tags as k=v,k=v")
+			fs.Var(&thumbprints, "x509-thumbprint", "authenticate with a self-signed X.509 certificate of this SHA-256 (or SHA-1) thumbprint; a second one is the secondary")
+			viaCA = fs.Bool("x509-ca", false, "authenticate with an X.509 certificate issued by a CA the hub trusts (fieldhub ca add), subject CN = device id")
 		},
 		func(d *db.DB, id string) error {
 			t, err := db.ParseTags(*tags)
 			if err != nil {
 				return err
 			}
-			dev, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: id, Name: *name, Tags: t})
+			var a db.Authentication
+			switch {
+			case len(thumbprints) > 0 && *viaCA:
+				return usagef("device add: --x509-thumbprint and --x509-ca exclude each other")
+			case len(thumbprints) > 2:
+				return usagef("device add: at most two --x509-thumbprint (primary and secondary), got %d", len(thumbprints))
+			case len(thumbprints) > 0:
+				a = db.Authentication{Type: auth.AuthSelfSigned, PrimaryThumbprint: thumbprints[0]}
+				if len(thumbprints) == 2 {
+					a.SecondaryThumbprint = thumbprints[1]
+				}
+			case *viaCA:
+				a.Type = auth.AuthCertificateAuthority
+			}
+			dev, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: id, Name: *name, Tags: t, Auth: a})
 			if err != nil {
 				return fmt.Errorf("add device: %w", err)
 			}
-			if err := d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "device.create", Target: id}); err != nil {
+			if err := d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "device.create", Target: id, Detail: "authentication: " + dev.Auth.Type}); err != nil {
 				return err
 			}
 			host, err := deviceHost(ctx, d)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stderr, "device %s added; its connection string:\n", dev.DeviceID)
-			fmt.Fprintln(e.stdout, handlers.ConnectionString(host, dev.DeviceID, dev.PrimaryKey))
+			switch dev.Auth.Type {
+			case auth.AuthSelfSigned:
+				fmt.Fprintf(e.stderr, "device %s added; it presents the certificate of thumbprint %s. Its connection string (give the SDK its certificate and key too):\n", dev.DeviceID, dev.Auth.PrimaryThumbprint)
+			case auth.AuthCertificateAuthority:
+				fmt.Fprintf(e.stderr, "device %s added; it presents a certificate with subject CN=%s issued by a CA the hub trusts. Its connection string (give the SDK its certificate and key too):\n", dev.DeviceID, dev.DeviceID)
+			default:
+				fmt.Fprintf(e.stderr, "device %s added; its connection string:\n", dev.DeviceID)
+			}
+			fmt.Fprintln(e.stdout, handlers.DeviceConnectionString(host, dev))
 			return nil
 		})
 }
@@ -130,8 +163,11 @@ func deviceShow(ctx context.Context, e env, args []string) error {
 				return err
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "id\t%s\nname\t%s\nstatus\t%s\ntags\t%s\ncreated\t%s\n", dev.DeviceID, dev.Name,
-				dev.Status(time.Now()), db.FormatTags(dev.Tags), dev.CreatedAt.Local().Format(time.DateTime))
+			fmt.Fprintf(tw, "id\t%s\nname\t%s\nstatus\t%s\ntags\t%s\ncreated\t%s\nauthentication\t%s\n", dev.DeviceID, dev.Name,
+				dev.Status(time.Now()), db.FormatTags(dev.Tags), dev.CreatedAt.Local().Format(time.DateTime), dev.Auth.Type)
+			if dev.Auth.Type == auth.AuthSelfSigned {
+				fmt.Fprintf(tw, "primary thumbprint\t%s\nsecondary thumbprint\t%s\n", dev.Auth.PrimaryThumbprint, dev.Auth.SecondaryThumbprint)
+			}
 			if dev.LastActivity.IsZero() {
 				fmt.Fprintln(tw, "last activity\tnever")
 			} else {
@@ -142,8 +178,10 @@ func deviceShow(ctx context.Context, e env, args []string) error {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(tw, "primary key\t%s\nsecondary key\t%s\nconnection string\t%s\n", dev.PrimaryKey, dev.SecondaryKey,
-					handlers.ConnectionString(host, dev.DeviceID, dev.PrimaryKey))
+				if !dev.Auth.X509() {
+					fmt.Fprintf(tw, "primary key\t%s\nsecondary key\t%s\n", dev.PrimaryKey, dev.SecondaryKey)
+				}
+				fmt.Fprintf(tw, "connection string\t%s\n", handlers.DeviceConnectionString(host, dev))
 			}
 			return tw.Flush()
 		})

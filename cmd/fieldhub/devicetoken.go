@@ -28,6 +28,9 @@ func deviceToken(ctx context.Context, e env, args []string) error {
 			if err != nil {
 				return err
 			}
+			if dev.Auth.X509() {
+				return fmt.Errorf("device token: device %s authenticates with X.509 certificates (%s), not SAS tokens; use curl --cert/--key with its certificate", id, dev.Auth.Type)
+			}
 			var key string
 			switch *which {
 			case db.PrimaryKey:

@@ -61,6 +61,7 @@ func commands() []command {
 		{"device", "manage devices: add, list, show, rm, enable, disable, rotate-key, token", runDevice},
 		{"user", "manage operators: add, list, passwd, rm", runUser},
 		{"token", "manage operator API tokens: create, list, revoke", runToken},
+		{"ca", "manage CA certificates for X.509 devices: add, list, rm", runCA},
 		{"simulate", "run simulated devices that send telemetry to a hub", runSimulate},
 		{"version", "print the version", func(_ context.Context, e env, args []string) error {
 			fmt.Fprintln(e.stdout, "fieldhub", version)

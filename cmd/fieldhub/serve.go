@@ -290,7 +290,9 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 		DeviceQuota: deviceQuota, SecureCookies: cfg.DashboardTLS, TrustedProxies: cfg.TrustedProxies})
 	// TLS handshake noise from scanners goes to the debug log.
 	deviceSrv := caps.Device.Server(server.DeviceRouter(), slog.NewLogLogger(log.Handler(), slog.LevelDebug))
-	deviceSrv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	// Client certificates are asked for, not required: X.509 devices present
+	// one, SAS devices none (handlers/device_auth.go checks them).
+	deviceSrv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
 	// Properties travel in headers; Go's server answers 431 beyond this.
 	deviceSrv.MaxHeaderBytes = handlers.MaxDeviceHeaderBytes
 	deviceErrc := make(chan error, 1)
