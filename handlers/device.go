@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"fieldhub/auth"
 	"fieldhub/db"
 	"fieldhub/views"
 )
@@ -28,6 +29,7 @@ func (s *Server) showDevice(c echo.Context) error {
 		Device: views.DeviceDetail{
 			ID: d.DeviceID, Name: d.Name, Status: d.Status(s.now()), Enabled: d.Enabled,
 			Tags: viewTags(d.Tags), CreatedAt: d.CreatedAt, LastActivity: d.LastActivity,
+			Auth: d.Auth.Type, PrimaryThumbprint: d.Auth.PrimaryThumbprint, SecondaryThumbprint: d.Auth.SecondaryThumbprint,
 		},
 		Telemetry: views.Telemetry(tel),
 	}
@@ -141,5 +143,31 @@ func (s *Server) showConnectionString(c echo.Context) error {
 	}
 	s.audit(ctx, c, "device.show-connection-string", d.DeviceID, "ok", "")
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return s.render(c, http.StatusOK, views.ConnectionString(ConnectionString(s.deviceHost, d.DeviceID, d.PrimaryKey)))
+	return s.render(c, http.StatusOK, views.ConnectionString(DeviceConnectionString(s.deviceHost, d), d.Auth.X509()))
+}
+
+// setDeviceAuthentication saves the device page's authentication form:
+// SAS keys, X.509 thumbprints or a CA-issued certificate. Connections the
+// old credentials opened are closed at once.
+func (s *Server) setDeviceAuthentication(c echo.Context) error {
+	ctx := c.Request().Context()
+	id := c.Param("id")
+	back := devicePagePath(id)
+	a := db.Authentication{Type: c.FormValue("type")}
+	if a.Type == auth.AuthSelfSigned {
+		// The form always carries the fields; they count only here.
+		a.PrimaryThumbprint = strings.TrimSpace(c.FormValue("primaryThumbprint"))
+		a.SecondaryThumbprint = strings.TrimSpace(c.FormValue("secondaryThumbprint"))
+	}
+	d, err := s.db.UpdateDevice(ctx, id, db.DeviceUpdate{Auth: &a})
+	if err != nil {
+		return s.formError(c, back, err)
+	}
+	s.audit(ctx, c, "device.set-authentication", d.DeviceID, "ok", describeAuthentication(d.Auth))
+	s.checkConnection(d.DeviceID)
+	msg := "Authentication saved: SAS keys. Show the connection string to set up the device."
+	if d.Auth.X509() {
+		msg = "Authentication saved: the device now presents its X.509 certificate. Open connections were closed."
+	}
+	return s.redirectWith(c, back, msg, false)
 }

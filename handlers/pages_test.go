@@ -345,6 +345,7 @@ func TestAdminFormsRefusedForOthers(t *testing.T) {
 		{"/devices/d1", url.Values{"name": {"hacked"}}},
 		{"/devices/d1/disable", nil},
 		{"/devices/d1/keys/rotate", url.Values{"which": {"primary"}}},
+		{"/devices/d1/authentication", url.Values{"type": {"certificateAuthority"}}},
 		{"/devices/d1/delete", nil},
 		{"/users", url.Values{"username": {"eve"}, "password": {"password-eve"}, "role": {"admin"}}},
 		{"/users/vic/password", url.Values{"password": {"new-password"}}},

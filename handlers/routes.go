@@ -51,6 +51,7 @@ func (s *Server) routes(e *echo.Echo) {
 	g.POST("/devices/:id/enable", s.enableDevice, admin)
 	g.POST("/devices/:id/disable", s.disableDevice, admin)
 	g.POST("/devices/:id/keys/rotate", s.rotateDeviceKey, admin)
+	g.POST("/devices/:id/authentication", s.setDeviceAuthentication, admin)
 	g.POST("/devices/:id/delete", s.deleteDevice, admin)
 	g.GET("/devices/:id/connection-string", s.showConnectionString, admin)
 	g.GET("/users", s.showUsers, admin)

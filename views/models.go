@@ -152,7 +152,23 @@ type DeviceDetail struct {
 	Tags         []Tag
 	CreatedAt    time.Time
 	LastActivity time.Time // zero: never seen
+	// Auth is how the device authenticates: AuthSAS, AuthSelfSigned or
+	// AuthCertificateAuthority; thumbprints only for AuthSelfSigned.
+	Auth                                   string
+	PrimaryThumbprint, SecondaryThumbprint string
 }
+
+// X509 reports whether the device authenticates with a certificate (no keys).
+func (d DeviceDetail) X509() bool {
+	return d.Auth == AuthSelfSigned || d.Auth == AuthCertificateAuthority
+}
+
+// How a device authenticates (the registry's authentication types).
+const (
+	AuthSAS                  = "sas"
+	AuthSelfSigned           = "selfSigned"
+	AuthCertificateAuthority = "certificateAuthority"
+)
 
 // UsersPage lists dashboard users (admins only).
 type UsersPage struct {

@@ -431,11 +431,18 @@ func TestDeviceViewNonAdmin(t *testing.T) {
 
 func TestConnectionString(t *testing.T) {
 	cs := "HostName=hub.local;DeviceId=d<1>;SharedAccessKey=abc+/="
-	d := render(t, ConnectionString(cs))
+	d := render(t, ConnectionString(cs, false))
 	if got := text(d.one("[data-testid=connection-string]")); got != cs {
 		t.Errorf("connection string = %q, want %q", got, cs)
 	}
 	d.attrIs(d.one("button[data-copy-target]"), "data-copy-target", "connection-string-value")
+	if got := text(d.one("p[class=hint]")); !strings.Contains(got, "like a password") {
+		t.Errorf("hint with a key = %q", got)
+	}
+	d = render(t, ConnectionString("HostName=hub.local;DeviceId=cam;x509=true", true))
+	if got := text(d.one("p[class=hint]")); !strings.Contains(got, "no secret") {
+		t.Errorf("hint of an X.509 device = %q", got)
+	}
 }
 
 func TestUsersView(t *testing.T) {
