@@ -272,9 +272,9 @@ func (c *compiler) val(o sqlOperand, k kind) string {
 		case kString:
 			return "(" + c.jsonb(o) + " #>> '{}')"
 		case kNumber:
-			return "(" + c.jsonb(o) + ")::numeric"
+			return c.jsonb(o) + "::numeric"
 		case kBool:
-			return "(" + c.jsonb(o) + ")::boolean"
+			return c.jsonb(o) + "::boolean"
 		}
 	}
 	panic(fmt.Sprintf("query: no SQL value for operand kind %d", o.k))
@@ -415,21 +415,24 @@ func (c *compiler) in(x *In) string {
 		if len(matches) == 0 {
 			continue // every value is of another type: undefined, the ELSE of the CASE
 		}
-		var res string
-		if k == kNull {
-			res = c.constant(yes)
-		} else {
-			list := make([]string, len(matches))
-			for i, v := range matches {
-				list[i] = c.val(sqlOperand{k: sConst, lit: v.Value, lk: k}, k)
-			}
-			res = "(" + c.collate(k, c.val(o, k)) + " IN (" + strings.Join(list, ", ") + "))"
-			if len(matches) < len(x.Values) {
-				// Values of other types make a miss undefined, not false.
-				res = "(CASE WHEN " + res + " THEN " + c.constant(yes) + " END)"
-			}
-		}
+		// SQLite's placeholders are positional: bind in the order of the text.
 		guards = append(guards, c.guard(k, o))
+		if k == kNull {
+			results = append(results, c.constant(yes))
+			continue
+		}
+		res := "(" + c.collate(k, c.val(o, k)) + " IN ("
+		for i, v := range matches {
+			if i > 0 {
+				res += ", "
+			}
+			res += c.val(sqlOperand{k: sConst, lit: v.Value, lk: k}, k)
+		}
+		res += "))"
+		if len(matches) < len(x.Values) {
+			// Values of other types make a miss undefined, not false.
+			res = "(CASE WHEN " + res + " THEN " + c.constant(yes) + " END)"
+		}
 		results = append(results, res)
 	}
 	s := c.branches(guards, results)
@@ -451,6 +454,7 @@ func (c *compiler) call(x *Call) string {
 	if !containsKind(kinds(a), kString) || !containsKind(kinds(b), kString) {
 		return c.constant(unknown)
 	}
+	guard := c.guard(kString, a, b) // first: SQLite's placeholders are positional
 	var res string
 	if c.pg {
 		sa, sb := c.val(a, kString), c.val(b, kString)
@@ -463,19 +467,21 @@ func (c *compiler) call(x *Call) string {
 			res = "(strpos(" + sa + ` COLLATE "C", ` + sb + ") > 0)"
 		}
 	} else {
-		// As BLOBs: SQLite counts text up to a NUL; bytes are what Go compares.
+		// As BLOBs: SQLite counts text up to a NUL; bytes are what Go
+		// compares. substr of an empty BLOB is NULL, hence the CASE.
 		blob := func(o sqlOperand) string { return "CAST(" + c.val(o, kString) + " AS BLOB)" }
 		switch x.Func {
 		case StartsWith:
-			res = "(substr(" + blob(a) + ", 1, length(" + blob(b) + ")) = " + blob(b) + ")"
+			res = "(instr(" + blob(a) + ", " + blob(b) + ") = 1)"
 		case EndsWith:
-			res = "(length(" + blob(a) + ") >= length(" + blob(b) + ") AND substr(" + blob(a) + ", length(" + blob(a) +
-				") - length(" + blob(b) + ") + 1) = " + blob(b) + ")"
+			res = "(CASE WHEN length(" + blob(b) + ") = 0 THEN length(" + blob(a) + ") >= 0" +
+				" WHEN length(" + blob(a) + ") < length(" + blob(b) + ") THEN 0" +
+				" ELSE substr(" + blob(a) + ", length(" + blob(a) + ") - length(" + blob(b) + ") + 1) = " + blob(b) + " END)"
 		case Contains:
 			res = "(instr(" + blob(a) + ", " + blob(b) + ") > 0)"
 		}
 	}
-	return c.branches([]string{c.guard(kString, a, b)}, []string{res})
+	return c.branches([]string{guard}, []string{res})
 }
 
 // typeTest compiles IS_DEFINED, IS_NULL, IS_STRING, …: never undefined.
