@@ -414,6 +414,9 @@ func (p *parser) path(hint string) Path {
 		case p.punct("["):
 			p.advance()
 			t := p.tok()
+			if t.kind == tNumber {
+				p.failAt(t.pos, "array indexes are not supported", "")
+			}
 			if t.kind != tString {
 				p.fail(t, "expected a quoted field name, as in tags['my key']")
 			}

@@ -158,6 +158,7 @@ func TestParseErrors(t *testing.T) {
 		{"SELECT * FROM devices WHERE tags.", `unexpected end of query at column 34: expected a field name after "."`, 1, 34},
 		{"SELECT * FROM devices WHERE tags[site] = 1", `unexpected "site" at column 34: expected a quoted field name, as in tags['my key']`, 1, 34},
 		{"SELECT * FROM devices WHERE tags[''] = 1", "empty field name at column 34", 1, 34},
+		{"SELECT * FROM devices WHERE properties.reported.list[0] = 1", "array indexes are not supported at column 54", 1, 54},
 		{"SELECT * FROM devices WHERE [[x = 1", `unterminated [[name]] at column 29: add "]]"`, 1, 29},
 		{"SELECT * FROM devices WHERE [[]] = 1", "empty name at column 29", 1, 29},
 		{"SELECT * FROM devices WHERE select = 1", `unexpected "select" at column 29: expected a condition: a field, a value, NOT, ( or a function such as IS_DEFINED()`, 1, 29},

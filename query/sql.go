@@ -173,13 +173,15 @@ func (c *compiler) constant(t tri) string {
 	return "NULL"
 }
 
+var pathQuoter = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
 // jsonPath is SQLite's path of names below a JSON column: $."a"."b".
 func jsonPath(path []string) string {
 	var b strings.Builder
 	b.WriteByte('$')
 	for _, name := range path {
 		b.WriteString(`."`)
-		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(name))
+		b.WriteString(pathQuoter.Replace(name))
 		b.WriteByte('"')
 	}
 	return b.String()
@@ -189,8 +191,9 @@ func jsonPath(path []string) string {
 // for each name, each name bound once.
 func (c *compiler) jsonb(o sqlOperand) string {
 	var b strings.Builder
-	b.WriteString("(")
+	b.WriteString("((")
 	b.WriteString(o.expr)
+	b.WriteString(")")
 	for _, name := range o.path {
 		ph, ok := c.pgKeys[name]
 		if !ok {
@@ -209,7 +212,7 @@ func (c *compiler) jsonType(o sqlOperand) string {
 	if c.pg {
 		return "jsonb_typeof(" + c.jsonb(o) + ")"
 	}
-	return "json_type(" + o.expr + ", " + c.param(jsonPath(o.path)) + ")"
+	return "json_type((" + o.expr + "), " + c.param(jsonPath(o.path)) + ")"
 }
 
 // typeNames are the names json_type (SQLite) and jsonb_typeof (PostgreSQL)
@@ -266,7 +269,7 @@ func (c *compiler) val(o sqlOperand, k kind) string {
 		return "(" + o.expr + ")"
 	case sJSON:
 		if !c.pg {
-			return "json_extract(" + o.expr + ", " + c.param(jsonPath(o.path)) + ")"
+			return "json_extract((" + o.expr + "), " + c.param(jsonPath(o.path)) + ")"
 		}
 		switch k {
 		case kString:
@@ -512,7 +515,7 @@ func (c *compiler) typeTest(f Func, a sqlOperand) string {
 		return c.constant(triOf(f == IsDefined || f == IsObject))
 	case sScalar:
 		if f == IsDefined || containsKind(want, a.lk) {
-			return "(" + a.expr + " IS NOT NULL)"
+			return "((" + a.expr + ") IS NOT NULL)"
 		}
 		return c.constant(no)
 	}

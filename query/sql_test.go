@@ -236,9 +236,9 @@ func TestSQLParameters(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Names of fields are bound once and reused; values are bound each.
-	want := `((CASE WHEN jsonb_typeof((tags -> $3::text)) = 'string' THEN ((((tags -> $3::text) #>> '{}') COLLATE "C") = $4::text) END) AND ` +
-		`(CASE WHEN jsonb_typeof((tags -> $3::text)) = 'string' THEN ((((tags -> $3::text) #>> '{}') COLLATE "C") IN ($5::text, $6::text)) END) AND ` +
-		`(CASE WHEN jsonb_typeof((tags -> $7::text)) = 'number' THEN ((tags -> $7::text)::numeric > $8::text::numeric) END))`
+	want := `((CASE WHEN jsonb_typeof(((tags) -> $3::text)) = 'string' THEN (((((tags) -> $3::text) #>> '{}') COLLATE "C") = $4::text) END) AND ` +
+		`(CASE WHEN jsonb_typeof(((tags) -> $3::text)) = 'string' THEN (((((tags) -> $3::text) #>> '{}') COLLATE "C") IN ($5::text, $6::text)) END) AND ` +
+		`(CASE WHEN jsonb_typeof(((tags) -> $7::text)) = 'number' THEN (((tags) -> $7::text)::numeric > $8::text::numeric) END))`
 	if where != want {
 		t.Errorf("SQL\n got %s\nwant %s", where, want)
 	}
