@@ -164,25 +164,13 @@ func TestPostgreSQLMatchesEvaluator(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got []string
 		rows, err := conn.Query(ctx, `SELECT id FROM devs WHERE id > $1 AND `+where+` ORDER BY id COLLATE "C"`, append([]any{"dev-100"}, args...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, id)
-		}
+		got := scanIDs(t, rows)
 		rows.Close()
-		var want []string
-		for _, d := range fleet {
-			if d.id > "dev-100" && q.Match(d.doc) {
-				want = append(want, d.id)
-			}
-		}
+		want := matching(fleet, q, "dev-100")
 		if len(want) == 0 || strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Errorf("SQL selects %v, Match %v", got, want)
 		}

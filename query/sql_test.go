@@ -129,6 +129,38 @@ func checkRandomEquivalence(t *testing.T, run triQuery, d Dialect, fleet []testD
 	}
 }
 
+// scanIDs reads a column of ids from database/sql's or pgx's rows.
+func scanIDs(t *testing.T, rows interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+}) []string {
+	t.Helper()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// matching returns the ids above after of the devices that q matches, in order.
+func matching(fleet []testDevice, q *Query, after string) []string {
+	var ids []string
+	for _, d := range fleet {
+		if d.id > after && q.Match(d.doc) {
+			ids = append(ids, d.id)
+		}
+	}
+	return ids
+}
+
 func sqliteTri(db *sql.DB) triQuery {
 	return func(t *testing.T, where string, args []any) []tri {
 		t.Helper()
@@ -182,25 +214,13 @@ func TestSQLiteMatchesEvaluator(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got, want []string
 			rows, err := db.Query("SELECT id FROM devs WHERE "+where+" ORDER BY id", args...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for rows.Next() {
-				var id string
-				if err := rows.Scan(&id); err != nil {
-					t.Fatal(err)
-				}
-				got = append(got, id)
-			}
+			got := scanIDs(t, rows)
 			rows.Close()
-			for _, d := range fleet {
-				if q.Match(d.doc) {
-					want = append(want, d.id)
-				}
-			}
-			if strings.Join(got, ",") != strings.Join(want, ",") {
+			if want := matching(fleet, q, ""); strings.Join(got, ",") != strings.Join(want, ",") {
 				t.Errorf("%s: SQL selects %v, Match %v", src, got, want)
 			}
 		}
