@@ -40,6 +40,9 @@ func startPostgres(t *testing.T) string {
 		if err != nil {
 			t.Skip("running as root, and there is no postgres user to run PostgreSQL as")
 		}
+		if _, err := exec.LookPath("runuser"); err != nil {
+			t.Skip("running as root, and there is no runuser to run PostgreSQL as postgres")
+		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		if err := os.Chown(dir, uid, gid); err != nil {
