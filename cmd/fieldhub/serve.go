@@ -166,6 +166,12 @@ func runServe(ctx context.Context, e env, args []string) error {
 
 // serve runs the hub until ctx is cancelled, then shuts down in reverse order of start.
 func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error {
+	// The lock is released last, after the database closed.
+	lock, err := lockDataDir(cfg.DataDir, "fieldhub serve")
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	caps, err := listenerCaps(cfg.Listen, log)
 	if err != nil {
 		return err
