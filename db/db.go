@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -269,6 +270,40 @@ func translate(err error) error {
 		return ErrConflict
 	}
 	return err
+}
+
+// FaultKind names the kind of a failed write in words safe to show anyone
+// (no paths, no SQL): "disk full", "disk I/O error" and so on, or "commit
+// failed" for anything else.
+func FaultKind(err error) string {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case sqlite3.ErrFull:
+			return "disk full"
+		case sqlite3.ErrIoErr:
+			return "disk I/O error"
+		case sqlite3.ErrReadonly:
+			return "database is read-only"
+		case sqlite3.ErrCorrupt, sqlite3.ErrNotADB:
+			return "database file is damaged"
+		case sqlite3.ErrCantOpen:
+			return "database file cannot be opened"
+		case sqlite3.ErrBusy, sqlite3.ErrLocked:
+			return "database is locked by another writer"
+		}
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return "disk full"
+	}
+	return "commit failed"
+}
+
+// IsStorageFault reports whether err is the storage failing (full, broken,
+// locked) rather than something wrong with the request: worth a 503 and a
+// retry, not a 500.
+func IsStorageFault(err error) bool {
+	return FaultKind(err) != "commit failed"
 }
 
 // withTx runs fn in a write transaction, the wtf way: begin, defer rollback, commit.

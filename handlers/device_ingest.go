@@ -22,6 +22,11 @@ type MessageSubmitter interface {
 	Busy() bool
 }
 
+// storageRetryAfter is the Retry-After (seconds) of a message refused for a
+// storage fault: a full disk waits for an operator, so retrying every second
+// would only spend the devices' batteries.
+const storageRetryAfter = 10
+
 // maxBatchBody bounds a batch request: its bodies are base64 in JSON, so a
 // batch carrying one message of the full 256 KB is about 342 KB.
 const maxBatchBody = 1 << 20
@@ -163,6 +168,10 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 		return c.NoContent(http.StatusNoContent)
 	case errors.Is(err, ingest.ErrOverloaded):
 		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is overloaded; retry after the Retry-After delay", RetryAfter: 1, Err: err}
+	case errors.Is(err, ingest.ErrStorage):
+		// db.Health logged the fault when it began, and shows it on /readyz.
+		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub cannot store messages right now (storage fault); retry after the Retry-After delay",
+			RetryAfter: storageRetryAfter, Err: err, Quiet: true}
 	case errors.Is(err, ingest.ErrClosed):
 		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is shutting down; retry later", RetryAfter: 5, Err: err}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -330,6 +331,7 @@ func TestDeviceEventsOverloaded(t *testing.T) {
 		{"queue full", refusingIngest{err: ingest.ErrOverloaded}, 503, "1"},
 		{"queue full before reading", refusingIngest{busy: true}, 503, "1"},
 		{"closed", refusingIngest{err: ingest.ErrClosed}, 503, "5"},
+		{"storage fault", refusingIngest{err: fmt.Errorf("store messages: %w: disk on fire", ingest.ErrStorage)}, 503, "10"},
 		{"internal", refusingIngest{err: errors.New("disk on fire")}, 500, ""},
 	}
 	for _, tt := range tests {

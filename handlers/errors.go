@@ -19,6 +19,9 @@ type Error struct {
 	Err     error // internal cause, logged, never shown
 	// RetryAfter, when set, is sent as the Retry-After header (seconds).
 	RetryAfter int
+	// Quiet logs the request at debug level even for a 5xx: its cause is
+	// logged elsewhere once (a storage fault, by db.Health).
+	Quiet bool
 }
 
 func (e *Error) Error() string {
@@ -49,6 +52,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusNotFound, notFoundMessage(err)
 	case errors.Is(err, db.ErrConflict):
 		return http.StatusConflict, err.Error()
+	case db.IsStorageFault(err):
+		return http.StatusServiceUnavailable, "the hub cannot write to its storage (" + db.FaultKind(err) + "); try again later"
 	case errors.As(err, &ee):
 		msg := http.StatusText(ee.Code)
 		if m, ok := ee.Message.(string); ok {
@@ -87,13 +92,14 @@ func (s *Server) handleError(err error, c echo.Context) {
 		return
 	}
 	status, msg := statusOf(err)
-	if status >= 500 {
+	var he *Error
+	quiet := errors.As(err, &he) && he.Quiet
+	if status >= 500 && !quiet {
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "err", err)
 	} else {
 		s.log.Debug("request refused", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "err", err)
 	}
-	var he *Error
-	if errors.As(err, &he) && he.RetryAfter > 0 {
+	if he != nil && he.RetryAfter > 0 {
 		c.Response().Header().Set("Retry-After", fmt.Sprint(he.RetryAfter))
 	}
 	if c.Request().Method == http.MethodHead {

@@ -26,6 +26,9 @@ func (s *Server) page(c echo.Context, title, nav string) views.Page {
 	if pr, ok := principal(c); ok {
 		p.User = &views.UserInfo{Username: pr.Username, Role: pr.Role}
 		p.CSRF = pr.CSRF
+		if st := s.health.Status(); !st.OK {
+			p.Storage = &views.StorageFault{Reason: st.Reason, Since: st.Since}
+		}
 	}
 	p.Flash, p.FlashError = s.takeFlash(c)
 	return p

@@ -69,6 +69,9 @@ type Config struct {
 	// PasswordCheckWait is how long a sign-in waits for one of the few
 	// password check slots before it is answered 503 (default 3 s).
 	PasswordCheckWait time.Duration
+	// Health is the state of storage writes, shown by /readyz and on every
+	// page; nil gets one nobody reports to.
+	Health *db.Health
 }
 
 // Server holds the handlers' dependencies.
@@ -94,6 +97,7 @@ type Server struct {
 	connections    DeviceConnections
 	mqttWS         http.Handler
 	clientIP       echo.IPExtractor // what c.RealIP() returns (transport.go)
+	health         *db.Health
 	// batchBodies recycles the read buffers of device batch requests.
 	batchBodies sync.Pool
 	quota       *quota.Devices
@@ -113,6 +117,9 @@ func New(cfg Config) (*echo.Echo, *Server) {
 	if cfg.PasswordCheckWait <= 0 {
 		cfg.PasswordCheckWait = 3 * time.Second
 	}
+	if cfg.Health == nil {
+		cfg.Health = db.NewHealth(cfg.Logger, nil)
+	}
 	s := &Server{
 		db: cfg.DB, assets: cfg.Assets, log: cfg.Logger, deviceHost: cfg.DeviceHost,
 		secure: cfg.SecureCookies, sessionTTL: cfg.SessionTTL, now: cfg.Now,
@@ -121,7 +128,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 		passwords: auth.NewPasswordChecker(max(2, min(4, runtime.GOMAXPROCS(0))), cfg.PasswordCheckWait),
 		live:      cfg.Live,
 		ingest:    cfg.Ingest, sasHostnames: cfg.SASHostnames, separateDevice: cfg.SeparateDeviceListener,
-		connections: cfg.Connections, mqttWS: cfg.MQTTWebSocket,
+		connections: cfg.Connections, mqttWS: cfg.MQTTWebSocket, health: cfg.Health,
 		clientIP: clientIP(cfg.TrustedProxies),
 	}
 	s.quota = cfg.DeviceQuota
@@ -145,6 +152,12 @@ func (s *Server) readyz(c echo.Context) error {
 	if err := s.db.Ping(ctx); err != nil {
 		s.log.Error("readiness check failed", "err", err)
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "database not answering"})
+	}
+	// A failing commit is not ready either: the hub answers but stores nothing.
+	if st := s.health.Status(); !st.OK {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{
+			"status": "storage fault", "reason": st.Reason, "since": st.Since.Format(time.RFC3339),
+		})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }

@@ -21,6 +21,17 @@ var (
 	ErrClosed = errors.New("ingest pipeline is closed")
 	// ErrDeviceGone means the device was deleted before its message committed.
 	ErrDeviceGone = errors.New("device no longer exists")
+	// ErrStorage means the commit failed (a full disk, an I/O error): the
+	// message is not stored and the device should retry later (HTTP 503
+	// with Retry-After; over MQTT, no PUBACK).
+	ErrStorage = errors.New("storage failed")
+)
+
+// The kinds of write the pipeline reports to db.Health.
+const (
+	opMessages   = "storing device messages"
+	opCheckpoint = "writing telemetry checkpoints"
+	opRetention  = "deleting old telemetry"
 )
 
 // Store is the storage the pipeline writes to; *db.DB implements it.
@@ -81,8 +92,11 @@ type Options struct {
 	// (default 10 minutes).
 	Retention  time.Duration
 	PruneEvery time.Duration
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// Health receives the outcome of every commit (default: one of its own,
+	// which only logs).
+	Health *db.Health
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -119,6 +133,9 @@ func (o *Options) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Health == nil {
+		o.Health = db.NewHealth(o.Logger, nil)
+	}
 }
 
 // Pipeline takes device-to-cloud messages from any number of goroutines and
@@ -126,10 +143,11 @@ func (o *Options) defaults() {
 // in one transaction (group commit), so that the cost of a durable commit is
 // shared by every message in it.
 type Pipeline struct {
-	store Store
-	pub   Publisher
-	opts  Options
-	log   *slog.Logger
+	store  Store
+	pub    Publisher
+	opts   Options
+	log    *slog.Logger
+	health *db.Health
 
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
@@ -164,7 +182,7 @@ func New(ctx context.Context, store Store, pub Publisher, opts Options) (*Pipeli
 		opts.Logger.Info("rebuilt time series from the message log", "messages", n)
 	}
 	p := &Pipeline{
-		store: store, pub: pub, opts: opts, log: opts.Logger,
+		store: store, pub: pub, opts: opts, log: opts.Logger, health: opts.Health,
 		queue: make(chan *request, opts.QueueMessages),
 		done:  make(chan struct{}),
 	}
@@ -191,7 +209,7 @@ func extractReadings(body []byte, enqueuedAt time.Time) (time.Time, []db.Reading
 
 // Submit stores msgs and returns once they are committed (durably, with the
 // database's synchronous=FULL), or with an error: ErrOverloaded when the queue
-// is full, ErrClosed during shutdown, ErrDeviceGone, a storage failure, or
+// is full, ErrClosed during shutdown, ErrDeviceGone, ErrStorage, or
 // ctx's error (the messages may still commit). Every message must carry the
 // authenticated DeviceID; a zero EnqueuedAt is set to now.
 func (p *Pipeline) Submit(ctx context.Context, msgs ...Message) error {
@@ -393,8 +411,11 @@ func (p *Pipeline) run() {
 		select {
 		case req, ok := <-p.queue:
 			if !ok {
-				if _, err := p.store.CheckpointTelemetry(ctx); err != nil {
-					p.log.Error("checkpoint telemetry", "err", err)
+				_, err := p.store.CheckpointTelemetry(ctx)
+				p.health.Record(opCheckpoint, err)
+				if err != nil {
+					// Nothing is lost: recovery replays the message log.
+					p.log.Warn("final telemetry checkpoint failed; the next start rebuilds it from the message log", "err", err)
 				}
 				return
 			}
@@ -411,8 +432,8 @@ func (p *Pipeline) run() {
 		}
 		if checkpointing && !now.Before(stepAfter) {
 			done, _, err := p.store.CheckpointStep(ctx, p.opts.CheckpointStepRows)
+			p.health.Record(opCheckpoint, err)
 			if err != nil {
-				p.log.Error("checkpoint telemetry", "err", err)
 				stepAfter = now.Add(time.Second) // rather than retry in a tight loop
 			}
 			checkpointing = !done
@@ -420,11 +441,13 @@ func (p *Pipeline) run() {
 		if p.opts.Retention > 0 && (pruning || now.After(nextPrune)) {
 			// One small step per turn so ingest keeps the writer.
 			_, more, err := p.store.PruneTelemetry(ctx, now.Add(-p.opts.Retention), 2000)
-			if err != nil {
-				p.log.Error("delete old telemetry", "err", err)
-			}
+			p.health.Record(opRetention, err)
 			pruning = more && err == nil
-			if !pruning {
+			switch {
+			case err != nil:
+				// Soon, so that a fault it reported clears soon after its cause.
+				nextPrune = now.Add(min(time.Minute, p.opts.PruneEvery))
+			case !pruning:
 				nextPrune = now.Add(p.opts.PruneEvery)
 			}
 		}
@@ -480,10 +503,13 @@ func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
 		p.release(req)
 	}
 	p.roomMade()
+	// Health logs the first failure and the recovery; each failed batch
+	// only at debug level, or a full disk would flood the log.
+	p.health.Record(opMessages, err)
 	if err != nil {
-		p.log.Error("store messages", "messages", len(rows), "err", err)
+		p.log.Debug("store messages", "messages", len(rows), "err", err)
 		for _, req := range batch {
-			req.done <- fmt.Errorf("store messages: %w", err)
+			req.done <- fmt.Errorf("store messages: %w: %w", ErrStorage, err)
 		}
 		return 0
 	}

@@ -1,16 +1,20 @@
 package ingest_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"fieldhub/db"
+	"fieldhub/db/dbtest"
 	"fieldhub/ingest"
 )
 
@@ -436,4 +440,69 @@ func TestPipelineCheckpointsInSteps(t *testing.T) {
 	if _, behind := watermark(); behind != 0 {
 		t.Errorf("%d metrics stored through less than the watermark, want 0", behind)
 	}
+}
+
+// TestPipelineStorageFault: on a full disk Submit fails with ErrStorage and
+// Health says so, once; when space returns the next commit succeeds and
+// clears it. Nothing acknowledged is lost.
+func TestPipelineStorageFault(t *testing.T) {
+	ctx := context.Background()
+	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	var log syncBuffer
+	logger := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	health := db.NewHealth(logger, nil)
+	p := newPipeline(t, d, nil, ingest.Options{Health: health, Logger: logger})
+	big := func(i int) ingest.Message {
+		m := msg("dev1", i)
+		m.Body = fmt.Appendf(nil, `{"n": %d, "pad": %q}`, i, strings.Repeat("x", 100_000))
+		return m
+	}
+	if err := p.Submit(ctx, big(0)); err != nil {
+		t.Fatal(err)
+	}
+	free := dbtest.FillUp(t, d)
+	for i := 1; i <= 20; i++ {
+		if err := p.Submit(ctx, big(i)); !errors.Is(err, ingest.ErrStorage) {
+			t.Fatalf("submit %d on a full disk: err = %v, want ErrStorage", i, err)
+		}
+	}
+	st := health.Status()
+	if st.OK || !strings.Contains(st.Reason, "storing device messages fails (disk full)") {
+		t.Errorf("health on a full disk = %+v, want the message commits failing with the disk full", st)
+	}
+	free()
+	if err := p.Submit(ctx, big(21)); err != nil {
+		t.Fatalf("submit after space returned: %v", err)
+	}
+	if st := health.Status(); !st.OK {
+		t.Errorf("health after a commit succeeded = %+v, want OK", st)
+	}
+	if n := strings.Count(log.String(), "storage fault"); n != 1 {
+		t.Errorf("%d fault lines for 20 failed commits, want 1:\n%s", n, log.String())
+	}
+	if n := strings.Count(log.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d ERROR lines for 20 failed commits, want 1:\n%s", n, log.String())
+	}
+	stored, err := d.Messages(ctx, "dev1", db.MessageFilter{})
+	if err != nil || len(stored) != 2 || stored[0].MessageID != "dev1-21" || stored[1].MessageID != "dev1-0" {
+		t.Errorf("stored %d messages (%v), want dev1-0 and dev1-21", len(stored), err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer that a logger may write from any goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -35,6 +35,9 @@ const (
 	// EventResync: the client missed events that are no longer kept and
 	// should reload what it shows.
 	EventResync = "resync"
+	// EventStorage: db.StorageStatus {"ok", "reason", "since"} on the fleet
+	// stream and every device stream, when storage starts or stops failing.
+	EventStorage = "storage"
 )
 
 // Options tune a Hub. Zero values take the defaults.
@@ -218,6 +221,26 @@ func (h *Hub) PublishFleet(deviceID, eventType string, data any) {
 		return
 	}
 	h.publish(h.fleet, deviceID, eventType, data)
+}
+
+// PublishAll sends an event to the fleet stream and to every device stream:
+// news for every open page, like a storage fault. It is meant for rare
+// events: each goes into every stream's replay ring.
+func (h *Hub) PublishAll(eventType string, data any) {
+	if h.isClosed() {
+		return
+	}
+	h.publish(h.fleet, "", eventType, data)
+	h.mu.Lock()
+	ids := make([]string, 0, len(h.devices))
+	streams := make([]*stream, 0, len(h.devices))
+	for id, st := range h.devices {
+		ids, streams = append(ids, id), append(streams, st)
+	}
+	h.mu.Unlock()
+	for i, st := range streams {
+		h.publish(st, ids[i], eventType, data)
+	}
 }
 
 // DeviceStatus is the payload of EventDevice.

@@ -367,6 +367,24 @@ func TestFleetFilter(t *testing.T) {
 	}
 }
 
+// TestPublishAllReachesEveryStream: a storage fault reaches the fleet
+// stream, a filtered fleet subscriber and every device stream.
+func TestPublishAllReachesEveryStream(t *testing.T) {
+	h := New(Options{})
+	srv := testServer(t, h)
+	fleet, filtered := dial(t, srv.URL+"/fleet", ""), dial(t, srv.URL+"/fleet?devices=a", "")
+	dev1, dev2 := dial(t, srv.URL+"/devices/dev1", ""), dial(t, srv.URL+"/devices/dev2", "")
+	waitSubscribers(t, h.fleet, 2)
+	waitSubscribers(t, h.deviceStream("dev1"), 1)
+	waitSubscribers(t, h.deviceStream("dev2"), 1)
+	h.PublishAll(EventStorage, db.StorageStatus{Reason: "storing device messages fails (disk full)"})
+	for name, c := range map[string]*client{"fleet": fleet, "filtered fleet": filtered, "dev1": dev1, "dev2": dev2} {
+		if ev := c.nextOfType(EventStorage); ev.Data != `{"ok":false,"reason":"storing device messages fails (disk full)"}` {
+			t.Errorf("%s got %+v, want the storage event", name, ev)
+		}
+	}
+}
+
 func TestCloseEndsStreams(t *testing.T) {
 	h := New(Options{})
 	srv := testServer(t, h)

@@ -1,11 +1,15 @@
 package mqtt
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"fieldhub/ingest"
 )
 
 // maxPublishesInFlight is how many of a device's publishes may wait for
@@ -96,7 +100,9 @@ func (b *Broker) ackLater(c *conn, a pendingAck) {
 // and ends when the queue is empty or the connection has gone. A publish
 // whose store failed closes the connection without its PUBACK or any later
 // one: MQTT 3.1.1 has no negative acknowledgement, and the SDKs send what
-// was not acknowledged again after reconnecting.
+// was not acknowledged again after reconnecting. Withholding the PUBACK on
+// an open connection would not do: PUBACKs go out in order, so every later
+// publish would wait behind it, and the device would not know to resend.
 func (b *Broker) ackRun(c *conn) {
 	defer b.wg.Done()
 	for {
@@ -119,7 +125,12 @@ func (b *Broker) ackRun(c *conn) {
 				return // running stays set: nothing is acknowledged on a closed connection
 			}
 			if err != nil {
-				b.log.Warn("mqtt telemetry not stored; closing the connection without PUBACK", "device", c.deviceID, "err", err)
+				// A storage fault is logged once by db.Health, not per publish.
+				level := slog.LevelWarn
+				if errors.Is(err, ingest.ErrStorage) {
+					level = slog.LevelDebug
+				}
+				b.log.Log(context.Background(), level, "mqtt telemetry not stored; closing the connection without PUBACK", "device", c.deviceID, "err", err)
 				c.close("telemetry not stored: " + err.Error())
 				return
 			}

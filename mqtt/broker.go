@@ -72,6 +72,10 @@ type Config struct {
 	// Limits caps the connections of the TLS and plain listeners together
 	// (zero: no caps). MQTT over WebSockets counts on the HTTPS listener.
 	Limits netlimit.Limits
+	// Health is the state of storage writes (reported by the ingest
+	// pipeline): during a fault the broker logs failed writes at debug level,
+	// since Health logged the fault once (default: one nobody reports to).
+	Health *db.Health
 }
 
 // Broker is the MQTT device endpoint: an embedded mochi broker whose hooks
@@ -126,6 +130,9 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Health == nil {
+		cfg.Health = db.NewHealth(cfg.Logger, nil)
 	}
 	if cfg.RecheckInterval <= 0 {
 		cfg.RecheckInterval = 5 * time.Second

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"fieldhub/auth"
@@ -80,7 +81,7 @@ func (b *Broker) recordPresence(ev presenceEvent, log *presenceLog) {
 	defer cancel()
 	online := b.Connected(ev.deviceID)
 	if err := b.cfg.DB.SetDeviceConnected(ctx, ev.deviceID, online); err != nil {
-		b.log.Error("record device presence", "device", ev.deviceID, "err", err)
+		b.log.Log(ctx, b.writeErrorLevel(), "record device presence", "device", ev.deviceID, "err", err)
 	}
 	entry := db.AuditEntry{At: ev.at, Actor: "device:" + ev.deviceID, Target: ev.deviceID}
 	if ev.connected {
@@ -108,9 +109,19 @@ func (b *Broker) writeDeviceLog(entries []db.AuditEntry) {
 	defer cancel()
 	for _, e := range entries {
 		if err := b.cfg.DB.RecordAudit(ctx, e); err != nil {
-			b.log.Error("record device presence", "device", e.Target, "err", err)
+			b.log.Log(ctx, b.writeErrorLevel(), "record device presence", "device", e.Target, "err", err)
 		}
 	}
+}
+
+// writeErrorLevel is the level of a failed write's log line: during a
+// storage fault, which db.Health has logged once, devices reconnect over
+// and over, and each failed write is not worth a line of its own.
+func (b *Broker) writeErrorLevel() slog.Level {
+	if !b.cfg.Health.Status().OK {
+		return slog.LevelDebug
+	}
+	return slog.LevelError
 }
 
 // presenceLogInterval bounds what a device's connections write to the audit

@@ -67,8 +67,17 @@ type Page struct {
 	// Now is the time relative dates are computed from; zero means time.Now().
 	// Tests set it so output is stable.
 	Now time.Time
+	// Storage, when set, is a storage fault the layout shows to signed-in
+	// users (web/storage.js keeps it current from the live streams).
+	Storage *StorageFault
 
 	name string // data-page on <body>, set by each view
+}
+
+// StorageFault is why the hub cannot write to its storage, and since when.
+type StorageFault struct {
+	Reason string
+	Since  time.Time
 }
 
 func (p Page) as(name string) Page {

@@ -10,6 +10,7 @@ import { initDisclosures } from './disclosure.js';
 import { initFleet } from './fleet.js';
 import { initTheme } from './theme.js';
 import { initTelemetry } from './telemetry.js';
+import { initStorageBanner } from './storage.js';
 import { initRelativeTimes } from './time.js';
 import { initToasts } from './toast.js';
 
@@ -30,6 +31,7 @@ function start() {
   initToasts(document);
   initCopy(document);
   initDisclosures(document);
+  initStorageBanner(document);
   initRelativeTimes(document);
   pages[document.body.dataset.page]?.(document);
   initCommands(document);

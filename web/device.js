@@ -5,7 +5,7 @@
 // Its events are re-dispatched on document as CustomEvent "live:<type>"
 // (detail = parsed data) so other page modules (telemetry, commands) listen
 // without opening a second connection. device, reading, message, resync,
-// command and twin events are forwarded, plus any types listed in
+// command, twin and storage events are forwarded, plus any types listed in
 // data-stream-events (space separated).
 //
 //   event: device   data: {"id": …, "status": …, "lastActivity": "<RFC 3339>"}
@@ -28,7 +28,7 @@ export function initDevice(doc) {
   const streamEl = doc.querySelector('[data-device-stream]');
   const url = streamEl?.dataset.streamUrl;
   if (!url) return;
-  const types = new Set(['device', 'reading', 'message', 'resync', 'command', 'twin']);
+  const types = new Set(['device', 'reading', 'message', 'resync', 'command', 'twin', 'storage']);
   for (const t of (streamEl.dataset.streamEvents ?? '').split(/\s+/)) if (t) types.add(t);
 
   const handlers = {};

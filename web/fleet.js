@@ -79,6 +79,9 @@ export function initFleet(doc) {
         stats = { ...stats, ...ev };
         schedule();
       },
+      storage(ev) {
+        doc.dispatchEvent(new CustomEvent('live:storage', { detail: ev }));
+      },
       // The server could not replay what this page missed (it was away too
       // long): reload, unless the user is in the middle of something.
       resync() {

@@ -222,6 +222,9 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	// an open stream would otherwise hold srv.Shutdown until its timeout.
 	hub := live.New(live.Options{Logger: log, Counts: store.FleetCounts})
 	defer hub.Close()
+	// Writers report every commit here; /readyz, the pages and the live
+	// streams show a storage fault until a commit succeeds again.
+	health := db.NewHealth(log, func(st db.StorageStatus) { hub.PublishAll(live.EventStorage, st) })
 	// Devices online right now go offline on open pages when they fall silent.
 	online, _, err := store.Devices(ctx, db.DeviceFilter{Status: db.StatusOnline})
 	if err != nil {
@@ -240,7 +243,7 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	twins := cmds.NewTwins(cmds.TwinsConfig{DB: store, Publisher: hub, Logger: log})
 	// Ingest starts before the listeners and drains (deferred) after they
 	// stopped, before the live hub and the database close.
-	pipeline, err := ingest.New(ctx, store, hub, ingest.Options{Logger: log, Retention: cfg.Retention})
+	pipeline, err := ingest.New(ctx, store, hub, ingest.Options{Logger: log, Retention: cfg.Retention, Health: health})
 	if err != nil {
 		return err
 	}
@@ -267,7 +270,7 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 			Addr: cfg.MQTTAddr, PlainAddr: cfg.MQTTPlainAddr,
 			TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 			DB:  store, Ingest: pipeline, Presence: hub, CloudMessages: cloud, Twins: twins,
-			Hostnames: sasHosts, Logger: log,
+			Hostnames: sasHosts, Logger: log, Health: health,
 			Quota:          deviceQuota,
 			ConnectTimeout: caps.MQTTConnect, Limits: caps.MQTTConns,
 		})
@@ -293,7 +296,8 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 		CloudMessages: cloud, Methods: methods, Twins: twins,
 		Ingest: pipeline, SASHostnames: sasHosts, SeparateDeviceListener: !isLoopback(cfg.Addr),
 		Connections: connections, MQTTWebSocket: mqttWS,
-		DeviceQuota: deviceQuota, SecureCookies: cfg.DashboardTLS, TrustedProxies: cfg.TrustedProxies})
+		DeviceQuota: deviceQuota, SecureCookies: cfg.DashboardTLS, TrustedProxies: cfg.TrustedProxies,
+		Health: health})
 	// TLS handshake noise from scanners goes to the debug log.
 	deviceSrv := caps.Device.Server(server.DeviceRouter(), slog.NewLogLogger(log.Handler(), slog.LevelDebug))
 	// Client certificates are asked for, not required: X.509 devices present

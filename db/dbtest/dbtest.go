@@ -3,6 +3,7 @@ package dbtest
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -19,4 +20,28 @@ func MustOpen(t testing.TB) *db.DB {
 	}
 	t.Cleanup(func() { d.Close() })
 	return d
+}
+
+// FillUp makes d's writer behave as on a full disk: from now on, a write
+// that needs a page more than the file has fails with SQLite's "database or
+// disk is full" (the real error, through max_page_count). The returned
+// function frees the space again.
+func FillUp(t testing.TB, d *db.DB) (free func()) {
+	t.Helper()
+	ctx := context.Background()
+	var pages int
+	if err := d.Writer().QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatalf("fill up: %v", err)
+	}
+	// The writer pool has one connection that lives as long as d, so the
+	// setting stays with it.
+	if _, err := d.Writer().ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
+		t.Fatalf("fill up: %v", err)
+	}
+	return func() {
+		t.Helper()
+		if _, err := d.Writer().ExecContext(ctx, "PRAGMA max_page_count = 4294967294"); err != nil {
+			t.Fatalf("free space: %v", err)
+		}
+	}
 }

@@ -1,0 +1,125 @@
+package handlers_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"fieldhub/auth"
+	"fieldhub/db"
+	"fieldhub/db/dbtest"
+	"fieldhub/handlers"
+	"fieldhub/ingest"
+	"fieldhub/static"
+)
+
+// TestStorageFault runs the real router and pipeline over a database that
+// fills up (dbtest.FillUp: SQLite's own "database or disk is full"): device
+// messages get 503 with Retry-After, /readyz turns 503 with the reason, the
+// pages of signed-in users show the fault, and all of it clears with the
+// next successful commit.
+func TestStorageFault(t *testing.T) {
+	ctx := context.Background()
+	d := dbtest.MustOpen(t)
+	logger := slog.New(slog.DiscardHandler)
+	health := db.NewHealth(logger, nil)
+	p, err := ingest.New(ctx, d, nil, ingest.Options{Health: health, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	assets, err := static.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	router, _ := handlers.New(handlers.Config{DB: d, Assets: assets, DeviceHost: "hub.test:8443", Ingest: p, Health: health, Logger: logger})
+	srv := httptest.NewServer(router)
+	t.Cleanup(srv.Close)
+
+	dev, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := d.CreateUser(ctx, "viewer-user", "x", db.RoleViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie := auth.RandomToken(32)
+	if err := d.CreateSession(ctx, cookie, user.ID, auth.RandomToken(16), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	sas := token(t, "dev1", dev.PrimaryKey, time.Now().Add(time.Hour))
+	body := `{"pad": "` + strings.Repeat("x", 100_000) + `"}`
+	send := func(method, path, body string, header map[string]string) (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	post := func() (int, http.Header, string) {
+		return send("POST", "/devices/dev1/messages/events?api-version=2021-04-12", body, map[string]string{"Authorization": sas})
+	}
+	banner := regexp.MustCompile(`<div class="storage-banner"[^>]*>`)
+	page := func() (tag, html string) {
+		t.Helper()
+		status, _, html := send("GET", "/devices", "", map[string]string{"Cookie": "fieldhub_session=" + cookie})
+		if status != http.StatusOK {
+			t.Fatalf("fleet page: %d", status)
+		}
+		return banner.FindString(html), html
+	}
+
+	if status, _, _ := post(); status != http.StatusNoContent {
+		t.Fatalf("before the disk filled: %d, want 204", status)
+	}
+	if tag, _ := page(); tag == "" || !strings.Contains(tag, "hidden") {
+		t.Errorf("healthy: banner %q, want present and hidden", tag)
+	}
+
+	free := dbtest.FillUp(t, d)
+	status, header, text := post()
+	if status != http.StatusServiceUnavailable || header.Get("Retry-After") != "10" || !strings.Contains(text, "storage fault") {
+		t.Errorf("on a full disk: %d Retry-After %q %s, want 503, 10 and the storage fault named", status, header.Get("Retry-After"), text)
+	}
+	status, _, text = send("GET", "/readyz", "", nil)
+	var ready map[string]string
+	if err := json.Unmarshal([]byte(text), &ready); err != nil {
+		t.Fatalf("readyz body %q: %v", text, err)
+	}
+	if status != http.StatusServiceUnavailable || ready["status"] != "storage fault" ||
+		ready["reason"] != "storing device messages fails (disk full)" || ready["since"] == "" {
+		t.Errorf("readyz on a full disk = %d %v, want 503 with the reason and since", status, ready)
+	}
+	if tag, html := page(); tag == "" || strings.Contains(tag, "hidden") || !strings.Contains(html, "storing device messages fails (disk full)") {
+		t.Errorf("on a full disk: banner %q, want it shown with the reason", tag)
+	}
+	if _, _, html := send("GET", "/login", "", nil); banner.MatchString(html) {
+		t.Error("the login page shows the storage banner to someone not signed in")
+	}
+
+	free()
+	if status, _, _ := post(); status != http.StatusNoContent {
+		t.Fatalf("after space returned: %d, want 204", status)
+	}
+	if status, _, text := send("GET", "/readyz", "", nil); status != http.StatusOK {
+		t.Errorf("readyz after a commit succeeded = %d %s, want 200", status, text)
+	}
+	if tag, _ := page(); !strings.Contains(tag, "hidden") {
+		t.Errorf("after recovery: banner %q, want hidden", tag)
+	}
+}
