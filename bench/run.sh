@@ -39,6 +39,8 @@ run ./mqtt/ '^BenchmarkIngest$' 1x
 run ./mqtt/ '^BenchmarkIdleConnections$' 1x
 # The real binary over HTTPS against a bare Echo HTTPS server.
 run ./bench/ '^BenchmarkHubHTTPS$' 1x
+# A backup of a 500 MB database while the pipeline ingests.
+run ./backup/ '^BenchmarkBackupWhileIngesting$' 1x
 echo "=== benchmarks took $(($(date +%s) - start)) s; raw output in $log"
 echo
 

@@ -61,7 +61,7 @@ type section struct {
 	figures []figure
 }
 
-// sections lists the figures of the performance sections of issues 2, 3 and 5.
+// sections lists the figures of the performance sections of issues 2, 3, 5 and 9.
 var sections = []section{
 	{"Issue 2: fleet page", []figure{
 		{name: "fleet page render, 10,000 devices", unit: "ms", value: metric{"views.BenchmarkFleetPage10k", "ns/op", 1e-6}},
@@ -132,6 +132,15 @@ var sections = []section{
 		{name: "method round trip p99, 1,000 devices sending at half the max rate", unit: "ms", value: m("mqtt.BenchmarkIngest/fieldhub-half-rate", "method-p99-ms"), target: atMost(20)},
 		{name: "method round trip p99, 1,000 devices saturating the hub", unit: "ms", value: m("mqtt.BenchmarkIngest/fieldhub", "method-p99-ms")},
 		{name: "10,000 idle TLS connections, RSS", unit: "MB", value: m("mqtt.BenchmarkIdleConnections", "rss-MB"), target: atMost(500)},
+	}},
+	{"Issue 9: backup of a 500 MB database while 8 writers ingest (backup.BenchmarkBackupWhileIngesting)", []figure{
+		{name: "backup (VACUUM INTO, checked, synced)", unit: "s", value: m("backup.BenchmarkBackupWhileIngesting", "backup-s")},
+		{name: "ingest rate during the backup", unit: "msgs/s", value: m("backup.BenchmarkBackupWhileIngesting", "msgs/s-during"),
+			baseline: m("backup.BenchmarkBackupWhileIngesting", "msgs/s-before"), baseName: "just before it"},
+		{name: "ack p99 during the backup", unit: "ms", value: m("backup.BenchmarkBackupWhileIngesting", "ack-p99-ms-during"),
+			baseline: m("backup.BenchmarkBackupWhileIngesting", "ack-p99-ms-before"), baseName: "just before it"},
+		{name: "longest ack during the backup", unit: "ms", value: m("backup.BenchmarkBackupWhileIngesting", "ack-max-ms-during"),
+			baseline: m("backup.BenchmarkBackupWhileIngesting", "ack-max-ms-before"), baseName: "just before it"},
 	}},
 }
 

@@ -63,6 +63,8 @@ func commands() []command {
 		{"token", "manage operator API tokens: create, list, revoke", runToken},
 		{"ca", "manage CA certificates for X.509 devices: add, list, rm", runCA},
 		{"simulate", "run simulated devices that send telemetry to a hub", runSimulate},
+		{"backup", "write a consistent copy of a data folder to one file, also while the hub runs", runBackup},
+		{"restore", "put a backup in place for a stopped hub", runRestore},
 		{"version", "print the version", func(_ context.Context, e env, args []string) error {
 			fmt.Fprintln(e.stdout, "fieldhub", version)
 			return nil

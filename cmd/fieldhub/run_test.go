@@ -82,6 +82,9 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"token without role", []string{"token", "create", "--data", data}, "--role is required"},
 		{"token bad role", []string{"token", "create", "--data", data, "--role", "god"}, `unknown role "god"`},
 		{"user bad role", []string{"user", "add", "--data", data, "--role", "god", "bob"}, `unknown role "god"`},
+		{"backup without a file", []string{"backup", "--data", data}, "expected one FILE"},
+		{"restore without a file", []string{"restore", "--data", data}, "expected one backup FILE"},
+		{"restore of a missing file", []string{"restore", "--data", data, data + "/nope"}, "no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,7 +104,7 @@ func TestCLIUsageErrors(t *testing.T) {
 
 func TestCLIHelp(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"simulate", "--help"}, {"device", "add", "--help"},
-		{"device", "--help"}, {"user", "passwd", "--help"}, {"token", "create", "--help"}} {
+		{"device", "--help"}, {"user", "passwd", "--help"}, {"token", "create", "--help"}, {"backup", "--help"}, {"restore", "--help"}} {
 		if _, _, err := cli(t, "", args...); err != nil {
 			t.Errorf("fieldhub %v: %v, want success", args, err)
 		}
