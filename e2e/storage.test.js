@@ -1,14 +1,22 @@
 // A storage fault on the dashboard: with the data folder on a small tmpfs
 // that the test fills, open pages show the fault banner live (light and
 // dark), a page loaded meanwhile shows it at once, and it goes away by
-// itself once space is freed and a message is stored again. Mounting needs
-// root (CI runs as root); elsewhere the test is skipped.
+// itself once space is freed and a message is stored again; the unmodified
+// Azure IoT SDK, refused meanwhile, sends again by itself and loses nothing.
+// Mounting needs root (CI runs as root); elsewhere the tests are skipped.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { cli, launchBrowser, login, screenshot, startHub, tempDir, watchPage } from './harness.js';
+import deviceSdk from 'azure-iot-device';
+import deviceHttp from 'azure-iot-device-http';
+import mqttTransport from 'azure-iot-device-mqtt';
+import { cli, freePort, launchBrowser, login, screenshot, startHub, tempDir, watchPage } from './harness.js';
+
+const { Client, Message } = deviceSdk; // CommonJS packages
+const { Http } = deviceHttp;
+const { Mqtt } = mqttTransport;
 
 let hub;
 let browser;
@@ -149,4 +157,65 @@ test('a full disk shows on open pages live and clears by itself', { timeout: 120
   assert.deepEqual([...fleet.problems(), ...devicePage.problems()], []);
   const ready = await fetch(`${hub.url}/readyz`);
   assert.equal(ready.status, 200);
+});
+
+test('the Azure IoT SDK retries through a full disk over MQTT and HTTPS, and nothing is lost', { timeout: 180_000 }, async (t) => {
+  const mounted = mountTmpfs();
+  if (mounted.error) {
+    t.skip(`cannot mount a tmpfs for a full disk (needs root): ${mounted.error}`);
+    return;
+  }
+  const dir = mounted.dir;
+  // Undone in reverse order (t.after runs its hooks in the order given).
+  const cleanups = [() => execFileSync('umount', [dir])];
+  t.after(async () => {
+    for (const undo of cleanups.reverse()) await undo();
+  });
+  // The SDK's HTTP transport always dials 443: a loopback address of its own
+  // (as in conformance_http.test.js), which --hostname puts in the certificate.
+  const host = '127.0.0.9';
+  const mqttPort = await freePort();
+  const sdkHub = await startHub({
+    dataDir: path.join(dir, 'data'),
+    args: ['--device-addr', `${host}:443`, '--hostname', host, '--mqtt-addr', `${host}:${mqttPort}`, '--log-level', 'debug'],
+  });
+  cleanups.push(() => sdkHub.stop());
+  const ca = readFileSync(path.join(sdkHub.dataDir, 'tls', 'ca.pem'), 'utf8');
+  const viewer = (await cli(sdkHub.dataDir, 'token', 'create', '--role', 'viewer', '--name', 'storage')).trim();
+  const keyOf = async (id) => (await cli(sdkHub.dataDir, 'device', 'add', id)).match(/SharedAccessKey=(\S+)/)[1];
+  const mqttClient = Client.fromConnectionString(`HostName=${host}:${mqttPort};DeviceId=sdk-mqtt;SharedAccessKey=${await keyOf('sdk-mqtt')}`, Mqtt);
+  await mqttClient.setOptions({ ca });
+  await mqttClient.open();
+  cleanups.push(() => mqttClient.close().catch(() => {}));
+  const httpClient = Client.fromConnectionString(`HostName=${host};DeviceId=sdk-http;SharedAccessKey=${await keyOf('sdk-http')}`, Http);
+  await httpClient.setOptions({ ca, http: { receivePolicy: { manualPolling: true } } });
+  await httpClient.open();
+  cleanups.push(() => httpClient.close().catch(() => {}));
+  const message = (id) => {
+    const m = new Message(JSON.stringify({ level: 7, pad: 'x'.repeat(60_000) }));
+    m.messageId = id;
+    return m;
+  };
+  await mqttClient.sendEvent(message('mqtt-before'));
+  await httpClient.sendEvent(message('http-before'));
+
+  const filler = fillDisk(dir);
+  const sent = [mqttClient.sendEvent(message('mqtt-during')), httpClient.sendEvent(message('http-during'))];
+  // Both were refused: the MQTT connection closed without PUBACK, the HTTPS
+  // request got its 503 (logged at debug level only).
+  await sdkHub.waitForLog(/device disconnected.*device=sdk-mqtt.*telemetry not stored/, 30_000);
+  await sdkHub.waitForLog(/request refused.*status=503/, 30_000);
+  assert.equal((await fetch(`${sdkHub.url}/readyz`)).status, 503);
+
+  rmSync(filler);
+  await Promise.all(sent); // the SDKs retried by themselves
+  for (const [device, id] of [
+    ['sdk-mqtt', 'mqtt-during'],
+    ['sdk-http', 'http-during'],
+  ]) {
+    const res = await fetch(`${sdkHub.url}/api/v1/devices/${device}/messages?limit=10`, { headers: { Authorization: `Bearer ${viewer}` } });
+    const ids = (await res.json()).messages.map((m) => m.messageId);
+    assert.ok(ids.includes(id), `${device}: ${id} acknowledged but not stored (stored: ${ids})`);
+  }
+  assert.equal(sdkHub.logs().match(/level=ERROR/g)?.length, 1, 'one ERROR line: the storage fault, once');
 });
