@@ -93,14 +93,21 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	status, msg := statusOf(err)
 	var he *Error
-	quiet := errors.As(err, &he) && he.Quiet
+	isHE := errors.As(err, &he)
+	// A storage fault that db.Health has logged (once) is not logged again
+	// for every request it fails.
+	storage := status == http.StatusServiceUnavailable && db.IsStorageFault(err)
+	quiet := (isHE && he.Quiet) || (storage && !s.health.Status().OK)
 	if status >= 500 && !quiet {
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "err", err)
 	} else {
 		s.log.Debug("request refused", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "err", err)
 	}
-	if he != nil && he.RetryAfter > 0 {
+	switch {
+	case isHE && he.RetryAfter > 0:
 		c.Response().Header().Set("Retry-After", fmt.Sprint(he.RetryAfter))
+	case storage:
+		c.Response().Header().Set("Retry-After", fmt.Sprint(storageRetryAfter))
 	}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(status)

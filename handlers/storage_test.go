@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +30,8 @@ import (
 func TestStorageFault(t *testing.T) {
 	ctx := context.Background()
 	d := dbtest.MustOpen(t)
-	logger := slog.New(slog.DiscardHandler)
+	var logBuf syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logBuf, nil))
 	health := db.NewHealth(logger, nil)
 	p, err := ingest.New(ctx, d, nil, ingest.Options{Health: health, Logger: logger})
 	if err != nil {
@@ -53,6 +56,10 @@ func TestStorageFault(t *testing.T) {
 	}
 	cookie := auth.RandomToken(32)
 	if err := d.CreateSession(ctx, cookie, user.ID, auth.RandomToken(16), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	operator := auth.NewAPIToken()
+	if _, err := d.CreateAPIToken(ctx, "operator", db.RoleOperator, operator); err != nil {
 		t.Fatal(err)
 	}
 	sas := token(t, "dev1", dev.PrimaryKey, time.Now().Add(time.Hour))
@@ -108,6 +115,16 @@ func TestStorageFault(t *testing.T) {
 	if tag, html := page(); tag == "" || strings.Contains(tag, "hidden") || !strings.Contains(html, "storing device messages fails (disk full)") {
 		t.Errorf("on a full disk: banner %q, want it shown with the reason", tag)
 	}
+	// Other writes that fail for want of space: 503 with Retry-After too, and
+	// no ERROR line per request (the fault is logged once).
+	status, header, text = send("POST", "/api/v1/devices/dev1/cloud-messages", `{"body": "`+strings.Repeat("y", 60_000)+`"}`,
+		map[string]string{"Authorization": "Bearer " + operator, "Content-Type": "application/json"})
+	if status != http.StatusServiceUnavailable || header.Get("Retry-After") != "10" || !strings.Contains(text, "disk full") {
+		t.Errorf("a cloud-to-device message on a full disk: %d Retry-After %q %s, want 503, 10 and the disk full named", status, header.Get("Retry-After"), text)
+	}
+	if n := strings.Count(logBuf.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d ERROR lines, want 1 (the fault):\n%s", n, logBuf.String())
+	}
 	if _, _, html := send("GET", "/login", "", nil); banner.MatchString(html) {
 		t.Error("the login page shows the storage banner to someone not signed in")
 	}
@@ -122,4 +139,22 @@ func TestStorageFault(t *testing.T) {
 	if tag, _ := page(); !strings.Contains(tag, "hidden") {
 		t.Errorf("after recovery: banner %q, want hidden", tag)
 	}
+}
+
+// syncBuffer is a bytes.Buffer that loggers on any goroutine may write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
