@@ -27,7 +27,7 @@ func TestBackupUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hub := startLocalHub(t, data)
+	hub := serveInProcess(t, data)
 	tokens := map[string]string{}
 	for _, d := range devices {
 		out, _, err := cli(t, "", "device", "token", "--data", data, "--ttl", "2h", d)
@@ -114,7 +114,7 @@ func TestBackupUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub2 := startLocalHub(t, restored)
+	hub2 := serveInProcess(t, restored)
 	for _, d := range devices {
 		stored := storedMessageIDs(t, hub2.dashURL, lastLine(viewer), d)
 		missing := 0

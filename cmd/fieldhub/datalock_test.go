@@ -15,7 +15,7 @@ import (
 // folder, while the CLI commands go on working beside the running hub.
 func TestServeRefusesDataFolderInUse(t *testing.T) {
 	data := t.TempDir()
-	hub := startLocalHub(t, data)
+	hub := serveInProcess(t, data)
 
 	// Without the lock the second serve would run; the timeout ends it so
 	// that the test fails instead of hanging.
@@ -46,5 +46,5 @@ func TestServeRefusesDataFolderInUse(t *testing.T) {
 
 	// Once the first hub stopped, the folder is free again.
 	hub.stop(t)
-	startLocalHub(t, data).stop(t)
+	serveInProcess(t, data).stop(t)
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -237,6 +239,9 @@ type runningHub struct {
 	mqttAddr  string
 	ca        string
 	stderr    *syncBuffer
+	// stopInProcess stops a hub run by serveInProcess (cmd is nil then);
+	// later calls return the first one's result.
+	stopInProcess func() error
 }
 
 func buildBinary(t *testing.T) string {
@@ -336,6 +341,12 @@ func (h *runningHub) deviceClient(t *testing.T) *http.Client {
 
 func (h *runningHub) stop(t *testing.T) {
 	t.Helper()
+	if h.stopInProcess != nil {
+		if err := h.stopInProcess(); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("serve returned %v", err)
+		}
+		return
+	}
 	h.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- h.cmd.Wait() }()

@@ -9,12 +9,13 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
 // serveInProcess runs `fieldhub serve` in this process on free loopback
-// ports with extra flags, until the test ends.
+// ports with extra flags, until the test ends or calls stop.
 func serveInProcess(t *testing.T, data string, extra ...string) *runningHub {
 	t.Helper()
 	dash, dev, mqttAddr := freeAddr(t), freeAddr(t), freeAddr(t)
@@ -26,16 +27,17 @@ func serveInProcess(t *testing.T, data string, extra ...string) *runningHub {
 	go func() {
 		done <- run(ctx, args, func(string) string { return "" }, strings.NewReader(""), &bytes.Buffer{}, h.stderr)
 	}()
-	t.Cleanup(func() {
+	h.stopInProcess = sync.OnceValue(func() error {
 		cancel()
 		select {
 		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("serve returned %v", err)
-			}
+			return err
 		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop within 30s")
+			return errors.New("serve did not stop within 30s")
 		}
+	})
+	t.Cleanup(func() {
+		h.stop(t)
 		if t.Failed() {
 			t.Logf("fieldhub stderr:\n%s", h.stderr.String())
 		}
@@ -43,6 +45,7 @@ func serveInProcess(t *testing.T, data string, extra ...string) *runningHub {
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		select {
 		case err := <-done:
+			h.stopInProcess = func() error { return err }
 			t.Fatalf("serve exited early: %v\n%s", err, h.stderr.String())
 		default:
 		}

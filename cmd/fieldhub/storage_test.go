@@ -62,6 +62,18 @@ func fillDisk(t *testing.T, dir string) string {
 	return path
 }
 
+// readyz returns the status and body of GET /readyz.
+func readyz(t *testing.T, dashURL string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(dashURL + "/readyz")
+	if err != nil {
+		t.Fatalf("readyz: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // countLines counts the log lines that contain every one of parts.
 func countLines(log string, parts ...string) int {
 	n := 0
@@ -88,7 +100,7 @@ func TestFullDisk(t *testing.T) {
 	if _, _, err := cli(t, "", "device", "add", "--data", data, device); err != nil {
 		t.Fatal(err)
 	}
-	hub := startLocalHub(t, data, "--log-level", "info")
+	hub := serveInProcess(t, data, "--log-level", "info")
 	token, _, err := cli(t, "", "device", "token", "--data", data, device)
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +153,7 @@ func TestFullDisk(t *testing.T) {
 			t.Fatalf("on a full disk, post %d: status %d, want 503", n, status)
 		}
 	}
-	code, ready := hub.readyz(t)
+	code, ready := readyz(t, hub.dashURL)
 	if code != http.StatusServiceUnavailable || !strings.Contains(ready, "disk full") {
 		t.Errorf("readyz on a full disk = %d %s, want 503 naming the disk full", code, ready)
 	}
@@ -182,7 +194,7 @@ func TestFullDisk(t *testing.T) {
 	if status, _ := post(); status != http.StatusNoContent {
 		t.Fatalf("after space was freed: status %d, want 204", status)
 	}
-	if code, ready := hub.readyz(t); code != http.StatusOK {
+	if code, ready := readyz(t, hub.dashURL); code != http.StatusOK {
 		t.Errorf("readyz after a message was stored again = %d %s, want 200", code, ready)
 	}
 	c, _ = mqttConnect()
