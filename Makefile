@@ -6,7 +6,23 @@ GO ?= go
 GO_PACKAGES = $$($(GO) list ./...)
 GO_DIRS = $$($(GO) list -f '{{.Dir}}' ./...)
 
-.PHONY: all generate build run test check-generated vet fmt-check lint bench e2e node_modules
+.PHONY: all generate build install container run test check-generated vet fmt-check lint bench e2e node_modules
+
+# What `fieldhub version` prints. A clean clone of a tagged commit reads
+# e.g. v1.2.0; otherwise the tag plus commits since and -dirty for local
+# changes. SOURCE_DATE_EPOCH, when set, fixes the build time (reproducible builds).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_TIME ?= $(shell date -u -d "@$(or $(SOURCE_DATE_EPOCH),$$(date +%s))" +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS = -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildTime=$(BUILD_TIME)
+
+# Where `make build` writes the binary and `make install` puts things.
+BIN ?= fieldhub
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= /etc/systemd/system
+CONFDIR ?= /etc/fieldhub
+DESTDIR ?=
 
 all: build
 
@@ -19,9 +35,32 @@ generate: node_modules
 	npm run --silent build
 	$(GO) tool templ generate -log-level warn
 
-## build: the fieldhub binary
+## build: the fieldhub binary, stamped with the version, commit and build time
 build:
-	$(GO) build -o fieldhub ./cmd/fieldhub
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/fieldhub
+
+## install: the binary into $(DESTDIR)$(BINDIR), the systemd unit into $(DESTDIR)$(UNITDIR),
+## an example environment file into $(DESTDIR)$(CONFDIR) (kept if present)
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/fieldhub
+	sed 's|/usr/local/bin/fieldhub|$(BINDIR)/fieldhub|g' deploy/fieldhub.service > $(BIN).service
+	install -D -m 0644 $(BIN).service $(DESTDIR)$(UNITDIR)/fieldhub.service
+	rm -f $(BIN).service
+	@if [ ! -e $(DESTDIR)$(CONFDIR)/fieldhub.env ]; then \
+		install -D -m 0640 deploy/fieldhub.env $(DESTDIR)$(CONFDIR)/fieldhub.env; \
+	else echo "kept $(DESTDIR)$(CONFDIR)/fieldhub.env"; fi
+	@echo
+	@echo "Installed $(DESTDIR)$(BINDIR)/fieldhub ($(VERSION)) and $(DESTDIR)$(UNITDIR)/fieldhub.service. Next:"
+	@echo "  1. set the host devices dial and the ports in $(CONFDIR)/fieldhub.env"
+	@echo "  2. sudo $(BINDIR)/fieldhub doctor --data /var/lib/fieldhub   # with the same settings: set -a; . $(CONFDIR)/fieldhub.env"
+	@echo "  3. sudo systemctl daemon-reload && sudo systemctl enable --now fieldhub"
+	@echo "  4. journalctl -u fieldhub   # the first admin password is logged on the first start"
+
+## container: build the container image from deploy/Containerfile with podman or docker (not run in CI)
+container:
+	$${CONTAINER_ENGINE:-$$(command -v podman || command -v docker)} build -f deploy/Containerfile \
+		--build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg BUILD_TIME=$(BUILD_TIME) \
+		-t fieldhub:$(VERSION) .
 
 ## run: build and start a demo hub on ./data (prints the URL and the admin password)
 run: build

@@ -28,7 +28,7 @@ func runBackup(ctx context.Context, e env, args []string) error {
 		return usagef("backup: expected one FILE to write, got %q", pos)
 	}
 	start := time.Now()
-	info, err := backup.Create(ctx, dataFolder(*data), pos[0], version, *force)
+	info, err := backup.Create(ctx, dataFolder(*data), pos[0], currentBuild().Version, *force)
 	if err != nil {
 		return err
 	}

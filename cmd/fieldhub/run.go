@@ -14,9 +14,6 @@ import (
 	"fieldhub/db"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
 // errUsagePrinted means the usage text already went to stderr.
 var errUsagePrinted = errors.New("usage")
 
@@ -65,10 +62,8 @@ func commands() []command {
 		{"simulate", "run simulated devices that send telemetry to a hub", runSimulate},
 		{"backup", "write a consistent copy of a data folder to one file, also while the hub runs", runBackup},
 		{"restore", "put a backup in place for a stopped hub", runRestore},
-		{"version", "print the version", func(_ context.Context, e env, args []string) error {
-			fmt.Fprintln(e.stdout, "fieldhub", version)
-			return nil
-		}},
+		{"doctor", "check ports, certificate, clock, file limit, disk and data folder before serving", runDoctor},
+		{"version", "print the version, commit and build time", runVersion},
 	}
 }
 

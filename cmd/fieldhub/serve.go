@@ -34,6 +34,10 @@ type serveConfig struct {
 	Demo     bool
 	Hostname string
 	LogLevel string
+	// LogFormat is text or json.
+	LogFormat string
+	// ClockURL is a URL whose HTTP Date the clock is compared with at start.
+	ClockURL string
 	// MQTTAddr is the MQTT-over-TLS device endpoint ("" turns MQTT off);
 	// MQTTPlainAddr an optional unencrypted one, loopback only.
 	MQTTAddr      string
@@ -59,30 +63,35 @@ type serveConfig struct {
 	Listen listenConfig
 }
 
-func parseServe(e env, args []string) (serveConfig, error) {
+func parseServe(e env, args []string) (serveConfig, error) { return parseServeAs(e, "serve", args) }
+
+// parseServeAs parses serve's flags for the command name (doctor takes them too).
+func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	cfg := serveConfig{Listen: defaultListenConfig()}
-	fs := newFlagSet(e, "serve", "serve [flags]")
+	fs := newFlagSet(e, name, name+" [flags]")
 	fs.StringVar(&cfg.Addr, "addr", envOr(e, "FIELDHUB_ADDR", "127.0.0.1:8080"), "dashboard and API listen address (env FIELDHUB_ADDR)")
 	fs.StringVar(&cfg.DataDir, "data", envOr(e, "FIELDHUB_DATA", "./data"), "data folder (env FIELDHUB_DATA)")
 	fs.BoolVar(&cfg.Demo, "demo", envOr(e, "FIELDHUB_DEMO", "") == "1" || envOr(e, "FIELDHUB_DEMO", "") == "true", "create demo devices on first start and run them (env FIELDHUB_DEMO=1)")
 	fs.StringVar(&cfg.Hostname, "hostname", envOr(e, "FIELDHUB_HOSTNAME", ""), "host name devices dial; goes into connection strings and the TLS certificate (env FIELDHUB_HOSTNAME)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(e, "FIELDHUB_LOG_LEVEL", "info"), "debug, info, warn or error (env FIELDHUB_LOG_LEVEL)")
+	fs.StringVar(&cfg.LogFormat, "log-format", envOr(e, "FIELDHUB_LOG_FORMAT", "text"), logFormatUsage)
+	fs.StringVar(&cfg.ClockURL, "clock-url", envOr(e, "FIELDHUB_CLOCK_URL", ""), "compare the clock with the HTTP Date of this URL at start and warn when they differ by over a minute; SAS tokens depend on it (env FIELDHUB_CLOCK_URL)")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", envOr(e, "FIELDHUB_MQTT_ADDR", ":8883"), "MQTT over TLS device endpoint; empty turns MQTT off (env FIELDHUB_MQTT_ADDR)")
 	fs.StringVar(&cfg.MQTTPlainAddr, "mqtt-plain-addr", envOr(e, "FIELDHUB_MQTT_PLAIN_ADDR", ""), "also serve MQTT without TLS here; loopback addresses only (env FIELDHUB_MQTT_PLAIN_ADDR)")
 	fs.StringVar(&cfg.DeviceAddr, "device-addr", envOr(e, "FIELDHUB_DEVICE_ADDR", ":8443"), "HTTPS device endpoint (Azure IoT Hub device API); :443 lets the SDKs' HTTP transport connect (env FIELDHUB_DEVICE_ADDR)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", envOr(e, "FIELDHUB_TLS_CERT", ""), "PEM certificate chain of the device endpoints; default: issued by a CA generated in <data>/tls (env FIELDHUB_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", envOr(e, "FIELDHUB_TLS_KEY", ""), "PEM private key for --tls-cert (env FIELDHUB_TLS_KEY)")
-	fs.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "how long device messages and readings are kept")
+	keep, err := envDuration(e, "FIELDHUB_RETENTION", 7*24*time.Hour)
+	if err != nil {
+		return cfg, err
+	}
+	fs.DurationVar(&cfg.Retention, "retention", keep, "how long device messages and readings are kept, e.g. 720h for 30 days (env FIELDHUB_RETENTION)")
 	msgRate := fs.String("device-msg-rate", envOr(e, "FIELDHUB_DEVICE_MSG_RATE", strconv.Itoa(quota.DefaultMessageRate)), "device-to-cloud messages a second each device may send; over it HTTPS answers 429 and MQTT reads the device no faster; 0 is unlimited (env FIELDHUB_DEVICE_MSG_RATE)")
 	msgBurst := fs.String("device-msg-burst", envOr(e, "FIELDHUB_DEVICE_MSG_BURST", "0"), "messages a device may send at once after a quiet spell; 0 is twice --device-msg-rate (env FIELDHUB_DEVICE_MSG_BURST)")
 	connectRate := fs.String("device-connect-rate", envOr(e, "FIELDHUB_DEVICE_CONNECT_RATE", strconv.Itoa(quota.DefaultConnectRate)), "MQTT connections a second each device may open, in bursts of 10; over it CONNACK 3; 0 is unlimited (env FIELDHUB_DEVICE_CONNECT_RATE)")
-	auditRetention := retention.DefaultAuditRetention
-	if v := e.getenv("FIELDHUB_AUDIT_RETENTION"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return cfg, usagef("serve: FIELDHUB_AUDIT_RETENTION %q is not a duration such as 2160h: %v", v, err)
-		}
-		auditRetention = d
+	auditRetention, err := envDuration(e, "FIELDHUB_AUDIT_RETENTION", retention.DefaultAuditRetention)
+	if err != nil {
+		return cfg, err
 	}
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", auditRetention, "how long audit log entries are kept, e.g. 2160h for 90 days; expired sessions are deleted with them (env FIELDHUB_AUDIT_RETENTION)")
 	fs.BoolVar(&cfg.DashboardTLS, "dashboard-tls", envOr(e, "FIELDHUB_DASHBOARD_TLS", "") == "1" || envOr(e, "FIELDHUB_DASHBOARD_TLS", "") == "true", "serve the dashboard and API over HTTPS with the device endpoints' certificate (env FIELDHUB_DASHBOARD_TLS=1)")
@@ -126,6 +135,19 @@ func parseServe(e env, args []string) (serveConfig, error) {
 	return cfg, nil
 }
 
+// envDuration reads a duration from the environment, def when unset.
+func envDuration(e env, key string, def time.Duration) (time.Duration, error) {
+	v := e.getenv(key)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, usagef("serve: %s %q is not a duration such as 2160h: %v", key, v, err)
+	}
+	return d, nil
+}
+
 // parseDeviceQuota reads the --device-* budget flags.
 func parseDeviceQuota(msgRate, msgBurst, connectRate string) (quota.Config, error) {
 	var q quota.Config
@@ -144,20 +166,12 @@ func parseDeviceQuota(msgRate, msgBurst, connectRate string) (quota.Config, erro
 	return quota.Config{MessageRate: rate, MessageBurst: burst, ConnectRate: connects}, nil
 }
 
-func newLogger(e env, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, usagef("--log-level %q: use debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: l})), nil
-}
-
 func runServe(ctx context.Context, e env, args []string) error {
 	cfg, err := parseServe(e, args)
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(e, cfg.LogLevel)
+	log, err := newLogger(e.stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
@@ -206,6 +220,8 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
+	// What doctor would say, with the certificate now in place.
+	logStartupChecks(ctx, cfg, log)
 	deviceLn, err := net.Listen("tcp", cfg.DeviceAddr)
 	if err != nil {
 		return fmt.Errorf("device endpoint: listen on %s: %w", cfg.DeviceAddr, err)
@@ -345,12 +361,17 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	}
 	warnPlainDashboard(log, cfg.Addr, cfg.DashboardTLS)
 	url := scheme + "://" + displayAddr(ln.Addr().String())
-	log.Info("fieldhub is running", "url", url, "data", cfg.DataDir, "version", version)
-	fmt.Fprintf(e.stderr, "\n  Fieldhub dashboard: %s\n", url)
-	if firstPassword != "" {
-		fmt.Fprintf(e.stderr, "  Sign in as admin with password %s (shown only now)\n\n", firstPassword)
-	} else {
-		fmt.Fprintf(e.stderr, "  Sign in with your user; to reset admin's password: fieldhub user passwd --data %s admin\n\n", cfg.DataDir)
+	build := currentBuild()
+	log.Info("fieldhub is running", "url", url, "data", cfg.DataDir, "version", build.Version, "commit", build.Commit)
+	// The banner is for people; JSON logs stay one object a line (the
+	// first admin password is logged either way).
+	if cfg.LogFormat != "json" {
+		fmt.Fprintf(e.stderr, "\n  Fieldhub dashboard: %s\n", url)
+		if firstPassword != "" {
+			fmt.Fprintf(e.stderr, "  Sign in as admin with password %s (shown only now)\n\n", firstPassword)
+		} else {
+			fmt.Fprintf(e.stderr, "  Sign in with your user; to reset admin's password: fieldhub user passwd --data %s admin\n\n", cfg.DataDir)
+		}
 	}
 
 	select {

@@ -21,18 +21,19 @@ import (
 
 // simulateConfig is every setting of `fieldhub simulate`.
 type simulateConfig struct {
-	URL      string
-	Devices  int
-	Interval time.Duration
-	DataDir  string
-	API      string
-	Token    string
-	CA       string
-	Prefix   string
-	HostName string
-	Duration time.Duration
-	Protocol string // https or mqtt
-	MQTTAddr string
+	URL       string
+	Devices   int
+	Interval  time.Duration
+	DataDir   string
+	API       string
+	Token     string
+	CA        string
+	Prefix    string
+	HostName  string
+	Duration  time.Duration
+	Protocol  string // https or mqtt
+	MQTTAddr  string
+	LogFormat string
 }
 
 const simulateUsage = "simulate --url https://HOST:PORT [--devices N] [--interval 1s] (--data DIR | --api URL --token T) [--ca FILE] [--prefix sim-]"
@@ -52,6 +53,7 @@ func parseSimulate(e env, args []string) (simulateConfig, error) {
 	fs.DurationVar(&cfg.Duration, "duration", 0, "stop after this long (default: run until interrupted)")
 	fs.StringVar(&cfg.Protocol, "protocol", "https", "https (POST telemetry) or mqtt (telemetry, cloud-to-device messages, methods and twins over MQTT)")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", "localhost:8883", "the hub's MQTT endpoint, host:port, with --protocol mqtt")
+	fs.StringVar(&cfg.LogFormat, "log-format", envOr(e, "FIELDHUB_LOG_FORMAT", "text"), logFormatUsage)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return cfg, err
@@ -88,7 +90,7 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(e, "info")
+	log, err := newLogger(e.stderr, "info", cfg.LogFormat)
 	if err != nil {
 		return err
 	}
