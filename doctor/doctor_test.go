@@ -302,7 +302,7 @@ func TestFileLimitOfAProcess(t *testing.T) {
 	if err := json.Unmarshal(out, &f); err != nil {
 		t.Fatalf("child said %q: %v", out, err)
 	}
-	if f.Severity != Warning || !strings.Contains(f.What, "may hold 512 ") || !strings.Contains(f.What, "soft limit, 256") {
+	if f.Severity != Warning || !strings.Contains(f.What, "may hold 512 ") || !strings.Contains(f.What, "soft limit, 256 here") {
 		t.Errorf("in a process limited to 256/512: %+v, want a warning naming both", f)
 	}
 }

@@ -30,11 +30,11 @@ func CheckFileLimit(need FileNeed) Finding {
 	return FileLimit(lim, need)
 }
 
-// FileLimit checks lim against need. A Go program raises its soft limit to
-// the hard one at start, so the hard limit is what the hub gets.
+// FileLimit checks lim against need. The hub raises its soft limit to the
+// hard one at start (Go programs do anyway), so the hard limit is what it gets.
 func FileLimit(lim Limit, need FileNeed) Finding {
 	f := Finding{Check: "file limit"}
-	f.What = fmt.Sprintf("the hub may hold %d files and connections open (the hard RLIMIT_NOFILE; Go raises the soft limit, %d here, to it)", lim.Hard, lim.Soft)
+	f.What = fmt.Sprintf("the hub may hold %d files and connections open (the hard RLIMIT_NOFILE; the hub raises its soft limit, %d here, to it)", lim.Hard, lim.Soft)
 	switch {
 	case need.Required > 0 && lim.Hard < need.Required:
 		f.Severity = Problem

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"path/filepath"
 
 	"fieldhub/doctor"
@@ -19,8 +20,7 @@ func doctorConfig(cfg serveConfig, standalone bool) doctor.Config {
 		DataDir: cfg.DataDir, Hostname: cfg.Hostname,
 		CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey,
 		ClockURL: cfg.ClockURL,
-		// The connection caps follow the file limit unless set by hand.
-		Files: doctor.FileNeed{Recommended: doctor.RecommendedFiles},
+		Files: doctor.FileNeed{Required: filesForCaps(cfg.Listen), Recommended: doctor.RecommendedFiles},
 	}
 	if standalone {
 		d.LockFile = filepath.Join(cfg.DataDir, lockFileName)
@@ -36,6 +36,29 @@ func doctorConfig(cfg serveConfig, standalone bool) doctor.Config {
 		}
 	}
 	return d
+}
+
+// filesForCaps is the smallest file limit within which the connection
+// caps set by hand fit, as connectionCaps shares the limit out; 0 when
+// none is set by hand, since then the caps follow the limit.
+func filesForCaps(l listenConfig) uint64 {
+	if l.DashboardConns.Total == 0 && l.DeviceConns.Total == 0 && l.MQTTConns.Total == 0 {
+		return 0
+	}
+	fits := func(limit int) bool { _, err := connectionCaps(l, limit); return err == nil }
+	lo, hi := 1, math.MaxInt32
+	if !fits(hi) {
+		return uint64(hi)
+	}
+	// More files never make the caps fit worse.
+	for lo < hi {
+		if mid := lo + (hi-lo)/2; fits(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return uint64(lo)
 }
 
 // runDoctor is `fieldhub doctor [serve flags]`: every check, printed with

@@ -104,7 +104,8 @@ func TestCLIUsageErrors(t *testing.T) {
 
 func TestCLIHelp(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"simulate", "--help"}, {"device", "add", "--help"},
-		{"device", "--help"}, {"user", "passwd", "--help"}, {"token", "create", "--help"}, {"backup", "--help"}, {"restore", "--help"}} {
+		{"device", "--help"}, {"user", "passwd", "--help"}, {"token", "create", "--help"}, {"backup", "--help"}, {"restore", "--help"},
+		{"doctor", "--help"}, {"version", "--help"}} {
 		if _, _, err := cli(t, "", args...); err != nil {
 			t.Errorf("fieldhub %v: %v, want success", args, err)
 		}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"net"
+	"strings"
+	"testing"
+)
+
+// TestDoctorCommand runs `fieldhub doctor` with serve's flags against a
+// port this test holds and connection caps no file limit here allows.
+func TestDoctorCommand(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	data := t.TempDir()
+	out, _, err := cli(t, "", "doctor", "--data", data, "--addr", "127.0.0.1:0", "--device-addr", taken.Addr().String(),
+		"--mqtt-addr", "127.0.0.1:0", "--mqtt-max-conns", "100000000")
+	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "doctor found 2 problems") {
+		t.Errorf("doctor = %v (exit %d), want 2 problems, exit 1", err, exitCode(err))
+	}
+	for _, want := range []string{
+		"PROBLEM  port         device HTTPS endpoint port " + taken.Addr().String() + " is in use by ",
+		"fix: stop what listens there, or move the device HTTPS endpoint with --device-addr (env FIELDHUB_DEVICE_ADDR)",
+		"PROBLEM  file limit",
+		"the connection caps set by hand need",
+		"ok       data folder  " + data + " is writable by",
+		"ok       certificate  none yet",
+		"2 problems, 0 warnings.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, out)
+		}
+	}
+	// Without the problems: exit 0 (warnings do not count).
+	if out, _, err := cli(t, "", "doctor", "--data", data, "--addr", "127.0.0.1:0", "--device-addr", "127.0.0.1:0", "--mqtt-addr", ""); err != nil {
+		t.Errorf("doctor on free ports: %v\n%s", err, out)
+	}
+}
+
+// TestFilesForCaps: the file limit doctor asks for is the smallest within
+// which serve's connection budget accepts the caps set by hand.
+func TestFilesForCaps(t *testing.T) {
+	l := defaultListenConfig()
+	if n := filesForCaps(l); n != 0 {
+		t.Errorf("no caps set by hand: %d, want 0", n)
+	}
+	for _, set := range []func(*listenConfig){
+		func(l *listenConfig) { l.MQTTConns.Total = 50000 },
+		func(l *listenConfig) { l.DashboardConns.Total, l.DeviceConns.Total, l.MQTTConns.Total = 100, 2000, 30000 },
+		func(l *listenConfig) { l.DeviceConns.Total = 5 },
+	} {
+		l := defaultListenConfig()
+		set(&l)
+		n := int(filesForCaps(l))
+		if _, err := connectionCaps(l, n); err != nil {
+			t.Errorf("caps %+v %+v %+v do not fit %d: %v", l.DashboardConns, l.DeviceConns, l.MQTTConns, n, err)
+		}
+		if _, err := connectionCaps(l, n-1); err == nil {
+			t.Errorf("caps %+v %+v %+v fit %d already", l.DashboardConns, l.DeviceConns, l.MQTTConns, n-1)
+		}
+	}
+}
