@@ -16,8 +16,8 @@ type owner struct{ PID int }
 
 func (o owner) String() string { return fmt.Sprintf("pid %d", o.PID) }
 
-func listenerOwner(int) (owner, bool)           { return owner{}, false }
-func flockHolder(string) (int, bool)            { return 0, false }
-func probeFlock(string) (bool, error)           { return false, errUnsupported }
-func fileLimit() (Limit, error)                 { return Limit{}, errUnsupported }
+func listenerOwner(int) (owner, bool)          { return owner{}, false }
+func flockHolder(string) (int, bool)           { return 0, false }
+func probeFlock(string) (bool, error)          { return false, errUnsupported }
+func fileLimit() (Limit, error)                { return Limit{}, errUnsupported }
 func diskSpace(string) (uint64, uint64, error) { return 0, 0, errUnsupported }

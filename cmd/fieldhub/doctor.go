@@ -20,7 +20,7 @@ func doctorConfig(cfg serveConfig, standalone bool) doctor.Config {
 		DataDir: cfg.DataDir, Hostname: cfg.Hostname,
 		CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey,
 		ClockURL: cfg.ClockURL,
-		Files: doctor.FileNeed{Required: filesForCaps(cfg.Listen), Recommended: doctor.RecommendedFiles},
+		Files:    doctor.FileNeed{Required: filesForCaps(cfg.Listen), Recommended: doctor.RecommendedFiles},
 	}
 	if standalone {
 		d.LockFile = filepath.Join(cfg.DataDir, lockFileName)

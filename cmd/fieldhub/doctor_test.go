@@ -48,7 +48,9 @@ func TestFilesForCaps(t *testing.T) {
 	}
 	for _, set := range []func(*listenConfig){
 		func(l *listenConfig) { l.MQTTConns.Total = 50000 },
-		func(l *listenConfig) { l.DashboardConns.Total, l.DeviceConns.Total, l.MQTTConns.Total = 100, 2000, 30000 },
+		func(l *listenConfig) {
+			l.DashboardConns.Total, l.DeviceConns.Total, l.MQTTConns.Total = 100, 2000, 30000
+		},
 		func(l *listenConfig) { l.DeviceConns.Total = 5 },
 	} {
 		l := defaultListenConfig()
