@@ -508,3 +508,54 @@ func TestRunCountsTheHubsPorts(t *testing.T) {
 		t.Errorf("Worst = %s", Worst(got))
 	}
 }
+
+// TestDataFolderKeepsSQLiteLocks: closing any descriptor of a file drops
+// every POSIX lock this process holds on it, and SQLite locks its files
+// so. serve runs DataFolder with its database open, so the check must not
+// open the files it checks. A child process looks for the lock (a process
+// never sees its own).
+func TestDataFolderKeepsSQLiteLocks(t *testing.T) {
+	if path := os.Getenv("DOCTOR_LOCK_CHILD"); path != "" {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			fmt.Println("open:", err)
+			os.Exit(3)
+		}
+		lk := syscall.Flock_t{Type: syscall.F_WRLCK}
+		if err := syscall.FcntlFlock(f.Fd(), syscall.F_GETLK, &lk); err != nil {
+			fmt.Println("F_GETLK:", err)
+			os.Exit(3)
+		}
+		fmt.Println(lk.Type != syscall.F_UNLCK)
+		os.Exit(0)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "fieldhub.db")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0, Start: 0, Len: 0}
+	if err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &lk); err != nil {
+		t.Fatal(err)
+	}
+	locked := func() string {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestDataFolderKeepsSQLiteLocks$")
+		cmd.Env = append(os.Environ(), "DOCTOR_LOCK_CHILD="+path)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := locked(); got != "true" {
+		t.Fatalf("before the check, the child sees locked = %s", got)
+	}
+	if f := DataFolder(dir); f.Severity != OK {
+		t.Errorf("DataFolder = %+v", f)
+	}
+	if got := locked(); got != "true" {
+		t.Errorf("after DataFolder, the child sees locked = %s: the check dropped this process's lock", got)
+	}
+}

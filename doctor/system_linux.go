@@ -155,3 +155,11 @@ func diskSpace(dir string) (free, total uint64, err error) {
 	}
 	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil
 }
+
+// writable asks the kernel whether this user may write path, without
+// opening it (access(2), by the real user ID, which is the effective one
+// for the hub and doctor).
+func writable(path string) error {
+	const wOK = 2
+	return syscall.Access(path, wOK)
+}

@@ -21,3 +21,4 @@ func flockHolder(string) (int, bool)           { return 0, false }
 func probeFlock(string) (bool, error)          { return false, errUnsupported }
 func fileLimit() (Limit, error)                { return Limit{}, errUnsupported }
 func diskSpace(string) (uint64, uint64, error) { return 0, 0, errUnsupported }
+func writable(string) error                    { return nil }
