@@ -24,6 +24,8 @@ func TestSimulateFlags(t *testing.T) {
 		{"too fast", []string{"--data", "d", "--interval", "1ms"}, "--interval"},
 		{"stray argument", []string{"--data", "d", "extra"}, "no arguments"},
 		{"prefix makes bad ids", []string{"--data", "d", "--prefix", "a/"}, `--prefix "a/" makes device ids like "a/005"`},
+		{"JSON logs", []string{"--url", "https://127.0.0.1:1", "--data", "TMP", "--log-format", "json"}, ""},
+		{"unknown log format", []string{"--url", "https://127.0.0.1:1", "--data", "TMP", "--log-format", "xml"}, "use text or json"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
