@@ -4,15 +4,8 @@ package doctor
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +19,7 @@ import (
 	"time"
 
 	"fieldhub/certs"
+	"fieldhub/certs/certstest"
 )
 
 func TestCheckPort(t *testing.T) {
@@ -309,38 +303,24 @@ func TestFileLimitOfAProcess(t *testing.T) {
 	}
 }
 
+// writePair writes c's chain and key into dir as --tls-cert and --tls-key.
+func writePair(t *testing.T, dir string, c *certstest.Cert) (certFile, keyFile string) {
+	t.Helper()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, c.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, c.KeyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
 // selfSigned writes a certificate for names valid from notBefore to
 // notAfter, and its key, into dir.
 func selfSigned(t *testing.T, dir string, names []string, notBefore, notAfter time.Time) (certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    notBefore, NotAfter: notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:    names,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
+	return writePair(t, dir, certstest.SelfSigned(t, names[0], certstest.DNSNames(names...), certstest.Valid(notBefore, notAfter)))
 }
 
 func TestGivenCertificate(t *testing.T) {
@@ -384,6 +364,17 @@ func TestGivenCertificate(t *testing.T) {
 			}
 		})
 	}
+	t.Run("intermediate expires soon", func(t *testing.T) {
+		root := certstest.NewCA(t, "Root", certstest.Valid(now.Add(-day), now.Add(3650*day)))
+		inter := root.Intermediate(t, "Intermediate", certstest.Valid(now.Add(-day), now.Add(10*day)))
+		leaf := inter.Issue(t, "hub.example", certstest.DNSNames("hub.example"), certstest.Valid(now.Add(-day), now.Add(5*day)))
+		cert, key := writePair(t, t.TempDir(), leaf)
+		got := Certificate(CertSource{CertFile: cert, KeyFile: key}, "hub.example", now, false)
+		if len(got) != 3 || got[0].Severity != OK || got[1].Severity != Warning || got[2].Severity != Warning ||
+			!strings.Contains(got[2].What, `"Intermediate" in the chain`) {
+			t.Errorf("got %+v, want names ok, then the leaf and the intermediate expiring soon", got)
+		}
+	})
 	t.Run("key of another certificate", func(t *testing.T) {
 		cert, _ := selfSigned(t, t.TempDir(), []string{"hub.example"}, now.Add(-day), now.Add(90*day))
 		_, otherKey := selfSigned(t, t.TempDir(), []string{"hub.example"}, now.Add(-day), now.Add(90*day))

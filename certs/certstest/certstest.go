@@ -33,6 +33,8 @@ type Cert struct {
 type Options struct {
 	NotBefore, NotAfter time.Time
 	ExtKeyUsage         []x509.ExtKeyUsage
+	// DNSNames are subject alternative names, for server certificates.
+	DNSNames []string
 }
 
 // Option changes Options.
@@ -46,6 +48,11 @@ func Valid(from, to time.Time) Option {
 // ExtKeyUsage sets the extended key usages.
 func ExtKeyUsage(u ...x509.ExtKeyUsage) Option {
 	return func(o *Options) { o.ExtKeyUsage = u }
+}
+
+// DNSNames sets the subject alternative names (host names).
+func DNSNames(names ...string) Option {
+	return func(o *Options) { o.DNSNames = names }
 }
 
 // NewCA makes a self-signed root CA.
@@ -96,6 +103,7 @@ func issue(t testing.TB, cn string, isCA bool, parent *Cert, opts []Option) *Cer
 		IsCA:                  isCA,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           o.ExtKeyUsage,
+		DNSNames:              o.DNSNames,
 	}
 	if isCA {
 		tmpl.KeyUsage |= x509.KeyUsageCertSign
