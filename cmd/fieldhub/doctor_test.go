@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -61,6 +64,30 @@ func TestFilesForCaps(t *testing.T) {
 		}
 		if _, err := connectionCaps(l, n-1); err == nil {
 			t.Errorf("caps %+v %+v %+v fit %d already", l.DashboardConns, l.DeviceConns, l.MQTTConns, n-1)
+		}
+	}
+}
+
+// TestDoctorWhileAHubRuns: on the data folder of a running hub, with its
+// settings, doctor names the hub and counts its ports as its own.
+func TestDoctorWhileAHubRuns(t *testing.T) {
+	data := t.TempDir()
+	hub := serveInProcess(t, data)
+	dash, dev := strings.TrimPrefix(hub.dashURL, "http://"), strings.TrimPrefix(hub.deviceURL, "https://")
+	out, _, err := cli(t, "", "doctor", "--data", data, "--addr", dash, "--device-addr", dev, "--mqtt-addr", hub.mqttAddr)
+	if err != nil {
+		t.Errorf("doctor: %v\n%s", err, out)
+	}
+	pid := os.Getpid()
+	for _, want := range []string{
+		fmt.Sprintf("ok       data folder  a hub is running on %s: pid %d (fieldhub serve, started ", data, pid),
+		fmt.Sprintf("dashboard port %s is held by the hub running on this data folder (pid %d)", dash, pid),
+		fmt.Sprintf("device HTTPS endpoint port %s is held by the hub running on this data folder (pid %d)", dev, pid),
+		fmt.Sprintf("MQTT/TLS endpoint port %s is held by the hub running on this data folder (pid %d)", hub.mqttAddr, pid),
+		"ok       certificate  " + filepath.Join(data, "tls", "server.pem") + " names localhost",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, out)
 		}
 	}
 }
