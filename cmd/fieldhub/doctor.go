@@ -100,7 +100,6 @@ func count(findings []doctor.Finding, s doctor.Severity) int {
 	return n
 }
 
-
 // logStartupChecks runs doctor's checks for serve (not the ports it binds
 // next, nor its own lock) and logs what they find: a warning as WARN, a
 // problem as ERROR, each with its fix. The hub starts either way; what
