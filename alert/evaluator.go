@@ -285,6 +285,7 @@ func (e *Evaluator) Reading(deviceID string, tags map[string]string, t time.Time
 			}
 		}
 	}
+	e.fire(&out) // a reading older than the clock may have set a timer already due
 	e.signal()
 	return out
 }

@@ -76,7 +76,7 @@ func TestForSeconds(t *testing.T) {
 		h.read("d", 0, "temp", 31)
 		h.read("d", 119, "temp", 30)
 		h.deadline(-1)
-		h.tick(500)
+		h.tick(125)
 		h.expect()
 		h.read("d", 130, "temp", 35) // holding starts again from here
 		h.deadline(250)
@@ -302,7 +302,7 @@ func TestChanged(t *testing.T) {
 		h := newHarness(t, changedRule(1, "", "firmware"), changedRule(2, "", "properties.reported.modem.version"))
 		h.reported("d", 0, map[string]any{"firmware": "1.0", "modem": map[string]any{"version": json.Number("7")}})
 		h.reported("d", 1, map[string]any{"firmware": "1.0", "modem": map[string]any{"version": 7.0}}) // same value, other form
-		h.reported("d", 2, map[string]any{"other": true})                                             // absent: not a change
+		h.reported("d", 2, map[string]any{"other": true})                                              // absent: not a change
 		h.expect()
 		h.reported("d", 3, map[string]any{"firmware": "1.1", "modem": map[string]any{"version": json.Number("7.5")}})
 		h.expect("raise r1/d @3 info n=1 first=3 last=3 alert=1.1 v=1.1 prev=1.0",

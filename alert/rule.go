@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -336,18 +337,18 @@ func isAbsent(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) ==
 // conditionJSON is Condition's wire form with presence made visible, so that
 // a field of another kind is refused by name.
 type conditionJSON struct {
-	Kind       *Kind        `json:"kind"`
-	Metric     *string      `json:"metric"`
-	Property   *string      `json:"property"`
-	Op         *Op          `json:"op"`
-	Value      *json.Number `json:"value"`
-	ForSeconds *json.Number `json:"forSeconds"`
-	Hysteresis *json.Number `json:"hysteresis"`
+	Kind       *Kind           `json:"kind"`
+	Metric     *string         `json:"metric"`
+	Property   *string         `json:"property"`
+	Op         *Op             `json:"op"`
+	Value      json.RawMessage `json:"value"`
+	ForSeconds json.RawMessage `json:"forSeconds"`
+	Hysteresis json.RawMessage `json:"hysteresis"`
 	Clear      *struct {
-		Op    *Op          `json:"op"`
-		Value *json.Number `json:"value"`
+		Op    *Op             `json:"op"`
+		Value json.RawMessage `json:"value"`
 	} `json:"clear"`
-	Seconds *json.Number `json:"seconds"`
+	Seconds json.RawMessage `json:"seconds"`
 }
 
 // UnmarshalJSON decodes strictly: unknown fields, and fields that belong to
@@ -396,16 +397,16 @@ func (c *Condition) UnmarshalJSON(data []byte) error {
 		if w.Value == nil {
 			return invalid("condition.value", "is required")
 		}
-		if c.Value, err = finite("condition.value", *w.Value); err != nil {
+		if c.Value, err = finite("condition.value", w.Value); err != nil {
 			return err
 		}
 		if w.ForSeconds != nil {
-			if c.ForSeconds, err = whole("condition.forSeconds", *w.ForSeconds, 0, MaxForSeconds, "7 days"); err != nil {
+			if c.ForSeconds, err = whole("condition.forSeconds", w.ForSeconds, 0, MaxForSeconds, "7 days"); err != nil {
 				return err
 			}
 		}
 		if w.Hysteresis != nil {
-			if c.Hysteresis, err = finite("condition.hysteresis", *w.Hysteresis); err != nil {
+			if c.Hysteresis, err = finite("condition.hysteresis", w.Hysteresis); err != nil {
 				return err
 			}
 		}
@@ -418,7 +419,7 @@ func (c *Condition) UnmarshalJSON(data []byte) error {
 			if w.Clear.Value == nil {
 				return invalid("condition.clear.value", "is required")
 			}
-			if c.Clear.Value, err = finite("condition.clear.value", *w.Clear.Value); err != nil {
+			if c.Clear.Value, err = finite("condition.clear.value", w.Clear.Value); err != nil {
 				return err
 			}
 		}
@@ -426,7 +427,7 @@ func (c *Condition) UnmarshalJSON(data []byte) error {
 		if w.Seconds == nil {
 			return invalid("condition.seconds", "is required")
 		}
-		if c.Seconds, err = whole("condition.seconds", *w.Seconds, 1, MaxSilence, "30 days"); err != nil {
+		if c.Seconds, err = whole("condition.seconds", w.Seconds, 1, MaxSilence, "30 days"); err != nil {
 			return err
 		}
 	}
@@ -438,7 +439,7 @@ func (c *Condition) UnmarshalJSON(data []byte) error {
 func (c Condition) MarshalJSON() ([]byte, error) {
 	switch c.Kind {
 	case Threshold:
-		return json.Marshal(struct {
+		return marshal(struct {
 			Kind       Kind        `json:"kind"`
 			Metric     string      `json:"metric"`
 			Op         Op          `json:"op"`
@@ -448,20 +449,32 @@ func (c Condition) MarshalJSON() ([]byte, error) {
 			Clear      *Comparison `json:"clear,omitempty"`
 		}{c.Kind, c.Metric, c.Op, c.Value, c.ForSeconds, c.Hysteresis, c.Clear})
 	case Silence:
-		return json.Marshal(struct {
+		return marshal(struct {
 			Kind    Kind `json:"kind"`
 			Seconds int  `json:"seconds"`
 		}{c.Kind, c.Seconds})
 	case Changed:
-		return json.Marshal(struct {
+		return marshal(struct {
 			Kind     Kind   `json:"kind"`
 			Metric   string `json:"metric,omitempty"`
 			Property string `json:"property,omitempty"`
 		}{c.Kind, c.Metric, c.Property})
 	}
-	return json.Marshal(struct {
+	return marshal(struct {
 		Kind Kind `json:"kind"`
 	}{c.Kind})
+}
+
+// marshal leaves escaping < > & to the encoder that writes the whole
+// document, as encoding/json does for values without a MarshalJSON.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 func contains(list []string, s string) bool {
@@ -507,16 +520,54 @@ func jsonType(goKind string) string {
 	return "number"
 }
 
-func finite(field string, n json.Number) (float64, error) {
-	f, err := n.Float64()
+// number reads a JSON number token; a quoted number is refused, although
+// json.Number would take it.
+func number(field string, raw json.RawMessage) (string, error) {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrSyntax, err)
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		return "", invalid(field, "must be a JSON number, got %s", jsonKindOf(v))
+	}
+	return n.String(), nil
+}
+
+func jsonKindOf(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case bool:
+		return "Boolean"
+	case nil:
+		return "null"
+	case []any:
+		return "array"
+	}
+	return "object"
+}
+
+func finite(field string, raw json.RawMessage) (float64, error) {
+	n, err := number(field, raw)
+	if err != nil {
+		return 0, err
+	}
+	f, err := strconv.ParseFloat(n, 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 		return 0, invalid(field, "must be a finite number, got %s", n)
 	}
 	return f, nil
 }
 
-func whole(field string, n json.Number, lo, hi int, hiWords string) (int, error) {
-	i, err := n.Int64()
+func whole(field string, raw json.RawMessage, lo, hi int, hiWords string) (int, error) {
+	n, err := number(field, raw)
+	if err != nil {
+		return 0, err
+	}
+	i, err := strconv.ParseInt(n, 10, 64)
 	if err != nil || i < int64(lo) || i > int64(hi) {
 		return 0, invalid(field, "must be a whole number from %d to %d (%s), got %s", lo, hi, hiWords, n)
 	}

@@ -20,6 +20,7 @@ type Snapshot struct {
 	Open       []OpenAlert   `json:"open"`
 	Pending    []Pending     `json:"pending"`
 	Suppressed []Key         `json:"suppressed"`
+	InBand     []Key         `json:"inBand"`
 	Baselines  []Baseline    `json:"baselines"`
 }
 
@@ -41,7 +42,12 @@ type Pending struct {
 	Value    float64   `json:"value"`
 }
 
-// Key names a (rule, device).
+// Key names a (rule, device). Suppressed lists those whose alert an
+// operator cleared while the condition held (no new alert until it clears);
+// InBand lists open threshold alerts whose latest reading no longer raises
+// but has not cleared either (inside the hysteresis band), so that the next
+// raising reading counts as a repeat. Open alerts not in InBand are taken
+// as still raising.
 type Key struct {
 	RuleID   int64  `json:"ruleId"`
 	DeviceID string `json:"deviceId"`
@@ -61,7 +67,7 @@ type Baseline struct {
 func (e *Evaluator) Snapshot() Snapshot {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s := Snapshot{Devices: []DeviceState{}, Open: []OpenAlert{}, Pending: []Pending{}, Suppressed: []Key{}, Baselines: []Baseline{}}
+	s := Snapshot{Devices: []DeviceState{}, Open: []OpenAlert{}, Pending: []Pending{}, Suppressed: []Key{}, InBand: []Key{}, Baselines: []Baseline{}}
 	for _, d := range e.sortedDevices() {
 		s.Devices = append(s.Devices, DeviceState{ID: d.id, Tags: copyTags(d.tags), LastSeen: d.lastSeen})
 		for _, tr := range d.tracks {
@@ -70,6 +76,9 @@ func (e *Evaluator) Snapshot() Snapshot {
 				continue
 			case tr.open:
 				s.Open = append(s.Open, tr.alert())
+				if tr.rule.Condition.Kind == Threshold && !tr.firing && !tr.pending {
+					s.InBand = append(s.InBand, Key{tr.rule.ID, d.id})
+				}
 			case tr.suppressed:
 				s.Suppressed = append(s.Suppressed, Key{tr.rule.ID, d.id})
 			}
@@ -157,6 +166,11 @@ func (e *Evaluator) Restore(s Snapshot, now time.Time) ([]Transition, error) {
 		}
 		if tr.rule.Condition.Kind == Silence {
 			e.unschedule(tr) // an open silence alert waits for a message, not a timer
+		}
+	}
+	for _, k := range s.InBand {
+		if tr, _ := e.restoredTrack(k.RuleID, k.DeviceID); tr != nil && tr.open {
+			tr.firing = false
 		}
 	}
 	for _, k := range s.Suppressed {

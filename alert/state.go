@@ -380,7 +380,7 @@ func (e *Evaluator) fire(out *[]Transition) {
 		case Silence:
 			d := tr.dev
 			due := d.lastSeen.Add(seconds(tr.rule.Condition.Seconds))
-			if due.After(e.now) { // it spoke since the timer was set
+			if due.After(tr.at) { // it spoke since the timer was set; due may still be past, and fires in its turn
 				e.schedule(tr, due)
 				continue
 			}
