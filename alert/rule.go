@@ -498,7 +498,10 @@ func strictDecode(data []byte, v any, prefix string) error {
 			return invalid(prefix+typeErr.Field, "must be a JSON %s, got %s", jsonType(typeErr.Type.Kind().String()), typeErr.Value)
 		}
 		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return invalid(prefix+strings.Trim(name, `"`), "is not a field of a rule")
+			if name = strings.Trim(name, `"`); name == "" {
+				name = `""` // the empty name
+			}
+			return invalid(prefix+name, "is not a field of a rule")
 		}
 		return fmt.Errorf("%w: %v", ErrSyntax, err)
 	}
