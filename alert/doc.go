@@ -107,10 +107,14 @@
 // # Restarts
 //
 // Snapshot exports the state as plain data and Restore loads it into a new
-// evaluator (after its rules are set): open alerts, forSeconds timers with
-// their start, the suppressed (rule, device) pairs and the baselines of
-// changed rules; devices with their tags and last message time, from which
-// silence timers continue. A timer that ran out while the hub was down
+// evaluator (after its rules are set): open alerts (and which of them sit
+// inside their hysteresis band), forSeconds timers with their start, the
+// suppressed (rule, device) pairs and the baselines of changed rules;
+// devices with their tags and last message time, from which silence timers
+// continue. The parts can come from different places: open alerts from the
+// alerts table, devices from the registry, the rest from a snapshot saved
+// at shutdown. A restart at the moment of a snapshot changes nothing that
+// the evaluator emits afterwards (a test restarts at random moments). A timer that ran out while the hub was down
 // fires at its own time when Restore advances to now.
 //
 // # Webhooks

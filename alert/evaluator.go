@@ -2,6 +2,7 @@ package alert
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -274,8 +275,8 @@ func (e *Evaluator) Reading(deviceID string, tags map[string]string, t time.Time
 	if p := d.plan; len(p.metrics) > 0 {
 		for _, s := range samples {
 			mr := p.metrics[s.Metric]
-			if mr == nil {
-				continue
+			if mr == nil || s.Value != s.Value || math.IsInf(s.Value, 0) {
+				continue // ingest never makes NaN or ±Inf; no comparison means anything with them
 			}
 			for _, i := range mr.threshold {
 				e.threshold(d, i, s.Value, t, &out)

@@ -2,6 +2,7 @@ package alert
 
 import (
 	"encoding/json"
+	"math"
 	"testing"
 )
 
@@ -555,4 +556,12 @@ func TestWake(t *testing.T) {
 	if !woken() {
 		t.Fatal("no wake for an earlier deadline")
 	}
+}
+
+func TestNonFiniteReadingsIgnored(t *testing.T) {
+	h := newHarness(t, thresholdRule(1, "temp", NotEqual, 30, 0), changedRule(2, "temp", ""))
+	h.read("d", 0, "temp", 30)
+	h.read("d", 1, "temp", math.NaN())
+	h.read("d", 2, "temp", math.Inf(1))
+	h.expect()
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"math"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -117,13 +118,14 @@ func (e *Evaluator) metricChanged(d *device, rules []int32, metric string, v flo
 	if had && prev == v {
 		return
 	}
-	if d.lastNum == nil {
-		d.lastNum = map[string]float64{}
-	}
-	d.lastNum[metric] = v
 	if !had {
+		if d.lastNum == nil {
+			d.lastNum = map[string]float64{}
+		}
+		d.lastNum[strings.Clone(metric)] = v // the key outlives the caller's message
 		return
 	}
+	d.lastNum[metric] = v
 	for _, i := range rules {
 		tr := e.trackFor(d, i)
 		tr.num = v

@@ -71,6 +71,36 @@ type Event struct {
 	Value any `json:"value,omitempty"`
 }
 
+// UnmarshalJSON reads an event leniently, as a receiver should: fields a
+// newer hub adds are ignored, and the rule is taken as it comes, without
+// the API's strict checks.
+func (ev *Event) UnmarshalJSON(b []byte) error {
+	type looseCondition Condition // without Condition's strict UnmarshalJSON
+	var w struct {
+		ID     string    `json:"id"`
+		Type   EventType `json:"type"`
+		SentAt time.Time `json:"sentAt"`
+		Alert  Alert     `json:"alert"`
+		Rule   struct {
+			ID        int64          `json:"id"`
+			Name      string         `json:"name"`
+			Severity  Severity       `json:"severity"`
+			Enabled   bool           `json:"enabled"`
+			Scope     Scope          `json:"scope"`
+			Condition looseCondition `json:"condition"`
+		} `json:"rule"`
+		Device Device `json:"device"`
+		Value  any    `json:"value"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	r := w.Rule
+	*ev = Event{ID: w.ID, Type: w.Type, SentAt: w.SentAt, Alert: w.Alert, Device: w.Device, Value: w.Value,
+		Rule: Rule{ID: r.ID, Name: r.Name, Severity: r.Severity, Enabled: r.Enabled, Scope: r.Scope, Condition: Condition(r.Condition)}}
+	return nil
+}
+
 // Device names the alert's device and links to its dashboard page.
 type Device struct {
 	ID  string `json:"id"`

@@ -236,3 +236,18 @@ func TestDeviceURL(t *testing.T) {
 		}
 	}
 }
+
+func TestEventDecodingIsLenient(t *testing.T) {
+	body := `{"id":"e1","type":"alert.cleared","sentAt":"2026-03-01T12:00:05Z","newField":1,` +
+		`"alert":{"id":1,"ruleId":2,"deviceId":"d","severity":"minor","state":"cleared","count":2,"firstAt":"2026-03-01T12:00:00Z","lastAt":"2026-03-01T12:00:01Z","value":3,"extra":true},` +
+		`"rule":{"id":2,"name":"n","severity":"minor","enabled":true,"scope":{"fleet":true,"future":1},"condition":{"kind":"future","metric":"m","op":">","value":1,"seconds":4}},` +
+		`"device":{"id":"d"},"value":0.5}`
+	var ev Event
+	if err := json.Unmarshal([]byte(body), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.ID != "e1" || ev.Type != EventCleared || ev.Alert.Count != 2 || ev.Rule.Condition.Kind != "future" ||
+		ev.Rule.Condition.Seconds != 4 || !ev.Rule.Scope.Fleet || ev.Value != 0.5 || ev.Device.ID != "d" {
+		t.Fatalf("decoded %+v", ev)
+	}
+}
