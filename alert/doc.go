@@ -30,8 +30,8 @@
 //	 "condition":{"kind":"threshold","metric":"temperature","op":">","value":30,"forSeconds":0}}
 //
 // with scope {"deviceId":"pump-1"}, {"tags":{…}} or {"fleet":true}, and
-// conditions {"kind":"silence","seconds":300} or {"kind":"changed",
-// "property":"firmware"}. DecodeRule refuses unknown fields and fields of
+// conditions {"kind":"silence","seconds":300} or
+// {"kind":"changed","property":"firmware"}. DecodeRule refuses unknown fields and fields of
 // another kind by name; Validate bounds every field.
 //
 // # Evaluation
@@ -63,7 +63,8 @@
 // A rule's alerts clear when it is deleted (ReasonRuleDeleted), disabled
 // (ReasonRuleDisabled) or its condition edited (ReasonRuleChanged); a
 // device's when it is deleted or leaves the scope (ReasonOutOfScope).
-// Rules entering a device's scope watch it from its next event.
+// Rules entering a device's scope watch it from its next event (silence
+// rules: from its last message).
 //
 // Per message, the cost is a map lookup for the device, one per metric of
 // the message, and work only for the rules on those metrics: each device

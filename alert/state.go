@@ -34,7 +34,11 @@ func (e *Evaluator) seen(d *device, t time.Time, out *[]Transition) {
 		tr := e.trackFor(d, i)
 		switch {
 		case tr.open:
-			e.clear(tr, t, t.Sub(prev).Seconds(), ReasonCondition, out)
+			var silent any // unknown when restored without a last-seen time
+			if !prev.IsZero() {
+				silent = max(t.Sub(prev), 0).Seconds()
+			}
+			e.clear(tr, t, silent, ReasonCondition, out)
 		case tr.suppressed:
 			tr.suppressed = false
 		}
