@@ -14,10 +14,6 @@ import (
 	"fieldhub/auth"
 )
 
-// OnlineWindow is how recently a device must have been heard from to count as
-// online when it has no live connection.
-const OnlineWindow = 2 * time.Minute
-
 // Device is a registered device.
 type Device struct {
 	ID           int64 // internal id
@@ -35,25 +31,6 @@ type Device struct {
 	// DisconnectedAt is when the device's last live (MQTT) connection closed:
 	// a device that hangs up is offline at once, not after OnlineWindow.
 	DisconnectedAt time.Time
-}
-
-// Device statuses shown to operators.
-const (
-	StatusOnline   = "online"
-	StatusOffline  = "offline"
-	StatusDisabled = "disabled"
-)
-
-// Status is online, offline or disabled at time now.
-func (d Device) Status(now time.Time) string {
-	switch {
-	case !d.Enabled:
-		return StatusDisabled
-	case d.Connected || (!d.LastActivity.IsZero() && now.Sub(d.LastActivity) < OnlineWindow && d.LastActivity.After(d.DisconnectedAt)):
-		return StatusOnline
-	default:
-		return StatusOffline
-	}
 }
 
 // Keys returns the primary and secondary key, in that order; both are
@@ -314,7 +291,7 @@ func (f DeviceFilter) where(now time.Time) (string, []any) {
 		conds = append(conds, `(device_id LIKE ? ESCAPE '\' OR name LIKE ? ESCAPE '\' OR tags LIKE ? ESCAPE '\')`)
 		args = append(args, like, like, like)
 	}
-	cutoff := ms(now.Add(-OnlineWindow))
+	cutoff := onlineCutoff(now)
 	switch f.Status {
 	case StatusOnline:
 		conds = append(conds, `enabled = 1 AND `+onlineSQL)
@@ -330,9 +307,6 @@ func (f DeviceFilter) where(now time.Time) (string, []any) {
 	}
 	return " WHERE " + strings.Join(conds, " AND "), args
 }
-
-// onlineSQL is Device.Status's "online" in SQL; its one parameter is now - OnlineWindow.
-const onlineSQL = `(connected = 1 OR (COALESCE(last_activity_at, 0) > ? AND last_activity_at > COALESCE(disconnected_at, 0)))`
 
 // ValidateStatusFilter accepts the statuses a fleet filter may name.
 func ValidateStatusFilter(s string) error {
@@ -382,7 +356,7 @@ type FleetCounts struct{ Online, Offline, Disabled int }
 // FleetCounts counts devices by status.
 func (d *DB) FleetCounts(ctx context.Context) (FleetCounts, error) {
 	var c FleetCounts
-	cutoff := ms(d.Now().Add(-OnlineWindow))
+	cutoff := onlineCutoff(d.Now())
 	err := d.read.QueryRowContext(ctx, `SELECT
 		COALESCE(SUM(enabled = 1 AND `+onlineSQL+`), 0),
 		COALESCE(SUM(enabled = 1 AND NOT `+onlineSQL+`), 0),

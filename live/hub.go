@@ -66,9 +66,6 @@ type Options struct {
 	ActivityInterval time.Duration
 	// StatsInterval is how often the fleet stream gets a stats event (default 5 s).
 	StatsInterval time.Duration
-	// OnlineWindow is how long a device counts as online after its last
-	// message (default db.OnlineWindow).
-	OnlineWindow time.Duration
 	// Counts, when set, adds device counts to the stats events.
 	Counts func(ctx context.Context) (db.FleetCounts, error)
 	// WriteTimeout bounds one write to a client (default 10 s).
@@ -101,7 +98,7 @@ type Hub struct {
 type deviceActivity struct {
 	last      time.Time // newest message
 	connected bool      // held open by a protocol connection (MQTT)
-	hungUp    time.Time // when its last connection closed: offline at once, not after OnlineWindow
+	hungUp    time.Time // when its last connection closed: offline at once (db.Online)
 	status    string    // status last published
 	sentAt    time.Time // when the last device event went out
 }
@@ -140,9 +137,6 @@ func New(opt Options) *Hub {
 	}
 	if opt.StatsInterval <= 0 {
 		opt.StatsInterval = 5 * time.Second
-	}
-	if opt.OnlineWindow <= 0 {
-		opt.OnlineWindow = db.OnlineWindow
 	}
 	if opt.WriteTimeout <= 0 {
 		opt.WriteTimeout = 10 * time.Second
@@ -360,12 +354,13 @@ func (h *Hub) messagesPerMinute(now time.Time) int64 {
 	return n
 }
 
-// statusOf is a device's status from what the hub has seen.
+// statusOf is a device's status from what the hub has seen, by the one
+// online rule (db.Online).
 func (h *Hub) statusOf(a *deviceActivity, now time.Time) string {
 	if a.status == db.StatusDisabled {
 		return db.StatusDisabled
 	}
-	if a.connected || (!a.last.IsZero() && now.Sub(a.last) < h.opt.OnlineWindow && a.last.After(a.hungUp)) {
+	if db.Online(a.connected, a.last, a.hungUp, now) {
 		return db.StatusOnline
 	}
 	return db.StatusOffline
