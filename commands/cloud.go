@@ -186,8 +186,7 @@ func (q *CloudQueue) notifyQueued(deviceID string) {
 }
 
 func (q *CloudQueue) publish(m db.CloudMessage) {
-	v := NewCloudMessageView(m, liveBodyPreview)
-	q.pub.PublishDevice(m.DeviceID, EventCommand, CommandEvent{Kind: KindCloudMessage, Message: &v})
+	q.pub.PublishCloudMessage(NewCloudMessageView(m, liveBodyPreview))
 }
 
 // poke wakes the sweeper so it recomputes its next deadline.

@@ -12,36 +12,19 @@ import (
 	"fieldhub/db"
 )
 
-// Publisher fans events out to the dashboard's live streams; live.Hub implements it.
-// It must not block.
+// Publisher fans changes out to the dashboard's live streams; live.Hub
+// implements it (the event contract is live/events.go). It must not block.
 type Publisher interface {
-	PublishDevice(deviceID, eventType string, data any)
-}
-
-// Live event types published on a device's stream. Messages and method calls
-// share the "command" type and say which they are in Kind.
-const (
-	EventCommand = "command"
-	EventTwin    = "twin"
-)
-
-// Kinds of "command" events.
-const (
-	KindCloudMessage = "c2d"
-	KindMethod       = "method"
-)
-
-// CommandEvent is the data of a "command" event: a message's new state or a
-// method call's progress.
-type CommandEvent struct {
-	Kind    string            `json:"kind"`
-	Message *CloudMessageView `json:"message,omitempty"`
-	Call    *MethodCallView   `json:"call,omitempty"`
+	PublishCloudMessage(CloudMessageView)
+	PublishMethodCall(MethodCallView)
+	PublishTwin(TwinView)
 }
 
 type nopPublisher struct{}
 
-func (nopPublisher) PublishDevice(string, string, any) {}
+func (nopPublisher) PublishCloudMessage(CloudMessageView) {}
+func (nopPublisher) PublishMethodCall(MethodCallView)     {}
+func (nopPublisher) PublishTwin(TwinView)                 {}
 
 // audit records an action; a failure is logged, because the action already happened.
 func audit(ctx context.Context, store *db.DB, log *slog.Logger, e db.AuditEntry) {

@@ -4,71 +4,25 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
+	"fieldhub/internal/testkit"
+	"fieldhub/live"
 )
 
-// recorder is a Publisher that keeps what was published and signals each event.
-type recorder struct {
-	mu     sync.Mutex
-	events []published
-	ch     chan published
-}
-
-type published struct {
-	device, typ string
-	data        any
-}
-
-func newRecorder() *recorder { return &recorder{ch: make(chan published, 100)} }
-
-func (r *recorder) PublishDevice(deviceID, typ string, data any) {
-	r.mu.Lock()
-	r.events = append(r.events, published{deviceID, typ, data})
-	r.mu.Unlock()
-	select {
-	case r.ch <- published{deviceID, typ, data}:
-	default:
-	}
-}
-
-func (r *recorder) all() []published {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]published(nil), r.events...)
-}
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func setup(t *testing.T) (*db.DB, *clock, *recorder) {
+func setup(t *testing.T) (*db.DB, *testkit.Clock, *testkit.Publisher) {
 	t.Helper()
 	d := dbtest.MustOpen(t)
-	clk := &clock{t: time.Now().UTC()}
-	d.Now = clk.now
+	clk := testkit.NewClock(time.Now().UTC())
+	d.Now = clk.Now
 	if _, err := d.CreateDevice(context.Background(), db.NewDevice{DeviceID: "dev1"}); err != nil {
 		t.Fatal(err)
 	}
-	return d, clk, newRecorder()
+	return d, clk, testkit.NewPublisher()
 }
 
 func TestCloudQueueLifecycle(t *testing.T) {
@@ -106,13 +60,13 @@ func TestCloudQueueLifecycle(t *testing.T) {
 	}
 
 	var states []string
-	for _, e := range rec.all() {
-		ev, ok := e.data.(commands.CommandEvent)
-		if e.typ != commands.EventCommand || e.device != "dev1" || !ok || ev.Kind != commands.KindCloudMessage {
-			t.Errorf("published %s %+v on %s, want a c2d command event on dev1", e.typ, e.data, e.device)
+	for _, e := range rec.Events() {
+		v, ok := e.Data.(commands.CloudMessageView)
+		if e.Type != live.EventCommand || e.Device != "dev1" || !ok {
+			t.Errorf("published %s %+v on %s, want a c2d command event on dev1", e.Type, e.Data, e.Device)
 			continue
 		}
-		states = append(states, ev.Message.State)
+		states = append(states, v.State)
 	}
 	want := []string{"queued", "locked", "abandoned", "locked", "completed"}
 	if !equal(states, want) {
@@ -140,19 +94,14 @@ func TestCloudQueueSweeper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-rec.ch // queued
+	rec.Next(t) // queued
 	// The hub "was down" past the message's deadline: starting applies it at once,
 	// without anyone polling.
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	q.Start(ctx)
 	defer q.Close()
-	select {
-	case e := <-rec.ch:
-		if v := e.data.(commands.CommandEvent).Message; v.ID != m.ID || v.State != db.CloudExpired {
-			t.Errorf("sweeper published %+v, want message %d expired", v, m.ID)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the sweeper did not expire the message")
+	if v := rec.Next(t).Data.(commands.CloudMessageView); v.ID != m.ID || v.State != db.CloudExpired {
+		t.Errorf("sweeper published %+v, want message %d expired", v, m.ID)
 	}
 	q.Close()
 	q.Close() // idempotent
@@ -234,13 +183,13 @@ func TestInvoker(t *testing.T) {
 	}
 
 	var states []string
-	for _, e := range rec.all() {
-		ev := e.data.(commands.CommandEvent)
-		if e.typ != commands.EventCommand || ev.Kind != commands.KindMethod {
-			t.Errorf("published %s %+v, want a method command event", e.typ, e.data)
+	for _, e := range rec.Events() {
+		call, ok := e.Data.(commands.MethodCallView)
+		if e.Type != live.EventCommand || !ok {
+			t.Errorf("published %s %+v, want a method command event", e.Type, e.Data)
 			continue
 		}
-		states = append(states, ev.Call.State)
+		states = append(states, call.State)
 	}
 	want := []string{"pending", "not connected", "pending", "answered", "pending", "answered", "pending", "timeout"}
 	if !equal(states, want) {
@@ -324,7 +273,7 @@ func TestTwins(t *testing.T) {
 	if want := `{"desired":{"$version":2,"fan":{"speed":3}},"reported":{"$version":2,"fan":{"speed":3}}}`; string(doc) != want {
 		t.Errorf("twin document %s, want %s", doc, want)
 	}
-	if n := len(rec.all()); n != 2 {
+	if n := len(rec.Events()); n != 2 {
 		t.Errorf("published %d twin events, want 2", n)
 	}
 	entries, _ := d.AuditEntries(ctx, db.AuditFilter{Action: "twin."})
@@ -395,12 +344,12 @@ func TestCloudQueueSweepRequeuesExpiredLocks(t *testing.T) {
 	}
 	var notified []string
 	defer q.OnQueued(func(dev string) { notified = append(notified, dev) })()
-	clk.advance(2 * time.Minute) // past the one-minute lock
+	clk.Advance(2 * time.Minute) // past the one-minute lock
 	if err := q.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-	events := rec.all()
-	last := events[len(events)-1].data.(commands.CommandEvent).Message
+	events := rec.Events()
+	last := events[len(events)-1].Data.(commands.CloudMessageView)
 	if last.State != db.CloudQueued || last.DeliveryCount != 1 {
 		t.Errorf("after the lock expired: %+v, want queued with 1 delivery", last)
 	}

@@ -202,9 +202,7 @@ func (i *Invoker) Invoke(ctx context.Context, actor, deviceID string, call Metho
 	return res, err
 }
 
-func (i *Invoker) publish(v MethodCallView) {
-	i.pub.PublishDevice(v.DeviceID, EventCommand, CommandEvent{Kind: KindMethod, Call: &v})
-}
+func (i *Invoker) publish(v MethodCallView) { i.pub.PublishMethodCall(v) }
 
 // invoke tries the transport, waiting up to the connect timeout for the device to
 // connect if it is not.

@@ -61,7 +61,7 @@ func (t *Twins) PatchDesired(ctx context.Context, actor, deviceID string, patch 
 	}
 	audit(ctx, t.db, t.log, db.AuditEntry{Actor: actor, Action: "twin.desired", Target: deviceID,
 		Detail: fmt.Sprintf("version %d, keys %s", tw.DesiredVersion, keyList(p))})
-	t.pub.PublishDevice(deviceID, EventTwin, NewTwinView(tw))
+	t.pub.PublishTwin(NewTwinView(tw))
 	p["$version"] = tw.DesiredVersion
 	out, err := json.Marshal(p)
 	if err != nil {
@@ -85,7 +85,7 @@ func (t *Twins) PatchReported(ctx context.Context, deviceID string, patch json.R
 	}
 	audit(ctx, t.db, t.log, db.AuditEntry{Actor: "device:" + deviceID, Action: "twin.reported", Target: deviceID,
 		Detail: fmt.Sprintf("version %d, keys %s", tw.ReportedVersion, keyList(p))})
-	t.pub.PublishDevice(deviceID, EventTwin, NewTwinView(tw))
+	t.pub.PublishTwin(NewTwinView(tw))
 	return tw.ReportedVersion, nil
 }
 

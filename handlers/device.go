@@ -11,6 +11,7 @@ import (
 
 	"fieldhub/auth"
 	"fieldhub/db"
+	"fieldhub/live"
 	"fieldhub/views"
 )
 
@@ -35,6 +36,7 @@ func (s *Server) showDevice(c echo.Context) error {
 	}
 	if s.live != nil {
 		m.LiveURL = "/api/v1/devices/" + url.PathEscape(d.DeviceID) + "/events"
+		m.LiveEvents = live.DeviceStreamEvents
 	}
 	if m.Commands, err = s.commandsSection(c.Request().Context(), c, d.DeviceID); err != nil {
 		return err

@@ -97,6 +97,6 @@ func (s *Server) announceStatus(d db.Device) {
 func (s *Server) announceDeleted(deviceID string) {
 	s.checkConnection(deviceID)
 	if s.live != nil {
-		s.live.SetStatus(deviceID, "deleted")
+		s.live.SetStatus(deviceID, live.StatusDeleted)
 	}
 }

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"bufio"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"fieldhub/auth"
+	"fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
@@ -121,11 +123,11 @@ func TestLiveStreamDeliversDeviceEvents(t *testing.T) {
 	for {
 		select {
 		case line := <-lines:
-			if line == `data: {"state":"done"}` {
+			if strings.HasPrefix(line, `data: {"deviceId":"dev1","etag":"\"3\""`) {
 				return
 			}
 		case <-tick.C:
-			hub.PublishDevice("dev1", "command", map[string]string{"state": "done"})
+			hub.PublishTwin(commands.TwinView{DeviceID: "dev1", ETag: `"3"`})
 		case <-deadline:
 			t.Fatal("no event within 10 s")
 		}
@@ -165,5 +167,22 @@ func TestDisablingADeviceIsAnnounced(t *testing.T) {
 		case <-deadline:
 			t.Fatal("no disabled event within 10 s")
 		}
+	}
+}
+
+// TestDevicePageListsContractEvents: the device page hands its script the
+// device stream's event types from the Go contract, so the browser forwards
+// every one of them (connection events were once left out).
+func TestDevicePageListsContractEvents(t *testing.T) {
+	h, _ := newLiveTestHub(t)
+	cookie, _ := h.session(db.RoleViewer)
+	resp := openStream(t, h.srv.URL, req{path: "/devices/dev1", cookie: cookie})
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("device page: %d, %v", resp.StatusCode, err)
+	}
+	want := `data-stream-events="` + strings.Join(live.DeviceStreamEvents, " ") + `"`
+	if !strings.Contains(string(body), want) || !strings.Contains(want, live.EventConnection) {
+		t.Errorf("device page lacks %s", want)
 	}
 }

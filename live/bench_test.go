@@ -102,7 +102,7 @@ func BenchmarkFanOut(b *testing.B) {
 			time.Sleep(d)
 		}
 		t0 := time.Now()
-		h.PublishDevice("dev1", EventReading, payload{NS: t0.UnixNano()})
+		h.publishDevice("dev1", EventReading, payload{NS: t0.UnixNano()})
 		publish = append(publish, time.Since(t0))
 	}
 	elapsed := time.Since(start)

@@ -19,27 +19,6 @@ import (
 	"fieldhub/db"
 )
 
-// Event types on the streams. Payloads are JSON objects.
-const (
-	// EventDevice: {"id", "status", "lastActivity"} on the fleet stream and
-	// the device's own stream, at most once per device per ActivityInterval
-	// unless the status changes.
-	EventDevice = "device"
-	// EventStats: {"messagesPerMinute", and with Options.Counts "total",
-	// "online", "offline", "disabled"} on the fleet stream.
-	EventStats = "stats"
-	// EventReading: {"t": unix ms, "v": {"metric": value, …}} on a device stream.
-	EventReading = "reading"
-	// EventMessage: a device-to-cloud message (see MessageEvent) on a device stream.
-	EventMessage = "message"
-	// EventResync: the client missed events that are no longer kept and
-	// should reload what it shows.
-	EventResync = "resync"
-	// EventStorage: db.StorageStatus {"ok", "reason", "since"} on the fleet
-	// stream and every device stream, when storage starts or stops failing.
-	EventStorage = "storage"
-)
-
 // Options tune a Hub. Zero values take the defaults.
 type Options struct {
 	Now    func() time.Time
@@ -192,10 +171,10 @@ func (h *Hub) publish(st *stream, device, typ string, data any) {
 	st.push(ev)
 }
 
-// PublishDevice sends an event to the stream of one device, if anyone
-// follows it. Other packages (commands, MQTT) publish their own event types
-// here; data must marshal to JSON.
-func (h *Hub) PublishDevice(deviceID, eventType string, data any) {
+// publishDevice sends an event to the stream of one device, if anyone
+// follows it. Other packages publish through the typed methods of the
+// contract (events.go).
+func (h *Hub) publishDevice(deviceID, eventType string, data any) {
 	if h.isClosed() {
 		return
 	}
@@ -208,19 +187,19 @@ func (h *Hub) PublishDevice(deviceID, eventType string, data any) {
 	h.publish(st, deviceID, eventType, data)
 }
 
-// PublishFleet sends an event to the fleet stream. A non-empty deviceID lets
+// publishFleet sends an event to the fleet stream. A non-empty deviceID lets
 // clients that follow only some devices skip it.
-func (h *Hub) PublishFleet(deviceID, eventType string, data any) {
+func (h *Hub) publishFleet(deviceID, eventType string, data any) {
 	if h.isClosed() {
 		return
 	}
 	h.publish(h.fleet, deviceID, eventType, data)
 }
 
-// PublishAll sends an event to the fleet stream and to every device stream:
+// publishAll sends an event to the fleet stream and to every device stream:
 // news for every open page, like a storage fault. It is meant for rare
 // events: each goes into every stream's replay ring.
-func (h *Hub) PublishAll(eventType string, data any) {
+func (h *Hub) publishAll(eventType string, data any) {
 	if h.isClosed() {
 		return
 	}
@@ -237,16 +216,9 @@ func (h *Hub) PublishAll(eventType string, data any) {
 	}
 }
 
-// DeviceStatus is the payload of EventDevice.
-type DeviceStatus struct {
-	ID           string     `json:"id"`
-	Status       string     `json:"status,omitempty"`
-	LastActivity *time.Time `json:"lastActivity,omitempty"`
-}
-
 // SetStatus announces a status change that the hub cannot see in telemetry:
 // a device disabled or enabled by an operator (db.StatusDisabled …), or
-// deleted (status "deleted").
+// deleted (StatusDeleted).
 func (h *Hub) SetStatus(deviceID, status string) {
 	h.mu.Lock()
 	a := h.activityOf(deviceID)
@@ -257,13 +229,13 @@ func (h *Hub) SetStatus(deviceID, status string) {
 		t := a.last
 		ds.LastActivity = &t
 	}
-	if status == "deleted" {
+	if status == StatusDeleted {
 		delete(h.activity, deviceID)
 		delete(h.pending, deviceID)
 	}
 	h.mu.Unlock()
-	h.PublishFleet(deviceID, EventDevice, ds)
-	h.PublishDevice(deviceID, EventDevice, ds)
+	h.publishFleet(deviceID, EventDevice, ds)
+	h.publishDevice(deviceID, EventDevice, ds)
 }
 
 // Remember tells the hub when a device was last heard from before the hub
@@ -406,8 +378,8 @@ func (h *Hub) flushActivity(now time.Time) {
 // announce publishes device events on the fleet stream and each device's.
 func (h *Hub) announce(out []DeviceStatus) {
 	for _, ds := range out {
-		h.PublishFleet(ds.ID, EventDevice, ds)
-		h.PublishDevice(ds.ID, EventDevice, ds)
+		h.publishFleet(ds.ID, EventDevice, ds)
+		h.publishDevice(ds.ID, EventDevice, ds)
 	}
 }
 
@@ -451,15 +423,6 @@ func (h *Hub) sweep() {
 	}
 }
 
-// Stats is the payload of EventStats.
-type Stats struct {
-	MessagesPerMinute int64 `json:"messagesPerMinute"`
-	Total             *int  `json:"total,omitempty"`
-	Online            *int  `json:"online,omitempty"`
-	Offline           *int  `json:"offline,omitempty"`
-	Disabled          *int  `json:"disabled,omitempty"`
-}
-
 func (h *Hub) publishStats(now time.Time) {
 	h.fleet.mu.Lock()
 	listeners := len(h.fleet.subs)
@@ -481,7 +444,7 @@ func (h *Hub) publishStats(now time.Time) {
 			st.Total, st.Online, st.Offline, st.Disabled = &total, &c.Online, &c.Offline, &c.Disabled
 		}
 	}
-	h.PublishFleet("", EventStats, st)
+	h.publishFleet("", EventStats, st)
 }
 
 // forgetIdleStreams drops device streams that had no subscriber for a while,

@@ -173,9 +173,9 @@ func TestFanOutToEverySubscriber(t *testing.T) {
 	waitSubscribers(t, h.deviceStream("dev2"), 1)
 
 	for i := 0; i < 5; i++ {
-		h.PublishDevice("dev1", "reading", map[string]int{"n": i})
+		h.publishDevice("dev1", "reading", map[string]int{"n": i})
 	}
-	h.PublishDevice("dev2", "reading", map[string]int{"n": 99})
+	h.publishDevice("dev2", "reading", map[string]int{"n": 99})
 	for ci, c := range clients {
 		prev := int64(0)
 		for i := 0; i < 5; i++ {
@@ -201,7 +201,7 @@ func TestResumeWithLastEventID(t *testing.T) {
 	c := dial(t, srv.URL+"/devices/dev1", "")
 	waitSubscribers(t, h.deviceStream("dev1"), 1)
 	for i := 0; i < 3; i++ {
-		h.PublishDevice("dev1", "reading", map[string]int{"n": i})
+		h.publishDevice("dev1", "reading", map[string]int{"n": i})
 	}
 	var last received
 	for i := 0; i < 3; i++ {
@@ -212,7 +212,7 @@ func TestResumeWithLastEventID(t *testing.T) {
 
 	// Published while the client was away.
 	for i := 3; i < 6; i++ {
-		h.PublishDevice("dev1", "reading", map[string]int{"n": i})
+		h.publishDevice("dev1", "reading", map[string]int{"n": i})
 	}
 	again := dial(t, srv.URL+"/devices/dev1", last.ID)
 	for i := 3; i < 6; i++ {
@@ -251,7 +251,7 @@ func TestReplayRingIsBounded(t *testing.T) {
 	defer h.Close()
 	st := h.deviceStream("dev1")
 	for i := 0; i < 10; i++ {
-		h.PublishDevice("dev1", "reading", i)
+		h.publishDevice("dev1", "reading", i)
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -302,7 +302,7 @@ func TestStalledSubscriberIsDropped(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; i < n; i++ {
-			h.PublishDevice("dev1", "reading", map[string]any{"n": i, "pad": payload})
+			h.publishDevice("dev1", "reading", map[string]any{"n": i, "pad": payload})
 		}
 	}()
 	published := make(chan struct{})
@@ -356,9 +356,9 @@ func TestFleetFilter(t *testing.T) {
 	srv := testServer(t, h)
 	c := dial(t, srv.URL+"/fleet?devices=a,b", "")
 	waitSubscribers(t, h.fleet, 1)
-	h.PublishFleet("c", EventDevice, DeviceStatus{ID: "c"})
-	h.PublishFleet("a", EventDevice, DeviceStatus{ID: "a"})
-	h.PublishFleet("", EventStats, Stats{MessagesPerMinute: 7})
+	h.publishFleet("c", EventDevice, DeviceStatus{ID: "c"})
+	h.publishFleet("a", EventDevice, DeviceStatus{ID: "a"})
+	h.publishFleet("", EventStats, Stats{MessagesPerMinute: 7})
 	if ev := c.next(); ev.Data != `{"id":"a"}` {
 		t.Errorf("first event = %+v, want device a (c filtered out)", ev)
 	}
@@ -377,7 +377,7 @@ func TestPublishAllReachesEveryStream(t *testing.T) {
 	waitSubscribers(t, h.fleet, 2)
 	waitSubscribers(t, h.deviceStream("dev1"), 1)
 	waitSubscribers(t, h.deviceStream("dev2"), 1)
-	h.PublishAll(EventStorage, db.StorageStatus{Reason: "storing device messages fails (disk full)"})
+	h.publishAll(EventStorage, db.StorageStatus{Reason: "storing device messages fails (disk full)"})
 	for name, c := range map[string]*client{"fleet": fleet, "filtered fleet": filtered, "dev1": dev1, "dev2": dev2} {
 		if ev := c.nextOfType(EventStorage); ev.Data != `{"ok":false,"reason":"storing device messages fails (disk full)"}` {
 			t.Errorf("%s got %+v, want the storage event", name, ev)
@@ -399,7 +399,7 @@ func TestCloseEndsStreams(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("stream still open 10 s after Close")
 	}
-	h.PublishFleet("", EventStats, Stats{}) // no panic after Close
+	h.publishFleet("", EventStats, Stats{}) // no panic after Close
 	resp, err := http.Get(srv.URL + "/fleet")
 	if err != nil {
 		t.Fatal(err)

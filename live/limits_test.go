@@ -70,7 +70,7 @@ func TestReplayBuffersBoundedInBytes(t *testing.T) {
 				Body: []byte(strings.Repeat("b", 20_000)), Properties: props}})
 		}
 		h.Committed(batch)
-		h.PublishFleet("", EventStats, Stats{MessagesPerMinute: int64(i)})
+		h.publishFleet("", EventStats, Stats{MessagesPerMinute: int64(i)})
 	}
 	for _, id := range devices {
 		st := h.deviceStream(id)
@@ -102,9 +102,9 @@ func TestEventOverBudgetIsLiveOnly(t *testing.T) {
 	srv := testServer(t, h)
 	c := dial(t, srv.URL+"/devices/dev1", "")
 	waitSubscribers(t, h.deviceStream("dev1"), 1)
-	h.PublishDevice("dev1", "reading", map[string]int{"n": 1})
+	h.publishDevice("dev1", "reading", map[string]int{"n": 1})
 	first := c.next()
-	h.PublishDevice("dev1", "reading", map[string]string{"pad": strings.Repeat("x", 8<<10)})
+	h.publishDevice("dev1", "reading", map[string]string{"pad": strings.Repeat("x", 8<<10)})
 	if ev := c.next(); !strings.Contains(ev.Data, "xxxx") {
 		t.Fatalf("live subscriber got %+v, want the big event", ev)
 	}
@@ -134,7 +134,7 @@ func TestSubscriberBoundedInBytes(t *testing.T) {
 	st.mu.Unlock()
 	pad := strings.Repeat("x", 10_000)
 	for range 20 {
-		h.PublishDevice("dev1", "reading", map[string]string{"pad": pad})
+		h.publishDevice("dev1", "reading", map[string]string{"pad": pad})
 	}
 	select {
 	case <-sub.gone:

@@ -43,13 +43,6 @@ type MessageEvent struct {
 	PropertiesTruncated bool `json:"propertiesTruncated,omitempty"`
 }
 
-// ReadingEvent is the payload of EventReading: the values a message carried
-// for one instant.
-type ReadingEvent struct {
-	T int64              `json:"t"` // Unix milliseconds
-	V map[string]float64 `json:"v"`
-}
-
 // Committed publishes a batch of stored messages. It implements
 // ingest.Publisher and runs on the pipeline's writer, so it only updates
 // counters for the fleet and encodes events for devices someone watches.

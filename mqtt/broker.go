@@ -17,6 +17,7 @@ import (
 	"fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/ingest"
+	"fieldhub/live"
 	"fieldhub/netlimit"
 	"fieldhub/quota"
 )
@@ -33,7 +34,7 @@ type Ingester interface {
 // live.Hub implements it.
 type Presence interface {
 	SetConnected(deviceID string, connected bool)
-	PublishDevice(deviceID, eventType string, data any)
+	PublishConnection(deviceID string, ev live.ConnectionEvent)
 }
 
 // Config is what a Broker needs. DB, Ingest and TLS are required.

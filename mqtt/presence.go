@@ -9,20 +9,8 @@ import (
 
 	"fieldhub/auth"
 	"fieldhub/db"
+	"fieldhub/live"
 )
-
-// EventConnection is the live event type on a device's stream when its MQTT
-// connection opens or closes; the payload is a ConnectionEvent.
-const EventConnection = "connection"
-
-// ConnectionEvent is the payload of EventConnection.
-type ConnectionEvent struct {
-	Connected bool      `json:"connected"`
-	Protocol  string    `json:"protocol"`
-	Remote    string    `json:"remote,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	At        time.Time `json:"at"`
-}
 
 // Audit actions of the device log.
 const (
@@ -94,7 +82,7 @@ func (b *Broker) recordPresence(ev presenceEvent, log *presenceLog) {
 	b.writeDeviceLog(log.add(entry, ev.connected))
 	if p := b.cfg.Presence; p != nil {
 		p.SetConnected(ev.deviceID, online)
-		p.PublishDevice(ev.deviceID, EventConnection, ConnectionEvent{
+		p.PublishConnection(ev.deviceID, live.ConnectionEvent{
 			Connected: ev.connected, Protocol: "mqtt", Remote: ev.remote, Reason: ev.reason, At: ev.at,
 		})
 	}

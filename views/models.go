@@ -146,6 +146,9 @@ type DevicePage struct {
 	// LiveURL is the device's SSE stream ("device", "reading", … events);
 	// empty turns live updates off.
 	LiveURL string
+	// LiveEvents are the stream's event types (live.DeviceStreamEvents): the
+	// page script forwards exactly these to the page's modules.
+	LiveEvents []string
 	// Telemetry and Commands fill the page's #telemetry and #commands
 	// sections; nil hides the section.
 	Telemetry templ.Component

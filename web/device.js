@@ -4,13 +4,12 @@
 // The page's [data-device-stream] element names the stream (data-stream-url).
 // Its events are re-dispatched on document as CustomEvent "live:<type>"
 // (detail = parsed data) so other page modules (telemetry, commands) listen
-// without opening a second connection. device, reading, message, resync,
-// command, twin and storage events are forwarded, plus any types listed in
-// data-stream-events (space separated).
+// without opening a second connection. The types forwarded are those the
+// page lists in data-stream-events (space separated), rendered from the Go
+// contract live.DeviceStreamEvents (live/events.go, which also describes
+// every payload); this module handles:
 //
 //   event: device   data: {"id": …, "status": …, "lastActivity": "<RFC 3339>"}
-//   event: reading  data: {"t": <unix ms>, "v": {"metric": number, …}}
-//   event: resync   data: {}  (events were missed and cannot be replayed)
 import { setBadge, setTime } from './fleet.js';
 import { showLiveState, subscribe } from './live.js';
 
@@ -28,8 +27,7 @@ export function initDevice(doc) {
   const streamEl = doc.querySelector('[data-device-stream]');
   const url = streamEl?.dataset.streamUrl;
   if (!url) return;
-  const types = new Set(['device', 'reading', 'message', 'resync', 'command', 'twin', 'storage']);
-  for (const t of (streamEl.dataset.streamEvents ?? '').split(/\s+/)) if (t) types.add(t);
+  const types = (streamEl.dataset.streamEvents ?? '').split(/\s+/).filter(Boolean);
 
   const handlers = {};
   for (const type of types) {

@@ -1,0 +1,126 @@
+package live
+
+import (
+	"time"
+
+	"fieldhub/commands"
+	"fieldhub/db"
+)
+
+// The live event contract: every event type the streams carry and its
+// payload, in one place. Other packages publish through the typed methods
+// below, so a payload always matches its type. docs/api.md describes each
+// event; the device page hands DeviceStreamEvents to the browser
+// (data-stream-events), and TestBrowserListensToContractEvents checks the
+// page scripts against this list.
+const (
+	// EventDevice (DeviceStatus): a device's status or activity, on the
+	// fleet stream and the device's own, at most once per device per
+	// ActivityInterval unless the status changes.
+	EventDevice = "device"
+	// EventStats (Stats): fleet statistics every StatsInterval.
+	EventStats = "stats"
+	// EventReading (ReadingEvent): the values one message carried for one instant.
+	EventReading = "reading"
+	// EventMessage (MessageEvent): a stored device-to-cloud message.
+	EventMessage = "message"
+	// EventCommand (CommandEvent): a cloud-to-device message's new state or
+	// a direct method call's progress.
+	EventCommand = "command"
+	// EventTwin (commands.TwinView): the whole twin after a desired or
+	// reported change.
+	EventTwin = "twin"
+	// EventConnection (ConnectionEvent): an MQTT connection opened or closed.
+	EventConnection = "connection"
+	// EventStorage (db.StorageStatus): storage started or stopped failing,
+	// on the fleet stream and every device stream.
+	EventStorage = "storage"
+	// EventResync ({}): the client missed events that are no longer kept and
+	// should reload what it shows.
+	EventResync = "resync"
+)
+
+// FleetStreamEvents are the event types of the fleet stream.
+var FleetStreamEvents = []string{EventDevice, EventStats, EventStorage, EventResync}
+
+// DeviceStreamEvents are the event types of a device's stream.
+var DeviceStreamEvents = []string{EventDevice, EventMessage, EventReading, EventCommand, EventTwin, EventConnection, EventStorage, EventResync}
+
+// StatusDeleted is the status EventDevice announces for a deleted device,
+// besides db.StatusOnline, db.StatusOffline and db.StatusDisabled.
+const StatusDeleted = "deleted"
+
+// DeviceStatus is the payload of EventDevice.
+type DeviceStatus struct {
+	ID           string     `json:"id"`
+	Status       string     `json:"status,omitempty"`
+	LastActivity *time.Time `json:"lastActivity,omitempty"`
+}
+
+// Stats is the payload of EventStats; the counts are there when the hub
+// was given Options.Counts.
+type Stats struct {
+	MessagesPerMinute int64 `json:"messagesPerMinute"`
+	Total             *int  `json:"total,omitempty"`
+	Online            *int  `json:"online,omitempty"`
+	Offline           *int  `json:"offline,omitempty"`
+	Disabled          *int  `json:"disabled,omitempty"`
+}
+
+// ReadingEvent is the payload of EventReading.
+type ReadingEvent struct {
+	T int64              `json:"t"` // Unix milliseconds
+	V map[string]float64 `json:"v"`
+}
+
+// The payload of EventMessage is MessageEvent (telemetry.go).
+
+// Kinds of EventCommand.
+const (
+	KindCloudMessage = "c2d"
+	KindMethod       = "method"
+)
+
+// CommandEvent is the payload of EventCommand: Message for KindCloudMessage,
+// Call for KindMethod.
+type CommandEvent struct {
+	Kind    string                     `json:"kind"`
+	Message *commands.CloudMessageView `json:"message,omitempty"`
+	Call    *commands.MethodCallView   `json:"call,omitempty"`
+}
+
+// ConnectionEvent is the payload of EventConnection.
+type ConnectionEvent struct {
+	Connected bool      `json:"connected"`
+	Protocol  string    `json:"protocol"`
+	Remote    string    `json:"remote,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// PublishCloudMessage announces a cloud-to-device message's new state on
+// its device's stream (commands.Publisher).
+func (h *Hub) PublishCloudMessage(v commands.CloudMessageView) {
+	h.publishDevice(v.DeviceID, EventCommand, CommandEvent{Kind: KindCloudMessage, Message: &v})
+}
+
+// PublishMethodCall announces a direct method call's progress (commands.Publisher).
+func (h *Hub) PublishMethodCall(v commands.MethodCallView) {
+	h.publishDevice(v.DeviceID, EventCommand, CommandEvent{Kind: KindMethod, Call: &v})
+}
+
+// PublishTwin announces a device's twin after a change (commands.Publisher).
+func (h *Hub) PublishTwin(v commands.TwinView) {
+	h.publishDevice(v.DeviceID, EventTwin, v)
+}
+
+// PublishStorage announces that storage started or stopped failing, on every
+// stream (db.NewHealth's listener).
+func (h *Hub) PublishStorage(st db.StorageStatus) {
+	h.publishAll(EventStorage, st)
+}
+
+// PublishConnection announces an MQTT connection opening or closing (mqtt.Presence).
+func (h *Hub) PublishConnection(deviceID string, ev ConnectionEvent) {
+	h.publishDevice(deviceID, EventConnection, ev)
+}
