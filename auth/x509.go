@@ -13,21 +13,6 @@ import (
 	"time"
 )
 
-// How a device authenticates: the values of Azure IoT Hub's registry field
-// authentication.type.
-const (
-	AuthSAS                  = "sas"                  // SAS tokens signed with the device's keys
-	AuthSelfSigned           = "selfSigned"           // a certificate with a registered thumbprint
-	AuthCertificateAuthority = "certificateAuthority" // a certificate issued by a CA the hub trusts
-)
-
-// Auth methods recorded with every message a device sends over X.509.
-const (
-	AuthX509Primary   = "x509-primary"   // matched the primary thumbprint
-	AuthX509Secondary = "x509-secondary" // matched the secondary thumbprint
-	AuthX509CA        = "x509-ca"        // chained to a registered CA
-)
-
 // ErrCertificateRefused is returned (wrapped with detail for the server log)
 // when a device's certificate does not prove it is the device. Devices are
 // told nothing more than 401 or CONNACK 5.

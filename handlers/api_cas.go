@@ -45,26 +45,18 @@ func (s *Server) apiAddCA(c echo.Context) error {
 	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	ca, err := s.db.AddCertificateAuthority(ctx, req.Name, []byte(req.Certificate))
+	ca, err := s.devices.AddCA(c.Request().Context(), actor(c), req.Name, []byte(req.Certificate))
 	if err != nil {
 		return err
 	}
-	s.audit(ctx, c, "ca.add", ca.Name, "ok", ca.Subject+", thumbprint "+ca.Thumbprint)
 	return c.JSON(http.StatusCreated, toCAJSON(ca))
 }
 
 // apiRemoveCA stops trusting a CA certificate and closes the connections it
 // admitted.
 func (s *Server) apiRemoveCA(c echo.Context) error {
-	ctx := c.Request().Context()
-	name := c.Param("name")
-	if err := s.db.DeleteCertificateAuthority(ctx, name); err != nil {
+	if err := s.devices.RemoveCA(c.Request().Context(), actor(c), c.Param("name")); err != nil {
 		return err
-	}
-	s.audit(ctx, c, "ca.remove", name, "ok", "")
-	if s.connections != nil {
-		s.connections.CheckAllDevices()
 	}
 	return c.NoContent(http.StatusNoContent)
 }

@@ -2,22 +2,17 @@ package handlers
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
-	"slices"
 	"time"
 
-	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
 	"fieldhub/commands"
 	"fieldhub/db"
-	"fieldhub/views"
 )
 
 // sendCloudMessageRequest is the body of POST /api/v1/devices/{id}/cloud-messages.
@@ -193,87 +188,4 @@ func (s *Server) apiPatchTwin(c echo.Context) error {
 	}
 	c.Response().Header().Set("ETag", commands.ETag(tw))
 	return c.JSON(http.StatusOK, commands.NewTwinView(tw))
-}
-
-// commandServices returns the configured command services, building those that
-// are missing (tests, tools) without a sweeper: deadlines still hold, since every
-// query checks them.
-func commandServices(cfg Config) (*commands.CloudQueue, *commands.Invoker, *commands.Twins) {
-	var pub commands.Publisher
-	if cfg.Live != nil { // a nil *live.Hub must not become a non-nil interface
-		pub = cfg.Live
-	}
-	cloud, methods, twins := cfg.CloudMessages, cfg.Methods, cfg.Twins
-	if cloud == nil {
-		cloud = commands.NewCloudQueue(commands.CloudQueueConfig{DB: cfg.DB, Publisher: pub, Logger: cfg.Logger})
-	}
-	if methods == nil {
-		methods = commands.NewInvoker(commands.InvokerConfig{DB: cfg.DB, Publisher: pub, Logger: cfg.Logger})
-	}
-	if twins == nil {
-		twins = commands.NewTwins(commands.TwinsConfig{DB: cfg.DB, Publisher: pub, Logger: cfg.Logger})
-	}
-	return cloud, methods, twins
-}
-
-// commandsSection builds the device page's Commands section. showDevice calls it.
-func (s *Server) commandsSection(ctx context.Context, c echo.Context, deviceID string) (templ.Component, error) {
-	msgs, err := s.cloud.History(ctx, deviceID, 50)
-	if err != nil {
-		return nil, err
-	}
-	tw, err := s.twins.Get(ctx, deviceID)
-	if err != nil {
-		return nil, err
-	}
-	p, _ := principal(c)
-	m := views.CommandsPanel{DeviceID: deviceID, CanCommand: p.CanCommand(), Now: s.now(), Twin: twinPanel(tw)}
-	for _, msg := range msgs {
-		v := commands.NewCloudMessageView(msg, 120)
-		body := v.Body
-		if v.BodyTruncated {
-			body += "…"
-		}
-		m.Messages = append(m.Messages, views.CloudMessageRow{
-			ID: msg.ID, MessageID: msg.MessageID, Body: body, State: msg.State, DeliveryCount: msg.DeliveryCount,
-			Sender: msg.Sender, EnqueuedAt: msg.EnqueuedAt, UpdatedAt: msg.UpdatedAt,
-		})
-	}
-	return views.CommandsView(m), nil
-}
-
-// twinPanel prepares the twin for the page: both sections pretty-printed and a
-// comparison of their top-level properties.
-func twinPanel(tw db.Twin) views.TwinPanel {
-	pretty := func(v map[string]any) string {
-		b, _ := json.MarshalIndent(v, "", "  ")
-		return string(b)
-	}
-	compact := func(v any) string {
-		b, _ := json.Marshal(v)
-		return string(b)
-	}
-	out := views.TwinPanel{
-		ETag: commands.ETag(tw), DesiredVersion: tw.DesiredVersion, ReportedVersion: tw.ReportedVersion,
-		DesiredJSON: pretty(tw.Desired), ReportedJSON: pretty(tw.Reported), Data: commands.NewTwinView(tw),
-	}
-	keys := map[string]bool{}
-	for k := range tw.Desired {
-		keys[k] = true
-	}
-	for k := range tw.Reported {
-		keys[k] = true
-	}
-	for _, k := range slices.Sorted(maps.Keys(keys)) {
-		row := views.TwinKeyRow{Key: k}
-		if v, ok := tw.Desired[k]; ok {
-			row.Desired = compact(v)
-		}
-		if v, ok := tw.Reported[k]; ok {
-			row.Reported = compact(v)
-		}
-		row.Differs = row.Desired != row.Reported
-		out.Keys = append(out.Keys, row)
-	}
-	return out
 }

@@ -12,11 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"fieldhub/auth"
 	"fieldhub/commands"
 	"fieldhub/db"
-	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
+	"fieldhub/internal/testkit"
 )
 
 // commandsHub is the real router over a real database, with the command
@@ -30,26 +29,13 @@ type commandsHub struct {
 
 func newCommandsHub(t *testing.T, configure func(*handlers.Config)) *commandsHub {
 	t.Helper()
-	d := dbtest.MustOpen(t)
-	cfg := handlers.Config{DB: d, DeviceHost: "hub.test:8443"}
+	var configs []func(*handlers.Config)
 	if configure != nil {
-		configure(&cfg)
+		configs = append(configs, configure)
 	}
-	router, _ := handlers.New(cfg)
-	srv := httptest.NewServer(router)
-	t.Cleanup(srv.Close)
-	h := &commandsHub{t: t, db: d, srv: srv, tokens: map[string]string{}}
-	for _, role := range []string{db.RoleAdmin, db.RoleOperator, db.RoleViewer} {
-		secret := auth.NewAPIToken()
-		if _, err := d.CreateAPIToken(context.Background(), role+"-token", role, secret); err != nil {
-			t.Fatal(err)
-		}
-		h.tokens[role] = secret
-	}
-	if _, err := d.CreateDevice(context.Background(), db.NewDevice{DeviceID: "dev1"}); err != nil {
-		t.Fatal(err)
-	}
-	return h
+	r := testkit.NewRouter(t, configs...)
+	r.Device(t, "dev1")
+	return &commandsHub{t: t, db: r.DB, srv: r.HTTP, tokens: r.Tokens}
 }
 
 type response struct {

@@ -14,6 +14,7 @@ import (
 	"fieldhub/auth"
 	"fieldhub/db"
 	"fieldhub/quota"
+	"fieldhub/registry"
 )
 
 // maxAPIBody bounds operator API request bodies.
@@ -73,18 +74,6 @@ func (a authJSON) toDB() db.Authentication {
 	return out
 }
 
-// describeAuthentication says in the audit log how a device authenticates.
-func describeAuthentication(a db.Authentication) string {
-	if a.Type != auth.AuthSelfSigned {
-		return "authentication: " + a.Type
-	}
-	d := "authentication: selfSigned, primary thumbprint " + a.PrimaryThumbprint
-	if a.SecondaryThumbprint != "" {
-		d += ", secondary thumbprint " + a.SecondaryThumbprint
-	}
-	return d
-}
-
 func (s *Server) deviceJSON(c echo.Context, d db.Device) deviceJSON {
 	out := deviceJSON{
 		ID: d.DeviceID, Name: d.Name, Tags: d.Tags, Enabled: d.Enabled, Status: d.Status(s.now()),
@@ -97,24 +86,9 @@ func (s *Server) deviceJSON(c echo.Context, d db.Device) deviceJSON {
 	}
 	if p, ok := principal(c); ok && p.IsAdmin() {
 		out.PrimaryKey, out.SecondaryKey = d.PrimaryKey, d.SecondaryKey
-		out.ConnectionString = DeviceConnectionString(s.deviceHost, d)
+		out.ConnectionString = registry.ConnectionString(s.deviceHost, d)
 	}
 	return out
-}
-
-// ConnectionString is what a device SDK is configured with.
-func ConnectionString(host, deviceID, key string) string {
-	return "HostName=" + host + ";DeviceId=" + deviceID + ";SharedAccessKey=" + key
-}
-
-// DeviceConnectionString is the connection string of d with its primary
-// key, or for an X.509 device the SDKs' x509=true form: the certificate and
-// key are given to the SDK separately.
-func DeviceConnectionString(host string, d db.Device) string {
-	if d.Auth.X509() {
-		return "HostName=" + host + ";DeviceId=" + d.DeviceID + ";x509=true"
-	}
-	return ConnectionString(host, d.DeviceID, d.PrimaryKey)
 }
 
 // bindJSON decodes a bounded JSON body strictly and says what was wrong.
@@ -223,16 +197,14 @@ func (s *Server) apiCreateDevice(c echo.Context) error {
 	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
 	nd := db.NewDevice{DeviceID: req.ID, Name: req.Name, Tags: req.Tags}
 	if req.Authentication != nil {
 		nd.Auth = req.Authentication.toDB()
 	}
-	d, err := s.db.CreateDevice(ctx, nd)
+	d, err := s.devices.Create(c.Request().Context(), actor(c), nd)
 	if err != nil {
 		return err
 	}
-	s.audit(ctx, c, "device.create", d.DeviceID, "ok", describeAuthentication(d.Auth))
 	return c.JSON(http.StatusCreated, s.deviceJSON(c, d))
 }
 
@@ -256,45 +228,22 @@ func (s *Server) apiUpdateDevice(c echo.Context) error {
 	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
 	u := db.DeviceUpdate{Name: req.Name, Tags: req.Tags, Enabled: req.Enabled}
 	if req.Authentication != nil {
 		a := req.Authentication.toDB()
 		u.Auth = &a
 	}
-	d, err := s.db.UpdateDevice(ctx, c.Param("id"), u)
+	d, err := s.devices.Update(c.Request().Context(), actor(c), c.Param("id"), u)
 	if err != nil {
 		return err
-	}
-	// Name the change the way the dashboard does, so the audit log reads the same
-	// whichever way a device was disabled.
-	action, detail := "device.update", ""
-	switch {
-	case req.Authentication != nil:
-		detail = describeAuthentication(d.Auth)
-		if req.Name == nil && req.Tags == nil && req.Enabled == nil {
-			action = "device.set-authentication"
-		}
-	case req.Enabled != nil && req.Name == nil && req.Tags == nil:
-		action = map[bool]string{true: "device.enable", false: "device.disable"}[*req.Enabled]
-	}
-	s.audit(ctx, c, action, d.DeviceID, "ok", detail)
-	switch {
-	case req.Enabled != nil:
-		s.announceStatus(d) // also re-checks the connection
-	case req.Authentication != nil:
-		s.checkConnection(d.DeviceID) // new thumbprints or type: old credentials stop working at once
 	}
 	return c.JSON(http.StatusOK, s.deviceJSON(c, d))
 }
 
 func (s *Server) apiDeleteDevice(c echo.Context) error {
-	ctx := c.Request().Context()
-	if err := s.db.DeleteDevice(ctx, c.Param("id")); err != nil {
+	if err := s.devices.Delete(c.Request().Context(), actor(c), c.Param("id")); err != nil {
 		return err
 	}
-	s.audit(ctx, c, "device.delete", c.Param("id"), "ok", "")
-	s.announceDeleted(c.Param("id"))
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -314,12 +263,9 @@ func (s *Server) apiRotateDeviceKey(c echo.Context) error {
 	if which == "" {
 		which = db.PrimaryKey
 	}
-	ctx := c.Request().Context()
-	d, err := s.db.RotateDeviceKey(ctx, c.Param("id"), which)
+	d, err := s.devices.RotateKey(c.Request().Context(), actor(c), c.Param("id"), which)
 	if err != nil {
 		return err
 	}
-	s.audit(ctx, c, "device.rotate-key", d.DeviceID, "ok", which)
-	s.checkConnection(d.DeviceID)
 	return c.JSON(http.StatusOK, s.deviceJSON(c, d))
 }

@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -12,10 +11,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"fieldhub/auth"
 	"fieldhub/db"
-	"fieldhub/db/dbtest"
-	"fieldhub/handlers"
+	"fieldhub/internal/testkit"
 )
 
 // fuzzAPI is the real router over a real database, called in-process (no
@@ -28,16 +25,9 @@ type fuzzAPI struct {
 
 func newFuzzAPI(f *testing.F) *fuzzAPI {
 	f.Helper()
-	d := dbtest.MustOpen(f)
-	router, _ := handlers.New(handlers.Config{DB: d, DeviceHost: "hub.test:8443"})
-	admin := auth.NewAPIToken()
-	if _, err := d.CreateAPIToken(context.Background(), "fuzz", db.RoleAdmin, admin); err != nil {
-		f.Fatal(err)
-	}
-	if _, err := d.CreateDevice(context.Background(), db.NewDevice{DeviceID: "dev1"}); err != nil {
-		f.Fatal(err)
-	}
-	return &fuzzAPI{db: d, router: router, admin: admin}
+	r := testkit.NewRouter(f)
+	r.Device(f, "dev1")
+	return &fuzzAPI{db: r.DB, router: r.Echo, admin: r.Tokens[db.RoleAdmin]}
 }
 
 // call sends body and checks what every answer must be: no panic (the

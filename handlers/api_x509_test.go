@@ -12,10 +12,11 @@ import (
 	"fieldhub/certs/certstest"
 	"fieldhub/db"
 	"fieldhub/handlers"
+	"fieldhub/registry"
 )
 
 // recordingConnections stands in for the MQTT broker: it records which
-// connections handlers ask it to re-check.
+// connections the registry asks it to re-check.
 type recordingConnections struct {
 	mu      sync.Mutex
 	devices []string
@@ -134,7 +135,9 @@ func jsonEqual(a, b any) bool {
 // request (no cache delay), and the MQTT connections are re-checked.
 func TestAuthenticationChangeTakesEffectAtOnce(t *testing.T) {
 	conns := &recordingConnections{}
-	h := newX509HubWith(t, func(c *handlers.Config) { c.Connections = conns })
+	h := newX509HubWith(t, func(c *handlers.Config) {
+		c.Devices = registry.New(registry.Config{Store: c.DB, Audit: c.DB, Sessions: conns})
+	})
 	admin := auth.NewAPIToken()
 	if _, err := h.db.CreateAPIToken(context.Background(), "admin", db.RoleAdmin, admin); err != nil {
 		t.Fatal(err)

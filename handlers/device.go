@@ -1,15 +1,21 @@
 package handlers
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
+	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 
 	"fieldhub/auth"
+	"fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/live"
 	"fieldhub/views"
@@ -44,6 +50,68 @@ func (s *Server) showDevice(c echo.Context) error {
 	return s.render(c, http.StatusOK, views.DeviceView(m))
 }
 
+// commandsSection builds the device page's Commands section. showDevice calls it.
+func (s *Server) commandsSection(ctx context.Context, c echo.Context, deviceID string) (templ.Component, error) {
+	msgs, err := s.cloud.History(ctx, deviceID, 50)
+	if err != nil {
+		return nil, err
+	}
+	tw, err := s.twins.Get(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	p, _ := principal(c)
+	m := views.CommandsPanel{DeviceID: deviceID, CanCommand: p.CanCommand(), Now: s.now(), Twin: twinPanel(tw)}
+	for _, msg := range msgs {
+		v := commands.NewCloudMessageView(msg, 120)
+		body := v.Body
+		if v.BodyTruncated {
+			body += "…"
+		}
+		m.Messages = append(m.Messages, views.CloudMessageRow{
+			ID: msg.ID, MessageID: msg.MessageID, Body: body, State: msg.State, DeliveryCount: msg.DeliveryCount,
+			Sender: msg.Sender, EnqueuedAt: msg.EnqueuedAt, UpdatedAt: msg.UpdatedAt,
+		})
+	}
+	return views.CommandsView(m), nil
+}
+
+// twinPanel prepares the twin for the page: both sections pretty-printed and a
+// comparison of their top-level properties.
+func twinPanel(tw db.Twin) views.TwinPanel {
+	pretty := func(v map[string]any) string {
+		b, _ := json.MarshalIndent(v, "", "  ")
+		return string(b)
+	}
+	compact := func(v any) string {
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+	out := views.TwinPanel{
+		ETag: commands.ETag(tw), DesiredVersion: tw.DesiredVersion, ReportedVersion: tw.ReportedVersion,
+		DesiredJSON: pretty(tw.Desired), ReportedJSON: pretty(tw.Reported), Data: commands.NewTwinView(tw),
+	}
+	keys := map[string]bool{}
+	for k := range tw.Desired {
+		keys[k] = true
+	}
+	for k := range tw.Reported {
+		keys[k] = true
+	}
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		row := views.TwinKeyRow{Key: k}
+		if v, ok := tw.Desired[k]; ok {
+			row.Desired = compact(v)
+		}
+		if v, ok := tw.Reported[k]; ok {
+			row.Reported = compact(v)
+		}
+		row.Differs = row.Desired != row.Reported
+		out.Keys = append(out.Keys, row)
+	}
+	return out
+}
+
 func displayName(d db.Device) string {
 	if d.Name != "" {
 		return d.Name
@@ -51,40 +119,42 @@ func displayName(d db.Device) string {
 	return d.DeviceID
 }
 
+// actor names who is asking, for the audit log.
+func actor(c echo.Context) string {
+	if p, ok := principal(c); ok {
+		return p.Actor()
+	}
+	return "anonymous"
+}
+
 // createDevice handles the fleet page's add form and opens the new device.
 func (s *Server) createDevice(c echo.Context) error {
-	ctx := c.Request().Context()
 	id := strings.TrimSpace(c.FormValue("id"))
 	tags, err := db.ParseTags(c.FormValue("tags"))
 	if err != nil {
 		return s.formError(c, views.FleetPath, err)
 	}
-	d, err := s.db.CreateDevice(ctx, db.NewDevice{DeviceID: id, Name: strings.TrimSpace(c.FormValue("name")), Tags: tags})
+	d, err := s.devices.Create(c.Request().Context(), actor(c), db.NewDevice{DeviceID: id, Name: strings.TrimSpace(c.FormValue("name")), Tags: tags})
 	if errors.Is(err, db.ErrConflict) {
 		return s.redirectWith(c, views.FleetPath, fmt.Sprintf("A device with id %q already exists.", id), true)
 	}
 	if err != nil {
 		return s.formError(c, views.FleetPath, err)
 	}
-	s.audit(ctx, c, "device.create", d.DeviceID, "ok", "")
 	return s.redirectWith(c, devicePagePath(d.DeviceID), fmt.Sprintf("Device %s created. Show its connection string to set it up.", d.DeviceID), false)
 }
 
 // updateDevice saves the device page's edit form (name and tags).
 func (s *Server) updateDevice(c echo.Context) error {
-	ctx := c.Request().Context()
-	id := c.Param("id")
-	back := devicePagePath(id)
+	back := devicePagePath(c.Param("id"))
 	tags, err := db.ParseTags(c.FormValue("tags"))
 	if err != nil {
 		return s.formError(c, back, err)
 	}
 	name := strings.TrimSpace(c.FormValue("name"))
-	d, err := s.db.UpdateDevice(ctx, id, db.DeviceUpdate{Name: &name, Tags: tags})
-	if err != nil {
+	if _, err := s.devices.Update(c.Request().Context(), actor(c), c.Param("id"), db.DeviceUpdate{Name: &name, Tags: tags}); err != nil {
 		return s.formError(c, back, err)
 	}
-	s.audit(ctx, c, "device.update", d.DeviceID, "ok", "")
 	return s.redirectWith(c, back, "Changes saved.", false)
 }
 
@@ -93,80 +163,63 @@ func (s *Server) enableDevice(c echo.Context) error  { return s.setDeviceEnabled
 func (s *Server) disableDevice(c echo.Context) error { return s.setDeviceEnabled(c, false) }
 
 func (s *Server) setDeviceEnabled(c echo.Context, enabled bool) error {
-	ctx := c.Request().Context()
-	id := c.Param("id")
-	d, err := s.db.UpdateDevice(ctx, id, db.DeviceUpdate{Enabled: &enabled})
+	d, err := s.devices.SetEnabled(c.Request().Context(), actor(c), c.Param("id"), enabled)
 	if err != nil {
-		return s.formError(c, devicePagePath(id), err)
+		return s.formError(c, devicePagePath(c.Param("id")), err)
 	}
-	action, msg := "device.enable", "Device enabled: it may connect again."
+	msg := "Device enabled: it may connect again."
 	if !enabled {
-		action, msg = "device.disable", "Device disabled: it is refused until you enable it again."
+		msg = "Device disabled: it is refused until you enable it again."
 	}
-	s.audit(ctx, c, action, d.DeviceID, "ok", "")
-	s.announceStatus(d)
 	return s.redirectWith(c, devicePagePath(d.DeviceID), msg, false)
 }
 
 // rotateDeviceKey replaces the primary or secondary key.
 func (s *Server) rotateDeviceKey(c echo.Context) error {
-	ctx := c.Request().Context()
-	id := c.Param("id")
 	which := c.FormValue("which")
-	d, err := s.db.RotateDeviceKey(ctx, id, which)
+	d, err := s.devices.RotateKey(c.Request().Context(), actor(c), c.Param("id"), which)
 	if err != nil {
-		return s.formError(c, devicePagePath(id), err)
+		return s.formError(c, devicePagePath(c.Param("id")), err)
 	}
-	s.audit(ctx, c, "device.rotate-key", d.DeviceID, "ok", which)
-	s.checkConnection(d.DeviceID)
 	msg := fmt.Sprintf("The %s key was replaced. Connection strings with the old %s key no longer work.", which, which)
 	return s.redirectWith(c, devicePagePath(d.DeviceID), msg, false)
 }
 
 // deleteDevice removes a device and everything stored for it.
 func (s *Server) deleteDevice(c echo.Context) error {
-	ctx := c.Request().Context()
 	id := c.Param("id")
-	if err := s.db.DeleteDevice(ctx, id); err != nil {
+	if err := s.devices.Delete(c.Request().Context(), actor(c), id); err != nil {
 		return err
 	}
-	s.audit(ctx, c, "device.delete", id, "ok", "")
-	s.announceDeleted(id)
 	return s.redirectWith(c, views.FleetPath, fmt.Sprintf("Device %s deleted.", id), false)
 }
 
 // showConnectionString returns the partial the device page's "Show
 // connection string" button swaps in. It holds a secret, so it is never cached.
 func (s *Server) showConnectionString(c echo.Context) error {
-	ctx := c.Request().Context()
-	d, err := s.db.Device(ctx, c.Param("id"))
+	cs, d, err := s.devices.RevealConnectionString(c.Request().Context(), actor(c), c.Param("id"), s.deviceHost)
 	if err != nil {
 		return err
 	}
-	s.audit(ctx, c, "device.show-connection-string", d.DeviceID, "ok", "")
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return s.render(c, http.StatusOK, views.ConnectionString(DeviceConnectionString(s.deviceHost, d), d.Auth.X509()))
+	return s.render(c, http.StatusOK, views.ConnectionString(cs, d.Auth.X509()))
 }
 
 // setDeviceAuthentication saves the device page's authentication form:
 // SAS keys, X.509 thumbprints or a CA-issued certificate. Connections the
 // old credentials opened are closed at once.
 func (s *Server) setDeviceAuthentication(c echo.Context) error {
-	ctx := c.Request().Context()
-	id := c.Param("id")
-	back := devicePagePath(id)
+	back := devicePagePath(c.Param("id"))
 	a := db.Authentication{Type: c.FormValue("type")}
 	if a.Type == auth.AuthSelfSigned {
 		// The form always carries the fields; they count only here.
 		a.PrimaryThumbprint = strings.TrimSpace(c.FormValue("primaryThumbprint"))
 		a.SecondaryThumbprint = strings.TrimSpace(c.FormValue("secondaryThumbprint"))
 	}
-	d, err := s.db.UpdateDevice(ctx, id, db.DeviceUpdate{Auth: &a})
+	d, err := s.devices.SetAuthentication(c.Request().Context(), actor(c), c.Param("id"), a)
 	if err != nil {
 		return s.formError(c, back, err)
 	}
-	s.audit(ctx, c, "device.set-authentication", d.DeviceID, "ok", describeAuthentication(d.Auth))
-	s.checkConnection(d.DeviceID)
 	msg := "Authentication saved: SAS keys. Show the connection string to set up the device."
 	if d.Auth.X509() {
 		msg = "Authentication saved: the device now presents its X.509 certificate. Open connections were closed."

@@ -17,6 +17,7 @@ import (
 	"fieldhub/db"
 	"fieldhub/handlers"
 	"fieldhub/ingest"
+	"fieldhub/internal/testkit"
 )
 
 // BenchmarkDeviceEventsHTTP posts single telemetry messages (10 numeric
@@ -37,7 +38,7 @@ func BenchmarkDeviceEventsHTTP(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer p.Close(ctx)
-	router, _ := handlers.New(handlers.Config{DB: d, Ingest: p, DeviceHost: "hub.test:8443"})
+	router, _ := handlers.New(testkit.WithServices(handlers.Config{DB: d, Ingest: p, DeviceHost: "hub.test:8443"}))
 	srv := httptest.NewServer(router)
 	defer srv.Close()
 	const devices = 100

@@ -19,6 +19,7 @@ import (
 	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
 	"fieldhub/ingest"
+	"fieldhub/internal/testkit"
 )
 
 // ingestHub is the real router, with a real ingest pipeline, over a real database.
@@ -38,18 +39,13 @@ func newIngestHub(t *testing.T, configure func(*handlers.Config)) *ingestHub {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close(context.Background()) })
-	cfg := handlers.Config{DB: d, DeviceHost: "hub.test:8443", Ingest: p}
-	if configure != nil {
-		configure(&cfg)
-	}
-	router, server := handlers.New(cfg)
-	srv := httptest.NewServer(router)
-	t.Cleanup(srv.Close)
-	secret := auth.NewAPIToken()
-	if _, err := d.CreateAPIToken(context.Background(), "viewer", db.RoleViewer, secret); err != nil {
-		t.Fatal(err)
-	}
-	return &ingestHub{t: t, db: d, srv: srv, server: server, viewer: secret}
+	r := testkit.NewRouter(t, func(c *handlers.Config) {
+		c.DB, c.Ingest = d, p
+		if configure != nil {
+			configure(c)
+		}
+	})
+	return &ingestHub{t: t, db: d, srv: r.HTTP, server: r.Server, viewer: r.Tokens[db.RoleViewer]}
 }
 
 func (h *ingestHub) addDevice(id string) db.Device {

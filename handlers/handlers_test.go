@@ -10,8 +10,8 @@ import (
 
 	"fieldhub/auth"
 	"fieldhub/db"
-	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
+	"fieldhub/internal/testkit"
 )
 
 // testHub is the real router over a real database file.
@@ -22,21 +22,10 @@ type testHub struct {
 	tokens map[string]string // role -> bearer token
 }
 
-func newTestHub(t *testing.T) *testHub {
+func newTestHub(t *testing.T, configure ...func(*handlers.Config)) *testHub {
 	t.Helper()
-	d := dbtest.MustOpen(t)
-	router, _ := handlers.New(handlers.Config{DB: d, DeviceHost: "hub.test:8443"})
-	srv := httptest.NewServer(router)
-	t.Cleanup(srv.Close)
-	h := &testHub{t: t, db: d, srv: srv, tokens: map[string]string{}}
-	for _, role := range []string{db.RoleAdmin, db.RoleOperator, db.RoleViewer} {
-		secret := auth.NewAPIToken()
-		if _, err := d.CreateAPIToken(context.Background(), role+"-token", role, secret); err != nil {
-			t.Fatal(err)
-		}
-		h.tokens[role] = secret
-	}
-	return h
+	r := testkit.NewRouter(t, configure...)
+	return &testHub{t: t, db: r.DB, srv: r.HTTP, tokens: r.Tokens}
 }
 
 // session logs a user of role in directly through the database and returns its cookie and CSRF token.

@@ -83,20 +83,3 @@ func (s *Server) deviceTelemetry(ctx context.Context, deviceID string) (views.Te
 	}
 	return t, nil
 }
-
-// announceStatus tells live subscribers about a status change made by an
-// operator (enabled, disabled), which telemetry alone would not reveal.
-func (s *Server) announceStatus(d db.Device) {
-	s.checkConnection(d.DeviceID)
-	if s.live != nil {
-		s.live.SetStatus(d.DeviceID, d.Status(s.now()))
-	}
-}
-
-// announceDeleted tells live subscribers that a device is gone.
-func (s *Server) announceDeleted(deviceID string) {
-	s.checkConnection(deviceID)
-	if s.live != nil {
-		s.live.SetStatus(deviceID, live.StatusDeleted)
-	}
-}

@@ -5,15 +5,12 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"fieldhub/auth"
 	"fieldhub/commands"
 	"fieldhub/db"
-	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
 	"fieldhub/live"
 )
@@ -21,23 +18,10 @@ import (
 // newLiveTestHub is newTestHub with live streams.
 func newLiveTestHub(t *testing.T) (*testHub, *live.Hub) {
 	t.Helper()
-	d := dbtest.MustOpen(t)
 	hub := live.New(live.Options{})
-	router, _ := handlers.New(handlers.Config{DB: d, DeviceHost: "hub.test:8443", Live: hub})
-	srv := httptest.NewServer(router)
-	t.Cleanup(func() {
-		hub.Close()
-		srv.Close()
-	})
-	h := &testHub{t: t, db: d, srv: srv, tokens: map[string]string{}}
-	for _, role := range []string{db.RoleAdmin, db.RoleOperator, db.RoleViewer} {
-		secret := auth.NewAPIToken()
-		if _, err := d.CreateAPIToken(context.Background(), role+"-token", role, secret); err != nil {
-			t.Fatal(err)
-		}
-		h.tokens[role] = secret
-	}
-	if _, err := d.CreateDevice(context.Background(), db.NewDevice{DeviceID: "dev1"}); err != nil {
+	t.Cleanup(hub.Close)
+	h := newTestHub(t, func(c *handlers.Config) { c.Live = hub })
+	if _, err := h.db.CreateDevice(context.Background(), db.NewDevice{DeviceID: "dev1"}); err != nil {
 		t.Fatal(err)
 	}
 	return h, hub

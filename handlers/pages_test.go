@@ -15,8 +15,8 @@ import (
 
 	"fieldhub/auth"
 	"fieldhub/db"
-	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
+	"fieldhub/internal/testkit"
 	"fieldhub/static"
 )
 
@@ -30,20 +30,15 @@ type pageHub struct {
 
 func newPageHub(t *testing.T, configure ...func(*handlers.Config)) *pageHub {
 	t.Helper()
-	d := dbtest.MustOpen(t)
 	assets, err := static.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	cfg := handlers.Config{DB: d, Assets: assets, DeviceHost: "hub.test:8443", Now: func() time.Time { return now }}
-	for _, f := range configure {
-		f(&cfg)
-	}
-	router, _ := handlers.New(cfg)
-	srv := httptest.NewServer(router)
-	t.Cleanup(srv.Close)
-	return &pageHub{t: t, db: d, srv: srv}
+	r := testkit.NewRouter(t, append([]func(*handlers.Config){func(c *handlers.Config) {
+		c.Assets, c.Now = assets, func() time.Time { return now }
+	}}, configure...)...)
+	return &pageHub{t: t, db: r.DB, srv: r.HTTP}
 }
 
 // addUser creates a user who can log in with password.

@@ -1,5 +1,6 @@
 // Package handlers is Fieldhub's HTTP surface: pages, the operator API and the
-// device endpoints. Handlers stay thin: they parse, call db/ingest/commands, render.
+// device endpoints. Handlers stay thin: they parse, call the services
+// (registry, commands, ingest), render.
 package handlers
 
 import (
@@ -18,6 +19,7 @@ import (
 	"fieldhub/db"
 	"fieldhub/live"
 	"fieldhub/quota"
+	"fieldhub/registry"
 )
 
 // Assets resolves and serves the embedded front-end bundle.
@@ -28,9 +30,12 @@ type Assets interface {
 
 // Config is what the HTTP layer needs, wired by hand in cmd/fieldhub.
 type Config struct {
-	DB     *db.DB
-	Assets Assets
-	Logger *slog.Logger
+	DB *db.DB
+	// Devices is the device registry: every device and CA change, and
+	// device authentication. Required.
+	Devices *registry.Registry
+	Assets  Assets
+	Logger  *slog.Logger
 	// DeviceHost is the HostName devices dial (host[:port]); it goes into connection strings.
 	DeviceHost string
 	// SecureCookies says the dashboard is served over HTTPS: cookies are
@@ -45,21 +50,16 @@ type Config struct {
 	// Live serves and receives the SSE streams; nil answers them with 503.
 	Live *live.Hub
 	// CloudMessages, Methods and Twins are the command services (package
-	// commands); nil ones are built here without background work.
+	// commands). Required.
 	CloudMessages *commands.CloudQueue
 	Methods       *commands.Invoker
 	Twins         *commands.Twins
 	// Ingest stores device telemetry (*ingest.Pipeline); nil answers it with 503.
 	Ingest MessageSubmitter
-	// SASHostnames, when set, are the only hosts a device token's sr may name.
-	SASHostnames []string
 	// SeparateDeviceListener leaves the device API off the dashboard router:
 	// serve sets it when the dashboard is reachable beyond loopback, so that
 	// device traffic never travels in clear text; DeviceRouter serves it.
 	SeparateDeviceListener bool
-	// Connections closes device connections a device change no longer
-	// admits (the MQTT broker); nil when there are none.
-	Connections DeviceConnections
 	// MQTTWebSocket serves MQTT over WebSockets at /$iothub/websocket on the
 	// device listener (the SDKs' MqttWs transport); nil leaves it off.
 	MQTTWebSocket http.Handler
@@ -90,11 +90,9 @@ type Server struct {
 	methods    *commands.Invoker
 	twins      *commands.Twins
 	ingest     MessageSubmitter
-	// sasHostnames restricts the host of device tokens (empty: any host).
-	sasHostnames   []string
+	devices    *registry.Registry
+	// separateDevice leaves the device API off the dashboard router.
 	separateDevice bool
-	devices        deviceCache // for SAS checks (device_auth.go)
-	connections    DeviceConnections
 	mqttWS         http.Handler
 	clientIP       echo.IPExtractor // what c.RealIP() returns (transport.go)
 	health         *db.Health
@@ -103,8 +101,12 @@ type Server struct {
 	quota       *quota.Devices
 }
 
-// New builds the Echo router with every route.
+// New builds the Echo router with every route. The services in cfg are
+// built by the caller (serve; tests use internal/testkit).
 func New(cfg Config) (*echo.Echo, *Server) {
+	if cfg.DB == nil || cfg.Devices == nil || cfg.CloudMessages == nil || cfg.Methods == nil || cfg.Twins == nil {
+		panic("handlers.New: Config needs DB, Devices, CloudMessages, Methods and Twins")
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -127,12 +129,12 @@ func New(cfg Config) (*echo.Echo, *Server) {
 		// A few bcrypt checks at once, never every core.
 		passwords: auth.NewPasswordChecker(max(2, min(4, runtime.GOMAXPROCS(0))), cfg.PasswordCheckWait),
 		live:      cfg.Live,
-		ingest:    cfg.Ingest, sasHostnames: cfg.SASHostnames, separateDevice: cfg.SeparateDeviceListener,
-		connections: cfg.Connections, mqttWS: cfg.MQTTWebSocket, health: cfg.Health,
+		ingest:    cfg.Ingest, devices: cfg.Devices, separateDevice: cfg.SeparateDeviceListener,
+		mqttWS: cfg.MQTTWebSocket, health: cfg.Health,
 		clientIP: clientIP(cfg.TrustedProxies),
 	}
 	s.quota = cfg.DeviceQuota
-	s.cloud, s.methods, s.twins = commandServices(cfg)
+	s.cloud, s.methods, s.twins = cfg.CloudMessages, cfg.Methods, cfg.Twins
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true

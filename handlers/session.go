@@ -153,11 +153,7 @@ func (s *Server) clearSessionCookie(c echo.Context) {
 // audit records an action; a failure to record is logged, not shown, since the
 // action itself already happened.
 func (s *Server) audit(ctx context.Context, c echo.Context, action, target, outcome, detail string) {
-	actor := "anonymous"
-	if p, ok := principal(c); ok {
-		actor = p.Actor()
-	}
-	if err := s.db.RecordAudit(ctx, db.AuditEntry{Actor: actor, Action: action, Target: target, Outcome: outcome, Detail: detail}); err != nil {
+	if err := s.db.RecordAudit(ctx, db.AuditEntry{Actor: actor(c), Action: action, Target: target, Outcome: outcome, Detail: detail}); err != nil {
 		s.log.Error("audit", "action", action, "err", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
 	"fieldhub/ingest"
+	"fieldhub/internal/testkit"
 	"fieldhub/static"
 )
 
@@ -42,7 +43,7 @@ func TestStorageFault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	router, _ := handlers.New(handlers.Config{DB: d, Assets: assets, DeviceHost: "hub.test:8443", Ingest: p, Health: health, Logger: logger})
+	router, _ := handlers.New(testkit.WithServices(handlers.Config{DB: d, Assets: assets, DeviceHost: "hub.test:8443", Ingest: p, Health: health, Logger: logger}))
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)
 

@@ -20,6 +20,7 @@ import (
 	"fieldhub/live"
 	"fieldhub/netlimit"
 	"fieldhub/quota"
+	"fieldhub/registry"
 )
 
 // Ingester stores device-to-cloud messages: Submit returns after commit,
@@ -30,6 +31,11 @@ type Ingester interface {
 	Enqueue(ctx context.Context, msgs ...ingest.Message) (<-chan error, error)
 }
 
+// Authenticator is the one device authentication (registry.Registry).
+type Authenticator interface {
+	Authenticate(ctx context.Context, c registry.Credential, now time.Time) (registry.Identity, error)
+}
+
 // Presence announces connections opening and closing to live viewers.
 // live.Hub implements it.
 type Presence interface {
@@ -37,7 +43,7 @@ type Presence interface {
 	PublishConnection(deviceID string, ev live.ConnectionEvent)
 }
 
-// Config is what a Broker needs. DB, Ingest and TLS are required.
+// Config is what a Broker needs. DB, Devices, Ingest and TLS are required.
 type Config struct {
 	// Addr is the MQTT-over-TLS listen address, like ":8883".
 	Addr string
@@ -46,16 +52,16 @@ type Config struct {
 	PlainAddr string
 	TLS       *tls.Config
 	DB        *db.DB
-	Ingest    Ingester
+	// Devices authenticates devices; the SAS host names it accepts are its own.
+	Devices Authenticator
+	Ingest  Ingester
 	// Presence may be nil.
 	Presence Presence
 	// CloudMessages and Twins may be nil, which leaves those features off.
 	CloudMessages CloudMessages
 	Twins         Twins
-	// Hostnames, when not empty, are the host names SAS tokens must name.
-	Hostnames []string
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Logger        *slog.Logger
+	Now           func() time.Time
 	// RecheckInterval is how often connected devices are checked against
 	// the registry (disabled, deleted, key rotated), which also catches
 	// changes made by the CLI in another process (default 5 s).
@@ -119,6 +125,8 @@ func New(cfg Config) (*Broker, error) {
 	switch {
 	case cfg.DB == nil:
 		return nil, errors.New("mqtt broker: no database")
+	case cfg.Devices == nil:
+		return nil, errors.New("mqtt broker: no device registry to authenticate devices")
 	case cfg.Ingest == nil:
 		return nil, errors.New("mqtt broker: no ingest pipeline")
 	case cfg.TLS == nil && cfg.Addr != "":

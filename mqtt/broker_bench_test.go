@@ -22,6 +22,7 @@ import (
 	"fieldhub/certs"
 	"fieldhub/db"
 	"fieldhub/ingest"
+	"fieldhub/registry"
 )
 
 // benchDevices is how many devices publish at once.
@@ -228,11 +229,12 @@ func (e *benchEnv) startFieldhub(b *testing.B, storage bool) (addr, host string,
 		sink = discardIngester{}
 	}
 	br, err = New(Config{
-		Addr:   "127.0.0.1:0",
-		TLS:    &tls.Config{Certificates: []tls.Certificate{e.cert}},
-		DB:     store,
-		Ingest: sink,
-		Logger: slog.New(slog.DiscardHandler),
+		Addr:    "127.0.0.1:0",
+		TLS:     &tls.Config{Certificates: []tls.Certificate{e.cert}},
+		DB:      store,
+		Devices: registry.New(registry.Config{Store: store, Audit: store}),
+		Ingest:  sink,
+		Logger:  slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -25,6 +25,7 @@ import (
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
 	"fieldhub/ingest"
+	"fieldhub/registry"
 )
 
 // wait bounds how long a test waits for something that should happen; it is
@@ -65,16 +66,17 @@ func (g *gatedStore) set(f func(g *gatedStore)) {
 
 // testHub is a broker on 127.0.0.1:0 over TLS with a real database.
 type testHub struct {
-	t      *testing.T
-	db     *db.DB
-	cfg    Config
-	broker *Broker
-	store  *gatedStore
-	pipe   *ingest.Pipeline
-	roots  *x509.CertPool
-	cert   tls.Certificate
-	host   string // what devices put in tokens and user names
-	url    string // broker URL for paho; ssl:// unless a test changes it
+	t        *testing.T
+	db       *db.DB
+	registry *registry.Registry // what the broker authenticates through
+	cfg      Config
+	broker   *Broker
+	store    *gatedStore
+	pipe     *ingest.Pipeline
+	roots    *x509.CertPool
+	cert     tls.Certificate
+	host     string // what devices put in tokens and user names
+	url      string // broker URL for paho; ssl:// unless a test changes it
 }
 
 func newTestHub(t *testing.T, configure ...func(*Config)) *testHub {
@@ -91,6 +93,7 @@ func newTestHub(t *testing.T, configure ...func(*Config)) *testHub {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
 	h := &testHub{t: t, db: dbtest.MustOpen(t), roots: roots, cert: cert}
+	h.registry = registry.New(registry.Config{Store: h.db, Audit: h.db, Logger: slog.New(slog.DiscardHandler)})
 	h.store = &gatedStore{DB: h.db}
 	pipe, err := ingest.New(context.Background(), h.store, nil, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -104,6 +107,7 @@ func newTestHub(t *testing.T, configure ...func(*Config)) *testHub {
 		Addr:            "127.0.0.1:0",
 		TLS:             &tls.Config{Certificates: []tls.Certificate{cert}},
 		DB:              h.db,
+		Devices:         h.registry,
 		Ingest:          pipe,
 		RecheckInterval: 50 * time.Millisecond,
 	}

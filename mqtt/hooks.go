@@ -15,7 +15,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"fieldhub/auth"
-	"fieldhub/db"
+	"fieldhub/registry"
 )
 
 // hook plugs Fieldhub into mochi. mochi calls the On… methods from each
@@ -317,11 +317,11 @@ func (b *Broker) refuse(cl *mochi.Client, code byte) {
 }
 
 // authenticate checks who a CONNECT that passed checkConnect comes from:
-// client id = device id, user name naming the same device, an enabled
-// device, and either a password that is a SAS token signed with one of the
-// device's keys or, without a password, the client certificate of an X.509
-// device (auth.VerifyDeviceCertificate). mochi refuses with CONNACK 5, not
-// authorized.
+// client id = device id, user name naming the same device, and by the one
+// device authentication (registry.Authenticate) an enabled device whose
+// password is a SAS token signed with one of its keys or, without a
+// password, whose client certificate proves it is the X.509 device. mochi
+// refuses with CONNACK 5, not authorized.
 func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, error) {
 	id := pk.Connect.ClientIdentifier
 	_, userDevice, err := ParseUsername(string(pk.Connect.Username))
@@ -333,45 +333,33 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, error
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
-	dev, err := b.cfg.DB.Device(ctx, id)
-	if errors.Is(err, db.ErrNotFound) {
-		return nil, fmt.Errorf("unknown device %q", id)
+	cred := registry.Credential{DeviceID: id, SAS: string(pk.Connect.Password)}
+	if cred.SAS == "" {
+		cred.Chain = peerCertificates(cl.Net.Conn)
 	}
+	who, err := b.cfg.Devices.Authenticate(ctx, cred, b.cfg.Now())
 	if err != nil {
 		return nil, err
-	}
-	if !dev.Enabled {
-		return nil, fmt.Errorf("device %q is disabled", id)
 	}
 	c := &conn{
-		deviceID: id,
-		authType: dev.Auth.Type,
-		remote:   cl.Net.Remote,
-		listener: cl.Net.Listener,
-		done:     make(chan struct{}),
-		c2d:      newC2DState(),
-		acks:     newAckState(),
+		deviceID:   id,
+		authType:   who.Device.Auth.Type,
+		authMethod: who.Method,
+		credential: who.Credential,
+		expiry:     who.Expires,
+		remote:     cl.Net.Remote,
+		listener:   cl.Net.Listener,
+		done:       make(chan struct{}),
+		c2d:        newC2DState(),
+		acks:       newAckState(),
 	}
-	if len(pk.Connect.Password) == 0 {
-		m, err := auth.VerifyDeviceCertificate(dev.X509Registration(), peerCertificates(cl.Net.Conn),
-			func() ([]*x509.Certificate, error) { return b.cfg.DB.CACertificates(ctx) }, b.cfg.Now())
-		if err != nil {
-			return nil, err
-		}
-		c.authMethod, c.credential = m.Method, m.Credential
-		c.expiry, c.expiryReason = m.NotAfter, "certificate expired"
-		return c, nil
+	c.expiryReason = "SAS token expired"
+	if who.Device.Auth.X509() {
+		c.expiryReason = "certificate expired"
 	}
-	tok, err := auth.ParseSAS(string(pk.Connect.Password))
-	if err != nil {
-		return nil, err
+	if who.Method == auth.AuthSASSecondary {
+		c.keyIndex = 1
 	}
-	keyIndex, err := tok.Verify(id, dev.Keys(), b.cfg.Now(), b.cfg.Hostnames)
-	if err != nil {
-		return nil, err
-	}
-	c.keyIndex, c.credential, c.authMethod = keyIndex, dev.Keys()[keyIndex], authMethods[keyIndex]
-	c.expiry, c.expiryReason = tok.Expiry, "SAS token expired"
 	return c, nil
 }
 
@@ -387,8 +375,6 @@ func peerCertificates(nc net.Conn) []*x509.Certificate {
 	}
 	return nil
 }
-
-var authMethods = []string{"sas-primary", "sas-secondary"}
 
 // connOf returns the established connection of a client, or nil.
 func (b *Broker) connOf(cl *mochi.Client) *conn {

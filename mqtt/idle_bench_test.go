@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"fieldhub/db"
+	"fieldhub/registry"
 )
 
 // idleDevices is how many idle devices BenchmarkIdleConnections holds.
@@ -36,11 +37,12 @@ func BenchmarkIdleConnections(b *testing.B) {
 	// (registered later) has disconnected the devices.
 	b.Cleanup(func() { store.Close() })
 	br, err := New(Config{
-		Addr:   "127.0.0.1:0",
-		TLS:    &tls.Config{Certificates: []tls.Certificate{env.cert}},
-		DB:     store,
-		Ingest: discardIngester{},
-		Logger: slog.New(slog.DiscardHandler),
+		Addr:    "127.0.0.1:0",
+		TLS:     &tls.Config{Certificates: []tls.Certificate{env.cert}},
+		DB:      store,
+		Devices: registry.New(registry.Config{Store: store, Audit: store}),
+		Ingest:  discardIngester{},
+		Logger:  slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		b.Fatal(err)

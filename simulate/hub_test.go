@@ -10,7 +10,9 @@ import (
 	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
 	"fieldhub/ingest"
+	"fieldhub/internal/testkit"
 	"fieldhub/live"
+	"fieldhub/registry"
 	"fieldhub/simulate"
 )
 
@@ -27,11 +29,11 @@ func TestSimulatorAgainstTheRealHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pipe.Close(ctx)
-	_, srv := handlers.New(handlers.Config{DB: store, Ingest: pipe, Live: hub})
+	_, srv := handlers.New(testkit.WithServices(handlers.Config{DB: store, Ingest: pipe, Live: hub}))
 	ts := httptest.NewTLSServer(srv.DeviceRouter())
 	defer ts.Close()
 
-	devices, err := simulate.ProvisionDB(ctx, store, simulate.Specs("sim-", 3))
+	devices, err := simulate.Provision(ctx, registry.New(registry.Config{Store: store, Audit: store}), "cli", simulate.Specs("sim-", 3))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"fieldhub/db/dbtest"
 	"fieldhub/ingest"
 	"fieldhub/mqtt"
+	"fieldhub/registry"
 )
 
 // TestRunMQTT runs a simulated device against the real broker: telemetry is
@@ -39,7 +40,7 @@ func TestRunMQTT(t *testing.T) {
 	}
 	defer pipe.Close(context.Background())
 	twins := commands.NewTwins(commands.TwinsConfig{DB: store})
-	b, err := mqtt.New(mqtt.Config{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, DB: store, Ingest: pipe, Twins: twins})
+	b, err := mqtt.New(mqtt.Config{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, DB: store, Devices: registry.New(registry.Config{Store: store, Audit: store}), Ingest: pipe, Twins: twins})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestRunMQTT(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	devs, err := ProvisionDB(ctx, store, Specs("sim-", 1))
+	devs, err := Provision(ctx, registry.New(registry.Config{Store: store, Audit: store}), "cli", Specs("sim-", 1))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,14 +41,21 @@ func Specs(prefix string, n int) []Spec {
 	return specs
 }
 
-// ProvisionDB returns the devices of specs with their primary keys, creating
-// the missing ones directly in the database.
-func ProvisionDB(ctx context.Context, store *db.DB, specs []Spec) ([]Device, error) {
+// Registry is the device registry (registry.Registry) the simulator
+// creates its devices through, as an operator would.
+type Registry interface {
+	Device(ctx context.Context, deviceID string) (db.Device, error)
+	Create(ctx context.Context, actor string, nd db.NewDevice) (db.Device, error)
+}
+
+// Provision returns the devices of specs with their primary keys, creating
+// the missing ones through the registry on behalf of actor.
+func Provision(ctx context.Context, devices Registry, actor string, specs []Spec) ([]Device, error) {
 	out := make([]Device, 0, len(specs))
 	for _, s := range specs {
-		d, err := store.Device(ctx, s.ID)
+		d, err := devices.Device(ctx, s.ID)
 		if errors.Is(err, db.ErrNotFound) {
-			d, err = store.CreateDevice(ctx, db.NewDevice{DeviceID: s.ID, Name: s.Name, Tags: s.Tags})
+			d, err = devices.Create(ctx, actor, db.NewDevice{DeviceID: s.ID, Name: s.Name, Tags: s.Tags})
 		}
 		if err != nil {
 			return nil, fmt.Errorf("provision simulated device %s: %w", s.ID, err)

@@ -15,6 +15,7 @@ import (
 	"fieldhub/auth"
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
+	"fieldhub/registry"
 )
 
 // endpoint is a device endpoint that checks what the simulator sends the way
@@ -71,7 +72,7 @@ func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestRunSendsAuthenticatedTelemetry(t *testing.T) {
 	store := dbtest.MustOpen(t)
 	ctx := context.Background()
-	devices, err := ProvisionDB(ctx, store, Specs("sim-", 3))
+	devices, err := Provision(ctx, registry.New(registry.Config{Store: store, Audit: store}), "cli", Specs("sim-", 3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,14 +153,14 @@ func TestSensorsStayBelievable(t *testing.T) {
 	}
 }
 
-func TestProvisionDBReusesDevices(t *testing.T) {
+func TestProvisionReusesDevices(t *testing.T) {
 	store := dbtest.MustOpen(t)
 	ctx := context.Background()
-	first, err := ProvisionDB(ctx, store, Specs("sim-", 2))
+	first, err := Provision(ctx, registry.New(registry.Config{Store: store, Audit: store}), "cli", Specs("sim-", 2))
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := ProvisionDB(ctx, store, Specs("sim-", 3))
+	again, err := Provision(ctx, registry.New(registry.Config{Store: store, Audit: store}), "cli", Specs("sim-", 3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func TestProvisionDBReusesDevices(t *testing.T) {
 	if _, err := store.UpdateDevice(ctx, "sim-001", db.DeviceUpdate{Enabled: &disabled}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ProvisionDB(ctx, store, Specs("sim-", 1)); err == nil || !strings.Contains(err.Error(), "disabled") {
+	if _, err := Provision(ctx, registry.New(registry.Config{Store: store, Audit: store}), "cli", Specs("sim-", 1)); err == nil || !strings.Contains(err.Error(), "disabled") {
 		t.Errorf("provisioning a disabled device: %v, want an error saying it is disabled", err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"fieldhub/auth"
-	"fieldhub/db"
 )
 
 // runCA manages the CA certificates that certificateAuthority devices'
@@ -42,12 +41,9 @@ func caAdd(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer d.Close()
-	ca, err := d.AddCertificateAuthority(ctx, pos[0], pemBytes)
+	ca, err := cliRegistry(d, e).AddCA(ctx, actorCLI, pos[0], pemBytes)
 	if err != nil {
 		return fmt.Errorf("ca add: %w", err)
-	}
-	if err := d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "ca.add", Target: ca.Name, Detail: ca.Subject + ", thumbprint " + ca.Thumbprint}); err != nil {
-		return err
 	}
 	fmt.Fprintf(e.stdout, "CA %s added: %s, thumbprint %s, expires %s\n", ca.Name, ca.Subject, ca.Thumbprint, ca.NotAfter.Local().Format(time.DateTime))
 	return nil
@@ -120,10 +116,7 @@ func caRemove(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer d.Close()
-	if err := d.DeleteCertificateAuthority(ctx, pos[0]); err != nil {
-		return err
-	}
-	if err := d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "ca.remove", Target: pos[0]}); err != nil {
+	if err := cliRegistry(d, e).RemoveCA(ctx, actorCLI, pos[0]); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "CA %s removed; a running hub closes the connections it admitted within 5 s\n", pos[0])

@@ -4,14 +4,26 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"fieldhub/auth"
 	"fieldhub/db"
-	"fieldhub/handlers"
+	"fieldhub/registry"
 )
+
+// actorCLI names the CLI in the audit log.
+const actorCLI = "cli"
+
+// cliRegistry is the device registry as the CLI uses it: no live viewers
+// and no connections in this process. A running hub closes the connections
+// a change no longer admits at its next periodic recheck (every 5 s), and
+// its device credential cache forgets within a second.
+func cliRegistry(d *db.DB, e env) *registry.Registry {
+	return registry.New(registry.Config{Store: d, Audit: d, Logger: slog.New(slog.NewTextHandler(e.stderr, nil))})
+}
 
 // defaultDeviceHost is used for connection strings before serve has recorded the
 // real one: MQTT devices then dial the default port, 8883.
@@ -93,12 +105,9 @@ func deviceAdd(ctx context.Context, e env, args []string) error {
 			case *viaCA:
 				a.Type = auth.AuthCertificateAuthority
 			}
-			dev, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: id, Name: *name, Tags: t, Auth: a})
+			dev, err := cliRegistry(d, e).Create(ctx, actorCLI, db.NewDevice{DeviceID: id, Name: *name, Tags: t, Auth: a})
 			if err != nil {
 				return fmt.Errorf("add device: %w", err)
-			}
-			if err := d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "device.create", Target: id, Detail: "authentication: " + dev.Auth.Type}); err != nil {
-				return err
 			}
 			host, err := deviceHost(ctx, d)
 			if err != nil {
@@ -112,7 +121,7 @@ func deviceAdd(ctx context.Context, e env, args []string) error {
 			default:
 				fmt.Fprintf(e.stderr, "device %s added; its connection string:\n", dev.DeviceID)
 			}
-			fmt.Fprintln(e.stdout, handlers.DeviceConnectionString(host, dev))
+			fmt.Fprintln(e.stdout, registry.ConnectionString(host, dev))
 			return nil
 		})
 }
@@ -181,7 +190,7 @@ func deviceShow(ctx context.Context, e env, args []string) error {
 				if !dev.Auth.X509() {
 					fmt.Fprintf(tw, "primary key\t%s\nsecondary key\t%s\n", dev.PrimaryKey, dev.SecondaryKey)
 				}
-				fmt.Fprintf(tw, "connection string\t%s\n", handlers.DeviceConnectionString(host, dev))
+				fmt.Fprintf(tw, "connection string\t%s\n", registry.ConnectionString(host, dev))
 			}
 			return tw.Flush()
 		})
@@ -189,22 +198,22 @@ func deviceShow(ctx context.Context, e env, args []string) error {
 
 func deviceRemove(ctx context.Context, e env, args []string) error {
 	return withDevice(ctx, e, args, "device rm", "device rm [--data DIR] <id>", nil, func(d *db.DB, id string) error {
-		if err := d.DeleteDevice(ctx, id); err != nil {
+		if err := cliRegistry(d, e).Delete(ctx, actorCLI, id); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "device %s removed\n", id)
-		return d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "device.delete", Target: id})
+		return nil
 	})
 }
 
 func deviceSetEnabled(ctx context.Context, e env, args []string, enabled bool) error {
 	verb := map[bool]string{true: "enable", false: "disable"}[enabled]
 	return withDevice(ctx, e, args, "device "+verb, "device "+verb+" [--data DIR] <id>", nil, func(d *db.DB, id string) error {
-		if _, err := d.UpdateDevice(ctx, id, db.DeviceUpdate{Enabled: &enabled}); err != nil {
+		if _, err := cliRegistry(d, e).SetEnabled(ctx, actorCLI, id, enabled); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "device %s %sd\n", id, verb)
-		return d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "device." + verb, Target: id})
+		return nil
 	})
 }
 
@@ -215,11 +224,8 @@ func deviceRotateKey(ctx context.Context, e env, args []string) error {
 			which = fs.String("key", db.PrimaryKey, "which key to replace: primary or secondary")
 		},
 		func(d *db.DB, id string) error {
-			dev, err := d.RotateDeviceKey(ctx, id, *which)
+			dev, err := cliRegistry(d, e).RotateKey(ctx, actorCLI, id, *which)
 			if err != nil {
-				return err
-			}
-			if err := d.RecordAudit(ctx, db.AuditEntry{Actor: "cli", Action: "device.rotate-key", Target: id, Detail: *which}); err != nil {
 				return err
 			}
 			host, err := deviceHost(ctx, d)
@@ -231,7 +237,7 @@ func deviceRotateKey(ctx context.Context, e env, args []string) error {
 				key = dev.SecondaryKey
 			}
 			fmt.Fprintf(e.stderr, "%s key of %s replaced; new connection string:\n", *which, id)
-			fmt.Fprintln(e.stdout, handlers.ConnectionString(host, id, key))
+			fmt.Fprintln(e.stdout, registry.KeyConnectionString(host, id, key))
 			return nil
 		})
 }

@@ -23,6 +23,7 @@ import (
 	"fieldhub/mqtt"
 	"fieldhub/netlimit"
 	"fieldhub/quota"
+	"fieldhub/registry"
 	"fieldhub/retention"
 	"fieldhub/static"
 )
@@ -276,17 +277,20 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	}
 	// Per-device budgets, shared by both device endpoints.
 	deviceQuota := quota.New(cfg.DeviceQuota)
+	// The device registry: every device change, and device authentication
+	// for both device endpoints. The broker plugs in to have connections
+	// rechecked after changes (SetSessions).
+	devices := registry.New(registry.Config{Store: store, Audit: store, Live: hub, Hostnames: sasHosts, Logger: log})
 	// MQTT devices use the same certificate. The broker closes (deferred)
 	// before the pipeline drains: Close waits for publishes in flight.
-	var connections handlers.DeviceConnections
 	var mqttWS http.Handler
 	var mqttDemoAddr string // where the demo's MQTT devices connect; "" for none
 	if cfg.MQTTAddr != "" || cfg.MQTTPlainAddr != "" {
 		broker, err := mqtt.New(mqtt.Config{
 			Addr: cfg.MQTTAddr, PlainAddr: cfg.MQTTPlainAddr,
 			TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-			DB:  store, Ingest: pipeline, Presence: hub, CloudMessages: cloud, Twins: twins,
-			Hostnames: sasHosts, Logger: log, Health: health,
+			DB:  store, Devices: devices, Ingest: pipeline, Presence: hub, CloudMessages: cloud, Twins: twins,
+			Logger: log, Health: health,
 			Quota:          deviceQuota,
 			ConnectTimeout: caps.MQTTConnect, Limits: caps.MQTTConns,
 		})
@@ -299,7 +303,8 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 		}
 		defer broker.Close()
 		methods.SetTransport(broker)
-		connections, mqttWS, mqttDemoAddr = broker, broker.WebSocketHandler(), broker.Addr()
+		devices.SetSessions(broker)
+		mqttWS, mqttDemoAddr = broker.WebSocketHandler(), broker.Addr()
 		log.Info("MQTT device endpoint is listening", "addr", broker.Addr(), "plain", broker.PlainAddr())
 	}
 	// Connection strings carry the host (and port) devices dial; record it so the
@@ -308,11 +313,11 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	if err := store.SetSetting(ctx, db.SettingDeviceHost, deviceHost); err != nil {
 		return err
 	}
-	router, server := handlers.New(handlers.Config{DB: store, Assets: assets, Logger: log, DeviceHost: deviceHost, Live: hub,
+	router, server := handlers.New(handlers.Config{DB: store, Devices: devices, Assets: assets, Logger: log, DeviceHost: deviceHost, Live: hub,
 		CloudMessages: cloud, Methods: methods, Twins: twins,
-		Ingest: pipeline, SASHostnames: sasHosts, SeparateDeviceListener: !isLoopback(cfg.Addr),
-		Connections: connections, MQTTWebSocket: mqttWS,
-		DeviceQuota: deviceQuota, SecureCookies: cfg.DashboardTLS, TrustedProxies: cfg.TrustedProxies,
+		Ingest: pipeline, SeparateDeviceListener: !isLoopback(cfg.Addr),
+		MQTTWebSocket: mqttWS,
+		DeviceQuota:   deviceQuota, SecureCookies: cfg.DashboardTLS, TrustedProxies: cfg.TrustedProxies,
 		Health: health})
 	// TLS handshake noise from scanners goes to the debug log.
 	deviceSrv := caps.Device.Server(server.DeviceRouter(), slog.NewLogLogger(log.Handler(), slog.LevelDebug))
@@ -333,7 +338,7 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 		if err != nil {
 			return err
 		}
-		if stopDemo, err = startDemo(ctx, store, demoURL, deviceHost, demoClient, mqttDemoAddr, log); err != nil {
+		if stopDemo, err = startDemo(ctx, store, devices, demoURL, deviceHost, demoClient, mqttDemoAddr, log); err != nil {
 			return err
 		}
 	}

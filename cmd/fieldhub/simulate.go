@@ -110,7 +110,7 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 		if err != nil {
 			return err
 		}
-		devices, err = simulate.ProvisionDB(ctx, store, specs)
+		devices, err = simulate.Provision(ctx, cliRegistry(store, e), actorCLI, specs)
 		store.Close()
 		if err != nil {
 			return err
@@ -189,13 +189,13 @@ const settingDemoCreated = "demo_devices_created"
 
 // demoFleet returns the demo devices to run: created on first start, and
 // afterwards those still present and enabled.
-func demoFleet(ctx context.Context, store *db.DB) ([]simulate.Device, error) {
+func demoFleet(ctx context.Context, store *db.DB, reg simulate.Registry) ([]simulate.Device, error) {
 	created, err := store.Setting(ctx, settingDemoCreated, "")
 	if err != nil {
 		return nil, err
 	}
 	if created == "" {
-		devices, err := simulate.ProvisionDB(ctx, store, demoDevices)
+		devices, err := simulate.Provision(ctx, reg, "demo", demoDevices)
 		if err != nil {
 			return nil, err
 		}
@@ -206,7 +206,7 @@ func demoFleet(ctx context.Context, store *db.DB) ([]simulate.Device, error) {
 	}
 	var devices []simulate.Device
 	for _, s := range demoDevices {
-		d, err := store.Device(ctx, s.ID)
+		d, err := reg.Device(ctx, s.ID)
 		if errors.Is(err, db.ErrNotFound) {
 			continue
 		}
@@ -230,8 +230,8 @@ var demoMQTTDevices = map[string]bool{"office-3f": true, "server-room": true}
 // mqttAddr is set, some of them against the MQTT broker there, until the
 // returned stop is called. stop waits for the devices' last requests, so
 // it must run before the ingest pipeline drains.
-func startDemo(ctx context.Context, store *db.DB, url, hostName string, client *http.Client, mqttAddr string, log *slog.Logger) (stop func(), err error) {
-	devices, err := demoFleet(ctx, store)
+func startDemo(ctx context.Context, store *db.DB, reg simulate.Registry, url, hostName string, client *http.Client, mqttAddr string, log *slog.Logger) (stop func(), err error) {
+	devices, err := demoFleet(ctx, store, reg)
 	if err != nil {
 		return nil, fmt.Errorf("demo devices: %w", err)
 	}

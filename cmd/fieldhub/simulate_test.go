@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"fieldhub/db"
+	"fieldhub/registry"
 )
 
 func TestSimulateFlags(t *testing.T) {
@@ -58,14 +59,15 @@ func TestDemoFleetCreatedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	first, err := demoFleet(ctx, store)
+	reg := registry.New(registry.Config{Store: store, Audit: store})
+	first, err := demoFleet(ctx, store, reg)
 	if err != nil || len(first) != len(demoDevices) {
 		t.Fatalf("first start: %d devices, %v; want %d", len(first), err, len(demoDevices))
 	}
 	if err := store.DeleteDevice(ctx, demoDevices[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	again, err := demoFleet(ctx, store)
+	again, err := demoFleet(ctx, store, reg)
 	if err != nil || len(again) != len(demoDevices)-1 {
 		t.Fatalf("second start: %d devices, %v; want the %d left (a deleted demo device stays deleted)", len(again), err, len(demoDevices)-1)
 	}

@@ -1,0 +1,154 @@
+package registry
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"fieldhub/auth"
+	"fieldhub/db"
+)
+
+// ErrDisabled refuses a device that proved who it is but is disabled.
+var ErrDisabled = errors.New("device is disabled")
+
+// Credential is what a device presents: a SAS token, or without one the
+// certificate chain of its TLS handshake (leaf first).
+type Credential struct {
+	DeviceID string
+	SAS      string // "SharedAccessSignature sr=…&sig=…&se=…"; empty: authenticate by Chain
+	Chain    []*x509.Certificate
+}
+
+// Identity is an authenticated device.
+type Identity struct {
+	Device db.Device
+	// Method is how it proved who it is: auth.AuthSASPrimary, auth.AuthSASSecondary,
+	// auth.AuthX509Primary, auth.AuthX509Secondary or auth.AuthX509CA.
+	Method string
+	// Credential is what admitted it: the key that signed the token, the
+	// matched thumbprint, or the thumbprint of the CA the certificate chains
+	// to. A live connection ends when it is no longer registered.
+	Credential string
+	// Expires is when the token or the certificate chain stops being valid.
+	Expires time.Time
+}
+
+// Authenticate is the one device authentication of HTTPS and MQTT. It
+// checks c against the device's registration at now and returns who the
+// device is and how it proved it. The errors say why, for the log; callers
+// tell devices less:
+//   - a malformed, expired, foreign or wrongly signed SAS token wraps one of
+//     auth's SAS errors (auth.ErrMalformedToken, …);
+//   - an unknown device is db.ErrNotFound with a SAS token, and
+//     auth.ErrCertificateRefused with a certificate, as every certificate
+//     refusal is;
+//   - a disabled device is ErrDisabled, told only after its credential
+//     checked out, so that only a holder learns it.
+//
+// Devices are read through a cache (credentialCache); changes made through
+// this Registry take effect at once, others within deviceCacheTTL.
+func (r *Registry) Authenticate(ctx context.Context, c Credential, now time.Time) (Identity, error) {
+	var id Identity
+	var err error
+	if c.SAS != "" {
+		id, err = r.authenticateSAS(ctx, c, now)
+	} else {
+		id, err = r.authenticateCertificate(ctx, c, now)
+	}
+	if err != nil {
+		return Identity{}, err
+	}
+	if !id.Device.Enabled {
+		return Identity{}, fmt.Errorf("device %q: %w; an operator must enable it", c.DeviceID, ErrDisabled)
+	}
+	return id, nil
+}
+
+func (r *Registry) authenticateSAS(ctx context.Context, c Credential, now time.Time) (Identity, error) {
+	tok, err := auth.ParseSAS(c.SAS)
+	if err != nil {
+		return Identity{}, err
+	}
+	dev, err := r.cache.get(ctx, c.DeviceID, r.cfg.Store.Device, now)
+	if errors.Is(err, db.ErrNotFound) {
+		return Identity{}, fmt.Errorf("device %q is not registered with this hub: %w", c.DeviceID, db.ErrNotFound)
+	}
+	if err != nil {
+		return Identity{}, err
+	}
+	// X.509 devices have no keys, so their SAS tokens never verify.
+	keyIndex, err := tok.Verify(dev.DeviceID, dev.Keys(), now, r.cfg.Hostnames)
+	if err != nil {
+		return Identity{}, err
+	}
+	return Identity{Device: dev, Method: auth.SASMethods[keyIndex], Credential: dev.Keys()[keyIndex], Expires: tok.Expiry}, nil
+}
+
+func (r *Registry) authenticateCertificate(ctx context.Context, c Credential, now time.Time) (Identity, error) {
+	dev, err := r.cache.get(ctx, c.DeviceID, r.cfg.Store.Device, now)
+	if errors.Is(err, db.ErrNotFound) {
+		return Identity{}, fmt.Errorf("%w: device %q is not registered", auth.ErrCertificateRefused, c.DeviceID)
+	}
+	if err != nil {
+		return Identity{}, err
+	}
+	m, err := auth.VerifyDeviceCertificate(dev.X509Registration(), c.Chain,
+		func() ([]*x509.Certificate, error) { return r.cfg.Store.CACertificates(ctx) }, now)
+	if err != nil {
+		return Identity{}, err
+	}
+	return Identity{Device: dev, Method: m.Method, Credential: m.Credential, Expires: m.NotAfter}, nil
+}
+
+// deviceCacheTTL is how long a device's credentials and enabled flag are
+// reused for authentication. Telemetry devices send many requests a second;
+// a second's delay before a change made elsewhere (the CLI, in another
+// process) takes effect is the price of not reading the device row on every
+// one of them. Changes made through the Registry drop the entry at once. A
+// deleted device's messages are refused at commit regardless.
+const deviceCacheTTL = time.Second
+
+// maxCachedDevices bounds the cache; past it the cache starts over.
+const maxCachedDevices = 100000
+
+// credentialCache remembers recently read devices for Authenticate.
+type credentialCache struct {
+	mu      sync.Mutex
+	entries map[string]cachedDevice
+}
+
+type cachedDevice struct {
+	dev     db.Device
+	fetched time.Time
+}
+
+// forget drops a device, so that a change takes effect at once.
+func (dc *credentialCache) forget(id string) {
+	dc.mu.Lock()
+	delete(dc.entries, id)
+	dc.mu.Unlock()
+}
+
+func (dc *credentialCache) get(ctx context.Context, id string, load func(context.Context, string) (db.Device, error), now time.Time) (db.Device, error) {
+	dc.mu.Lock()
+	e, ok := dc.entries[id]
+	dc.mu.Unlock()
+	if ok && now.Sub(e.fetched) < deviceCacheTTL && !now.Before(e.fetched) {
+		return e.dev, nil
+	}
+	dev, err := load(ctx, id)
+	if err != nil {
+		return dev, err // unknown devices are not cached: they may be added any moment
+	}
+	dc.mu.Lock()
+	if dc.entries == nil || len(dc.entries) >= maxCachedDevices {
+		dc.entries = make(map[string]cachedDevice)
+	}
+	dc.entries[id] = cachedDevice{dev: dev, fetched: now}
+	dc.mu.Unlock()
+	return dev, nil
+}
