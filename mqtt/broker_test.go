@@ -122,6 +122,7 @@ func newTestHub(t *testing.T, configure ...func(*Config)) *testHub {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
+	h.registry.SetSessions(b)
 	h.broker, h.cfg, h.pipe = b, cfg, pipe
 	h.url = "ssl://" + b.Addr()
 	h.host = "localhost:" + b.Addr()[strings.LastIndexByte(b.Addr(), ':')+1:]
@@ -561,8 +562,8 @@ func TestWillIsTelemetry(t *testing.T) {
 	})
 }
 
-// TestCheckDevice: handlers call CheckDevice after a change, which closes
-// the connection without waiting for the periodic check (off here).
+// TestCheckDevice: the registry calls CheckDevice after a change, which
+// closes the connection without waiting for the periodic check (off here).
 func TestCheckDevice(t *testing.T) {
 	h := newTestHub(t, func(cfg *Config) { cfg.RecheckInterval = time.Hour })
 	dev := h.device("dev1")
@@ -581,6 +582,50 @@ func TestCheckDevice(t *testing.T) {
 	}
 	h.broker.CheckDevice("dev1")
 	d.waitLost(t)
+}
+
+// TestRegistryChangeClosesConnection: a change made through the device
+// registry (as pages, the API and the CLI make them) closes the connection
+// it no longer admits at once, and the device cannot come back with it.
+func TestRegistryChangeClosesConnection(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(ctx context.Context, h *testHub) error
+		reason string
+	}{
+		{"disable", func(ctx context.Context, h *testHub) error {
+			_, err := h.registry.SetEnabled(ctx, "user:alice", "dev1", false)
+			return err
+		}, "device disabled"},
+		{"rotate the signing key", func(ctx context.Context, h *testHub) error {
+			_, err := h.registry.RotateKey(ctx, "user:alice", "dev1", db.PrimaryKey)
+			return err
+		}, "primary key rotated"},
+		{"switch to X.509", func(ctx context.Context, h *testHub) error {
+			_, err := h.registry.SetAuthentication(ctx, "user:alice", "dev1", db.Authentication{Type: auth.AuthCertificateAuthority})
+			return err
+		}, "authentication changed from sas to certificateAuthority"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			h := newTestHub(t, func(cfg *Config) { cfg.RecheckInterval = time.Hour })
+			dev := h.device("dev1")
+			o := h.sdkOptions(dev)
+			d := h.connect(dev)
+			if err := tt.change(ctx, h); err != nil {
+				t.Fatal(err)
+			}
+			d.waitLost(t)
+			waitFor(t, "disconnect recorded", func() bool {
+				entries, err := h.db.AuditEntries(ctx, db.AuditFilter{Target: "dev1", Action: ActionDisconnected})
+				return err == nil && len(entries) == 1 && entries[0].Detail == tt.reason
+			})
+			if _, err := h.dial(o); err == nil {
+				t.Error("reconnected with the old credentials, want refused")
+			}
+		})
+	}
 }
 
 func TestTokenExpiryCloses(t *testing.T) {

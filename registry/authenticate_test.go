@@ -1,0 +1,156 @@
+package registry_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"testing"
+	"time"
+
+	"fieldhub/auth"
+	"fieldhub/certs/certstest"
+	"fieldhub/db"
+	"fieldhub/registry"
+)
+
+// TestAuthenticate is the one device authentication of HTTPS and MQTT:
+// what each credential proves, and what each refusal wraps.
+func TestAuthenticate(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	now := f.clock.Now()
+	sasDev, err := f.db.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := f.db.CreateDevice(ctx, db.NewDevice{DeviceID: "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disabled := false
+	if _, err := f.db.UpdateDevice(ctx, "off", db.DeviceUpdate{Enabled: &disabled}); err != nil {
+		t.Fatal(err)
+	}
+	own, other := certstest.SelfSigned(t, "cam"), certstest.SelfSigned(t, "cam")
+	if _, err := f.db.CreateDevice(ctx, db.NewDevice{DeviceID: "cam", Auth: db.Authentication{Type: auth.AuthSelfSigned,
+		PrimaryThumbprint: auth.Thumbprint(other.Cert), SecondaryThumbprint: auth.Thumbprint(own.Cert)}}); err != nil {
+		t.Fatal(err)
+	}
+	root := certstest.NewCA(t, "Fleet Root")
+	if _, err := f.db.AddCertificateAuthority(ctx, "fleet", root.PEM()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.CreateDevice(ctx, db.NewDevice{DeviceID: "ca-dev", Auth: db.Authentication{Type: auth.AuthCertificateAuthority}}); err != nil {
+		t.Fatal(err)
+	}
+	issued := root.Issue(t, "ca-dev")
+	sign := func(id, key string, ttl time.Duration) string {
+		tok, err := auth.SignSAS("hub.test:8443/devices/"+id, key, now.Add(ttl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	tests := []struct {
+		name       string
+		cred       registry.Credential
+		wantMethod string
+		wantCred   string
+		wantErr    error
+	}{
+		{"primary key", registry.Credential{DeviceID: "dev1", SAS: sign("dev1", sasDev.PrimaryKey, time.Hour)}, auth.AuthSASPrimary, sasDev.PrimaryKey, nil},
+		{"secondary key", registry.Credential{DeviceID: "dev1", SAS: sign("dev1", sasDev.SecondaryKey, time.Hour)}, auth.AuthSASSecondary, sasDev.SecondaryKey, nil},
+		{"expired token", registry.Credential{DeviceID: "dev1", SAS: sign("dev1", sasDev.PrimaryKey, -time.Second)}, "", "", auth.ErrTokenExpired},
+		{"another device's key", registry.Credential{DeviceID: "dev1", SAS: sign("dev1", off.PrimaryKey, time.Hour)}, "", "", auth.ErrBadSignature},
+		{"token for another device", registry.Credential{DeviceID: "dev1", SAS: sign("off", sasDev.PrimaryKey, time.Hour)}, "", "", auth.ErrWrongDevice},
+		{"malformed token", registry.Credential{DeviceID: "dev1", SAS: "SharedAccessSignature sr=x"}, "", "", auth.ErrMalformedToken},
+		{"unknown device, SAS", registry.Credential{DeviceID: "ghost", SAS: sign("ghost", sasDev.PrimaryKey, time.Hour)}, "", "", db.ErrNotFound},
+		{"disabled device, valid token", registry.Credential{DeviceID: "off", SAS: sign("off", off.PrimaryKey, time.Hour)}, "", "", registry.ErrDisabled},
+		{"disabled device, wrong key: not told", registry.Credential{DeviceID: "off", SAS: sign("off", sasDev.PrimaryKey, time.Hour)}, "", "", auth.ErrBadSignature},
+		{"secondary thumbprint", registry.Credential{DeviceID: "cam", Chain: own.Chain()}, auth.AuthX509Secondary, auth.Thumbprint(own.Cert), nil},
+		{"CA-issued certificate", registry.Credential{DeviceID: "ca-dev", Chain: issued.Chain()}, auth.AuthX509CA, auth.Thumbprint(root.Cert), nil},
+		{"unregistered certificate", registry.Credential{DeviceID: "cam", Chain: certstest.SelfSigned(t, "cam").Chain()}, "", "", auth.ErrCertificateRefused},
+		{"certificate of a SAS device", registry.Credential{DeviceID: "dev1", Chain: own.Chain()}, "", "", auth.ErrCertificateRefused},
+		{"unknown device, certificate", registry.Credential{DeviceID: "ghost", Chain: own.Chain()}, "", "", auth.ErrCertificateRefused},
+		{"no credential at all", registry.Credential{DeviceID: "cam", Chain: []*x509.Certificate{}}, "", "", auth.ErrCertificateRefused},
+		{"SAS token of an X.509 device", registry.Credential{DeviceID: "cam", SAS: sign("cam", sasDev.PrimaryKey, time.Hour)}, "", "", auth.ErrBadSignature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := f.reg.Authenticate(ctx, tt.cred, now)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Errorf("err = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Device.DeviceID != tt.cred.DeviceID || got.Method != tt.wantMethod || got.Credential != tt.wantCred || got.Expires.IsZero() {
+				t.Errorf("identity %s %s %s expires %s; want %s %s %s", got.Device.DeviceID, got.Method, got.Credential, got.Expires, tt.cred.DeviceID, tt.wantMethod, tt.wantCred)
+			}
+		})
+	}
+}
+
+// TestAuthenticateHostnames: with host names configured, a token must name one.
+func TestAuthenticateHostnames(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	reg := registry.New(registry.Config{Store: f.db, Audit: f.db, Hostnames: []string{"hub.example"}})
+	dev, err := f.db.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]error{"hub.example:8443": nil, "evil.example": auth.ErrWrongHost} {
+		tok, err := auth.SignSAS(host+"/devices/dev1", dev.PrimaryKey, time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Authenticate(ctx, registry.Credential{DeviceID: "dev1", SAS: tok}, time.Now()); !errors.Is(err, want) {
+			t.Errorf("token for %s: %v, want %v", host, err, want)
+		}
+	}
+}
+
+// TestCredentialCache: a device's credentials are read at most once a
+// second, but a change made through the registry takes effect at once;
+// one made elsewhere (the CLI, another process) once the entry is a second
+// old.
+func TestCredentialCache(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	dev, err := f.db.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.SignSAS("hub/devices/dev1", dev.PrimaryKey, f.clock.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	try := func() error {
+		_, err := f.reg.Authenticate(ctx, registry.Credential{DeviceID: "dev1", SAS: tok}, f.clock.Now())
+		return err
+	}
+	if err := try(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.reg.SetEnabled(ctx, "cli", "dev1", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := try(); !errors.Is(err, registry.ErrDisabled) {
+		t.Fatalf("after disabling through the registry: %v, want ErrDisabled at once", err)
+	}
+	on := true
+	if _, err := f.db.UpdateDevice(ctx, "dev1", db.DeviceUpdate{Enabled: &on}); err != nil { // behind the registry's back
+		t.Fatal(err)
+	}
+	if err := try(); !errors.Is(err, registry.ErrDisabled) {
+		t.Errorf("within a second of a change elsewhere: %v, want the cached ErrDisabled", err)
+	}
+	f.clock.Advance(time.Second)
+	if err := try(); err != nil {
+		t.Errorf("a second later: %v, want the device enabled again", err)
+	}
+}
