@@ -60,7 +60,7 @@ func NewCloudQueue(cfg CloudQueueConfig) *CloudQueue {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.LockTimeout <= 0 {
-		cfg.LockTimeout = db.DefaultCloudLock
+		cfg.LockTimeout = DefaultCloudLock
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = 7 * 24 * time.Hour
@@ -83,13 +83,18 @@ type Message struct {
 	CorrelationID string
 }
 
-// Send queues m for a device and records who sent it. It refuses with an error
-// wrapping db.ErrQueueFull when the device already has db.MaxCloudQueue waiting.
+// Send queues m for a device and records who sent it. It refuses a message
+// beyond the limits (limits.go) with a *db.InvalidError, and with an error
+// wrapping db.ErrQueueFull when the device already has MaxCloudQueue waiting.
 func (q *CloudQueue) Send(ctx context.Context, actor, deviceID string, m Message) (db.CloudMessage, error) {
-	msg, err := q.db.EnqueueCloudMessage(ctx, db.NewCloudMessage{
+	nm := db.NewCloudMessage{
 		DeviceID: deviceID, MessageID: m.MessageID, CorrelationID: m.CorrelationID, Body: m.Body,
 		Properties: m.Properties, TTL: m.TTL, Sender: actor,
-	})
+	}
+	if err := checkCloudMessage(&nm); err != nil {
+		return db.CloudMessage{}, err
+	}
+	msg, err := q.db.EnqueueCloudMessage(ctx, nm, MaxCloudQueue)
 	if err != nil {
 		if errors.Is(err, db.ErrQueueFull) {
 			audit(ctx, q.db, q.log, db.AuditEntry{Actor: actor, Action: "c2d.send", Target: deviceID, Outcome: "refused", Detail: "queue full"})

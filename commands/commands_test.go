@@ -111,7 +111,7 @@ func TestCloudQueueFull(t *testing.T) {
 	ctx := context.Background()
 	d, _, _ := setup(t)
 	q := commands.NewCloudQueue(commands.CloudQueueConfig{DB: d})
-	for i := 0; i < db.MaxCloudQueue; i++ {
+	for i := 0; i < commands.MaxCloudQueue; i++ {
 		if _, err := q.Send(ctx, "cli", "dev1", commands.Message{}); err != nil {
 			t.Fatal(err)
 		}
@@ -217,7 +217,7 @@ func TestMethodCallValidate(t *testing.T) {
 	}{
 		{"defaults", commands.MethodCall{Name: "reboot"}, true},
 		{"no name", commands.MethodCall{}, false},
-		{"slash in name", commands.MethodCall{Name: "a/b"}, false},
+		{"slash in name (TestCheckMethodName has the rule)", commands.MethodCall{Name: "a/b"}, false},
 		{"bad json", commands.MethodCall{Name: "a", Payload: json.RawMessage(`{`)}, false},
 		{"too large", commands.MethodCall{Name: "a", Payload: big}, false},
 		{"timeout too short", commands.MethodCall{Name: "a", ResponseTimeout: 4 * time.Second}, false},

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,16 +27,6 @@ var (
 type MethodTransport interface {
 	InvokeMethod(ctx context.Context, deviceID, name string, payload json.RawMessage, timeout time.Duration) (status int, response json.RawMessage, err error)
 }
-
-// Direct method limits (Azure IoT Hub's figures).
-const (
-	MaxMethodPayload       = 128 * 1024
-	MinResponseTimeout     = 5 * time.Second
-	MaxResponseTimeout     = 300 * time.Second
-	DefaultResponseTimeout = 30 * time.Second
-	MaxConnectTimeout      = 300 * time.Second
-	maxMethodName          = 128
-)
 
 // connectPoll is how often a call with a connect timeout looks for the device again.
 const connectPoll = 500 * time.Millisecond
@@ -61,15 +50,10 @@ type InvalidMethodError struct{ Reason string }
 
 func (e *InvalidMethodError) Error() string { return e.Reason }
 
-// Validate checks the call against the limits and fills in defaults.
+// Validate checks the call against the limits (limits.go) and fills in defaults.
 func (c *MethodCall) Validate() error {
-	if c.Name == "" || len(c.Name) > maxMethodName {
-		return &InvalidMethodError{fmt.Sprintf("method name must be 1-%d characters", maxMethodName)}
-	}
-	for _, r := range c.Name {
-		if r <= 0x20 || r == 0x7f || strings.ContainsRune("/#+?$", r) {
-			return &InvalidMethodError{fmt.Sprintf("method name %q contains %q; spaces, control characters and / # + ? $ are not allowed", c.Name, r)}
-		}
+	if err := CheckMethodName(c.Name); err != nil {
+		return err
 	}
 	if len(bytes.TrimSpace(c.Payload)) == 0 {
 		c.Payload = json.RawMessage("null")

@@ -51,11 +51,11 @@ func (t *Twins) Get(ctx context.Context, deviceID string) (db.Twin, error) {
 // actor. With ifVersion > 0 it is refused (db.ErrVersionMismatch) unless desired
 // is still at that version. Listeners get the patch with its new "$version".
 func (t *Twins) PatchDesired(ctx context.Context, actor, deviceID string, patch json.RawMessage, ifVersion int64) (db.Twin, error) {
-	p, err := db.ParseTwinPatch(patch)
+	p, err := ParseTwinPatch(patch)
 	if err != nil {
 		return db.Twin{}, err
 	}
-	tw, err := t.db.PatchTwin(ctx, deviceID, db.TwinDesired, p, ifVersion)
+	tw, err := t.db.PatchTwin(ctx, deviceID, db.TwinDesired, p, ifVersion, MaxTwinSection)
 	if err != nil {
 		return db.Twin{}, err
 	}
@@ -75,11 +75,11 @@ func (t *Twins) PatchDesired(ctx context.Context, actor, deviceID string, patch 
 // reported version. The MQTT transport calls it for
 // $iothub/twin/PATCH/properties/reported/.
 func (t *Twins) PatchReported(ctx context.Context, deviceID string, patch json.RawMessage) (int64, error) {
-	p, err := db.ParseTwinPatch(patch)
+	p, err := ParseTwinPatch(patch)
 	if err != nil {
 		return 0, err
 	}
-	tw, err := t.db.PatchTwin(ctx, deviceID, db.TwinReported, p, 0)
+	tw, err := t.db.PatchTwin(ctx, deviceID, db.TwinReported, p, 0, MaxTwinSection)
 	if err != nil {
 		return 0, err
 	}

@@ -8,9 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // Cloud-to-device message states. A message waits as queued (or abandoned, which
@@ -34,25 +32,9 @@ const (
 	SettleAbandon  = "abandon"
 )
 
-// Limits of the cloud-to-device queue (Azure IoT Hub's figures).
-const (
-	MaxCloudQueue            = 50
-	MaxCloudBody             = 64 * 1024
-	MinCloudTTL              = time.Minute
-	MaxCloudTTL              = 48 * time.Hour
-	DefaultCloudTTL          = time.Hour
-	DefaultCloudLock         = time.Minute
-	DefaultMaxDeliveryCount  = 10
-	maxMaxDeliveryCount      = 100
-	maxCloudProperties       = 64
-	maxCloudPropertyName     = 128
-	maxCloudPropertiesLength = 8 * 1024
-	maxCloudIDLength         = 128
-)
-
 // Errors of the cloud-to-device queue.
 var (
-	// ErrQueueFull refuses a message when MaxCloudQueue are already waiting.
+	// ErrQueueFull refuses a message when the most allowed are already waiting.
 	ErrQueueFull = errors.New("cloud-to-device queue is full")
 	// ErrQueueEmpty means no message is waiting for the device.
 	ErrQueueEmpty = errors.New("no cloud-to-device message waiting")
@@ -95,7 +77,8 @@ func IsFinalCloudState(state string) bool {
 	return false
 }
 
-// NewCloudMessage is what EnqueueCloudMessage needs. Zero values take defaults.
+// NewCloudMessage is what EnqueueCloudMessage needs, checked against the
+// limits and with defaults filled in (package commands does both).
 type NewCloudMessage struct {
 	DeviceID         string
 	MessageID        string // generated when empty
@@ -105,82 +88,6 @@ type NewCloudMessage struct {
 	TTL              time.Duration
 	MaxDeliveryCount int
 	Sender           string
-}
-
-// ValidatePropertyName accepts names that can travel as HTTP header suffixes
-// (iothub-app-<name>) and as MQTT property-bag keys.
-func ValidatePropertyName(k string) error {
-	if k == "" || len(k) > maxCloudPropertyName {
-		return invalid("properties", "property name %q must be 1-%d characters", k, maxCloudPropertyName)
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
-			continue
-		}
-		return invalid("properties", "property name %q contains %q; use letters, digits and !#$%%&'*+-.^_`|~", k, c)
-	}
-	return nil
-}
-
-func validateCloudMessage(nm *NewCloudMessage) error {
-	if len(nm.Body) > MaxCloudBody {
-		return invalid("body", "body is %d bytes; at most %d are allowed", len(nm.Body), MaxCloudBody)
-	}
-	if nm.TTL == 0 {
-		nm.TTL = DefaultCloudTTL
-	}
-	if nm.TTL < MinCloudTTL || nm.TTL > MaxCloudTTL {
-		return invalid("ttlSeconds", "time to live is %d seconds; it must be from %d to %d",
-			int64(nm.TTL/time.Second), int64(MinCloudTTL/time.Second), int64(MaxCloudTTL/time.Second))
-	}
-	if nm.MaxDeliveryCount == 0 {
-		nm.MaxDeliveryCount = DefaultMaxDeliveryCount
-	}
-	if nm.MaxDeliveryCount < 1 || nm.MaxDeliveryCount > maxMaxDeliveryCount {
-		return invalid("maxDeliveryCount", "must be from 1 to %d", maxMaxDeliveryCount)
-	}
-	if nm.MessageID == "" {
-		nm.MessageID = newUUID()
-	}
-	for field, v := range map[string]string{"messageId": nm.MessageID, "correlationId": nm.CorrelationID} {
-		if len(v) > maxCloudIDLength {
-			return invalid(field, "is %d characters long; at most %d are allowed", len(v), maxCloudIDLength)
-		}
-		if !printable(v) {
-			return invalid(field, "must be printable characters without control characters")
-		}
-	}
-	if len(nm.Properties) > maxCloudProperties {
-		return invalid("properties", "%d properties; at most %d are allowed", len(nm.Properties), maxCloudProperties)
-	}
-	total := 0
-	for k, v := range nm.Properties {
-		if err := ValidatePropertyName(k); err != nil {
-			return err
-		}
-		if !printable(v) {
-			return invalid("properties", "value of %q must be printable characters without control characters", k)
-		}
-		total += len(k) + len(v)
-	}
-	if total > maxCloudPropertiesLength {
-		return invalid("properties", "properties take %d bytes; at most %d are allowed", total, maxCloudPropertiesLength)
-	}
-	return nil
-}
-
-// printable is valid UTF-8 without control characters, so it is safe in headers and topics.
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // newUUID is a random RFC 4122 version 4 UUID, the shape Azure uses for ids and lock tokens.
@@ -258,10 +165,13 @@ func deviceRowID(ctx context.Context, tx *sql.Tx, deviceID string) (int64, error
 }
 
 // EnqueueCloudMessage queues a message for a device, refusing it with ErrQueueFull
-// when MaxCloudQueue messages are already waiting or locked.
-func (d *DB) EnqueueCloudMessage(ctx context.Context, nm NewCloudMessage) (CloudMessage, error) {
-	if err := validateCloudMessage(&nm); err != nil {
-		return CloudMessage{}, err
+// when maxWaiting messages are already waiting or locked.
+func (d *DB) EnqueueCloudMessage(ctx context.Context, nm NewCloudMessage, maxWaiting int) (CloudMessage, error) {
+	if nm.TTL <= 0 || nm.MaxDeliveryCount < 1 {
+		return CloudMessage{}, fmt.Errorf("queue cloud message: TTL %s and max delivery count %d must be positive", nm.TTL, nm.MaxDeliveryCount)
+	}
+	if nm.MessageID == "" {
+		nm.MessageID = newUUID()
 	}
 	if nm.Properties == nil {
 		nm.Properties = map[string]string{}
@@ -285,7 +195,7 @@ func (d *DB) EnqueueCloudMessage(ctx context.Context, nm NewCloudMessage) (Cloud
 			(state = 'locked' AND (lock_expires_at > ? OR expires_at > ?)))`, dev, now, now, now).Scan(&waiting); err != nil {
 			return err
 		}
-		if waiting >= MaxCloudQueue {
+		if waiting >= maxWaiting {
 			return fmt.Errorf("device %q has %d messages waiting, the most allowed; wait for the device to take some or purge the queue: %w",
 				nm.DeviceID, waiting, ErrQueueFull)
 		}
@@ -327,7 +237,7 @@ func (d *DB) CloudMessage(ctx context.Context, id int64) (CloudMessage, error) {
 // every message they changed is returned too, for live updates.
 func (d *DB) ReceiveCloudMessage(ctx context.Context, deviceID string, lockFor time.Duration) (CloudMessage, []CloudMessage, error) {
 	if lockFor <= 0 {
-		lockFor = DefaultCloudLock
+		return CloudMessage{}, nil, fmt.Errorf("receive cloud message: lock time %s must be positive", lockFor)
 	}
 	now := ms(d.Now())
 	var (

@@ -10,23 +10,34 @@ import (
 
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
+	"fieldhub/internal/testkit"
 )
 
-// clock is a settable time source for d.Now.
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time           { return c.t }
-func (c *clock) advance(by time.Duration) { c.t = c.t.Add(by) }
-
-func newQueueDB(t *testing.T) (*db.DB, *clock) {
+func newQueueDB(t *testing.T) (*db.DB, *testkit.Clock) {
 	t.Helper()
 	d := dbtest.MustOpen(t)
-	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	d.Now = clk.now
+	clk := testkit.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	d.Now = clk.Now
 	if _, err := d.CreateDevice(context.Background(), db.NewDevice{DeviceID: "dev1"}); err != nil {
 		t.Fatal(err)
 	}
 	return d, clk
+}
+
+// queueLimit is the queue depth these tests give EnqueueCloudMessage, the
+// one commands.MaxCloudQueue sets in production.
+const queueLimit = 50
+
+// withDefaults fills in what package commands fills in before it queues a
+// message: an hour to live and 10 deliveries.
+func withDefaults(nm db.NewCloudMessage) db.NewCloudMessage {
+	if nm.TTL == 0 {
+		nm.TTL = time.Hour
+	}
+	if nm.MaxDeliveryCount == 0 {
+		nm.MaxDeliveryCount = 10
+	}
+	return nm
 }
 
 func enqueue(t *testing.T, d *db.DB, nm db.NewCloudMessage) db.CloudMessage {
@@ -37,7 +48,7 @@ func enqueue(t *testing.T, d *db.DB, nm db.NewCloudMessage) db.CloudMessage {
 	if nm.Body == nil {
 		nm.Body = []byte("hello")
 	}
-	m, err := d.EnqueueCloudMessage(context.Background(), nm)
+	m, err := d.EnqueueCloudMessage(context.Background(), withDefaults(nm), queueLimit)
 	if err != nil {
 		t.Fatalf("enqueue: %v", err)
 	}
@@ -76,7 +87,7 @@ func stateOf(t *testing.T, d *db.DB, id int64) db.CloudMessage {
 func TestCloudMessageTransitions(t *testing.T) {
 	ctx := context.Background()
 	// into puts one message into state and returns it with the lock it was last given.
-	into := func(t *testing.T, d *db.DB, clk *clock, state string) (id int64, lock string) {
+	into := func(t *testing.T, d *db.DB, clk *testkit.Clock, state string) (id int64, lock string) {
 		nm := db.NewCloudMessage{}
 		if state == db.CloudDead {
 			nm.MaxDeliveryCount = 1
@@ -86,7 +97,7 @@ func TestCloudMessageTransitions(t *testing.T) {
 		case db.CloudQueued:
 			return m.ID, ""
 		case db.CloudExpired:
-			clk.advance(2 * time.Hour)
+			clk.Advance(2 * time.Hour)
 			if _, err := d.ApplyCloudMessageDeadlines(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -110,10 +121,10 @@ func TestCloudMessageTransitions(t *testing.T) {
 	}
 	type event struct {
 		name  string
-		apply func(d *db.DB, clk *clock, lock string) error
+		apply func(d *db.DB, clk *testkit.Clock, lock string) error
 	}
-	settleWith := func(how string) func(d *db.DB, clk *clock, lock string) error {
-		return func(d *db.DB, clk *clock, lock string) error {
+	settleWith := func(how string) func(d *db.DB, clk *testkit.Clock, lock string) error {
+		return func(d *db.DB, clk *testkit.Clock, lock string) error {
 			if lock == "" {
 				lock = "no-such-lock"
 			}
@@ -121,15 +132,15 @@ func TestCloudMessageTransitions(t *testing.T) {
 			return err
 		}
 	}
-	after := func(by time.Duration) func(d *db.DB, clk *clock, lock string) error {
-		return func(d *db.DB, clk *clock, lock string) error {
-			clk.advance(by)
+	after := func(by time.Duration) func(d *db.DB, clk *testkit.Clock, lock string) error {
+		return func(d *db.DB, clk *testkit.Clock, lock string) error {
+			clk.Advance(by)
 			_, err := d.ApplyCloudMessageDeadlines(ctx)
 			return err
 		}
 	}
 	events := []event{
-		{"receive", func(d *db.DB, clk *clock, lock string) error {
+		{"receive", func(d *db.DB, clk *testkit.Clock, lock string) error {
 			_, _, err := d.ReceiveCloudMessage(ctx, "dev1", time.Minute)
 			return err
 		}},
@@ -138,7 +149,7 @@ func TestCloudMessageTransitions(t *testing.T) {
 		{"abandon", settleWith(db.SettleAbandon)},
 		{"lock-timeout", after(61 * time.Second)},
 		{"ttl-passes", after(2 * time.Hour)},
-		{"purge", func(d *db.DB, clk *clock, lock string) error {
+		{"purge", func(d *db.DB, clk *testkit.Clock, lock string) error {
 			_, err := d.PurgeCloudMessages(ctx, "dev1")
 			return err
 		}},
@@ -202,10 +213,10 @@ func TestCloudMessageReceiveHeadersAndOrder(t *testing.T) {
 	if got.State != db.CloudLocked || got.DeliveryCount != 1 || got.LockToken == "" {
 		t.Errorf("state %q, delivery count %d, lock %q; want locked, 1 and a lock", got.State, got.DeliveryCount, got.LockToken)
 	}
-	if want := clk.t.Add(10 * time.Minute); !got.ExpiresAt.Equal(want) {
+	if want := clk.Now().Add(10 * time.Minute); !got.ExpiresAt.Equal(want) {
 		t.Errorf("expires at %v, want %v", got.ExpiresAt, want)
 	}
-	if want := clk.t.Add(time.Minute); !got.LockExpiresAt.Equal(want) {
+	if want := clk.Now().Add(time.Minute); !got.LockExpiresAt.Equal(want) {
 		t.Errorf("lock expires at %v, want %v", got.LockExpiresAt, want)
 	}
 	if second := receive(t, d); second.MessageID != "m2" {
@@ -218,7 +229,7 @@ func TestCloudMessageLockExpiryReturnsToQueue(t *testing.T) {
 	d, clk := newQueueDB(t)
 	m := enqueue(t, d, db.NewCloudMessage{})
 	old := receive(t, d).LockToken
-	clk.advance(time.Minute) // the lock lasts exactly a minute
+	clk.Advance(time.Minute) // the lock lasts exactly a minute
 	if _, err := d.SettleCloudMessage(ctx, "dev1", old, db.SettleComplete); !errors.Is(err, db.ErrLockLost) {
 		t.Fatalf("complete after lock expiry: %v, want ErrLockLost", err)
 	}
@@ -264,9 +275,9 @@ func TestCloudMessageDeliveryCountExhaustion(t *testing.T) {
 		d, clk := newQueueDB(t)
 		m := enqueue(t, d, db.NewCloudMessage{MaxDeliveryCount: 2})
 		receive(t, d)
-		clk.advance(2 * time.Minute)
+		clk.Advance(2 * time.Minute)
 		receive(t, d)
-		clk.advance(2 * time.Minute)
+		clk.Advance(2 * time.Minute)
 		changed, err := d.ApplyCloudMessageDeadlines(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -289,7 +300,7 @@ func TestCloudMessageTTLExpiry(t *testing.T) {
 	if err != nil || !next.Equal(short.ExpiresAt) {
 		t.Errorf("next deadline = %v, %v; want %v", next, err, short.ExpiresAt)
 	}
-	clk.advance(time.Minute)
+	clk.Advance(time.Minute)
 	changed, err := d.ApplyCloudMessageDeadlines(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -301,9 +312,9 @@ func TestCloudMessageTTLExpiry(t *testing.T) {
 		t.Errorf("long-lived message is %q, want queued", got)
 	}
 	// A message whose TTL passes while locked may still be settled within its lock.
-	clk.advance(48*time.Hour - 2*time.Minute)
+	clk.Advance(48*time.Hour - 2*time.Minute)
 	lock := receive(t, d).LockToken
-	clk.advance(90 * time.Second)
+	clk.Advance(90 * time.Second)
 	if _, err := d.ApplyCloudMessageDeadlines(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -318,21 +329,21 @@ func TestCloudMessageTTLExpiry(t *testing.T) {
 func TestCloudQueueLimit(t *testing.T) {
 	ctx := context.Background()
 	d, clk := newQueueDB(t)
-	for i := 0; i < db.MaxCloudQueue; i++ {
+	for i := 0; i < queueLimit; i++ {
 		enqueue(t, d, db.NewCloudMessage{TTL: time.Duration(i+1) * time.Minute})
 	}
-	_, err := d.EnqueueCloudMessage(ctx, db.NewCloudMessage{DeviceID: "dev1", Body: []byte("51st")})
+	_, err := d.EnqueueCloudMessage(ctx, withDefaults(db.NewCloudMessage{DeviceID: "dev1", Body: []byte("51st")}), queueLimit)
 	if !errors.Is(err, db.ErrQueueFull) || !strings.Contains(err.Error(), "50 messages waiting") {
 		t.Fatalf("51st message: %v, want ErrQueueFull saying 50 messages are waiting", err)
 	}
 	// A locked message still counts; a settled one does not.
 	settle(t, d, receive(t, d).LockToken, db.SettleComplete)
 	enqueue(t, d, db.NewCloudMessage{})
-	if _, err := d.EnqueueCloudMessage(ctx, db.NewCloudMessage{DeviceID: "dev1"}); !errors.Is(err, db.ErrQueueFull) {
+	if _, err := d.EnqueueCloudMessage(ctx, withDefaults(db.NewCloudMessage{DeviceID: "dev1"}), queueLimit); !errors.Is(err, db.ErrQueueFull) {
 		t.Fatalf("after refill: %v, want ErrQueueFull", err)
 	}
 	// Expired messages stop counting at their deadline, before any sweep.
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	enqueue(t, d, db.NewCloudMessage{})
 	// Other devices have their own queue.
 	if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "dev2"}); err != nil {
@@ -377,13 +388,13 @@ func TestCloudMessagePurge(t *testing.T) {
 func TestCloudMessageSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "fieldhub.db")
-	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	open := func() *db.DB {
 		d, err := db.Open(ctx, path, db.Options{Synchronous: "NORMAL"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.Now = clk.now
+		d.Now = clk.Now
 		return d
 	}
 	d := open()
@@ -420,14 +431,14 @@ func TestCloudMessageSurvivesRestart(t *testing.T) {
 		t.Errorf("lock after reopen = %q until %v, want %q until %v", got.LockToken, got.LockExpiresAt, lock.LockToken, lock.LockExpiresAt)
 	}
 	// ...and its deadline too: time that passed while the hub was down counts.
-	clk.advance(90 * time.Second)
+	clk.Advance(90 * time.Second)
 	if _, err := d.ApplyCloudMessageDeadlines(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := stateOf(t, d, locked.ID).State; got != db.CloudQueued {
 		t.Errorf("lock expired during downtime: state %q, want queued", got)
 	}
-	clk.advance(5 * time.Minute)
+	clk.Advance(5 * time.Minute)
 	if _, err := d.ApplyCloudMessageDeadlines(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -436,38 +447,21 @@ func TestCloudMessageSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestCloudMessageValidation(t *testing.T) {
+// TestEnqueueCloudMessage: the store refuses an unknown device and a
+// message without its deadlines, and names a message that has no id. The
+// limits are commands' (commands.TestCloudMessageLimits).
+func TestEnqueueCloudMessage(t *testing.T) {
 	ctx := context.Background()
 	d, _ := newQueueDB(t)
-	tests := []struct {
-		name  string
-		nm    db.NewCloudMessage
-		field string
-	}{
-		{"body too large", db.NewCloudMessage{Body: make([]byte, db.MaxCloudBody+1)}, "body"},
-		{"ttl too short", db.NewCloudMessage{TTL: 59 * time.Second}, "ttlSeconds"},
-		{"ttl too long", db.NewCloudMessage{TTL: 48*time.Hour + time.Second}, "ttlSeconds"},
-		{"property name with space", db.NewCloudMessage{Properties: map[string]string{"a b": "v"}}, "properties"},
-		{"property value with newline", db.NewCloudMessage{Properties: map[string]string{"a": "v\nx"}}, "properties"},
-		{"message id too long", db.NewCloudMessage{MessageID: strings.Repeat("x", 129)}, "messageId"},
-		{"delivery count", db.NewCloudMessage{MaxDeliveryCount: -1}, "maxDeliveryCount"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tt.nm.DeviceID = "dev1"
-			_, err := d.EnqueueCloudMessage(ctx, tt.nm)
-			var inv *db.InvalidError
-			if !errors.As(err, &inv) || inv.Field != tt.field {
-				t.Errorf("error = %v, want an InvalidError on %q", err, tt.field)
-			}
-		})
-	}
-	if _, err := d.EnqueueCloudMessage(ctx, db.NewCloudMessage{DeviceID: "nope"}); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.EnqueueCloudMessage(ctx, withDefaults(db.NewCloudMessage{DeviceID: "nope"}), queueLimit); !errors.Is(err, db.ErrNotFound) {
 		t.Errorf("unknown device: %v, want ErrNotFound", err)
 	}
-	m := enqueue(t, d, db.NewCloudMessage{Body: make([]byte, db.MaxCloudBody)})
-	if m.MessageID == "" || m.TTL() != db.DefaultCloudTTL || m.MaxDeliveryCount != db.DefaultMaxDeliveryCount {
-		t.Errorf("defaults: id %q ttl %v max %d", m.MessageID, m.TTL(), m.MaxDeliveryCount)
+	if _, err := d.EnqueueCloudMessage(ctx, db.NewCloudMessage{DeviceID: "dev1"}, queueLimit); err == nil {
+		t.Error("message without TTL and delivery count queued, want refused")
+	}
+	m := enqueue(t, d, db.NewCloudMessage{})
+	if len(m.MessageID) != 36 || m.TTL() != time.Hour || m.MaxDeliveryCount != 10 {
+		t.Errorf("queued: id %q ttl %v max %d; want a generated UUID, 1 h, 10", m.MessageID, m.TTL(), m.MaxDeliveryCount)
 	}
 }
 
@@ -484,8 +478,8 @@ func TestCloudMessageHistoryAndPrune(t *testing.T) {
 	if len(hist) != 2 || hist[0].ID != b.ID || hist[1].ID != a.ID || hist[1].State != db.CloudRejected {
 		t.Fatalf("history = %+v, want b then a (rejected)", hist)
 	}
-	clk.advance(8 * 24 * time.Hour)
-	n, err := d.PruneCloudMessages(ctx, clk.t.Add(-7*24*time.Hour))
+	clk.Advance(8 * 24 * time.Hour)
+	n, err := d.PruneCloudMessages(ctx, clk.Now().Add(-7*24*time.Hour))
 	if err != nil || n != 1 {
 		t.Errorf("pruned %d, %v; want 1 (only the settled message)", n, err)
 	}
@@ -501,7 +495,7 @@ func BenchmarkCloudMessageRoundTrip(b *testing.B) {
 	}
 	body := []byte(`{"on":true}`)
 	for b.Loop() {
-		if _, err := d.EnqueueCloudMessage(ctx, db.NewCloudMessage{DeviceID: "dev1", Body: body}); err != nil {
+		if _, err := d.EnqueueCloudMessage(ctx, withDefaults(db.NewCloudMessage{DeviceID: "dev1", Body: body}), queueLimit); err != nil {
 			b.Fatal(err)
 		}
 		m, _, err := d.ReceiveCloudMessage(ctx, "dev1", time.Minute)
@@ -518,7 +512,7 @@ func TestDeleteDeviceRemovesCommands(t *testing.T) {
 	ctx := context.Background()
 	d, _ := newQueueDB(t)
 	m := enqueue(t, d, db.NewCloudMessage{})
-	if _, err := d.PatchTwin(ctx, "dev1", db.TwinDesired, map[string]any{"a": true}, 0); err != nil {
+	if _, err := d.PatchTwin(ctx, "dev1", db.TwinDesired, map[string]any{"a": true}, 0, twinLimit); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.DeleteDevice(ctx, "dev1"); err != nil {

@@ -7,14 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-)
-
-// Twin limits (Azure IoT Hub's figures).
-const (
-	MaxTwinSection = 32 * 1024 // bytes of JSON, each of desired and reported
-	MaxTwinDepth   = 10        // nesting levels of objects
 )
 
 // ErrVersionMismatch refuses a desired patch made against an older version (If-Match).
@@ -94,39 +87,6 @@ func decodeObject(b []byte) (map[string]any, error) {
 	return obj, nil
 }
 
-// ParseTwinPatch reads a JSON merge patch (RFC 7386) of a twin section and says
-// what is wrong with it. The top-level "$version" a device or SDK may include is
-// dropped; other names starting with '$' are reserved.
-func ParseTwinPatch(b []byte) (map[string]any, error) {
-	patch, err := decodeObject(b)
-	if err != nil {
-		return nil, invalid("patch", "must be a JSON object: %v", err)
-	}
-	delete(patch, "$version")
-	delete(patch, "$metadata")
-	if err := checkTwinNames(patch, 1); err != nil {
-		return nil, err
-	}
-	return patch, nil
-}
-
-func checkTwinNames(obj map[string]any, depth int) error {
-	if depth > MaxTwinDepth {
-		return invalid("patch", "objects are nested more than %d levels deep", MaxTwinDepth)
-	}
-	for k, v := range obj {
-		if k == "" || strings.HasPrefix(k, "$") || !printable(k) {
-			return invalid("patch", "property name %q is not allowed: names must be non-empty, printable and not start with '$'", k)
-		}
-		if child, ok := v.(map[string]any); ok {
-			if err := checkTwinNames(child, depth+1); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // MergePatch applies an RFC 7386 JSON merge patch to target in place and returns
 // it: objects merge recursively, null deletes, anything else replaces.
 func MergePatch(target, patch map[string]any) map[string]any {
@@ -147,11 +107,12 @@ func MergePatch(target, patch map[string]any) map[string]any {
 	return target
 }
 
-// PatchTwin merges patch into one section (TwinDesired or TwinReported) of a
-// device's twin and bumps that section's version. With ifVersion > 0 the patch is
-// refused with ErrVersionMismatch unless the section is still at that version.
-// A section larger than MaxTwinSection after the merge is refused.
-func (d *DB) PatchTwin(ctx context.Context, deviceID, section string, patch map[string]any, ifVersion int64) (Twin, error) {
+// PatchTwin merges patch (checked by commands.ParseTwinPatch) into one
+// section (TwinDesired or TwinReported) of a device's twin and bumps that
+// section's version. With ifVersion > 0 the patch is refused with
+// ErrVersionMismatch unless the section is still at that version. A section
+// larger than maxBytes of JSON after the merge is refused.
+func (d *DB) PatchTwin(ctx context.Context, deviceID, section string, patch map[string]any, ifVersion int64, maxBytes int) (Twin, error) {
 	if section != TwinDesired && section != TwinReported {
 		return Twin{}, invalid("section", "unknown twin section %q", section)
 	}
@@ -188,11 +149,8 @@ func (d *DB) PatchTwin(ctx context.Context, deviceID, section string, patch map[
 		if err != nil {
 			return err
 		}
-		if len(enc) > MaxTwinSection {
-			return invalid(section, "%s properties would take %d bytes; at most %d are allowed", section, len(enc), MaxTwinSection)
-		}
-		if err := checkTwinNames(*doc, 1); err != nil {
-			return err
+		if len(enc) > maxBytes {
+			return invalid(section, "%s properties would take %d bytes; at most %d are allowed", section, len(enc), maxBytes)
 		}
 		desired, _ := json.Marshal(tw.Desired)
 		reported, _ := json.Marshal(tw.Reported)

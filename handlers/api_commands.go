@@ -50,12 +50,12 @@ func (s *Server) apiSendCloudMessage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(body) > db.MaxCloudBody {
-		return errorf(http.StatusRequestEntityTooLarge, "body is %d bytes; a cloud-to-device message may have at most %d", len(body), db.MaxCloudBody)
+	if len(body) > commands.MaxCloudBody {
+		return errorf(http.StatusRequestEntityTooLarge, "body is %d bytes; a cloud-to-device message may have at most %d", len(body), commands.MaxCloudBody)
 	}
 	// 0 (or absent) takes the default.
 	if req.TTLSeconds != 0 {
-		if err := checkRange("ttlSeconds", req.TTLSeconds, int(db.MinCloudTTL/time.Second), int(db.MaxCloudTTL/time.Second), " (1 minute to 2 days)"); err != nil {
+		if err := checkRange("ttlSeconds", req.TTLSeconds, int(commands.MinCloudTTL/time.Second), int(commands.MaxCloudTTL/time.Second), " (1 minute to 2 days)"); err != nil {
 			return err
 		}
 	}
@@ -66,7 +66,7 @@ func (s *Server) apiSendCloudMessage(c echo.Context) error {
 	})
 	if errors.Is(err, db.ErrQueueFull) {
 		return errorf(http.StatusForbidden, "the queue of device %s is full: %d messages are waiting, the most allowed; wait for the device to take some or purge the queue",
-			c.Param("id"), db.MaxCloudQueue)
+			c.Param("id"), commands.MaxCloudQueue)
 	}
 	if err != nil {
 		return err

@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -145,7 +149,7 @@ func TestSendCloudMessageAPI(t *testing.T) {
 	}
 
 	t.Run("queue full at the 51st", func(t *testing.T) {
-		for i := 2; i < db.MaxCloudQueue; i++ {
+		for i := 2; i < commands.MaxCloudQueue; i++ {
 			if r := h.call("operator", "POST", "/api/v1/devices/dev1/cloud-messages", `{"body":"x"}`); r.status != http.StatusCreated {
 				t.Fatalf("message %d: %d %s", i+1, r.status, r.body)
 			}
@@ -161,8 +165,8 @@ func TestSendCloudMessageAPI(t *testing.T) {
 		var hist struct {
 			Messages []map[string]any `json:"messages"`
 		}
-		if err := json.Unmarshal(r.body, &hist); err != nil || len(hist.Messages) != db.MaxCloudQueue {
-			t.Fatalf("history: %d messages, %v; want %d", len(hist.Messages), err, db.MaxCloudQueue)
+		if err := json.Unmarshal(r.body, &hist); err != nil || len(hist.Messages) != commands.MaxCloudQueue {
+			t.Fatalf("history: %d messages, %v; want %d", len(hist.Messages), err, commands.MaxCloudQueue)
 		}
 		for _, k := range []string{"id", "state", "enqueuedAt", "updatedAt", "expiresAt", "deliveryCount"} {
 			if _, ok := hist.Messages[0][k]; !ok {
@@ -170,7 +174,7 @@ func TestSendCloudMessageAPI(t *testing.T) {
 			}
 		}
 		r = h.call("operator", "DELETE", "/api/v1/devices/dev1/cloud-messages", "")
-		if r.status != http.StatusOK || r.json(t)["purged"] != float64(db.MaxCloudQueue) {
+		if r.status != http.StatusOK || r.json(t)["purged"] != float64(commands.MaxCloudQueue) {
 			t.Errorf("purge: %d %s", r.status, r.body)
 		}
 		r = h.call("viewer", "GET", "/api/v1/devices/dev1/cloud-messages?limit=1", "")
@@ -328,10 +332,11 @@ func TestDevicePageCommandsSection(t *testing.T) {
 	if _, err := h.db.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.db.EnqueueCloudMessage(ctx, db.NewCloudMessage{DeviceID: "dev1", Body: []byte("<b>hi</b>")}); err != nil {
+	if _, err := h.db.EnqueueCloudMessage(ctx, db.NewCloudMessage{DeviceID: "dev1", Body: []byte("<b>hi</b>"),
+		TTL: commands.DefaultCloudTTL, MaxDeliveryCount: commands.DefaultMaxDeliveryCount}, commands.MaxCloudQueue); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.db.PatchTwin(ctx, "dev1", db.TwinDesired, map[string]any{"fan": json.Number("3")}, 0); err != nil {
+	if _, err := h.db.PatchTwin(ctx, "dev1", db.TwinDesired, map[string]any{"fan": json.Number("3")}, 0, commands.MaxTwinSection); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
@@ -361,7 +366,61 @@ func TestDevicePageCommandsSection(t *testing.T) {
 			if got := strings.Contains(page, `<fieldset disabled`); got == tt.canCommand {
 				t.Errorf("send controls disabled = %v, want %v", got, !tt.canCommand)
 			}
+			checkFormLimits(t, page)
 		})
+	}
+}
+
+// checkFormLimits: the Commands section's forms hold input to the limits of
+// package commands, which web/commands.js reads from these attributes.
+func checkFormLimits(t *testing.T, page string) {
+	t.Helper()
+	attrs := func(testID string) map[string]string {
+		tag := regexp.MustCompile(`<(?:input|textarea)[^>]*data-testid="` + testID + `"[^>]*>`).FindString(page)
+		out := map[string]string{}
+		for _, m := range regexp.MustCompile(`([a-z-]+)="([^"]*)"`).FindAllStringSubmatch(tag, -1) {
+			out[m[1]] = html.UnescapeString(m[2])
+		}
+		return out
+	}
+	secs := func(d time.Duration) string { return strconv.Itoa(int(d / time.Second)) }
+	for testID, want := range map[string]map[string]string{
+		"method-name":    {"maxlength": strconv.Itoa(commands.MaxMethodName), "pattern": commands.MethodNamePattern, "title": commands.MethodNameRule},
+		"method-timeout": {"min": secs(commands.MinResponseTimeout), "max": secs(commands.MaxResponseTimeout), "value": secs(commands.DefaultResponseTimeout)},
+		"c2d-ttl":        {"min": secs(commands.MinCloudTTL), "max": secs(commands.MaxCloudTTL), "value": secs(commands.DefaultCloudTTL)},
+		"c2d-body":       {"data-max-bytes": strconv.Itoa(commands.MaxCloudBody)},
+	} {
+		got := attrs(testID)
+		for name, value := range want {
+			if got[name] != value {
+				t.Errorf("%s %s = %q, want %q", testID, name, got[name], value)
+			}
+		}
+	}
+}
+
+// TestMethodNamesAPI: the API refuses exactly the method names the one rule
+// refuses (400), and hands every other name to the device unchanged.
+func TestMethodNamesAPI(t *testing.T) {
+	h := newCommandsHub(t, func(cfg *handlers.Config) {
+		cfg.Methods = commands.NewInvoker(commands.InvokerConfig{DB: cfg.DB, Transport: methodTransport(
+			func(_, name string, _ json.RawMessage, _ time.Duration) (int, json.RawMessage, error) {
+				answer, _ := json.Marshal(name)
+				return 200, answer, nil
+			})})
+	})
+	for _, tt := range testkit.MethodNames {
+		if tt.Name == "" {
+			continue // a path cannot carry an empty segment
+		}
+		r := h.call("operator", "POST", "/api/v1/devices/dev1/methods/"+url.PathEscape(tt.Name), `{}`)
+		answer, _ := json.Marshal(commands.MethodResult{Status: 200, Payload: mustJSONValue(tt.Name)})
+		switch {
+		case tt.OK && (r.status != 200 || strings.TrimSpace(string(r.body)) != string(answer)):
+			t.Errorf("method %q: %d %s, want 200 %s", tt.Name, r.status, r.body, answer)
+		case !tt.OK && (r.status != 400 || !strings.Contains(string(r.body), "method name")):
+			t.Errorf("method %q: %d %s, want 400 saying what a method name is", tt.Name, r.status, r.body)
+		}
 	}
 }
 
@@ -400,4 +459,12 @@ func TestAuditPage(t *testing.T) {
 	if status, _ := get(db.RoleOperator, "/audit"); status != http.StatusForbidden {
 		t.Errorf("operator: %d, want 403", status)
 	}
+}
+
+func mustJSONValue(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

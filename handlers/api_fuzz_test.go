@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/internal/testkit"
 )
@@ -89,7 +90,7 @@ func FuzzCloudMessageBody(f *testing.F) {
 		if err1 != nil || err2 != nil {
 			t.Fatalf("queued message without times: %v", out)
 		}
-		if ttl := exp.Sub(enq); ttl < db.MinCloudTTL-time.Second || ttl > db.MaxCloudTTL+time.Second {
+		if ttl := exp.Sub(enq); ttl < commands.MinCloudTTL-time.Second || ttl > commands.MaxCloudTTL+time.Second {
 			t.Fatalf("%q queued with a time to live of %s, outside 1 min – 2 days", body, ttl)
 		}
 		if v, ok := number(body, "ttlSeconds"); ok && v != 0 && exp.Sub(enq).Round(time.Second) != time.Duration(v)*time.Second {
@@ -143,7 +144,7 @@ func FuzzTwinPatch(f *testing.F) {
 		}
 		props, _ := out["properties"].(map[string]any)
 		desired, _ := json.Marshal(props["desired"])
-		if len(desired) > db.MaxTwinSection+64 { // + $version
+		if len(desired) > commands.MaxTwinSection+64 { // + $version
 			t.Fatalf("%q accepted; desired properties now %d bytes", body, len(desired))
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
@@ -61,7 +62,7 @@ func (s *Server) commandsSection(ctx context.Context, c echo.Context, deviceID s
 		return nil, err
 	}
 	p, _ := principal(c)
-	m := views.CommandsPanel{DeviceID: deviceID, CanCommand: p.CanCommand(), Now: s.now(), Twin: twinPanel(tw)}
+	m := views.CommandsPanel{DeviceID: deviceID, CanCommand: p.CanCommand(), Now: s.now(), Twin: twinPanel(tw), Limits: commandLimits}
 	for _, msg := range msgs {
 		v := commands.NewCloudMessageView(msg, 120)
 		body := v.Body
@@ -74,6 +75,18 @@ func (s *Server) commandsSection(ctx context.Context, c echo.Context, deviceID s
 		})
 	}
 	return views.CommandsView(m), nil
+}
+
+// commandLimits are the limits the Commands section's forms hold input to.
+var commandLimits = views.CommandLimits{
+	MethodNameMax: commands.MaxMethodName, MethodNamePattern: commands.MethodNamePattern, MethodNameRule: commands.MethodNameRule,
+	MinResponseTimeout:     int(commands.MinResponseTimeout / time.Second),
+	MaxResponseTimeout:     int(commands.MaxResponseTimeout / time.Second),
+	DefaultResponseTimeout: int(commands.DefaultResponseTimeout / time.Second),
+	CloudBodyMax:           commands.MaxCloudBody,
+	MinTTL:                 int(commands.MinCloudTTL / time.Second),
+	MaxTTL:                 int(commands.MaxCloudTTL / time.Second),
+	DefaultTTL:             int(commands.DefaultCloudTTL / time.Second),
 }
 
 // twinPanel prepares the twin for the page: both sections pretty-printed and a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
 	"fieldhub/ingest"
+	"fieldhub/internal/testkit"
 	"fieldhub/registry"
 )
 
@@ -824,6 +826,30 @@ func TestInvokeMethod(t *testing.T) {
 		_, _, err := h.broker.InvokeMethod(context.Background(), "deaf", "echo", nil, wait)
 		if !errors.Is(err, commands.ErrDeviceNotConnected) {
 			t.Errorf("err = %v, want ErrDeviceNotConnected", err)
+		}
+	})
+	t.Run("method names", func(t *testing.T) {
+		// The device answers with the name it found in the topic: every name
+		// the one rule admits arrives intact; the broker refuses the others.
+		d := h.connect(h.device("namer"))
+		d.subscribe(t, "$iothub/methods/POST/#", 0)
+		go func() {
+			for m := range d.received {
+				name, rest, _ := strings.Cut(strings.TrimPrefix(m.Topic(), "$iothub/methods/POST/"), "/")
+				answer, _ := json.Marshal(name)
+				d.client.Publish("$iothub/methods/res/200/"+rest, 0, false, answer)
+			}
+		}()
+		for _, tt := range testkit.MethodNames {
+			_, got, err := h.broker.InvokeMethod(context.Background(), "namer", tt.Name, []byte(`{}`), wait)
+			var inv *commands.InvalidMethodError
+			want, _ := json.Marshal(tt.Name)
+			switch {
+			case tt.OK && (err != nil || string(got) != string(want)):
+				t.Errorf("method %q: answer %s, %v; want the device to see its name", tt.Name, got, err)
+			case !tt.OK && !errors.As(err, &inv):
+				t.Errorf("method %q: %v, want refused by the one rule", tt.Name, err)
+			}
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {

@@ -62,7 +62,7 @@ func (m *methodCalls) take(deviceID, rid string) *methodCall {
 // without a connection, or one that has not subscribed to method requests,
 // is not connected as far as methods go.
 func (b *Broker) InvokeMethod(ctx context.Context, deviceID, name string, payload json.RawMessage, timeout time.Duration) (int, json.RawMessage, error) {
-	if err := CheckMethodName(name); err != nil {
+	if err := commands.CheckMethodName(name); err != nil {
 		return 0, nil, fmt.Errorf("invoke method on %q: %w", deviceID, err)
 	}
 	c := b.current(deviceID)

@@ -248,26 +248,10 @@ func C2DTopic(deviceID string, system, app map[string]string) string {
 }
 
 // MethodRequestTopic is the topic of a direct method call. Check the name
-// with CheckMethodName first. Use plain request ids (letters, digits): the
+// with commands.CheckMethodName first. Use plain request ids (letters, digits): the
 // SDKs echo the decoded rid unencoded in their response topic.
 func MethodRequestTopic(method, rid string) string {
 	return methodRequestPrefix + method + "/?$rid=" + encodeComponent(rid)
-}
-
-// CheckMethodName rejects method names that cannot be carried in a method
-// request topic: the SDK takes the name from one topic segment verbatim.
-func CheckMethodName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("method name is empty")
-	case !utf8.ValidString(name):
-		return fmt.Errorf("method name %q is not valid UTF-8", name)
-	case strings.ContainsAny(name, "/?#+"):
-		return fmt.Errorf("method name %q contains one of / ? # +", name)
-	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return fmt.Errorf("method name %q contains a control character", name)
-	}
-	return nil
 }
 
 // TwinResponseTopic answers a twin request; version 0 leaves out $version

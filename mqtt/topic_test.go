@@ -267,29 +267,6 @@ func TestBuilders(t *testing.T) {
 	}
 }
 
-func TestCheckMethodName(t *testing.T) {
-	tests := []struct {
-		name string
-		ok   bool
-	}{
-		{"reboot", true},
-		{"set-interval_2.0", true},
-		{"réglage", true},
-		{"", false},
-		{"a/b", false},
-		{"a?b", false},
-		{"a#", false},
-		{"a+b", false},
-		{"a\nb", false},
-		{"\xff", false},
-	}
-	for _, tt := range tests {
-		if err := CheckMethodName(tt.name); (err == nil) != tt.ok {
-			t.Errorf("CheckMethodName(%q): got %v, want ok=%v", tt.name, err, tt.ok)
-		}
-	}
-}
-
 func TestParseUsername(t *testing.T) {
 	tests := []struct {
 		in         string

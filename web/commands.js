@@ -167,9 +167,17 @@ function initMessages(root) {
       }
       properties[k] = v;
     }
-    const ttlSeconds = Number(form.elements.ttl.value || 3600);
-    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 60 || ttlSeconds > 172800) {
-      bodyError.textContent = 'Time to live must be a whole number of seconds from 60 to 172800.';
+    // The limits are the server's (package commands), rendered into the form.
+    const ttl = form.elements.ttl;
+    const ttlSeconds = Number(ttl.value || ttl.defaultValue);
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < Number(ttl.min) || ttlSeconds > Number(ttl.max)) {
+      bodyError.textContent = `Time to live must be a whole number of seconds from ${ttl.min} to ${ttl.max}.`;
+      return;
+    }
+    const maxBytes = Number(form.elements.body.dataset.maxBytes);
+    const bytes = new TextEncoder().encode(typeof body === 'string' ? body : JSON.stringify(body)).length;
+    if (bytes > maxBytes) {
+      bodyError.textContent = `The body is ${bytes} bytes; a message may have at most ${maxBytes}.`;
       return;
     }
     const button = form.querySelector('button[type="submit"]');
@@ -260,11 +268,19 @@ function initMethods(root) {
 
   form.addEventListener('submit', async (evt) => {
     evt.preventDefault();
-    const name = form.elements.name.value.trim();
+    // The limits are the server's (package commands), rendered into the form.
+    const nameInput = form.elements.name;
+    const name = nameInput.value.trim();
     const text = form.elements.payload.value.trim();
-    const timeout = Number(form.elements.timeout.value || 30);
+    const timeoutInput = form.elements.timeout;
+    const timeout = Number(timeoutInput.value || timeoutInput.defaultValue);
     if (name === '') {
       payloadError.textContent = 'Give the method a name.';
+      return;
+    }
+    nameInput.value = name;
+    if (!nameInput.checkValidity()) {
+      payloadError.textContent = `A method name is ${nameInput.title}.`;
       return;
     }
     const parsed = text === '' ? { value: null } : parseJSON(text);
@@ -272,8 +288,8 @@ function initMethods(root) {
       payloadError.textContent = `Not valid JSON: ${parsed.error}`;
       return;
     }
-    if (!Number.isInteger(timeout) || timeout < 5 || timeout > 300) {
-      payloadError.textContent = 'The timeout must be a whole number of seconds from 5 to 300.';
+    if (!Number.isInteger(timeout) || timeout < Number(timeoutInput.min) || timeout > Number(timeoutInput.max)) {
+      payloadError.textContent = `The timeout must be a whole number of seconds from ${timeoutInput.min} to ${timeoutInput.max}.`;
       return;
     }
     payloadError.textContent = '';
