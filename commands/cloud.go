@@ -148,11 +148,6 @@ func (q *CloudQueue) Complete(ctx context.Context, deviceID, lockToken string) (
 	return q.Settle(ctx, deviceID, lockToken, db.SettleComplete)
 }
 
-// Reject settles a message as refused by the device; it is not delivered again.
-func (q *CloudQueue) Reject(ctx context.Context, deviceID, lockToken string) (db.CloudMessage, error) {
-	return q.Settle(ctx, deviceID, lockToken, db.SettleReject)
-}
-
 // Abandon gives a message back to the queue (HTTPS abandon, or an MQTT
 // connection lost before the PUBACK). The delivery still counts.
 func (q *CloudQueue) Abandon(ctx context.Context, deviceID, lockToken string) (db.CloudMessage, error) {

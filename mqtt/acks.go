@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -29,6 +30,9 @@ const maxPublishesInFlight = 64
 // runs only while there is something to acknowledge.
 type ackState struct {
 	slots chan struct{} // one per publish in flight; bounds the queue
+	// waits counts the times the connection's reader waited for a place:
+	// the device sends faster than the hub stores, and is read no faster.
+	waits atomic.Int64
 
 	mu      sync.Mutex
 	queue   []pendingAck
@@ -69,6 +73,12 @@ func (b *Broker) reserveAck(c *conn) error {
 		return errConnClosed
 	default:
 	}
+	select {
+	case c.acks.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	c.acks.waits.Add(1)
 	select {
 	case c.acks.slots <- struct{}{}:
 		return nil

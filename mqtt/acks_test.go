@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"fieldhub/internal/testkit"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
@@ -67,8 +69,11 @@ func TestPublishesInFlightBounded(t *testing.T) {
 	for i := range toks {
 		toks[i] = d.publish(t, "devices/dev1/messages/events/", 1, fmt.Sprintf(`{"n":%d}`, i))
 	}
-	waitFor(t, "the in-flight bound reached", func() bool { return h.pipe.Stats().Queued == maxPublishesInFlight })
-	time.Sleep(100 * time.Millisecond) // room for a bound that does not hold to show
+	// The reader queues publishes one after another and, at the bound, waits
+	// for a place instead of reading on: once it waits, every message it will
+	// queue before a commit is queued.
+	c := h.broker.current("dev1")
+	testkit.WaitFor(t, "the reader waiting at the in-flight bound", func() bool { return c.acks.waits.Load() > 0 })
 	if q := h.pipe.Stats().Queued; q != maxPublishesInFlight {
 		t.Fatalf("%d messages queued for storage, want at most %d", q, maxPublishesInFlight)
 	}
@@ -104,7 +109,7 @@ func TestCloseAcknowledgesQueuedTelemetry(t *testing.T) {
 		h.broker.Close()
 		close(closed)
 	}()
-	waitFor(t, "close under way", func() bool { return h.broker.taking.Err() != nil })
+	testkit.WaitFor(t, "close under way", func() bool { return h.broker.taking.Err() != nil })
 	close(gate)
 	if !tok.WaitTimeout(wait) || tok.Error() != nil {
 		t.Fatalf("no PUBACK for telemetry committed during shutdown (%v)", tok.Error())

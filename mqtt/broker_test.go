@@ -32,7 +32,7 @@ import (
 
 // wait bounds how long a test waits for something that should happen; it is
 // a failure bound, never a performance assertion.
-const wait = 10 * time.Second
+const wait = testkit.Wait
 
 // gatedStore is the real database under the real pipeline, with a gate a
 // test can set to hold commits and a failure it can inject.
@@ -220,7 +220,7 @@ func (h *testHub) connect(dev db.Device) *testDevice {
 	}
 	// mochi sends CONNACK just before the session hook registers the
 	// connection; wait for it so calls to the device find it.
-	waitFor(h.t, "connection registered", func() bool { return h.broker.Connected(dev.DeviceID) })
+	testkit.WaitFor(h.t, "connection registered", func() bool { return h.broker.Connected(dev.DeviceID) })
 	return d
 }
 
@@ -393,7 +393,7 @@ func TestSubmitFailureClosesWithoutPuback(t *testing.T) {
 		t.Fatal("publish acknowledged although it was not stored")
 	}
 	entries, err := h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1", Action: ActionDisconnected})
-	waitFor(t, "disconnect in the device log", func() bool {
+	testkit.WaitFor(t, "disconnect in the device log", func() bool {
 		entries, err = h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1", Action: ActionDisconnected})
 		return err == nil && len(entries) > 0
 	})
@@ -478,7 +478,7 @@ func TestTakeover(t *testing.T) {
 	if !tok.WaitTimeout(wait) || tok.Error() != nil {
 		t.Fatalf("publish on the new connection: %v", tok.Error())
 	}
-	waitFor(t, "device online after takeover", func() bool {
+	testkit.WaitFor(t, "device online after takeover", func() bool {
 		d, err := h.db.Device(context.Background(), "dev1")
 		return err == nil && d.Connected && h.broker.Connected("dev1")
 	})
@@ -516,7 +516,7 @@ func TestHubClosesConnection(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newTestHub(t)
 			d := h.connect(h.device("dev1"))
-			waitFor(t, "device marked connected", func() bool {
+			testkit.WaitFor(t, "device marked connected", func() bool {
 				dev, err := h.db.Device(context.Background(), "dev1")
 				return err == nil && dev.Connected
 			})
@@ -525,7 +525,7 @@ func TestHubClosesConnection(t *testing.T) {
 			if tt.name == "device deleted" {
 				return
 			}
-			waitFor(t, "disconnect recorded", func() bool {
+			testkit.WaitFor(t, "disconnect recorded", func() bool {
 				entries, err := h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1", Action: ActionDisconnected})
 				return err == nil && len(entries) == 1 && entries[0].Detail == tt.reason
 			})
@@ -555,10 +555,10 @@ func TestWillIsTelemetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "connection registered", func() bool { return h.broker.Connected("dev1") })
+	testkit.WaitFor(t, "connection registered", func() bool { return h.broker.Connected("dev1") })
 	h.broker.DisconnectDevice("dev1", "test drops the connection")
 	d.waitLost(t)
-	waitFor(t, "will stored", func() bool {
+	testkit.WaitFor(t, "will stored", func() bool {
 		msgs := h.stored("dev1")
 		return len(msgs) == 1 && string(msgs[0].Body) == "gone" && msgs[0].Properties["kind"] == "will"
 	})
@@ -619,7 +619,7 @@ func TestRegistryChangeClosesConnection(t *testing.T) {
 				t.Fatal(err)
 			}
 			d.waitLost(t)
-			waitFor(t, "disconnect recorded", func() bool {
+			testkit.WaitFor(t, "disconnect recorded", func() bool {
 				entries, err := h.db.AuditEntries(ctx, db.AuditFilter{Target: "dev1", Action: ActionDisconnected})
 				return err == nil && len(entries) == 1 && entries[0].Detail == tt.reason
 			})
@@ -640,7 +640,7 @@ func TestTokenExpiryCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.waitLost(t)
-	waitFor(t, "expiry recorded", func() bool {
+	testkit.WaitFor(t, "expiry recorded", func() bool {
 		entries, err := h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1", Action: ActionDisconnected})
 		return err == nil && len(entries) == 1 && entries[0].Detail == "SAS token expired"
 	})
@@ -649,12 +649,12 @@ func TestTokenExpiryCloses(t *testing.T) {
 func TestPresence(t *testing.T) {
 	h := newTestHub(t)
 	d := h.connect(h.device("dev1"))
-	waitFor(t, "device connected in the registry", func() bool {
+	testkit.WaitFor(t, "device connected in the registry", func() bool {
 		dev, err := h.db.Device(context.Background(), "dev1")
 		return err == nil && dev.Connected && !dev.LastActivity.IsZero()
 	})
 	d.client.Disconnect(100)
-	waitFor(t, "device disconnected in the registry", func() bool {
+	testkit.WaitFor(t, "device disconnected in the registry", func() bool {
 		dev, err := h.db.Device(context.Background(), "dev1")
 		return err == nil && !dev.Connected
 	})
@@ -679,7 +679,7 @@ func TestPersistentSession(t *testing.T) {
 	d := h.connect(dev)
 	d.subscribe(t, "$iothub/methods/POST/#", 0)
 	d.client.Disconnect(100)
-	waitFor(t, "disconnect", func() bool { return !h.broker.Connected("dev1") })
+	testkit.WaitFor(t, "disconnect", func() bool { return !h.broker.Connected("dev1") })
 
 	d = h.connect(dev)
 	go answerMethods(d)
@@ -872,17 +872,5 @@ func TestPlainAddrMustBeLoopback(t *testing.T) {
 		if err := CheckPlainAddr(addr); err != nil {
 			t.Errorf("CheckPlainAddr(%q) = %v, want nil", addr, err)
 		}
-	}
-}
-
-// waitFor polls cond until it holds, failing after the wait bound.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

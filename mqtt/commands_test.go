@@ -14,6 +14,7 @@ import (
 
 	"fieldhub/commands"
 	"fieldhub/db"
+	"fieldhub/internal/testkit"
 )
 
 // withCommands gives the hub the real cloud-to-device queue and twin service.
@@ -75,7 +76,7 @@ func TestCloudToDevice(t *testing.T) {
 	if sys["$.mid"] != early.MessageID || sys["$.cid"] != "c1" || app["k"] != "a/b c" || strings.Contains(bag, "/") {
 		t.Errorf("topic %q: system %v, app %v; want message id, correlation id and k in one segment", m.Topic(), sys, app)
 	}
-	waitFor(t, "completed after PUBACK", func() bool { return cloudState(t, h, early.ID).State == db.CloudCompleted })
+	testkit.WaitFor(t, "completed after PUBACK", func() bool { return cloudState(t, h, early.ID).State == db.CloudCompleted })
 
 	// Sent while connected: pushed at once; the empty bag still ends in '/'.
 	live, err := q.Send(ctx, "op", "dev1", commands.Message{Body: []byte("second"), MessageID: "x"})
@@ -86,7 +87,7 @@ func TestCloudToDevice(t *testing.T) {
 	if string(m.Payload()) != "second" {
 		t.Errorf("got %q, want \"second\"", m.Payload())
 	}
-	waitFor(t, "completed after PUBACK", func() bool { return cloudState(t, h, live.ID).State == db.CloudCompleted })
+	testkit.WaitFor(t, "completed after PUBACK", func() bool { return cloudState(t, h, live.ID).State == db.CloudCompleted })
 }
 
 func TestCloudToDeviceReturnsToQueueOnDisconnect(t *testing.T) {
@@ -110,7 +111,7 @@ func TestCloudToDeviceReturnsToQueueOnDisconnect(t *testing.T) {
 		t.Fatalf("state before PUBACK = %s, want %s", st, db.CloudLocked)
 	}
 	d.client.Disconnect(0)
-	waitFor(t, "message back in the queue", func() bool {
+	testkit.WaitFor(t, "message back in the queue", func() bool {
 		st := cloudState(t, h, msg.ID).State
 		return st == db.CloudAbandoned || st == db.CloudQueued
 	})
@@ -121,7 +122,7 @@ func TestCloudToDeviceReturnsToQueueOnDisconnect(t *testing.T) {
 	if string(m.Payload()) != "hold" {
 		t.Errorf("got %q, want \"hold\"", m.Payload())
 	}
-	waitFor(t, "completed", func() bool { return cloudState(t, h, msg.ID).State == db.CloudCompleted })
+	testkit.WaitFor(t, "completed", func() bool { return cloudState(t, h, msg.ID).State == db.CloudCompleted })
 	if got := cloudState(t, h, msg.ID).DeliveryCount; got != 2 {
 		t.Errorf("delivery count = %d, want 2", got)
 	}
@@ -263,7 +264,7 @@ func TestDesiredPatchesToADeviceThatStopsReading(t *testing.T) {
 	if _, err := conn.Write(append(packet(0x10, connect), packet(0x82, subscribe)...)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the subscription", func() bool {
+	testkit.WaitFor(t, "the subscription", func() bool {
 		c := h.broker.current("dev1")
 		return c != nil && c.subscribed(desiredPatchesFilter)
 	})
@@ -277,7 +278,7 @@ func TestDesiredPatchesToADeviceThatStopsReading(t *testing.T) {
 		h.broker.desiredChanged("dev1", patch, v)
 	}
 	var entries []db.AuditEntry
-	waitFor(t, "disconnect in the device log", func() bool {
+	testkit.WaitFor(t, "disconnect in the device log", func() bool {
 		entries, err = h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1", Action: ActionDisconnected})
 		return err == nil && len(entries) > 0
 	})

@@ -217,8 +217,9 @@ func (d *devicePresence) noted(e db.AuditEntry) db.AuditEntry {
 
 // runRecheck periodically checks connected devices against the registry
 // and closes connections of devices that were disabled or deleted or whose
-// signing key was rotated. Handlers call DisconnectDevice at once; this
-// also covers changes made by the CLI, which runs in another process.
+// key, thumbprint, CA or authentication type is gone. Changes made through
+// this process's registry.Registry are checked at once (CheckDevice,
+// CheckAllDevices); this catches the CLI's, made in another process.
 func (b *Broker) runRecheck() {
 	defer b.wg.Done()
 	t := time.NewTicker(b.cfg.RecheckInterval)
@@ -279,8 +280,8 @@ func (b *Broker) caThumbprints(ctx context.Context, conns ...*conn) (map[string]
 }
 
 // CheckAllDevices checks every connection against the registry at once;
-// handlers call it after removing a CA certificate, which may admit many
-// devices.
+// the registry calls it after removing a CA certificate, which may have
+// admitted many devices.
 func (b *Broker) CheckAllDevices() {
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
@@ -290,9 +291,9 @@ func (b *Broker) CheckAllDevices() {
 }
 
 // CheckDevice checks the device's connection against the registry at once
-// and closes it if the device was disabled or deleted or the key it signed
-// with was rotated. Handlers call it after changing a device, so the
-// connection ends without waiting for the periodic check.
+// and closes it if the change no longer admits it (judge). The registry
+// calls it after every device change, so the connection ends without
+// waiting for the periodic check.
 func (b *Broker) CheckDevice(deviceID string) {
 	c := b.current(deviceID)
 	if c == nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"fieldhub/db"
+	"fieldhub/internal/testkit"
 )
 
 // accounted is how many events entries stand for: each entry itself plus
@@ -88,7 +89,7 @@ func TestConnectLoopBoundsDeviceLog(t *testing.T) {
 	for range cycles {
 		d := h.connect(dev)
 		d.client.Disconnect(0)
-		waitFor(t, "disconnect seen", func() bool { return !h.broker.Connected("dev1") })
+		testkit.WaitFor(t, "disconnect seen", func() bool { return !h.broker.Connected("dev1") })
 	}
 	h.broker.Close() // writes what is left
 	entries, err := h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1", Action: "device."})

@@ -8,6 +8,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"fieldhub/internal/testkit"
 	"fieldhub/quota"
 )
 
@@ -91,9 +92,9 @@ func (h *testHub) connectCode(t *testing.T, o connectOptions) byte {
 	}
 	rc := tok.(*paho.ConnectToken).ReturnCode()
 	if rc == 0 {
-		waitFor(t, "connection registered", func() bool { return h.broker.Connected(o.clientID) })
+		testkit.WaitFor(t, "connection registered", func() bool { return h.broker.Connected(o.clientID) })
 		client.Disconnect(0)
-		waitFor(t, "connection gone", func() bool { return !h.broker.Connected(o.clientID) })
+		testkit.WaitFor(t, "connection gone", func() bool { return !h.broker.Connected(o.clientID) })
 	}
 	return rc
 }

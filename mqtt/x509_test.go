@@ -13,6 +13,7 @@ import (
 	"fieldhub/auth"
 	"fieldhub/certs/certstest"
 	"fieldhub/db"
+	"fieldhub/internal/testkit"
 )
 
 // x509Devices registers a self-signed and a CA-issued device and returns
@@ -60,7 +61,7 @@ func (h *testHub) connectX509(id string, cert *certstest.Cert) *testDevice {
 	if err != nil {
 		h.t.Fatalf("connect %s with a certificate: %v", id, err)
 	}
-	waitFor(h.t, "connection registered", func() bool { return h.broker.Connected(id) })
+	testkit.WaitFor(h.t, "connection registered", func() bool { return h.broker.Connected(id) })
 	return d
 }
 
@@ -91,7 +92,7 @@ func TestX509Connect(t *testing.T) {
 				t.Errorf("stored with auth method %q, want %q", got.AuthMethod, tt.wantMethod)
 			}
 			d.client.Disconnect(100)
-			waitFor(t, "disconnected", func() bool { return !h.broker.Connected(tt.device) })
+			testkit.WaitFor(t, "disconnected", func() bool { return !h.broker.Connected(tt.device) })
 		})
 	}
 }
@@ -147,7 +148,7 @@ func TestX509Revocation(t *testing.T) {
 	ctx := context.Background()
 	lastReason := func(t *testing.T, h *testHub, id, want string) {
 		t.Helper()
-		waitFor(t, "disconnect recorded", func() bool {
+		testkit.WaitFor(t, "disconnect recorded", func() bool {
 			entries, err := h.db.AuditEntries(ctx, db.AuditFilter{Target: id, Action: ActionDisconnected})
 			return err == nil && len(entries) > 0 && entries[0].Detail == want
 		})
