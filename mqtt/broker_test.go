@@ -654,14 +654,16 @@ func TestPresence(t *testing.T) {
 		return err == nil && dev.Connected && !dev.LastActivity.IsZero()
 	})
 	d.client.Disconnect(100)
-	testkit.WaitFor(t, "device disconnected in the registry", func() bool {
+	// The registry row changes first, the device log right after it.
+	var entries []db.AuditEntry
+	testkit.WaitFor(t, "device disconnected in the registry and the device log", func() bool {
 		dev, err := h.db.Device(context.Background(), "dev1")
-		return err == nil && !dev.Connected
+		if err != nil || dev.Connected {
+			return false
+		}
+		entries, err = h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1"})
+		return err == nil && len(entries) >= 2
 	})
-	entries, err := h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got []string
 	for _, e := range entries {
 		got = append(got, e.Action+": "+e.Detail)
