@@ -5,41 +5,15 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"fieldhub/auth"
 	"fieldhub/certs/certstest"
 	"fieldhub/db"
 	"fieldhub/handlers"
+	"fieldhub/internal/testkit"
 	"fieldhub/registry"
 )
-
-// recordingConnections stands in for the MQTT broker: it records which
-// connections the registry asks it to re-check.
-type recordingConnections struct {
-	mu      sync.Mutex
-	devices []string
-	all     int
-}
-
-func (r *recordingConnections) CheckDevice(id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.devices = append(r.devices, id)
-}
-
-func (r *recordingConnections) CheckAllDevices() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.all++
-}
-
-func (r *recordingConnections) checked() ([]string, int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.devices...), r.all
-}
 
 func TestAPIDeviceAuthentication(t *testing.T) {
 	h := newTestHub(t)
@@ -134,7 +108,7 @@ func jsonEqual(a, b any) bool {
 // removed through the API refuses the old certificate on the very next
 // request (no cache delay), and the MQTT connections are re-checked.
 func TestAuthenticationChangeTakesEffectAtOnce(t *testing.T) {
-	conns := &recordingConnections{}
+	conns := &testkit.Sessions{}
 	h := newX509HubWith(t, func(c *handlers.Config) {
 		c.Devices = registry.New(registry.Config{Store: c.DB, Audit: c.DB, Sessions: conns})
 	})
@@ -183,7 +157,7 @@ func TestAuthenticationChangeTakesEffectAtOnce(t *testing.T) {
 	if r := h.postAs("ca-dev", caCert, ""); r.status != 401 {
 		t.Errorf("CA-issued certificate right after removing the CA: %d, want 401", r.status)
 	}
-	if devices, all := conns.checked(); !contains(devices, "self") || all != 1 {
+	if devices, all := conns.Checked(); !contains(devices, "self") || all != 1 {
 		t.Errorf("re-checked devices %v and all connections %d times; want self, and all once", devices, all)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,38 +16,17 @@ import (
 	"fieldhub/registry"
 )
 
-// sessions stands in for the MQTT broker: it records which connections the
-// registry asks it to re-check. The broker's own tests show that a re-check
-// closes what a change no longer admits.
-type sessions struct {
-	mu      sync.Mutex
-	devices []string
-	all     int
-}
-
-func (s *sessions) CheckDevice(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.devices = append(s.devices, id)
-}
-
-func (s *sessions) CheckAllDevices() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.all++
-}
-
 type fixture struct {
 	db       *db.DB
 	reg      *registry.Registry
 	live     *testkit.Publisher
-	sessions *sessions
+	sessions *testkit.Sessions
 	clock    *testkit.Clock
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{db: dbtest.MustOpen(t), live: testkit.NewPublisher(), sessions: &sessions{},
+	f := &fixture{db: dbtest.MustOpen(t), live: testkit.NewPublisher(), sessions: &testkit.Sessions{},
 		clock: testkit.NewClock(time.Now().UTC())}
 	f.reg = registry.New(registry.Config{Store: f.db, Audit: f.db, Live: f.live, Sessions: f.sessions, Now: f.clock.Now})
 	return f
@@ -139,7 +117,7 @@ func TestChangesHaveTheirSideEffects(t *testing.T) {
 			if want := []string{tt.announced}; (tt.announced == "" && len(announced) != 0) || (tt.announced != "" && !slices.Equal(announced, want)) {
 				t.Errorf("announced %v, want %q", announced, tt.announced)
 			}
-			devices, all := f.sessions.devices, f.sessions.all
+			devices, all := f.sessions.Checked()
 			if rechecked := slices.Equal(devices, []string{tt.target}); rechecked != tt.rechecked || len(devices) > 1 {
 				t.Errorf("re-checked connections %v, want %s: %v", devices, tt.target, tt.rechecked)
 			}
@@ -165,8 +143,8 @@ func TestRemovingACARechecksEveryConnection(t *testing.T) {
 	if len(entries) != 1 || entries[0].Actor != "token:ops" || entries[0].Target != "fleet" {
 		t.Errorf("audit %+v, want ca.remove of fleet by token:ops", entries)
 	}
-	if f.sessions.all != 1 || len(f.sessions.devices) != 0 {
-		t.Errorf("re-checked every connection %d times and devices %v, want once and none", f.sessions.all, f.sessions.devices)
+	if devices, all := f.sessions.Checked(); all != 1 || len(devices) != 0 {
+		t.Errorf("re-checked every connection %d times and devices %v, want once and none", all, devices)
 	}
 }
 
@@ -188,8 +166,9 @@ func TestFailedChangesLeaveNoTrace(t *testing.T) {
 			t.Errorf("change %d succeeded, want refused", i)
 		}
 	}
-	if entries, _ := f.db.AuditEntries(ctx, db.AuditFilter{}); len(entries) != 0 || len(f.live.Events()) != 0 || len(f.sessions.devices) != 0 || f.sessions.all != 0 {
-		t.Errorf("refused changes left audit %v, events %v, re-checks %v/%d", entries, f.live.Events(), f.sessions.devices, f.sessions.all)
+	devices, all := f.sessions.Checked()
+	if entries, _ := f.db.AuditEntries(ctx, db.AuditFilter{}); len(entries) != 0 || len(f.live.Events()) != 0 || len(devices) != 0 || all != 0 {
+		t.Errorf("refused changes left audit %v, events %v, re-checks %v/%d", entries, f.live.Events(), devices, all)
 	}
 }
 

@@ -92,3 +92,34 @@ func (p *Publisher) SetConnected(deviceID string, connected bool) {
 func (p *Publisher) SetStatus(deviceID, status string) {
 	p.record(Event{Device: deviceID, Type: live.EventDevice, Data: live.DeviceStatus{ID: deviceID, Status: status}})
 }
+
+// Sessions stands in for the MQTT broker as a registry.Sessions: it records
+// which connections it is asked to re-check. The broker's own tests show
+// that a re-check closes what a change no longer admits.
+type Sessions struct {
+	mu      sync.Mutex
+	devices []string
+	all     int
+}
+
+// CheckDevice records a re-check of one device's connection.
+func (s *Sessions) CheckDevice(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.devices = append(s.devices, id)
+}
+
+// CheckAllDevices records a re-check of every connection.
+func (s *Sessions) CheckAllDevices() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.all++
+}
+
+// Checked returns the devices re-checked one by one, in order, and how
+// many times every connection was.
+func (s *Sessions) Checked() (devices []string, all int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.devices...), s.all
+}
