@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,32 +12,15 @@ import (
 	"fieldhub/db"
 	"fieldhub/handlers"
 	"fieldhub/ingest"
+	"fieldhub/internal/testkit"
 	"fieldhub/quota"
 )
-
-// testClock is a clock a test moves by hand.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // TestDeviceThrottled: a device over its message rate gets 429 with
 // Retry-After, nothing of what was refused is stored, a batch counts as its
 // messages, another device is not affected, and the API shows the count.
 func TestDeviceThrottled(t *testing.T) {
-	clock := &testClock{now: time.Now()}
+	clock := testkit.NewClock(time.Now())
 	h := newIngestHub(t, func(c *handlers.Config) {
 		c.DeviceQuota = quota.New(quota.Config{MessageRate: 1, MessageBurst: 2, Now: clock.Now})
 	})
@@ -70,7 +52,7 @@ func TestDeviceThrottled(t *testing.T) {
 		{"then one more", 0, func() result { return h.event("dev1", authz, `{"n":5}`, nil) }, 429, "2"},
 	}
 	for _, s := range steps {
-		clock.advance(s.advance)
+		clock.Advance(s.advance)
 		r := s.send()
 		if r.status != s.want || r.header.Get("Retry-After") != s.wantRetry {
 			t.Fatalf("%s: status %d Retry-After %q (%s), want %d %q", s.name, r.status, r.header.Get("Retry-After"), r.errorText(), s.want, s.wantRetry)
