@@ -49,6 +49,7 @@ async function mqttDevice(id) {
 test('an MQTT device goes online live and answers a method invoked from the form', { timeout: 90_000 }, async () => {
   const client = await mqttDevice('mqtt-live-1');
   const { context, page, problems } = await newPage();
+  let closed = false;
   try {
     await login(page, hub.url, 'admin', hub.password);
     await page.goto(`${hub.url}/devices`);
@@ -73,10 +74,23 @@ test('an MQTT device goes online live and answers a method invoked from the form
     const answer = JSON.parse(await page.getByTestId('method-payload-out').textContent());
     assert.deepEqual(answer, { rebooting: true, delay: 5 });
     await screenshot(page, 'mqtt-method-answered');
+
+    // The page forwards every event type of the device stream, connection
+    // events too (the list comes from the Go contract, live/events.go).
+    await page.evaluate(() => {
+      window.connectionEvent = new Promise((resolve) => {
+        document.addEventListener('live:connection', (evt) => resolve(evt.detail), { once: true });
+      });
+    });
+    await client.close();
+    closed = true;
+    const ev = await page.evaluate(() => window.connectionEvent);
+    assert.equal(ev.connected, false);
+    assert.equal(ev.protocol, 'mqtt');
     // Navigating away from the fleet page may abort its favicon request.
     assert.deepEqual(problems.filter((p) => !p.includes('net::ERR_ABORTED')), []);
   } finally {
-    await client.close();
+    if (!closed) await client.close();
     await context.close();
   }
 
@@ -106,8 +120,8 @@ test('disabling a device closes its MQTT connection at once', { timeout: 60_000 
       body: JSON.stringify({ enabled: false }),
     });
     assert.equal(res.status, 200, await res.text());
-    // The handler asks the broker to check the device at once; the periodic
-    // check (every 5 s) would be too late for this deadline.
+    // The device registry asks the broker to check the device at once; the
+    // periodic check (every 5 s) would be too late for this deadline.
     const deadline = Date.now() + 2_500;
     for (;;) {
       const audit = await fetch(`${hub.url}/api/v1/audit?target=mqtt-kick-1&action=device.disconnected`, {
