@@ -38,59 +38,58 @@ func newFixture(t *testing.T) *fixture {
 func TestChangesHaveTheirSideEffects(t *testing.T) {
 	ca := certstest.NewCA(t, "Fleet Root")
 	tests := []struct {
-		name       string
-		change     func(ctx context.Context, r *registry.Registry) error
-		action     string
-		target     string
-		detail     string
-		announced  string // status on the device's live stream; "" for none
-		rechecked  bool   // the device's connection
-		checkedAll bool   // every connection
+		name      string
+		change    func(ctx context.Context, r *registry.Registry) error
+		action    string
+		target    string
+		detail    string
+		announced string // status on the device's live stream; "" for none
+		rechecked bool   // the device's connection (every connection: TestRemovingACARechecksEveryConnection)
 	}{
 		{"create", func(ctx context.Context, r *registry.Registry) error {
 			_, err := r.Create(ctx, "user:alice", db.NewDevice{DeviceID: "dev2"})
 			return err
-		}, registry.ActionCreate, "dev2", "authentication: sas", "", false, false},
+		}, registry.ActionCreate, "dev2", "authentication: sas", "", false},
 		{"rename", func(ctx context.Context, r *registry.Registry) error {
 			name := "Pump"
 			_, err := r.Update(ctx, "user:alice", "dev1", db.DeviceUpdate{Name: &name})
 			return err
-		}, registry.ActionUpdate, "dev1", "", "", true, false},
+		}, registry.ActionUpdate, "dev1", "", "", true},
 		{"disable", func(ctx context.Context, r *registry.Registry) error {
 			_, err := r.SetEnabled(ctx, "token:ops", "dev1", false)
 			return err
-		}, registry.ActionDisable, "dev1", "", db.StatusDisabled, true, false},
+		}, registry.ActionDisable, "dev1", "", db.StatusDisabled, true},
 		{"enable", func(ctx context.Context, r *registry.Registry) error {
 			_, err := r.SetEnabled(ctx, "cli", "dev1", true)
 			return err
-		}, registry.ActionEnable, "dev1", "", db.StatusOffline, true, false},
+		}, registry.ActionEnable, "dev1", "", db.StatusOffline, true},
 		{"disable together with a rename", func(ctx context.Context, r *registry.Registry) error {
 			name, off := "Pump", false
 			_, err := r.Update(ctx, "user:alice", "dev1", db.DeviceUpdate{Name: &name, Enabled: &off})
 			return err
-		}, registry.ActionUpdate, "dev1", "", db.StatusDisabled, true, false},
+		}, registry.ActionUpdate, "dev1", "", db.StatusDisabled, true},
 		{"rotate the secondary key", func(ctx context.Context, r *registry.Registry) error {
 			_, err := r.RotateKey(ctx, "user:alice", "dev1", db.SecondaryKey)
 			return err
-		}, registry.ActionRotateKey, "dev1", "secondary", "", true, false},
+		}, registry.ActionRotateKey, "dev1", "secondary", "", true},
 		{"switch to a CA-issued certificate", func(ctx context.Context, r *registry.Registry) error {
 			_, err := r.SetAuthentication(ctx, "user:alice", "dev1", db.Authentication{Type: auth.AuthCertificateAuthority})
 			return err
-		}, registry.ActionSetAuthentication, "dev1", "authentication: certificateAuthority", "", true, false},
+		}, registry.ActionSetAuthentication, "dev1", "authentication: certificateAuthority", "", true},
 		{"delete", func(ctx context.Context, r *registry.Registry) error {
 			return r.Delete(ctx, "user:alice", "dev1")
-		}, registry.ActionDelete, "dev1", "", live.StatusDeleted, true, false},
+		}, registry.ActionDelete, "dev1", "", live.StatusDeleted, true},
 		{"show the connection string", func(ctx context.Context, r *registry.Registry) error {
 			cs, _, err := r.RevealConnectionString(ctx, "user:alice", "dev1", "hub.test:8443")
 			if err == nil && !strings.HasPrefix(cs, "HostName=hub.test:8443;DeviceId=dev1;SharedAccessKey=") {
 				t.Errorf("connection string %q", cs)
 			}
 			return err
-		}, registry.ActionShowConnectionString, "dev1", "", "", false, false},
+		}, registry.ActionShowConnectionString, "dev1", "", "", false},
 		{"add a CA", func(ctx context.Context, r *registry.Registry) error {
 			_, err := r.AddCA(ctx, "user:alice", "fleet", ca.PEM())
 			return err
-		}, registry.ActionAddCA, "fleet", "CN=Fleet Root, thumbprint " + auth.Thumbprint(ca.Cert), "", false, false},
+		}, registry.ActionAddCA, "fleet", "CN=Fleet Root, thumbprint " + auth.Thumbprint(ca.Cert), "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,29 +101,34 @@ func TestChangesHaveTheirSideEffects(t *testing.T) {
 			if err := tt.change(ctx, f.reg); err != nil {
 				t.Fatal(err)
 			}
-			entries, err := f.db.AuditEntries(ctx, db.AuditFilter{})
-			if err != nil || len(entries) != 1 {
-				t.Fatalf("audit: %+v, %v; want one entry", entries, err)
-			}
-			e := entries[0]
-			if e.Action != tt.action || e.Target != tt.target || e.Detail != tt.detail || e.Outcome != "ok" || e.Actor == "" {
-				t.Errorf("audit %s %s %q by %s (%s); want %s %s %q", e.Action, e.Target, e.Detail, e.Actor, e.Outcome, tt.action, tt.target, tt.detail)
-			}
-			var announced []string
-			for _, ev := range f.live.Events() {
-				announced = append(announced, ev.Data.(live.DeviceStatus).Status)
-			}
-			if want := []string{tt.announced}; (tt.announced == "" && len(announced) != 0) || (tt.announced != "" && !slices.Equal(announced, want)) {
-				t.Errorf("announced %v, want %q", announced, tt.announced)
-			}
-			devices, all := f.sessions.Checked()
-			if rechecked := slices.Equal(devices, []string{tt.target}); rechecked != tt.rechecked || len(devices) > 1 {
-				t.Errorf("re-checked connections %v, want %s: %v", devices, tt.target, tt.rechecked)
-			}
-			if (all > 0) != tt.checkedAll {
-				t.Errorf("re-checked every connection %d times, want %v", all, tt.checkedAll)
-			}
+			f.checkSideEffects(t, tt.action, tt.target, tt.detail, tt.announced, tt.rechecked)
 		})
+	}
+}
+
+// checkSideEffects: one audit entry (action on target with detail), the
+// announced status ("" for none), and a re-check of the target's connection
+// or none; never one of every connection.
+func (f *fixture) checkSideEffects(t *testing.T, action, target, detail, announced string, rechecked bool) {
+	t.Helper()
+	entries, err := f.db.AuditEntries(context.Background(), db.AuditFilter{})
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("audit: %+v, %v; want one entry", entries, err)
+	}
+	e := entries[0]
+	if e.Action != action || e.Target != target || e.Detail != detail || e.Outcome != "ok" || e.Actor == "" {
+		t.Errorf("audit %s %s %q by %s (%s); want %s %s %q", e.Action, e.Target, e.Detail, e.Actor, e.Outcome, action, target, detail)
+	}
+	var statuses []string
+	for _, ev := range f.live.Events() {
+		statuses = append(statuses, ev.Data.(live.DeviceStatus).Status)
+	}
+	if (announced == "" && len(statuses) != 0) || (announced != "" && !slices.Equal(statuses, []string{announced})) {
+		t.Errorf("announced %v, want %q", statuses, announced)
+	}
+	devices, all := f.sessions.Checked()
+	if got := slices.Equal(devices, []string{target}); got != rechecked || len(devices) > 1 || all != 0 {
+		t.Errorf("re-checked connections %v and every connection %d times; want %s: %v, and never all", devices, all, target, rechecked)
 	}
 }
 
