@@ -13,7 +13,9 @@ import (
 
 	"fieldhub/backup"
 	"fieldhub/db"
+	"fieldhub/db/dbtest"
 	"fieldhub/ingest"
+	"fieldhub/telemetry"
 )
 
 // BenchmarkBackupWhileIngesting backs up a large database (about 500 MB of
@@ -60,10 +62,7 @@ func BenchmarkBackupWhileIngesting(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer d.Close()
-	p, err := ingest.New(ctx, d, nil, ingest.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := ingest.New(dbtest.Telemetry(b, d), nil, ingest.Options{})
 	defer p.Close(ctx)
 
 	var (
@@ -78,7 +77,7 @@ func BenchmarkBackupWhileIngesting(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for n := 0; !stop.Load(); n++ {
-				msg := ingest.Message{DeviceID: ids[(w*31+n)%devices], AuthMethod: "sas-primary", Body: fmt.Appendf(nil, `{"n": %d, "w": %d}`, n, w)}
+				msg := telemetry.Message{DeviceID: ids[(w*31+n)%devices], AuthMethod: "sas-primary", Body: fmt.Appendf(nil, `{"n": %d, "w": %d}`, n, w)}
 				ph := phase.Load()
 				start := time.Now()
 				if err := p.Submit(ctx, msg); err != nil {

@@ -28,7 +28,7 @@ run() {
 start=$(date +%s)
 # In-process figures first: they are short and need the machine quiet.
 run ./views/ '^BenchmarkFleetPage10k$' 20x
-run ./db/ '^BenchmarkChart7Days$' 20x
+run ./telemetry/ '^BenchmarkChart7Days$' 20x
 run ./live/ '^BenchmarkFanOut$' 3000x
 # The ingest pipeline; each also measures its naive-layout baseline.
 run ./ingest/ '^BenchmarkIngestSingle$' 100000x

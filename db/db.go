@@ -1,4 +1,9 @@
-// Package db owns Fieldhub's SQLite storage: schema, migrations and every query.
+// Package db is Fieldhub's SQLite database: the schema and migrations of the
+// whole file, and the queries of the registry (devices, users, sessions,
+// tokens, audit, settings, certificate authorities, cloud-to-device queue,
+// twins, MQTT sessions). The message log and time series tables in the same
+// file are telemetry's (package telemetry/sqlite queries them), written
+// through this package's one writer connection.
 package db
 
 import (
@@ -8,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -52,10 +56,6 @@ type DB struct {
 
 	// Now is the clock; tests replace it.
 	Now func() time.Time
-	log *slog.Logger
-
-	// tel holds the time series being filled in memory (reading.go).
-	tel telemetry
 }
 
 // Options tune Open.
@@ -63,9 +63,6 @@ type Options struct {
 	// Synchronous is SQLite's synchronous setting: FULL (default) fsyncs the WAL on
 	// every commit so an acknowledged message survives power loss, not only a crash.
 	Synchronous string
-	// Logger receives what the writer notices about devices (a device that
-	// reached MaxMetricsPerDevice); nil discards it.
-	Logger *slog.Logger
 }
 
 // Open opens (creating if needed) the database file at path and applies migrations.
@@ -112,10 +109,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
 
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	d := &DB{write: write, read: read, path: path, Now: time.Now, log: opts.Logger}
+	d := &DB{write: write, read: read, path: path, Now: time.Now}
 	if err := d.write.PingContext(ctx); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("open db %s: %w", path, err)
@@ -152,8 +146,10 @@ func (d *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Writer and Reader expose the pools to other storage code in this package's
-// subpackages and benchmarks; application code uses the typed methods.
+// Writer and Reader expose the pools to the storage code of other tables in
+// the file (package telemetry/sqlite), to this package's subpackages and to
+// benchmarks; application code uses the typed methods. Every writer shares
+// the one writer connection, so writes queue in Go and never contend.
 func (d *DB) Writer() *sql.DB { return d.write }
 
 // Reader is the read-only pool.

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -11,11 +12,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/labstack/echo/v4"
+	"fieldhub/telemetry"
 
-	"fieldhub/db"
-	"fieldhub/ingest"
+	"github.com/labstack/echo/v4"
 )
+
+// Telemetry is what the API and the pages read of the message log and the
+// time series; *telemetry.Store implements it.
+type Telemetry interface {
+	Metrics(ctx context.Context, deviceID string) ([]telemetry.Metric, error)
+	Readings(ctx context.Context, deviceID, metric string, from, to time.Time, points int) ([]telemetry.Bucket, error)
+	RawReadings(ctx context.Context, deviceID, metric string, from, to time.Time, fn func(t time.Time, v float64) error) error
+	Messages(ctx context.Context, deviceID string, f telemetry.MessageFilter) ([]telemetry.Message, error)
+}
 
 // Defaults of the readings query.
 const (
@@ -35,7 +44,7 @@ func (s *Server) apiListMetrics(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ms, err := s.db.Metrics(c.Request().Context(), id)
+	ms, err := s.telemetry.Metrics(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}
@@ -82,11 +91,11 @@ func (s *Server) apiListReadings(c echo.Context) error {
 	default:
 		return errorf(http.StatusBadRequest, "format %q: use csv or json for a raw export, or leave it out for chart buckets", format)
 	}
-	points, err := intParam(c, "points", defaultPoints, 1, db.MaxBuckets)
+	points, err := intParam(c, "points", defaultPoints, 1, telemetry.MaxBuckets)
 	if err != nil {
 		return err
 	}
-	buckets, err := s.db.Readings(c.Request().Context(), id, metric, from, to, points)
+	buckets, err := s.telemetry.Readings(c.Request().Context(), id, metric, from, to, points)
 	if err != nil {
 		return err
 	}
@@ -163,7 +172,7 @@ func (s *Server) exportReadings(c echo.Context, id, metric string, from, to time
 	}
 	var buf []byte
 	first := true
-	err := s.db.RawReadings(ctx, id, metric, from, to, func(t time.Time, v float64) error {
+	err := s.telemetry.RawReadings(ctx, id, metric, from, to, func(t time.Time, v float64) error {
 		if !started {
 			start()
 		}
@@ -231,21 +240,6 @@ func exportName(id, metric, ext string) string {
 	return clean(id) + "-" + clean(metric) + "." + ext
 }
 
-// messageJSON is a logged device-to-cloud message.
-type messageJSON struct {
-	ID              int64             `json:"id"`
-	EnqueuedTime    time.Time         `json:"enqueuedTime"`
-	MessageID       string            `json:"messageId,omitempty"`
-	CorrelationID   string            `json:"correlationId,omitempty"`
-	ContentType     string            `json:"contentType,omitempty"`
-	ContentEncoding string            `json:"contentEncoding,omitempty"`
-	Properties      map[string]string `json:"properties"`
-	Body            string            `json:"body"`
-	// BodyBase64 is true when the body is not UTF-8 text and Body is base64.
-	BodyBase64 bool   `json:"bodyBase64,omitempty"`
-	AuthMethod string `json:"authMethod"`
-}
-
 // apiListMessages: GET /api/v1/devices/{id}/messages?limit=&before= — the
 // message log, newest first; "next" is the before= of the following page.
 func (s *Server) apiListMessages(c echo.Context) error {
@@ -253,7 +247,7 @@ func (s *Server) apiListMessages(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	limit, err := intParam(c, "limit", 50, 1, db.MaxMessagePage)
+	limit, err := intParam(c, "limit", 50, 1, telemetry.MaxMessagePage)
 	if err != nil {
 		return err
 	}
@@ -263,20 +257,13 @@ func (s *Server) apiListMessages(c echo.Context) error {
 			return errorf(http.StatusBadRequest, "before must be a message id (a positive whole number)")
 		}
 	}
-	msgs, err := s.db.Messages(c.Request().Context(), id, db.MessageFilter{Limit: limit, Before: before})
+	msgs, err := s.telemetry.Messages(c.Request().Context(), id, telemetry.MessageFilter{Limit: limit, Before: before})
 	if err != nil {
 		return err
 	}
-	out := make([]messageJSON, len(msgs))
-	for i, m := range msgs {
-		out[i] = messageJSON{
-			ID: m.ID, EnqueuedTime: m.EnqueuedAt, MessageID: m.MessageID, CorrelationID: m.CorrelationID,
-			ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, Properties: m.Properties, AuthMethod: m.AuthMethod,
-		}
-		if out[i].Properties == nil {
-			out[i].Properties = map[string]string{}
-		}
-		out[i].Body, out[i].BodyBase64 = ingest.DisplayBody(m.Body)
+	out := make([]telemetry.MessageView, len(msgs))
+	for i := range msgs {
+		out[i] = msgs[i].View()
 	}
 	resp := map[string]any{"messages": out}
 	if len(msgs) == limit {

@@ -12,12 +12,13 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"fieldhub/ingest"
+	"fieldhub/telemetry"
 )
 
 // MessageSubmitter stores device-to-cloud messages and returns once they are
 // committed; *ingest.Pipeline implements it.
 type MessageSubmitter interface {
-	Submit(ctx context.Context, msgs ...ingest.Message) error
+	Submit(ctx context.Context, msgs ...telemetry.Message) error
 	// Busy reports a full queue, so requests are refused before being read.
 	Busy() bool
 }
@@ -95,7 +96,7 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	limit := int64(ingest.MaxMessageSize)
 	// A single message's properties come in its headers and count towards
 	// its size, so they are measured before the body is read.
-	var single ingest.Message
+	var single telemetry.Message
 	if batch {
 		limit = maxBatchBody
 	} else {
@@ -142,7 +143,7 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	}
 	body := buf.Bytes()
 
-	var msgs []ingest.Message
+	var msgs []telemetry.Message
 	if batch {
 		var err error
 		if msgs, err = ingest.DecodeBatch(body); err != nil {
@@ -156,7 +157,7 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 		}
 	} else {
 		single.Body = body
-		msgs = []ingest.Message{single}
+		msgs = []telemetry.Message{single}
 	}
 	for i := range msgs {
 		// Who sent it is what authenticated, never what the payload claims.

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"fieldhub/db"
+	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
 	"fieldhub/ingest"
 	"fieldhub/internal/testkit"
@@ -33,12 +34,10 @@ func BenchmarkDeviceEventsHTTP(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer d.Close()
-	p, err := ingest.New(ctx, d, nil, ingest.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	tel := dbtest.Telemetry(b, d)
+	p := ingest.New(tel, nil, ingest.Options{})
 	defer p.Close(ctx)
-	router, _ := handlers.New(testkit.WithServices(handlers.Config{DB: d, Ingest: p, DeviceHost: "hub.test:8443"}))
+	router, _ := handlers.New(testkit.WithServices(handlers.Config{DB: d, Telemetry: tel, Ingest: p, DeviceHost: "hub.test:8443"}))
 	srv := httptest.NewServer(router)
 	defer srv.Close()
 	const devices = 100

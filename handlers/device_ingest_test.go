@@ -20,12 +20,14 @@ import (
 	"fieldhub/handlers"
 	"fieldhub/ingest"
 	"fieldhub/internal/testkit"
+	"fieldhub/telemetry"
 )
 
 // ingestHub is the real router, with a real ingest pipeline, over a real database.
 type ingestHub struct {
 	t      *testing.T
 	db     *db.DB
+	tel    *telemetry.Store
 	srv    *httptest.Server
 	server *handlers.Server
 	viewer string // bearer token
@@ -34,18 +36,16 @@ type ingestHub struct {
 func newIngestHub(t *testing.T, configure func(*handlers.Config)) *ingestHub {
 	t.Helper()
 	d := dbtest.MustOpen(t)
-	p, err := ingest.New(context.Background(), d, nil, ingest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tel := dbtest.Telemetry(t, d)
+	p := ingest.New(tel, nil, ingest.Options{})
 	t.Cleanup(func() { p.Close(context.Background()) })
 	r := testkit.NewRouter(t, func(c *handlers.Config) {
-		c.DB, c.Ingest = d, p
+		c.DB, c.Ingest, c.Telemetry = d, p, tel
 		if configure != nil {
 			configure(c)
 		}
 	})
-	return &ingestHub{t: t, db: d, srv: r.HTTP, server: r.Server, viewer: r.Tokens[db.RoleViewer]}
+	return &ingestHub{t: t, db: d, tel: tel, srv: r.HTTP, server: r.Server, viewer: r.Tokens[db.RoleViewer]}
 }
 
 func (h *ingestHub) addDevice(id string) db.Device {
@@ -125,9 +125,9 @@ func (h *ingestHub) event(deviceID, authz, body string, headers map[string]strin
 	return h.post("/devices/"+deviceID+"/messages/events?api-version=2021-04-12", authz, strings.NewReader(body), int64(len(body)), headers)
 }
 
-func (h *ingestHub) messages(deviceID string) []db.StoredMessage {
+func (h *ingestHub) messages(deviceID string) []telemetry.Message {
 	h.t.Helper()
-	msgs, err := h.db.Messages(context.Background(), deviceID, db.MessageFilter{Limit: 100})
+	msgs, err := h.tel.Messages(context.Background(), deviceID, telemetry.MessageFilter{Limit: 100})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -263,9 +263,9 @@ func TestDeviceEvents(t *testing.T) {
 
 	readingsOf := func(metric string) int {
 		n := 0
-		err := h.db.RawReadings(ctx, "dev1", metric, time.Now().Add(-48*time.Hour), time.Now().Add(48*time.Hour),
+		err := h.tel.RawReadings(ctx, "dev1", metric, time.Now().Add(-48*time.Hour), time.Now().Add(48*time.Hour),
 			func(time.Time, float64) error { n++; return nil })
-		if errors.Is(err, db.ErrNotFound) {
+		if errors.Is(err, telemetry.ErrNotFound) {
 			return 0
 		}
 		if err != nil {
@@ -314,8 +314,8 @@ type refusingIngest struct {
 	busy bool
 }
 
-func (r refusingIngest) Submit(context.Context, ...ingest.Message) error { return r.err }
-func (r refusingIngest) Busy() bool                                      { return r.busy }
+func (r refusingIngest) Submit(context.Context, ...telemetry.Message) error { return r.err }
+func (r refusingIngest) Busy() bool                                         { return r.busy }
 
 func TestDeviceEventsOverloaded(t *testing.T) {
 	tests := []struct {

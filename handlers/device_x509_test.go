@@ -15,6 +15,7 @@ import (
 	"fieldhub/certs/certstest"
 	"fieldhub/db"
 	"fieldhub/handlers"
+	"fieldhub/telemetry"
 )
 
 // x509Hub serves the device router over real TLS that asks for (and does not
@@ -130,8 +131,8 @@ func TestDeviceX509Authentication(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stored := func() []db.StoredMessage {
-				msgs, err := h.db.Messages(ctx, tt.device, db.MessageFilter{Limit: 100})
+			stored := func() []telemetry.Message {
+				msgs, err := h.tel.Messages(ctx, tt.device, telemetry.MessageFilter{Limit: 100})
 				if err != nil && tt.device != "ghost" {
 					t.Fatal(err)
 				}

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"fieldhub/db"
+	"fieldhub/telemetry"
 )
 
 // Error is an error with the status and the message that are safe to show.
@@ -43,12 +44,15 @@ func statusOf(err error) (int, string) {
 	var he *Error
 	var ee *echo.HTTPError
 	var inv *db.InvalidError
+	var tinv *telemetry.InvalidError
 	switch {
 	case errors.As(err, &he):
 		return he.Status, he.Message
 	case errors.As(err, &inv):
 		return http.StatusUnprocessableEntity, inv.Error()
-	case errors.Is(err, db.ErrNotFound):
+	case errors.As(err, &tinv):
+		return http.StatusUnprocessableEntity, tinv.Error()
+	case errors.Is(err, db.ErrNotFound), errors.Is(err, telemetry.ErrNotFound):
 		return http.StatusNotFound, notFoundMessage(err)
 	case errors.Is(err, db.ErrConflict):
 		return http.StatusConflict, err.Error()

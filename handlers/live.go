@@ -7,8 +7,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"fieldhub/db"
 	"fieldhub/live"
+	"fieldhub/telemetry"
 	"fieldhub/views"
 )
 
@@ -66,7 +66,7 @@ func (s *Server) endStream(c echo.Context, err error) {
 
 // deviceTelemetry is the device page's telemetry section.
 func (s *Server) deviceTelemetry(ctx context.Context, deviceID string) (views.TelemetrySection, error) {
-	metrics, err := s.db.Metrics(ctx, deviceID)
+	metrics, err := s.telemetry.Metrics(ctx, deviceID)
 	if err != nil {
 		return views.TelemetrySection{}, err
 	}
@@ -76,7 +76,7 @@ func (s *Server) deviceTelemetry(ctx context.Context, deviceID string) (views.Te
 		ReadingsURL: base + "/readings",
 		MessagesURL: base + "/messages",
 		Metrics:     make([]views.MetricSummary, len(metrics)),
-		MetricLimit: db.MaxMetricsPerDevice, AtMetricLimit: len(metrics) >= db.MaxMetricsPerDevice,
+		MetricLimit: telemetry.MaxMetricsPerDevice, AtMetricLimit: len(metrics) >= telemetry.MaxMetricsPerDevice,
 	}
 	for i, m := range metrics {
 		t.Metrics[i] = views.MetricSummary{Name: m.Name, LastValue: m.LastValue, LastTime: m.LastTime}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"fieldhub/db"
+	"fieldhub/telemetry"
 )
 
 // TestDevicePageShowsMetricCap: the device page says when the device has
@@ -18,21 +19,19 @@ func TestDevicePageShowsMetricCap(t *testing.T) {
 	h.addDevice("full")
 	h.addDevice("room")
 	ctx := context.Background()
-	if _, err := h.db.RecoverTelemetry(ctx, func(_ []byte, at time.Time) (time.Time, []db.Reading) { return at, nil }); err != nil {
-		t.Fatal(err)
-	}
 	send := func(device string, metrics int) {
-		var rs []db.Reading
+		var rs []telemetry.Reading
 		for i := range metrics {
-			rs = append(rs, db.Reading{Metric: fmt.Sprintf("m%04d", i), Value: 1})
+			rs = append(rs, telemetry.Reading{Metric: fmt.Sprintf("m%04d", i), Value: 1})
 		}
 		now := time.Now()
-		if _, err := h.db.AppendMessages(ctx, []db.NewMessage{{DeviceID: device, EnqueuedAt: now, ReadingTime: now, Readings: rs, Body: []byte("{}")}}); err != nil {
+		rec := telemetry.Record{Message: telemetry.Message{DeviceID: device, EnqueuedAt: now, Body: []byte("{}")}, Time: now, Readings: rs}
+		if _, err := h.tel.Append(ctx, []telemetry.Record{rec}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	send("full", db.MaxMetricsPerDevice+1)
-	send("room", db.MaxMetricsPerDevice-1)
+	send("full", telemetry.MaxMetricsPerDevice+1)
+	send("room", telemetry.MaxMetricsPerDevice-1)
 	b := h.browser()
 	b.login("alice", "correct-horse-battery")
 	const notice = "This device reached the limit of 1,000 metrics; new metric names are not recorded"

@@ -18,6 +18,7 @@ import (
 	"fieldhub/handlers"
 	"fieldhub/internal/testkit"
 	"fieldhub/static"
+	"fieldhub/telemetry"
 )
 
 // pageHub is the real router over a real database, with a fixed clock so
@@ -25,6 +26,7 @@ import (
 type pageHub struct {
 	t   *testing.T
 	db  *db.DB
+	tel *telemetry.Store
 	srv *httptest.Server
 }
 
@@ -38,7 +40,7 @@ func newPageHub(t *testing.T, configure ...func(*handlers.Config)) *pageHub {
 	r := testkit.NewRouter(t, append([]func(*handlers.Config){func(c *handlers.Config) {
 		c.Assets, c.Now = assets, func() time.Time { return now }
 	}}, configure...)...)
-	return &pageHub{t: t, db: r.DB, srv: r.HTTP}
+	return &pageHub{t: t, db: r.DB, tel: r.Telemetry, srv: r.HTTP}
 }
 
 // addUser creates a user who can log in with password.

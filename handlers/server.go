@@ -56,6 +56,9 @@ type Config struct {
 	Twins         *commands.Twins
 	// Ingest stores device telemetry (*ingest.Pipeline); nil answers it with 503.
 	Ingest MessageSubmitter
+	// Telemetry answers the message log and readings queries and the
+	// device page's metrics (*telemetry.Store).
+	Telemetry Telemetry
 	// SeparateDeviceListener leaves the device API off the dashboard router:
 	// serve sets it when the dashboard is reachable beyond loopback, so that
 	// device traffic never travels in clear text; DeviceRouter serves it.
@@ -90,6 +93,7 @@ type Server struct {
 	methods    *commands.Invoker
 	twins      *commands.Twins
 	ingest     MessageSubmitter
+	telemetry  Telemetry
 	devices    *registry.Registry
 	// separateDevice leaves the device API off the dashboard router.
 	separateDevice bool
@@ -129,7 +133,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 		// A few bcrypt checks at once, never every core.
 		passwords: auth.NewPasswordChecker(max(2, min(4, runtime.GOMAXPROCS(0))), cfg.PasswordCheckWait),
 		live:      cfg.Live,
-		ingest:    cfg.Ingest, devices: cfg.Devices, separateDevice: cfg.SeparateDeviceListener,
+		ingest:    cfg.Ingest, telemetry: cfg.Telemetry, devices: cfg.Devices, separateDevice: cfg.SeparateDeviceListener,
 		mqttWS: cfg.MQTTWebSocket, health: cfg.Health,
 		clientIP: clientIP(cfg.TrustedProxies),
 	}

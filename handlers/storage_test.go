@@ -34,16 +34,14 @@ func TestStorageFault(t *testing.T) {
 	var logBuf syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logBuf, nil))
 	health := db.NewHealth(logger, nil)
-	p, err := ingest.New(ctx, d, nil, ingest.Options{Health: health, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tel := dbtest.Telemetry(t, d)
+	p := ingest.New(tel, nil, ingest.Options{Health: health, Logger: logger})
 	t.Cleanup(func() { p.Close(context.Background()) })
 	assets, err := static.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	router, _ := handlers.New(testkit.WithServices(handlers.Config{DB: d, Assets: assets, DeviceHost: "hub.test:8443", Ingest: p, Health: health, Logger: logger}))
+	router, _ := handlers.New(testkit.WithServices(handlers.Config{DB: d, Telemetry: tel, Assets: assets, DeviceHost: "hub.test:8443", Ingest: p, Health: health, Logger: logger}))
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)
 

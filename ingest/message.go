@@ -10,8 +10,8 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"time"
-	"unicode/utf8"
+
+	"fieldhub/telemetry"
 )
 
 // MaxMessageSize is the largest device-to-cloud message body Azure IoT Hub
@@ -26,40 +26,9 @@ var ErrTooLarge = errors.New("message too large")
 // array of messages (the SDKs' sendEventBatch).
 const BatchContentType = "application/vnd.microsoft.iothub.json"
 
-// Message is one device-to-cloud message, as received over MQTT or HTTPS.
-type Message struct {
-	// DeviceID is the authenticated device, never what the payload claims.
-	DeviceID        string
-	MessageID       string
-	CorrelationID   string
-	ContentType     string
-	ContentEncoding string
-	To              string
-	UserID          string
-	// Properties are the application properties.
-	Properties map[string]string
-	Body       []byte
-	// AuthMethod says how the device authenticated, e.g. "sas-primary".
-	AuthMethod string
-	EnqueuedAt time.Time
-}
-
-// Size is the message's size as Azure IoT Hub counts it against
-// MaxMessageSize: the body, the values of the system properties and the
-// names and values of the application properties. Counting properties keeps
-// a device from storing megabytes of them beside a small body.
-func (m *Message) Size() int {
-	n := len(m.Body) + len(m.MessageID) + len(m.CorrelationID) + len(m.ContentType) +
-		len(m.ContentEncoding) + len(m.To) + len(m.UserID)
-	for k, v := range m.Properties {
-		n += len(k) + len(v)
-	}
-	return n
-}
-
 // CheckSize returns an error wrapping ErrTooLarge when the message is over
-// MaxMessageSize, saying how much of it is properties.
-func (m *Message) CheckSize() error {
+// MaxMessageSize as Size counts it, saying how much of it is properties.
+func CheckSize(m *telemetry.Message) error {
 	size := m.Size()
 	switch {
 	case size <= MaxMessageSize:
@@ -87,8 +56,8 @@ const (
 // Header names arrive case-folded by net/http, so the names of application
 // properties (iothub-app-<name>) are lower-cased: their original case is lost.
 // DeviceID, AuthMethod and EnqueuedAt are the caller's to fill in.
-func MessageFromHTTP(h http.Header, body []byte) Message {
-	m := Message{
+func MessageFromHTTP(h http.Header, body []byte) telemetry.Message {
+	m := telemetry.Message{
 		MessageID:       h.Get(headerMessageID),
 		CorrelationID:   h.Get(headerCorrelationID),
 		ContentType:     h.Get(headerContentType),
@@ -143,14 +112,14 @@ type batchItem struct {
 // properties set the system fields, and others are ignored. Each message,
 // and the batch as a whole, may have MaxMessageSize bytes as Size counts
 // them (Azure IoT Hub's limit for both); beyond, the error wraps ErrTooLarge.
-func DecodeBatch(body []byte) ([]Message, error) {
+func DecodeBatch(body []byte) ([]telemetry.Message, error) {
 	// Walk the array item by item: decoding it whole first would copy every
 	// item once more, and batches arrive by the thousand under load.
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
 		return nil, errors.New("decode batch: want a JSON array of messages")
 	}
-	var msgs []Message
+	var msgs []telemetry.Message
 	total := 0
 	for i := 0; dec.More(); i++ {
 		var it batchItem
@@ -179,27 +148,27 @@ func DecodeBatch(body []byte) ([]Message, error) {
 	return msgs, nil
 }
 
-func batchMessage(it batchItem) (Message, error) {
+func batchMessage(it batchItem) (telemetry.Message, error) {
 	if it.Body == nil {
-		return Message{}, errors.New(`missing "body"`)
+		return telemetry.Message{}, errors.New(`missing "body"`)
 	}
-	var m Message
+	var m telemetry.Message
 	if it.Base64Encoded != nil && !*it.Base64Encoded {
 		m.Body = []byte(*it.Body)
 	} else {
 		b, err := base64.StdEncoding.DecodeString(*it.Body)
 		if err != nil {
-			return Message{}, fmt.Errorf(`"body" is not base64 (send "base64Encoded": false for a plain body): %w`, err)
+			return telemetry.Message{}, fmt.Errorf(`"body" is not base64 (send "base64Encoded": false for a plain body): %w`, err)
 		}
 		m.Body = b
 	}
 	if len(m.Body) > MaxMessageSize {
-		return Message{}, fmt.Errorf("%w: body is %d bytes, the limit is %d", ErrTooLarge, len(m.Body), MaxMessageSize)
+		return telemetry.Message{}, fmt.Errorf("%w: body is %d bytes, the limit is %d", ErrTooLarge, len(m.Body), MaxMessageSize)
 	}
 	for name, rawValue := range it.Properties {
 		var value string
 		if err := json.Unmarshal(rawValue, &value); err != nil {
-			return Message{}, fmt.Errorf("property %q: value must be a string, got %s", name, abbreviate(rawValue))
+			return telemetry.Message{}, fmt.Errorf("property %q: value must be a string, got %s", name, abbreviate(rawValue))
 		}
 		switch lower := strings.ToLower(name); lower {
 		case headerMessageID:
@@ -223,8 +192,8 @@ func batchMessage(it batchItem) (Message, error) {
 			}
 		}
 	}
-	if err := m.CheckSize(); err != nil {
-		return Message{}, err
+	if err := CheckSize(&m); err != nil {
+		return telemetry.Message{}, err
 	}
 	return m, nil
 }
@@ -236,17 +205,4 @@ func abbreviate(raw []byte) string {
 		return string(raw)
 	}
 	return string(raw[:max]) + "…"
-}
-
-// DisplayBody is how operators see a message body: the text itself when it is
-// UTF-8 without control characters other than whitespace, else base64 (and
-// true). The operator API and the live streams share it so pages show a body
-// the same way whichever path it arrived by.
-func DisplayBody(b []byte) (string, bool) {
-	if utf8.Valid(b) && !strings.ContainsFunc(string(b), func(r rune) bool {
-		return r < 0x20 && r != '\n' && r != '\r' && r != '\t' || r == 0x7f
-	}) {
-		return string(b), false
-	}
-	return base64.StdEncoding.EncodeToString(b), true
 }

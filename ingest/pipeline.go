@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"fieldhub/db"
+	"fieldhub/telemetry"
 )
 
 // Errors returned by Submit.
@@ -34,36 +35,20 @@ const (
 	opRetention  = "deleting old telemetry"
 )
 
-// Store is the storage the pipeline writes to; *db.DB implements it.
+// Store is the telemetry store the pipeline writes to (*telemetry.Store).
 type Store interface {
-	RecoverTelemetry(ctx context.Context, extract db.ExtractFunc) (int, error)
-	AppendMessages(ctx context.Context, msgs []db.NewMessage) ([]int64, error)
-	CheckpointStep(ctx context.Context, maxRows int) (bool, db.CheckpointStats, error)
-	CheckpointTelemetry(ctx context.Context) (db.CheckpointStats, error)
-	PruneTelemetry(ctx context.Context, cutoff time.Time, limit int) (int, bool, error)
+	Append(ctx context.Context, recs []telemetry.Record) ([]int64, error)
+	CheckpointStep(ctx context.Context, maxRows int) (bool, telemetry.CheckpointStats, error)
+	Checkpoint(ctx context.Context) (telemetry.CheckpointStats, error)
+	Prune(ctx context.Context, cutoff time.Time, limit int) (int, bool, error)
 }
 
-// Publisher receives every batch after it committed, on the pipeline's writer
+// Publisher receives every batch after it committed, each record with its
+// Message.ID set (it increases with commit order), on the pipeline's writer
 // goroutine. It must return at once and never block (queue and drop per
 // subscriber instead): ingest waits for it.
 type Publisher interface {
-	Committed(batch []Committed)
-}
-
-// Committed is a stored message as published to live streams.
-type Committed struct {
-	DeviceID   string
-	Seq        int64 // the message's row id: increases with commit order
-	EnqueuedAt time.Time
-	Message    Message
-	Readings   []TimedReading
-}
-
-// TimedReading is a reading with its time.
-type TimedReading struct {
-	Metric string
-	Time   time.Time
-	Value  float64
+	Committed(batch []telemetry.Record)
 }
 
 // Options tune the pipeline; zero values take the defaults.
@@ -164,47 +149,21 @@ type Pipeline struct {
 }
 
 type request struct {
-	msgs  []Message
-	rows  []db.NewMessage
+	recs  []telemetry.Record
 	bytes int64
 	done  chan error
 }
 
-// New recovers the telemetry kept in memory (replaying messages committed
-// after the last checkpoint) and starts the writer. pub may be nil.
-func New(ctx context.Context, store Store, pub Publisher, opts Options) (*Pipeline, error) {
+// New starts the writer. pub may be nil.
+func New(store Store, pub Publisher, opts Options) *Pipeline {
 	opts.defaults()
-	n, err := store.RecoverTelemetry(ctx, extractReadings)
-	if err != nil {
-		return nil, fmt.Errorf("start ingest: %w", err)
-	}
-	if n > 0 {
-		opts.Logger.Info("rebuilt time series from the message log", "messages", n)
-	}
 	p := &Pipeline{
 		store: store, pub: pub, opts: opts, log: opts.Logger, health: opts.Health,
 		queue: make(chan *request, opts.QueueMessages),
 		done:  make(chan struct{}),
 	}
 	go p.run()
-	return p, nil
-}
-
-// extractReadings is the one place a body becomes readings: at submit time
-// and when recovery replays the log.
-func extractReadings(body []byte, enqueuedAt time.Time) (time.Time, []db.Reading) {
-	rs, ts, hasTS, err := Flatten(body)
-	if err != nil || len(rs) == 0 {
-		return enqueuedAt, nil
-	}
-	if !hasTS || !SaneTimestamp(ts, enqueuedAt) {
-		ts = enqueuedAt
-	}
-	out := make([]db.Reading, len(rs))
-	for i, r := range rs {
-		out[i] = db.Reading(r)
-	}
-	return ts, out
+	return p
 }
 
 // Submit stores msgs and returns once they are committed (durably, with the
@@ -212,7 +171,7 @@ func extractReadings(body []byte, enqueuedAt time.Time) (time.Time, []db.Reading
 // is full, ErrClosed during shutdown, ErrDeviceGone, ErrStorage, or
 // ctx's error (the messages may still commit). Every message must carry the
 // authenticated DeviceID; a zero EnqueuedAt is set to now.
-func (p *Pipeline) Submit(ctx context.Context, msgs ...Message) error {
+func (p *Pipeline) Submit(ctx context.Context, msgs ...telemetry.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -239,7 +198,7 @@ func (p *Pipeline) Submit(ctx context.Context, msgs ...Message) error {
 // Unlike Submit it waits for room when the queue is full, until ctx ends,
 // so that a caller that can hold its sender back (an MQTT connection stops
 // reading) does so instead of refusing. Errors are those of Submit.
-func (p *Pipeline) Enqueue(ctx context.Context, msgs ...Message) (<-chan error, error) {
+func (p *Pipeline) Enqueue(ctx context.Context, msgs ...telemetry.Message) (<-chan error, error) {
 	if len(msgs) == 0 {
 		done := make(chan error, 1)
 		done <- nil
@@ -270,27 +229,21 @@ func (p *Pipeline) Enqueue(ctx context.Context, msgs ...Message) (<-chan error, 
 
 // prepare checks msgs and parses their readings, on the caller's goroutine,
 // so that the single writer only writes.
-func (p *Pipeline) prepare(msgs []Message) (*request, error) {
-	req := &request{msgs: msgs, rows: make([]db.NewMessage, len(msgs)), done: make(chan error, 1)}
+func (p *Pipeline) prepare(msgs []telemetry.Message) (*request, error) {
+	req := &request{recs: make([]telemetry.Record, len(msgs)), done: make(chan error, 1)}
 	now := p.opts.Now()
 	for i := range msgs {
 		m := &msgs[i]
 		if m.DeviceID == "" {
 			return nil, fmt.Errorf("submit message %d: no device id", i)
 		}
-		if err := m.CheckSize(); err != nil {
+		if err := CheckSize(m); err != nil {
 			return nil, fmt.Errorf("submit message %d: %w", i, err)
 		}
 		if m.EnqueuedAt.IsZero() {
 			m.EnqueuedAt = now
 		}
-		ts, rs := extractReadings(m.Body, m.EnqueuedAt)
-		req.rows[i] = db.NewMessage{
-			DeviceID: m.DeviceID, MessageID: m.MessageID, CorrelationID: m.CorrelationID,
-			ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, To: m.To, UserID: m.UserID,
-			Properties: m.Properties, Body: m.Body, AuthMethod: m.AuthMethod, EnqueuedAt: m.EnqueuedAt,
-			ReadingTime: ts, Readings: rs,
-		}
+		req.recs[i] = telemetry.NewRecord(*m)
 		req.bytes += int64(m.Size()) + 256
 	}
 	return req, nil
@@ -324,7 +277,7 @@ func (p *Pipeline) Busy() bool {
 }
 
 func (p *Pipeline) enqueue(req *request) error {
-	msgs, bytes := p.queuedMsgs.Add(int64(len(req.msgs))), p.queuedBytes.Add(req.bytes)
+	msgs, bytes := p.queuedMsgs.Add(int64(len(req.recs))), p.queuedBytes.Add(req.bytes)
 	if msgs > int64(p.opts.QueueMessages) || bytes > p.opts.QueueBytes {
 		p.release(req)
 		return ErrOverloaded
@@ -345,7 +298,7 @@ func (p *Pipeline) enqueue(req *request) error {
 }
 
 func (p *Pipeline) release(req *request) {
-	p.queuedMsgs.Add(-int64(len(req.msgs)))
+	p.queuedMsgs.Add(-int64(len(req.recs)))
 	p.queuedBytes.Add(-req.bytes)
 }
 
@@ -411,7 +364,7 @@ func (p *Pipeline) run() {
 		select {
 		case req, ok := <-p.queue:
 			if !ok {
-				_, err := p.store.CheckpointTelemetry(ctx)
+				_, err := p.store.Checkpoint(ctx)
 				p.health.Record(opCheckpoint, err)
 				if err != nil {
 					// Nothing is lost: recovery replays the message log.
@@ -440,7 +393,7 @@ func (p *Pipeline) run() {
 		}
 		if p.opts.Retention > 0 && (pruning || now.After(nextPrune)) {
 			// One small step per turn so ingest keeps the writer.
-			_, more, err := p.store.PruneTelemetry(ctx, now.Add(-p.opts.Retention), 2000)
+			_, more, err := p.store.Prune(ctx, now.Add(-p.opts.Retention), 2000)
 			p.health.Record(opRetention, err)
 			pruning = more && err == nil
 			switch {
@@ -458,7 +411,7 @@ func (p *Pipeline) run() {
 // MaxDelay for more once the queue runs dry.
 func (p *Pipeline) collect(first *request) []*request {
 	batch := []*request{first}
-	n := len(first.msgs)
+	n := len(first.recs)
 	var deadline <-chan time.Time
 	for n < p.opts.MaxBatch {
 		select {
@@ -467,7 +420,7 @@ func (p *Pipeline) collect(first *request) []*request {
 				return batch
 			}
 			batch = append(batch, req)
-			n += len(req.msgs)
+			n += len(req.recs)
 			continue
 		default:
 		}
@@ -483,7 +436,7 @@ func (p *Pipeline) collect(first *request) []*request {
 				return batch
 			}
 			batch = append(batch, req)
-			n += len(req.msgs)
+			n += len(req.recs)
 		case <-deadline:
 			return batch
 		}
@@ -494,11 +447,11 @@ func (p *Pipeline) collect(first *request) []*request {
 // commit stores a batch in one transaction, wakes its waiters and publishes
 // what committed. It returns how many messages committed.
 func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
-	var rows []db.NewMessage
+	var recs []telemetry.Record
 	for _, req := range batch {
-		rows = append(rows, req.rows...)
+		recs = append(recs, req.recs...)
 	}
-	ids, err := p.store.AppendMessages(ctx, rows)
+	ids, err := p.store.Append(ctx, recs)
 	for _, req := range batch {
 		p.release(req)
 	}
@@ -507,42 +460,32 @@ func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
 	// only at debug level, or a full disk would flood the log.
 	p.health.Record(opMessages, err)
 	if err != nil {
-		p.log.Debug("store messages", "messages", len(rows), "err", err)
+		p.log.Debug("store messages", "messages", len(recs), "err", err)
 		for _, req := range batch {
 			req.done <- fmt.Errorf("store messages: %w: %w", ErrStorage, err)
 		}
 		return 0
 	}
-	var published []Committed
+	// The committed records, with their ids, keep their places in recs.
 	committed, i := 0, 0
 	for _, req := range batch {
 		var reqErr error
-		for j := range req.msgs {
-			id := ids[i]
-			row := &req.rows[j]
+		for range req.recs {
+			if ids[i] == 0 {
+				reqErr = fmt.Errorf("device %q: %w", recs[i].Message.DeviceID, ErrDeviceGone)
+			} else {
+				recs[committed] = recs[i]
+				recs[committed].Message.ID = ids[i]
+				committed++
+			}
 			i++
-			if id == 0 {
-				reqErr = fmt.Errorf("device %q: %w", row.DeviceID, ErrDeviceGone)
-				continue
-			}
-			committed++
-			if p.pub != nil {
-				c := Committed{DeviceID: row.DeviceID, Seq: id, EnqueuedAt: row.EnqueuedAt, Message: req.msgs[j]}
-				if len(row.Readings) > 0 {
-					c.Readings = make([]TimedReading, len(row.Readings))
-					for k, r := range row.Readings {
-						c.Readings[k] = TimedReading{Metric: r.Metric, Time: row.ReadingTime, Value: r.Value}
-					}
-				}
-				published = append(published, c)
-			}
 		}
 		req.done <- reqErr
 	}
 	p.stats.committed.Add(int64(committed))
 	p.stats.batches.Add(1)
-	if len(published) > 0 {
-		p.pub.Committed(published)
+	if p.pub != nil && committed > 0 {
+		p.pub.Committed(recs[:committed])
 	}
 	return committed
 }

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"fieldhub/db"
+	"fieldhub/db/dbtest"
 	"fieldhub/ingest"
+	"fieldhub/telemetry"
 )
 
 // The ingest benchmarks run the pipeline over a real database file with the
@@ -41,8 +43,16 @@ func benchBody(r *rand.Rand) []byte {
 	return append(b, '}')
 }
 
+// benchHub is a pipeline on a database with benchDevices devices.
+type benchHub struct {
+	db  *db.DB
+	tel *telemetry.Store
+	p   *ingest.Pipeline
+	ids []string
+}
+
 // benchPipeline opens a database with benchDevices devices and starts a pipeline.
-func benchPipeline(b *testing.B) (*db.DB, *ingest.Pipeline, []string) {
+func benchPipeline(b *testing.B) benchHub {
 	b.Helper()
 	ctx := context.Background()
 	path := filepath.Join(b.TempDir(), "bench.db")
@@ -63,20 +73,18 @@ func benchPipeline(b *testing.B) (*db.DB, *ingest.Pipeline, []string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { d.Close() })
-	p, err := ingest.New(ctx, d, nil, ingest.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	tel := dbtest.Telemetry(b, d)
+	p := ingest.New(tel, nil, ingest.Options{})
 	b.Cleanup(func() { p.Close(context.Background()) })
 	// Steady state: every device's metrics exist already (creating a metric
 	// is a one-time cost per device and key).
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, id := range ids {
-		if err := p.Submit(ctx, ingest.Message{DeviceID: id, Body: benchBody(r)}); err != nil {
+		if err := p.Submit(ctx, telemetry.Message{DeviceID: id, Body: benchBody(r)}); err != nil {
 			b.Fatal(err)
 		}
 	}
-	return d, p, ids
+	return benchHub{db: d, tel: tel, p: p, ids: ids}
 }
 
 // naiveRowsPerSecond inserts rows into the naive layout from benchDevices ×
@@ -169,7 +177,8 @@ func reportRates(b *testing.B, perCommit float64, msgs int, elapsed time.Duratio
 // BenchmarkIngestSingle: one message per Submit from many concurrent senders,
 // as HTTP devices sending single messages do.
 func BenchmarkIngestSingle(b *testing.B) {
-	d, p, ids := benchPipeline(b)
+	h := benchPipeline(b)
+	p, ids := h.p, h.ids
 	ctx := context.Background()
 	var seq atomic.Int64
 	b.SetParallelism(128)
@@ -180,7 +189,7 @@ func BenchmarkIngestSingle(b *testing.B) {
 		r := rand.New(rand.NewPCG(uint64(seq.Add(1)), 7))
 		for pb.Next() {
 			n := seq.Add(1)
-			if err := p.Submit(ctx, ingest.Message{DeviceID: ids[n%benchDevices], AuthMethod: "sas-primary", Body: benchBody(r)}); err != nil {
+			if err := p.Submit(ctx, telemetry.Message{DeviceID: ids[n%benchDevices], AuthMethod: "sas-primary", Body: benchBody(r)}); err != nil {
 				b.Error(err)
 				return
 			}
@@ -191,17 +200,17 @@ func BenchmarkIngestSingle(b *testing.B) {
 	perCommit := msgsPerCommit(before, p.Stats())
 	naive := naiveRowsPerSecond(b, int(perCommit)*benchFields)
 	reportRates(b, perCommit, b.N, elapsed, naive)
-	reportDiskUse(b, d)
+	reportDiskUse(b, h)
 }
 
 // reportDiskUse reports bytes per reading: of the chunks' data alone, and of
 // the whole database file (message log with its JSON bodies included).
-func reportDiskUse(b *testing.B, d *db.DB) {
+func reportDiskUse(b *testing.B, h benchHub) {
 	ctx := context.Background()
-	if _, err := d.CheckpointTelemetry(ctx); err != nil {
+	if _, err := h.tel.Checkpoint(ctx); err != nil {
 		b.Fatal(err)
 	}
-	w := d.Writer()
+	w := h.db.Writer()
 	var readings, data, pages, pageSize int64
 	if err := w.QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0), COALESCE(SUM(length(data)), 0) FROM reading_chunks`).Scan(&readings, &data); err != nil {
 		b.Fatal(err)
@@ -224,7 +233,8 @@ func reportDiskUse(b *testing.B, d *db.DB) {
 // BenchmarkIngestBatched: SDK batches of 50 messages per Submit.
 func BenchmarkIngestBatched(b *testing.B) {
 	const perBatch = 50
-	_, p, ids := benchPipeline(b)
+	h := benchPipeline(b)
+	p, ids := h.p, h.ids
 	ctx := context.Background()
 	var seq atomic.Int64
 	b.SetParallelism(16)
@@ -233,11 +243,11 @@ func BenchmarkIngestBatched(b *testing.B) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		r := rand.New(rand.NewPCG(uint64(seq.Add(1)), 9))
-		batch := make([]ingest.Message, perBatch)
+		batch := make([]telemetry.Message, perBatch)
 		for pb.Next() {
 			dev := ids[seq.Add(1)%benchDevices]
 			for i := range batch {
-				batch[i] = ingest.Message{DeviceID: dev, AuthMethod: "sas-primary", Body: benchBody(r)}
+				batch[i] = telemetry.Message{DeviceID: dev, AuthMethod: "sas-primary", Body: benchBody(r)}
 			}
 			if err := p.Submit(ctx, batch...); err != nil {
 				b.Error(err)
@@ -257,7 +267,8 @@ func BenchmarkIngestBatched(b *testing.B) {
 // and reports the latency from Submit to acknowledgement. The baseline is one
 // durable commit of one row: the floor of any acknowledged write.
 func BenchmarkAckLatency(b *testing.B) {
-	d, p, ids := benchPipeline(b)
+	h := benchPipeline(b)
+	d, p, ids := h.db, h.p, h.ids
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(3, 4))
 	body := benchBody(r)
@@ -272,7 +283,7 @@ func BenchmarkAckLatency(b *testing.B) {
 			defer wg.Done()
 			for time.Since(start) < time.Second {
 				n := sent.Add(1)
-				if err := p.Submit(ctx, ingest.Message{DeviceID: ids[(int(n)+g)%benchDevices], Body: body}); err != nil {
+				if err := p.Submit(ctx, telemetry.Message{DeviceID: ids[(int(n)+g)%benchDevices], Body: body}); err != nil {
 					b.Error(err)
 					return
 				}
@@ -296,7 +307,7 @@ func BenchmarkAckLatency(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			t := time.Now()
-			if err := p.Submit(ctx, ingest.Message{DeviceID: ids[i%benchDevices], Body: body}); err != nil {
+			if err := p.Submit(ctx, telemetry.Message{DeviceID: ids[i%benchDevices], Body: body}); err != nil {
 				b.Error(err)
 			}
 			lat[i] = time.Since(t)

@@ -16,12 +16,13 @@ import (
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
 	"fieldhub/ingest"
+	"fieldhub/telemetry"
 )
 
 // recorder is a publisher that keeps what it was given.
 type recorder struct {
 	mu    sync.Mutex
-	got   []ingest.Committed
+	got   []telemetry.Record
 	calls int
 }
 
@@ -32,31 +33,32 @@ func (r *recorder) count() int {
 	return len(r.got)
 }
 
-func (r *recorder) Committed(batch []ingest.Committed) {
+func (r *recorder) Committed(batch []telemetry.Record) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got = append(r.got, batch...)
 	r.calls++
 }
 
-// gatedStore holds every AppendMessages until the gate opens, to fill the queue.
+// gatedStore holds every Append until the gate opens, to fill the queue.
 type gatedStore struct {
-	*db.DB
+	*telemetry.Store
 	gate    chan struct{}
 	entered chan struct{} // gets a value each time the writer reaches the store
 }
 
-func newGate(d *db.DB) gatedStore {
-	return gatedStore{DB: d, gate: make(chan struct{}), entered: make(chan struct{}, 100)}
+func newGate(s *telemetry.Store) gatedStore {
+	return gatedStore{Store: s, gate: make(chan struct{}), entered: make(chan struct{}, 100)}
 }
 
-func (g gatedStore) AppendMessages(ctx context.Context, msgs []db.NewMessage) ([]int64, error) {
+func (g gatedStore) Append(ctx context.Context, recs []telemetry.Record) ([]int64, error) {
 	g.entered <- struct{}{}
 	<-g.gate
-	return g.DB.AppendMessages(ctx, msgs)
+	return g.Store.Append(ctx, recs)
 }
 
-func openDB(t *testing.T, path string, devices ...string) *db.DB {
+// openDB opens the database at path with devices, and its telemetry store.
+func openDB(t *testing.T, path string, devices ...string) (*db.DB, *telemetry.Store) {
 	t.Helper()
 	d, err := db.Open(context.Background(), path, db.Options{Synchronous: "NORMAL"})
 	if err != nil {
@@ -68,15 +70,12 @@ func openDB(t *testing.T, path string, devices ...string) *db.DB {
 			t.Fatal(err)
 		}
 	}
-	return d
+	return d, dbtest.Telemetry(t, d)
 }
 
 func newPipeline(t *testing.T, store ingest.Store, pub ingest.Publisher, opts ingest.Options) *ingest.Pipeline {
 	t.Helper()
-	p, err := ingest.New(context.Background(), store, pub, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := ingest.New(store, pub, opts)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -85,8 +84,8 @@ func newPipeline(t *testing.T, store ingest.Store, pub ingest.Publisher, opts in
 	return p
 }
 
-func msg(device string, i int) ingest.Message {
-	return ingest.Message{
+func msg(device string, i int) telemetry.Message {
+	return telemetry.Message{
 		DeviceID: device, AuthMethod: "sas-primary", MessageID: fmt.Sprintf("%s-%d", device, i),
 		Body: fmt.Appendf(nil, `{"n": %d, "nested": {"ok": true}, "label": "x"}`, i),
 	}
@@ -95,9 +94,9 @@ func msg(device string, i int) ingest.Message {
 func TestPipelineConcurrentSubmit(t *testing.T) {
 	ctx := context.Background()
 	devices := []string{"d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7"}
-	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), devices...)
+	d, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), devices...)
 	pub := &recorder{}
-	p := newPipeline(t, d, pub, ingest.Options{CheckpointMessages: 300})
+	p := newPipeline(t, tel, pub, ingest.Options{CheckpointMessages: 300})
 	const perDevice = 150
 	var wg sync.WaitGroup
 	errs := make(chan error, len(devices))
@@ -134,15 +133,15 @@ func TestPipelineConcurrentSubmit(t *testing.T) {
 	pub.mu.Lock()
 	seen := map[int64]bool{}
 	for _, c := range pub.got {
-		if seen[c.Seq] {
-			t.Fatalf("seq %d published twice", c.Seq)
+		if c.Message.ID == 0 || seen[c.Message.ID] {
+			t.Fatalf("id %d published twice or not set", c.Message.ID)
 		}
-		seen[c.Seq] = true
+		seen[c.Message.ID] = true
 		if len(c.Readings) != 2 || c.Readings[0].Metric != "n" || c.Readings[1].Metric != "nested.ok" || c.Readings[1].Value != 1 {
 			t.Fatalf("published readings = %+v, want n and nested.ok=1", c.Readings)
 		}
-		if !c.Readings[0].Time.Equal(c.EnqueuedAt) || c.Message.DeviceID != c.DeviceID {
-			t.Fatalf("published %+v: reading time should be the enqueued time and the device should match", c)
+		if !c.Time.Equal(c.Message.EnqueuedAt) {
+			t.Fatalf("published %+v: reading time should be the enqueued time", c)
 		}
 	}
 	if len(pub.got) != total {
@@ -151,7 +150,7 @@ func TestPipelineConcurrentSubmit(t *testing.T) {
 	pub.mu.Unlock()
 
 	for _, dev := range devices {
-		msgs, err := d.Messages(ctx, dev, db.MessageFilter{Limit: 1000})
+		msgs, err := tel.Messages(ctx, dev, telemetry.MessageFilter{Limit: 1000})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +162,7 @@ func TestPipelineConcurrentSubmit(t *testing.T) {
 			t.Errorf("%s: last activity not recorded (%v)", dev, err)
 		}
 		n := 0
-		err = d.RawReadings(ctx, dev, "n", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), func(time.Time, float64) error { n++; return nil })
+		err = tel.RawReadings(ctx, dev, "n", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), func(time.Time, float64) error { n++; return nil })
 		if err != nil || n != perDevice {
 			t.Errorf("%s: %d readings of n (%v), want %d", dev, n, err, perDevice)
 		}
@@ -172,8 +171,8 @@ func TestPipelineConcurrentSubmit(t *testing.T) {
 
 func TestPipelineOverloaded(t *testing.T) {
 	ctx := context.Background()
-	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
-	g := newGate(d)
+	_, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	g := newGate(tel)
 	p := newPipeline(t, g, nil, ingest.Options{QueueMessages: 4, MaxDelay: -1})
 
 	// The writer takes the first message and blocks in the store; three more
@@ -202,7 +201,7 @@ func TestPipelineOverloaded(t *testing.T) {
 	if err := p.Submit(ctx, msg("dev1", 5)); !errors.Is(err, ingest.ErrClosed) {
 		t.Errorf("submit after close: err = %v, want ErrClosed", err)
 	}
-	stored, err := d.Messages(ctx, "dev1", db.MessageFilter{})
+	stored, err := tel.Messages(ctx, "dev1", telemetry.MessageFilter{})
 	if err != nil || len(stored) != 4 {
 		t.Errorf("stored %d messages (%v), want 4", len(stored), err)
 	}
@@ -213,8 +212,8 @@ func TestPipelineOverloaded(t *testing.T) {
 // commit, and reports the commit on its channel.
 func TestPipelineEnqueueWaitsForRoom(t *testing.T) {
 	ctx := context.Background()
-	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
-	g := newGate(d)
+	_, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	g := newGate(tel)
 	p := newPipeline(t, g, nil, ingest.Options{QueueMessages: 2, MaxDelay: -1})
 
 	first, err := p.Enqueue(ctx, msg("dev1", 0))
@@ -261,7 +260,7 @@ func TestPipelineEnqueueWaitsForRoom(t *testing.T) {
 	if _, err := p.Enqueue(ctx, msg("dev1", 3)); !errors.Is(err, ingest.ErrClosed) {
 		t.Errorf("enqueue after close: err = %v, want ErrClosed", err)
 	}
-	stored, err := d.Messages(ctx, "dev1", db.MessageFilter{})
+	stored, err := tel.Messages(ctx, "dev1", telemetry.MessageFilter{})
 	if err != nil || len(stored) != 3 {
 		t.Errorf("stored %d messages (%v), want 3", len(stored), err)
 	}
@@ -282,12 +281,9 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestPipelineCloseDrainsQueue(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "f.db")
-	d := openDB(t, path, "dev1")
-	g := newGate(d)
-	p, err := ingest.New(ctx, g, nil, ingest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, tel := openDB(t, path, "dev1")
+	g := newGate(tel)
+	p := ingest.New(g, nil, ingest.Options{})
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Add(1)
@@ -308,12 +304,11 @@ func TestPipelineCloseDrainsQueue(t *testing.T) {
 	wg.Wait()
 	d.Close()
 
-	// Everything was committed and checkpointed: a new pipeline replays nothing.
-	d2 := openDB(t, path)
-	p2 := newPipeline(t, d2, nil, ingest.Options{})
-	_ = p2
+	// Everything was committed and checkpointed: the store reopened has
+	// every reading.
+	_, tel2 := openDB(t, path)
 	n := 0
-	err = d2.RawReadings(ctx, "dev1", "n", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), func(time.Time, float64) error { n++; return nil })
+	err := tel2.RawReadings(ctx, "dev1", "n", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), func(time.Time, float64) error { n++; return nil })
 	if err != nil || n != 50 {
 		t.Errorf("after restart %d readings (%v), want 50", n, err)
 	}
@@ -321,8 +316,8 @@ func TestPipelineCloseDrainsQueue(t *testing.T) {
 
 func TestPipelineDeviceDeleted(t *testing.T) {
 	ctx := context.Background()
-	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1", "dev2")
-	p := newPipeline(t, d, nil, ingest.Options{})
+	d, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1", "dev2")
+	p := newPipeline(t, tel, nil, ingest.Options{})
 	if err := d.DeleteDevice(ctx, "dev1"); err != nil {
 		t.Fatal(err)
 	}
@@ -336,10 +331,10 @@ func TestPipelineDeviceDeleted(t *testing.T) {
 
 func TestPipelineReadingTime(t *testing.T) {
 	ctx := context.Background()
-	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	_, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
 	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	pub := &recorder{}
-	p := newPipeline(t, d, pub, ingest.Options{Now: func() time.Time { return now }})
+	p := newPipeline(t, tel, pub, ingest.Options{Now: func() time.Time { return now }})
 	tests := []struct {
 		name string
 		body string
@@ -359,7 +354,7 @@ func TestPipelineReadingTime(t *testing.T) {
 			pub.mu.Lock()
 			pub.got = nil
 			pub.mu.Unlock()
-			if err := p.Submit(ctx, ingest.Message{DeviceID: "dev1", Body: []byte(tt.body)}); err != nil {
+			if err := p.Submit(ctx, telemetry.Message{DeviceID: "dev1", Body: []byte(tt.body)}); err != nil {
 				t.Fatal(err)
 			}
 			// Waiters wake before the publisher is called.
@@ -369,10 +364,8 @@ func TestPipelineReadingTime(t *testing.T) {
 			if len(pub.got) != 1 || len(pub.got[0].Readings) != tt.n {
 				t.Fatalf("published %+v, want one message with %d readings", pub.got, tt.n)
 			}
-			for _, r := range pub.got[0].Readings {
-				if !r.Time.Equal(tt.want) {
-					t.Errorf("reading time = %v, want %v", r.Time, tt.want)
-				}
+			if got := pub.got[0].Time; !got.Equal(tt.want) {
+				t.Errorf("reading time = %v, want %v", got, tt.want)
 			}
 		})
 	}
@@ -380,12 +373,12 @@ func TestPipelineReadingTime(t *testing.T) {
 
 func TestPipelineDeletesOldTelemetry(t *testing.T) {
 	ctx := context.Background()
-	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	_, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
 	var now atomic.Int64
 	start := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	now.Store(start.UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()).UTC() }
-	p := newPipeline(t, d, nil, ingest.Options{Now: clock, Retention: 7 * 24 * time.Hour})
+	p := newPipeline(t, tel, nil, ingest.Options{Now: clock, Retention: 7 * 24 * time.Hour})
 
 	old := msg("dev1", 1)
 	old.EnqueuedAt = start.Add(-8 * 24 * time.Hour)
@@ -396,7 +389,7 @@ func TestPipelineDeletesOldTelemetry(t *testing.T) {
 	// once-a-second tick does both.
 	now.Store(start.Add(2 * time.Minute).UnixNano())
 	waitFor(t, func() bool {
-		msgs, err := d.Messages(ctx, "dev1", db.MessageFilter{})
+		msgs, err := tel.Messages(ctx, "dev1", telemetry.MessageFilter{})
 		return err == nil && len(msgs) == 1 && msgs[0].MessageID == "dev1-2"
 	})
 }
@@ -405,8 +398,8 @@ func TestPipelineDeletesOldTelemetry(t *testing.T) {
 // between batches, and on its own once messages stop coming.
 func TestPipelineCheckpointsInSteps(t *testing.T) {
 	ctx := context.Background()
-	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
-	p := newPipeline(t, d, nil, ingest.Options{CheckpointMessages: 5, CheckpointStepRows: 4})
+	d, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	p := newPipeline(t, tel, nil, ingest.Options{CheckpointMessages: 5, CheckpointStepRows: 4})
 	body := func(i int) []byte {
 		b := []byte{'{'}
 		for m := range 40 {
@@ -418,11 +411,11 @@ func TestPipelineCheckpointsInSteps(t *testing.T) {
 		return append(b, '}')
 	}
 	for i := range 5 { // the fifth starts a checkpoint of 40 series, 2 rows each
-		if err := p.Submit(ctx, ingest.Message{DeviceID: "dev1", AuthMethod: "sas-primary", Body: body(i)}); err != nil {
+		if err := p.Submit(ctx, telemetry.Message{DeviceID: "dev1", AuthMethod: "sas-primary", Body: body(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	newest, err := d.Messages(ctx, "dev1", db.MessageFilter{Limit: 1})
+	newest, err := tel.Messages(ctx, "dev1", telemetry.MessageFilter{Limit: 1})
 	if err != nil || len(newest) != 1 {
 		t.Fatalf("newest message: %v, %v", newest, err)
 	}
@@ -447,12 +440,12 @@ func TestPipelineCheckpointsInSteps(t *testing.T) {
 // clears it. Nothing acknowledged is lost.
 func TestPipelineStorageFault(t *testing.T) {
 	ctx := context.Background()
-	d := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	d, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
 	var log syncBuffer
 	logger := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	health := db.NewHealth(logger, nil)
-	p := newPipeline(t, d, nil, ingest.Options{Health: health, Logger: logger})
-	big := func(i int) ingest.Message {
+	p := newPipeline(t, tel, nil, ingest.Options{Health: health, Logger: logger})
+	big := func(i int) telemetry.Message {
 		m := msg("dev1", i)
 		m.Body = fmt.Appendf(nil, `{"n": %d, "pad": %q}`, i, strings.Repeat("x", 100_000))
 		return m
@@ -483,7 +476,7 @@ func TestPipelineStorageFault(t *testing.T) {
 	if n := strings.Count(log.String(), "level=ERROR"); n != 1 {
 		t.Errorf("%d ERROR lines for 20 failed commits, want 1:\n%s", n, log.String())
 	}
-	stored, err := d.Messages(ctx, "dev1", db.MessageFilter{})
+	stored, err := tel.Messages(ctx, "dev1", telemetry.MessageFilter{})
 	if err != nil || len(stored) != 2 || stored[0].MessageID != "dev1-21" || stored[1].MessageID != "dev1-0" {
 		t.Errorf("stored %d messages (%v), want dev1-0 and dev1-21", len(stored), err)
 	}

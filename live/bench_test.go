@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"fieldhub/ingest"
+	"fieldhub/telemetry"
 )
 
 // BenchmarkFanOut publishes 1,000 events/s to 100 subscribers reading over
@@ -184,15 +184,16 @@ func BenchmarkCommitted(b *testing.B) {
 	}()
 	const devices = 1000
 	now := time.Now()
-	batch := make([]ingest.Committed, devices)
+	batch := make([]telemetry.Record, devices)
 	for i := range batch {
-		rs := make([]ingest.TimedReading, 10)
+		rs := make([]telemetry.Reading, 10)
 		for k := range rs {
-			rs[k] = ingest.TimedReading{Metric: fmt.Sprintf("m%d", k), Time: now, Value: float64(k)}
+			rs[k] = telemetry.Reading{Metric: fmt.Sprintf("m%d", k), Value: float64(k)}
 		}
-		batch[i] = ingest.Committed{
-			DeviceID: fmt.Sprintf("dev-%d", i), Seq: int64(i), EnqueuedAt: now, Readings: rs,
-			Message: ingest.Message{Body: []byte(`{"m0":0,"m1":1,"m2":2,"m3":3,"m4":4,"m5":5,"m6":6,"m7":7,"m8":8,"m9":9}`)},
+		batch[i] = telemetry.Record{
+			Message: telemetry.Message{ID: int64(i), DeviceID: fmt.Sprintf("dev-%d", i), EnqueuedAt: now,
+				Body: []byte(`{"m0":0,"m1":1,"m2":2,"m3":3,"m4":4,"m5":5,"m6":6,"m7":7,"m8":8,"m9":9}`)},
+			Time: now, Readings: rs,
 		}
 	}
 	b.ResetTimer()

@@ -16,7 +16,7 @@ import (
 	"github.com/r3labs/sse/v2"
 
 	"fieldhub/db"
-	"fieldhub/ingest"
+	"fieldhub/telemetry"
 )
 
 // testServer serves the hub's fleet stream at /fleet and device streams at
@@ -501,12 +501,12 @@ func TestCommittedPublishesReadingsAndMessages(t *testing.T) {
 
 	at := time.UnixMilli(1_700_000_000_123)
 	long := strings.Repeat("é", MaxLiveBody) // 2 bytes a rune: cut mid-rune
-	h.Committed([]ingest.Committed{
-		{DeviceID: "dev1", Seq: 1, EnqueuedAt: at, Message: ingest.Message{MessageID: "m1", Body: []byte(`{"temp":21.5}`), Properties: map[string]string{"k": "v"}},
-			Readings: []ingest.TimedReading{{Metric: "temp", Time: at, Value: 21.5}, {Metric: "hum", Time: at, Value: 40}}},
-		{DeviceID: "dev2", Seq: 2, EnqueuedAt: at, Message: ingest.Message{Body: []byte("x")}},
-		{DeviceID: "dev1", Seq: 3, EnqueuedAt: at, Message: ingest.Message{Body: []byte(long)}},
-		{DeviceID: "dev1", Seq: 4, EnqueuedAt: at, Message: ingest.Message{Body: []byte{0xff, 0xfe}}},
+	h.Committed([]telemetry.Record{
+		{Message: telemetry.Message{ID: 1, DeviceID: "dev1", EnqueuedAt: at, MessageID: "m1", Body: []byte(`{"temp":21.5}`), Properties: map[string]string{"k": "v"}},
+			Time: at, Readings: []telemetry.Reading{{Metric: "temp", Value: 21.5}, {Metric: "hum", Value: 40}}},
+		{Message: telemetry.Message{ID: 2, DeviceID: "dev2", EnqueuedAt: at, Body: []byte("x")}},
+		{Message: telemetry.Message{ID: 3, DeviceID: "dev1", EnqueuedAt: at, Body: []byte(long)}},
+		{Message: telemetry.Message{ID: 4, DeviceID: "dev1", EnqueuedAt: at, Body: []byte{0xff, 0xfe}}},
 	})
 
 	var msg MessageEvent

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"fieldhub/ingest"
+	"fieldhub/telemetry"
 )
 
 // TestMessageEventCutsProperties: a live message event carries at most
@@ -16,7 +16,7 @@ func TestMessageEventCutsProperties(t *testing.T) {
 	for i := range 5000 {
 		props[fmt.Sprintf("p%04d", i)] = strings.Repeat("v", 100)
 	}
-	ev := messageEvent(&ingest.Committed{DeviceID: "dev1", Seq: 1, Message: ingest.Message{Body: []byte(`{}`), Properties: props}})
+	ev := messageEvent(&telemetry.Message{ID: 1, DeviceID: "dev1", Body: []byte(`{}`), Properties: props})
 	size := 0
 	for k, v := range ev.Properties {
 		size += len(k) + len(v)
@@ -28,7 +28,7 @@ func TestMessageEventCutsProperties(t *testing.T) {
 		t.Error("the first property by name was left out")
 	}
 
-	ev = messageEvent(&ingest.Committed{DeviceID: "dev1", Seq: 2, Message: ingest.Message{Properties: map[string]string{"k": "v"}}})
+	ev = messageEvent(&telemetry.Message{ID: 2, DeviceID: "dev1", Properties: map[string]string{"k": "v"}})
 	if ev.PropertiesTruncated || len(ev.Properties) != 1 || ev.Properties["k"] != "v" {
 		t.Errorf("one small property: %v, truncated %v; want it whole", ev.Properties, ev.PropertiesTruncated)
 	}
@@ -64,9 +64,9 @@ func TestReplayBuffersBoundedInBytes(t *testing.T) {
 		}()
 	}
 	for i := range 300 {
-		var batch []ingest.Committed
+		var batch []telemetry.Record
 		for _, id := range devices {
-			batch = append(batch, ingest.Committed{DeviceID: id, Seq: int64(i), Message: ingest.Message{
+			batch = append(batch, telemetry.Record{Message: telemetry.Message{ID: int64(i), DeviceID: id,
 				Body: []byte(strings.Repeat("b", 20_000)), Properties: props}})
 		}
 		h.Committed(batch)

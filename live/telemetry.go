@@ -3,11 +3,9 @@ package live
 import (
 	"maps"
 	"slices"
-	"sort"
-	"time"
 	"unicode/utf8"
 
-	"fieldhub/ingest"
+	"fieldhub/telemetry"
 )
 
 // MaxLiveBody is the most of a message body a live event carries; the full
@@ -21,24 +19,14 @@ const MaxLiveBody = 16 * 1024
 const MaxLiveProperties = 16 * 1024
 
 // MessageEvent is the payload of EventMessage: the message as the operator
-// API lists it (GET /api/v1/devices/{id}/messages), so pages render both the
-// same way, plus its size and whether the body was cut.
+// API lists it (telemetry.MessageView), so pages render both the same way,
+// with its body cut at MaxLiveBody and its properties at MaxLiveProperties,
+// plus its device, its size and whether it was cut.
 type MessageEvent struct {
-	ID              int64             `json:"id"` // the message log's id
-	DeviceID        string            `json:"deviceId"`
-	EnqueuedTime    time.Time         `json:"enqueuedTime"`
-	MessageID       string            `json:"messageId,omitempty"`
-	CorrelationID   string            `json:"correlationId,omitempty"`
-	ContentType     string            `json:"contentType,omitempty"`
-	ContentEncoding string            `json:"contentEncoding,omitempty"`
-	Properties      map[string]string `json:"properties"`
-	AuthMethod      string            `json:"authMethod"`
-	// Body is text, or base64 when BodyBase64 is set (binary or control
-	// characters), at most MaxLiveBody bytes of the original.
-	Body       string `json:"body"`
-	BodyBase64 bool   `json:"bodyBase64,omitempty"`
-	Size       int    `json:"size"`
-	Truncated  bool   `json:"truncated,omitempty"`
+	telemetry.MessageView
+	DeviceID  string `json:"deviceId"`
+	Size      int    `json:"size"` // bytes of the whole body
+	Truncated bool   `json:"truncated,omitempty"`
 	// PropertiesTruncated says that Properties were cut at MaxLiveProperties.
 	PropertiesTruncated bool `json:"propertiesTruncated,omitempty"`
 }
@@ -46,7 +34,7 @@ type MessageEvent struct {
 // Committed publishes a batch of stored messages. It implements
 // ingest.Publisher and runs on the pipeline's writer, so it only updates
 // counters for the fleet and encodes events for devices someone watches.
-func (h *Hub) Committed(batch []ingest.Committed) {
+func (h *Hub) Committed(batch []telemetry.Record) {
 	if h.isClosed() || len(batch) == 0 {
 		return
 	}
@@ -58,55 +46,49 @@ func (h *Hub) Committed(batch []ingest.Committed) {
 	h.mu.Lock()
 	h.countMessages(now, len(batch))
 	for i := range batch {
-		c := &batch[i]
-		a := h.activityOf(c.DeviceID)
-		if c.EnqueuedAt.After(a.last) {
-			a.last = c.EnqueuedAt
+		m := &batch[i].Message
+		a := h.activityOf(m.DeviceID)
+		if m.EnqueuedAt.After(a.last) {
+			a.last = m.EnqueuedAt
 		}
-		if ds, ok := h.due(c.DeviceID, a, now); ok {
-			delete(h.pending, c.DeviceID)
+		if ds, ok := h.due(m.DeviceID, a, now); ok {
+			delete(h.pending, m.DeviceID)
 			due = append(due, ds)
 		} else {
-			h.pending[c.DeviceID] = struct{}{}
+			h.pending[m.DeviceID] = struct{}{}
 		}
 	}
 	h.mu.Unlock()
 	h.announce(due)
 
 	for i := range batch {
-		c := &batch[i]
+		r := &batch[i]
 		h.mu.Lock()
-		st := h.devices[c.DeviceID]
+		st := h.devices[r.Message.DeviceID]
 		h.mu.Unlock()
 		if st == nil {
 			continue
 		}
-		h.publish(st, c.DeviceID, EventMessage, messageEvent(c))
-		for _, r := range readingEvents(c.Readings) {
-			h.publish(st, c.DeviceID, EventReading, r)
+		h.publish(st, r.Message.DeviceID, EventMessage, messageEvent(&r.Message))
+		if len(r.Readings) > 0 {
+			h.publish(st, r.Message.DeviceID, EventReading, readingEvent(r))
 		}
 	}
 }
 
-func messageEvent(c *ingest.Committed) MessageEvent {
-	m := &c.Message
-	ev := MessageEvent{
-		ID: c.Seq, DeviceID: c.DeviceID, EnqueuedTime: c.EnqueuedAt,
-		MessageID: m.MessageID, CorrelationID: m.CorrelationID, ContentType: m.ContentType,
-		ContentEncoding: m.ContentEncoding, AuthMethod: m.AuthMethod,
-		Size: len(m.Body),
-	}
-	ev.Properties, ev.PropertiesTruncated = liveProperties(m.Properties)
-	body := m.Body
-	if len(body) > MaxLiveBody {
+func messageEvent(m *telemetry.Message) MessageEvent {
+	ev := MessageEvent{DeviceID: m.DeviceID, Size: len(m.Body)}
+	cut := *m
+	cut.Properties, ev.PropertiesTruncated = liveProperties(m.Properties)
+	if len(cut.Body) > MaxLiveBody {
 		// Cut before a rune boundary so text stays text.
-		cut := MaxLiveBody
-		for k := 0; k < utf8.UTFMax && cut > 0 && !utf8.RuneStart(body[cut]); k++ {
-			cut--
+		n := MaxLiveBody
+		for k := 0; k < utf8.UTFMax && n > 0 && !utf8.RuneStart(cut.Body[n]); k++ {
+			n--
 		}
-		body, ev.Truncated = body[:cut], true
+		cut.Body, ev.Truncated = cut.Body[:n], true
 	}
-	ev.Body, ev.BodyBase64 = ingest.DisplayBody(body)
+	ev.MessageView = cut.View()
 	return ev
 }
 
@@ -137,25 +119,11 @@ func liveProperties(props map[string]string) (map[string]string, bool) {
 	return out, true
 }
 
-// readingEvents groups readings by time, oldest first.
-func readingEvents(rs []ingest.TimedReading) []ReadingEvent {
-	if len(rs) == 0 {
-		return nil
+// readingEvent is the readings of a record, at their one instant.
+func readingEvent(r *telemetry.Record) ReadingEvent {
+	v := make(map[string]float64, len(r.Readings))
+	for _, rd := range r.Readings {
+		v[rd.Metric] = rd.Value
 	}
-	byTime := make(map[int64]map[string]float64)
-	for _, r := range rs {
-		t := r.Time.UnixMilli()
-		v := byTime[t]
-		if v == nil {
-			v = make(map[string]float64)
-			byTime[t] = v
-		}
-		v[r.Metric] = r.Value
-	}
-	out := make([]ReadingEvent, 0, len(byTime))
-	for t, v := range byTime {
-		out = append(out, ReadingEvent{T: t, V: v})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].T < out[j].T })
-	return out
+	return ReadingEvent{T: r.Time.UnixMilli(), V: v}
 }

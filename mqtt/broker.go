@@ -21,14 +21,15 @@ import (
 	"fieldhub/netlimit"
 	"fieldhub/quota"
 	"fieldhub/registry"
+	"fieldhub/telemetry"
 )
 
 // Ingester stores device-to-cloud messages: Submit returns after commit,
 // Enqueue once queued (waiting for room), with a channel that reports the
 // commit. ingest.Pipeline implements it.
 type Ingester interface {
-	Submit(ctx context.Context, msgs ...ingest.Message) error
-	Enqueue(ctx context.Context, msgs ...ingest.Message) (<-chan error, error)
+	Submit(ctx context.Context, msgs ...telemetry.Message) error
+	Enqueue(ctx context.Context, msgs ...telemetry.Message) (<-chan error, error)
 }
 
 // Authenticator is the one device authentication (registry.Registry).

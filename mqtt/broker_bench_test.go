@@ -21,6 +21,7 @@ import (
 	"fieldhub/auth"
 	"fieldhub/certs"
 	"fieldhub/db"
+	"fieldhub/db/dbtest"
 	"fieldhub/ingest"
 	"fieldhub/registry"
 )
@@ -220,10 +221,7 @@ func (e *benchEnv) startFieldhub(b *testing.B, storage bool) (addr, host string,
 		}
 		devs = append(devs, dev)
 	}
-	pipe, err := ingest.New(ctx, store, nil, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
+	pipe := ingest.New(dbtest.Telemetry(b, store), nil, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
 	var sink Ingester = pipe
 	if !storage {
 		sink = discardIngester{}

@@ -28,23 +28,24 @@ import (
 	"fieldhub/ingest"
 	"fieldhub/internal/testkit"
 	"fieldhub/registry"
+	"fieldhub/telemetry"
 )
 
 // wait bounds how long a test waits for something that should happen; it is
 // a failure bound, never a performance assertion.
 const wait = testkit.Wait
 
-// gatedStore is the real database under the real pipeline, with a gate a
-// test can set to hold commits and a failure it can inject.
+// gatedStore is the real telemetry store under the real pipeline, with a
+// gate a test can set to hold commits and a failure it can inject.
 type gatedStore struct {
-	*db.DB
+	*telemetry.Store
 	mu      sync.Mutex
 	gate    chan struct{} // when set, commits wait until it is closed
 	entered chan struct{} // when set, gets a value each time a commit starts
 	fail    error         // when set, commits fail with it
 }
 
-func (g *gatedStore) AppendMessages(ctx context.Context, msgs []db.NewMessage) ([]int64, error) {
+func (g *gatedStore) Append(ctx context.Context, recs []telemetry.Record) ([]int64, error) {
 	g.mu.Lock()
 	gate, entered, fail := g.gate, g.entered, g.fail
 	g.mu.Unlock()
@@ -57,7 +58,7 @@ func (g *gatedStore) AppendMessages(ctx context.Context, msgs []db.NewMessage) (
 	if fail != nil {
 		return nil, fail
 	}
-	return g.DB.AppendMessages(ctx, msgs)
+	return g.Store.Append(ctx, recs)
 }
 
 func (g *gatedStore) set(f func(g *gatedStore)) {
@@ -96,11 +97,8 @@ func newTestHub(t *testing.T, configure ...func(*Config)) *testHub {
 	roots.AppendCertsFromPEM(caPEM)
 	h := &testHub{t: t, db: dbtest.MustOpen(t), roots: roots, cert: cert}
 	h.registry = registry.New(registry.Config{Store: h.db, Audit: h.db, Logger: slog.New(slog.DiscardHandler)})
-	h.store = &gatedStore{DB: h.db}
-	pipe, err := ingest.New(context.Background(), h.store, nil, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h.store = &gatedStore{Store: dbtest.Telemetry(t, h.db)}
+	pipe := ingest.New(h.store, nil, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(func() {
 		h.store.set(func(g *gatedStore) { g.gate = nil })
 		pipe.Close(context.Background())
@@ -132,9 +130,9 @@ func newTestHub(t *testing.T, configure ...func(*Config)) *testHub {
 }
 
 // stored is what the device's message log holds, oldest first.
-func (h *testHub) stored(deviceID string) []db.StoredMessage {
+func (h *testHub) stored(deviceID string) []telemetry.Message {
 	h.t.Helper()
-	msgs, err := h.db.Messages(context.Background(), deviceID, db.MessageFilter{Limit: db.MaxMessagePage})
+	msgs, err := h.store.Messages(context.Background(), deviceID, telemetry.MessageFilter{Limit: telemetry.MaxMessagePage})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -309,20 +307,20 @@ func TestTelemetryPropertiesAndAuthMethod(t *testing.T) {
 		name     string
 		keyIndex int
 		topic    string
-		want     db.StoredMessage
+		want     telemetry.Message
 	}{
 		{
 			name:     "system and application properties, primary key",
 			keyIndex: 0,
 			topic:    "devices/dev1/messages/events/%24.mid=m1&%24.cid=c1&%24.ct=application%2Fjson&%24.ce=utf-8&site=north%2F2&a%20b=x%26y",
-			want: db.StoredMessage{DeviceID: "dev1", MessageID: "m1", CorrelationID: "c1", ContentType: "application/json",
+			want: telemetry.Message{DeviceID: "dev1", MessageID: "m1", CorrelationID: "c1", ContentType: "application/json",
 				ContentEncoding: "utf-8", Properties: map[string]string{"site": "north/2", "a b": "x&y"}, AuthMethod: "sas-primary"},
 		},
 		{
 			name:     "empty bag, secondary key",
 			keyIndex: 1,
 			topic:    "devices/dev1/messages/events/",
-			want:     db.StoredMessage{DeviceID: "dev1", AuthMethod: "sas-secondary"},
+			want:     telemetry.Message{DeviceID: "dev1", AuthMethod: "sas-secondary"},
 		},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,7 @@ import (
 	"fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/internal/testkit"
+	"fieldhub/telemetry"
 )
 
 // withCommands gives the hub the real cloud-to-device queue and twin service.
@@ -186,7 +187,7 @@ func TestTelemetryStoredBeforePuback(t *testing.T) {
 		if !tok.WaitTimeout(wait) || tok.Error() != nil {
 			t.Fatalf("publish %d: no PUBACK (%v)", i, tok.Error())
 		}
-		msgs, err := h.db.Messages(context.Background(), "dev1", db.MessageFilter{Limit: 1})
+		msgs, err := h.store.Messages(context.Background(), "dev1", telemetry.MessageFilter{Limit: 1})
 		if err != nil {
 			t.Fatal(err)
 		}

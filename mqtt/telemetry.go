@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"fieldhub/ingest"
+	"fieldhub/telemetry"
 )
 
 // telemetry queues one device-to-cloud message for storage and returns the
@@ -42,10 +43,10 @@ func (b *Broker) storeWill(c *conn, p Publish, body []byte) error {
 
 // telemetryMessage builds the message of a publish and checks its size: the
 // property bag in the topic counts with the body, as on Azure IoT Hub.
-func (b *Broker) telemetryMessage(c *conn, p Publish, body []byte) (ingest.Message, error) {
+func (b *Broker) telemetryMessage(c *conn, p Publish, body []byte) (telemetry.Message, error) {
 	msg := messageFromPublish(c.deviceID, c.authMethod, p, body)
-	if err := msg.CheckSize(); err != nil {
-		return ingest.Message{}, fmt.Errorf("telemetry refused: %w", err)
+	if err := ingest.CheckSize(&msg); err != nil {
+		return telemetry.Message{}, fmt.Errorf("telemetry refused: %w", err)
 	}
 	msg.EnqueuedAt = b.cfg.Now()
 	return msg, nil
@@ -54,8 +55,8 @@ func (b *Broker) telemetryMessage(c *conn, p Publish, body []byte) (ingest.Messa
 // messageFromPublish builds the message of a telemetry publish: system
 // properties from the bag's $.… keys, application properties from the rest.
 // The body is used as is: mochi decodes every packet from a fresh buffer.
-func messageFromPublish(deviceID, authMethod string, p Publish, body []byte) ingest.Message {
-	return ingest.Message{
+func messageFromPublish(deviceID, authMethod string, p Publish, body []byte) telemetry.Message {
+	return telemetry.Message{
 		DeviceID:        deviceID,
 		MessageID:       p.System["$.mid"],
 		CorrelationID:   p.System["$.cid"],

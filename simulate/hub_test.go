@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"fieldhub/db"
 	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
 	"fieldhub/ingest"
@@ -14,6 +13,7 @@ import (
 	"fieldhub/live"
 	"fieldhub/registry"
 	"fieldhub/simulate"
+	"fieldhub/telemetry"
 )
 
 // TestSimulatorAgainstTheRealHub runs simulated devices against the real
@@ -24,12 +24,10 @@ func TestSimulatorAgainstTheRealHub(t *testing.T) {
 	store := dbtest.MustOpen(t)
 	hub := live.New(live.Options{})
 	defer hub.Close()
-	pipe, err := ingest.New(ctx, store, hub, ingest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tel := dbtest.Telemetry(t, store)
+	pipe := ingest.New(tel, hub, ingest.Options{})
 	defer pipe.Close(ctx)
-	_, srv := handlers.New(testkit.WithServices(handlers.Config{DB: store, Ingest: pipe, Live: hub}))
+	_, srv := handlers.New(testkit.WithServices(handlers.Config{DB: store, Telemetry: tel, Ingest: pipe, Live: hub}))
 	ts := httptest.NewTLSServer(srv.DeviceRouter())
 	defer ts.Close()
 
@@ -58,7 +56,7 @@ func TestSimulatorAgainstTheRealHub(t *testing.T) {
 		t.Fatalf("only %d messages acknowledged in 30 s", s)
 	}
 	for _, d := range devices {
-		msgs, err := store.Messages(ctx, d.ID, db.MessageFilter{})
+		msgs, err := tel.Messages(ctx, d.ID, telemetry.MessageFilter{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +67,7 @@ func TestSimulatorAgainstTheRealHub(t *testing.T) {
 		if msgs[0].Properties["source"] != "simulator" || msgs[0].ContentType != "application/json" {
 			t.Errorf("%s: stored message %+v lacks the simulator's properties", d.ID, msgs[0])
 		}
-		metrics, err := store.Metrics(ctx, d.ID)
+		metrics, err := tel.Metrics(ctx, d.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

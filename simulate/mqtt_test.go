@@ -13,11 +13,11 @@ import (
 
 	"fieldhub/certs"
 	"fieldhub/commands"
-	"fieldhub/db"
 	"fieldhub/db/dbtest"
 	"fieldhub/ingest"
 	"fieldhub/mqtt"
 	"fieldhub/registry"
+	"fieldhub/telemetry"
 )
 
 // TestRunMQTT runs a simulated device against the real broker: telemetry is
@@ -34,10 +34,8 @@ func TestRunMQTT(t *testing.T) {
 	caPEM, _ := os.ReadFile(filepath.Join(dir, certs.CAFile))
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
-	pipe, err := ingest.New(ctx, store, nil, ingest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tel := dbtest.Telemetry(t, store)
+	pipe := ingest.New(tel, nil, ingest.Options{})
 	defer pipe.Close(context.Background())
 	twins := commands.NewTwins(commands.TwinsConfig{DB: store})
 	b, err := mqtt.New(mqtt.Config{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, DB: store, Devices: registry.New(registry.Config{Store: store, Audit: store}), Ingest: pipe, Twins: twins})
@@ -69,7 +67,7 @@ func TestRunMQTT(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	msgs, err := store.Messages(ctx, devs[0].ID, db.MessageFilter{Limit: 1})
+	msgs, err := tel.Messages(ctx, devs[0].ID, telemetry.MessageFilter{Limit: 1})
 	if err != nil || len(msgs) != 1 || msgs[0].ContentType != "application/json" || msgs[0].Properties["source"] != "simulator" {
 		t.Errorf("stored %+v (%v), want a JSON message from the simulator", msgs, err)
 	}

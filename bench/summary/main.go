@@ -93,9 +93,9 @@ var sections = []section{
 		{name: "new reading in the readings API after 204, p99", unit: "ms", value: m("bench.BenchmarkHubHTTPS", "visible-api-p99-ms"), target: atMost(1000)},
 		{name: "requests refused with 503 + Retry-After, all phases", unit: "", value: m("bench.BenchmarkHubHTTPS", "rejected-503")},
 		{name: "database file per reading (message log included)", unit: "bytes", value: m("bench.BenchmarkHubHTTPS", "disk-bytes/reading"),
-			baseline: m("db.BenchmarkChart7Days", "naive-bytes/reading"), baseName: "naive layout, readings only"},
+			baseline: m("telemetry.BenchmarkChart7Days", "naive-bytes/reading"), baseName: "naive layout, readings only"},
 	}},
-	{"Issue 3: ingest pipeline in-process, durable, 1,000 devices (ingest, db)", []figure{
+	{"Issue 3: ingest pipeline in-process, durable, 1,000 devices (ingest, telemetry)", []figure{
 		{name: "single messages", unit: "readings/s", value: m("ingest.BenchmarkIngestSingle", "readings/s"),
 			baseline: m("ingest.BenchmarkIngestSingle", "naive-rows/s"), baseName: "naive SQLite layout", target: atLeast(100_000)},
 		{name: "batches of 50", unit: "readings/s", value: m("ingest.BenchmarkIngestBatched", "readings/s"),
@@ -103,11 +103,11 @@ var sections = []section{
 		{name: "ack p99 at half the max rate", unit: "ms", value: m("ingest.BenchmarkAckLatency", "p99-ms"),
 			baseline: m("ingest.BenchmarkAckLatency", "commit-p50-ms"), baseName: "one durable commit", target: atMost(50)},
 		{name: "stored readings, chunk data", unit: "bytes/reading", value: m("ingest.BenchmarkIngestSingle", "chunk-bytes/reading"),
-			baseline: m("db.BenchmarkChart7Days", "naive-bytes/reading"), baseName: "naive layout"},
-		{name: "7-day 1 Hz series on disk", unit: "bytes/reading", value: m("db.BenchmarkChart7Days", "bytes/reading"),
-			baseline: m("db.BenchmarkChart7Days", "naive-bytes/reading"), baseName: "naive layout"},
-		{name: "7-day chart of a 1 Hz metric (604,800 readings)", unit: "ms", value: m("db.BenchmarkChart7Days", "ms/chart"),
-			baseline: m("db.BenchmarkChart7Days", "naive-ms/chart"), baseName: "naive layout", target: atMost(50)},
+			baseline: m("telemetry.BenchmarkChart7Days", "naive-bytes/reading"), baseName: "naive layout"},
+		{name: "7-day 1 Hz series on disk", unit: "bytes/reading", value: m("telemetry.BenchmarkChart7Days", "bytes/reading"),
+			baseline: m("telemetry.BenchmarkChart7Days", "naive-bytes/reading"), baseName: "naive layout"},
+		{name: "7-day chart of a 1 Hz metric (604,800 readings)", unit: "ms", value: m("telemetry.BenchmarkChart7Days", "ms/chart"),
+			baseline: m("telemetry.BenchmarkChart7Days", "naive-ms/chart"), baseName: "naive layout", target: atMost(50)},
 	}},
 	{"Issue 3: live streams, 100 subscribers × 1,000 events/s, stalled subscribers (live)", []figure{
 		{name: "delivery p99", unit: "ms", value: metric{"live.BenchmarkFanOut", "p99-µs", 1e-3}, target: atMost(10)},

@@ -10,7 +10,7 @@ pkg: fieldhub/mqtt
 BenchmarkIngest/bare-mochi-2         	       1	     11000 ns/op	         9.5 puback-p50-ms	     90000 msgs/s
 BenchmarkIngest/fieldhub-2           	       1	     45000 ns/op	        18.0 method-p99-ms	     22000 msgs/s
 BenchmarkIngest/fieldhub-2: broker_bench_test.go:80: a log line
-pkg: fieldhub/db
+pkg: fieldhub/telemetry
 BenchmarkChart7Days-2   	      20	  30000000 ns/op	        30.0 ms/chart	       400 naive-ms/chart
 PASS
 `
@@ -27,8 +27,8 @@ func TestParse(t *testing.T) {
 		{"mqtt.BenchmarkIngest/bare-mochi", "msgs/s", 90000},
 		{"mqtt.BenchmarkIngest/fieldhub", "msgs/s", 22000},
 		{"mqtt.BenchmarkIngest/fieldhub", "method-p99-ms", 18},
-		{"db.BenchmarkChart7Days", "ms/chart", 30},
-		{"db.BenchmarkChart7Days", "ns/op", 30000000},
+		{"telemetry.BenchmarkChart7Days", "ms/chart", 30},
+		{"telemetry.BenchmarkChart7Days", "ns/op", 30000000},
 	}
 	for _, tt := range tests {
 		got, ok := res.get(m(tt.bench, tt.unit))

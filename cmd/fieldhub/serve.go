@@ -26,6 +26,8 @@ import (
 	"fieldhub/registry"
 	"fieldhub/retention"
 	"fieldhub/static"
+	"fieldhub/telemetry"
+	telsqlite "fieldhub/telemetry/sqlite"
 )
 
 // serveConfig is every setting of `fieldhub serve`, parsed once and passed down.
@@ -191,7 +193,7 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	store, err := openServeDB(ctx, cfg.DataDir, log)
+	store, err := openDB(ctx, cfg.DataDir)
 	if err != nil {
 		return err
 	}
@@ -258,12 +260,15 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	defer cloud.Close()
 	methods := cmds.NewInvoker(cmds.InvokerConfig{DB: store, Publisher: hub, Logger: log})
 	twins := cmds.NewTwins(cmds.TwinsConfig{DB: store, Publisher: hub, Logger: log})
-	// Ingest starts before the listeners and drains (deferred) after they
-	// stopped, before the live hub and the database close.
-	pipeline, err := ingest.New(ctx, store, hub, ingest.Options{Logger: log, Retention: cfg.Retention, Health: health})
+	// The telemetry store rebuilds the time series it keeps in memory from
+	// the messages committed after its last checkpoint. Ingest starts before
+	// the listeners and drains (deferred) after they stopped, before the
+	// live hub and the database close.
+	tel, err := telemetry.Open(ctx, telsqlite.New(store), telemetry.Options{Logger: log})
 	if err != nil {
 		return err
 	}
+	pipeline := ingest.New(tel, hub, ingest.Options{Logger: log, Retention: cfg.Retention, Health: health})
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -315,7 +320,7 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	}
 	router, server := handlers.New(handlers.Config{DB: store, Devices: devices, Assets: assets, Logger: log, DeviceHost: deviceHost, Live: hub,
 		CloudMessages: cloud, Methods: methods, Twins: twins,
-		Ingest: pipeline, SeparateDeviceListener: !isLoopback(cfg.Addr),
+		Ingest: pipeline, Telemetry: tel, SeparateDeviceListener: !isLoopback(cfg.Addr),
 		MQTTWebSocket: mqttWS,
 		DeviceQuota:   deviceQuota, SecureCookies: cfg.DashboardTLS, TrustedProxies: cfg.TrustedProxies,
 		Health: health})
@@ -403,16 +408,6 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 		log.Error("stop dashboard server", "err", err)
 	}
 	return nil
-}
-
-// openServeDB opens the data folder's database as openDB does, with the
-// hub's logger for what the writer notices about devices.
-func openServeDB(ctx context.Context, dataDir string, log *slog.Logger) (*db.DB, error) {
-	d, err := db.Open(ctx, dbPath(dataDir), db.Options{Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("open database in %s: %w", dataDir, err)
-	}
-	return d, nil
 }
 
 // displayAddr turns a listen address into one a browser can open.

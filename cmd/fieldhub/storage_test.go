@@ -19,6 +19,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"fieldhub/db"
+	"fieldhub/db/dbtest"
+	"fieldhub/telemetry"
 )
 
 // mountTmpfs mounts a tmpfs of the given size (like "8m") on a new folder
@@ -226,7 +228,7 @@ func TestFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	msgs, err := d.Messages(context.Background(), device, db.MessageFilter{Limit: db.MaxMessagePage})
+	msgs, err := dbtest.Telemetry(t, d).Messages(context.Background(), device, telemetry.MessageFilter{Limit: telemetry.MaxMessagePage})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"fieldhub/db"
+	"fieldhub/telemetry"
+	"fieldhub/telemetry/sqlite"
 )
 
 // MustOpen opens a fresh database file in t.TempDir() and closes it at cleanup.
@@ -44,4 +46,15 @@ func FillUp(t testing.TB, d *db.DB) (free func()) {
 			t.Fatalf("free space: %v", err)
 		}
 	}
+}
+
+// Telemetry opens the telemetry store of d, rebuilding what d's message log
+// holds after the last checkpoint, as the hub does when it starts.
+func Telemetry(t testing.TB, d *db.DB) *telemetry.Store {
+	t.Helper()
+	s, err := telemetry.Open(context.Background(), sqlite.New(d), telemetry.Options{})
+	if err != nil {
+		t.Fatalf("open telemetry: %v", err)
+	}
+	return s
 }

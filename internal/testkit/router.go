@@ -13,6 +13,7 @@ import (
 	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
 	"fieldhub/registry"
+	"fieldhub/telemetry"
 )
 
 // Roles are the dashboard roles, most powerful first.
@@ -21,30 +22,39 @@ var Roles = []string{db.RoleAdmin, db.RoleOperator, db.RoleViewer}
 // Router is the real router (handlers.New) over a real SQLite file, served
 // by httptest, with an API token for each role.
 type Router struct {
-	DB     *db.DB
-	Config handlers.Config // as the router was built, services included
-	Echo   *echo.Echo
-	Server *handlers.Server
-	HTTP   *httptest.Server
-	URL    string
+	DB *db.DB
+	// Telemetry is the telemetry store of DB that NewRouter opened, nil
+	// when configure set Config.Telemetry.
+	Telemetry *telemetry.Store
+	Config    handlers.Config // as the router was built, services included
+	Echo      *echo.Echo
+	Server    *handlers.Server
+	HTTP      *httptest.Server
+	URL       string
 	// Tokens are bearer tokens by role (Roles); "" has none.
 	Tokens map[string]string
 }
 
 // NewRouter builds the router over a fresh database (Config.DB) with
-// DeviceHost hub.test:8443. configure may set any Config field; the services
-// it leaves nil are built by WithServices.
+// DeviceHost hub.test:8443. configure may set any Config field; a nil
+// Telemetry becomes the store of Config.DB, and the services it leaves nil
+// are built by WithServices.
 func NewRouter(t testing.TB, configure ...func(*handlers.Config)) *Router {
 	t.Helper()
 	cfg := handlers.Config{DB: dbtest.MustOpen(t), DeviceHost: "hub.test:8443"}
 	for _, f := range configure {
 		f(&cfg)
 	}
+	var tel *telemetry.Store
+	if cfg.Telemetry == nil {
+		tel = dbtest.Telemetry(t, cfg.DB)
+		cfg.Telemetry = tel
+	}
 	cfg = WithServices(cfg)
 	e, server := handlers.New(cfg)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	r := &Router{DB: cfg.DB, Config: cfg, Echo: e, Server: server, HTTP: srv, URL: srv.URL, Tokens: map[string]string{}}
+	r := &Router{DB: cfg.DB, Telemetry: tel, Config: cfg, Echo: e, Server: server, HTTP: srv, URL: srv.URL, Tokens: map[string]string{}}
 	for _, role := range Roles {
 		secret := auth.NewAPIToken()
 		if _, err := cfg.DB.CreateAPIToken(context.Background(), role+"-token", role, secret); err != nil {

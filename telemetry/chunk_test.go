@@ -1,4 +1,4 @@
-package db
+package telemetry
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package db_test
+package telemetry_test
 
 import (
 	"context"
@@ -9,7 +9,11 @@ import (
 	"time"
 
 	"fieldhub/db"
+	"fieldhub/db/dbtest"
+	"fieldhub/telemetry"
 )
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // sevenDays is a 1 Hz metric over 7 days: what the device page's 7-day chart shows.
 const sevenDays = 7 * 24 * 3600
@@ -24,7 +28,7 @@ type chartFixture struct {
 }
 
 // prepareChartFixture writes 604,800 readings of one metric into our layout
-// (through AppendMessages and a checkpoint) and into the naive
+// (through Append and a checkpoint) and into the naive
 // one-row-per-reading layout, and measures each layout's size on disk.
 func prepareChartFixture(b *testing.B) *chartFixture {
 	b.Helper()
@@ -42,25 +46,23 @@ func prepareChartFixture(b *testing.B) *chartFixture {
 			f.err = err
 			return
 		}
-		if _, err := d.RecoverTelemetry(ctx, jsonReadings); err != nil {
-			f.err = err
-			return
-		}
-		batch := make([]db.NewMessage, 0, 10000)
+		store := dbtest.Telemetry(b, d)
+		batch := make([]telemetry.Record, 0, 10000)
 		for i := range sevenDays {
 			at := t0.Add(time.Duration(i) * time.Second)
 			v := 20 + float64(i%600)/100 // a sawtooth with two decimals, like a thermometer
-			batch = append(batch, db.NewMessage{DeviceID: "dev1", EnqueuedAt: at, ReadingTime: at, Body: []byte("{}"),
-				AuthMethod: "sas-primary", Readings: []db.Reading{{Metric: "temp", Value: v}}})
+			batch = append(batch, telemetry.Record{
+				Message: telemetry.Message{DeviceID: "dev1", EnqueuedAt: at, Body: []byte("{}"), AuthMethod: "sas-primary"},
+				Time:    at, Readings: []telemetry.Reading{{Metric: "temp", Value: v}}})
 			if len(batch) == cap(batch) || i == sevenDays-1 {
-				if _, err := d.AppendMessages(ctx, batch); err != nil {
+				if _, err := store.Append(ctx, batch); err != nil {
 					f.err = err
 					return
 				}
 				batch = batch[:0]
 			}
 		}
-		if _, err := d.CheckpointTelemetry(ctx); err != nil {
+		if _, err := store.Checkpoint(ctx); err != nil {
 			f.err = err
 			return
 		}
@@ -168,9 +170,7 @@ func BenchmarkChart7Days(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer d.Close()
-	if _, err := d.RecoverTelemetry(ctx, jsonReadings); err != nil {
-		b.Fatal(err)
-	}
+	store := dbtest.Telemetry(b, d)
 	from, to := t0, t0.Add(sevenDays*time.Second-time.Millisecond)
 
 	naive, err := sql.Open("sqlite3", "file:"+fixture.naivePath+"?_query_only=true")
@@ -208,7 +208,7 @@ func BenchmarkChart7Days(b *testing.B) {
 
 	b.ResetTimer()
 	for b.Loop() {
-		buckets, err := d.Readings(ctx, "dev1", "temp", from, to, 1000)
+		buckets, err := store.Readings(ctx, "dev1", "temp", from, to, 1000)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -253,28 +253,28 @@ func BenchmarkCheckpoint10kSeries(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			if _, err := d.RecoverTelemetry(ctx, jsonReadings); err != nil {
-				b.Fatal(err)
-			}
+			store := dbtest.Telemetry(b, d)
 			at := t0
 			round := func() { // one message per device: every series dirty
-				msgs := make([]db.NewMessage, 0, devices)
+				recs := make([]telemetry.Record, 0, devices)
 				for _, id := range ids {
-					rs := make([]db.Reading, fields)
+					rs := make([]telemetry.Reading, fields)
 					for f := range rs {
-						rs[f] = db.Reading{Metric: fmt.Sprintf("f%d", f), Value: float64(at.Unix()%1000) / 10}
+						rs[f] = telemetry.Reading{Metric: fmt.Sprintf("f%d", f), Value: float64(at.Unix()%1000) / 10}
 					}
-					msgs = append(msgs, db.NewMessage{DeviceID: id, EnqueuedAt: at, ReadingTime: at, Body: []byte("{}"), AuthMethod: "sas-primary", Readings: rs})
+					recs = append(recs, telemetry.Record{
+						Message: telemetry.Message{DeviceID: id, EnqueuedAt: at, Body: []byte("{}"), AuthMethod: "sas-primary"},
+						Time:    at, Readings: rs})
 				}
 				at = at.Add(time.Second)
-				if _, err := d.AppendMessages(ctx, msgs); err != nil {
+				if _, err := store.Append(ctx, recs); err != nil {
 					b.Fatal(err)
 				}
 			}
 			for range 50 { // partly filled open chunks, as between checkpoints
 				round()
 			}
-			if _, err := d.CheckpointTelemetry(ctx); err != nil {
+			if _, err := store.Checkpoint(ctx); err != nil {
 				b.Fatal(err)
 			}
 			var longest, total time.Duration
@@ -286,7 +286,7 @@ func BenchmarkCheckpoint10kSeries(b *testing.B) {
 				b.StartTimer()
 				for done := false; !done; {
 					start := time.Now()
-					done, _, err = d.CheckpointStep(ctx, bc.maxRows)
+					done, _, err = store.CheckpointStep(ctx, bc.maxRows)
 					if err != nil {
 						b.Fatal(err)
 					}

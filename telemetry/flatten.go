@@ -1,4 +1,4 @@
-package ingest
+package telemetry
 
 import (
 	"bytes"
@@ -25,13 +25,6 @@ const (
 	MaxReadings   = 1000 // numeric values per message
 	MaxMetricName = 256  // bytes; longer names are skipped
 )
-
-// Reading is one numeric value of a telemetry message. Metric is the path of
-// keys to the value, joined with dots ("engine.temp").
-type Reading struct {
-	Metric string
-	Value  float64
-}
 
 // Flatten extracts readings from a telemetry body that is a JSON object:
 // every number becomes a reading, booleans become 0 and 1, nested objects
@@ -589,4 +582,13 @@ func dedupe(rs []Reading) []Reading {
 		out = append(out, r)
 	}
 	return out
+}
+
+// abbreviate shortens raw JSON for an error message.
+func abbreviate(raw []byte) string {
+	const max = 40
+	if len(raw) <= max {
+		return string(raw)
+	}
+	return string(raw[:max]) + "…"
 }

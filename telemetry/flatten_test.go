@@ -1,36 +1,17 @@
-package ingest
+package telemetry
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"math"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 )
-
-// sdkRequests mirrors testdata/http_requests.json, recorded from
-// azure-iot-device-http 1.14.4 (see testdata/gen_http_requests.cjs).
-type sdkRequest struct {
-	Path       string            `json:"path"`
-	Headers    map[string]string `json:"headers"`
-	BodyBase64 string            `json:"bodyBase64"`
-}
-
-func loadSDKRequests(t *testing.T) map[string]sdkRequest {
-	t.Helper()
-	var reqs map[string]sdkRequest
-	if err := json.Unmarshal(readTestdata(t, "http_requests.json"), &reqs); err != nil {
-		t.Fatal(err)
-	}
-	return reqs
-}
 
 func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
@@ -39,201 +20,6 @@ func readTestdata(t testing.TB, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// httpHeader builds headers the way net/http's server does (canonical keys).
-func httpHeader(kv map[string]string) http.Header {
-	h := http.Header{}
-	for k, v := range kv {
-		h.Add(k, v)
-	}
-	return h
-}
-
-func TestMessageFromHTTPNodeSDK(t *testing.T) {
-	req := loadSDKRequests(t)["single"]
-	body, err := base64.StdEncoding.DecodeString(req.BodyBase64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := MessageFromHTTP(httpHeader(req.Headers), body)
-	want := Message{
-		MessageID:       "mid-7",
-		CorrelationID:   "cid-7",
-		ContentType:     "application/json",
-		ContentEncoding: "utf-8",
-		To:              "/devices/dev1/messages/events",
-		UserID:          "user-7",
-		// Header names lose their case in net/http, so names are lower-cased.
-		Properties: map[string]string{"alert": "high", "sensor-kind": "dht22"},
-		Body:       []byte(`{"temp":21.5}`),
-	}
-	assertMessage(t, got, want)
-}
-
-func TestMessageFromHTTP(t *testing.T) {
-	tests := []struct {
-		name    string
-		headers map[string]string
-		want    Message
-	}{
-		{
-			name:    "no headers",
-			headers: nil,
-			want:    Message{},
-		},
-		{
-			name:    "content type falls back to Content-Type",
-			headers: map[string]string{"Content-Type": "text/plain; charset=utf-8"},
-			want:    Message{ContentType: "text/plain; charset=utf-8"},
-		},
-		{
-			name:    "iothub-contenttype wins",
-			headers: map[string]string{"Content-Type": "text/plain", "iothub-contenttype": "application/json"},
-			want:    Message{ContentType: "application/json"},
-		},
-		{
-			name:    "batch content type is not the message's",
-			headers: map[string]string{"Content-Type": BatchContentType + "; charset=utf-8"},
-			want:    Message{},
-		},
-		{
-			name:    "empty app property name ignored",
-			headers: map[string]string{"iothub-app-": "x", "Iothub-App-K": "v", "X-Other": "y"},
-			want:    Message{Properties: map[string]string{"k": "v"}},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			assertMessage(t, MessageFromHTTP(httpHeader(tt.headers), nil), tt.want)
-		})
-	}
-}
-
-func TestIsBatch(t *testing.T) {
-	tests := []struct {
-		contentType string
-		want        bool
-	}{
-		{"", false},
-		{"application/json", false},
-		{BatchContentType, true},
-		{"Application/Vnd.Microsoft.IotHub.Json; charset=utf-8", true},
-	}
-	for _, tt := range tests {
-		if got := IsBatch(httpHeader(map[string]string{"Content-Type": tt.contentType})); got != tt.want {
-			t.Errorf("IsBatch(%q): got %v, want %v", tt.contentType, got, tt.want)
-		}
-	}
-}
-
-func TestDecodeBatchNodeSDK(t *testing.T) {
-	req := loadSDKRequests(t)["batch"]
-	if got := req.Headers["Content-Type"]; got != BatchContentType {
-		t.Fatalf("the SDK sent Content-Type %q, want %q", got, BatchContentType)
-	}
-	msgs, err := DecodeBatch(readTestdata(t, "batch_node_sdk.json"))
-	if err != nil {
-		t.Fatalf("DecodeBatch: %v", err)
-	}
-	want := []Message{
-		{
-			// The SDK carries only application properties in a batch, with their case.
-			Properties: map[string]string{"alert": "high", "Sensor-Kind": "dht22"},
-			Body:       []byte(`{"temp":21.5,"hum":40,"ts":"2024-05-01T10:00:00Z"}`),
-		},
-		{Body: []byte{0, 1, 2, 255}},
-		{Body: []byte{}},
-	}
-	assertMessages(t, msgs, want)
-}
-
-func TestDecodeBatchExplicit(t *testing.T) {
-	msgs, err := DecodeBatch(readTestdata(t, "batch_explicit.json"))
-	if err != nil {
-		t.Fatalf("DecodeBatch: %v", err)
-	}
-	want := []Message{
-		{
-			MessageID: "m1", CorrelationID: "c1", ContentType: "application/json", ContentEncoding: "utf-8",
-			To: "/devices/dev1/messages/events", UserID: "u1",
-			Properties: map[string]string{"Room": "kitchen"},
-			Body:       []byte(`{"temp": 21}`),
-		},
-		{Body: []byte(`{"temp": 22}`)},
-		{Body: []byte{}},
-	}
-	assertMessages(t, msgs, want)
-}
-
-func TestDecodeBatchErrors(t *testing.T) {
-	big := base64.StdEncoding.EncodeToString(make([]byte, MaxMessageSize+1))
-	tests := []struct {
-		name    string
-		body    string
-		wantErr string
-	}{
-		{"empty body", ``, "want a JSON array"},
-		{"object", `{"body": "YQ=="}`, "want a JSON array"},
-		{"empty array", `[]`, "holds no messages"},
-		{"element not an object", `[{"body": "YQ=="}, 5]`, "message 1: want an object"},
-		{"missing body", `[{"properties": {}}]`, `missing "body"`},
-		{"null body", `[{"body": null}]`, `missing "body"`},
-		{"body not base64", `[{"body": "{\"t\": 1}"}]`, `"body" is not base64`},
-		{"body not base64 with flag", `[{"body": "!!", "base64Encoded": true}]`, `"body" is not base64`},
-		{"body not a string", `[{"body": 5}]`, "message 0: want an object"},
-		{"property not a string", `[{"body": "", "properties": {"iothub-app-n": 5}}]`, `property "iothub-app-n": value must be a string, got 5`},
-		{"too big", `[{"body": "` + big + `"}]`, fmt.Sprintf("body is %d bytes, the limit is %d", MaxMessageSize+1, MaxMessageSize)},
-		{"trailing garbage", `[{"body": ""}] x`, "data after the array"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			msgs, err := DecodeBatch([]byte(tt.body))
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("DecodeBatch: got error %v, want one containing %q", err, tt.wantErr)
-			}
-			if msgs != nil {
-				t.Errorf("DecodeBatch: got %d messages with an error, want none", len(msgs))
-			}
-		})
-	}
-}
-
-func TestDecodeBatchAtSizeLimit(t *testing.T) {
-	body := `[{"body": "` + base64.StdEncoding.EncodeToString(make([]byte, MaxMessageSize)) + `"}]`
-	msgs, err := DecodeBatch([]byte(body))
-	if err != nil {
-		t.Fatalf("DecodeBatch of a message of exactly MaxMessageSize: %v", err)
-	}
-	if len(msgs) != 1 || len(msgs[0].Body) != MaxMessageSize {
-		t.Errorf("got %d messages, want one of %d bytes", len(msgs), MaxMessageSize)
-	}
-}
-
-func assertMessages(t *testing.T, got, want []Message) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("got %d messages, want %d", len(got), len(want))
-	}
-	for i := range want {
-		assertMessage(t, got[i], want[i])
-	}
-}
-
-func assertMessage(t *testing.T, got, want Message) {
-	t.Helper()
-	type fields struct{ ID, CID, CT, CE, To, UID string }
-	g := fields{got.MessageID, got.CorrelationID, got.ContentType, got.ContentEncoding, got.To, got.UserID}
-	w := fields{want.MessageID, want.CorrelationID, want.ContentType, want.ContentEncoding, want.To, want.UserID}
-	if g != w {
-		t.Errorf("system properties:\n got %+v\nwant %+v", g, w)
-	}
-	if len(got.Properties) != len(want.Properties) || !maps.Equal(got.Properties, want.Properties) {
-		t.Errorf("Properties: got %v, want %v", got.Properties, want.Properties)
-	}
-	if string(got.Body) != string(want.Body) {
-		t.Errorf("Body: got %q, want %q", got.Body, want.Body)
-	}
 }
 
 func TestFlattenNested(t *testing.T) {
@@ -510,7 +296,7 @@ func BenchmarkFlatten(b *testing.B) {
 }
 
 func FuzzFlatten(f *testing.F) {
-	for _, name := range []string{"telemetry_nested.json", "telemetry_python_nan.json", "batch_node_sdk.json"} {
+	for _, name := range []string{"telemetry_nested.json", "telemetry_python_nan.json"} {
 		f.Add(readTestdata(f, name))
 	}
 	for _, s := range []string{benchBody, `{}`, `{"a":[{"b":[1]}]}`, `{"ts":"2024-05-01T10:00:00Z"}`, `{"a\u00e9\ud800":1e400}`, `{"a":1`, ``} {
@@ -555,44 +341,6 @@ func FuzzFlatten(f *testing.F) {
 	})
 }
 
-func FuzzDecodeBatch(f *testing.F) {
-	for _, name := range []string{"batch_node_sdk.json", "batch_explicit.json"} {
-		f.Add(readTestdata(f, name))
-	}
-	f.Add([]byte(`[]`))
-	f.Add([]byte(`[{"body":"!!"}]`))
-	f.Add([]byte(`[{"body":"", "properties":{"iothub-app-":"x","iothub-app-a":1}}]`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		msgs, err := DecodeBatch(body)
-		if err != nil {
-			if msgs != nil {
-				t.Fatalf("error %v came with %d messages", err, len(msgs))
-			}
-			return
-		}
-		if len(msgs) == 0 {
-			t.Fatal("no error and no messages")
-		}
-		for i, m := range msgs {
-			if len(m.Body) > MaxMessageSize {
-				t.Fatalf("message %d: %d bytes, over the limit", i, len(m.Body))
-			}
-			for k := range m.Properties {
-				if k == "" {
-					t.Fatalf("message %d: empty property name", i)
-				}
-			}
-			// Bodies go on to Flatten; it must cope with whatever a batch holds.
-			readings, _, _, _ := Flatten(m.Body)
-			for _, r := range readings {
-				if r.Metric == "" || math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
-					t.Fatalf("message %d: bad reading %+v", i, r)
-				}
-			}
-		}
-	})
-}
-
 func TestDisplayBody(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -608,9 +356,9 @@ func TestDisplayBody(t *testing.T) {
 		{"delete character", []byte("a\x7f"), "YX8=", true},
 	}
 	for _, tt := range tests {
-		got, gotBase64 := DisplayBody(tt.body)
+		got, gotBase64 := displayBody(tt.body)
 		if got != tt.want || gotBase64 != tt.wantBase64 {
-			t.Errorf("%s: DisplayBody = %q, %v; want %q, %v", tt.name, got, gotBase64, tt.want, tt.wantBase64)
+			t.Errorf("%s: displayBody = %q, %v; want %q, %v", tt.name, got, gotBase64, tt.want, tt.wantBase64)
 		}
 	}
 }

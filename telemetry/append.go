@@ -1,0 +1,422 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// ActivityStep bounds how far a device's stored last activity lags behind its
+// newest message. Writing it for every message would rewrite the device row
+// (and its last-activity index) once per message, once the largest cost of a
+// commit; instead it is written with the device's first message, then when a
+// message moved it on by ActivityStep. What is left is written once the device
+// has been quiet for a few steps (checked once a step) or at the next
+// checkpoint, so the stored value is at most about 3 steps behind.
+const ActivityStep = time.Second
+
+// deviceRef is what the writer remembers of a sending device between batches.
+type deviceRef struct {
+	deviceID    string
+	id, created int64 // DeviceRow
+	activity    int64 // newest last activity (Unix ms) of its committed messages
+	stored      int64 // last activity as this writer last wrote it
+	// shape is the series of the readings of its last message, in order:
+	// devices send the same keys message after message, so comparing names
+	// spares a map lookup per reading.
+	shape []*series
+	// overMetricCap is set once new metric names of the device were dropped
+	// at MaxMetricsPerDevice and logged, so that it is logged only once.
+	overMetricCap bool
+}
+
+func (dev *deviceRef) row() DeviceRow { return DeviceRow{ID: dev.id, Created: dev.created} }
+
+// sameShape reports whether rs names the metrics of dev's shape, in order,
+// all still indexed.
+func (dev *deviceRef) sameShape(rs []Reading) bool {
+	if len(rs) != len(dev.shape) || len(rs) == 0 {
+		return false
+	}
+	for i, s := range dev.shape {
+		if s.forgotten || s.key.name != rs[i].Metric {
+			return false
+		}
+	}
+	return true
+}
+
+// deviceCache is what the writer knows of sending devices: their rows, and
+// the last activities not written yet (see ActivityStep). Writer-side only.
+type deviceCache struct {
+	byID    map[string]*deviceRef
+	pending map[*deviceRef]struct{}
+	swept   time.Time // when pending last activities were last looked at
+}
+
+func newDeviceCache() deviceCache {
+	return deviceCache{byID: map[string]*deviceRef{}, pending: map[*deviceRef]struct{}{}}
+}
+
+// forget drops a cached device row that no longer matches storage.
+func (c *deviceCache) forget(dev *deviceRef) {
+	if c.byID[dev.deviceID] == dev {
+		delete(c.byID, dev.deviceID)
+	}
+	delete(c.pending, dev)
+}
+
+// written records committed last-activity updates.
+func (c *deviceCache) written(ws []activityWrite) {
+	for _, a := range ws {
+		a.dev.activity = max(a.dev.activity, a.at)
+		a.dev.stored = max(a.dev.stored, a.at)
+		if a.dev.stored >= a.dev.activity {
+			delete(c.pending, a.dev)
+		}
+	}
+}
+
+// activityWrite is a last-activity update of one device.
+type activityWrite struct {
+	dev *deviceRef
+	at  int64
+}
+
+// writeActivity moves devices' stored last activity forward.
+func writeActivity(ctx context.Context, tx Tx, ws []activityWrite) error {
+	if len(ws) == 0 {
+		return nil
+	}
+	at := make([]Activity, len(ws))
+	for i, a := range ws {
+		at[i] = Activity{Device: a.dev.row(), At: a.at}
+	}
+	if err := tx.TouchDevices(ctx, at); err != nil {
+		return fmt.Errorf("update last activity: %w", err)
+	}
+	return nil
+}
+
+// Append stores recs in the message log in one transaction (the ingest
+// pipeline's group commit) and then adds their readings to the in-memory
+// series. It updates each sending device's last activity (see ActivityStep).
+// ids[i] is the log id of recs[i], or 0 when its device no longer exists
+// (the message is dropped). If the transaction fails nothing is stored and
+// nothing is added.
+func (s *Store) Append(ctx context.Context, recs []Record) (ids []int64, err error) {
+	s.write.Lock()
+	defer s.write.Unlock()
+	b := s.newBatch(recs)
+	if err := s.inTx(ctx, func(tx Tx) error { return b.write(ctx, tx) }); err != nil {
+		return make([]int64, len(recs)), fmt.Errorf("append %d messages: %w", len(recs), err)
+	}
+	// Only now that the transaction committed does memory follow it.
+	b.applyDevices()
+	b.applyReadings()
+	return b.ids, nil
+}
+
+// batch is one Append: what its transaction found and decided, applied to
+// memory once it committed.
+type batch struct {
+	s    *Store
+	recs []Record
+	now  time.Time
+	ids  []int64
+	devs []*deviceRef // the device of each record; nil: it is gone
+	// series is the series of each reading of the stored records, in order
+	// (nil: dropped at MaxMetricsPerDevice), found while looking for new
+	// metrics so that adding the readings needs no second lookup.
+	series         []*series
+	fresh          map[seriesKey]*series // created by this batch
+	replaced       map[seriesKey]bool    // cached series of a device that was recreated
+	freshPerDevice map[int64]int
+	evicted        []*deviceRef // cached rows that turned out stale
+	capped         []*deviceRef // devices with new metric names dropped in this batch
+	reshaped       []int        // records whose readings did not match their device's shape
+	// Last-activity updates written in the transaction, and ones left for later.
+	activity, pending []activityWrite
+}
+
+func (s *Store) newBatch(recs []Record) *batch {
+	n := 0
+	for i := range recs {
+		n += len(recs[i].Readings)
+	}
+	return &batch{
+		s: s, recs: recs, now: s.now(),
+		ids: make([]int64, len(recs)), devs: make([]*deviceRef, len(recs)), series: make([]*series, 0, n),
+		fresh: map[seriesKey]*series{}, replaced: map[seriesKey]bool{}, freshPerDevice: map[int64]int{},
+	}
+}
+
+// write is the batch's transaction.
+func (b *batch) write(ctx context.Context, tx Tx) error {
+	devs, err := b.resolveDevices(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if err := b.insert(ctx, tx, devs); err != nil {
+		return err
+	}
+	if err := b.findSeries(ctx, tx); err != nil {
+		return err
+	}
+	b.planActivity()
+	return writeActivity(ctx, tx, b.activity)
+}
+
+// resolveDevices is this batch's view of its devices by id: cached rows,
+// checked in one query (a device deleted, or recreated under a new row, is
+// looked up again), and rows looked up now; nil for a device that is gone.
+func (b *batch) resolveDevices(ctx context.Context, tx Tx) (map[string]*deviceRef, error) {
+	devs := make(map[string]*deviceRef)
+	var cached []*deviceRef
+	for i := range b.recs {
+		id := b.recs[i].Message.DeviceID
+		if _, seen := devs[id]; seen {
+			continue
+		}
+		dev := b.s.devices.byID[id]
+		if dev != nil {
+			cached = append(cached, dev)
+		} else {
+			var err error
+			if dev, err = lookupDevice(ctx, tx, id); err != nil {
+				return nil, err
+			}
+		}
+		devs[id] = dev
+	}
+	stale, err := staleDevices(ctx, tx, cached)
+	if err != nil {
+		return nil, err
+	}
+	for _, dev := range stale {
+		b.evicted = append(b.evicted, dev)
+		if devs[dev.deviceID], err = lookupDevice(ctx, tx, dev.deviceID); err != nil {
+			return nil, err
+		}
+	}
+	return devs, nil
+}
+
+// lookupDevice reads a device's row; nil when there is none.
+func lookupDevice(ctx context.Context, tx Tx, deviceID string) (*deviceRef, error) {
+	row, ok, err := tx.FindDevice(ctx, deviceID)
+	if err != nil {
+		return nil, fmt.Errorf("find device %q: %w", deviceID, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	return &deviceRef{deviceID: deviceID, id: row.ID, created: row.Created}, nil
+}
+
+// staleDevices returns the cached device rows that no longer match
+// storage: the device was deleted, or deleted and created again.
+func staleDevices(ctx context.Context, tx Tx, devs []*deviceRef) ([]*deviceRef, error) {
+	if len(devs) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(devs))
+	for i, dev := range devs {
+		ids[i] = dev.id
+	}
+	created, err := tx.DevicesCreated(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("check devices: %w", err)
+	}
+	var stale []*deviceRef
+	for _, dev := range devs {
+		if at, ok := created[dev.id]; !ok || at != dev.created {
+			stale = append(stale, dev)
+		}
+	}
+	return stale, nil
+}
+
+// insert logs every record whose device exists and sets its id.
+func (b *batch) insert(ctx context.Context, tx Tx, devs map[string]*deviceRef) error {
+	rows := make([]MessageRow, 0, len(b.recs))
+	for i := range b.recs {
+		if dev := devs[b.recs[i].Message.DeviceID]; dev != nil {
+			b.devs[i] = dev
+			rows = append(rows, MessageRow{Device: dev.id, Message: &b.recs[i].Message})
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	ids, err := tx.InsertMessages(ctx, rows)
+	if err != nil {
+		return fmt.Errorf("insert %d messages: %w", len(rows), err)
+	}
+	k := 0
+	for i, dev := range b.devs {
+		if dev != nil {
+			b.ids[i] = ids[k]
+			k++
+		}
+	}
+	return nil
+}
+
+// findSeries finds the series of every reading of the stored records.
+// Metrics commit with the message that first names them, so that recovery
+// finds every metric it replays.
+func (b *batch) findSeries(ctx context.Context, tx Tx) error {
+	for i, dev := range b.devs {
+		if dev == nil {
+			continue
+		}
+		rs := b.recs[i].Readings
+		if dev.sameShape(rs) {
+			b.series = append(b.series, dev.shape...)
+			continue
+		}
+		b.reshaped = append(b.reshaped, i)
+		for _, r := range rs {
+			sr, err := b.seriesFor(ctx, tx, dev, r.Metric)
+			if err != nil {
+				return fmt.Errorf("device %q: %w", dev.deviceID, err)
+			}
+			b.series = append(b.series, sr)
+		}
+	}
+	return nil
+}
+
+// seriesFor returns the series of a device's metric: indexed, created by
+// this batch or created now; nil when the device has MaxMetricsPerDevice.
+func (b *batch) seriesFor(ctx context.Context, tx Tx, dev *deviceRef, name string) (*series, error) {
+	key := seriesKey{dev.id, name}
+	known, ok := b.s.idx.byKey[key]
+	if ok && known.deviceCreated == dev.created {
+		return known, nil
+	}
+	if sr, ok := b.fresh[key]; ok {
+		return sr, nil
+	}
+	if ok {
+		b.replaced[key] = true
+	} else if b.s.idx.perDevice[dev.id]+b.freshPerDevice[dev.id] >= MaxMetricsPerDevice {
+		if !dev.overMetricCap && !slices.Contains(b.capped, dev) {
+			b.capped = append(b.capped, dev)
+		}
+		return nil, nil
+	}
+	b.freshPerDevice[dev.id]++
+	m, err := tx.CreateMetric(ctx, dev.row(), name)
+	if err != nil {
+		return nil, fmt.Errorf("create metric %q: %w", name, err)
+	}
+	sr := seriesOf(m)
+	b.fresh[key] = sr
+	return sr, nil
+}
+
+// planActivity decides which last activities the transaction writes: at
+// once for a device this writer has not written yet or that moved on by
+// ActivityStep, otherwise later (a sweep once a step, or the checkpoint).
+func (b *batch) planActivity() {
+	latest := make(map[*deviceRef]int64)
+	for i, dev := range b.devs {
+		if dev != nil {
+			latest[dev] = max(latest[dev], dev.activity, unixMS(b.recs[i].Message.EnqueuedAt))
+		}
+	}
+	cache := &b.s.devices
+	sweep := b.now.Sub(cache.swept) >= ActivityStep
+	for dev, at := range latest {
+		switch {
+		case at <= dev.stored:
+		case dev.stored == 0 || at-dev.stored >= ActivityStep.Milliseconds() || sweep:
+			b.activity = append(b.activity, activityWrite{dev, at})
+		default:
+			b.pending = append(b.pending, activityWrite{dev, at})
+		}
+	}
+	if !sweep {
+		return
+	}
+	// Devices that went quiet: an active one is written above as its
+	// messages move on, spread over time rather than all at once.
+	quiet := b.now.UnixMilli() - 2*ActivityStep.Milliseconds()
+	for dev := range cache.pending {
+		if _, ok := latest[dev]; !ok && dev.stored <= quiet {
+			b.activity = append(b.activity, activityWrite{dev, dev.activity})
+		}
+	}
+}
+
+// applyDevices updates the device cache after the batch committed.
+func (b *batch) applyDevices() {
+	cache := &b.s.devices
+	for _, dev := range b.evicted {
+		cache.forget(dev)
+	}
+	for _, dev := range b.capped {
+		dev.overMetricCap = true
+		b.s.log.Warn(fmt.Sprintf("device reached the limit of %d metrics; readings of new metric names are not recorded (its messages still are)", MaxMetricsPerDevice),
+			"device", dev.deviceID)
+	}
+	for i, dev := range b.devs {
+		if id := b.recs[i].Message.DeviceID; dev != nil && cache.byID[id] != dev {
+			cache.byID[id] = dev
+		}
+	}
+	for _, a := range b.pending {
+		a.dev.activity = max(a.dev.activity, a.at)
+		cache.pending[a.dev] = struct{}{}
+	}
+	cache.written(b.activity)
+	if b.now.Sub(cache.swept) >= ActivityStep {
+		cache.swept = b.now
+	}
+}
+
+// applyReadings adds the committed readings to their series.
+func (b *batch) applyReadings() {
+	s := b.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key := range b.replaced {
+		s.idx.forget(s.idx.byKey[key])
+	}
+	for _, sr := range b.fresh {
+		s.idx.add(sr)
+	}
+	k, next := 0, 0
+	for i, dev := range b.devs {
+		if dev == nil {
+			continue
+		}
+		rec := &b.recs[i]
+		if next < len(b.reshaped) && b.reshaped[next] == i {
+			next++
+			if shape := b.series[k : k+len(rec.Readings)]; !slices.Contains(shape, nil) {
+				dev.shape = slices.Clone(shape)
+			}
+		}
+		ts := rec.Time.UnixMilli()
+		for _, r := range rec.Readings {
+			sr := b.series[k]
+			k++
+			if sr != nil && isFinite(r.Value) {
+				sr.add(ts, r.Value, b.now)
+			}
+		}
+		s.lastApplied = max(s.lastApplied, b.ids[i])
+	}
+}
+
+// unixMS is t in Unix ms; 0 for the zero time.
+func unixMS(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}

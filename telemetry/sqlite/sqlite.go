@@ -1,0 +1,249 @@
+// Package sqlite is telemetry's Storage on SQLite: the message log, the
+// metrics with their chunks and the watermark, in the tables that
+// db/migrations/0002_telemetry.sql creates in the hub's database file.
+//
+// It writes through the database's one writer connection, the same one the
+// registry writes through: SQLite has one writer, so queuing every writer on
+// one connection in Go is cheaper than busy-waiting in SQLite, and a message
+// commit and a registry write never contend.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"fieldhub/telemetry"
+)
+
+// Database is the SQLite database the telemetry tables live in (*db.DB):
+// its one writer connection and its pool of read-only connections.
+type Database interface {
+	Writer() *sql.DB
+	Reader() *sql.DB
+}
+
+// Storage implements telemetry.Storage.
+type Storage struct {
+	write, read *sql.DB
+}
+
+var _ telemetry.Storage = (*Storage)(nil)
+
+// New returns the telemetry storage of d.
+func New(d Database) *Storage {
+	return &Storage{write: d.Writer(), read: d.Reader()}
+}
+
+// Begin starts a write transaction on the writer connection.
+func (s *Storage) Begin(ctx context.Context) (telemetry.Tx, error) {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &writeTx{tx: tx}, nil
+}
+
+// Recovery reads the watermark and every metric with its newest chunk.
+func (s *Storage) Recovery(ctx context.Context) (int64, []telemetry.MetricRow, error) {
+	var watermark int64
+	if err := s.write.QueryRowContext(ctx, `SELECT folded_message_id FROM telemetry_state WHERE id = 1`).Scan(&watermark); err != nil {
+		return 0, nil, fmt.Errorf("read watermark: %w", err)
+	}
+	rows, err := s.write.QueryContext(ctx, `SELECT m.id, m.device_id, dv.created_at, m.name, m.last_value, m.last_ts, m.through_msg,
+		(SELECT COALESCE(MAX(chunk_no), 0) FROM reading_chunks c WHERE c.metric_id = m.id)
+		FROM metrics m JOIN devices dv ON dv.id = m.device_id`)
+	if err != nil {
+		return 0, nil, fmt.Errorf("load metrics: %w", err)
+	}
+	defer rows.Close()
+	var out []telemetry.MetricRow
+	for rows.Next() {
+		var m telemetry.MetricRow
+		var last lastValue
+		if err := rows.Scan(&m.ID, &m.Device.ID, &m.Device.Created, &m.Name, &last.value, &last.ts, &m.Through, &m.LastChunk); err != nil {
+			return 0, nil, fmt.Errorf("load metrics: %w", err)
+		}
+		last.set(&m)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, nil, fmt.Errorf("load metrics: %w", err)
+	}
+	return watermark, out, nil
+}
+
+// lastValue is a metric's stored last value, NULL until its first checkpoint.
+type lastValue struct {
+	value sql.NullFloat64
+	ts    sql.NullInt64
+}
+
+func (l lastValue) set(m *telemetry.MetricRow) {
+	if l.value.Valid && l.ts.Valid {
+		m.Last, m.HasLast = telemetry.Point{TS: l.ts.Int64, Value: l.value.Float64}, true
+	}
+}
+
+// MessagesAfter reads a page of the log for recovery.
+func (s *Storage) MessagesAfter(ctx context.Context, after int64, limit int) ([]telemetry.LoggedBody, error) {
+	rows, err := s.write.QueryContext(ctx, `SELECT id, device_id, enqueued_at, body
+		FROM messages WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var page []telemetry.LoggedBody
+	for rows.Next() {
+		var m telemetry.LoggedBody
+		var at int64
+		if err := rows.Scan(&m.ID, &m.Device, &at, &m.Body); err != nil {
+			return nil, err
+		}
+		m.EnqueuedAt = fromMS(at)
+		page = append(page, m)
+	}
+	return page, rows.Err()
+}
+
+// deviceRowID finds the internal id of a device.
+func (s *Storage) deviceRowID(ctx context.Context, deviceID string) (int64, error) {
+	var id int64
+	err := s.read.QueryRowContext(ctx, `SELECT id FROM devices WHERE device_id = ?`, deviceID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = telemetry.ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("device %q: %w", deviceID, err)
+	}
+	return id, nil
+}
+
+// Metrics lists a device's metrics by name.
+func (s *Storage) Metrics(ctx context.Context, deviceID string) ([]telemetry.Metric, error) {
+	devID, err := s.deviceRowID(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT id, name, last_value, last_ts FROM metrics WHERE device_id = ? ORDER BY name`, devID)
+	if err != nil {
+		return nil, fmt.Errorf("list metrics of %q: %w", deviceID, err)
+	}
+	defer rows.Close()
+	var out []telemetry.Metric
+	for rows.Next() {
+		var m telemetry.Metric
+		var last lastValue
+		if err := rows.Scan(&m.ID, &m.Name, &last.value, &last.ts); err != nil {
+			return nil, fmt.Errorf("list metrics of %q: %w", deviceID, err)
+		}
+		if last.value.Valid && last.ts.Valid {
+			m.LastValue, m.LastTime = last.value.Float64, time.UnixMilli(last.ts.Int64).UTC()
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list metrics of %q: %w", deviceID, err)
+	}
+	return out, nil
+}
+
+// MetricID finds a device's metric.
+func (s *Storage) MetricID(ctx context.Context, deviceID, name string) (int64, error) {
+	devID, err := s.deviceRowID(ctx, deviceID)
+	if err != nil {
+		return 0, err
+	}
+	var id int64
+	err = s.read.QueryRowContext(ctx, `SELECT id FROM metrics WHERE device_id = ? AND name = ?`, devID, name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = telemetry.ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("device %q has no metric %q: %w", deviceID, name, err)
+	}
+	return id, nil
+}
+
+// Chunks reads a metric's stored chunks that overlap [from, to].
+func (s *Storage) Chunks(ctx context.Context, metricID, from, to int64, withData bool) ([]telemetry.Chunk, error) {
+	cols := `chunk_no, start_ts, end_ts, n, min, max, sum, data`
+	if !withData {
+		cols = `chunk_no, start_ts, end_ts, n, min, max, sum, NULL`
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT `+cols+` FROM reading_chunks
+		WHERE metric_id = ? AND end_ts >= ? AND start_ts <= ?`, metricID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []telemetry.Chunk
+	for rows.Next() {
+		var c telemetry.Chunk
+		if err := rows.Scan(&c.No, &c.Start, &c.End, &c.N, &c.Min, &c.Max, &c.Sum, &c.Data); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// ChunkData reads one stored chunk.
+func (s *Storage) ChunkData(ctx context.Context, metricID, chunkNo int64) (n int, data []byte, err error) {
+	err = s.read.QueryRowContext(ctx, `SELECT n, data FROM reading_chunks WHERE metric_id = ? AND chunk_no = ?`, metricID, chunkNo).Scan(&n, &data)
+	return n, data, err
+}
+
+// Messages lists a page of a device's messages, newest first.
+func (s *Storage) Messages(ctx context.Context, deviceID string, f telemetry.MessageFilter) ([]telemetry.Message, error) {
+	devID, err := s.deviceRowID(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT id, enqueued_at, message_id, correlation_id, content_type,
+		content_encoding, to_address, user_id, properties, auth_method, body
+		FROM messages WHERE device_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, devID, f.Before, f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
+	}
+	defer rows.Close()
+	var out []telemetry.Message
+	for rows.Next() {
+		m := telemetry.Message{DeviceID: deviceID}
+		var at int64
+		var props sql.NullString
+		if err := rows.Scan(&m.ID, &at, &m.MessageID, &m.CorrelationID, &m.ContentType, &m.ContentEncoding,
+			&m.To, &m.UserID, &props, &m.AuthMethod, &m.Body); err != nil {
+			return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
+		}
+		m.EnqueuedAt = fromMS(at)
+		if props.Valid {
+			if err := json.Unmarshal([]byte(props.String), &m.Properties); err != nil {
+				return nil, fmt.Errorf("message %d: bad properties column: %w", m.ID, err)
+			}
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
+	}
+	return out, nil
+}
+
+// ms is t in Unix ms as the tables store it; 0 for the zero time.
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}

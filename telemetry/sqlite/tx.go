@@ -1,0 +1,296 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"fieldhub/telemetry"
+)
+
+// writeTx is a telemetry.Tx. It prepares each statement on first use: most
+// transactions need only a few of them.
+type writeTx struct {
+	tx *sql.Tx
+	// Statements by query text, and the INSERT of n messages by n.
+	stmts   map[string]*sql.Stmt
+	inserts map[int]*sql.Stmt
+}
+
+func (w *writeTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st := w.stmts[query]; st != nil {
+		return st, nil
+	}
+	st, err := w.tx.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if w.stmts == nil {
+		w.stmts = map[string]*sql.Stmt{}
+	}
+	w.stmts[query] = st
+	return st, nil
+}
+
+func (w *writeTx) closeStmts() {
+	for _, st := range w.stmts {
+		st.Close()
+	}
+	for _, st := range w.inserts {
+		st.Close()
+	}
+	w.stmts, w.inserts = nil, nil
+}
+
+func (w *writeTx) Commit() error {
+	defer w.closeStmts()
+	return w.tx.Commit()
+}
+
+func (w *writeTx) Rollback() error {
+	defer w.closeStmts()
+	err := w.tx.Rollback()
+	if errors.Is(err, sql.ErrTxDone) {
+		return nil
+	}
+	return err
+}
+
+const findDevice = `SELECT id, created_at FROM devices WHERE device_id = ?`
+
+func (w *writeTx) FindDevice(ctx context.Context, deviceID string) (telemetry.DeviceRow, bool, error) {
+	var dev telemetry.DeviceRow
+	st, err := w.stmt(ctx, findDevice)
+	if err != nil {
+		return dev, false, err
+	}
+	err = st.QueryRowContext(ctx, deviceID).Scan(&dev.ID, &dev.Created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return dev, false, nil
+	}
+	return dev, err == nil, err
+}
+
+const devicesCreated = `SELECT id, created_at FROM devices WHERE id IN (SELECT value FROM json_each(?))`
+
+func (w *writeTx) DevicesCreated(ctx context.Context, ids []int64) (map[int64]int64, error) {
+	// One statement for any number of devices: the ids as a JSON array.
+	list := []byte{'['}
+	for i, id := range ids {
+		if i > 0 {
+			list = append(list, ',')
+		}
+		list = strconv.AppendInt(list, id, 10)
+	}
+	list = append(list, ']')
+	st, err := w.stmt(ctx, devicesCreated)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(ctx, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	created := make(map[int64]int64, len(ids))
+	for rows.Next() {
+		var id, at int64
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, err
+		}
+		created[id] = at
+	}
+	return created, rows.Err()
+}
+
+// insertChunk bounds the rows of one INSERT (11 parameters each).
+const insertChunk = 64
+
+func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRow) ([]int64, error) {
+	ids := make([]int64, len(rows))
+	args := make([]any, 0, 11*min(len(rows), insertChunk))
+	for done := 0; done < len(rows); {
+		n := min(len(rows)-done, insertChunk)
+		st, err := w.insertStmt(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		args = args[:0]
+		for _, r := range rows[done : done+n] {
+			if args, err = appendMessage(args, r); err != nil {
+				return nil, err
+			}
+		}
+		res, err := st.ExecContext(ctx, args...)
+		if err != nil {
+			return nil, err
+		}
+		last, err := res.LastInsertId()
+		if err != nil {
+			return nil, err
+		}
+		// The rows of one statement get consecutive ids in VALUES order: with
+		// AUTOINCREMENT each new id is one more than the largest so far, and
+		// this is the only writer.
+		for j := range n {
+			ids[done+j] = last - int64(n-1-j)
+		}
+		done += n
+	}
+	return ids, nil
+}
+
+// appendMessage appends the INSERT parameters of one message.
+func appendMessage(args []any, r telemetry.MessageRow) ([]any, error) {
+	m := r.Message
+	var props any // NULL when there are none
+	if len(m.Properties) > 0 {
+		b, err := json.Marshal(m.Properties)
+		if err != nil {
+			return nil, fmt.Errorf("encode properties: %w", err)
+		}
+		props = string(b)
+	}
+	body := m.Body
+	if body == nil {
+		body = []byte{}
+	}
+	return append(args, r.Device, ms(m.EnqueuedAt), m.MessageID, m.CorrelationID, m.ContentType,
+		m.ContentEncoding, m.To, m.UserID, props, m.AuthMethod, body), nil
+}
+
+// insertStmt prepares (once per transaction and size) an INSERT of n messages.
+func (w *writeTx) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st := w.inserts[n]; st != nil {
+		return st, nil
+	}
+	var q strings.Builder
+	q.WriteString(`INSERT INTO messages (device_id, enqueued_at, message_id, correlation_id, content_type,
+		content_encoding, to_address, user_id, properties, auth_method, body) VALUES `)
+	for i := range n {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString(`(?,?,?,?,?,?,?,?,?,?,?)`)
+	}
+	st, err := w.tx.PrepareContext(ctx, q.String())
+	if err != nil {
+		return nil, err
+	}
+	if w.inserts == nil {
+		w.inserts = map[int]*sql.Stmt{}
+	}
+	w.inserts[n] = st
+	return st, nil
+}
+
+const touchDevice = `UPDATE devices SET last_activity_at = MAX(COALESCE(last_activity_at, 0), ?)
+	WHERE id = ? AND created_at = ?`
+
+func (w *writeTx) TouchDevices(ctx context.Context, at []telemetry.Activity) error {
+	st, err := w.stmt(ctx, touchDevice)
+	if err != nil {
+		return err
+	}
+	for _, a := range at {
+		if _, err := st.ExecContext(ctx, a.At, a.Device.ID, a.Device.Created); err != nil {
+			return fmt.Errorf("device %d: %w", a.Device.ID, err)
+		}
+	}
+	return nil
+}
+
+const createMetric = `INSERT INTO metrics (device_id, name) VALUES (?, ?)
+	ON CONFLICT (device_id, name) DO NOTHING RETURNING id`
+
+func (w *writeTx) CreateMetric(ctx context.Context, dev telemetry.DeviceRow, name string) (telemetry.MetricRow, error) {
+	m := telemetry.MetricRow{Device: dev, Name: name}
+	st, err := w.stmt(ctx, createMetric)
+	if err != nil {
+		return m, err
+	}
+	err = st.QueryRowContext(ctx, dev.ID, name).Scan(&m.ID)
+	if !errors.Is(err, sql.ErrNoRows) {
+		return m, err // new (no chunks, no last value), or failed
+	}
+	var last lastValue
+	err = w.tx.QueryRowContext(ctx, `SELECT id, last_value, last_ts, through_msg,
+		(SELECT COALESCE(MAX(chunk_no), 0) FROM reading_chunks WHERE metric_id = metrics.id)
+		FROM metrics WHERE device_id = ? AND name = ?`, dev.ID, name).Scan(&m.ID, &last.value, &last.ts, &m.Through, &m.LastChunk)
+	if err != nil {
+		return m, fmt.Errorf("find metric: %w", err)
+	}
+	last.set(&m)
+	return m, nil
+}
+
+const putChunk = `INSERT INTO reading_chunks (metric_id, chunk_no, start_ts, end_ts, n, min, max, sum, data)
+	SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE EXISTS (SELECT 1 FROM metrics WHERE id = ?1)
+	ON CONFLICT (metric_id, chunk_no) DO UPDATE SET start_ts = excluded.start_ts, end_ts = excluded.end_ts,
+		n = excluded.n, min = excluded.min, max = excluded.max, sum = excluded.sum, data = excluded.data`
+
+func (w *writeTx) PutChunk(ctx context.Context, metricID int64, c telemetry.Chunk) (bool, error) {
+	st, err := w.stmt(ctx, putChunk)
+	if err != nil {
+		return false, err
+	}
+	res, err := st.ExecContext(ctx, metricID, c.No, c.Start, c.End, c.N, c.Min, c.Max, c.Sum, c.Data)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+const updateMetric = `UPDATE metrics SET last_value = COALESCE(?1, last_value),
+	last_ts = COALESCE(?2, last_ts), through_msg = ?3 WHERE id = ?4`
+
+func (w *writeTx) UpdateMetric(ctx context.Context, metricID, through int64, last *telemetry.Point) (bool, error) {
+	st, err := w.stmt(ctx, updateMetric)
+	if err != nil {
+		return false, err
+	}
+	var value, ts any // NULL keeps the stored ones
+	if last != nil {
+		value, ts = last.Value, last.TS
+	}
+	res, err := st.ExecContext(ctx, value, ts, through, metricID)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+func (w *writeTx) SetWatermark(ctx context.Context, id int64) error {
+	_, err := w.tx.ExecContext(ctx, `UPDATE telemetry_state SET folded_message_id = ? WHERE id = 1`, id)
+	return err
+}
+
+func (w *writeTx) DeleteMessages(ctx context.Context, cutoff time.Time, through int64, limit int) (int, error) {
+	// Ids follow enqueue order, so the oldest messages are the first ids:
+	// look at the first `limit` rows only instead of scanning the table.
+	res, err := w.tx.ExecContext(ctx, `DELETE FROM messages WHERE id IN (
+		SELECT id FROM (SELECT id, enqueued_at FROM messages ORDER BY id LIMIT ?)
+		WHERE enqueued_at < ? AND id <= ?)`, limit, ms(cutoff), through)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+func (w *writeTx) DeleteChunks(ctx context.Context, cutoff int64, limit int) (int, error) {
+	res, err := w.tx.ExecContext(ctx, `DELETE FROM reading_chunks WHERE id IN (
+		SELECT id FROM reading_chunks WHERE end_ts < ? LIMIT ?)`, cutoff, limit)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}

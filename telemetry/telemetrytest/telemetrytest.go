@@ -1,0 +1,669 @@
+// Package telemetrytest is the conformance suite of telemetry.Storage: the
+// telemetry engine's behaviour, run on a storage implementation. Every
+// implementation runs it from its own tests:
+//
+//	func TestConformance(t *testing.T) { telemetrytest.Run(t, newBackend) }
+package telemetrytest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"fieldhub/telemetry"
+)
+
+// Backend is one database under test and what the suite needs beyond
+// telemetry.Storage to drive it: the devices belong to the registry.
+type Backend struct {
+	// Open connects to the database and returns its storage and a function
+	// that closes the connection. Called again after that, it opens the
+	// same data: the suite closes without a checkpoint to simulate a crash.
+	Open func(t *testing.T) (telemetry.Storage, func())
+	// CreateDevice registers a device. A device created again after
+	// DeleteDevice must differ from the one before in its DeviceRow.
+	CreateDevice func(t *testing.T, deviceID string)
+	// DeleteDevice deletes a device, and with it its messages and metrics.
+	DeleteDevice func(t *testing.T, deviceID string)
+	// LastActivity reads a device's stored last activity; zero when none.
+	LastActivity func(t *testing.T, deviceID string) time.Time
+}
+
+// Run runs the suite; newBackend returns a fresh, empty database each call.
+func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, h *hub)
+	}{
+		{"AppendThenQuery", testAppendThenQuery},
+		{"MessageFields", testMessageFields},
+		{"MessagePaging", testMessagePaging},
+		{"RecoverRebuildsOpenChunks", testRecoverRebuildsOpenChunks},
+		{"CrashAfterOneCheckpointStep", func(t *testing.T, h *hub) { testCrashDuringCheckpointCycle(t, h, 1) }},
+		{"CrashAfterThreeCheckpointSteps", func(t *testing.T, h *hub) { testCrashDuringCheckpointCycle(t, h, 3) }},
+		{"CrashAfterWholeCheckpointCycle", func(t *testing.T, h *hub) { testCrashDuringCheckpointCycle(t, h, 1000) }},
+		{"DeletedDevice", testDeletedDevice},
+		{"AppendIDs", testAppendIDs},
+		{"Prune", testPrune},
+		{"PruneKeepsUnfoldedMessages", testPruneKeepsUnfoldedMessages},
+		{"ConcurrentQueriesDuringAppend", testConcurrentQueries},
+		{"MetricsPerDeviceAreBounded", testMetricsPerDeviceAreBounded},
+		{"MetricCapLoggedOncePerDevice", testMetricCapLoggedOnce},
+		{"LastActivity", testLastActivity},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.fn(t, &hub{t: t, b: newBackend(t)})
+		})
+	}
+}
+
+// T0 is the suite's clock: every store it opens sees this time.
+var T0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// hub is the engine on the backend under test, opened and reopened.
+type hub struct {
+	t     *testing.T
+	b     Backend
+	close func()
+	logs  logBuffer
+	now   time.Time // the store's clock; T0 when zero
+}
+
+// open opens the store on the backend, creating devices first. A store
+// opened before must have been closed (crash) first.
+func (h *hub) open(devices ...string) *telemetry.Store {
+	h.t.Helper()
+	storage, closeFn := h.b.Open(h.t)
+	h.close = sync.OnceFunc(closeFn)
+	h.t.Cleanup(h.close)
+	for _, id := range devices {
+		h.b.CreateDevice(h.t, id)
+	}
+	s, err := telemetry.Open(context.Background(), storage, telemetry.Options{
+		Logger: slog.New(slog.NewTextHandler(&h.logs, nil)),
+		Now:    func() time.Time { return h.clock() },
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+func (h *hub) clock() time.Time {
+	if h.now.IsZero() {
+		return T0
+	}
+	return h.now
+}
+
+// crash closes the database without a checkpoint and opens it again.
+func (h *hub) crash() *telemetry.Store {
+	h.t.Helper()
+	h.close()
+	return h.open()
+}
+
+// record builds a message whose body holds values.
+func record(device string, at time.Time, values map[string]float64) telemetry.Record {
+	body, _ := json.Marshal(values)
+	return telemetry.NewRecord(telemetry.Message{DeviceID: device, EnqueuedAt: at, Body: body, AuthMethod: "sas-primary"})
+}
+
+func mustAppend(t *testing.T, s *telemetry.Store, recs ...telemetry.Record) []int64 {
+	t.Helper()
+	ids, err := s.Append(context.Background(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func mustCheckpoint(t *testing.T, s *telemetry.Store) telemetry.CheckpointStats {
+	t.Helper()
+	st, err := s.Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// countReadings counts and sums a metric's raw readings around T0.
+func countReadings(t *testing.T, s *telemetry.Store, device, metric string) (n int, sum float64) {
+	t.Helper()
+	err := s.RawReadings(context.Background(), device, metric, T0.Add(-24*time.Hour), T0.Add(72*time.Hour), func(_ time.Time, v float64) error {
+		n++
+		sum += v
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, sum
+}
+
+func mustMessages(t *testing.T, s *telemetry.Store, device string, f telemetry.MessageFilter) []telemetry.Message {
+	t.Helper()
+	msgs, err := s.Messages(context.Background(), device, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+// logBuffer collects log lines for a test.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func testAppendThenQuery(t *testing.T, h *hub) {
+	ctx := context.Background()
+	s := h.open("dev1", "dev2")
+	var recs []telemetry.Record
+	for i := range 2500 { // more than two chunks
+		recs = append(recs, record("dev1", T0.Add(time.Duration(i)*time.Second), map[string]float64{"temp": 20 + float64(i%10)/10, "hum": 50}))
+	}
+	ids := mustAppend(t, s, recs...)
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			t.Fatalf("ids not increasing: %d then %d", ids[i-1], ids[i])
+		}
+	}
+	metrics, err := s.Metrics(ctx, "dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(metrics) != 2 || metrics[0].Name != "hum" || metrics[1].Name != "temp" {
+		t.Fatalf("metrics = %+v, want hum and temp", metrics)
+	}
+	if got, want := metrics[1].LastTime, T0.Add(2499*time.Second); !got.Equal(want) || metrics[1].LastValue != 20.9 {
+		t.Errorf("temp last = %v at %v, want 20.9 at %v", metrics[1].LastValue, got, want)
+	}
+	// Before and after a checkpoint the answers are the same.
+	for _, phase := range []string{"in memory", "checkpointed"} {
+		t.Run(phase, func(t *testing.T) {
+			if phase == "checkpointed" {
+				if st := mustCheckpoint(t, s); st.Watermark != ids[len(ids)-1] || st.Chunks != 6 {
+					t.Errorf("checkpoint = %+v, want watermark %d and 6 chunks", st, ids[len(ids)-1])
+				}
+			}
+			if n, _ := countReadings(t, s, "dev1", "temp"); n != 2500 {
+				t.Errorf("raw readings = %d, want 2500", n)
+			}
+			buckets, err := s.Readings(ctx, "dev1", "temp", T0, T0.Add(2500*time.Second-time.Millisecond), 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(buckets) != 10 {
+				t.Fatalf("got %d buckets, want 10", len(buckets))
+			}
+			for i, b := range buckets {
+				if want := T0.Add(time.Duration(i) * 250 * time.Second); b.Count != 250 || b.Min != 20 || b.Max != 20.9 || !b.Time.Equal(want) {
+					t.Errorf("bucket %d = %+v, want 250 readings from 20 to 20.9 at %v", i, b, want)
+				}
+			}
+		})
+	}
+	if _, err := s.Readings(ctx, "dev1", "nope", T0, T0, 10); !errors.Is(err, telemetry.ErrNotFound) {
+		t.Errorf("readings of unknown metric: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Metrics(ctx, "nope"); !errors.Is(err, telemetry.ErrNotFound) {
+		t.Errorf("metrics of unknown device: err = %v, want ErrNotFound", err)
+	}
+	var inv *telemetry.InvalidError
+	if _, err := s.Readings(ctx, "dev1", "temp", T0, T0, 0); !errors.As(err, &inv) {
+		t.Errorf("points=0: err = %v, want InvalidError", err)
+	}
+}
+
+// Every field of a message comes back as it was stored.
+func testMessageFields(t *testing.T, h *hub) {
+	s := h.open("dev1")
+	full := telemetry.Message{
+		DeviceID: "dev1", MessageID: "m-1", CorrelationID: "c-1", ContentType: "application/json",
+		ContentEncoding: "utf-8", To: "/devices/dev1/messages/events", UserID: "u-1",
+		Properties: map[string]string{"alert": "yes", "ünïcode": "✓"}, Body: []byte{0, 1, 0xff, '{'},
+		AuthMethod: "x509", EnqueuedAt: T0.Add(1234 * time.Millisecond),
+	}
+	bare := telemetry.Message{DeviceID: "dev1", AuthMethod: "sas-primary", EnqueuedAt: T0.Add(time.Second)}
+	ids := mustAppend(t, s, telemetry.NewRecord(full), telemetry.NewRecord(bare))
+	got := mustMessages(t, s, "dev1", telemetry.MessageFilter{})
+	if len(got) != 2 {
+		t.Fatalf("%d messages, want 2", len(got))
+	}
+	full.ID, bare.ID = ids[0], ids[1]
+	for i, want := range []telemetry.Message{bare, full} {
+		g := got[i]
+		if g.ID != want.ID || g.DeviceID != want.DeviceID || g.MessageID != want.MessageID || g.CorrelationID != want.CorrelationID ||
+			g.ContentType != want.ContentType || g.ContentEncoding != want.ContentEncoding || g.To != want.To ||
+			g.UserID != want.UserID || g.AuthMethod != want.AuthMethod || !g.EnqueuedAt.Equal(want.EnqueuedAt) ||
+			!bytes.Equal(g.Body, want.Body) || !maps.Equal(g.Properties, want.Properties) {
+			t.Errorf("message %d:\n got %+v\nwant %+v", i, g, want)
+		}
+	}
+	if got[0].Properties != nil {
+		t.Errorf("a message without properties came back with %v, want nil", got[0].Properties)
+	}
+}
+
+func testMessagePaging(t *testing.T, h *hub) {
+	ctx := context.Background()
+	s := h.open("dev1", "dev2")
+	var recs []telemetry.Record
+	for i := range 120 {
+		dev := []string{"dev1", "dev2"}[i%2]
+		recs = append(recs, record(dev, T0.Add(time.Duration(i)*time.Second), map[string]float64{"n": float64(i)}))
+	}
+	ids := mustAppend(t, s, recs...)
+	var seen []int64
+	for f := (telemetry.MessageFilter{Limit: 25}); ; {
+		page := mustMessages(t, s, "dev1", f)
+		for _, m := range page {
+			seen = append(seen, m.ID)
+		}
+		if len(page) < f.Limit {
+			break
+		}
+		f.Before = page[len(page)-1].ID
+	}
+	if len(seen) != 60 {
+		t.Fatalf("paged through %d messages of dev1, want 60", len(seen))
+	}
+	for i, id := range seen { // newest first: dev1 sent the even ones
+		if want := ids[len(ids)-2-2*i]; id != want {
+			t.Fatalf("message %d of the pages has id %d, want %d", i, id, want)
+		}
+	}
+	if got := mustMessages(t, s, "dev1", telemetry.MessageFilter{}); len(got) != 50 {
+		t.Errorf("default page has %d messages, want 50", len(got))
+	}
+	var inv *telemetry.InvalidError
+	for _, f := range []telemetry.MessageFilter{{Limit: -1}, {Limit: telemetry.MaxMessagePage + 1}, {Before: -5}} {
+		if _, err := s.Messages(ctx, "dev1", f); !errors.As(err, &inv) {
+			t.Errorf("filter %+v: err = %v, want InvalidError", f, err)
+		}
+	}
+	if _, err := s.Messages(ctx, "nope", telemetry.MessageFilter{}); !errors.Is(err, telemetry.ErrNotFound) {
+		t.Errorf("messages of unknown device: err = %v, want ErrNotFound", err)
+	}
+	h.b.CreateDevice(t, "dev3")
+	if got := mustMessages(t, s, "dev3", telemetry.MessageFilter{}); len(got) != 0 {
+		t.Errorf("dev3 has messages %v, want none", got)
+	}
+}
+
+func testRecoverRebuildsOpenChunks(t *testing.T, h *hub) {
+	ctx := context.Background()
+	s := h.open("dev1")
+	send := func(s *telemetry.Store, from, to int) {
+		var recs []telemetry.Record
+		for i := from; i < to; i++ {
+			recs = append(recs, record("dev1", T0.Add(time.Duration(i)*time.Second), map[string]float64{"n": float64(i)}))
+		}
+		mustAppend(t, s, recs...)
+	}
+	send(s, 0, 1500)
+	mustCheckpoint(t, s)
+	send(s, 1500, 3700) // seals two more chunks that are only in memory
+
+	s2 := h.crash()
+	n, sum := countReadings(t, s2, "dev1", "n")
+	if want := 3700 * 3699 / 2; n != 3700 || sum != float64(want) {
+		t.Errorf("after restart: %d readings summing to %v, want 3700 summing to %d", n, sum, want)
+	}
+	metrics, err := s2.Metrics(ctx, "dev1")
+	if err != nil || len(metrics) != 1 || metrics[0].LastValue != 3699 {
+		t.Errorf("after restart metrics = %+v, %v; want n = 3699", metrics, err)
+	}
+	// A second crash after more data, with a checkpoint in between, still adds up.
+	send(s2, 3700, 4000)
+	mustCheckpoint(t, s2)
+	send(s2, 4000, 4100)
+	s3 := h.crash()
+	if n, sum := countReadings(t, s3, "dev1", "n"); n != 4100 || sum != float64(4100*4099/2) {
+		t.Errorf("after second restart: %d readings summing to %v, want 4100 summing to %d", n, sum, 4100*4099/2)
+	}
+}
+
+// A crash in the middle of a checkpoint cycle, after some steps (the cycle
+// may finish sooner) with messages committed between them, loses and
+// doubles no reading: some series are stored through the cycle's start,
+// the others only through the previous cycle.
+func testCrashDuringCheckpointCycle(t *testing.T, h *hub, steps int) {
+	ctx := context.Background()
+	devices := []string{"dev1", "dev2", "dev3", "dev4"}
+	const metrics = 20
+	type total struct {
+		n   int
+		sum float64
+	}
+	want := map[string]total{}
+	next := 0
+	send := func(s *telemetry.Store, count int) {
+		t.Helper()
+		var recs []telemetry.Record
+		for range count {
+			dev := devices[next%len(devices)]
+			values := map[string]float64{}
+			for m := range metrics {
+				values[fmt.Sprintf("m%02d", m)] = float64(next)
+			}
+			recs = append(recs, record(dev, T0.Add(time.Duration(next)*time.Second), values))
+			w := want[dev]
+			w.n++
+			w.sum += float64(next)
+			want[dev] = w
+			next++
+		}
+		mustAppend(t, s, recs...)
+	}
+	check := func(s *telemetry.Store, when string) {
+		t.Helper()
+		for _, dev := range devices {
+			for m := range metrics {
+				name := fmt.Sprintf("m%02d", m)
+				if n, sum := countReadings(t, s, dev, name); n != want[dev].n || sum != want[dev].sum {
+					t.Fatalf("%s: %s/%s has %d readings summing to %v, want %d summing to %v", when, dev, name, n, sum, want[dev].n, want[dev].sum)
+				}
+			}
+		}
+	}
+	crashMidCycle := func(s *telemetry.Store) *telemetry.Store {
+		t.Helper()
+		for range steps {
+			done, _, err := s.CheckpointStep(ctx, 30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			send(s, 8) // committed while the cycle is in progress
+			check(s, "during the cycle")
+			if done {
+				break
+			}
+		}
+		return h.crash() // the cycle is not finished
+	}
+	s := h.open(devices...)
+	send(s, 2000)
+	mustCheckpoint(t, s)
+	send(s, 4000) // seals chunks only in memory
+	s2 := crashMidCycle(s)
+	check(s2, "after the first crash")
+	// Again from the recovered state, whose series are stored through
+	// different messages.
+	send(s2, 3000)
+	s3 := crashMidCycle(s2)
+	check(s3, "after the second crash")
+	mustCheckpoint(t, s3)
+	check(h.crash(), "after a clean checkpoint")
+}
+
+// A device deleted while its series are in memory: its messages are
+// refused, its series dropped at the next checkpoint, and a device created
+// again under its id starts from nothing.
+func testDeletedDevice(t *testing.T, h *hub) {
+	s := h.open("dev1", "dev2")
+	mustAppend(t, s, record("dev1", T0, map[string]float64{"a": 1}), record("dev2", T0, map[string]float64{"a": 2}))
+	h.b.DeleteDevice(t, "dev1")
+	ids := mustAppend(t, s, record("dev1", T0.Add(time.Second), map[string]float64{"a": 3}), record("dev2", T0.Add(time.Second), map[string]float64{"a": 4}))
+	if ids[0] != 0 || ids[1] == 0 {
+		t.Errorf("ids = %v, want 0 for the deleted device and an id for dev2", ids)
+	}
+	mustCheckpoint(t, s) // the stale series of dev1 is dropped, not an error
+	h.b.CreateDevice(t, "dev1")
+	mustAppend(t, s, record("dev1", T0.Add(2*time.Second), map[string]float64{"a": 5}))
+	if n, sum := countReadings(t, s, "dev1", "a"); n != 1 || sum != 5 {
+		t.Errorf("recreated dev1: %d readings summing to %v, want 1 reading of 5", n, sum)
+	}
+	if got := mustMessages(t, s, "dev1", telemetry.MessageFilter{}); len(got) != 1 {
+		t.Errorf("recreated dev1 has %d messages, want the 1 sent since", len(got))
+	}
+	if n, sum := countReadings(t, s, "dev2", "a"); n != 2 || sum != 6 {
+		t.Errorf("dev2: %d readings summing to %v, want 2 summing to 6", n, sum)
+	}
+	// Deleted after a checkpoint: metrics and chunks go with the device.
+	mustCheckpoint(t, s)
+	h.b.DeleteDevice(t, "dev2")
+	h.b.CreateDevice(t, "dev2")
+	s2 := h.crash()
+	if metrics, err := s2.Metrics(context.Background(), "dev2"); err != nil || len(metrics) != 0 {
+		t.Errorf("dev2 created again has metrics %+v (%v), want none", metrics, err)
+	}
+}
+
+// A batch larger than one INSERT, interleaving devices and a deleted one:
+// every returned id must be the stored row of that very message.
+func testAppendIDs(t *testing.T, h *hub) {
+	s := h.open("dev1", "dev2", "dev3")
+	mustAppend(t, s, record("dev2", T0, map[string]float64{"a": 1})) // cache dev2's row
+	h.b.DeleteDevice(t, "dev2")
+	var recs []telemetry.Record
+	for i := range 150 {
+		dev := []string{"dev1", "dev2", "dev3"}[i%3]
+		recs = append(recs, record(dev, T0.Add(time.Duration(i)*time.Millisecond), map[string]float64{"n": float64(i)}))
+	}
+	ids := mustAppend(t, s, recs...)
+	for _, dev := range []string{"dev1", "dev3"} {
+		stored := mustMessages(t, s, dev, telemetry.MessageFilter{Limit: telemetry.MaxMessagePage})
+		byID := map[int64]telemetry.Message{}
+		for _, m := range stored {
+			byID[m.ID] = m
+		}
+		for i, r := range recs {
+			if r.Message.DeviceID != dev {
+				continue
+			}
+			got, ok := byID[ids[i]]
+			if !ok || string(got.Body) != string(r.Message.Body) || !got.EnqueuedAt.Equal(r.Message.EnqueuedAt) {
+				t.Errorf("message %d of %s: id %d holds %q at %v, want %q at %v", i, dev, ids[i], got.Body, got.EnqueuedAt, r.Message.Body, r.Message.EnqueuedAt)
+			}
+		}
+		if len(stored) != 50 {
+			t.Errorf("%s: %d messages stored, want 50", dev, len(stored))
+		}
+	}
+	for i, r := range recs {
+		if r.Message.DeviceID == "dev2" && ids[i] != 0 {
+			t.Errorf("message %d of the deleted dev2: id %d, want 0", i, ids[i])
+		}
+	}
+}
+
+func testPrune(t *testing.T, h *hub) {
+	ctx := context.Background()
+	s := h.open("dev1")
+	var recs []telemetry.Record
+	for i := range 3000 {
+		recs = append(recs, record("dev1", T0.Add(time.Duration(i)*time.Minute), map[string]float64{"x": 1}))
+	}
+	mustAppend(t, s, recs...)
+	mustCheckpoint(t, s)
+	cutoff := T0.Add(2000 * time.Minute)
+	total := 0
+	for {
+		n, more, err := s.Prune(ctx, cutoff, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+		if !more {
+			break
+		}
+	}
+	if total != 2000+2 { // 2000 messages and the first two full chunks
+		t.Errorf("pruned %d rows, want 2002", total)
+	}
+	left := mustMessages(t, s, "dev1", telemetry.MessageFilter{Limit: telemetry.MaxMessagePage})
+	if len(left) != 1000 || left[len(left)-1].EnqueuedAt.Before(cutoff) {
+		t.Errorf("%d messages left, oldest at %v; want 1000 from %v on", len(left), left[len(left)-1].EnqueuedAt, cutoff)
+	}
+	if n, _ := countReadings(t, s, "dev1", "x"); n != 1000 {
+		t.Errorf("%d readings left, want the 1000 of the last chunk", n)
+	}
+	var inv *telemetry.InvalidError
+	if _, _, err := s.Prune(ctx, cutoff, 0); !errors.As(err, &inv) {
+		t.Errorf("limit 0: err = %v, want InvalidError", err)
+	}
+}
+
+// Messages whose readings are only in memory stay, however old: recovery
+// needs them.
+func testPruneKeepsUnfoldedMessages(t *testing.T, h *hub) {
+	ctx := context.Background()
+	s := h.open("dev1")
+	mustAppend(t, s, record("dev1", T0, map[string]float64{"x": 1}), record("dev1", T0.Add(time.Minute), map[string]float64{"x": 2}))
+	if n, _, err := s.Prune(ctx, T0.Add(time.Hour), 100); err != nil || n != 0 {
+		t.Errorf("prune before a checkpoint deleted %d rows (%v), want 0", n, err)
+	}
+	s2 := h.crash()
+	if n, sum := countReadings(t, s2, "dev1", "x"); n != 2 || sum != 3 {
+		t.Errorf("after a crash: %d readings summing to %v, want 2 summing to 3", n, sum)
+	}
+}
+
+func testConcurrentQueries(t *testing.T, h *hub) {
+	ctx := context.Background()
+	s := h.open("dev1")
+	done := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		defer close(errc)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			var last int
+			n := 0
+			err := s.RawReadings(ctx, "dev1", "n", T0.Add(-time.Hour), T0.Add(24*time.Hour), func(_ time.Time, v float64) error {
+				n++
+				last = int(v)
+				return nil
+			})
+			if err != nil && !errors.Is(err, telemetry.ErrNotFound) {
+				errc <- err
+				return
+			}
+			// Readings arrive in order, so a consistent view is a gap-free prefix.
+			if n > 0 && last != n-1 {
+				errc <- fmt.Errorf("saw %d readings ending with %d: a chunk is missing or doubled", n, last)
+				return
+			}
+		}
+	}()
+	for batch := range 30 {
+		var recs []telemetry.Record
+		for i := batch * 100; i < batch*100+100; i++ {
+			recs = append(recs, record("dev1", T0.Add(time.Duration(i)*time.Second), map[string]float64{"n": float64(i)}))
+		}
+		mustAppend(t, s, recs...)
+		if batch%7 == 0 {
+			mustCheckpoint(t, s)
+		}
+	}
+	close(done)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testMetricsPerDeviceAreBounded(t *testing.T, h *hub) {
+	s := h.open("dev1")
+	var recs []telemetry.Record
+	for i := range telemetry.MaxMetricsPerDevice + 5 {
+		recs = append(recs, record("dev1", T0, map[string]float64{fmt.Sprintf("m%05d", i): 1}))
+	}
+	if ids := mustAppend(t, s, recs...); ids[len(ids)-1] == 0 {
+		t.Fatal("the message over the metric limit was not stored")
+	}
+	check := func(s *telemetry.Store) {
+		t.Helper()
+		metrics, err := s.Metrics(context.Background(), "dev1")
+		if err != nil || len(metrics) != telemetry.MaxMetricsPerDevice {
+			t.Errorf("%d metrics (%v), want %d", len(metrics), err, telemetry.MaxMetricsPerDevice)
+		}
+	}
+	check(s)
+	check(h.crash()) // recovery does not create the refused ones either
+}
+
+// A device whose new metric names are dropped at MaxMetricsPerDevice is
+// logged once, not once per message.
+func testMetricCapLoggedOnce(t *testing.T, h *hub) {
+	s := h.open("dev1", "dev2")
+	fill := func(device string, from, n int) {
+		var recs []telemetry.Record
+		for i := from; i < from+n; i++ {
+			recs = append(recs, record(device, T0, map[string]float64{fmt.Sprintf("m%05d", i): 1}))
+		}
+		mustAppend(t, s, recs...)
+	}
+	fill("dev1", 0, telemetry.MaxMetricsPerDevice)
+	fill("dev2", 0, telemetry.MaxMetricsPerDevice-1)
+	if strings.Contains(h.logs.String(), "limit") {
+		t.Fatalf("logged before any name was dropped:\n%s", h.logs.String())
+	}
+	for round := range 5 {
+		fill("dev1", telemetry.MaxMetricsPerDevice+10*round, 10) // ten new names a round, each dropped
+		fill("dev2", telemetry.MaxMetricsPerDevice+10*round, 10) // the first fits, the rest are dropped
+	}
+	logs := h.logs.String()
+	for _, id := range []string{"dev1", "dev2"} {
+		if n := strings.Count(logs, "device="+id+"\n"); n != 1 {
+			t.Errorf("%s logged %d times, want once:\n%s", id, n, logs)
+		}
+	}
+	if !strings.Contains(logs, "limit of 1000 metrics") {
+		t.Errorf("log does not name the limit:\n%s", logs)
+	}
+}
+
+// Last activity is written at once for a device's first message and when it
+// moved on by ActivityStep; smaller steps wait for a later batch or the
+// checkpoint.
+func testLastActivity(t *testing.T, h *hub) {
+	s := h.open("dev1")
+	steps := []struct {
+		name string
+		at   time.Time
+		want time.Time
+	}{
+		{"first message", T0, T0},
+		{"within a step", T0.Add(telemetry.ActivityStep / 2), T0},
+		{"a step later", T0.Add(telemetry.ActivityStep), T0.Add(telemetry.ActivityStep)},
+		{"older message", T0.Add(telemetry.ActivityStep / 2), T0.Add(telemetry.ActivityStep)},
+		{"within the next step", T0.Add(telemetry.ActivityStep * 3 / 2), T0.Add(telemetry.ActivityStep)},
+	}
+	for _, st := range steps {
+		mustAppend(t, s, record("dev1", st.at, map[string]float64{"a": 1}))
+		if got := h.b.LastActivity(t, "dev1"); !got.Equal(st.want) {
+			t.Errorf("%s: last activity = %v, want %v", st.name, got, st.want)
+		}
+	}
+	mustCheckpoint(t, s)
+	if got, want := h.b.LastActivity(t, "dev1"), T0.Add(telemetry.ActivityStep*3/2); !got.Equal(want) {
+		t.Errorf("after checkpoint: last activity = %v, want %v", got, want)
+	}
+}
