@@ -14,7 +14,10 @@ import (
 // one is package telemetry/sqlite.
 //
 // The engine writes through one Tx at a time, from one goroutine; queries
-// come from any goroutine, also while a Tx is open.
+// come from any goroutine, also while a Tx is open. It assumes it is the
+// only writer of what it reads back: the log's ids, each metric's chunk
+// numbers and the watermark are its own. Several hubs on one database need
+// a storage that scopes those to its hub.
 type Storage interface {
 	// Begin starts a write transaction.
 	Begin(ctx context.Context) (Tx, error)
