@@ -1,9 +1,11 @@
 package live
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"fieldhub/telemetry"
 )
@@ -143,5 +145,21 @@ func TestSubscriberBoundedInBytes(t *testing.T) {
 	}
 	if n := len(sub.ch); n > 7 || n == 0 {
 		t.Errorf("%d events of 10 KB queued for it, want the 6 or so within 64 KB", n)
+	}
+}
+
+// TestMessageEventIsTheView: the live message event is the message as the
+// operator API shows it, plus deviceId, size and what was cut.
+func TestMessageEventIsTheView(t *testing.T) {
+	m := telemetry.Message{ID: 3, DeviceID: "dev1", MessageID: "m3", Body: []byte(`{"t":1}`), AuthMethod: "sas-primary",
+		EnqueuedAt: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
+	got, err := json.Marshal(messageEvent(&m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	view, _ := json.Marshal(m.View())
+	want := strings.TrimSuffix(string(view), "}") + `,"deviceId":"dev1","size":7}`
+	if string(got) != want {
+		t.Errorf("event JSON:\n got %s\nwant %s", got, want)
 	}
 }

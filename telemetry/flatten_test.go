@@ -340,25 +340,3 @@ func FuzzFlatten(f *testing.F) {
 		}
 	})
 }
-
-func TestDisplayBody(t *testing.T) {
-	tests := []struct {
-		name       string
-		body       []byte
-		want       string
-		wantBase64 bool
-	}{
-		{"json", []byte(`{"t": 21.5}`), `{"t": 21.5}`, false},
-		{"text with whitespace", []byte("a\tb\r\nc"), "a\tb\r\nc", false},
-		{"empty", nil, "", false},
-		{"invalid utf-8", []byte{0xff, 0xfe}, "//4=", true},
-		{"control character", []byte("a\x00b"), "YQBi", true},
-		{"delete character", []byte("a\x7f"), "YX8=", true},
-	}
-	for _, tt := range tests {
-		got, gotBase64 := displayBody(tt.body)
-		if got != tt.want || gotBase64 != tt.wantBase64 {
-			t.Errorf("%s: displayBody = %q, %v; want %q, %v", tt.name, got, gotBase64, tt.want, tt.wantBase64)
-		}
-	}
-}
