@@ -5,6 +5,7 @@ import (
 
 	"fieldhub/commands"
 	"fieldhub/db"
+	"fieldhub/telemetry"
 )
 
 // The live event contract: every event type the streams carry and its
@@ -73,7 +74,18 @@ type ReadingEvent struct {
 	V map[string]float64 `json:"v"`
 }
 
-// The payload of EventMessage is MessageEvent (telemetry.go).
+// MessageEvent is the payload of EventMessage: the message as the operator
+// API lists it (telemetry.MessageView), so pages render both the same way,
+// with its body cut at MaxLiveBody and its properties at MaxLiveProperties,
+// plus its device, its size and whether it was cut.
+type MessageEvent struct {
+	telemetry.MessageView
+	DeviceID  string `json:"deviceId"`
+	Size      int    `json:"size"` // bytes of the whole body
+	Truncated bool   `json:"truncated,omitempty"`
+	// PropertiesTruncated says that Properties were cut at MaxLiveProperties.
+	PropertiesTruncated bool `json:"propertiesTruncated,omitempty"`
+}
 
 // Kinds of EventCommand.
 const (

@@ -18,19 +18,6 @@ const MaxLiveBody = 16 * 1024
 // in name order; the rest are in the message log.
 const MaxLiveProperties = 16 * 1024
 
-// MessageEvent is the payload of EventMessage: the message as the operator
-// API lists it (telemetry.MessageView), so pages render both the same way,
-// with its body cut at MaxLiveBody and its properties at MaxLiveProperties,
-// plus its device, its size and whether it was cut.
-type MessageEvent struct {
-	telemetry.MessageView
-	DeviceID  string `json:"deviceId"`
-	Size      int    `json:"size"` // bytes of the whole body
-	Truncated bool   `json:"truncated,omitempty"`
-	// PropertiesTruncated says that Properties were cut at MaxLiveProperties.
-	PropertiesTruncated bool `json:"propertiesTruncated,omitempty"`
-}
-
 // Committed publishes a batch of stored messages. It implements
 // ingest.Publisher and runs on the pipeline's writer, so it only updates
 // counters for the fleet and encodes events for devices someone watches.
