@@ -1,3 +1,9 @@
+// Package ingest takes device-to-cloud messages from the device endpoints
+// to storage: it reads the Azure IoT Hub wire formats (HTTP headers and
+// batches; the MQTT broker builds its own), bounds their size, and stores
+// them through a queue and one writer that group-commits into the telemetry
+// store, answering each sender only once its messages committed, then hands
+// them to the live streams.
 package ingest
 
 import (
