@@ -44,30 +44,6 @@ func TestMessageViewJSON(t *testing.T) {
 	}
 }
 
-func TestNewRecordTime(t *testing.T) {
-	enqueued := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
-	tests := []struct {
-		name     string
-		body     string
-		want     time.Time
-		readings int
-	}{
-		{"device ts in epoch ms", `{"ts": 1777629000000, "v": 1}`, time.UnixMilli(1777629000000).UTC(), 1},
-		{"ts in the future falls back", `{"ts": "2027-01-01T00:00:00Z", "v": 1}`, enqueued, 1},
-		{"ts before 2000 falls back", `{"ts": 5, "v": 1}`, enqueued, 1},
-		{"malformed ts: no readings", `{"ts": "yesterday", "v": 1}`, enqueued, 0},
-		{"not JSON", `hello`, enqueued, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := NewRecord(Message{DeviceID: "dev1", EnqueuedAt: enqueued, Body: []byte(tt.body)})
-			if !r.Time.Equal(tt.want) || len(r.Readings) != tt.readings || string(r.Message.Body) != tt.body {
-				t.Errorf("record time %v with %d readings, want %v with %d", r.Time, len(r.Readings), tt.want, tt.readings)
-			}
-		})
-	}
-}
-
 func TestDisplayBody(t *testing.T) {
 	tests := []struct {
 		name       string
