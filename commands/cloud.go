@@ -84,7 +84,7 @@ type Message struct {
 }
 
 // Send queues m for a device and records who sent it. It refuses a message
-// beyond the limits (limits.go) with a *db.InvalidError, and with an error
+// beyond the limits (limits.go) with a *storage.InvalidError, and with an error
 // wrapping db.ErrQueueFull when the device already has MaxCloudQueue waiting.
 func (q *CloudQueue) Send(ctx context.Context, actor, deviceID string, m Message) (db.CloudMessage, error) {
 	nm := db.NewCloudMessage{

@@ -12,6 +12,7 @@ import (
 	"fieldhub/db/dbtest"
 	"fieldhub/internal/testkit"
 	"fieldhub/live"
+	"fieldhub/storage"
 )
 
 func setup(t *testing.T) (*db.DB, *testkit.Clock, *testkit.Publisher) {
@@ -178,7 +179,7 @@ func TestInvoker(t *testing.T) {
 	if _, err := inv.Invoke(ctx, "user:alice", "dev1", commands.MethodCall{Name: "slow", ResponseTimeout: 5 * time.Second}); !errors.Is(err, commands.ErrTimeout) {
 		t.Errorf("slow = %v, want ErrTimeout", err)
 	}
-	if _, err := inv.Invoke(ctx, "user:alice", "nope", commands.MethodCall{Name: "echo"}); !errors.Is(err, db.ErrNotFound) {
+	if _, err := inv.Invoke(ctx, "user:alice", "nope", commands.MethodCall{Name: "echo"}); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("unknown device = %v, want ErrNotFound", err)
 	}
 

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"fieldhub/db"
+	"fieldhub/storage"
 )
 
 // Every limit on what operators send to devices, in one place (Azure IoT
@@ -78,7 +79,7 @@ const (
 )
 
 // checkCloudMessage checks a message against the limits and fills in the
-// defaults. Errors are *db.InvalidError naming the field.
+// defaults. Errors are *storage.InvalidError naming the field.
 func checkCloudMessage(nm *db.NewCloudMessage) error {
 	if len(nm.Body) > MaxCloudBody {
 		return invalid("body", "body is %d bytes; at most %d are allowed", len(nm.Body), MaxCloudBody)
@@ -150,7 +151,7 @@ const (
 )
 
 // ParseTwinPatch reads a JSON merge patch (RFC 7386) of a twin section and
-// says what is wrong with it (a *db.InvalidError on "patch"). Numbers stay
+// says what is wrong with it (a *storage.InvalidError on "patch"). Numbers stay
 // exact (json.Number). The top-level "$version" and "$metadata" a device or
 // SDK may include are dropped; other names starting with '$' are reserved.
 func ParseTwinPatch(b []byte) (map[string]any, error) {
@@ -201,5 +202,5 @@ func printable(s string) bool {
 }
 
 func invalid(field, format string, args ...any) error {
-	return &db.InvalidError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return &storage.InvalidError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }

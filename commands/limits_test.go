@@ -12,6 +12,7 @@ import (
 	"fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/internal/testkit"
+	"fieldhub/storage"
 )
 
 // TestCheckMethodName: the one rule for method names, and the pattern the
@@ -58,7 +59,7 @@ func TestCloudMessageLimits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := q.Send(ctx, "cli", "dev1", tt.m)
-			var inv *db.InvalidError
+			var inv *storage.InvalidError
 			if !errors.As(err, &inv) || inv.Field != tt.field {
 				t.Errorf("error = %v, want an InvalidError on %q", err, tt.field)
 			}
@@ -87,7 +88,7 @@ func TestTwinSectionLimit(t *testing.T) {
 		t.Fatalf("first patch: %v", err)
 	}
 	_, err := tw.PatchReported(ctx, "dev1", json.RawMessage(`{"b":"`+big+`"}`))
-	var inv *db.InvalidError
+	var inv *storage.InvalidError
 	if !errors.As(err, &inv) || inv.Field != db.TwinReported {
 		t.Errorf("section past %d bytes: %v, want an InvalidError on reported", commands.MaxTwinSection, err)
 	}

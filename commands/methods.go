@@ -146,7 +146,7 @@ type MethodCallView struct {
 }
 
 // Invoke calls a method on a device on behalf of actor and waits for the answer.
-// It returns ErrDeviceNotConnected, ErrTimeout, db.ErrNotFound for an unknown
+// It returns ErrDeviceNotConnected, ErrTimeout, storage.ErrNotFound for an unknown
 // device, or an *InvalidMethodError.
 func (i *Invoker) Invoke(ctx context.Context, actor, deviceID string, call MethodCall) (MethodResult, error) {
 	if err := call.Validate(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"fieldhub/auth"
+	"fieldhub/storage"
 )
 
 // CertificateAuthority is a CA certificate the hub trusts to issue device
@@ -75,8 +76,8 @@ func (d *DB) AddCertificateAuthority(ctx context.Context, name string, pemBytes 
 			VALUES (?, ?, ?, ?, ?, ?)`, ca.Name, ca.PEM, ca.Subject, ca.Thumbprint, ms(ca.NotAfter), ms(ca.CreatedAt))
 		return translate(err)
 	})
-	if err == ErrConflict {
-		return CertificateAuthority{}, fmt.Errorf("CA %q: %w", name, ErrConflict)
+	if err == storage.ErrConflict {
+		return CertificateAuthority{}, fmt.Errorf("CA %q: %w", name, storage.ErrConflict)
 	}
 	if err != nil {
 		return CertificateAuthority{}, fmt.Errorf("add CA %q: %w", name, err)
@@ -159,7 +160,7 @@ func (d *DB) DeleteCertificateAuthority(ctx context.Context, name string) error 
 		return fmt.Errorf("remove CA %q: %w", name, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("CA %q: %w", name, ErrNotFound)
+		return fmt.Errorf("CA %q: %w", name, storage.ErrNotFound)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fieldhub/storage"
 	"fmt"
 	"time"
 )
@@ -469,7 +470,7 @@ func (d *DB) PruneCloudMessages(ctx context.Context, cutoff time.Time) (int64, e
 // wrapUnlessNotFound adds context to err, except to "device \"x\": not found",
 // which already says everything and is shown to clients as it is.
 func wrapUnlessNotFound(what string, err error) error {
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
 	return fmt.Errorf("%s: %w", what, err)

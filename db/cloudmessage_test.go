@@ -11,6 +11,7 @@ import (
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
 	"fieldhub/internal/testkit"
+	"fieldhub/storage"
 )
 
 func newQueueDB(t *testing.T) (*db.DB, *testkit.Clock) {
@@ -380,7 +381,7 @@ func TestCloudMessagePurge(t *testing.T) {
 	if got := stateOf(t, d, waiting.ID).State; got != db.CloudPurged {
 		t.Errorf("locked message became %q, want purged", got)
 	}
-	if _, err := d.PurgeCloudMessages(ctx, "nope"); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.PurgeCloudMessages(ctx, "nope"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("purge of unknown device: %v, want ErrNotFound", err)
 	}
 }
@@ -453,7 +454,7 @@ func TestCloudMessageSurvivesRestart(t *testing.T) {
 func TestEnqueueCloudMessage(t *testing.T) {
 	ctx := context.Background()
 	d, _ := newQueueDB(t)
-	if _, err := d.EnqueueCloudMessage(ctx, withDefaults(db.NewCloudMessage{DeviceID: "nope"}), queueLimit); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.EnqueueCloudMessage(ctx, withDefaults(db.NewCloudMessage{DeviceID: "nope"}), queueLimit); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("unknown device: %v, want ErrNotFound", err)
 	}
 	if _, err := d.EnqueueCloudMessage(ctx, db.NewCloudMessage{DeviceID: "dev1"}, queueLimit); err == nil {
@@ -518,7 +519,7 @@ func TestDeleteDeviceRemovesCommands(t *testing.T) {
 	if err := d.DeleteDevice(ctx, "dev1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.CloudMessage(ctx, m.ID); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.CloudMessage(ctx, m.ID); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("message after device deletion: %v, want ErrNotFound", err)
 	}
 	// A device created again under the same id starts with an empty twin.

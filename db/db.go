@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"embed"
 	"errors"
+	"fieldhub/storage"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -26,22 +27,9 @@ import (
 	"github.com/mattn/go-sqlite3"
 )
 
-// Sentinel errors returned by DB methods; handlers map them to statuses in one place.
-var (
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("already exists")
-)
-
-// InvalidError says which input was wrong and why.
-type InvalidError struct {
-	Field  string
-	Reason string
-}
-
-func (e *InvalidError) Error() string { return e.Field + ": " + e.Reason }
-
+// invalid is storage.Invalid, short for this package's many checks.
 func invalid(field, format string, args ...any) error {
-	return &InvalidError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return storage.Invalid(field, format, args...)
 }
 
 //go:embed migrations/*.sql
@@ -252,25 +240,26 @@ func (d *DB) SchemaVersion(ctx context.Context) (int, error) {
 	return v, nil
 }
 
-// translate turns driver errors into this package's error values.
+// translate turns driver errors into the storage package's error values.
 func translate(err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
+		return storage.ErrNotFound
 	}
 	var se sqlite3.Error
 	if errors.As(err, &se) && se.Code == sqlite3.ErrConstraint &&
 		(se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey) {
-		return ErrConflict
+		return storage.ErrConflict
 	}
 	return err
 }
 
-// FaultKind names the kind of a failed write in words safe to show anyone
-// (no paths, no SQL): "disk full", "disk I/O error" and so on, or "commit
-// failed" for anything else.
+// FaultKind names an error of SQLite's that is the storage failing, in
+// words safe to show anyone (no paths, no SQL): "disk full", "disk I/O
+// error" and so on; "" for any other error. It is SQLite's naming for
+// storage.NewHealth.
 func FaultKind(err error) string {
 	var se sqlite3.Error
 	if errors.As(err, &se) {
@@ -292,14 +281,7 @@ func FaultKind(err error) string {
 	if errors.Is(err, syscall.ENOSPC) {
 		return "disk full"
 	}
-	return "commit failed"
-}
-
-// IsStorageFault reports whether err is the storage failing (full, broken,
-// locked) rather than something wrong with the request: worth a 503 and a
-// retry, not a 500.
-func IsStorageFault(err error) bool {
-	return FaultKind(err) != "commit failed"
+	return ""
 }
 
 // withTx runs fn in a write transaction, the wtf way: begin, defer rollback, commit.
@@ -318,19 +300,11 @@ func (d *DB) withTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
+// ms and fromMS are storage.UnixMS and storage.FromUnixMS, short for this
+// package's many queries.
+func ms(t time.Time) int64 { return storage.UnixMS(t) }
 
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(v).UTC()
-}
+func fromMS(v int64) time.Time { return storage.FromUnixMS(v) }
 
 func nullMS(v sql.NullInt64) time.Time {
 	if !v.Valid {

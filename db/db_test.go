@@ -10,6 +10,7 @@ import (
 
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
+	"fieldhub/storage"
 )
 
 func TestMigrateFromEmptyAndReopen(t *testing.T) {
@@ -107,10 +108,10 @@ func TestDeviceLifecycle(t *testing.T) {
 	if dev.PrimaryKey == "" || dev.PrimaryKey == dev.SecondaryKey {
 		t.Errorf("keys = %q, %q; want two distinct keys", dev.PrimaryKey, dev.SecondaryKey)
 	}
-	if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "pump-1"}); !errors.Is(err, db.ErrConflict) {
+	if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "pump-1"}); !errors.Is(err, storage.ErrConflict) {
 		t.Errorf("duplicate create: err = %v, want ErrConflict", err)
 	}
-	var inv *db.InvalidError
+	var inv *storage.InvalidError
 	if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "bad id"}); !errors.As(err, &inv) {
 		t.Errorf("bad id: err = %v, want InvalidError", err)
 	}
@@ -150,10 +151,10 @@ func TestDeviceLifecycle(t *testing.T) {
 	if err := d.DeleteDevice(ctx, "pump-1"); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
-	if _, err := d.Device(ctx, "pump-1"); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.Device(ctx, "pump-1"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("get deleted: err = %v, want ErrNotFound", err)
 	}
-	if err := d.DeleteDevice(ctx, "pump-1"); !errors.Is(err, db.ErrNotFound) {
+	if err := d.DeleteDevice(ctx, "pump-1"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("delete twice: err = %v, want ErrNotFound", err)
 	}
 }
@@ -238,7 +239,7 @@ func TestUsersSessionsTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.CreateUser(ctx, "alice", "x", db.RoleViewer); !errors.Is(err, db.ErrConflict) {
+	if _, err := d.CreateUser(ctx, "alice", "x", db.RoleViewer); !errors.Is(err, storage.ErrConflict) {
 		t.Errorf("duplicate user: %v", err)
 	}
 	if _, err := d.CreateUser(ctx, "bob", "x", "root"); err == nil {
@@ -251,11 +252,11 @@ func TestUsersSessionsTokens(t *testing.T) {
 	if err != nil || s.User.Username != "alice" || s.CSRFToken != "csrf" {
 		t.Fatalf("session = %+v, %v", s, err)
 	}
-	if _, err := d.Session(ctx, "other"); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.Session(ctx, "other"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("unknown session: %v", err)
 	}
 	now = now.Add(2 * time.Hour)
-	if _, err := d.Session(ctx, "secret"); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.Session(ctx, "secret"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("expired session: %v", err)
 	}
 	if err := d.CreateSession(ctx, "s2", u.ID, "c", time.Hour); err != nil {
@@ -264,7 +265,7 @@ func TestUsersSessionsTokens(t *testing.T) {
 	if err := d.SetPassword(ctx, "alice", "hash2"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Session(ctx, "s2"); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.Session(ctx, "s2"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("session survived password change: %v", err)
 	}
 
@@ -289,7 +290,7 @@ func TestUsersSessionsTokens(t *testing.T) {
 	if err := d.RevokeAPIToken(ctx, tok.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.APITokenBySecret(ctx, "fh_abcdefghijklmnop"); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.APITokenBySecret(ctx, "fh_abcdefghijklmnop"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("revoked token still works: %v", err)
 	}
 }

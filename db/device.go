@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fieldhub/auth"
+	"fieldhub/storage"
 )
 
 // Device is a registered device.
@@ -227,8 +228,8 @@ func (d *DB) CreateDevice(ctx context.Context, nd NewDevice) (Device, error) {
 		dev.DeviceID, dev.Name, string(tags), dev.PrimaryKey, dev.SecondaryKey,
 		a.Type, a.PrimaryThumbprint, a.SecondaryThumbprint, ms(now), ms(now))
 	if err := translate(err); err != nil {
-		if err == ErrConflict {
-			return Device{}, fmt.Errorf("device %q: %w", nd.DeviceID, ErrConflict)
+		if err == storage.ErrConflict {
+			return Device{}, fmt.Errorf("device %q: %w", nd.DeviceID, storage.ErrConflict)
 		}
 		return Device{}, fmt.Errorf("create device: %w", err)
 	}
@@ -480,7 +481,7 @@ func (d *DB) DeleteDevice(ctx context.Context, deviceID string) error {
 		return fmt.Errorf("delete device %q: %w", deviceID, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("device %q: %w", deviceID, ErrNotFound)
+		return fmt.Errorf("device %q: %w", deviceID, storage.ErrNotFound)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"fieldhub/storage"
 	"fmt"
 	"time"
 )
@@ -156,7 +157,7 @@ func (d *DB) RevokeAPIToken(ctx context.Context, id int64) error {
 		return fmt.Errorf("revoke api token %d: %w", id, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("api token %d: %w", id, ErrNotFound)
+		return fmt.Errorf("api token %d: %w", id, storage.ErrNotFound)
 	}
 	return nil
 }

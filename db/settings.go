@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"fieldhub/storage"
 	"fmt"
 )
 
@@ -15,7 +16,7 @@ const (
 func (d *DB) Setting(ctx context.Context, key, def string) (string, error) {
 	var v string
 	err := d.read.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
-	if err := translate(err); err == ErrNotFound {
+	if err := translate(err); err == storage.ErrNotFound {
 		return def, nil
 	} else if err != nil {
 		return "", fmt.Errorf("read setting %s: %w", key, err)

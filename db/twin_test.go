@@ -9,6 +9,7 @@ import (
 
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
+	"fieldhub/storage"
 )
 
 func mustJSON(t *testing.T, v any) string {
@@ -123,7 +124,7 @@ func TestTwinPatch(t *testing.T) {
 		t.Errorf("read back %+v, want %+v", again, tw)
 	}
 
-	if _, err := d.PatchTwin(ctx, "nope", db.TwinDesired, map[string]any{}, 0, twinLimit); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.PatchTwin(ctx, "nope", db.TwinDesired, map[string]any{}, 0, twinLimit); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("unknown device: %v, want ErrNotFound", err)
 	}
 }
@@ -140,7 +141,7 @@ func TestTwinSizeLimit(t *testing.T) {
 	}
 	// The limit applies to the merged section, not only to the patch.
 	_, err := d.PatchTwin(ctx, "dev1", db.TwinReported, map[string]any{"b": big}, 0, twinLimit)
-	var inv *db.InvalidError
+	var inv *storage.InvalidError
 	if !errors.As(err, &inv) || inv.Field != db.TwinReported || !strings.Contains(err.Error(), "32768") {
 		t.Errorf("40 KB section: %v, want an InvalidError naming the 32768-byte limit", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fieldhub/storage"
 	"fmt"
 	"strings"
 	"time"
@@ -51,7 +52,7 @@ func ValidateUsername(name string) error {
 }
 
 // CreateUser stores a user whose password is already hashed. A name that
-// differs from an existing one only in letter case is ErrConflict.
+// differs from an existing one only in letter case is storage.ErrConflict.
 func (d *DB) CreateUser(ctx context.Context, username, passwordHash, role string) (User, error) {
 	if err := ValidateUsername(username); err != nil {
 		return User{}, err
@@ -62,7 +63,7 @@ func (d *DB) CreateUser(ctx context.Context, username, passwordHash, role string
 	now := fromMS(ms(d.Now()))
 	res, err := d.write.ExecContext(ctx, `INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)`,
 		username, passwordHash, role, ms(now))
-	if err := translate(err); errors.Is(err, ErrConflict) {
+	if err := translate(err); errors.Is(err, storage.ErrConflict) {
 		return User{}, fmt.Errorf("create user %q: %w (usernames are unique regardless of letter case)", username, err)
 	} else if err != nil {
 		return User{}, fmt.Errorf("create user %q: %w", username, err)

@@ -4,13 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fieldhub/storage"
 	"path/filepath"
 	"slices"
 	"testing"
 )
 
 // TestUsernamesUniqueRegardlessOfCase: "Admin" and "admin" could both exist.
-// Now a second spelling is ErrConflict, every lookup matches any case, and
+// Now a second spelling is storage.ErrConflict, every lookup matches any case, and
 // migration 0005 renames the later of names that already collide.
 func TestUsernamesUniqueRegardlessOfCase(t *testing.T) {
 	ctx := context.Background()
@@ -70,8 +71,8 @@ func TestUsernamesUniqueRegardlessOfCase(t *testing.T) {
 		t.Errorf("rename audit = %+v, want 3 entries, newest for Olga", renames)
 	}
 
-	if _, err := d.CreateUser(ctx, "OLGA", "x", RoleViewer); !errors.Is(err, ErrConflict) {
-		t.Errorf("create OLGA beside olga: %v, want ErrConflict", err)
+	if _, err := d.CreateUser(ctx, "OLGA", "x", RoleViewer); !errors.Is(err, storage.ErrConflict) {
+		t.Errorf("create OLGA beside olga: %v, want storage.ErrConflict", err)
 	}
 	u, err := d.User(ctx, "OlGa")
 	if err != nil || u.Username != "olga" {
@@ -86,8 +87,8 @@ func TestUsernamesUniqueRegardlessOfCase(t *testing.T) {
 	if err := d.DeleteUser(ctx, "Olga"); err != nil {
 		t.Errorf("DeleteUser(Olga): %v", err)
 	}
-	if _, err := d.User(ctx, "olga"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("olga after DeleteUser(Olga): %v, want ErrNotFound", err)
+	if _, err := d.User(ctx, "olga"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("olga after DeleteUser(Olga): %v, want storage.ErrNotFound", err)
 	}
 	if u, err := d.User(ctx, "olga-5"); err != nil || u.PasswordHash != "x" {
 		t.Errorf("the renamed Olga-5 = %+v, %v; want kept with its password", u, err)

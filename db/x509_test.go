@@ -11,6 +11,7 @@ import (
 	"fieldhub/certs/certstest"
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
+	"fieldhub/storage"
 )
 
 func TestDeviceAuthentication(t *testing.T) {
@@ -51,7 +52,7 @@ func TestDeviceAuthentication(t *testing.T) {
 		{Type: "x509"},
 	} {
 		_, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "bad", Auth: a})
-		var inv *db.InvalidError
+		var inv *storage.InvalidError
 		if !errors.As(err, &inv) || inv.Field != "authentication" {
 			t.Errorf("create with %+v: err = %v, want an invalid authentication", a, err)
 		}
@@ -99,19 +100,19 @@ func TestCertificateAuthorities(t *testing.T) {
 	if ca.Subject != "CN=Fleet Root" || ca.Thumbprint != auth.Thumbprint(root.Cert) || !ca.NotAfter.Equal(root.Cert.NotAfter.Truncate(1e6)) {
 		t.Errorf("added %+v", ca)
 	}
-	if _, err := d.AddCertificateAuthority(ctx, "fleet", other.PEM()); !errors.Is(err, db.ErrConflict) {
+	if _, err := d.AddCertificateAuthority(ctx, "fleet", other.PEM()); !errors.Is(err, storage.ErrConflict) {
 		t.Errorf("same name again: err = %v, want ErrConflict", err)
 	}
 	if _, err := d.AddCertificateAuthority(ctx, "again", root.PEM()); err == nil || !strings.Contains(err.Error(), `already registered as "fleet"`) {
 		t.Errorf("same certificate again: err = %v", err)
 	}
 	for _, name := range []string{"", "..", "a/b", "with space", strings.Repeat("n", 65)} {
-		var inv *db.InvalidError
+		var inv *storage.InvalidError
 		if _, err := d.AddCertificateAuthority(ctx, name, other.PEM()); !errors.As(err, &inv) || inv.Field != "name" {
 			t.Errorf("name %q: err = %v, want an invalid name", name, err)
 		}
 	}
-	var inv *db.InvalidError
+	var inv *storage.InvalidError
 	if _, err := d.AddCertificateAuthority(ctx, "leaf", root.Issue(t, "dev1").PEM()); !errors.As(err, &inv) || inv.Field != "certificate" {
 		t.Errorf("device certificate as CA: err = %v, want an invalid certificate", err)
 	}
@@ -135,7 +136,7 @@ func TestCertificateAuthorities(t *testing.T) {
 	if err := d.DeleteCertificateAuthority(ctx, "fleet"); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.DeleteCertificateAuthority(ctx, "fleet"); !errors.Is(err, db.ErrNotFound) {
+	if err := d.DeleteCertificateAuthority(ctx, "fleet"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("delete twice: err = %v, want ErrNotFound", err)
 	}
 	if tps, _ := d.CAThumbprints(ctx); tps[auth.Thumbprint(root.Cert)] {

@@ -13,6 +13,7 @@ import (
 
 	"fieldhub/commands"
 	"fieldhub/db"
+	"fieldhub/storage"
 )
 
 // sendCloudMessageRequest is the body of POST /api/v1/devices/{id}/cloud-messages.
@@ -174,7 +175,7 @@ func (s *Server) apiPatchTwin(c echo.Context) error {
 	}
 	p, _ := principal(c)
 	tw, err := s.twins.PatchDesired(c.Request().Context(), p.Actor(), c.Param("id"), body, ifVersion)
-	var inv *db.InvalidError
+	var inv *storage.InvalidError
 	switch {
 	case errors.Is(err, db.ErrVersionMismatch):
 		return errorf(http.StatusPreconditionFailed, "the desired properties changed since you read them (If-Match %s); reload the twin and apply your change again",

@@ -19,6 +19,7 @@ import (
 	"fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/live"
+	"fieldhub/storage"
 	"fieldhub/views"
 )
 
@@ -148,7 +149,7 @@ func (s *Server) createDevice(c echo.Context) error {
 		return s.formError(c, views.FleetPath, err)
 	}
 	d, err := s.devices.Create(c.Request().Context(), actor(c), db.NewDevice{DeviceID: id, Name: strings.TrimSpace(c.FormValue("name")), Tags: tags})
-	if errors.Is(err, db.ErrConflict) {
+	if errors.Is(err, storage.ErrConflict) {
 		return s.redirectWith(c, views.FleetPath, fmt.Sprintf("A device with id %q already exists.", id), true)
 	}
 	if err != nil {

@@ -8,8 +8,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"fieldhub/auth"
-	"fieldhub/db"
 	"fieldhub/registry"
+	"fieldhub/storage"
 )
 
 const deviceIdentityKey = "fieldhub.device"
@@ -62,7 +62,7 @@ func deviceAuthError(cred registry.Credential, err error) error {
 		return errorf(http.StatusForbidden, "device %q is disabled; an operator must enable it", cred.DeviceID)
 	case errors.Is(err, auth.ErrCertificateRefused):
 		return &Error{Status: http.StatusUnauthorized, Message: "unauthorized", Err: err}
-	case errors.Is(err, db.ErrNotFound):
+	case errors.Is(err, storage.ErrNotFound):
 		return errorf(http.StatusNotFound, "device %q is not registered with this hub", cred.DeviceID)
 	case errors.Is(err, auth.ErrTokenExpired), errors.Is(err, auth.ErrBadSignature), errors.Is(err, auth.ErrWrongDevice),
 		errors.Is(err, auth.ErrWrongHost), errors.Is(err, auth.ErrMalformedToken):

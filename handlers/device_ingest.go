@@ -170,7 +170,7 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	case errors.Is(err, ingest.ErrOverloaded):
 		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is overloaded; retry after the Retry-After delay", RetryAfter: 1, Err: err}
 	case errors.Is(err, ingest.ErrStorage):
-		// db.Health logged the fault when it began, and shows it on /readyz.
+		// storage.Health logged the fault when it began, and shows it on /readyz.
 		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub cannot store messages right now (storage fault); retry after the Retry-After delay",
 			RetryAfter: storageRetryAfter, Err: err, Quiet: true}
 	case errors.Is(err, ingest.ErrClosed):

@@ -20,6 +20,7 @@ import (
 	"fieldhub/handlers"
 	"fieldhub/ingest"
 	"fieldhub/internal/testkit"
+	"fieldhub/storage"
 	"fieldhub/telemetry"
 )
 
@@ -265,7 +266,7 @@ func TestDeviceEvents(t *testing.T) {
 		n := 0
 		err := h.tel.RawReadings(ctx, "dev1", metric, time.Now().Add(-48*time.Hour), time.Now().Add(48*time.Hour),
 			func(time.Time, float64) error { n++; return nil })
-		if errors.Is(err, telemetry.ErrNotFound) {
+		if errors.Is(err, storage.ErrNotFound) {
 			return 0
 		}
 		if err != nil {

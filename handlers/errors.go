@@ -9,8 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"fieldhub/db"
-	"fieldhub/telemetry"
+	"fieldhub/storage"
 )
 
 // Error is an error with the status and the message that are safe to show.
@@ -21,7 +20,7 @@ type Error struct {
 	// RetryAfter, when set, is sent as the Retry-After header (seconds).
 	RetryAfter int
 	// Quiet logs the request at debug level even for a 5xx: its cause is
-	// logged elsewhere once (a storage fault, by db.Health).
+	// logged elsewhere once (a storage fault, by storage.Health).
 	Quiet bool
 }
 
@@ -39,25 +38,23 @@ func errorf(status int, format string, args ...any) *Error {
 	return &Error{Status: status, Message: fmt.Sprintf(format, args...)}
 }
 
-// statusOf maps an error to the status and safe message it deserves.
-func statusOf(err error) (int, string) {
+// statusOf maps an error to the status and safe message it deserves: the
+// one mapping of every store's errors (package storage) to statuses.
+func (s *Server) statusOf(err error) (int, string) {
 	var he *Error
 	var ee *echo.HTTPError
-	var inv *db.InvalidError
-	var tinv *telemetry.InvalidError
+	var inv *storage.InvalidError
 	switch {
 	case errors.As(err, &he):
 		return he.Status, he.Message
 	case errors.As(err, &inv):
 		return http.StatusUnprocessableEntity, inv.Error()
-	case errors.As(err, &tinv):
-		return http.StatusUnprocessableEntity, tinv.Error()
-	case errors.Is(err, db.ErrNotFound), errors.Is(err, telemetry.ErrNotFound):
+	case errors.Is(err, storage.ErrNotFound):
 		return http.StatusNotFound, notFoundMessage(err)
-	case errors.Is(err, db.ErrConflict):
+	case errors.Is(err, storage.ErrConflict):
 		return http.StatusConflict, err.Error()
-	case db.IsStorageFault(err):
-		return http.StatusServiceUnavailable, "the hub cannot write to its storage (" + db.FaultKind(err) + "); try again later"
+	case s.health.FaultKind(err) != "":
+		return http.StatusServiceUnavailable, "the hub cannot write to its storage (" + s.health.FaultKind(err) + "); try again later"
 	case errors.As(err, &ee):
 		msg := http.StatusText(ee.Code)
 		if m, ok := ee.Message.(string); ok {
@@ -95,13 +92,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	status, msg := statusOf(err)
+	status, msg := s.statusOf(err)
 	var he *Error
 	isHE := errors.As(err, &he)
-	// A storage fault that db.Health has logged (once) is not logged again
-	// for every request it fails.
-	storage := status == http.StatusServiceUnavailable && db.IsStorageFault(err)
-	quiet := (isHE && he.Quiet) || (storage && !s.health.Status().OK)
+	// A storage fault that storage.Health has logged (once) is not logged
+	// again for every request it fails.
+	fault := status == http.StatusServiceUnavailable && s.health.FaultKind(err) != ""
+	quiet := (isHE && he.Quiet) || (fault && !s.health.Status().OK)
 	if status >= 500 && !quiet {
 		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "err", err)
 	} else {
@@ -110,7 +107,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	switch {
 	case isHE && he.RetryAfter > 0:
 		c.Response().Header().Set("Retry-After", fmt.Sprint(he.RetryAfter))
-	case storage:
+	case fault:
 		c.Response().Header().Set("Retry-After", fmt.Sprint(storageRetryAfter))
 	}
 	if c.Request().Method == http.MethodHead {

@@ -13,6 +13,7 @@ import (
 
 	"fieldhub/auth"
 	"fieldhub/db"
+	"fieldhub/storage"
 	"fieldhub/views"
 )
 
@@ -115,7 +116,7 @@ func (s *Server) login(c echo.Context) error {
 	user, err := s.db.User(ctx, username)
 	hash := user.PasswordHash
 	switch {
-	case errors.Is(err, db.ErrNotFound):
+	case errors.Is(err, storage.ErrNotFound):
 		hash = "" // checked against a dummy hash: timing does not tell which names exist
 	case err != nil:
 		return err

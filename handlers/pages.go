@@ -9,7 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"fieldhub/db"
+	"fieldhub/storage"
 	"fieldhub/views"
 )
 
@@ -76,12 +76,12 @@ func (s *Server) redirectWith(c echo.Context, path, msg string, isError bool) er
 // formError turns a mistake the user can fix (bad input, duplicate id) into a
 // notice on the page they came from; anything else goes to the error handler.
 func (s *Server) formError(c echo.Context, back string, err error) error {
-	var inv *db.InvalidError
+	var inv *storage.InvalidError
 	var he *Error
 	switch {
 	case errors.As(err, &inv):
 		return s.redirectWith(c, back, inv.Reason, true)
-	case errors.Is(err, db.ErrConflict):
+	case errors.Is(err, storage.ErrConflict):
 		return s.redirectWith(c, back, err.Error(), true)
 	case errors.As(err, &he) && he.Status < 500 && he.Status != http.StatusForbidden:
 		return s.redirectWith(c, back, he.Message, true)

@@ -20,6 +20,7 @@ import (
 	"fieldhub/live"
 	"fieldhub/quota"
 	"fieldhub/registry"
+	"fieldhub/storage"
 )
 
 // Assets resolves and serves the embedded front-end bundle.
@@ -74,7 +75,7 @@ type Config struct {
 	PasswordCheckWait time.Duration
 	// Health is the state of storage writes, shown by /readyz and on every
 	// page; nil gets one nobody reports to.
-	Health *db.Health
+	Health *storage.Health
 }
 
 // Server holds the handlers' dependencies.
@@ -99,7 +100,7 @@ type Server struct {
 	separateDevice bool
 	mqttWS         http.Handler
 	clientIP       echo.IPExtractor // what c.RealIP() returns (transport.go)
-	health         *db.Health
+	health         *storage.Health
 	// batchBodies recycles the read buffers of device batch requests.
 	batchBodies sync.Pool
 	quota       *quota.Devices
@@ -124,7 +125,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 		cfg.PasswordCheckWait = 3 * time.Second
 	}
 	if cfg.Health == nil {
-		cfg.Health = db.NewHealth(cfg.Logger, nil)
+		cfg.Health = storage.NewHealth(cfg.Logger, nil, nil)
 	}
 	s := &Server{
 		db: cfg.DB, assets: cfg.Assets, log: cfg.Logger, deviceHost: cfg.DeviceHost,

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"fieldhub/db"
+	"fieldhub/storage"
 )
 
 const (
@@ -61,7 +62,7 @@ func (s *Server) identify(next echo.HandlerFunc) echo.HandlerFunc {
 				return errorf(http.StatusUnauthorized, "Authorization header must be 'Bearer <token>'")
 			}
 			t, err := s.db.APITokenBySecret(ctx, strings.TrimSpace(token))
-			if errors.Is(err, db.ErrNotFound) {
+			if errors.Is(err, storage.ErrNotFound) {
 				return errorf(http.StatusUnauthorized, "unknown or revoked API token")
 			}
 			if err != nil {
@@ -78,7 +79,7 @@ func (s *Server) identify(next echo.HandlerFunc) echo.HandlerFunc {
 			switch {
 			case err == nil:
 				c.Set(principalKey, Principal{Username: sess.User.Username, Role: sess.User.Role, CSRF: sess.CSRFToken})
-			case errors.Is(err, db.ErrNotFound):
+			case errors.Is(err, storage.ErrNotFound):
 				s.clearSessionCookie(c)
 			default:
 				return err

@@ -21,6 +21,7 @@ import (
 	"fieldhub/ingest"
 	"fieldhub/internal/testkit"
 	"fieldhub/static"
+	"fieldhub/storage"
 )
 
 // TestStorageFault runs the real router and pipeline over a database that
@@ -33,7 +34,7 @@ func TestStorageFault(t *testing.T) {
 	d := dbtest.MustOpen(t)
 	var logBuf syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logBuf, nil))
-	health := db.NewHealth(logger, nil)
+	health := storage.NewHealth(logger, db.FaultKind, nil)
 	tel := dbtest.Telemetry(t, d)
 	p := ingest.New(tel, nil, ingest.Options{Health: health, Logger: logger})
 	t.Cleanup(func() { p.Close(context.Background()) })

@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"fieldhub/db"
+	"fieldhub/storage"
 	"fieldhub/telemetry"
 )
 
@@ -34,7 +34,7 @@ var (
 	ErrStorage = errors.New("storage failed")
 )
 
-// The kinds of write the pipeline reports to db.Health.
+// The kinds of write the pipeline reports to storage.Health.
 const (
 	opMessages   = "storing device messages"
 	opCheckpoint = "writing telemetry checkpoints"
@@ -85,7 +85,7 @@ type Options struct {
 	PruneEvery time.Duration
 	// Health receives the outcome of every commit (default: one of its own,
 	// which only logs).
-	Health *db.Health
+	Health *storage.Health
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -125,7 +125,7 @@ func (o *Options) defaults() {
 		o.Now = time.Now
 	}
 	if o.Health == nil {
-		o.Health = db.NewHealth(o.Logger, nil)
+		o.Health = storage.NewHealth(o.Logger, nil, nil)
 	}
 }
 
@@ -138,7 +138,7 @@ type Pipeline struct {
 	pub    Publisher
 	opts   Options
 	log    *slog.Logger
-	health *db.Health
+	health *storage.Health
 
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool

@@ -16,6 +16,7 @@ import (
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
 	"fieldhub/ingest"
+	"fieldhub/storage"
 	"fieldhub/telemetry"
 )
 
@@ -66,7 +67,7 @@ func openDB(t *testing.T, path string, devices ...string) (*db.DB, *telemetry.St
 	}
 	t.Cleanup(func() { d.Close() })
 	for _, id := range devices {
-		if _, err := d.CreateDevice(context.Background(), db.NewDevice{DeviceID: id}); err != nil && !errors.Is(err, db.ErrConflict) {
+		if _, err := d.CreateDevice(context.Background(), db.NewDevice{DeviceID: id}); err != nil && !errors.Is(err, storage.ErrConflict) {
 			t.Fatal(err)
 		}
 	}
@@ -443,7 +444,7 @@ func TestPipelineStorageFault(t *testing.T) {
 	d, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
 	var log syncBuffer
 	logger := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	health := db.NewHealth(logger, nil)
+	health := storage.NewHealth(logger, db.FaultKind, nil)
 	p := newPipeline(t, tel, nil, ingest.Options{Health: health, Logger: logger})
 	big := func(i int) telemetry.Message {
 		m := msg("dev1", i)

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"fieldhub/commands"
-	"fieldhub/db"
+	"fieldhub/storage"
 	"fieldhub/telemetry"
 )
 
@@ -33,7 +33,7 @@ const (
 	EventTwin = "twin"
 	// EventConnection (ConnectionEvent): an MQTT connection opened or closed.
 	EventConnection = "connection"
-	// EventStorage (db.StorageStatus): storage started or stopped failing,
+	// EventStorage (storage.Status): storage started or stopped failing,
 	// on the fleet stream and every device stream.
 	EventStorage = "storage"
 	// EventResync ({}): the client missed events that are no longer kept and
@@ -127,8 +127,8 @@ func (h *Hub) PublishTwin(v commands.TwinView) {
 }
 
 // PublishStorage announces that storage started or stopped failing, on every
-// stream (db.NewHealth's listener).
-func (h *Hub) PublishStorage(st db.StorageStatus) {
+// stream (storage.NewHealth's listener).
+func (h *Hub) PublishStorage(st storage.Status) {
 	h.publishAll(EventStorage, st)
 }
 

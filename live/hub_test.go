@@ -16,6 +16,7 @@ import (
 	"github.com/r3labs/sse/v2"
 
 	"fieldhub/db"
+	"fieldhub/storage"
 	"fieldhub/telemetry"
 )
 
@@ -377,7 +378,7 @@ func TestPublishAllReachesEveryStream(t *testing.T) {
 	waitSubscribers(t, h.fleet, 2)
 	waitSubscribers(t, h.deviceStream("dev1"), 1)
 	waitSubscribers(t, h.deviceStream("dev2"), 1)
-	h.publishAll(EventStorage, db.StorageStatus{Reason: "storing device messages fails (disk full)"})
+	h.publishAll(EventStorage, storage.Status{Reason: "storing device messages fails (disk full)"})
 	for name, c := range map[string]*client{"fleet": fleet, "filtered fleet": filtered, "dev1": dev1, "dev2": dev2} {
 		if ev := c.nextOfType(EventStorage); ev.Data != `{"ok":false,"reason":"storing device messages fails (disk full)"}` {
 			t.Errorf("%s got %+v, want the storage event", name, ev)

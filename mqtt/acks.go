@@ -135,7 +135,7 @@ func (b *Broker) ackRun(c *conn) {
 				return // running stays set: nothing is acknowledged on a closed connection
 			}
 			if err != nil {
-				// A storage fault is logged once by db.Health, not per publish.
+				// A storage fault is logged once by storage.Health, not per publish.
 				level := slog.LevelWarn
 				if errors.Is(err, ingest.ErrStorage) {
 					level = slog.LevelDebug

@@ -21,6 +21,7 @@ import (
 	"fieldhub/netlimit"
 	"fieldhub/quota"
 	"fieldhub/registry"
+	"fieldhub/storage"
 	"fieldhub/telemetry"
 )
 
@@ -83,7 +84,7 @@ type Config struct {
 	// Health is the state of storage writes (reported by the ingest
 	// pipeline): during a fault the broker logs failed writes at debug level,
 	// since Health logged the fault once (default: one nobody reports to).
-	Health *db.Health
+	Health *storage.Health
 }
 
 // Broker is the MQTT device endpoint: an embedded mochi broker whose hooks
@@ -142,7 +143,7 @@ func New(cfg Config) (*Broker, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Health == nil {
-		cfg.Health = db.NewHealth(cfg.Logger, nil)
+		cfg.Health = storage.NewHealth(cfg.Logger, nil, nil)
 	}
 	if cfg.RecheckInterval <= 0 {
 		cfg.RecheckInterval = 5 * time.Second

@@ -10,6 +10,7 @@ import (
 	"fieldhub/auth"
 	"fieldhub/db"
 	"fieldhub/live"
+	"fieldhub/storage"
 )
 
 // Audit actions of the device log.
@@ -103,7 +104,7 @@ func (b *Broker) writeDeviceLog(entries []db.AuditEntry) {
 }
 
 // writeErrorLevel is the level of a failed write's log line: during a
-// storage fault, which db.Health has logged once, devices reconnect over
+// storage fault, which storage.Health has logged once, devices reconnect over
 // and over, and each failed write is not worth a line of its own.
 func (b *Broker) writeErrorLevel() slog.Level {
 	if !b.cfg.Health.Status().OK {
@@ -302,7 +303,7 @@ func (b *Broker) CheckDevice(deviceID string) {
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	defer cancel()
 	dev, err := b.cfg.DB.Device(ctx, deviceID)
-	if err != nil && !errors.Is(err, db.ErrNotFound) {
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		b.log.Error("check device connection", "device", deviceID, "err", err)
 		return
 	}

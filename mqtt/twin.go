@@ -8,6 +8,7 @@ import (
 
 	"fieldhub/commands"
 	"fieldhub/db"
+	"fieldhub/storage"
 )
 
 // Twins is the device twin service as the broker uses it; commands.Twins
@@ -58,7 +59,7 @@ func (b *Broker) twinPatchReported(c *conn, p Publish, body []byte) error {
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
 	version, err := b.cfg.Twins.PatchReported(ctx, c.deviceID, body)
-	var invalid *db.InvalidError
+	var invalid *storage.InvalidError
 	switch {
 	case err == nil:
 		return c.publish0(TwinResponseTopic(204, p.RID, version), nil)

@@ -10,6 +10,7 @@ import (
 
 	"fieldhub/auth"
 	"fieldhub/db"
+	"fieldhub/storage"
 )
 
 // ErrDisabled refuses a device that proved who it is but is disabled.
@@ -43,7 +44,7 @@ type Identity struct {
 // tell devices less:
 //   - a malformed, expired, foreign or wrongly signed SAS token wraps one of
 //     auth's SAS errors (auth.ErrMalformedToken, …);
-//   - an unknown device is db.ErrNotFound with a SAS token, and
+//   - an unknown device is storage.ErrNotFound with a SAS token, and
 //     auth.ErrCertificateRefused with a certificate, as every certificate
 //     refusal is;
 //   - a disabled device is ErrDisabled, told only after its credential
@@ -74,8 +75,8 @@ func (r *Registry) authenticateSAS(ctx context.Context, c Credential, now time.T
 		return Identity{}, err
 	}
 	dev, err := r.cache.get(ctx, c.DeviceID, r.cfg.Store.Device, now)
-	if errors.Is(err, db.ErrNotFound) {
-		return Identity{}, fmt.Errorf("device %q is not registered with this hub: %w", c.DeviceID, db.ErrNotFound)
+	if errors.Is(err, storage.ErrNotFound) {
+		return Identity{}, fmt.Errorf("device %q is not registered with this hub: %w", c.DeviceID, storage.ErrNotFound)
 	}
 	if err != nil {
 		return Identity{}, err
@@ -90,7 +91,7 @@ func (r *Registry) authenticateSAS(ctx context.Context, c Credential, now time.T
 
 func (r *Registry) authenticateCertificate(ctx context.Context, c Credential, now time.Time) (Identity, error) {
 	dev, err := r.cache.get(ctx, c.DeviceID, r.cfg.Store.Device, now)
-	if errors.Is(err, db.ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) {
 		return Identity{}, fmt.Errorf("%w: device %q is not registered", auth.ErrCertificateRefused, c.DeviceID)
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"fieldhub/certs/certstest"
 	"fieldhub/db"
 	"fieldhub/registry"
+	"fieldhub/storage"
 )
 
 // TestAuthenticate is the one device authentication of HTTPS and MQTT:
@@ -64,7 +65,7 @@ func TestAuthenticate(t *testing.T) {
 		{"another device's key", registry.Credential{DeviceID: "dev1", SAS: sign("dev1", off.PrimaryKey, time.Hour)}, "", "", auth.ErrBadSignature},
 		{"token for another device", registry.Credential{DeviceID: "dev1", SAS: sign("off", sasDev.PrimaryKey, time.Hour)}, "", "", auth.ErrWrongDevice},
 		{"malformed token", registry.Credential{DeviceID: "dev1", SAS: "SharedAccessSignature sr=x"}, "", "", auth.ErrMalformedToken},
-		{"unknown device, SAS", registry.Credential{DeviceID: "ghost", SAS: sign("ghost", sasDev.PrimaryKey, time.Hour)}, "", "", db.ErrNotFound},
+		{"unknown device, SAS", registry.Credential{DeviceID: "ghost", SAS: sign("ghost", sasDev.PrimaryKey, time.Hour)}, "", "", storage.ErrNotFound},
 		{"disabled device, valid token", registry.Credential{DeviceID: "off", SAS: sign("off", off.PrimaryKey, time.Hour)}, "", "", registry.ErrDisabled},
 		{"disabled device, wrong key: not told", registry.Credential{DeviceID: "off", SAS: sign("off", sasDev.PrimaryKey, time.Hour)}, "", "", auth.ErrBadSignature},
 		{"secondary thumbprint", registry.Credential{DeviceID: "cam", Chain: own.Chain()}, auth.AuthX509Secondary, auth.Thumbprint(own.Cert), nil},

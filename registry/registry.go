@@ -96,7 +96,7 @@ func (r *Registry) SetSessions(s Sessions) {
 	r.sessions = s
 }
 
-// Device reads a device; an unknown one is db.ErrNotFound.
+// Device reads a device; an unknown one is storage.ErrNotFound.
 func (r *Registry) Device(ctx context.Context, deviceID string) (db.Device, error) {
 	return r.cfg.Store.Device(ctx, deviceID)
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"fieldhub/db"
+	"fieldhub/storage"
 )
 
 // DeviceIDs names n simulated devices: prefix001, prefix002, …
@@ -54,7 +55,7 @@ func Provision(ctx context.Context, devices Registry, actor string, specs []Spec
 	out := make([]Device, 0, len(specs))
 	for _, s := range specs {
 		d, err := devices.Device(ctx, s.ID)
-		if errors.Is(err, db.ErrNotFound) {
+		if errors.Is(err, storage.ErrNotFound) {
 			d, err = devices.Create(ctx, actor, db.NewDevice{DeviceID: s.ID, Name: s.Name, Tags: s.Tags})
 		}
 		if err != nil {

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"fieldhub/storage"
 	"fmt"
 	"slices"
 	"time"
@@ -46,10 +47,10 @@ func (s *Store) Messages(ctx context.Context, deviceID string, f MessageFilter) 
 	case f.Limit == 0:
 		f.Limit = 50
 	case f.Limit < 0 || f.Limit > MaxMessagePage:
-		return nil, invalid("limit", "must be between 1 and %d, got %d", MaxMessagePage, f.Limit)
+		return nil, storage.Invalid("limit", "must be between 1 and %d, got %d", MaxMessagePage, f.Limit)
 	}
 	if f.Before < 0 {
-		return nil, invalid("before", "must be a message id, got %d", f.Before)
+		return nil, storage.Invalid("before", "must be a message id, got %d", f.Before)
 	}
 	if f.Before == 0 {
 		f.Before = 1<<63 - 1
@@ -74,10 +75,10 @@ const MaxBuckets = 10000
 // inside one bucket are folded from their stored summaries without decoding.
 func (s *Store) Readings(ctx context.Context, deviceID, metric string, from, to time.Time, points int) ([]Bucket, error) {
 	if points < 1 || points > MaxBuckets {
-		return nil, invalid("points", "must be between 1 and %d, got %d", MaxBuckets, points)
+		return nil, storage.Invalid("points", "must be between 1 and %d, got %d", MaxBuckets, points)
 	}
 	if to.Before(from) {
-		return nil, invalid("to", "is before from")
+		return nil, storage.Invalid("to", "is before from")
 	}
 	metricID, err := s.storage.MetricID(ctx, deviceID, metric)
 	if err != nil {
@@ -140,7 +141,7 @@ func (s *Store) downsample(ctx context.Context, metricID, from, to int64, points
 // stops the walk and is returned.
 func (s *Store) RawReadings(ctx context.Context, deviceID, metric string, from, to time.Time, fn func(t time.Time, v float64) error) error {
 	if to.Before(from) {
-		return invalid("to", "is before from")
+		return storage.Invalid("to", "is before from")
 	}
 	metricID, err := s.storage.MetricID(ctx, deviceID, metric)
 	if err != nil {

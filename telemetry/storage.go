@@ -2,8 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 )
 
@@ -31,7 +29,7 @@ type Storage interface {
 
 	// Metrics lists a device's metrics by name with their stored last
 	// values; MetricID finds one. For an unknown device or metric they, and
-	// Messages, fail with an error that wraps ErrNotFound and says what is
+	// Messages, fail with an error that wraps storage.ErrNotFound and says what is
 	// missing (`device "x": not found`, `device "x" has no metric "m": not
 	// found`); the operator API shows it.
 	Metrics(ctx context.Context, deviceID string) ([]Metric, error)
@@ -141,19 +139,4 @@ type Chunk struct {
 	Min, Max   float64
 	Sum        float64
 	Data       []byte
-}
-
-// ErrNotFound is returned for an unknown device or metric.
-var ErrNotFound = errors.New("not found")
-
-// InvalidError says which input was wrong and why.
-type InvalidError struct {
-	Field  string
-	Reason string
-}
-
-func (e *InvalidError) Error() string { return e.Field + ": " + e.Reason }
-
-func invalid(field, format string, args ...any) error {
-	return &InvalidError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }

@@ -11,6 +11,7 @@ package telemetry
 
 import (
 	"context"
+	"fieldhub/storage"
 	"fmt"
 	"log/slog"
 	"math"
@@ -72,15 +73,15 @@ type Options struct {
 
 // Open loads the stored metrics and rebuilds the in-memory chunks from the
 // messages committed after the last checkpoint.
-func Open(ctx context.Context, storage Storage, opts Options) (*Store, error) {
+func Open(ctx context.Context, st Storage, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Store{storage: storage, log: opts.Logger, now: opts.Now, idx: newIndex(), devices: newDeviceCache()}
-	watermark, metrics, err := storage.Recovery(ctx)
+	s := &Store{storage: st, log: opts.Logger, now: opts.Now, idx: newIndex(), devices: newDeviceCache()}
+	watermark, metrics, err := st.Recovery(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("recover telemetry: %w", err)
 	}
@@ -153,7 +154,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx Tx) error) error {
 // Small steps keep the single writer free for ingest in between.
 func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (deleted int, more bool, err error) {
 	if limit <= 0 {
-		return 0, false, invalid("limit", "must be positive")
+		return 0, false, storage.Invalid("limit", "must be positive")
 	}
 	s.write.Lock()
 	defer s.write.Unlock()

@@ -26,6 +26,7 @@ import (
 	"fieldhub/registry"
 	"fieldhub/retention"
 	"fieldhub/static"
+	"fieldhub/storage"
 	"fieldhub/telemetry"
 	telsqlite "fieldhub/telemetry/sqlite"
 )
@@ -243,7 +244,7 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	defer hub.Close()
 	// Writers report every commit here; /readyz, the pages and the live
 	// streams show a storage fault until a commit succeeds again.
-	health := db.NewHealth(log, func(st db.StorageStatus) { hub.PublishStorage(st) })
+	health := storage.NewHealth(log, db.FaultKind, func(st storage.Status) { hub.PublishStorage(st) })
 	// Devices online right now go offline on open pages when they fall silent.
 	online, _, err := store.Devices(ctx, db.DeviceFilter{Status: db.StatusOnline})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"fieldhub/db"
 	"fieldhub/simulate"
+	"fieldhub/storage"
 )
 
 // simulateConfig is every setting of `fieldhub simulate`.
@@ -207,7 +208,7 @@ func demoFleet(ctx context.Context, store *db.DB, reg simulate.Registry) ([]simu
 	var devices []simulate.Device
 	for _, s := range demoDevices {
 		d, err := reg.Device(ctx, s.ID)
-		if errors.Is(err, db.ErrNotFound) {
+		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
 	"fieldhub/registry"
+	"fieldhub/storage"
 	"fieldhub/telemetry"
 )
 
@@ -86,6 +87,9 @@ func WithServices(cfg handlers.Config) handlers.Config {
 	}
 	if cfg.Twins == nil {
 		cfg.Twins = commands.NewTwins(commands.TwinsConfig{DB: cfg.DB, Publisher: pub, Logger: cfg.Logger})
+	}
+	if cfg.Health == nil { // SQLite's faults are 503s, as in serve
+		cfg.Health = storage.NewHealth(cfg.Logger, db.FaultKind, nil)
 	}
 	return cfg
 }

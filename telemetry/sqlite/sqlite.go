@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"time"
 
+	"fieldhub/storage"
 	"fieldhub/telemetry"
 )
 
@@ -103,7 +104,7 @@ func (s *Storage) MessagesAfter(ctx context.Context, after int64, limit int) ([]
 		if err := rows.Scan(&m.ID, &m.Device, &at, &m.Body); err != nil {
 			return nil, err
 		}
-		m.EnqueuedAt = fromMS(at)
+		m.EnqueuedAt = storage.FromUnixMS(at)
 		page = append(page, m)
 	}
 	return page, rows.Err()
@@ -114,7 +115,7 @@ func (s *Storage) deviceRowID(ctx context.Context, deviceID string) (int64, erro
 	var id int64
 	err := s.read.QueryRowContext(ctx, `SELECT id FROM devices WHERE device_id = ?`, deviceID).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		err = telemetry.ErrNotFound
+		err = storage.ErrNotFound
 	}
 	if err != nil {
 		return 0, fmt.Errorf("device %q: %w", deviceID, err)
@@ -160,7 +161,7 @@ func (s *Storage) MetricID(ctx context.Context, deviceID, name string) (int64, e
 	var id int64
 	err = s.read.QueryRowContext(ctx, `SELECT id FROM metrics WHERE device_id = ? AND name = ?`, devID, name).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		err = telemetry.ErrNotFound
+		err = storage.ErrNotFound
 	}
 	if err != nil {
 		return 0, fmt.Errorf("device %q has no metric %q: %w", deviceID, name, err)
@@ -219,7 +220,7 @@ func (s *Storage) Messages(ctx context.Context, deviceID string, f telemetry.Mes
 			&m.To, &m.UserID, &props, &m.AuthMethod, &m.Body); err != nil {
 			return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
 		}
-		m.EnqueuedAt = fromMS(at)
+		m.EnqueuedAt = storage.FromUnixMS(at)
 		if props.Valid {
 			if err := json.Unmarshal([]byte(props.String), &m.Properties); err != nil {
 				return nil, fmt.Errorf("message %d: bad properties column: %w", m.ID, err)
@@ -231,19 +232,4 @@ func (s *Storage) Messages(ctx context.Context, deviceID string, f telemetry.Mes
 		return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
 	}
 	return out, nil
-}
-
-// ms is t in Unix ms as the tables store it; 0 for the zero time.
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-func fromMS(v int64) time.Time {
-	if v == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(v).UTC()
 }

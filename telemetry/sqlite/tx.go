@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"fieldhub/storage"
 	"fieldhub/telemetry"
 )
 
@@ -160,7 +161,7 @@ func appendMessage(args []any, r telemetry.MessageRow) ([]any, error) {
 	if body == nil {
 		body = []byte{}
 	}
-	return append(args, r.Device, ms(m.EnqueuedAt), m.MessageID, m.CorrelationID, m.ContentType,
+	return append(args, r.Device, storage.UnixMS(m.EnqueuedAt), m.MessageID, m.CorrelationID, m.ContentType,
 		m.ContentEncoding, m.To, m.UserID, props, m.AuthMethod, body), nil
 }
 
@@ -277,7 +278,7 @@ func (w *writeTx) DeleteMessages(ctx context.Context, cutoff time.Time, through 
 	// look at the first `limit` rows only instead of scanning the table.
 	res, err := w.tx.ExecContext(ctx, `DELETE FROM messages WHERE id IN (
 		SELECT id FROM (SELECT id, enqueued_at FROM messages ORDER BY id LIMIT ?)
-		WHERE enqueued_at < ? AND id <= ?)`, limit, ms(cutoff), through)
+		WHERE enqueued_at < ? AND id <= ?)`, limit, storage.UnixMS(cutoff), through)
 	if err != nil {
 		return 0, err
 	}

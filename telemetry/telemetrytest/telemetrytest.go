@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldhub/storage"
 	"fieldhub/telemetry"
 )
 
@@ -225,13 +226,13 @@ func testAppendThenQuery(t *testing.T, h *hub) {
 			}
 		})
 	}
-	if _, err := s.Readings(ctx, "dev1", "nope", T0, T0, 10); !errors.Is(err, telemetry.ErrNotFound) {
+	if _, err := s.Readings(ctx, "dev1", "nope", T0, T0, 10); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("readings of unknown metric: err = %v, want ErrNotFound", err)
 	}
-	if _, err := s.Metrics(ctx, "nope"); !errors.Is(err, telemetry.ErrNotFound) {
+	if _, err := s.Metrics(ctx, "nope"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("metrics of unknown device: err = %v, want ErrNotFound", err)
 	}
-	var inv *telemetry.InvalidError
+	var inv *storage.InvalidError
 	if _, err := s.Readings(ctx, "dev1", "temp", T0, T0, 0); !errors.As(err, &inv) {
 		t.Errorf("points=0: err = %v, want InvalidError", err)
 	}
@@ -298,13 +299,13 @@ func testMessagePaging(t *testing.T, h *hub) {
 	if got := mustMessages(t, s, "dev1", telemetry.MessageFilter{}); len(got) != 50 {
 		t.Errorf("default page has %d messages, want 50", len(got))
 	}
-	var inv *telemetry.InvalidError
+	var inv *storage.InvalidError
 	for _, f := range []telemetry.MessageFilter{{Limit: -1}, {Limit: telemetry.MaxMessagePage + 1}, {Before: -5}} {
 		if _, err := s.Messages(ctx, "dev1", f); !errors.As(err, &inv) {
 			t.Errorf("filter %+v: err = %v, want InvalidError", f, err)
 		}
 	}
-	if _, err := s.Messages(ctx, "nope", telemetry.MessageFilter{}); !errors.Is(err, telemetry.ErrNotFound) {
+	if _, err := s.Messages(ctx, "nope", telemetry.MessageFilter{}); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("messages of unknown device: err = %v, want ErrNotFound", err)
 	}
 	h.b.CreateDevice(t, "dev3")
@@ -521,7 +522,7 @@ func testPrune(t *testing.T, h *hub) {
 	if n, _ := countReadings(t, s, "dev1", "x"); n != 1000 {
 		t.Errorf("%d readings left, want the 1000 of the last chunk", n)
 	}
-	var inv *telemetry.InvalidError
+	var inv *storage.InvalidError
 	if _, _, err := s.Prune(ctx, cutoff, 0); !errors.As(err, &inv) {
 		t.Errorf("limit 0: err = %v, want InvalidError", err)
 	}
@@ -562,7 +563,7 @@ func testConcurrentQueries(t *testing.T, h *hub) {
 				last = int(v)
 				return nil
 			})
-			if err != nil && !errors.Is(err, telemetry.ErrNotFound) {
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
 				errc <- err
 				return
 			}

@@ -1,8 +1,7 @@
-package db_test
+package storage_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,64 +9,46 @@ import (
 	"sync"
 	"testing"
 
-	"fieldhub/db"
-	"fieldhub/db/dbtest"
+	"fieldhub/storage"
 )
 
-// fullDB is a real database that behaves as on a full disk (see
-// dbtest.FillUp), with a table to fill.
-func fullDB(t *testing.T) (d *db.DB, free func()) {
-	t.Helper()
-	d = dbtest.MustOpen(t)
-	if _, err := d.Writer().ExecContext(context.Background(), "CREATE TABLE filler (b BLOB)"); err != nil {
-		t.Fatal(err)
+// errFull stands for a store's disk-full error; fullKind is that store's
+// naming of it (db.FaultKind names SQLite's real one, db.TestFaultKind).
+var errFull = errors.New("database or disk is full")
+
+func fullKind(err error) string {
+	if errors.Is(err, errFull) {
+		return "disk full"
 	}
-	return d, dbtest.FillUp(t, d)
+	return ""
 }
 
-// fillErr is the error of a write that does not fit.
-func fillErr(t *testing.T, d *db.DB) error {
-	t.Helper()
-	_, err := d.Writer().ExecContext(context.Background(), "INSERT INTO filler VALUES (zeroblob(200000))")
-	if err == nil {
-		t.Fatal("a 200 KB write fitted into a full database")
-	}
-	return err
-}
-
-func TestFaultKind(t *testing.T) {
-	d, _ := fullDB(t)
-	full := fillErr(t, d)
+func TestHealthFaultKind(t *testing.T) {
+	h := storage.NewHealth(nil, fullKind, nil)
 	for _, tt := range []struct {
-		name  string
-		err   error
-		kind  string
-		fault bool
+		err  error
+		want string
 	}{
-		{"SQLite full", full, "disk full", true},
-		{"wrapped", fmt.Errorf("store messages: %w", full), "disk full", true},
-		{"not found", db.ErrNotFound, "commit failed", false},
-		{"other", errors.New("boom"), "commit failed", false},
+		{errFull, "disk full"},
+		{fmt.Errorf("store messages: %w", errFull), "disk full"},
+		{storage.ErrNotFound, ""},
+		{errors.New("boom"), ""},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := db.FaultKind(tt.err); got != tt.kind {
-				t.Errorf("FaultKind(%v) = %q, want %q", tt.err, got, tt.kind)
-			}
-			if got := db.IsStorageFault(tt.err); got != tt.fault {
-				t.Errorf("IsStorageFault(%v) = %v, want %v", tt.err, got, tt.fault)
-			}
-		})
+		if got := h.FaultKind(tt.err); got != tt.want {
+			t.Errorf("FaultKind(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+	if got := storage.NewHealth(nil, nil, nil).FaultKind(errFull); got != "" {
+		t.Errorf("without a store's naming: FaultKind = %q, want none", got)
 	}
 }
 
 func TestHealthLogsOncePerChange(t *testing.T) {
-	d, _ := fullDB(t)
-	full := fillErr(t, d)
 	// Record runs on this goroutine only, so a plain buffer will do.
 	var logBuf bytes.Buffer
 	var mu sync.Mutex
-	var changes []db.StorageStatus
-	h := db.NewHealth(slog.New(slog.NewTextHandler(&logBuf, nil)), func(st db.StorageStatus) {
+	var changes []storage.Status
+	h := storage.NewHealth(slog.New(slog.NewTextHandler(&logBuf, nil)), fullKind, func(st storage.Status) {
 		mu.Lock()
 		changes = append(changes, st)
 		mu.Unlock()
@@ -79,7 +60,7 @@ func TestHealthLogsOncePerChange(t *testing.T) {
 		t.Fatalf("after a success: %+v, want OK", st)
 	}
 	for range 100 {
-		h.Record(msgs, full)
+		h.Record(msgs, errFull)
 	}
 	st := h.Status()
 	if st.OK || st.Since.IsZero() || st.Reason != "storing device messages fails (disk full)" {
@@ -90,9 +71,9 @@ func TestHealthLogsOncePerChange(t *testing.T) {
 	if h.Status().OK {
 		t.Error("a checkpoint's success cleared the failing message commits")
 	}
-	h.Record(checkpoints, full)
-	if st := h.Status(); !strings.Contains(st.Reason, msgs) || !strings.Contains(st.Reason, checkpoints) {
-		t.Errorf("two kinds failing: reason %q, want both", st.Reason)
+	h.Record(checkpoints, errors.New("boom"))
+	if st := h.Status(); !strings.Contains(st.Reason, msgs) || !strings.Contains(st.Reason, checkpoints+" fails (commit failed)") {
+		t.Errorf("two kinds failing: reason %q, want both, the unnamed one as commit failed", st.Reason)
 	}
 	h.Record(checkpoints, nil)
 	h.Record(msgs, nil)

@@ -1,4 +1,4 @@
-package db
+package storage
 
 import (
 	"log/slog"
@@ -19,9 +19,10 @@ import (
 // small commit may succeed while a large one fails, and one kind's success
 // must not hide, and then re-announce, another kind's failure.
 type Health struct {
-	log      *slog.Logger
-	onChange func(StorageStatus)
-	now      func() time.Time
+	log       *slog.Logger
+	faultKind func(error) string
+	onChange  func(Status)
+	now       func() time.Time
 
 	failing atomic.Int32 // len(faults), read without the lock on every success
 	mu      sync.Mutex
@@ -30,12 +31,12 @@ type Health struct {
 
 type fault struct {
 	since    time.Time
-	kind     string // FaultKind of the first failure
+	kind     string // what the first failure was, in words safe to show
 	failures int64
 }
 
-// StorageStatus is what the hub says about its storage.
-type StorageStatus struct {
+// Status is what the hub says about its storage.
+type Status struct {
 	OK bool `json:"ok"`
 	// Reason says what fails and why, in words safe to show anyone: no
 	// paths, no SQL (the log has the errors).
@@ -44,14 +45,34 @@ type StorageStatus struct {
 	Since time.Time `json:"since,omitzero"`
 }
 
-// NewHealth starts healthy. onChange, when set, is called with the new
-// status at every change of state, under Health's lock (so in order); it
-// must return at once and must not call back into Health.
-func NewHealth(log *slog.Logger, onChange func(StorageStatus)) *Health {
+// NewHealth starts healthy. faultKind is the store's own naming of its
+// faults (db.FaultKind for SQLite): words safe to show anyone ("disk
+// full"), or "" when an error is not the storage failing; nil knows no
+// faults. onChange, when set, is called with the new status at every
+// change of state, under Health's lock (so in order); it must return at
+// once and must not call back into Health.
+func NewHealth(log *slog.Logger, faultKind func(error) string, onChange func(Status)) *Health {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Health{log: log, onChange: onChange, now: time.Now, faults: make(map[string]*fault)}
+	if faultKind == nil {
+		faultKind = func(error) string { return "" }
+	}
+	return &Health{log: log, faultKind: faultKind, onChange: onChange, now: time.Now, faults: make(map[string]*fault)}
+}
+
+// FaultKind names err in words safe to show anyone when it is the storage
+// failing (full, broken, locked): worth a 503 and a retry rather than a
+// 500. It is "" for any other error.
+func (h *Health) FaultKind(err error) string { return h.faultKind(err) }
+
+// describe is what a failed commit is called in the log and the status:
+// its fault kind, or "commit failed".
+func (h *Health) describe(err error) string {
+	if kind := h.faultKind(err); kind != "" {
+		return kind
+	}
+	return "commit failed"
 }
 
 // Record reports the outcome of one commit of the kind op (a short phrase
@@ -78,10 +99,10 @@ func (h *Health) Record(op string, err error) {
 		f.failures++
 		return
 	default:
-		h.faults[op] = &fault{since: now, kind: FaultKind(err), failures: 1}
+		h.faults[op] = &fault{since: now, kind: h.describe(err), failures: 1}
 		h.failing.Store(int32(len(h.faults)))
 		h.log.Error("storage fault: commits fail; devices are told to retry, and the hub recovers by itself once a commit succeeds",
-			"op", op, "reason", FaultKind(err), "err", err)
+			"op", op, "reason", h.describe(err), "err", err)
 	}
 	if h.onChange != nil {
 		h.onChange(h.statusLocked())
@@ -89,18 +110,18 @@ func (h *Health) Record(op string, err error) {
 }
 
 // Status is the current state.
-func (h *Health) Status() StorageStatus {
+func (h *Health) Status() Status {
 	if h.failing.Load() == 0 {
-		return StorageStatus{OK: true}
+		return Status{OK: true}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.statusLocked()
 }
 
-func (h *Health) statusLocked() StorageStatus {
+func (h *Health) statusLocked() Status {
 	if len(h.faults) == 0 {
-		return StorageStatus{OK: true}
+		return Status{OK: true}
 	}
 	ops := make([]string, 0, len(h.faults))
 	for op := range h.faults {
@@ -117,5 +138,5 @@ func (h *Health) statusLocked() StorageStatus {
 	for i, op := range ops {
 		parts[i] = op + " fails (" + h.faults[op].kind + ")"
 	}
-	return StorageStatus{Reason: strings.Join(parts, "; "), Since: h.faults[ops[0]].since.UTC()}
+	return Status{Reason: strings.Join(parts, "; "), Since: h.faults[ops[0]].since.UTC()}
 }
