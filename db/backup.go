@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fieldhub/db/migrations"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -150,13 +151,13 @@ func VerifyBackup(ctx context.Context, path string) (BackupInfo, []BackupFile, e
 	if err != nil {
 		return BackupInfo{}, nil, err
 	}
-	latest, err := LatestSchemaVersion()
+	latest, err := migrations.Latest(migrations.SQLite)
 	if err != nil {
 		return BackupInfo{}, nil, err
 	}
 	if info.SchemaVersion > latest {
 		return BackupInfo{}, nil, fmt.Errorf("%w: it is at schema version %d, this binary knows up to %d; restore it with a newer fieldhub",
-			ErrSchemaTooNew, info.SchemaVersion, latest)
+			migrations.ErrSchemaTooNew, info.SchemaVersion, latest)
 	}
 	return info, files, nil
 }
@@ -180,26 +181,14 @@ func StripBackup(ctx context.Context, path string) error {
 	return nil
 }
 
-// LatestSchemaVersion is the newest schema this binary knows.
-func LatestSchemaVersion() (int, error) {
-	ms, err := loadMigrations()
-	if err != nil {
-		return 0, err
-	}
-	if len(ms) == 0 {
-		return 0, nil
-	}
-	return ms[len(ms)-1].version, nil
-}
-
 type rowQuerier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 func schemaVersionOf(ctx context.Context, q rowQuerier) (int, error) {
-	var v int
-	if err := q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
+	v, err := migrations.Version(ctx, q)
+	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrNotABackup, err)
 	}
 	return v, nil

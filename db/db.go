@@ -9,18 +9,14 @@ package db
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"errors"
+	"fieldhub/db/migrations"
 	"fieldhub/storage"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -31,9 +27,6 @@ import (
 func invalid(field, format string, args ...any) error {
 	return storage.Invalid(field, format, args...)
 }
-
-//go:embed migrations/*.sql
-var migrationFiles embed.FS
 
 // DB is the Fieldhub database: one writer connection (SQLite allows one writer at a
 // time, so queuing in Go is cheaper than busy-waiting in SQLite) and a pool of readers.
@@ -102,7 +95,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		d.Close()
 		return nil, fmt.Errorf("open db %s: %w", path, err)
 	}
-	if err := d.migrate(ctx); err != nil {
+	if err := migrations.Apply(ctx, d.write, migrations.SQLite, path); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -142,103 +135,6 @@ func (d *DB) Writer() *sql.DB { return d.write }
 
 // Reader is the read-only pool.
 func (d *DB) Reader() *sql.DB { return d.read }
-
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, fmt.Errorf("read migrations: %w", err)
-	}
-	var ms []migration
-	for _, e := range entries {
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
-			return nil, fmt.Errorf("migration %q: name must be NNNN_name.sql", name)
-		}
-		b, err := fs.ReadFile(migrationFiles, "migrations/"+name)
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", name, err)
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %s and %s share a version", ms[i-1].name, ms[i].name)
-		}
-	}
-	return ms, nil
-}
-
-// ErrSchemaTooNew is returned by Open when the file was written by a newer Fieldhub.
-var ErrSchemaTooNew = errors.New("database schema is newer than this binary")
-
-func (d *DB) migrate(ctx context.Context) error {
-	ms, err := loadMigrations()
-	if err != nil {
-		return err
-	}
-	if _, err := d.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("create migrations table: %w", err)
-	}
-	var current int
-	if err := d.write.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	latest := 0
-	if len(ms) > 0 {
-		latest = ms[len(ms)-1].version
-	}
-	if current > latest {
-		return fmt.Errorf("%w: %s is at schema version %d, this binary knows up to %d; upgrade fieldhub", ErrSchemaTooNew, d.path, current, latest)
-	}
-	for _, m := range ms {
-		if m.version <= current {
-			continue
-		}
-		if err := d.applyMigration(ctx, m); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (d *DB) applyMigration(ctx context.Context, m migration) error {
-	tx, err := d.write.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migration %s: begin: %w", m.name, err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return fmt.Errorf("migration %s: %w", m.name, err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-		m.version, m.name, time.Now().UnixMilli()); err != nil {
-		return fmt.Errorf("migration %s: record: %w", m.name, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migration %s: commit: %w", m.name, err)
-	}
-	return nil
-}
-
-// SchemaVersion reports the newest applied migration.
-func (d *DB) SchemaVersion(ctx context.Context) (int, error) {
-	var v int
-	err := d.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
-	if err != nil {
-		return 0, fmt.Errorf("read schema version: %w", err)
-	}
-	return v, nil
-}
 
 // translate turns driver errors into the storage package's error values.
 func translate(err error) error {

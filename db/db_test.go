@@ -3,7 +3,6 @@ package db_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,56 +11,6 @@ import (
 	"fieldhub/db/dbtest"
 	"fieldhub/storage"
 )
-
-func TestMigrateFromEmptyAndReopen(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "fieldhub.db")
-	d, err := db.Open(ctx, path, db.Options{})
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	v, err := d.SchemaVersion(ctx)
-	if err != nil || v < 1 {
-		t.Fatalf("schema version = %d, %v; want >= 1", v, err)
-	}
-	if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"}); err != nil {
-		t.Fatalf("create device: %v", err)
-	}
-	d.Close()
-
-	// Reopening applies nothing new and keeps the data.
-	d, err = db.Open(ctx, path, db.Options{})
-	if err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	defer d.Close()
-	if got, _ := d.SchemaVersion(ctx); got != v {
-		t.Errorf("schema version after reopen = %d, want %d", got, v)
-	}
-	if _, err := d.Device(ctx, "dev1"); err != nil {
-		t.Errorf("device after reopen: %v", err)
-	}
-}
-
-func TestRefuseNewerSchema(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "fieldhub.db")
-	d, err := db.Open(ctx, path, db.Options{})
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	if _, err := d.Writer().ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, '9999_future.sql', 0)`); err != nil {
-		t.Fatal(err)
-	}
-	d.Close()
-	_, err = db.Open(ctx, path, db.Options{})
-	if !errors.Is(err, db.ErrSchemaTooNew) {
-		t.Fatalf("open newer schema: err = %v, want ErrSchemaTooNew", err)
-	}
-	if !strings.Contains(err.Error(), "9999") {
-		t.Errorf("error %q does not name the version", err)
-	}
-}
 
 func TestValidateDeviceID(t *testing.T) {
 	tests := []struct {

@@ -1,6 +1,6 @@
 // Package sqlite is telemetry's Storage on SQLite: the message log, the
 // metrics with their chunks and the watermark, in the tables that
-// db/migrations/0002_telemetry.sql creates in the hub's database file.
+// db/migrations/sqlite/0002_telemetry.sql creates in the hub's database file.
 //
 // It writes through the database's one writer connection, the same one the
 // registry writes through: SQLite has one writer, so queuing every writer on
