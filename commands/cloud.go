@@ -15,7 +15,7 @@ import (
 
 // CloudQueueConfig configures a CloudQueue. Zero values take defaults.
 type CloudQueueConfig struct {
-	DB        *db.DB
+	Store     CloudStore
 	Publisher Publisher
 	Logger    *slog.Logger
 	// LockTimeout is how long a device holds a received message before it
@@ -26,6 +26,8 @@ type CloudQueueConfig struct {
 	// MaxSweepInterval bounds the sweeper's sleep even when no deadline is near,
 	// so it also prunes and recovers from missed wake-ups (default 30 s).
 	MaxSweepInterval time.Duration
+	// Now is the clock, the store's own (default time.Now).
+	Now func() time.Time
 }
 
 // CloudQueue is the cloud-to-device message service: operators send, devices
@@ -33,7 +35,8 @@ type CloudQueueConfig struct {
 // lock deadlines even when no device is polling. Every state lives in the
 // database, so a restart resumes where it stopped.
 type CloudQueue struct {
-	db        *db.DB
+	store     CloudStore
+	now       func() time.Time
 	pub       Publisher
 	log       *slog.Logger
 	lock      time.Duration
@@ -68,8 +71,11 @@ func NewCloudQueue(cfg CloudQueueConfig) *CloudQueue {
 	if cfg.MaxSweepInterval <= 0 {
 		cfg.MaxSweepInterval = 30 * time.Second
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &CloudQueue{
-		db: cfg.DB, pub: cfg.Publisher, log: cfg.Logger, lock: cfg.LockTimeout,
+		store: cfg.Store, now: cfg.Now, pub: cfg.Publisher, log: cfg.Logger, lock: cfg.LockTimeout,
 		retention: cfg.Retention, maxSleep: cfg.MaxSweepInterval, wake: make(chan struct{}, 1),
 	}
 }
@@ -94,14 +100,14 @@ func (q *CloudQueue) Send(ctx context.Context, actor, deviceID string, m Message
 	if err := checkCloudMessage(&nm); err != nil {
 		return db.CloudMessage{}, err
 	}
-	msg, err := q.db.EnqueueCloudMessage(ctx, nm, MaxCloudQueue)
+	msg, err := q.store.EnqueueCloudMessage(ctx, nm, MaxCloudQueue)
 	if err != nil {
 		if errors.Is(err, db.ErrQueueFull) {
-			audit(ctx, q.db, q.log, db.AuditEntry{Actor: actor, Action: "c2d.send", Target: deviceID, Outcome: "refused", Detail: "queue full"})
+			audit(ctx, q.store, q.log, db.AuditEntry{Actor: actor, Action: "c2d.send", Target: deviceID, Outcome: "refused", Detail: "queue full"})
 		}
 		return db.CloudMessage{}, err
 	}
-	audit(ctx, q.db, q.log, db.AuditEntry{Actor: actor, Action: "c2d.send", Target: deviceID,
+	audit(ctx, q.store, q.log, db.AuditEntry{Actor: actor, Action: "c2d.send", Target: deviceID,
 		Detail: fmt.Sprintf("message %s, %d bytes, ttl %s", msg.MessageID, len(msg.Body), msg.TTL())})
 	q.publish(msg)
 	q.poke()
@@ -112,7 +118,7 @@ func (q *CloudQueue) Send(ctx context.Context, actor, deviceID string, m Message
 // Receive locks the device's next waiting message for the lock timeout and
 // returns it, or db.ErrQueueEmpty.
 func (q *CloudQueue) Receive(ctx context.Context, deviceID string) (db.CloudMessage, error) {
-	msg, changed, err := q.db.ReceiveCloudMessage(ctx, deviceID, q.lock)
+	msg, changed, err := q.store.ReceiveCloudMessage(ctx, deviceID, q.lock)
 	for _, m := range changed {
 		q.publish(m)
 	}
@@ -128,7 +134,7 @@ func (q *CloudQueue) Receive(ctx context.Context, deviceID string) (db.CloudMess
 // db.SettleAbandon) to the message it holds under lockToken. An unknown, settled
 // or expired lock is db.ErrLockLost.
 func (q *CloudQueue) Settle(ctx context.Context, deviceID, lockToken, settlement string) (db.CloudMessage, error) {
-	msg, err := q.db.SettleCloudMessage(ctx, deviceID, lockToken, settlement)
+	msg, err := q.store.SettleCloudMessage(ctx, deviceID, lockToken, settlement)
 	if err != nil {
 		if errors.Is(err, db.ErrLockLost) {
 			// The lock may have just expired; show that at once rather than at the next sweep.
@@ -156,21 +162,21 @@ func (q *CloudQueue) Abandon(ctx context.Context, deviceID, lockToken string) (d
 
 // Purge ends every waiting or locked message of a device and returns how many.
 func (q *CloudQueue) Purge(ctx context.Context, actor, deviceID string) (int, error) {
-	purged, err := q.db.PurgeCloudMessages(ctx, deviceID)
+	purged, err := q.store.PurgeCloudMessages(ctx, deviceID)
 	if err != nil {
 		return 0, err
 	}
 	for _, m := range purged {
 		q.publish(m)
 	}
-	audit(ctx, q.db, q.log, db.AuditEntry{Actor: actor, Action: "c2d.purge", Target: deviceID,
+	audit(ctx, q.store, q.log, db.AuditEntry{Actor: actor, Action: "c2d.purge", Target: deviceID,
 		Detail: fmt.Sprintf("%d messages purged", len(purged))})
 	return len(purged), nil
 }
 
 // History is a device's messages, newest first.
 func (q *CloudQueue) History(ctx context.Context, deviceID string, limit int) ([]db.CloudMessage, error) {
-	return q.db.CloudMessages(ctx, deviceID, limit)
+	return q.store.CloudMessages(ctx, deviceID, limit)
 }
 
 // OnQueued registers fn to be called with a device id whenever a message becomes
@@ -200,7 +206,7 @@ func (q *CloudQueue) poke() {
 // Sweep applies every passed deadline once, publishes the changes, tells
 // listeners about messages that became deliverable again, and prunes old history.
 func (q *CloudQueue) Sweep(ctx context.Context) error {
-	changed, err := q.db.ApplyCloudMessageDeadlines(ctx)
+	changed, err := q.store.ApplyCloudMessageDeadlines(ctx)
 	if err != nil {
 		return err
 	}
@@ -214,7 +220,7 @@ func (q *CloudQueue) Sweep(ctx context.Context) error {
 	for dev := range requeued {
 		q.notifyQueued(dev)
 	}
-	now := q.db.Now()
+	now := q.now()
 	q.mu.Lock()
 	prune := now.Sub(q.lastPrune) >= time.Hour
 	if prune {
@@ -222,7 +228,7 @@ func (q *CloudQueue) Sweep(ctx context.Context) error {
 	}
 	q.mu.Unlock()
 	if prune {
-		n, err := q.db.PruneCloudMessages(ctx, now.Add(-q.retention))
+		n, err := q.store.PruneCloudMessages(ctx, now.Add(-q.retention))
 		if err != nil {
 			return err
 		}
@@ -268,13 +274,13 @@ func (q *CloudQueue) sweepLoop(ctx context.Context, done chan struct{}) {
 	defer timer.Stop()
 	for {
 		wait := q.maxSleep
-		next, err := q.db.NextCloudMessageDeadline(ctx)
+		next, err := q.store.NextCloudMessageDeadline(ctx)
 		if err != nil && ctx.Err() == nil {
 			q.log.Error("cloud message sweep", "err", err)
 		}
 		if !next.IsZero() {
 			// A few milliseconds late so the deadline has surely passed by the db clock.
-			if d := next.Sub(q.db.Now()) + 5*time.Millisecond; d < wait {
+			if d := next.Sub(q.now()) + 5*time.Millisecond; d < wait {
 				wait = max(d, 0)
 			}
 		}

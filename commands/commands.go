@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	"fieldhub/db"
 )
@@ -26,8 +27,42 @@ func (nopPublisher) PublishCloudMessage(CloudMessageView) {}
 func (nopPublisher) PublishMethodCall(MethodCallView)     {}
 func (nopPublisher) PublishTwin(TwinView)                 {}
 
+// Auditor records who did what; each service's store is one.
+type Auditor interface {
+	RecordAudit(ctx context.Context, e db.AuditEntry) error
+}
+
+// CloudStore keeps the cloud-to-device queue (*db.DB; every store passes
+// the suite db/storetest.RunCloudQueue). It applies the queue's state
+// machine in its transactions; CloudQueue adds the limits, the audit, the
+// live events and the sweeper.
+type CloudStore interface {
+	Auditor
+	EnqueueCloudMessage(ctx context.Context, nm db.NewCloudMessage, maxWaiting int) (db.CloudMessage, error)
+	ReceiveCloudMessage(ctx context.Context, deviceID string, lockFor time.Duration) (db.CloudMessage, []db.CloudMessage, error)
+	SettleCloudMessage(ctx context.Context, deviceID, lockToken, settlement string) (db.CloudMessage, error)
+	PurgeCloudMessages(ctx context.Context, deviceID string) ([]db.CloudMessage, error)
+	CloudMessages(ctx context.Context, deviceID string, limit int) ([]db.CloudMessage, error)
+	ApplyCloudMessageDeadlines(ctx context.Context) ([]db.CloudMessage, error)
+	NextCloudMessageDeadline(ctx context.Context) (time.Time, error)
+	PruneCloudMessages(ctx context.Context, cutoff time.Time) (int64, error)
+}
+
+// MethodStore is what direct method calls read and record (*db.DB).
+type MethodStore interface {
+	Auditor
+	Device(ctx context.Context, deviceID string) (db.Device, error)
+}
+
+// TwinStore keeps device twins (*db.DB; db/storetest.RunTwins).
+type TwinStore interface {
+	Auditor
+	Twin(ctx context.Context, deviceID string) (db.Twin, error)
+	PatchTwin(ctx context.Context, deviceID, section string, patch map[string]any, ifVersion int64, maxBytes int) (db.Twin, error)
+}
+
 // audit records an action; a failure is logged, because the action already happened.
-func audit(ctx context.Context, store *db.DB, log *slog.Logger, e db.AuditEntry) {
+func audit(ctx context.Context, store Auditor, log *slog.Logger, e db.AuditEntry) {
 	if err := store.RecordAudit(ctx, e); err != nil {
 		log.Error("record audit", "action", e.Action, "target", e.Target, "err", err)
 	}

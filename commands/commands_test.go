@@ -29,7 +29,7 @@ func setup(t *testing.T) (*db.DB, *testkit.Clock, *testkit.Publisher) {
 func TestCloudQueueLifecycle(t *testing.T) {
 	ctx := context.Background()
 	d, _, rec := setup(t)
-	q := commands.NewCloudQueue(commands.CloudQueueConfig{DB: d, Publisher: rec})
+	q := commands.NewCloudQueue(commands.CloudQueueConfig{Store: d, Now: d.Now, Publisher: rec})
 	var notified []string
 	cancel := q.OnQueued(func(dev string) { notified = append(notified, dev) })
 	defer cancel()
@@ -90,7 +90,7 @@ func TestCloudQueueLifecycle(t *testing.T) {
 func TestCloudQueueSweeper(t *testing.T) {
 	ctx := context.Background()
 	d, clk, rec := setup(t)
-	q := commands.NewCloudQueue(commands.CloudQueueConfig{DB: d, Publisher: rec})
+	q := commands.NewCloudQueue(commands.CloudQueueConfig{Store: d, Now: d.Now, Publisher: rec})
 	m, err := q.Send(ctx, "cli", "dev1", commands.Message{Body: []byte("x"), TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +111,7 @@ func TestCloudQueueSweeper(t *testing.T) {
 func TestCloudQueueFull(t *testing.T) {
 	ctx := context.Background()
 	d, _, _ := setup(t)
-	q := commands.NewCloudQueue(commands.CloudQueueConfig{DB: d})
+	q := commands.NewCloudQueue(commands.CloudQueueConfig{Store: d, Now: d.Now})
 	for i := 0; i < commands.MaxCloudQueue; i++ {
 		if _, err := q.Send(ctx, "cli", "dev1", commands.Message{}); err != nil {
 			t.Fatal(err)
@@ -148,7 +148,7 @@ func (tr transport) InvokeMethod(_ context.Context, deviceID, name string, paylo
 func TestInvoker(t *testing.T) {
 	ctx := context.Background()
 	d, _, rec := setup(t)
-	inv := commands.NewInvoker(commands.InvokerConfig{DB: d, Publisher: rec})
+	inv := commands.NewInvoker(commands.InvokerConfig{Store: d, Now: d.Now, Publisher: rec})
 
 	// No transport yet: the honest answer is "not connected".
 	_, err := inv.Invoke(ctx, "user:alice", "dev1", commands.MethodCall{Name: "reboot"})
@@ -243,7 +243,7 @@ func TestMethodCallValidate(t *testing.T) {
 func TestTwins(t *testing.T) {
 	ctx := context.Background()
 	d, _, rec := setup(t)
-	tw := commands.NewTwins(commands.TwinsConfig{DB: d, Publisher: rec})
+	tw := commands.NewTwins(commands.TwinsConfig{Store: d, Publisher: rec})
 	type push struct {
 		dev     string
 		patch   string
@@ -336,7 +336,7 @@ func equal(a, b []string) bool {
 func TestCloudQueueSweepRequeuesExpiredLocks(t *testing.T) {
 	ctx := context.Background()
 	d, clk, rec := setup(t)
-	q := commands.NewCloudQueue(commands.CloudQueueConfig{DB: d, Publisher: rec})
+	q := commands.NewCloudQueue(commands.CloudQueueConfig{Store: d, Now: d.Now, Publisher: rec})
 	if _, err := q.Send(ctx, "cli", "dev1", commands.Message{Body: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}

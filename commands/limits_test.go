@@ -36,7 +36,7 @@ func TestCheckMethodName(t *testing.T) {
 func TestCloudMessageLimits(t *testing.T) {
 	ctx := context.Background()
 	d, _, _ := setup(t)
-	q := commands.NewCloudQueue(commands.CloudQueueConfig{DB: d})
+	q := commands.NewCloudQueue(commands.CloudQueueConfig{Store: d, Now: d.Now})
 	props := map[string]string{}
 	for i := range commands.MaxCloudProperties + 1 {
 		props[string(rune('a'+i%26))+strings.Repeat("x", i/26)] = "v"
@@ -82,7 +82,7 @@ func TestCloudMessageLimits(t *testing.T) {
 func TestTwinSectionLimit(t *testing.T) {
 	ctx := context.Background()
 	d, _, _ := setup(t)
-	tw := commands.NewTwins(commands.TwinsConfig{DB: d})
+	tw := commands.NewTwins(commands.TwinsConfig{Store: d})
 	big := strings.Repeat("x", commands.MaxTwinSection*5/8)
 	if _, err := tw.PatchReported(ctx, "dev1", json.RawMessage(`{"a":"`+big+`"}`)); err != nil {
 		t.Fatalf("first patch: %v", err)

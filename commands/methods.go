@@ -78,9 +78,11 @@ func (c *MethodCall) Validate() error {
 
 // InvokerConfig configures an Invoker.
 type InvokerConfig struct {
-	DB        *db.DB
+	Store     MethodStore
 	Publisher Publisher
 	Logger    *slog.Logger
+	// Now is the clock of the calls' live times (default time.Now).
+	Now func() time.Time
 	// Transport may be nil until the MQTT server is up: every call then
 	// answers ErrDeviceNotConnected, which is the truth.
 	Transport MethodTransport
@@ -89,7 +91,8 @@ type InvokerConfig struct {
 // Invoker runs direct method calls, records each one in the audit log and
 // publishes its progress on the device's live stream.
 type Invoker struct {
-	db        *db.DB
+	store     MethodStore
+	now       func() time.Time
 	pub       Publisher
 	log       *slog.Logger
 	mu        sync.RWMutex
@@ -105,7 +108,10 @@ func NewInvoker(cfg InvokerConfig) *Invoker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	i := &Invoker{db: cfg.DB, pub: cfg.Publisher, log: cfg.Logger, transport: cfg.Transport}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	i := &Invoker{store: cfg.Store, now: cfg.Now, pub: cfg.Publisher, log: cfg.Logger, transport: cfg.Transport}
 	i.seq.Store(time.Now().UnixMilli()) // ids stay unique across restarts for live views
 	return i
 }
@@ -152,12 +158,12 @@ func (i *Invoker) Invoke(ctx context.Context, actor, deviceID string, call Metho
 	if err := call.Validate(); err != nil {
 		return MethodResult{}, err
 	}
-	if _, err := i.db.Device(ctx, deviceID); err != nil {
+	if _, err := i.store.Device(ctx, deviceID); err != nil {
 		return MethodResult{}, err
 	}
 	view := MethodCallView{
 		CallID: fmt.Sprintf("m%d", i.seq.Add(1)), DeviceID: deviceID, Name: call.Name, State: MethodPending,
-		Actor: actor, At: i.db.Now().UTC(),
+		Actor: actor, At: i.now().UTC(),
 	}
 	i.publish(view)
 
@@ -176,12 +182,12 @@ func (i *Invoker) Invoke(ctx context.Context, actor, deviceID string, call Metho
 		view.State, view.Error, outcome = MethodFailed, "the call failed; the details are in the server log", "failed"
 		i.log.Error("direct method", "device", deviceID, "method", call.Name, "err", err)
 	}
-	view.At = i.db.Now().UTC()
+	view.At = i.now().UTC()
 	i.publish(view)
 	// The request may be gone (the operator closed the page); the record must not be.
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	audit(actx, i.db, i.log, db.AuditEntry{Actor: actor, Action: "method.invoke", Target: deviceID + "/" + call.Name,
+	audit(actx, i.store, i.log, db.AuditEntry{Actor: actor, Action: "method.invoke", Target: deviceID + "/" + call.Name,
 		Outcome: outcome, Detail: detail})
 	return res, err
 }

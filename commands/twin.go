@@ -16,7 +16,7 @@ import (
 
 // TwinsConfig configures Twins.
 type TwinsConfig struct {
-	DB        *db.DB
+	Store     TwinStore
 	Publisher Publisher
 	Logger    *slog.Logger
 }
@@ -25,7 +25,7 @@ type TwinsConfig struct {
 // patch reported ones, and listeners (the MQTT transport) hear about desired
 // changes so they can push them to connected devices.
 type Twins struct {
-	db      *db.DB
+	store   TwinStore
 	pub     Publisher
 	log     *slog.Logger
 	desired listeners[func(deviceID string, patch json.RawMessage, version int64)]
@@ -39,12 +39,12 @@ func NewTwins(cfg TwinsConfig) *Twins {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Twins{db: cfg.DB, pub: cfg.Publisher, log: cfg.Logger}
+	return &Twins{store: cfg.Store, pub: cfg.Publisher, log: cfg.Logger}
 }
 
 // Get reads a device's twin.
 func (t *Twins) Get(ctx context.Context, deviceID string) (db.Twin, error) {
-	return t.db.Twin(ctx, deviceID)
+	return t.store.Twin(ctx, deviceID)
 }
 
 // PatchDesired merges a JSON merge patch into the desired properties on behalf of
@@ -55,11 +55,11 @@ func (t *Twins) PatchDesired(ctx context.Context, actor, deviceID string, patch 
 	if err != nil {
 		return db.Twin{}, err
 	}
-	tw, err := t.db.PatchTwin(ctx, deviceID, db.TwinDesired, p, ifVersion, MaxTwinSection)
+	tw, err := t.store.PatchTwin(ctx, deviceID, db.TwinDesired, p, ifVersion, MaxTwinSection)
 	if err != nil {
 		return db.Twin{}, err
 	}
-	audit(ctx, t.db, t.log, db.AuditEntry{Actor: actor, Action: "twin.desired", Target: deviceID,
+	audit(ctx, t.store, t.log, db.AuditEntry{Actor: actor, Action: "twin.desired", Target: deviceID,
 		Detail: fmt.Sprintf("version %d, keys %s", tw.DesiredVersion, keyList(p))})
 	t.pub.PublishTwin(NewTwinView(tw))
 	p["$version"] = tw.DesiredVersion
@@ -79,11 +79,11 @@ func (t *Twins) PatchReported(ctx context.Context, deviceID string, patch json.R
 	if err != nil {
 		return 0, err
 	}
-	tw, err := t.db.PatchTwin(ctx, deviceID, db.TwinReported, p, 0, MaxTwinSection)
+	tw, err := t.store.PatchTwin(ctx, deviceID, db.TwinReported, p, 0, MaxTwinSection)
 	if err != nil {
 		return 0, err
 	}
-	audit(ctx, t.db, t.log, db.AuditEntry{Actor: "device:" + deviceID, Action: "twin.reported", Target: deviceID,
+	audit(ctx, t.store, t.log, db.AuditEntry{Actor: "device:" + deviceID, Action: "twin.reported", Target: deviceID,
 		Detail: fmt.Sprintf("version %d, keys %s", tw.ReportedVersion, keyList(p))})
 	t.pub.PublishTwin(NewTwinView(tw))
 	return tw.ReportedVersion, nil

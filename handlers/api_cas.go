@@ -25,7 +25,7 @@ func toCAJSON(ca db.CertificateAuthority) caJSON {
 // apiListCAs lists the CA certificates certificateAuthority devices'
 // certificates may chain to.
 func (s *Server) apiListCAs(c echo.Context) error {
-	cas, err := s.db.CertificateAuthorities(c.Request().Context())
+	cas, err := s.store.CertificateAuthorities(c.Request().Context())
 	if err != nil {
 		return err
 	}

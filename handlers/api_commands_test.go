@@ -198,7 +198,7 @@ func (f methodTransport) InvokeMethod(_ context.Context, deviceID, name string, 
 func TestInvokeMethodAPI(t *testing.T) {
 	var gotTimeout atomic.Int64 // set by the server's goroutine
 	h := newCommandsHub(t, func(cfg *handlers.Config) {
-		inv := commands.NewInvoker(commands.InvokerConfig{DB: cfg.DB, Transport: methodTransport(
+		inv := commands.NewInvoker(commands.InvokerConfig{Store: cfg.Store, Transport: methodTransport(
 			func(dev, name string, payload json.RawMessage, timeout time.Duration) (int, json.RawMessage, error) {
 				gotTimeout.Store(int64(timeout))
 				switch name {
@@ -403,7 +403,7 @@ func checkFormLimits(t *testing.T, page string) {
 // refuses (400), and hands every other name to the device unchanged.
 func TestMethodNamesAPI(t *testing.T) {
 	h := newCommandsHub(t, func(cfg *handlers.Config) {
-		cfg.Methods = commands.NewInvoker(commands.InvokerConfig{DB: cfg.DB, Transport: methodTransport(
+		cfg.Methods = commands.NewInvoker(commands.InvokerConfig{Store: cfg.Store, Transport: methodTransport(
 			func(_, name string, _ json.RawMessage, _ time.Duration) (int, json.RawMessage, error) {
 				answer, _ := json.Marshal(name)
 				return 200, answer, nil

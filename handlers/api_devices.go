@@ -162,7 +162,7 @@ func (s *Server) apiListDevices(c echo.Context) error {
 	if f.Offset, err = intParam(c, "offset", 0, 0, 1<<31); err != nil {
 		return err
 	}
-	devs, total, err := s.db.Devices(c.Request().Context(), f)
+	devs, total, err := s.store.Devices(c.Request().Context(), f)
 	if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func (s *Server) apiCreateDevice(c echo.Context) error {
 }
 
 func (s *Server) apiShowDevice(c echo.Context) error {
-	d, err := s.db.Device(c.Request().Context(), c.Param("id"))
+	d, err := s.store.Device(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}

@@ -110,7 +110,7 @@ func jsonEqual(a, b any) bool {
 func TestAuthenticationChangeTakesEffectAtOnce(t *testing.T) {
 	conns := &testkit.Sessions{}
 	h := newX509HubWith(t, func(c *handlers.Config) {
-		c.Devices = registry.New(registry.Config{Store: c.DB, Audit: c.DB, Sessions: conns})
+		c.Devices = registry.New(registry.Config{Store: c.Store.(*db.DB), Audit: c.Store, Sessions: conns})
 	})
 	admin := auth.NewAPIToken()
 	if _, err := h.db.CreateAPIToken(context.Background(), "admin", db.RoleAdmin, admin); err != nil {

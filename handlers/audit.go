@@ -62,7 +62,7 @@ func (s *Server) showAudit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	entries, err := s.db.AuditEntries(c.Request().Context(), f)
+	entries, err := s.store.AuditEntries(c.Request().Context(), f)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func (s *Server) apiListAudit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	entries, err := s.db.AuditEntries(c.Request().Context(), f)
+	entries, err := s.store.AuditEntries(c.Request().Context(), f)
 	if err != nil {
 		return err
 	}

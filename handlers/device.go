@@ -25,7 +25,7 @@ import (
 
 // showDevice renders one device's page.
 func (s *Server) showDevice(c echo.Context) error {
-	d, err := s.db.Device(c.Request().Context(), c.Param("id"))
+	d, err := s.store.Device(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ func BenchmarkDeviceEventsHTTP(b *testing.B) {
 	tel := dbtest.Telemetry(b, d)
 	p := ingest.New(tel, nil, ingest.Options{})
 	defer p.Close(ctx)
-	router, _ := handlers.New(testkit.WithServices(handlers.Config{DB: d, Telemetry: tel, Ingest: p, DeviceHost: "hub.test:8443"}))
+	router, _ := handlers.New(testkit.WithServices(handlers.Config{Telemetry: tel, Ingest: p, DeviceHost: "hub.test:8443"}, d, nil))
 	srv := httptest.NewServer(router)
 	defer srv.Close()
 	const devices = 100

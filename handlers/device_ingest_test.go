@@ -41,7 +41,7 @@ func newIngestHub(t *testing.T, configure func(*handlers.Config)) *ingestHub {
 	p := ingest.New(tel, nil, ingest.Options{})
 	t.Cleanup(func() { p.Close(context.Background()) })
 	r := testkit.NewRouter(t, func(c *handlers.Config) {
-		c.DB, c.Ingest, c.Telemetry = d, p, tel
+		c.Store, c.Ingest, c.Telemetry = d, p, tel
 		if configure != nil {
 			configure(c)
 		}

@@ -27,7 +27,7 @@ func (s *Server) showFleet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	devs, total, err := s.db.Devices(ctx, db.DeviceFilter{
+	devs, total, err := s.store.Devices(ctx, db.DeviceFilter{
 		Query: query, Status: status, Offset: (pageNum - 1) * fleetPageSize, Limit: fleetPageSize,
 	})
 	if err != nil {
@@ -38,7 +38,7 @@ func (s *Server) showFleet(c echo.Context) error {
 		// A stale link after devices were removed: show the last page.
 		return c.Redirect(http.StatusSeeOther, views.FleetPageURL(query, status, pageCount))
 	}
-	counts, err := s.db.FleetCounts(ctx)
+	counts, err := s.store.FleetCounts(ctx)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ func (s *Server) streamDevice(c echo.Context) error {
 		return errorf(http.StatusServiceUnavailable, "live streams are not running")
 	}
 	r := c.Request()
-	d, err := s.db.Device(r.Context(), c.Param("id"))
+	d, err := s.store.Device(r.Context(), c.Param("id"))
 	if err != nil {
 		return err
 	}

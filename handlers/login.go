@@ -113,7 +113,7 @@ func (s *Server) login(c echo.Context) error {
 	}
 	defer attempt.Release() // unless Fail or Succeed came first
 
-	user, err := s.db.User(ctx, username)
+	user, err := s.store.User(ctx, username)
 	hash := user.PasswordHash
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -138,7 +138,7 @@ func (s *Server) login(c echo.Context) error {
 	attempt.Succeed()
 
 	token, csrf := auth.RandomToken(32), auth.RandomToken(32)
-	if err := s.db.CreateSession(ctx, token, user.ID, csrf, s.sessionTTL); err != nil {
+	if err := s.store.CreateSession(ctx, token, user.ID, csrf, s.sessionTTL); err != nil {
 		return err
 	}
 	s.setSessionCookie(c, token)
@@ -164,7 +164,7 @@ func waitText(secs int) string {
 func (s *Server) logout(c echo.Context) error {
 	ctx := c.Request().Context()
 	if ck, err := c.Cookie(sessionCookie); err == nil && ck.Value != "" {
-		if err := s.db.DeleteSession(ctx, ck.Value); err != nil {
+		if err := s.store.DeleteSession(ctx, ck.Value); err != nil {
 			return err
 		}
 	}

@@ -15,11 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"fieldhub/auth"
-	"fieldhub/commands"
-	"fieldhub/db"
-	"fieldhub/live"
 	"fieldhub/quota"
-	"fieldhub/registry"
 	"fieldhub/storage"
 )
 
@@ -29,12 +25,13 @@ type Assets interface {
 	Handler() http.Handler
 }
 
-// Config is what the HTTP layer needs, wired by hand in cmd/fieldhub.
+// Config is what the HTTP layer needs, wired by hand in package app.
 type Config struct {
-	DB *db.DB
+	// Store is what the handlers read and write themselves. Required.
+	Store Store
 	// Devices is the device registry: every device and CA change, and
 	// device authentication. Required.
-	Devices *registry.Registry
+	Devices Devices
 	Assets  Assets
 	Logger  *slog.Logger
 	// DeviceHost is the HostName devices dial (host[:port]); it goes into connection strings.
@@ -48,13 +45,13 @@ type Config struct {
 	// SessionTTL is how long a login lasts.
 	SessionTTL time.Duration
 	Now        func() time.Time
-	// Live serves and receives the SSE streams; nil answers them with 503.
-	Live *live.Hub
+	// Live serves the SSE streams; nil answers them with 503.
+	Live Live
 	// CloudMessages, Methods and Twins are the command services (package
 	// commands). Required.
-	CloudMessages *commands.CloudQueue
-	Methods       *commands.Invoker
-	Twins         *commands.Twins
+	CloudMessages CloudMessages
+	Methods       Methods
+	Twins         Twins
 	// Ingest stores device telemetry (*ingest.Pipeline); nil answers it with 503.
 	Ingest MessageSubmitter
 	// Telemetry answers the message log and readings queries and the
@@ -80,7 +77,7 @@ type Config struct {
 
 // Server holds the handlers' dependencies.
 type Server struct {
-	db         *db.DB
+	store      Store
 	assets     Assets
 	log        *slog.Logger
 	deviceHost string
@@ -89,13 +86,13 @@ type Server struct {
 	now        func() time.Time
 	throttle   *auth.Throttle
 	passwords  *auth.PasswordChecker
-	live       *live.Hub
-	cloud      *commands.CloudQueue
-	methods    *commands.Invoker
-	twins      *commands.Twins
+	live       Live
+	cloud      CloudMessages
+	methods    Methods
+	twins      Twins
 	ingest     MessageSubmitter
 	telemetry  Telemetry
-	devices    *registry.Registry
+	devices    Devices
 	// separateDevice leaves the device API off the dashboard router.
 	separateDevice bool
 	mqttWS         http.Handler
@@ -109,8 +106,8 @@ type Server struct {
 // New builds the Echo router with every route. The services in cfg are
 // built by the caller (serve; tests use internal/testkit).
 func New(cfg Config) (*echo.Echo, *Server) {
-	if cfg.DB == nil || cfg.Devices == nil || cfg.CloudMessages == nil || cfg.Methods == nil || cfg.Twins == nil {
-		panic("handlers.New: Config needs DB, Devices, CloudMessages, Methods and Twins")
+	if cfg.Store == nil || cfg.Devices == nil || cfg.CloudMessages == nil || cfg.Methods == nil || cfg.Twins == nil {
+		panic("handlers.New: Config needs Store, Devices, CloudMessages, Methods and Twins")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -128,7 +125,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 		cfg.Health = storage.NewHealth(cfg.Logger, nil, nil)
 	}
 	s := &Server{
-		db: cfg.DB, assets: cfg.Assets, log: cfg.Logger, deviceHost: cfg.DeviceHost,
+		store: cfg.Store, assets: cfg.Assets, log: cfg.Logger, deviceHost: cfg.DeviceHost,
 		secure: cfg.SecureCookies, sessionTTL: cfg.SessionTTL, now: cfg.Now,
 		throttle: auth.NewThrottle(auth.ThrottleConfig{Now: cfg.Now}),
 		// A few bcrypt checks at once, never every core.
@@ -156,7 +153,7 @@ func (s *Server) healthz(c echo.Context) error {
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	if err := s.db.Ping(ctx); err != nil {
+	if err := s.store.Ping(ctx); err != nil {
 		s.log.Error("readiness check failed", "err", err)
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "database not answering"})
 	}

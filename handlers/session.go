@@ -61,21 +61,21 @@ func (s *Server) identify(next echo.HandlerFunc) echo.HandlerFunc {
 			if !strings.EqualFold(scheme, "Bearer") || token == "" {
 				return errorf(http.StatusUnauthorized, "Authorization header must be 'Bearer <token>'")
 			}
-			t, err := s.db.APITokenBySecret(ctx, strings.TrimSpace(token))
+			t, err := s.store.APITokenBySecret(ctx, strings.TrimSpace(token))
 			if errors.Is(err, storage.ErrNotFound) {
 				return errorf(http.StatusUnauthorized, "unknown or revoked API token")
 			}
 			if err != nil {
 				return err
 			}
-			if err := s.db.TouchAPIToken(ctx, t.ID); err != nil {
+			if err := s.store.TouchAPIToken(ctx, t.ID); err != nil {
 				s.log.Warn("record api token use", "err", err)
 			}
 			c.Set(principalKey, Principal{Username: t.Name, Role: t.Role, ViaToken: true, TokenID: t.ID})
 			return next(c)
 		}
 		if ck, err := c.Cookie(sessionCookie); err == nil && ck.Value != "" {
-			sess, err := s.db.Session(ctx, ck.Value)
+			sess, err := s.store.Session(ctx, ck.Value)
 			switch {
 			case err == nil:
 				c.Set(principalKey, Principal{Username: sess.User.Username, Role: sess.User.Role, CSRF: sess.CSRFToken})
@@ -154,7 +154,7 @@ func (s *Server) clearSessionCookie(c echo.Context) {
 // audit records an action; a failure to record is logged, not shown, since the
 // action itself already happened.
 func (s *Server) audit(ctx context.Context, c echo.Context, action, target, outcome, detail string) {
-	if err := s.db.RecordAudit(ctx, db.AuditEntry{Actor: actor(c), Action: action, Target: target, Outcome: outcome, Detail: detail}); err != nil {
+	if err := s.store.RecordAudit(ctx, db.AuditEntry{Actor: actor(c), Action: action, Target: target, Outcome: outcome, Detail: detail}); err != nil {
 		s.log.Error("audit", "action", action, "err", err)
 	}
 }

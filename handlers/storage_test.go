@@ -42,7 +42,7 @@ func TestStorageFault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	router, _ := handlers.New(testkit.WithServices(handlers.Config{DB: d, Telemetry: tel, Assets: assets, DeviceHost: "hub.test:8443", Ingest: p, Health: health, Logger: logger}))
+	router, _ := handlers.New(testkit.WithServices(handlers.Config{Telemetry: tel, Assets: assets, DeviceHost: "hub.test:8443", Ingest: p, Health: health, Logger: logger}, d, nil))
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)
 

@@ -48,7 +48,7 @@ func TestClientAddress(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dashboard, server := handlers.New(testkit.WithServices(handlers.Config{DB: dbtest.MustOpen(t), TrustedProxies: tt.trusted}))
+			dashboard, server := handlers.New(testkit.WithServices(handlers.Config{TrustedProxies: tt.trusted}, dbtest.MustOpen(t), nil))
 			for name, router := range map[string]*echo.Echo{"dashboard": dashboard, "device": server.DeviceRouter()} {
 				for _, xff := range tt.xff {
 					req := httptest.NewRequest("GET", "/", nil)
@@ -125,7 +125,7 @@ func TestNoStoreOnSecrets(t *testing.T) {
 // carry Strict-Transport-Security and cookies are Secure; without, neither.
 func TestHTTPSDashboard(t *testing.T) {
 	for _, secure := range []bool{true, false} {
-		router, _ := handlers.New(testkit.WithServices(handlers.Config{DB: dbtest.MustOpen(t), SecureCookies: secure}))
+		router, _ := handlers.New(testkit.WithServices(handlers.Config{SecureCookies: secure}, dbtest.MustOpen(t), nil))
 		srv := httptest.NewUnstartedServer(router)
 		if secure {
 			srv.StartTLS()

@@ -16,7 +16,7 @@ const usersPath = "/users"
 
 // showUsers lists dashboard users.
 func (s *Server) showUsers(c echo.Context) error {
-	users, err := s.db.Users(c.Request().Context())
+	users, err := s.store.Users(c.Request().Context())
 	if err != nil {
 		return err
 	}
@@ -42,7 +42,7 @@ func (s *Server) createUser(c echo.Context) error {
 	if err != nil {
 		return s.redirectWith(c, usersPath, passwordProblem(err), true)
 	}
-	if _, err := s.db.CreateUser(ctx, username, hash, role); err != nil {
+	if _, err := s.store.CreateUser(ctx, username, hash, role); err != nil {
 		return s.formError(c, usersPath, err)
 	}
 	s.audit(ctx, c, "user.create", username, "ok", role)
@@ -57,7 +57,7 @@ func (s *Server) setUserPassword(c echo.Context) error {
 	if err != nil {
 		return s.redirectWith(c, usersPath, passwordProblem(err), true)
 	}
-	if err := s.db.SetPassword(ctx, username, hash); err != nil {
+	if err := s.store.SetPassword(ctx, username, hash); err != nil {
 		return err
 	}
 	s.audit(ctx, c, "user.password", username, "ok", "")
@@ -76,7 +76,7 @@ func (s *Server) deleteUser(c echo.Context) error {
 	if p, _ := principal(c); strings.EqualFold(p.Username, username) && !p.ViaToken {
 		return s.redirectWith(c, usersPath, "You cannot delete yourself; ask another admin.", true)
 	}
-	if err := s.db.DeleteUser(ctx, username); err != nil {
+	if err := s.store.DeleteUser(ctx, username); err != nil {
 		return s.formError(c, usersPath, err)
 	}
 	s.audit(ctx, c, "user.delete", username, "ok", "")

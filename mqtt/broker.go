@@ -38,6 +38,24 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, c registry.Credential, now time.Time) (registry.Identity, error)
 }
 
+// Store is what the broker keeps and reads (*db.DB; every store passes the
+// suite db/storetest.RunMQTTSessions): the subscriptions of persistent
+// sessions, which survive a restart; devices' connection state and the
+// audit entries of connects; and what the periodic recheck of connections
+// compares them with.
+type Store interface {
+	StoreSubscriptions(ctx context.Context, deviceID string, subs []db.Subscription) error
+	ForgetSubscriptions(ctx context.Context, deviceID string, filters []string) error
+	Subscriptions(ctx context.Context, deviceID string) ([]db.Subscription, error)
+
+	SetDeviceConnected(ctx context.Context, deviceID string, connected bool) error
+	RecordAudit(ctx context.Context, e db.AuditEntry) error
+
+	AllDeviceCredentials(ctx context.Context) (map[string]db.DeviceCredentials, error)
+	CAThumbprints(ctx context.Context) (map[string]bool, error)
+	Device(ctx context.Context, deviceID string) (db.Device, error)
+}
+
 // Presence announces connections opening and closing to live viewers.
 // live.Hub implements it.
 type Presence interface {
@@ -45,7 +63,7 @@ type Presence interface {
 	PublishConnection(deviceID string, ev live.ConnectionEvent)
 }
 
-// Config is what a Broker needs. DB, Devices, Ingest and TLS are required.
+// Config is what a Broker needs. Store, Devices, Ingest and TLS are required.
 type Config struct {
 	// Addr is the MQTT-over-TLS listen address, like ":8883".
 	Addr string
@@ -53,7 +71,7 @@ type Config struct {
 	// loopback address (tests, local tools).
 	PlainAddr string
 	TLS       *tls.Config
-	DB        *db.DB
+	Store     Store
 	// Devices authenticates devices; the SAS host names it accepts are its own.
 	Devices Authenticator
 	Ingest  Ingester
@@ -125,8 +143,8 @@ var _ commands.MethodTransport = (*Broker)(nil)
 // New binds the listeners and prepares the broker; Start begins serving.
 func New(cfg Config) (*Broker, error) {
 	switch {
-	case cfg.DB == nil:
-		return nil, errors.New("mqtt broker: no database")
+	case cfg.Store == nil:
+		return nil, errors.New("mqtt broker: no store")
 	case cfg.Devices == nil:
 		return nil, errors.New("mqtt broker: no device registry to authenticate devices")
 	case cfg.Ingest == nil:

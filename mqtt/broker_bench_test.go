@@ -72,7 +72,7 @@ func BenchmarkIngest(b *testing.B) {
 		for _, dev := range devs {
 			spec.Devices = append(spec.Devices, deviceLogin(b, host, dev))
 		}
-		target, err := br.cfg.DB.CreateDevice(context.Background(), db.NewDevice{DeviceID: "method-target"})
+		target, err := br.cfg.Store.(*db.DB).CreateDevice(context.Background(), db.NewDevice{DeviceID: "method-target"})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -229,7 +229,7 @@ func (e *benchEnv) startFieldhub(b *testing.B, storage bool) (addr, host string,
 	br, err = New(Config{
 		Addr:    "127.0.0.1:0",
 		TLS:     &tls.Config{Certificates: []tls.Certificate{e.cert}},
-		DB:      store,
+		Store:   store,
 		Devices: registry.New(registry.Config{Store: store, Audit: store}),
 		Ingest:  sink,
 		Logger:  slog.New(slog.DiscardHandler),

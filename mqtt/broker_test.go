@@ -106,7 +106,7 @@ func newTestHub(t *testing.T, configure ...func(*Config)) *testHub {
 	cfg := Config{
 		Addr:            "127.0.0.1:0",
 		TLS:             &tls.Config{Certificates: []tls.Certificate{cert}},
-		DB:              h.db,
+		Store:           h.db,
 		Devices:         h.registry,
 		Ingest:          pipe,
 		RecheckInterval: 50 * time.Millisecond,

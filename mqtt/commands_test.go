@@ -21,8 +21,9 @@ import (
 // withCommands gives the hub the real cloud-to-device queue and twin service.
 func withCommands(q **commands.CloudQueue, tw **commands.Twins) func(*Config) {
 	return func(cfg *Config) {
-		*q = commands.NewCloudQueue(commands.CloudQueueConfig{DB: cfg.DB})
-		*tw = commands.NewTwins(commands.TwinsConfig{DB: cfg.DB})
+		store := cfg.Store.(*db.DB)
+		*q = commands.NewCloudQueue(commands.CloudQueueConfig{Store: store})
+		*tw = commands.NewTwins(commands.TwinsConfig{Store: store})
 		cfg.CloudMessages, cfg.Twins = *q, *tw
 	}
 }

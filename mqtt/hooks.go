@@ -162,7 +162,7 @@ func (h *hook) OnUnsubscribed(cl *mochi.Client, pk packets.Packet) {
 	}
 	ctx, cancel := context.WithTimeout(h.b.ctx, 10*time.Second)
 	defer cancel()
-	if err := h.b.cfg.DB.ForgetSubscriptions(ctx, cl.ID, filters); err != nil {
+	if err := h.b.cfg.Store.ForgetSubscriptions(ctx, cl.ID, filters); err != nil {
 		h.b.log.Error("forget subscriptions", "device", cl.ID, "err", err)
 	}
 }

@@ -39,7 +39,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 	br, err := New(Config{
 		Addr:    "127.0.0.1:0",
 		TLS:     &tls.Config{Certificates: []tls.Certificate{env.cert}},
-		DB:      store,
+		Store:   store,
 		Devices: registry.New(registry.Config{Store: store, Audit: store}),
 		Ingest:  discardIngester{},
 		Logger:  slog.New(slog.DiscardHandler),

@@ -69,7 +69,7 @@ func (b *Broker) recordPresence(ev presenceEvent, log *presenceLog) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	online := b.Connected(ev.deviceID)
-	if err := b.cfg.DB.SetDeviceConnected(ctx, ev.deviceID, online); err != nil {
+	if err := b.cfg.Store.SetDeviceConnected(ctx, ev.deviceID, online); err != nil {
 		b.log.Log(ctx, b.writeErrorLevel(), "record device presence", "device", ev.deviceID, "err", err)
 	}
 	entry := db.AuditEntry{At: ev.at, Actor: "device:" + ev.deviceID, Target: ev.deviceID}
@@ -97,7 +97,7 @@ func (b *Broker) writeDeviceLog(entries []db.AuditEntry) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, e := range entries {
-		if err := b.cfg.DB.RecordAudit(ctx, e); err != nil {
+		if err := b.cfg.Store.RecordAudit(ctx, e); err != nil {
 			b.log.Log(ctx, b.writeErrorLevel(), "record device presence", "device", e.Target, "err", err)
 		}
 	}
@@ -254,7 +254,7 @@ func (b *Broker) recheck(ctx context.Context) error {
 	if len(conns) == 0 {
 		return nil
 	}
-	states, err := b.cfg.DB.AllDeviceCredentials(ctx)
+	states, err := b.cfg.Store.AllDeviceCredentials(ctx)
 	if err != nil {
 		return err
 	}
@@ -274,7 +274,7 @@ func (b *Broker) recheck(ctx context.Context) error {
 func (b *Broker) caThumbprints(ctx context.Context, conns ...*conn) (map[string]bool, error) {
 	for _, c := range conns {
 		if c.authMethod == auth.AuthX509CA {
-			return b.cfg.DB.CAThumbprints(ctx)
+			return b.cfg.Store.CAThumbprints(ctx)
 		}
 	}
 	return nil, nil
@@ -302,7 +302,7 @@ func (b *Broker) CheckDevice(deviceID string) {
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
 	defer cancel()
-	dev, err := b.cfg.DB.Device(ctx, deviceID)
+	dev, err := b.cfg.Store.Device(ctx, deviceID)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		b.log.Error("check device connection", "device", deviceID, "err", err)
 		return

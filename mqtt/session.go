@@ -22,7 +22,7 @@ func (b *Broker) restoreSession(cl *mochi.Client, pk packets.Packet) {
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
 	if pk.Connect.Clean {
-		if err := b.cfg.DB.ForgetSubscriptions(ctx, cl.ID, nil); err != nil {
+		if err := b.cfg.Store.ForgetSubscriptions(ctx, cl.ID, nil); err != nil {
 			b.log.Error("forget stored subscriptions", "device", cl.ID, "err", err)
 		}
 		return
@@ -50,11 +50,11 @@ func (b *Broker) storeSubscriptions(ctx context.Context, deviceID string, subs [
 	for i, sub := range subs {
 		stored[i] = db.Subscription{Filter: sub.Filter, QoS: sub.Qos}
 	}
-	return b.cfg.DB.StoreSubscriptions(ctx, deviceID, stored)
+	return b.cfg.Store.StoreSubscriptions(ctx, deviceID, stored)
 }
 
 func (b *Broker) storedSubscriptions(ctx context.Context, deviceID string) ([]packets.Subscription, error) {
-	stored, err := b.cfg.DB.Subscriptions(ctx, deviceID)
+	stored, err := b.cfg.Store.Subscriptions(ctx, deviceID)
 	if err != nil {
 		return nil, err
 	}

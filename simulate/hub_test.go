@@ -27,7 +27,7 @@ func TestSimulatorAgainstTheRealHub(t *testing.T) {
 	tel := dbtest.Telemetry(t, store)
 	pipe := ingest.New(tel, hub, ingest.Options{})
 	defer pipe.Close(ctx)
-	_, srv := handlers.New(testkit.WithServices(handlers.Config{DB: store, Telemetry: tel, Ingest: pipe, Live: hub}))
+	_, srv := handlers.New(testkit.WithServices(handlers.Config{Telemetry: tel, Ingest: pipe}, store, hub))
 	ts := httptest.NewTLSServer(srv.DeviceRouter())
 	defer ts.Close()
 

@@ -37,8 +37,8 @@ func TestRunMQTT(t *testing.T) {
 	tel := dbtest.Telemetry(t, store)
 	pipe := ingest.New(tel, nil, ingest.Options{})
 	defer pipe.Close(context.Background())
-	twins := commands.NewTwins(commands.TwinsConfig{DB: store})
-	b, err := mqtt.New(mqtt.Config{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, DB: store, Devices: registry.New(registry.Config{Store: store, Audit: store}), Ingest: pipe, Twins: twins})
+	twins := commands.NewTwins(commands.TwinsConfig{Store: store})
+	b, err := mqtt.New(mqtt.Config{Addr: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, Store: store, Devices: registry.New(registry.Config{Store: store, Audit: store}), Ingest: pipe, Twins: twins})
 	if err != nil {
 		t.Fatal(err)
 	}

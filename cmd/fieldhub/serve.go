@@ -256,11 +256,11 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	// Command services. The sweeper stops (deferred) before the live hub and the
 	// database close. The MQTT transport plugs into them: cloud.OnQueued,
 	// twins.OnDesired, methods.SetTransport.
-	cloud := cmds.NewCloudQueue(cmds.CloudQueueConfig{DB: store, Publisher: hub, Logger: log})
+	cloud := cmds.NewCloudQueue(cmds.CloudQueueConfig{Store: store, Publisher: hub, Logger: log})
 	cloud.Start(ctx)
 	defer cloud.Close()
-	methods := cmds.NewInvoker(cmds.InvokerConfig{DB: store, Publisher: hub, Logger: log})
-	twins := cmds.NewTwins(cmds.TwinsConfig{DB: store, Publisher: hub, Logger: log})
+	methods := cmds.NewInvoker(cmds.InvokerConfig{Store: store, Publisher: hub, Logger: log})
+	twins := cmds.NewTwins(cmds.TwinsConfig{Store: store, Publisher: hub, Logger: log})
 	// The telemetry store rebuilds the time series it keeps in memory from
 	// the messages committed after its last checkpoint. Ingest starts before
 	// the listeners and drains (deferred) after they stopped, before the
@@ -294,8 +294,8 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	if cfg.MQTTAddr != "" || cfg.MQTTPlainAddr != "" {
 		broker, err := mqtt.New(mqtt.Config{
 			Addr: cfg.MQTTAddr, PlainAddr: cfg.MQTTPlainAddr,
-			TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-			DB:  store, Devices: devices, Ingest: pipeline, Presence: hub, CloudMessages: cloud, Twins: twins,
+			TLS:   &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+			Store: store, Devices: devices, Ingest: pipeline, Presence: hub, CloudMessages: cloud, Twins: twins,
 			Logger: log, Health: health,
 			Quota:          deviceQuota,
 			ConnectTimeout: caps.MQTTConnect, Limits: caps.MQTTConns,
@@ -319,7 +319,7 @@ func serve(ctx context.Context, cfg serveConfig, e env, log *slog.Logger) error 
 	if err := store.SetSetting(ctx, db.SettingDeviceHost, deviceHost); err != nil {
 		return err
 	}
-	router, server := handlers.New(handlers.Config{DB: store, Devices: devices, Assets: assets, Logger: log, DeviceHost: deviceHost, Live: hub,
+	router, server := handlers.New(handlers.Config{Store: store, Devices: devices, Assets: assets, Logger: log, DeviceHost: deviceHost, Live: hub,
 		CloudMessages: cloud, Methods: methods, Twins: twins,
 		Ingest: pipeline, Telemetry: tel, SeparateDeviceListener: !isLoopback(cfg.Addr),
 		MQTTWebSocket: mqttWS,

@@ -12,6 +12,7 @@ import (
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
+	"fieldhub/live"
 	"fieldhub/registry"
 	"fieldhub/storage"
 	"fieldhub/telemetry"
@@ -36,29 +37,35 @@ type Router struct {
 	Tokens map[string]string
 }
 
-// NewRouter builds the router over a fresh database (Config.DB) with
-// DeviceHost hub.test:8443. configure may set any Config field; a nil
-// Telemetry becomes the store of Config.DB, and the services it leaves nil
-// are built by WithServices.
+// NewRouter builds the router over a fresh database (Config.Store) with
+// DeviceHost hub.test:8443. configure may set any Config field (Store to
+// another *db.DB, Live to a *live.Hub); a nil Telemetry becomes the store
+// of Config.Store, and the services it leaves nil are built by
+// WithServices.
 func NewRouter(t testing.TB, configure ...func(*handlers.Config)) *Router {
 	t.Helper()
-	cfg := handlers.Config{DB: dbtest.MustOpen(t), DeviceHost: "hub.test:8443"}
+	cfg := handlers.Config{Store: dbtest.MustOpen(t), DeviceHost: "hub.test:8443"}
 	for _, f := range configure {
 		f(&cfg)
 	}
+	d, ok := cfg.Store.(*db.DB)
+	if !ok {
+		t.Fatalf("testkit.NewRouter: Config.Store is a %T, want a *db.DB", cfg.Store)
+	}
+	hub, _ := cfg.Live.(*live.Hub)
 	var tel *telemetry.Store
 	if cfg.Telemetry == nil {
-		tel = dbtest.Telemetry(t, cfg.DB)
+		tel = dbtest.Telemetry(t, d)
 		cfg.Telemetry = tel
 	}
-	cfg = WithServices(cfg)
+	cfg = WithServices(cfg, d, hub)
 	e, server := handlers.New(cfg)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	r := &Router{DB: cfg.DB, Telemetry: tel, Config: cfg, Echo: e, Server: server, HTTP: srv, URL: srv.URL, Tokens: map[string]string{}}
+	r := &Router{DB: d, Telemetry: tel, Config: cfg, Echo: e, Server: server, HTTP: srv, URL: srv.URL, Tokens: map[string]string{}}
 	for _, role := range Roles {
 		secret := auth.NewAPIToken()
-		if _, err := cfg.DB.CreateAPIToken(context.Background(), role+"-token", role, secret); err != nil {
+		if _, err := d.CreateAPIToken(context.Background(), role+"-token", role, secret); err != nil {
 			t.Fatal(err)
 		}
 		r.Tokens[role] = secret
@@ -66,27 +73,33 @@ func NewRouter(t testing.TB, configure ...func(*handlers.Config)) *Router {
 	return r
 }
 
-// WithServices returns cfg with the services it leaves nil built the way
-// serve builds them, over cfg.DB and publishing to cfg.Live, without
+// WithServices returns cfg with what it leaves nil built the way serve
+// builds it, over d and publishing to hub (nil: nowhere), without
 // background work (the cloud-to-device sweeper does not run; every query
 // still checks deadlines).
-func WithServices(cfg handlers.Config) handlers.Config {
+func WithServices(cfg handlers.Config, d *db.DB, hub *live.Hub) handlers.Config {
 	var pub commands.Publisher
-	var live registry.Announcer
-	if cfg.Live != nil { // a nil *live.Hub must not become a non-nil interface
-		pub, live = cfg.Live, cfg.Live
+	var ann registry.Announcer
+	if hub != nil { // a nil *live.Hub must not become a non-nil interface
+		pub, ann = hub, hub
+		if cfg.Live == nil {
+			cfg.Live = hub
+		}
+	}
+	if cfg.Store == nil {
+		cfg.Store = d
 	}
 	if cfg.Devices == nil {
-		cfg.Devices = registry.New(registry.Config{Store: cfg.DB, Audit: cfg.DB, Live: live, Now: cfg.Now, Logger: cfg.Logger})
+		cfg.Devices = registry.New(registry.Config{Store: d, Audit: d, Live: ann, Now: cfg.Now, Logger: cfg.Logger})
 	}
 	if cfg.CloudMessages == nil {
-		cfg.CloudMessages = commands.NewCloudQueue(commands.CloudQueueConfig{DB: cfg.DB, Publisher: pub, Logger: cfg.Logger})
+		cfg.CloudMessages = commands.NewCloudQueue(commands.CloudQueueConfig{Store: d, Now: d.Now, Publisher: pub, Logger: cfg.Logger})
 	}
 	if cfg.Methods == nil {
-		cfg.Methods = commands.NewInvoker(commands.InvokerConfig{DB: cfg.DB, Publisher: pub, Logger: cfg.Logger})
+		cfg.Methods = commands.NewInvoker(commands.InvokerConfig{Store: d, Now: d.Now, Publisher: pub, Logger: cfg.Logger})
 	}
 	if cfg.Twins == nil {
-		cfg.Twins = commands.NewTwins(commands.TwinsConfig{DB: cfg.DB, Publisher: pub, Logger: cfg.Logger})
+		cfg.Twins = commands.NewTwins(commands.TwinsConfig{Store: d, Publisher: pub, Logger: cfg.Logger})
 	}
 	if cfg.Health == nil { // SQLite's faults are 503s, as in serve
 		cfg.Health = storage.NewHealth(cfg.Logger, db.FaultKind, nil)

@@ -1,0 +1,99 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"fieldhub/commands"
+	"fieldhub/db"
+	"fieldhub/registry"
+)
+
+// The handlers depend on these interfaces, not on the types behind them,
+// so any store or service that does the same job plugs in (serve builds
+// them; tests use internal/testkit). Telemetry and MessageSubmitter are
+// beside their handlers (api_telemetry.go, device_ingest.go).
+
+// Store is what the handlers read and write themselves; the services below
+// own every other change. *db.DB implements it, and every store must pass
+// the suites of package db/storetest.
+type Store interface {
+	Accounts
+	AuditLog
+	FleetReader
+	// Ping checks that the storage answers (/readyz).
+	Ping(ctx context.Context) error
+}
+
+// Accounts are the operators, their browser sessions and API tokens.
+type Accounts interface {
+	User(ctx context.Context, username string) (db.User, error)
+	Users(ctx context.Context) ([]db.User, error)
+	CreateUser(ctx context.Context, username, passwordHash, role string) (db.User, error)
+	SetPassword(ctx context.Context, username, passwordHash string) error
+	DeleteUser(ctx context.Context, username string) error
+	CreateSession(ctx context.Context, token string, userID int64, csrf string, ttl time.Duration) error
+	Session(ctx context.Context, token string) (db.Session, error)
+	DeleteSession(ctx context.Context, token string) error
+	APITokenBySecret(ctx context.Context, token string) (db.APIToken, error)
+	TouchAPIToken(ctx context.Context, id int64) error
+}
+
+// AuditLog is who did what, for the audit page and the changes the
+// handlers make themselves (sign-in, users).
+type AuditLog interface {
+	RecordAudit(ctx context.Context, e db.AuditEntry) error
+	AuditEntries(ctx context.Context, f db.AuditFilter) ([]db.AuditEntry, error)
+}
+
+// FleetReader lists the registry for pages and the API.
+type FleetReader interface {
+	Device(ctx context.Context, deviceID string) (db.Device, error)
+	Devices(ctx context.Context, f db.DeviceFilter) ([]db.Device, int, error)
+	FleetCounts(ctx context.Context) (db.FleetCounts, error)
+	CertificateAuthorities(ctx context.Context) ([]db.CertificateAuthority, error)
+}
+
+// Devices is the device registry service: every device and CA change, with
+// its audit and side effects, and device authentication (*registry.Registry).
+type Devices interface {
+	Authenticate(ctx context.Context, c registry.Credential, now time.Time) (registry.Identity, error)
+	Create(ctx context.Context, actor string, nd db.NewDevice) (db.Device, error)
+	Update(ctx context.Context, actor, deviceID string, u db.DeviceUpdate) (db.Device, error)
+	SetEnabled(ctx context.Context, actor, deviceID string, enabled bool) (db.Device, error)
+	SetAuthentication(ctx context.Context, actor, deviceID string, a db.Authentication) (db.Device, error)
+	RotateKey(ctx context.Context, actor, deviceID, which string) (db.Device, error)
+	Delete(ctx context.Context, actor, deviceID string) error
+	RevealConnectionString(ctx context.Context, actor, deviceID, host string) (string, db.Device, error)
+	AddCA(ctx context.Context, actor, name string, pemBytes []byte) (db.CertificateAuthority, error)
+	RemoveCA(ctx context.Context, actor, name string) error
+}
+
+// CloudMessages is the cloud-to-device queue (*commands.CloudQueue).
+type CloudMessages interface {
+	Send(ctx context.Context, actor, deviceID string, m commands.Message) (db.CloudMessage, error)
+	Receive(ctx context.Context, deviceID string) (db.CloudMessage, error)
+	Settle(ctx context.Context, deviceID, lockToken, settlement string) (db.CloudMessage, error)
+	Purge(ctx context.Context, actor, deviceID string) (int, error)
+	History(ctx context.Context, deviceID string, limit int) ([]db.CloudMessage, error)
+}
+
+// Methods invokes direct methods (*commands.Invoker).
+type Methods interface {
+	Invoke(ctx context.Context, actor, deviceID string, call commands.MethodCall) (commands.MethodResult, error)
+}
+
+// Twins reads twins and patches their desired properties (*commands.Twins).
+type Twins interface {
+	Get(ctx context.Context, deviceID string) (db.Twin, error)
+	PatchDesired(ctx context.Context, actor, deviceID string, patch json.RawMessage, ifVersion int64) (db.Twin, error)
+}
+
+// Live serves the dashboard's live streams (*live.Hub).
+type Live interface {
+	ServeFleet(w http.ResponseWriter, r *http.Request, lastID int64, filter map[string]bool) error
+	ServeDevice(w http.ResponseWriter, r *http.Request, deviceID string, lastID int64) error
+	MessagesPerMinute() int64
+}
