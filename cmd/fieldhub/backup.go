@@ -3,16 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"fieldhub/backup"
+	"fieldhub/datadir"
 	"fieldhub/db"
 )
 
 func dataFolder(dataDir string) backup.Folder {
-	return backup.Folder{DB: dbPath(dataDir), TLSDir: filepath.Join(dataDir, "tls")}
+	return backup.Folder{DB: datadir.Database(dataDir), TLSDir: datadir.TLS(dataDir)}
 }
 
 // runBackup writes a backup of a data folder, also while its hub runs.
@@ -51,7 +51,7 @@ func runRestore(ctx context.Context, e env, args []string) error {
 	}
 	// Held while the database is replaced: a hub cannot start meanwhile,
 	// and a running one makes the restore refuse.
-	lock, err := lockDataDir(*data, "fieldhub restore")
+	lock, err := datadir.Take(*data, "fieldhub restore")
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}

@@ -42,32 +42,6 @@ func TestDoctorCommand(t *testing.T) {
 	}
 }
 
-// TestFilesForCaps: the file limit doctor asks for is the smallest within
-// which serve's connection budget accepts the caps set by hand.
-func TestFilesForCaps(t *testing.T) {
-	l := defaultListenConfig()
-	if n := filesForCaps(l); n != 0 {
-		t.Errorf("no caps set by hand: %d, want 0", n)
-	}
-	for _, set := range []func(*listenConfig){
-		func(l *listenConfig) { l.MQTTConns.Total = 50000 },
-		func(l *listenConfig) {
-			l.DashboardConns.Total, l.DeviceConns.Total, l.MQTTConns.Total = 100, 2000, 30000
-		},
-		func(l *listenConfig) { l.DeviceConns.Total = 5 },
-	} {
-		l := defaultListenConfig()
-		set(&l)
-		n := int(filesForCaps(l))
-		if _, err := connectionCaps(l, n); err != nil {
-			t.Errorf("caps %+v %+v %+v do not fit %d: %v", l.DashboardConns, l.DeviceConns, l.MQTTConns, n, err)
-		}
-		if _, err := connectionCaps(l, n-1); err == nil {
-			t.Errorf("caps %+v %+v %+v fit %d already", l.DashboardConns, l.DeviceConns, l.MQTTConns, n-1)
-		}
-	}
-}
-
 // TestDoctorWhileAHubRuns: on the data folder of a running hub, with its
 // settings, doctor names the hub and counts its ports as its own.
 func TestDoctorWhileAHubRuns(t *testing.T) {

@@ -24,50 +24,9 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"fieldhub/app"
 	"fieldhub/netlimit"
 )
-
-func TestConnectionCapsWithinFileLimit(t *testing.T) {
-	dashboard := func(total int) listenConfig {
-		return listenConfig{DashboardConns: netlimit.Limits{Total: total}}
-	}
-	tests := []struct {
-		name                    string
-		in                      listenConfig
-		fileLimit               int
-		dashboard, device, mqtt int
-		wantErr                 string
-	}{
-		// 20,000 - 1,250 reserved = 18,750: the dashboard 1,024, the rest 1:3.
-		{"defaults", listenConfig{}, 20000, 1024, 4431, 13295, ""},
-		{"small limit: the dashboard gets a quarter", listenConfig{}, 1024, 224, 168, 504, ""},
-		{"set by hand, rest shared", dashboard(100), 20000, 100, 4662, 13988, ""},
-		{"MQTT set, device takes the rest", listenConfig{MQTTConns: netlimit.Limits{Total: 1000}}, 20000, 1024, 16726, 1000, ""},
-		{"too many by hand", listenConfig{DeviceConns: netlimit.Limits{Total: 10000}, MQTTConns: netlimit.Limits{Total: 10000}}, 20000, 0, 0, 0, "file limit of 20000"},
-		{"limit unknown: as set", dashboard(5), 0, 5, 0, 0, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := connectionCaps(tt.in, tt.fileLimit)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.DashboardConns.Total != tt.dashboard || got.DeviceConns.Total != tt.device || got.MQTTConns.Total != tt.mqtt {
-				t.Errorf("caps = dashboard %d, device %d, MQTT %d; want %d, %d, %d",
-					got.DashboardConns.Total, got.DeviceConns.Total, got.MQTTConns.Total, tt.dashboard, tt.device, tt.mqtt)
-			}
-			if sum := got.DashboardConns.Total + got.DeviceConns.Total + got.MQTTConns.Total; tt.fileLimit > 0 && sum > tt.fileLimit-fdReserve(tt.fileLimit) {
-				t.Errorf("caps add up to %d, over what the file limit %d leaves", sum, tt.fileLimit)
-			}
-		})
-	}
-}
 
 func TestListenFlags(t *testing.T) {
 	tests := []struct {
@@ -133,29 +92,6 @@ func TestListenFlags(t *testing.T) {
 	}
 }
 
-func TestWarnPlainDashboard(t *testing.T) {
-	tests := []struct {
-		addr string
-		tls  bool
-		warn bool
-	}{
-		{"127.0.0.1:8080", false, false},
-		{"localhost:8080", false, false},
-		{"[::1]:8080", false, false},
-		{":8080", false, true},
-		{"0.0.0.0:8080", false, true},
-		{"192.0.2.10:8080", false, true},
-		{":8080", true, false},
-	}
-	for _, tt := range tests {
-		var logs strings.Builder
-		warnPlainDashboard(slog.New(slog.NewTextHandler(&logs, nil)), tt.addr, tt.tls)
-		if got := strings.Contains(logs.String(), "without TLS"); got != tt.warn {
-			t.Errorf("addr %s, TLS %v: warned %v, want %v (%q)", tt.addr, tt.tls, got, tt.warn, logs.String())
-		}
-	}
-}
-
 // liveHub is `serve` running in this process on loopback ports.
 type liveHub struct {
 	data, dash, device, mqtt string
@@ -165,9 +101,9 @@ type liveHub struct {
 	logs                     *syncBuffer
 }
 
-// startServe runs serve with args (after the addresses and data folder)
-// and tweak applied to its config, with device dev1 registered; it stops
-// when the test ends.
+// startServe runs the hub in this process as serve would with args (after
+// the addresses and data folder) and tweak applied to its config, with
+// device dev1 registered; it stops when the test ends.
 func startServe(t *testing.T, args []string, tweak func(*serveConfig)) *liveHub {
 	t.Helper()
 	data := t.TempDir()
@@ -177,7 +113,6 @@ func startServe(t *testing.T, args []string, tweak func(*serveConfig)) *liveHub 
 	h := &liveHub{data: data, logs: &syncBuffer{}, mqtt: freeAddr(t), device: freeAddr(t)}
 	h.dash = freeAddr(t)
 	args = append([]string{"--data", data, "--addr", h.dash, "--device-addr", h.device, "--mqtt-addr", h.mqtt}, args...)
-	// An --addr in args wins; the banner says where the dashboard is.
 	e := env{getenv: func(string) string { return "" }, stdin: strings.NewReader(""), stdout: io.Discard, stderr: h.logs}
 	cfg, err := parseServe(e, args)
 	if err != nil {
@@ -186,38 +121,20 @@ func startServe(t *testing.T, args []string, tweak func(*serveConfig)) *liveHub 
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, e, slog.New(slog.NewTextHandler(h.logs, nil))) }()
+	cfg.Logger = slog.New(slog.NewTextHandler(h.logs, nil))
+	hub, err := app.New(context.Background(), cfg.Config)
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, h.logs.String())
+	}
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve returned %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("serve did not stop within 60 s")
+		if err := hub.Close(); err != nil {
+			t.Errorf("stop: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("serve's log:\n%s", h.logs.String())
+			t.Logf("the hub's log:\n%s", h.logs.String())
 		}
 	})
-	banner := regexp.MustCompile(`Fieldhub dashboard: (\S+)`)
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if m := banner.FindStringSubmatch(h.logs.String()); m != nil {
-			h.url = m[1]
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve exited early: %v\n%s", err, h.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no start banner within 60 s:\n%s", h.logs.String())
-		}
-	}
+	h.url = hub.URL() // an --addr in args wins
 	if m := regexp.MustCompile(`admin password: ([^\s"]+)`).FindStringSubmatch(h.logs.String()); m != nil {
 		h.password = m[1]
 	}
@@ -319,7 +236,7 @@ func awaitClosed(t *testing.T, what string, c net.Conn, deadline time.Time) {
 // not fit under the file limit.
 func needFiles(t *testing.T, n int) {
 	t.Helper()
-	if limit, err := raiseFileLimit(); err != nil || limit < n {
+	if limit, err := app.RaiseFileLimit(); err != nil || limit < n {
 		t.Skipf("needs a file limit of %d, have %d (%v)", n, limit, err)
 	}
 }

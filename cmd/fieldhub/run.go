@@ -7,10 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"sort"
 	"strings"
 
+	"fieldhub/app"
 	"fieldhub/db"
 )
 
@@ -149,15 +149,9 @@ func envOr(e env, key, def string) string {
 	return def
 }
 
-func dbPath(dataDir string) string { return filepath.Join(dataDir, "fieldhub.db") }
-
-func openDB(ctx context.Context, dataDir string) (*db.DB, error) {
-	d, err := db.Open(ctx, dbPath(dataDir), db.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("open database in %s: %w", dataDir, err)
-	}
-	return d, nil
-}
+// openDB opens the database of a data folder; the commands work beside a
+// running hub.
+func openDB(ctx context.Context, dataDir string) (*db.DB, error) { return app.OpenStore(ctx, dataDir) }
 
 // subcommand dispatches "fieldhub <group> <verb>".
 func subcommand(ctx context.Context, e env, group string, args []string, verbs map[string]func(context.Context, env, []string) error) error {

@@ -18,6 +18,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"fieldhub/datadir"
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
 	"fieldhub/telemetry"
@@ -223,7 +224,7 @@ func TestFullDisk(t *testing.T) {
 		t.Errorf("%d ERROR lines, want 1: the fault is logged once, not per request or connection", got)
 	}
 
-	d, err := db.Open(context.Background(), dbPath(data), db.Options{})
+	d, err := db.Open(context.Background(), datadir.Database(data), db.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-package main
+package app
 
 import (
 	"fmt"
@@ -8,11 +8,11 @@ import (
 	"syscall"
 )
 
-// raiseFileLimit raises the soft limit on open files to the hard limit and
+// RaiseFileLimit raises the soft limit on open files to the hard limit and
 // returns the limit in force: every connection costs a descriptor, and the
 // listeners' caps are worked out within it. (Go already raises it at
 // start on most systems; this makes it so, and tells what it is.)
-func raiseFileLimit() (int, error) {
+func RaiseFileLimit() (int, error) {
 	var r syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
 		return 0, fmt.Errorf("read the file limit: %w", err)

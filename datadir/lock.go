@@ -1,6 +1,6 @@
 //go:build unix
 
-package main
+package datadir
 
 import (
 	"errors"
@@ -13,27 +13,17 @@ import (
 	"time"
 )
 
-// lockFileName is the data folder's lock: serve and restore hold an
-// exclusive flock on it. Two hubs on one folder would each keep their own
-// in-memory telemetry and lose readings; a restore under a running hub
-// would swap its database away. The file holds the holder's PID and start
-// time so that the refusal can name it; it is left in place when the lock
-// is released (removing it would let two processes lock different files).
-const lockFileName = "fieldhub.lock"
+// Lock is a held lock on a data folder: an exclusive flock on LockFile.
+type Lock struct{ f *os.File }
 
-// errDataInUse is returned when another process holds the data folder.
-var errDataInUse = errors.New("data folder is in use")
-
-// dataLock is a held lock on a data folder.
-type dataLock struct{ f *os.File }
-
-// lockDataDir takes the data folder's lock without waiting, creating the
-// folder if needed. what says what the holder does ("fieldhub serve").
-func lockDataDir(dir, what string) (*dataLock, error) {
+// Take takes the data folder's lock without waiting, creating the folder
+// if needed; ErrInUse says another process holds it, naming it. what says
+// what the holder does ("fieldhub serve").
+func Take(dir, what string) (*Lock, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
-	path := filepath.Join(dir, lockFileName)
+	path := filepath.Join(dir, LockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
@@ -42,7 +32,7 @@ func lockDataDir(dir, what string) (*dataLock, error) {
 		holder, _ := os.ReadFile(path)
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is held by %s; stop it first", errDataInUse, dir, describeHolder(holder))
+			return nil, fmt.Errorf("%w: %s is held by %s; stop it first", ErrInUse, dir, describeHolder(holder))
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
@@ -53,7 +43,7 @@ func lockDataDir(dir, what string) (*dataLock, error) {
 	if f.Truncate(0) == nil {
 		_, _ = f.WriteAt([]byte(info), 0)
 	}
-	return &dataLock{f: f}, nil
+	return &Lock{f: f}, nil
 }
 
 // describeHolder turns the lock file's contents into words.
@@ -77,7 +67,7 @@ func describeHolder(content []byte) string {
 }
 
 // Release clears the holder and unlocks.
-func (l *dataLock) Release() {
+func (l *Lock) Release() {
 	_ = l.f.Truncate(0)
 	l.f.Close() // closing the last descriptor drops the flock
 }

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"crypto/tls"
@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"fieldhub/certs"
+	"fieldhub/datadir"
 )
 
 // serverCertificate is the TLS certificate of the device listeners: the one
 // given with --tls-cert/--tls-key, or one issued by a CA generated once into
 // <data>/tls (devices trust its ca.pem).
-func serverCertificate(cfg serveConfig, log *slog.Logger) (tls.Certificate, error) {
+func serverCertificate(cfg Config, log *slog.Logger) (tls.Certificate, error) {
 	if cfg.TLSCert != "" {
 		cert, err := certs.Load(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
@@ -23,7 +24,7 @@ func serverCertificate(cfg serveConfig, log *slog.Logger) (tls.Certificate, erro
 		}
 		return cert, nil
 	}
-	dir := filepath.Join(cfg.DataDir, "tls")
+	dir := datadir.TLS(cfg.DataDir)
 	var hosts []string
 	if cfg.Hostname != "" {
 		hosts = append(hosts, cfg.Hostname)

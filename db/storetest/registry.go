@@ -1,4 +1,4 @@
-package db_test
+package storetest
 
 import (
 	"context"
@@ -6,17 +6,163 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"fieldhub/auth"
 	"fieldhub/certs/certstest"
 	"fieldhub/db"
-	"fieldhub/db/dbtest"
 	"fieldhub/storage"
 )
 
-func TestDeviceAuthentication(t *testing.T) {
+// RunRegistry tests the device registry: devices, their authentication and
+// keys, the fleet list with its filters and counts.
+func RunRegistry(t *testing.T, b Backend) {
+	cases(t, b,
+		test{"DeviceLifecycle", testDeviceLifecycle},
+		test{"DevicesFilterAndCounts", testDevicesFilterAndCounts},
+		test{"DeviceAuthentication", testDeviceAuthentication},
+	)
+}
+
+// RunCAs tests the CA certificates X.509 devices chain to.
+func RunCAs(t *testing.T, b Backend) {
+	cases(t, b, test{"CertificateAuthorities", testCertificateAuthorities})
+}
+
+func testDeviceLifecycle(t *testing.T, b Backend) {
 	ctx := context.Background()
-	d := dbtest.MustOpen(t)
+	d, _ := open(t, b)
+	now := T0
+
+	dev, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "pump-1", Name: "Pump", Tags: map[string]string{"site": "north"}})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if dev.PrimaryKey == "" || dev.PrimaryKey == dev.SecondaryKey {
+		t.Errorf("keys = %q, %q; want two distinct keys", dev.PrimaryKey, dev.SecondaryKey)
+	}
+	if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "pump-1"}); !errors.Is(err, storage.ErrConflict) {
+		t.Errorf("duplicate create: err = %v, want ErrConflict", err)
+	}
+	var inv *storage.InvalidError
+	if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "bad id"}); !errors.As(err, &inv) {
+		t.Errorf("bad id: err = %v, want InvalidError", err)
+	}
+
+	got, err := d.Device(ctx, "pump-1")
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	if got.Name != "Pump" || got.Tags["site"] != "north" || !got.Enabled || !got.CreatedAt.Equal(now) {
+		t.Errorf("got %+v", got)
+	}
+	if s := got.Status(now); s != db.StatusOffline {
+		t.Errorf("status of silent device = %s, want offline", s)
+	}
+
+	off := false
+	name := "Main pump"
+	upd, err := d.UpdateDevice(ctx, "pump-1", db.DeviceUpdate{Name: &name, Enabled: &off, Tags: map[string]string{"site": "south"}})
+	if err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if upd.Name != name || upd.Enabled || upd.Tags["site"] != "south" || upd.Status(now) != db.StatusDisabled {
+		t.Errorf("updated = %+v", upd)
+	}
+
+	rot, err := d.RotateDeviceKey(ctx, "pump-1", db.SecondaryKey)
+	if err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	if rot.SecondaryKey == dev.SecondaryKey || rot.PrimaryKey != dev.PrimaryKey {
+		t.Errorf("rotate secondary changed the wrong key")
+	}
+	if _, err := d.RotateDeviceKey(ctx, "pump-1", "tertiary"); !errors.As(err, &inv) {
+		t.Errorf("rotate unknown key: %v", err)
+	}
+
+	if err := d.DeleteDevice(ctx, "pump-1"); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, err := d.Device(ctx, "pump-1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("get deleted: err = %v, want ErrNotFound", err)
+	}
+	if err := d.DeleteDevice(ctx, "pump-1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("delete twice: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testDevicesFilterAndCounts(t *testing.T, b Backend) {
+	ctx := context.Background()
+	d, clk := open(t, b)
+	for _, id := range []string{"a-1", "a-2", "b-1", "b-2", "c-1"} {
+		if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: id, Tags: map[string]string{"group": id[:1]}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.SetDeviceConnected(ctx, "a-1", true); err != nil {
+		t.Fatal(err)
+	}
+	off := false
+	if _, err := d.UpdateDevice(ctx, "c-1", db.DeviceUpdate{Enabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		filter    db.DeviceFilter
+		wantIDs   string
+		wantTotal int
+	}{
+		{"all", db.DeviceFilter{}, "a-1 a-2 b-1 b-2 c-1", 5},
+		{"text", db.DeviceFilter{Query: "b-"}, "b-1 b-2", 2},
+		{"tag text", db.DeviceFilter{Query: `"group":"a"`}, "a-1 a-2", 2},
+		{"online", db.DeviceFilter{Status: db.StatusOnline}, "a-1", 1},
+		{"offline", db.DeviceFilter{Status: db.StatusOffline}, "a-2 b-1 b-2", 3},
+		{"disabled", db.DeviceFilter{Status: db.StatusDisabled}, "c-1", 1},
+		{"page", db.DeviceFilter{Limit: 2, Offset: 2}, "b-1 b-2", 5},
+		{"like wildcard is literal", db.DeviceFilter{Query: "%"}, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			devs, total, err := d.Devices(ctx, tt.filter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, dev := range devs {
+				ids = append(ids, dev.DeviceID)
+			}
+			if got := strings.Join(ids, " "); got != tt.wantIDs || total != tt.wantTotal {
+				t.Errorf("got %q (total %d), want %q (total %d)", got, total, tt.wantIDs, tt.wantTotal)
+			}
+		})
+	}
+	// A device that hangs up is offline at once, although it was just active;
+	// a later message brings it back online.
+	if err := d.SetDeviceConnected(ctx, "b-2", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetDeviceConnected(ctx, "b-2", false); err != nil {
+		t.Fatal(err)
+	}
+	if dev, _ := d.Device(ctx, "b-2"); dev.Status(clk.Now()) != db.StatusOffline {
+		t.Errorf("disconnected device status = %s, want offline", dev.Status(clk.Now()))
+	}
+	c, err := d.FleetCounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != (db.FleetCounts{Online: 1, Offline: 3, Disabled: 1}) {
+		t.Errorf("counts = %+v", c)
+	}
+	if _, _, err := d.Devices(ctx, db.DeviceFilter{Status: "sleeping"}); err == nil {
+		t.Error("unknown status filter accepted")
+	}
+}
+
+func testDeviceAuthentication(t *testing.T, b Backend) {
+	ctx := context.Background()
+	d, _ := open(t, b)
 	tp := strings.Repeat("ab", 32)
 	colons := strings.TrimSuffix(strings.Repeat("cd:", 20), ":")
 
@@ -87,9 +233,11 @@ func TestDeviceAuthentication(t *testing.T) {
 	}
 }
 
-func TestCertificateAuthorities(t *testing.T) {
+func testCertificateAuthorities(t *testing.T, b Backend) {
 	ctx := context.Background()
-	d := dbtest.MustOpen(t)
+	// Certificates are checked against the store's clock; the test's are
+	// valid around the real time.
+	d := b.Open(t, time.Now)
 	root := certstest.NewCA(t, "Fleet Root")
 	other := certstest.NewCA(t, "Other Root")
 

@@ -1,11 +1,11 @@
 //go:build !linux && !darwin
 
-package main
+package app
 
 import "errors"
 
-// raiseFileLimit: elsewhere the limit is unknown (0), and the connection
+// RaiseFileLimit: elsewhere the limit is unknown (0), and the connection
 // caps are what the flags say.
-func raiseFileLimit() (int, error) {
+func RaiseFileLimit() (int, error) {
 	return 0, errors.New("file limits are not supported on this system")
 }
