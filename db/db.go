@@ -1,9 +1,12 @@
-// Package db is Fieldhub's SQLite database: the schema and migrations of the
-// whole file, and the queries of the registry (devices, users, sessions,
-// tokens, audit, settings, certificate authorities, cloud-to-device queue,
-// twins, MQTT sessions). The message log and time series tables in the same
-// file are telemetry's (package telemetry/sqlite queries them), written
-// through this package's one writer connection.
+// Package db holds the hub's records outside telemetry (devices, users,
+// sessions, API tokens, the audit log, CA certificates, the cloud-to-device
+// queue, twins, MQTT sessions, settings) with their rules (validation,
+// bounds, the online rule), and DB, the SQLite store that keeps them. DB
+// implements app.Store, made of the interfaces the packages using it
+// declare; package db/storetest is the suite every store passes and
+// db/migrations the schema of each dialect. The message log and time series
+// tables in the same file are telemetry's (package telemetry/sqlite),
+// written through DB's one writer connection.
 package db
 
 import (

@@ -8,7 +8,7 @@ import (
 
 // Setting keys.
 const (
-	// SettingDeviceHost is the HostName (host[:port]) devices dial, recorded by serve.
+	// SettingDeviceHost is the HostName (host[:port]) devices dial, recorded at start (package app).
 	SettingDeviceHost = "device_host"
 )
 

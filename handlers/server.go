@@ -58,7 +58,7 @@ type Config struct {
 	// device page's metrics (*telemetry.Store).
 	Telemetry Telemetry
 	// SeparateDeviceListener leaves the device API off the dashboard router:
-	// serve sets it when the dashboard is reachable beyond loopback, so that
+	// the app sets it when the dashboard is reachable beyond loopback, so that
 	// device traffic never travels in clear text; DeviceRouter serves it.
 	SeparateDeviceListener bool
 	// MQTTWebSocket serves MQTT over WebSockets at /$iothub/websocket on the
@@ -104,7 +104,7 @@ type Server struct {
 }
 
 // New builds the Echo router with every route. The services in cfg are
-// built by the caller (serve; tests use internal/testkit).
+// built by the caller (package app; tests use internal/testkit).
 func New(cfg Config) (*echo.Echo, *Server) {
 	if cfg.Store == nil || cfg.Devices == nil || cfg.CloudMessages == nil || cfg.Methods == nil || cfg.Twins == nil {
 		panic("handlers.New: Config needs Store, Devices, CloudMessages, Methods and Twins")

@@ -12,8 +12,8 @@ import (
 )
 
 // The handlers depend on these interfaces, not on the types behind them,
-// so any store or service that does the same job plugs in (serve builds
-// them; tests use internal/testkit). Telemetry and MessageSubmitter are
+// so any store or service that does the same job plugs in (package app
+// builds them; tests use internal/testkit). Telemetry and MessageSubmitter are
 // beside their handlers (api_telemetry.go, device_ingest.go).
 
 // Store is what the handlers read and write themselves; the services below

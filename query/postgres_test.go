@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"fieldhub/internal/testkit"
+
 	"github.com/jackc/pgx/v5"
 )
 
@@ -90,9 +92,7 @@ func startPostgres(t *testing.T) string {
 }
 
 func TestPostgreSQLMatchesEvaluator(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a PostgreSQL server")
-	}
+	testkit.Slow(t, "starts a PostgreSQL server")
 	url := startPostgres(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)

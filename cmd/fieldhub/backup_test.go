@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"fieldhub/internal/testkit"
 )
 
 // TestBackupUnderLoad backs up a running hub while devices post over HTTPS,
@@ -20,6 +22,7 @@ import (
 // message acknowledged before the backup started is there, its readings are
 // rebuilt, and the devices' CA and keys still work.
 func TestBackupUnderLoad(t *testing.T) {
+	testkit.Slow(t, "backs a hub up while devices send")
 	data := t.TempDir()
 	devices := []string{"bk-1", "bk-2", "bk-3"}
 	for _, d := range devices {

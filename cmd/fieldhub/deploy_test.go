@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"fieldhub/internal/testkit"
 )
 
 // repoRoot is the repository, two levels above this package.
@@ -57,6 +59,7 @@ func versionFields(t *testing.T, bin string) map[string]string {
 // path, the environment file kept on a second install, and the unit as
 // systemd-analyze verifies it.
 func TestMakeInstall(t *testing.T) {
+	testkit.Slow(t, "runs make install, which builds the binary")
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make is not installed")
 	}
@@ -168,6 +171,7 @@ func verifyUnit(t *testing.T, unitText string) {
 // TestVersionFromBuildInfo builds without -ldflags, as `go build` or
 // `go install` would, and expects the commit the toolchain stamped.
 func TestVersionFromBuildInfo(t *testing.T) {
+	testkit.Slow(t, "builds the binary")
 	bin := filepath.Join(t.TempDir(), "fieldhub")
 	cmd := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".")
 	if out, err := cmd.CombinedOutput(); err != nil {

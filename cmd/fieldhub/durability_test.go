@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"fieldhub/internal/testkit"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
@@ -30,6 +32,7 @@ import (
 // 204 over HTTPS, a PUBACK over MQTT) is stored, and that its readings were
 // rebuilt exactly once.
 func TestDurabilityUnderKill(t *testing.T) {
+	testkit.Slow(t, "builds the binary and kills it under load, over HTTPS and MQTT")
 	for _, tt := range []struct {
 		name string
 		send sender

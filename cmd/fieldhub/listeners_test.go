@@ -25,6 +25,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"fieldhub/app"
+	"fieldhub/internal/testkit"
 	"fieldhub/netlimit"
 )
 
@@ -248,9 +249,7 @@ func needFiles(t *testing.T, n int) {
 // devices are still served. Before, the dashboard and device servers kept
 // idle keep-alive connections for good (or 5 minutes) and MQTT waited 30 s.
 func TestServeClosesIdleConnections(t *testing.T) {
-	if testing.Short() {
-		t.Skip("opens 3,000 connections")
-	}
+	testkit.Slow(t, "opens 3,000 connections and waits out the listeners' timeouts")
 	const idle = 1000
 	needFiles(t, 4*idle+2000)
 	const timeout = 2 * time.Second
@@ -417,6 +416,7 @@ func TestServeCapsConnectionsPerSource(t *testing.T) {
 // and the dashboard. Before, such requests were held as long as the client
 // liked.
 func TestServeCutsSlowBodies(t *testing.T) {
+	testkit.Slow(t, "waits out the listeners' timeouts")
 	const timeout = time.Second
 	h := startServe(t, nil, func(c *serveConfig) {
 		c.Listen.Dashboard.Header, c.Listen.Dashboard.Body = timeout, timeout

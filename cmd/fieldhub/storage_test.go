@@ -21,6 +21,7 @@ import (
 	"fieldhub/datadir"
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
+	"fieldhub/internal/testkit"
 	"fieldhub/telemetry"
 )
 
@@ -97,6 +98,7 @@ func countLines(log string, parts ...string) int {
 // MQTT), the log says so once, /readyz turns 503 with the reason, and once
 // space is freed ingest resumes by itself with nothing acknowledged lost.
 func TestFullDisk(t *testing.T) {
+	testkit.Slow(t, "fills a tmpfs under a running hub")
 	mnt := mountTmpfs(t, "8m")
 	data := filepath.Join(mnt, "data")
 	const device = "full-1"

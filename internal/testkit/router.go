@@ -101,7 +101,7 @@ func WithServices(cfg handlers.Config, d *db.DB, hub *live.Hub) handlers.Config 
 	if cfg.Twins == nil {
 		cfg.Twins = commands.NewTwins(commands.TwinsConfig{Store: d, Publisher: pub, Logger: cfg.Logger})
 	}
-	if cfg.Health == nil { // SQLite's faults are 503s, as in serve
+	if cfg.Health == nil { // SQLite's faults are 503s, as in the app
 		cfg.Health = storage.NewHealth(cfg.Logger, db.FaultKind, nil)
 	}
 	return cfg

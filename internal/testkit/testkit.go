@@ -28,3 +28,13 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Slow skips an end-to-end test under `go test -short`, saying what makes
+// it slow (a binary built, a process killed, thousands of connections);
+// `make test` runs every test.
+func Slow(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow, skipped by -short: " + what)
+	}
+}
