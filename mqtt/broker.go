@@ -368,6 +368,8 @@ type conn struct {
 
 	expiryTimer *time.Timer
 	done        chan struct{} // closed when the connection has ended
+	// will is stored when the connection ends without DISCONNECT (nil: none).
+	will *will
 
 	// parsed is the topic OnPacketRead parsed for the publish OnPublish
 	// handles next; both run on the client's read goroutine.
@@ -378,6 +380,12 @@ type conn struct {
 	reason string // why the hub closed it; empty when the device left
 	c2d    *c2dState
 	acks   *ackState
+}
+
+// will is the will message of a connection, from its CONNECT.
+type will struct {
+	publish Publish
+	payload []byte
 }
 
 func (c *conn) setReason(reason string) {

@@ -539,27 +539,90 @@ func TestHubClosesConnection(t *testing.T) {
 }
 
 // TestWillIsTelemetry: a will message is stored as the device's telemetry
-// when its connection drops; a will on any other topic is refused.
+// whenever its connection ends without DISCONNECT — the device dropped it,
+// or the hub closed it, whatever the hub was doing at that moment
+// [MQTT-3.1.2-8] — and never after a DISCONNECT; a will on any other topic
+// is refused. Before the fix a connection the hub closed while it handled a
+// packet (a refused publish, or a close racing the read loop) lost its will:
+// mochi skips the will when its read loop ends between packets.
 func TestWillIsTelemetry(t *testing.T) {
-	h := newTestHub(t)
-	dev := h.device("dev1")
-	o := h.sdkOptions(dev)
-	o.willTopic, o.will = "$iothub/twin/res/200/?$rid=1", "x"
-	if _, err := h.dial(o); err == nil {
-		t.Fatal("connected with a will on a hub topic, want refused")
-	}
-	o.willTopic, o.will = "devices/dev1/messages/events/kind=will", "gone"
-	d, err := h.dial(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitFor(t, "connection registered", func() bool { return h.broker.Connected("dev1") })
-	h.broker.DisconnectDevice("dev1", "test drops the connection")
-	d.waitLost(t)
-	testkit.WaitFor(t, "will stored", func() bool {
-		msgs := h.stored("dev1")
-		return len(msgs) == 1 && string(msgs[0].Body) == "gone" && msgs[0].Properties["kind"] == "will"
+	t.Run("will on a hub topic", func(t *testing.T) {
+		h := newTestHub(t)
+		o := h.sdkOptions(h.device("dev1"))
+		o.willTopic, o.will = "$iothub/twin/res/200/?$rid=1", "x"
+		if _, err := h.dial(o); err == nil {
+			t.Fatal("connected with a will on a hub topic, want refused")
+		}
 	})
+	tests := []struct {
+		name string
+		// end ends the connection of d, which has a will.
+		end      func(t *testing.T, h *testHub, d *testDevice)
+		wantWill bool
+	}{
+		{"the hub disconnects the device", func(t *testing.T, h *testHub, d *testDevice) {
+			h.broker.DisconnectDevice("dev1", "test drops the connection")
+			d.waitLost(t)
+		}, true},
+		{"the hub refuses a publish while handling it", func(t *testing.T, h *testHub, d *testDevice) {
+			// Too large once stored: refused in OnPublish, the connection
+			// closed from the read loop itself.
+			d.publish(t, "devices/dev1/messages/events/", 1, strings.Repeat("x", ingest.MaxMessageSize+1))
+			d.waitLost(t)
+		}, true},
+		{"the device sends DISCONNECT", func(t *testing.T, h *testHub, d *testDevice) {
+			// Disconnect(0) may close the socket before DISCONNECT is out;
+			// a bound returns as soon as it is written.
+			d.client.Disconnect(uint(wait.Milliseconds()))
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newTestHub(t)
+			o := h.sdkOptions(h.device("dev1"))
+			o.willTopic, o.will = "devices/dev1/messages/events/kind=will", "gone"
+			d, err := h.dial(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			testkit.WaitFor(t, "connection registered", func() bool { return h.broker.Connected("dev1") })
+			tt.end(t, h, d)
+			// The will is stored before the disconnection is announced.
+			testkit.WaitFor(t, "disconnect recorded", func() bool {
+				entries, err := h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1", Action: ActionDisconnected})
+				return err == nil && len(entries) == 1
+			})
+			checkWill(t, h, tt.wantWill)
+		})
+	}
+	t.Run("the device drops the connection", func(t *testing.T) {
+		h := newTestHub(t, func(c *Config) { c.PlainAddr = "127.0.0.1:0" })
+		dev := h.device("dev1")
+		o := h.sdkOptions(dev)
+		// connack closes the socket once the CONNACK is in.
+		got, err := connack(t, h.broker.PlainAddr(), rawConnect{clientID: "dev1", username: &o.username, password: &o.password,
+			willTopic: "devices/dev1/messages/events/kind=will", will: "gone", willQoS: 1})
+		if err != nil || len(got) != 4 || got[3] != 0 {
+			t.Fatalf("CONNACK % x (%v), want accepted", got, err)
+		}
+		testkit.WaitFor(t, "disconnect recorded", func() bool {
+			entries, err := h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1", Action: ActionDisconnected})
+			return err == nil && len(entries) == 1
+		})
+		checkWill(t, h, true)
+	})
+}
+
+// checkWill checks that dev1's message log holds just its will, or nothing.
+func checkWill(t *testing.T, h *testHub, want bool) {
+	t.Helper()
+	msgs := h.stored("dev1")
+	switch {
+	case !want && len(msgs) != 0:
+		t.Errorf("%d messages stored, want none (no will after DISCONNECT)", len(msgs))
+	case want && (len(msgs) != 1 || string(msgs[0].Body) != "gone" || msgs[0].Properties["kind"] != "will"):
+		t.Errorf("stored %d messages (%+v), want the will alone", len(msgs), msgs)
+	}
 }
 
 // TestCheckDevice: the registry calls CheckDevice after a change, which

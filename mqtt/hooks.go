@@ -39,7 +39,6 @@ func (h *hook) Provides(b byte) bool {
 		mochi.OnPublish,
 		mochi.OnSubscribed,
 		mochi.OnUnsubscribed,
-		mochi.OnWill,
 	}, []byte{b})
 }
 
@@ -241,24 +240,6 @@ func (b *Broker) handlePublish(c *conn, p Publish, pk packets.Packet) error {
 	return nil
 }
 
-// OnWill stores a will message as telemetry of the device that left (the
-// topic was checked at CONNECT). Nobody can subscribe to a telemetry topic,
-// so mochi's own delivery of the will reaches no one.
-func (h *hook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
-	c := h.b.connOf(cl)
-	if c == nil {
-		return will, nil
-	}
-	p, err := ParseDevicePublish(c.deviceID, will.TopicName)
-	if err == nil && p.Kind == Telemetry {
-		err = h.b.storeWill(c, p, will.Payload)
-	}
-	if err != nil {
-		h.b.log.Warn("mqtt will message not stored", "device", c.deviceID, "err", err)
-	}
-	return will, nil
-}
-
 // MQTT 3.1.1 CONNACK return codes. mochi speaks MQTT 5 and would answer some
 // refusals with MQTT 5 reason codes, which 3.1.1 clients cannot read.
 const (
@@ -353,6 +334,14 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, error
 		c2d:        newC2DState(),
 		acks:       newAckState(),
 	}
+	if pk.Connect.WillFlag {
+		// checkConnect has made sure the will is telemetry of this device.
+		p, err := ParseDevicePublish(id, pk.Connect.WillTopic)
+		if err != nil {
+			return nil, fmt.Errorf("will topic: %w", err)
+		}
+		c.will = &will{publish: p, payload: pk.Connect.WillPayload}
+	}
 	c.expiryReason = "SAS token expired"
 	if who.Device.Auth.X509() {
 		c.expiryReason = "certificate expired"
@@ -432,12 +421,24 @@ func (b *Broker) disconnected(cl *mochi.Client, err error) {
 	}
 	close(c.done)
 	b.c2dAbandonAll(c)
+	if c.will != nil && !sentDisconnect(cl) {
+		b.storeWill(c)
+	}
 	reason := c.closeReason()
 	if reason == "" {
 		reason = describeDisconnect(err, cl.StopCause())
 	}
 	b.log.Info("device disconnected", "device", c.deviceID, "remote", c.remote, "reason", reason)
 	b.announce(presenceEvent{deviceID: c.deviceID, connected: false, remote: c.remote, reason: reason, at: b.cfg.Now()})
+}
+
+// sentDisconnect reports whether a client ended its connection with
+// DISCONNECT, the one ending that discards its will [MQTT-3.1.2-10]. mochi
+// stops the client with CodeDisconnect then; a connection the hub stopped
+// first keeps the hub's cause.
+func sentDisconnect(cl *mochi.Client) bool {
+	var code packets.Code
+	return errors.As(cl.StopCause(), &code) && code == packets.CodeDisconnect
 }
 
 // describeDisconnect says in words why a connection the hub did not close

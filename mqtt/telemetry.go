@@ -26,19 +26,22 @@ func (b *Broker) telemetry(c *conn, p Publish, body []byte) (<-chan error, error
 	return committed, nil
 }
 
-// storeWill stores a will message and returns after commit: the connection
-// is gone, so there is nobody to acknowledge it to.
-func (b *Broker) storeWill(c *conn, p Publish, body []byte) error {
-	msg, err := b.telemetryMessage(c, p, body)
+// storeWill stores the will of a connection that ended without DISCONNECT
+// and returns after commit: the connection is gone, so there is nobody to
+// acknowledge it to. The hub, not mochi, sends wills: mochi skips the will
+// when its read loop ends between packets, which is what happens when the
+// hub closes a connection while it handles a packet (a refused publish, an
+// operator's disconnect that races the read loop).
+func (b *Broker) storeWill(c *conn) {
+	msg, err := b.telemetryMessage(c, c.will.publish, c.will.payload)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubmitTimeout)
+		defer cancel()
+		err = b.cfg.Ingest.Submit(ctx, msg)
+	}
 	if err != nil {
-		return err
+		b.log.Warn("mqtt will message not stored", "device", c.deviceID, "err", err)
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubmitTimeout)
-	defer cancel()
-	if err := b.cfg.Ingest.Submit(ctx, msg); err != nil {
-		return fmt.Errorf("store will message: %w", err)
-	}
-	return nil
 }
 
 // telemetryMessage builds the message of a publish and checks its size: the
