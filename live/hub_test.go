@@ -2,7 +2,9 @@ package live
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -89,21 +91,76 @@ func dial(t *testing.T, url string, lastID string) *client {
 	c := &client{t: t, resp: resp, events: make(chan received, 10000)}
 	go func() {
 		defer close(c.events)
-		rd := sse.NewEventStreamReader(resp.Body, 1<<20)
+		body := &tailReader{r: resp.Body}
+		rd := sse.NewEventStreamReader(body, 1<<20)
+		// When the stream ends the reader hands out whatever it still
+		// holds as a last event. A stream the hub cut mid-event (the write
+		// deadline of a slow client) thus ends in a partial event, which
+		// EventSource discards, and so does this client: once the body has
+		// ended, an event is dispatched only if another follows it or the
+		// body ended right after its blank line.
+		var held []byte
 		for {
 			raw, err := rd.ReadEvent()
 			if err != nil {
+				if held != nil && body.endedCleanly() {
+					c.dispatch(held)
+				}
 				return
 			}
-			ev := parseEvent(raw)
-			if ev.Type == "" && ev.Data == "" {
-				continue // retry: or a heartbeat comment
+			if held != nil {
+				c.dispatch(held)
+				held = nil
 			}
-			c.events <- ev
+			if body.err == nil {
+				c.dispatch(raw)
+			} else {
+				held = append([]byte(nil), raw...)
+			}
 		}
 	}()
 	t.Cleanup(func() { resp.Body.Close() })
 	return c
+}
+
+// dispatch hands a complete event to the test, skipping retry: fields and
+// heartbeat comments.
+func (c *client) dispatch(raw []byte) {
+	ev := parseEvent(raw)
+	if ev.Type == "" && ev.Data == "" {
+		return
+	}
+	c.events <- ev
+}
+
+// tailReader remembers how a stream ended: its last two bytes and the error
+// that ended it.
+type tailReader struct {
+	r    io.Reader
+	tail [2]byte
+	n    int
+	err  error
+}
+
+func (tr *tailReader) Read(p []byte) (int, error) {
+	n, err := tr.r.Read(p)
+	switch {
+	case n >= 2:
+		tr.tail = [2]byte{p[n-2], p[n-1]}
+	case n == 1:
+		tr.tail = [2]byte{tr.tail[1], p[0]}
+	}
+	tr.n += n
+	if err != nil {
+		tr.err = err
+	}
+	return n, err
+}
+
+// endedCleanly reports whether the stream ended at EOF right after a blank
+// line, that is after a complete event.
+func (tr *tailReader) endedCleanly() bool {
+	return errors.Is(tr.err, io.EOF) && tr.n >= 2 && tr.tail == [2]byte{'\n', '\n'}
 }
 
 func parseEvent(raw []byte) received {
@@ -163,6 +220,28 @@ func waitSubscribers(t *testing.T, st *stream, n int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("stream never had %d subscribers", n)
+}
+
+// TestClientDropsEventCutShort: the test client, like EventSource,
+// discards an event the stream ended in the middle of, as when the hub's
+// write deadline cuts off a slow client. It used to hand it on, and
+// TestStalledSubscriberIsDropped failed on a loaded machine with
+// "unexpected end of JSON input".
+func TestClientDropsEventCutShort(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "retry: 2000\n\nid: 1\nevent: reading\ndata: {\"n\":1}\n\nid: 2\nevent: reading\ndata: {\"n\":")
+		http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler) // the connection closes mid-event
+	}))
+	defer srv.Close()
+	c := dial(t, srv.URL, "")
+	if ev := c.next(); ev.ID != "1" || ev.Data != `{"n":1}` {
+		t.Fatalf("first event = %+v, want id 1", ev)
+	}
+	if ev, ok := <-c.events; ok {
+		t.Errorf("got %+v after the stream was cut, want the stream to end", ev)
+	}
 }
 
 func TestFanOutToEverySubscriber(t *testing.T) {
