@@ -611,6 +611,27 @@ func TestWillIsTelemetry(t *testing.T) {
 		})
 		checkWill(t, h, true)
 	})
+	t.Run("a retained will is not kept", func(t *testing.T) {
+		h := newTestHub(t, func(c *Config) { c.PlainAddr = "127.0.0.1:0" })
+		o := h.sdkOptions(h.device("dev1"))
+		got, err := connack(t, h.broker.PlainAddr(), rawConnect{clientID: "dev1", username: &o.username, password: &o.password,
+			willTopic: "devices/dev1/messages/events/kind=will", will: "gone", willQoS: 1, willRetain: true})
+		if err != nil || len(got) != 4 || got[3] != 0 {
+			t.Fatalf("CONNACK % x (%v), want accepted", got, err)
+		}
+		testkit.WaitFor(t, "disconnect recorded", func() bool {
+			entries, err := h.db.AuditEntries(context.Background(), db.AuditFilter{Target: "dev1", Action: ActionDisconnected})
+			return err == nil && len(entries) == 1
+		})
+		checkWill(t, h, true)
+		// mochi sends the will (to nobody) before OnDisconnect, which
+		// recorded the disconnect above.
+		for topic := range h.broker.server.Topics.Retained.GetAll() {
+			if !strings.HasPrefix(topic, "$SYS/") {
+				t.Errorf("the broker retains a message on %s: a device could fill memory with retained wills on ever new topics", topic)
+			}
+		}
+	})
 }
 
 // checkWill checks that dev1's message log holds just its will, or nothing.

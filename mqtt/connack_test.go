@@ -23,6 +23,7 @@ type rawConnect struct {
 	clientID           string
 	willTopic, will    string
 	willQoS            byte
+	willRetain         bool
 	username, password *string
 }
 
@@ -46,6 +47,9 @@ func (c rawConnect) encode() []byte {
 	}
 	if c.willTopic != "" {
 		flags |= 0x04 | c.willQoS<<3
+	}
+	if c.willRetain {
+		flags |= 0x20
 	}
 	if c.password != nil {
 		flags |= 0x40

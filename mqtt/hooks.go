@@ -39,6 +39,7 @@ func (h *hook) Provides(b byte) bool {
 		mochi.OnPublish,
 		mochi.OnSubscribed,
 		mochi.OnUnsubscribed,
+		mochi.OnWill,
 	}, []byte{b})
 }
 
@@ -238,6 +239,15 @@ func (b *Broker) handlePublish(c *conn, p Publish, pk packets.Packet) error {
 	}
 	b.ackLater(c, a)
 	return nil
+}
+
+// OnWill keeps mochi from retaining a will. The hub stores wills itself
+// (storeWill) and keeps no retained messages; mochi's delivery of the will
+// reaches no one, as nobody can subscribe to a telemetry topic, but a
+// retained will would stay in memory, one per topic a device makes up.
+func (h *hook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
+	will.Retain = false
+	return will, nil
 }
 
 // MQTT 3.1.1 CONNACK return codes. mochi speaks MQTT 5 and would answer some
