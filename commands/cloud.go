@@ -160,6 +160,20 @@ func (q *CloudQueue) Abandon(ctx context.Context, deviceID, lockToken string) (d
 	return q.Settle(ctx, deviceID, lockToken, db.SettleAbandon)
 }
 
+// Release gives back a message the transport took for a connection that
+// ended before it was sent (MQTT): not a delivery, so the count stays.
+func (q *CloudQueue) Release(ctx context.Context, deviceID, lockToken string) (db.CloudMessage, error) {
+	msg, err := q.db.ReleaseCloudMessage(ctx, deviceID, lockToken)
+	if err != nil {
+		return db.CloudMessage{}, err
+	}
+	q.publish(msg)
+	if !msg.Final() {
+		q.notifyQueued(deviceID)
+	}
+	return msg, nil
+}
+
 // Purge ends every waiting or locked message of a device and returns how many.
 func (q *CloudQueue) Purge(ctx context.Context, actor, deviceID string) (int, error) {
 	purged, err := q.store.PurgeCloudMessages(ctx, deviceID)

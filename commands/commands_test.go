@@ -87,6 +87,40 @@ func TestCloudQueueLifecycle(t *testing.T) {
 	}
 }
 
+// TestCloudQueueRelease: a message the MQTT transport took but never sent
+// goes back to the queue uncounted, and the transport hears it is waiting.
+func TestCloudQueueRelease(t *testing.T) {
+	ctx := context.Background()
+	d, _, rec := setup(t)
+	q := commands.NewCloudQueue(commands.CloudQueueConfig{DB: d, Publisher: rec})
+	var notified []string
+	cancel := q.OnQueued(func(dev string) { notified = append(notified, dev) })
+	defer cancel()
+	if _, err := q.Send(ctx, "user:alice", "dev1", commands.Message{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := q.Receive(ctx, "dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := q.Release(ctx, "dev1", got.LockToken)
+	if err != nil || back.State != db.CloudQueued || back.DeliveryCount != 0 {
+		t.Fatalf("release = %+v, %v; want queued with no delivery counted", back, err)
+	}
+	var states []string
+	for _, e := range rec.Events() {
+		if v, ok := e.Data.(commands.CloudMessageView); ok {
+			states = append(states, v.State)
+		}
+	}
+	if want := []string{"queued", "locked", "queued"}; !equal(states, want) {
+		t.Errorf("published states %v, want %v", states, want)
+	}
+	if !equal(notified, []string{"dev1", "dev1"}) {
+		t.Errorf("queued notifications %v, want one for the send and one for the release", notified)
+	}
+}
+
 func TestCloudQueueSweeper(t *testing.T) {
 	ctx := context.Background()
 	d, clk, rec := setup(t)

@@ -327,6 +327,50 @@ func (d *DB) SettleCloudMessage(ctx context.Context, deviceID, lockToken, settle
 	return m, nil
 }
 
+// ReleaseCloudMessage gives back a message locked under lockToken that never
+// reached the device: the connection it was taken for ended before it was
+// sent. Unlike an abandon it does not count as a delivery, so a message is
+// never dead-lettered without having been sent. It goes back to the queue
+// as it was (queued, or abandoned after earlier deliveries) unless its time
+// to live passed. It returns ErrLockLost as SettleCloudMessage does.
+func (d *DB) ReleaseCloudMessage(ctx context.Context, deviceID, lockToken string) (CloudMessage, error) {
+	now := ms(d.Now())
+	var m CloudMessage
+	err := d.withTx(ctx, func(tx *sql.Tx) error {
+		var (
+			id, lockExp, expires int64
+			count, maxCount      int
+		)
+		err := tx.QueryRowContext(ctx, `SELECT m.id, m.lock_expires_at, m.expires_at, m.delivery_count, m.max_delivery_count
+			FROM cloud_messages m JOIN devices d ON d.id = m.device_id
+			WHERE d.device_id = ? AND m.lock_token = ? AND m.state = 'locked'`, deviceID, lockToken).
+			Scan(&id, &lockExp, &expires, &count, &maxCount)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && lockExp <= now {
+			return ErrLockLost
+		}
+		if err != nil {
+			return err
+		}
+		count--
+		want := CloudQueued
+		if count > 0 {
+			want = CloudAbandoned
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE cloud_messages SET delivery_count = ? WHERE id = ?`, count, id); err != nil {
+			return err
+		}
+		if err := setCloudState(ctx, tx, id, requeueState(want, now, expires, count, maxCount), now); err != nil {
+			return err
+		}
+		m, err = cloudMessageTx(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return CloudMessage{}, wrapUnlessNotFound(fmt.Sprintf("release cloud message of %q", deviceID), err)
+	}
+	return m, nil
+}
+
 // requeueState is where a message given back (abandoned, or its lock expired) goes:
 // waiting again as want, unless it can no longer be delivered.
 func requeueState(want string, now, expires int64, count, maxCount int) string {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"fieldhub/db"
@@ -19,6 +20,9 @@ type CloudMessages interface {
 	Receive(ctx context.Context, deviceID string) (db.CloudMessage, error)
 	Complete(ctx context.Context, deviceID, lockToken string) (db.CloudMessage, error)
 	Abandon(ctx context.Context, deviceID, lockToken string) (db.CloudMessage, error)
+	// Release gives back a message taken but never sent, which is not a
+	// delivery.
+	Release(ctx context.Context, deviceID, lockToken string) (db.CloudMessage, error)
 	// OnQueued calls fn when a message becomes deliverable to a device.
 	OnQueued(fn func(deviceID string)) (cancel func())
 }
@@ -42,7 +46,12 @@ type c2dState struct {
 	pending atomic.Bool // work was asked for since the sender last looked
 	running atomic.Bool // a sender goroutine is running
 
-	mu          sync.Mutex
+	mu sync.Mutex
+	// stopped is set when the connection has ended: no sender starts
+	// after it. senders counts the running sender, so that the
+	// connection's messages are given back only once it has stopped.
+	stopped     bool
+	senders     sync.WaitGroup
 	inFlight    map[uint16]string // packet id → lock token
 	nextID      uint16
 	outbox      []outbound
@@ -63,15 +72,32 @@ func newC2DState() *c2dState {
 // sender unless one runs.
 func (b *Broker) c2dWake(c *conn) {
 	c.c2d.pending.Store(true)
-	if c.c2d.running.CompareAndSwap(false, true) {
-		b.wg.Add(1)
-		go b.c2dRun(c)
+	if !c.c2d.running.CompareAndSwap(false, true) {
+		return
 	}
+	c.c2d.mu.Lock()
+	defer c.c2d.mu.Unlock()
+	if c.c2d.stopped {
+		return // running stays set: the connection sends nothing more
+	}
+	c.c2d.senders.Add(1)
+	b.wg.Add(1)
+	go b.c2dRun(c)
+}
+
+// stop waits for the sender of a connection that has ended, and keeps
+// another from starting.
+func (c *c2dState) stop() {
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
+	c.senders.Wait()
 }
 
 // c2dRun sends until nothing is asked for, then ends.
 func (b *Broker) c2dRun(c *conn) {
 	defer b.wg.Done()
+	defer c.c2d.senders.Done()
 	for {
 		for c.c2d.pending.Swap(false) {
 			b.flushOutbox(c)
@@ -160,10 +186,9 @@ func (b *Broker) c2dFill(c *conn) {
 		c.c2d.mu.Lock()
 		select {
 		case <-c.done:
-			// Closed while receiving, and c2dAbandonAll may have run:
-			// give this one back here.
+			// Closed while receiving: never sent.
 			c.c2d.mu.Unlock()
-			b.abandon(c.deviceID, msg.LockToken)
+			b.release(c.deviceID, msg.LockToken)
 			return
 		default:
 		}
@@ -177,7 +202,15 @@ func (b *Broker) c2dFill(c *conn) {
 			Payload:     msg.Body,
 		}
 		if err := c.write(pk); err != nil {
-			// The connection is going; c2dAbandonAll gives the lock back.
+			if errors.Is(err, mochi.ErrConnectionClosed) {
+				// Closed before the write: never sent.
+				c.c2d.mu.Lock()
+				delete(c.c2d.inFlight, id)
+				c.c2d.mu.Unlock()
+				b.release(c.deviceID, msg.LockToken)
+			}
+			// Otherwise some of it may have gone out: c2dAbandonAll
+			// gives it back as a delivery.
 			return
 		}
 	}
@@ -199,8 +232,11 @@ func (s *c2dState) packetID() uint16 {
 }
 
 // c2dAbandonAll returns the unacknowledged messages of a closed connection
-// to the queue; a disconnect before PUBACK is a delivery that failed.
+// to the queue; a disconnect before PUBACK is a delivery that failed. It
+// first waits for the connection's sender: a sender still running could
+// otherwise take a message given back here for the closed connection again.
 func (b *Broker) c2dAbandonAll(c *conn) {
+	c.c2d.stop()
 	c.c2d.mu.Lock()
 	locks := make([]string, 0, len(c.c2d.inFlight))
 	for id, lock := range c.c2d.inFlight {
@@ -210,6 +246,16 @@ func (b *Broker) c2dAbandonAll(c *conn) {
 	c.c2d.mu.Unlock()
 	for _, lock := range locks {
 		b.abandon(c.deviceID, lock)
+	}
+}
+
+// release gives back a message taken for a connection but never sent.
+func (b *Broker) release(deviceID, lock string) {
+	// Not b.ctx: on shutdown the locks must still be given back.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.cfg.CloudMessages.Release(ctx, deviceID, lock); err != nil && !errors.Is(err, db.ErrLockLost) {
+		b.log.Error("return cloud-to-device message to the queue", "device", deviceID, "err", err)
 	}
 }
 

@@ -130,6 +130,68 @@ func TestCloudToDeviceReturnsToQueueOnDisconnect(t *testing.T) {
 	}
 }
 
+// gatedCloud is the real cloud-to-device queue with a gate before Receive,
+// so a test can hold the hub's sender while a connection ends.
+type gatedCloud struct {
+	*commands.CloudQueue
+	waiting chan struct{} // a Receive waits at the gate
+	gate    chan struct{} // closed: Receives go on
+}
+
+func (g *gatedCloud) Receive(ctx context.Context, deviceID string) (db.CloudMessage, error) {
+	select {
+	case g.waiting <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return db.CloudMessage{}, ctx.Err()
+	}
+	return g.CloudQueue.Receive(ctx, deviceID)
+}
+
+// TestCloudToDeviceNotCountedUnsent: a message the hub takes from the queue
+// for a connection that ends before it is sent goes back without counting a
+// delivery, so it is not dead-lettered undelivered. Before the fix it
+// counted (delivery count 2 after one delivery), and the hub's sender could
+// take back, for the closed connection, the message that connection had
+// just given back: TestCloudToDeviceReturnsToQueueOnDisconnect's flaky
+// "delivery count = 3".
+func TestCloudToDeviceNotCountedUnsent(t *testing.T) {
+	var q *commands.CloudQueue
+	var tw *commands.Twins
+	g := &gatedCloud{waiting: make(chan struct{}, 1), gate: make(chan struct{})}
+	h := newTestHub(t, withCommands(&q, &tw), func(cfg *Config) {
+		g.CloudQueue = q
+		cfg.CloudMessages = g
+	})
+	dev := h.device("dev1")
+	d := h.connect(dev)
+	d.subscribe(t, "devices/dev1/messages/devicebound/#", 1)
+	select {
+	case <-g.waiting: // the sender, woken by SUBSCRIBE, waits at the gate
+	case <-time.After(wait):
+		t.Fatal("the hub never asked the queue for a message")
+	}
+	msg, err := q.Send(context.Background(), "op", "dev1", commands.Message{Body: []byte("late")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.client.Disconnect(uint(wait.Milliseconds()))
+	testkit.WaitFor(t, "connection gone", func() bool { return !h.broker.Connected("dev1") })
+	close(g.gate) // the sender takes the message for the connection that ended
+
+	d = h.connect(dev)
+	if m := d.next(t, "devices/dev1/messages/devicebound/"); string(m.Payload()) != "late" {
+		t.Errorf("got %q, want \"late\"", m.Payload())
+	}
+	testkit.WaitFor(t, "completed", func() bool { return cloudState(t, h, msg.ID).State == db.CloudCompleted })
+	if got := cloudState(t, h, msg.ID).DeliveryCount; got != 1 {
+		t.Errorf("delivery count = %d, want 1: the message reached the device once", got)
+	}
+}
+
 func TestTwin(t *testing.T) {
 	var q *commands.CloudQueue
 	var tw *commands.Twins

@@ -21,6 +21,7 @@ func RunCloudQueue(t *testing.T, b Backend) {
 		test{"ReceiveHeadersAndOrder", testCloudMessageReceiveHeadersAndOrder},
 		test{"LockExpiryReturnsToQueue", testCloudMessageLockExpiryReturnsToQueue},
 		test{"DeliveryCountExhaustion", testCloudMessageDeliveryCountExhaustion},
+		test{"Release", testCloudMessageRelease},
 		test{"TTLExpiry", testCloudMessageTTLExpiry},
 		test{"CloudQueueLimit", testCloudQueueLimit},
 		test{"Purge", testCloudMessagePurge},
@@ -309,6 +310,61 @@ func testCloudMessageDeliveryCountExhaustion(t *testing.T, b Backend) {
 		}
 		if got := stateOf(t, d, m.ID).State; got != db.CloudDead {
 			t.Errorf("state %q, want dead", got)
+		}
+	})
+}
+
+// testCloudMessageRelease: a message the transport took but never sent goes
+// back uncounted, as it was before it was taken.
+func testCloudMessageRelease(t *testing.T, b Backend) {
+	ctx := context.Background()
+	release := func(t *testing.T, d Store, lock string) db.CloudMessage {
+		t.Helper()
+		m, err := d.ReleaseCloudMessage(ctx, "dev1", lock)
+		if err != nil {
+			t.Fatalf("release: %v", err)
+		}
+		return m
+	}
+	t.Run("first delivery", func(t *testing.T) {
+		d, _ := newQueue(t, b)
+		enqueue(t, d, db.NewCloudMessage{MaxDeliveryCount: 1})
+		got := release(t, d, receive(t, d).LockToken)
+		if got.State != db.CloudQueued || got.DeliveryCount != 0 || got.LockToken != "" || !got.LockExpiresAt.IsZero() {
+			t.Errorf("released: state %q count %d lock %q until %v; want queued, 0, no lock", got.State, got.DeliveryCount, got.LockToken, got.LockExpiresAt)
+		}
+		// With one delivery allowed, the message still gets it.
+		if again := receive(t, d); again.DeliveryCount != 1 {
+			t.Errorf("received again: count %d, want 1", again.DeliveryCount)
+		}
+	})
+	t.Run("after an abandon", func(t *testing.T) {
+		d, _ := newQueue(t, b)
+		enqueue(t, d, db.NewCloudMessage{})
+		settle(t, d, receive(t, d).LockToken, db.SettleAbandon)
+		if got := release(t, d, receive(t, d).LockToken); got.State != db.CloudAbandoned || got.DeliveryCount != 1 {
+			t.Errorf("released: state %q count %d, want abandoned, 1", got.State, got.DeliveryCount)
+		}
+	})
+	t.Run("time to live passed", func(t *testing.T) {
+		d, clk := newQueue(t, b)
+		enqueue(t, d, db.NewCloudMessage{TTL: 30 * time.Second})
+		lock := receive(t, d).LockToken
+		clk.Advance(40 * time.Second) // the lock (a minute) holds, the message's time is up
+		if got := release(t, d, lock); got.State != db.CloudExpired || got.SettledAt.IsZero() {
+			t.Errorf("released: state %q settled %v, want expired and settled", got.State, got.SettledAt)
+		}
+	})
+	t.Run("lock lost", func(t *testing.T) {
+		d, clk := newQueue(t, b)
+		enqueue(t, d, db.NewCloudMessage{})
+		lock := receive(t, d).LockToken
+		if _, err := d.ReleaseCloudMessage(ctx, "dev1", "not-a-lock"); !errors.Is(err, db.ErrLockLost) {
+			t.Errorf("unknown lock: %v, want ErrLockLost", err)
+		}
+		clk.Advance(time.Minute)
+		if _, err := d.ReleaseCloudMessage(ctx, "dev1", lock); !errors.Is(err, db.ErrLockLost) {
+			t.Errorf("expired lock: %v, want ErrLockLost", err)
 		}
 	})
 }
