@@ -13,11 +13,15 @@ import (
 )
 
 // TestThrottledDeviceHeldBackNotDropped: a device publishing faster than
-// its rate is read no faster than the rate allows, and every message is
-// acknowledged and stored in the end: nothing is dropped.
+// its rate is held back — the hub stops reading it while it waits — and
+// every message is acknowledged and stored in the end: nothing is dropped.
+// The budget's clock stands still, so which messages wait, and for how
+// long, does not depend on how fast this machine runs the test: the first
+// burst passes, and the k-th message after it waits k/rate seconds.
 func TestThrottledDeviceHeldBackNotDropped(t *testing.T) {
-	const rate, burst, n = 20, 5, 40
-	q := quota.New(quota.Config{MessageRate: rate, MessageBurst: burst})
+	const rate, burst, n = 20, 5, 10
+	clk := testkit.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	q := quota.New(quota.Config{MessageRate: rate, MessageBurst: burst, Now: clk.Now})
 	h := newTestHub(t, func(c *Config) { c.Quota = q })
 	d := h.connect(h.device("dev1"))
 	start := time.Now()
@@ -34,14 +38,18 @@ func TestThrottledDeviceHeldBackNotDropped(t *testing.T) {
 	if got := len(h.stored("dev1")); got != n {
 		t.Fatalf("%d messages stored, want all %d", got, n)
 	}
-	// The limiter held the device: most messages waited, and the whole run
-	// took at least what the rate allows (a lower bound only: a slow
-	// machine may take longer, never shorter).
-	if held := q.Throttled("dev1").Messages; held < n-burst-5 || held > n-burst {
-		t.Errorf("%d messages held back, want about %d", held, n-burst)
+	if held := q.Throttled("dev1").Messages; held != n-burst {
+		t.Errorf("%d messages held back, want %d", held, n-burst)
 	}
-	if least := time.Duration(float64(n-burst) / rate * 0.9 * float64(time.Second)); elapsed < least {
-		t.Errorf("%d messages acknowledged in %v; at %d a second after a burst of %d they take at least %v", n, elapsed, rate, burst, least)
+	// The waits are real time, so the run takes at least their sum; only a
+	// hub that did not wait could be faster (a lower bound: a slow machine
+	// takes longer, never shorter).
+	var least time.Duration
+	for k := 1; k <= n-burst; k++ {
+		least += time.Duration(k) * time.Second / rate
+	}
+	if elapsed < least {
+		t.Errorf("%d messages acknowledged in %v; the hub should have held them back for %v", n, elapsed, least)
 	}
 	select {
 	case err := <-d.lost:
