@@ -32,20 +32,9 @@ func awaitServerClose(t *testing.T, what string, c net.Conn) {
 
 // TestConnectDeadline: a connection that does not complete its TLS
 // handshake and CONNECT in time is closed, on every listener, and devices
-// that do connect are unaffected.
+// that do connect outlive the deadline.
 func TestConnectDeadline(t *testing.T) {
-	h := newTestHub(t, func(c *Config) {
-		c.PlainAddr = "127.0.0.1:0"
-		c.ConnectTimeout = 300 * time.Millisecond
-	})
-	mux := http.NewServeMux()
-	mux.Handle(WebSocketPath, h.broker.WebSocketHandler())
-	ws := httptest.NewUnstartedServer(mux)
-	ws.TLS = &tls.Config{Certificates: []tls.Certificate{h.cert}}
-	ws.StartTLS()
-	defer ws.Close()
-
-	dial := func(addr string) net.Conn {
+	dial := func(t *testing.T, addr string) net.Conn {
 		t.Helper()
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -54,27 +43,55 @@ func TestConnectDeadline(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	silentTLS := dial(h.broker.Addr())
-	handshaken, err := tls.Dial("tcp", h.broker.Addr(), &tls.Config{RootCAs: h.roots, ServerName: "localhost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer handshaken.Close()
-	silentPlain := dial(h.broker.PlainAddr())
-	wsDialer := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: h.roots, ServerName: "localhost"}, Subprotocols: []string{"mqtt"}}
-	wsConn, _, err := wsDialer.Dial("wss://"+strings.TrimPrefix(ws.URL, "https://")+WebSocketPath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wsConn.Close()
+	t.Run("silent connections", func(t *testing.T) {
+		// Nothing here has to happen within the deadline, so it can be short.
+		h := newTestHub(t, func(c *Config) {
+			c.PlainAddr = "127.0.0.1:0"
+			c.ConnectTimeout = 300 * time.Millisecond
+		})
+		mux := http.NewServeMux()
+		mux.Handle(WebSocketPath, h.broker.WebSocketHandler())
+		ws := httptest.NewUnstartedServer(mux)
+		ws.TLS = &tls.Config{Certificates: []tls.Certificate{h.cert}}
+		ws.StartTLS()
+		defer ws.Close()
 
-	// Meanwhile a device connects as usual.
-	h.connect(h.device("dev1"))
+		silentTLS := dial(t, h.broker.Addr())
+		silentPlain := dial(t, h.broker.PlainAddr())
+		// The upgrade is the HTTPS server's; the deadline starts when the
+		// broker takes the WebSocket over.
+		wsDialer := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: h.roots, ServerName: "localhost"}, Subprotocols: []string{"mqtt"}}
+		wsConn, _, err := wsDialer.Dial("wss://"+strings.TrimPrefix(ws.URL, "https://")+WebSocketPath, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer wsConn.Close()
 
-	awaitServerClose(t, "TLS, no handshake", silentTLS)
-	awaitServerClose(t, "TLS, no CONNECT", handshaken)
-	awaitServerClose(t, "plain, no CONNECT", silentPlain)
-	awaitServerClose(t, "WebSocket, no CONNECT", wsConn.NetConn())
+		awaitServerClose(t, "TLS, no handshake", silentTLS)
+		awaitServerClose(t, "plain, no CONNECT", silentPlain)
+		awaitServerClose(t, "WebSocket, no CONNECT", wsConn.NetConn())
+	})
+	t.Run("after the handshake", func(t *testing.T) {
+		// These clients must finish their handshake, and the device its
+		// CONNECT, within the deadline: it is generous, as the default
+		// (10 s) is, for a loaded machine. 300 ms cut the device off now
+		// and then ("connect dev1: EOF").
+		h := newTestHub(t, func(c *Config) { c.ConnectTimeout = 3 * time.Second })
+		d := h.connect(h.device("dev1"))
+		// Accepted after the device: once the hub closes it, the device's
+		// own connect deadline has passed too.
+		handshaken, err := tls.Dial("tcp", h.broker.Addr(), &tls.Config{RootCAs: h.roots, ServerName: "localhost"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer handshaken.Close()
+		awaitServerClose(t, "TLS, no CONNECT", handshaken)
+
+		tok := d.publish(t, "devices/dev1/messages/events/", 1, `{"n":1}`)
+		if !tok.WaitTimeout(wait) || tok.Error() != nil {
+			t.Fatalf("publish after the connect deadline: no PUBACK (%v)", tok.Error())
+		}
+	})
 }
 
 // TestConnectionCaps: one source holding its cap of sockets gets no more,
