@@ -126,8 +126,14 @@ test('a direct method is answered and the answer reaches the operator API', asyn
   client.onDeviceMethod('reboot', (request, response) => {
     response.send(200, { rebooted: true, delay: request.payload.delay }, () => {});
   });
-  await new Promise((r) => setTimeout(r, 500)); // the subscription is on its way
-  const res = await api('POST', '/devices/mqtt-method/methods/reboot', { payload: { delay: 3 }, responseTimeoutInSeconds: 10 });
+  // The SDK subscribes to methods on its own time: the hub waits for that
+  // as for a connection (connectTimeoutInSeconds), instead of the test
+  // guessing how long it takes.
+  const res = await api('POST', '/devices/mqtt-method/methods/reboot', {
+    payload: { delay: 3 },
+    responseTimeoutInSeconds: 10,
+    connectTimeoutInSeconds: 20,
+  });
   assert.equal(res.status, 200, JSON.stringify(res.body));
   assert.deepEqual(res.body, { status: 200, payload: { rebooted: true, delay: 3 } });
 });
@@ -148,12 +154,15 @@ test('twin: get, reported patch visible in the API, desired patch received', asy
   assert.equal(shown.body.properties.reported.firmware, '1.2.3');
   assert.deepEqual(shown.body.properties.reported.battery, { level: 80 });
 
+  // Desired patches go only to a device subscribed to them, and the SDK
+  // subscribes when a listener is added without saying when it is done:
+  // subscribe first and wait for the SUBACK.
+  await new Promise((resolve, reject) => twin.enableTwinDesiredPropertiesUpdates((err) => (err ? reject(err) : resolve())));
   const desired = new Promise((resolve) => {
     twin.on('properties.desired', (delta) => {
       if (delta.rate === 10) resolve(delta);
     });
   });
-  await new Promise((r) => setTimeout(r, 500)); // the SDK subscribes when the listener is added
   const patched = await api('PATCH', '/devices/mqtt-twin/twin', { rate: 10 });
   assert.equal(patched.status, 200, JSON.stringify(patched.body));
   const delta = await desired;
@@ -171,11 +180,10 @@ test('after token renewals, cloud-to-device messages and methods still work', as
     client.complete(m, () => {});
   });
   client.onDeviceMethod('ping', (request, response) => response.send(200, { pong: request.payload }, () => {}));
-  await new Promise((r) => setTimeout(r, 8_000)); // at least two renewals
-
-  // The hub logs every connection (the audit log keeps one pair a minute).
-  const connects = hub.logs().match(/msg="device connected"[^\n]* device=mqtt-renew /g) ?? [];
-  assert.ok(connects.length >= 3, `want at least 3 connections (renewals), got ${connects.length}`);
+  // At least two renewals. The hub logs every connection (the audit log
+  // keeps one pair a minute).
+  const connects = () => hub.logs().match(/msg="device connected"[^\n]* device=mqtt-renew /g) ?? [];
+  await eventually('3 connections (two renewals)', () => connects().length >= 3, 60_000);
   const sent = await api('POST', '/devices/mqtt-renew/cloud-messages', { body: 'after renewal' });
   assert.equal(sent.status, 201);
   await eventually('message after renewal', () => messages.includes('after renewal'));
@@ -213,8 +221,12 @@ test('MQTT over WebSockets (MqttWs): telemetry and a direct method', { timeout: 
   assert.deepEqual(res.body.messages[0].properties, { via: 'websocket' });
 
   client.onDeviceMethod('ping', (request, response) => response.send(200, { pong: true }, () => {}));
-  await new Promise((r) => setTimeout(r, 500));
-  const call = await api('POST', '/devices/mqtt-ws/methods/ping', { payload: {}, responseTimeoutInSeconds: 10 }, on);
+  const call = await api(
+    'POST',
+    '/devices/mqtt-ws/methods/ping',
+    { payload: {}, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 20 },
+    on,
+  );
   assert.equal(call.status, 200, JSON.stringify(call.body));
   assert.deepEqual(call.body.payload, { pong: true });
 });
