@@ -292,20 +292,11 @@ func (d *DB) SettleCloudMessage(ctx context.Context, deviceID, lockToken, settle
 	now := ms(d.Now())
 	var m CloudMessage
 	err := d.withTx(ctx, func(tx *sql.Tx) error {
-		var (
-			id, lockExp, expires int64
-			count, maxCount      int
-		)
-		err := tx.QueryRowContext(ctx, `SELECT m.id, m.lock_expires_at, m.expires_at, m.delivery_count, m.max_delivery_count
-			FROM cloud_messages m JOIN devices d ON d.id = m.device_id
-			WHERE d.device_id = ? AND m.lock_token = ? AND m.state = 'locked'`, deviceID, lockToken).
-			Scan(&id, &lockExp, &expires, &count, &maxCount)
-		if errors.Is(err, sql.ErrNoRows) || err == nil && lockExp <= now {
-			return ErrLockLost
-		}
+		l, err := lockedCloudMessage(ctx, tx, deviceID, lockToken, now)
 		if err != nil {
 			return err
 		}
+		id, expires, count, maxCount := l.id, l.expires, l.count, l.maxCount
 		var state string
 		switch settlement {
 		case SettleComplete:
@@ -337,38 +328,51 @@ func (d *DB) ReleaseCloudMessage(ctx context.Context, deviceID, lockToken string
 	now := ms(d.Now())
 	var m CloudMessage
 	err := d.withTx(ctx, func(tx *sql.Tx) error {
-		var (
-			id, lockExp, expires int64
-			count, maxCount      int
-		)
-		err := tx.QueryRowContext(ctx, `SELECT m.id, m.lock_expires_at, m.expires_at, m.delivery_count, m.max_delivery_count
-			FROM cloud_messages m JOIN devices d ON d.id = m.device_id
-			WHERE d.device_id = ? AND m.lock_token = ? AND m.state = 'locked'`, deviceID, lockToken).
-			Scan(&id, &lockExp, &expires, &count, &maxCount)
-		if errors.Is(err, sql.ErrNoRows) || err == nil && lockExp <= now {
-			return ErrLockLost
-		}
+		l, err := lockedCloudMessage(ctx, tx, deviceID, lockToken, now)
 		if err != nil {
 			return err
 		}
-		count--
+		count := l.count - 1
 		want := CloudQueued
 		if count > 0 {
 			want = CloudAbandoned
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE cloud_messages SET delivery_count = ? WHERE id = ?`, count, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE cloud_messages SET delivery_count = ? WHERE id = ?`, count, l.id); err != nil {
 			return err
 		}
-		if err := setCloudState(ctx, tx, id, requeueState(want, now, expires, count, maxCount), now); err != nil {
+		if err := setCloudState(ctx, tx, l.id, requeueState(want, now, l.expires, count, l.maxCount), now); err != nil {
 			return err
 		}
-		m, err = cloudMessageTx(ctx, tx, id)
+		m, err = cloudMessageTx(ctx, tx, l.id)
 		return err
 	})
 	if err != nil {
 		return CloudMessage{}, wrapUnlessNotFound(fmt.Sprintf("release cloud message of %q", deviceID), err)
 	}
 	return m, nil
+}
+
+// lockedMessage is what settling a locked message needs to know of it.
+type lockedMessage struct {
+	id, expires     int64
+	count, maxCount int
+}
+
+// lockedCloudMessage finds the device's message locked under lockToken, or
+// ErrLockLost when there is none or its lock expired.
+func lockedCloudMessage(ctx context.Context, tx *sql.Tx, deviceID, lockToken string, now int64) (lockedMessage, error) {
+	var (
+		l       lockedMessage
+		lockExp int64
+	)
+	err := tx.QueryRowContext(ctx, `SELECT m.id, m.lock_expires_at, m.expires_at, m.delivery_count, m.max_delivery_count
+		FROM cloud_messages m JOIN devices d ON d.id = m.device_id
+		WHERE d.device_id = ? AND m.lock_token = ? AND m.state = 'locked'`, deviceID, lockToken).
+		Scan(&l.id, &lockExp, &l.expires, &l.count, &l.maxCount)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && lockExp <= now {
+		return lockedMessage{}, ErrLockLost
+	}
+	return l, err
 }
 
 // requeueState is where a message given back (abandoned, or its lock expired) goes:
