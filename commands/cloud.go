@@ -163,7 +163,7 @@ func (q *CloudQueue) Abandon(ctx context.Context, deviceID, lockToken string) (d
 // Release gives back a message the transport took for a connection that
 // ended before it was sent (MQTT): not a delivery, so the count stays.
 func (q *CloudQueue) Release(ctx context.Context, deviceID, lockToken string) (db.CloudMessage, error) {
-	msg, err := q.db.ReleaseCloudMessage(ctx, deviceID, lockToken)
+	msg, err := q.store.ReleaseCloudMessage(ctx, deviceID, lockToken)
 	if err != nil {
 		return db.CloudMessage{}, err
 	}

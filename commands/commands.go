@@ -41,6 +41,7 @@ type CloudStore interface {
 	EnqueueCloudMessage(ctx context.Context, nm db.NewCloudMessage, maxWaiting int) (db.CloudMessage, error)
 	ReceiveCloudMessage(ctx context.Context, deviceID string, lockFor time.Duration) (db.CloudMessage, []db.CloudMessage, error)
 	SettleCloudMessage(ctx context.Context, deviceID, lockToken, settlement string) (db.CloudMessage, error)
+	ReleaseCloudMessage(ctx context.Context, deviceID, lockToken string) (db.CloudMessage, error)
 	PurgeCloudMessages(ctx context.Context, deviceID string) ([]db.CloudMessage, error)
 	CloudMessages(ctx context.Context, deviceID string, limit int) ([]db.CloudMessage, error)
 	ApplyCloudMessageDeadlines(ctx context.Context) ([]db.CloudMessage, error)

@@ -92,7 +92,7 @@ func TestCloudQueueLifecycle(t *testing.T) {
 func TestCloudQueueRelease(t *testing.T) {
 	ctx := context.Background()
 	d, _, rec := setup(t)
-	q := commands.NewCloudQueue(commands.CloudQueueConfig{DB: d, Publisher: rec})
+	q := commands.NewCloudQueue(commands.CloudQueueConfig{Store: d, Now: d.Now, Publisher: rec})
 	var notified []string
 	cancel := q.OnQueued(func(dev string) { notified = append(notified, dev) })
 	defer cancel()
