@@ -73,6 +73,9 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// Listen is the listeners' timeouts and connection caps.
 	Listen ListenConfig
+	// PprofAddr serves Go's runtime profiles (pprof.go), loopback only; ""
+	// (the default) is off.
+	PprofAddr string
 
 	// Version and Commit name the build in the start log.
 	Version, Commit string

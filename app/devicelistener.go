@@ -39,9 +39,9 @@ func serverCertificate(cfg Config, log *slog.Logger) (tls.Certificate, error) {
 	return cert, nil
 }
 
-// isLoopback reports whether a listen address is reachable only from this
+// IsLoopback reports whether a listen address is reachable only from this
 // machine; "" and unspecified hosts (":8080", "0.0.0.0") are not.
-func isLoopback(addr string) bool {
+func IsLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil || host == "" {
 		return false

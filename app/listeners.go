@@ -92,7 +92,7 @@ func listenerCaps(l ListenConfig, log *slog.Logger) (ListenConfig, error) {
 // warnPlainDashboard says so when operators' passwords and session cookies
 // would cross a network in clear text.
 func warnPlainDashboard(log *slog.Logger, addr string, dashboardTLS bool) {
-	if dashboardTLS || isLoopback(addr) {
+	if dashboardTLS || IsLoopback(addr) {
 		return
 	}
 	log.Warn("the dashboard is served without TLS on an address other machines can reach: passwords and session cookies cross the network in clear text; use --dashboard-tls, or a TLS proxy in front on a loopback --addr",

@@ -56,6 +56,7 @@ type parts struct {
 func (a *App) start(ctx context.Context) error {
 	for _, step := range []func(context.Context) error{
 		a.lockDataFolder,
+		a.servePprof,
 		a.openStorage,
 		a.startPruner,
 		a.openDeviceListener,
@@ -229,7 +230,7 @@ func (a *App) serveDevices(ctx context.Context) error {
 	router, server := handlers.New(handlers.Config{
 		Store: a.be.store, Devices: a.devices, Assets: assets, Logger: a.log, DeviceHost: a.deviceHost, Live: a.hub,
 		CloudMessages: a.cloud, Methods: a.methods, Twins: a.twins, Ingest: a.pipeline, Telemetry: a.telemetry,
-		SeparateDeviceListener: !isLoopback(a.cfg.Addr), MQTTWebSocket: a.mqttWS, DeviceQuota: a.quota,
+		SeparateDeviceListener: !IsLoopback(a.cfg.Addr), MQTTWebSocket: a.mqttWS, DeviceQuota: a.quota,
 		SecureCookies: a.cfg.DashboardTLS, TrustedProxies: a.cfg.TrustedProxies, Health: a.health,
 	})
 	a.router = router

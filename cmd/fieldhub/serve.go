@@ -38,6 +38,7 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.ClockURL, "clock-url", envOr(e, "FIELDHUB_CLOCK_URL", ""), "compare the clock with the HTTP Date of this URL at start and warn when they differ by over a minute; SAS tokens depend on it (env FIELDHUB_CLOCK_URL)")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", envOr(e, "FIELDHUB_MQTT_ADDR", ":8883"), "MQTT over TLS device endpoint; empty turns MQTT off (env FIELDHUB_MQTT_ADDR)")
 	fs.StringVar(&cfg.MQTTPlainAddr, "mqtt-plain-addr", envOr(e, "FIELDHUB_MQTT_PLAIN_ADDR", ""), "also serve MQTT without TLS here; loopback addresses only (env FIELDHUB_MQTT_PLAIN_ADDR)")
+	fs.StringVar(&cfg.PprofAddr, "pprof-addr", envOr(e, "FIELDHUB_PPROF_ADDR", ""), "serve Go's CPU and memory profiles (net/http/pprof) here, for diagnosing performance; loopback addresses only; off when empty (env FIELDHUB_PPROF_ADDR)")
 	fs.StringVar(&cfg.DeviceAddr, "device-addr", envOr(e, "FIELDHUB_DEVICE_ADDR", ":8443"), "HTTPS device endpoint (Azure IoT Hub device API); :443 lets the SDKs' HTTP transport connect (env FIELDHUB_DEVICE_ADDR)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", envOr(e, "FIELDHUB_TLS_CERT", ""), "PEM certificate chain of the device endpoints; default: issued by a CA generated in <data>/tls (env FIELDHUB_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", envOr(e, "FIELDHUB_TLS_KEY", ""), "PEM private key for --tls-cert (env FIELDHUB_TLS_KEY)")
@@ -86,6 +87,9 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.MQTTAddr); cfg.MQTTAddr != "" && err != nil {
 		return cfg, usagef("serve: --mqtt-addr %q is not host:port: %v", cfg.MQTTAddr, err)
+	}
+	if cfg.PprofAddr != "" && !app.IsLoopback(cfg.PprofAddr) {
+		return cfg, usagef("serve: --pprof-addr %q: profiles are served on a loopback host:port only (127.0.0.1, ::1 or localhost)", cfg.PprofAddr)
 	}
 	if cfg.MQTTPlainAddr != "" {
 		if err := mqtt.CheckPlainAddr(cfg.MQTTPlainAddr); err != nil {
