@@ -94,8 +94,13 @@ func BenchmarkHubHTTPS(b *testing.B) {
 
 	apiAddr, deviceAddr, mqttAddr := freeAddr(b), freeAddr(b), freeAddr(b)
 	// The 1,000 devices all come from this machine's address: no per-source cap.
-	hub := startProcess(b, dir, "fieldhub", nil, bin, "serve", "--data", data, "--addr", apiAddr,
-		"--device-addr", deviceAddr, "--mqtt-addr", mqttAddr, "--log-level", "warn", "--device-max-conns-per-ip", "0")
+	args := []string{"serve", "--data", data, "--addr", apiAddr,
+		"--device-addr", deviceAddr, "--mqtt-addr", mqttAddr, "--log-level", "warn", "--device-max-conns-per-ip", "0"}
+	prof := newProfiler(b)
+	if prof != nil {
+		args = append(args, "--pprof-addr", prof.addr)
+	}
+	hub := startProcess(b, dir, "fieldhub", nil, bin, args...)
 	api.base = "http://" + apiAddr
 	waitFor(b, "fieldhub /readyz", func() bool {
 		resp, err := http.Get(api.base + "/readyz")
@@ -120,6 +125,7 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	warm.check(b, "warm-up")
 
 	setupRSS := peakSince(b, hub.pid()) // start, registration and warm-up
+	prof.phase(b, "single", singlePhase)
 	cpu0 := cpuSeconds(b, hub.pid())
 	p := startProbe(b, probe, deviceURL, api)
 	single := runLoad(devices, deviceURL, loadOptions{duration: singlePhase})
@@ -127,12 +133,15 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	hubCPU := (cpuSeconds(b, hub.pid()) - cpu0) / single.elapsed.Seconds()
 	single.check(b, "single messages")
 	singleRSS := peakSince(b, hub.pid())
+	prof.phase(b, "half", halfPhase)
 	half := runLoad(devices, deviceURL, loadOptions{duration: halfPhase, rate: single.rate() / 2})
 	half.check(b, "single messages at half rate")
 	halfRSS := peakSince(b, hub.pid())
+	prof.phase(b, "batch", batchPhase)
 	batched := runLoad(devices, deviceURL, loadOptions{duration: batchPhase, batch: batchSize})
 	batched.check(b, "batches")
 	batchRSS := peakSince(b, hub.pid())
+	prof.phase(b, "end", 0)
 	hubRSS := max(setupRSS, singleRSS, halfRSS, batchRSS)
 	stored := float64(warm.ok+single.ok+half.ok+batched.ok*batchSize) * fields
 	hub.stop(b)
@@ -206,6 +215,77 @@ func BenchmarkHubHTTPS(b *testing.B) {
 		setupRSS, singleRSS, halfRSS, batchRSS, len(visAPI), pct(visSSE, 0.5), pct(visSSE, 0.99), pct(visAPI, 0.5), pct(visAPI, 0.99))
 	b.Logf("bare echo: single %.0f req/s (p50 %.1f ms, p99 %.1f ms, %.2f cores); at %.0f req/s p99 %.1f ms; batches %.0f req/s; peak RSS %.0f MB",
 		bareSingle.rate(), bareSingle.pct(0.5), bareSingle.pct(0.99), bareCPU, bareHalf.rate(), bareHalf.pct(0.99), bareBatched.rate(), bareRSS)
+}
+
+// profiler keeps the hub's profiles of each load phase when
+// FIELDHUB_BENCH_PROFILE names a folder (the hub then serves them on
+// --pprof-addr): <phase>-cpu.pprof over the phase, <phase>-heap.pprof of
+// the live heap three quarters into it (near its peak; <phase>-heap.txt,
+// the same in text, ends with the runtime's memory statistics), and allocs-<phase>.
+// pprof, the allocations since start when the phase began, so that
+// `go tool pprof -sample_index=alloc_space -base allocs-single.pprof
+// allocs-half.pprof` shows what the single-message phase allocated. nil
+// (every method a no-op) when the variable is unset.
+type profiler struct {
+	dir, addr string
+	running   sync.WaitGroup
+}
+
+func newProfiler(b *testing.B) *profiler {
+	dir := os.Getenv("FIELDHUB_BENCH_PROFILE")
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return &profiler{dir: dir, addr: freeAddr(b)}
+}
+
+// phase ends the profiles of the phase before (waits for them) and starts
+// those of the phase called name, which lasts d (0: none, the end).
+func (p *profiler) phase(b *testing.B, name string, d time.Duration) {
+	if p == nil {
+		return
+	}
+	p.running.Wait()
+	p.fetch(b, "/debug/pprof/allocs", "allocs-"+name+".pprof")
+	if d == 0 {
+		return
+	}
+	p.running.Add(2)
+	go func() {
+		defer p.running.Done()
+		// The phase's length less a second: its load ends after d.
+		p.fetch(b, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int((d-time.Second)/time.Second)), name+"-cpu.pprof")
+	}()
+	go func() {
+		defer p.running.Done()
+		time.Sleep(d * 3 / 4)
+		// The runtime's memory statistics first (the text form ends with
+		// them), as they are before the profile's collection.
+		p.fetch(b, "/debug/pprof/heap?debug=1", name+"-heap.txt")
+		p.fetch(b, "/debug/pprof/heap?gc=1", name+"-heap.pprof")
+	}()
+}
+
+func (p *profiler) fetch(b *testing.B, path, file string) {
+	resp, err := http.Get("http://" + p.addr + path)
+	if err != nil {
+		b.Errorf("profile %s: %v", path, err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %d: %s", resp.StatusCode, data)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(p.dir, file), data, 0o644)
+	}
+	if err != nil {
+		b.Errorf("profile %s: %v", path, err)
+	}
 }
 
 // TestBareServerProcess is BenchmarkHubHTTPS's baseline server: Echo over
