@@ -34,13 +34,7 @@ type AuditEntry struct {
 
 // RecordAudit appends an entry; At defaults to now and Outcome to "ok".
 func (d *DB) RecordAudit(ctx context.Context, e AuditEntry) error {
-	if e.At.IsZero() {
-		e.At = d.Now()
-	}
-	if e.Outcome == "" {
-		e.Outcome = "ok"
-	}
-	e = e.cut()
+	e = e.Prepare(d.Now())
 	_, err := d.write.ExecContext(ctx, `INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)`,
 		ms(e.At), e.Actor, e.Action, e.Target, e.Outcome, e.Detail)
 	if err != nil {
@@ -49,8 +43,21 @@ func (d *DB) RecordAudit(ctx context.Context, e AuditEntry) error {
 	return nil
 }
 
-// cut bounds every field to its maximum length.
-func (e AuditEntry) cut() AuditEntry {
+// Prepare returns e as every store records it: At defaults to now,
+// Outcome to "ok", and every field is cut to its maximum.
+func (e AuditEntry) Prepare(now time.Time) AuditEntry {
+	if e.At.IsZero() {
+		e.At = now
+	}
+	if e.Outcome == "" {
+		e.Outcome = "ok"
+	}
+	return e.Cut()
+}
+
+// Cut bounds every field to its maximum length; stores apply it to what
+// they read too.
+func (e AuditEntry) Cut() AuditEntry {
 	e.Actor = cutAuditField(e.Actor, MaxAuditActor)
 	e.Action = cutAuditField(e.Action, MaxAuditAction)
 	e.Target = cutAuditField(e.Target, MaxAuditTarget)
@@ -96,6 +103,15 @@ type AuditFilter struct {
 	Limit    int
 }
 
+// PageSize is how many entries f asks for: Limit, or 100 when it is not
+// between 1 and 1000.
+func (f AuditFilter) PageSize() int {
+	if f.Limit <= 0 || f.Limit > 1000 {
+		return 100
+	}
+	return f.Limit
+}
+
 // AuditEntries lists entries matching f.
 func (d *DB) AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
 	var conds []string
@@ -106,7 +122,7 @@ func (d *DB) AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntry, err
 	}
 	if f.Action != "" {
 		conds = append(conds, "action LIKE ? ESCAPE '\\'")
-		args = append(args, strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Action)+"%")
+		args = append(args, EscapeLike(f.Action)+"%")
 	}
 	if f.Target != "" {
 		conds = append(conds, "target = ?")
@@ -116,9 +132,7 @@ func (d *DB) AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntry, err
 		conds = append(conds, "id < ?")
 		args = append(args, f.BeforeID)
 	}
-	if f.Limit <= 0 || f.Limit > 1000 {
-		f.Limit = 100
-	}
+	f.Limit = f.PageSize()
 	// Bytes, not characters: SQLite's text functions stop at a NUL, which
 	// rows from before the cut may hold. Four bytes per character is enough
 	// to see whether a field is longer than its maximum.
@@ -147,7 +161,7 @@ func (d *DB) AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntry, err
 		}
 		e.At = fromMS(at)
 		e.Actor, e.Action, e.Target, e.Outcome, e.Detail = string(f[0]), string(f[1]), string(f[2]), string(f[3]), string(f[4])
-		out = append(out, e.cut())
+		out = append(out, e.Cut())
 	}
 	return out, rows.Err()
 }

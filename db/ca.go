@@ -43,34 +43,53 @@ func ValidateCAName(name string) error {
 	return nil
 }
 
-// AddCertificateAuthority registers a CA certificate (one PEM block, a CA,
-// valid now) under name.
-func (d *DB) AddCertificateAuthority(ctx context.Context, name string, pemBytes []byte) (CertificateAuthority, error) {
+// NewCertificateAuthority checks a CA certificate (one PEM block, a CA,
+// valid at now) to register under name and returns its record.
+func NewCertificateAuthority(name string, pemBytes []byte, now time.Time) (CertificateAuthority, error) {
 	if err := ValidateCAName(name); err != nil {
 		return CertificateAuthority{}, err
 	}
-	now := d.Now()
 	cert, err := auth.ParseCACertificate(pemBytes, now)
 	if err != nil {
 		return CertificateAuthority{}, invalid("certificate", "%v", err)
 	}
-	ca := CertificateAuthority{
+	return CertificateAuthority{
 		Name: name, Subject: cert.Subject.String(), Thumbprint: auth.Thumbprint(cert),
 		NotAfter: fromMS(ms(cert.NotAfter)), CreatedAt: fromMS(ms(now)),
 		PEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})),
+	}, nil
+}
+
+// CanAddCertificateAuthority refuses another CA certificate when the hub
+// trusts count already, or when the same certificate is registered under
+// the name same ("" when it is not).
+func CanAddCertificateAuthority(count int, same string) error {
+	switch {
+	case same != "":
+		return invalid("certificate", "this certificate is already registered as %q", same)
+	case count >= MaxCertificateAuthorities:
+		return invalid("certificate", "the hub already trusts %d CA certificates, the most it allows; remove one first", count)
+	}
+	return nil
+}
+
+// AddCertificateAuthority registers a CA certificate (one PEM block, a CA,
+// valid now) under name.
+func (d *DB) AddCertificateAuthority(ctx context.Context, name string, pemBytes []byte) (CertificateAuthority, error) {
+	ca, err := NewCertificateAuthority(name, pemBytes, d.Now())
+	if err != nil {
+		return CertificateAuthority{}, err
 	}
 	err = d.withTx(ctx, func(tx *sql.Tx) error {
 		var n int
 		var same string
 		err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MAX(CASE WHEN thumbprint = ? THEN name END), '') FROM certificate_authorities`,
 			ca.Thumbprint).Scan(&n, &same)
-		switch {
-		case err != nil:
+		if err != nil {
 			return err
-		case same != "":
-			return invalid("certificate", "this certificate is already registered as %q", same)
-		case n >= MaxCertificateAuthorities:
-			return invalid("certificate", "the hub already trusts %d CA certificates, the most it allows; remove one first", n)
+		}
+		if err := CanAddCertificateAuthority(n, same); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO certificate_authorities (name, certificate, subject, thumbprint, not_after, created_at)
 			VALUES (?, ?, ?, ?, ?, ?)`, ca.Name, ca.PEM, ca.Subject, ca.Thumbprint, ms(ca.NotAfter), ms(ca.CreatedAt))
@@ -116,6 +135,11 @@ func (d *DB) CACertificates(ctx context.Context) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseCertificateAuthorities(cas)
+}
+
+// ParseCertificateAuthorities parses the stored certificates of cas.
+func ParseCertificateAuthorities(cas []CertificateAuthority) ([]*x509.Certificate, error) {
 	out := make([]*x509.Certificate, 0, len(cas))
 	for _, ca := range cas {
 		block, _ := pem.Decode([]byte(ca.PEM))

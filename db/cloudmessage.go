@@ -91,8 +91,8 @@ type NewCloudMessage struct {
 	Sender           string
 }
 
-// newUUID is a random RFC 4122 version 4 UUID, the shape Azure uses for ids and lock tokens.
-func newUUID() string {
+// NewUUID is a random RFC 4122 version 4 UUID, the shape Azure uses for ids and lock tokens.
+func NewUUID() string {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(fmt.Sprintf("crypto/rand failed: %v", err))
@@ -103,13 +103,13 @@ func newUUID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-const cloudColumns = `m.id, d.device_id, m.message_id, m.correlation_id, m.body, m.properties, m.state,
+const CloudColumns = `m.id, d.device_id, m.message_id, m.correlation_id, m.body, m.properties, m.state,
 	m.lock_token, m.lock_expires_at, m.expires_at, m.delivery_count, m.max_delivery_count, m.sender,
 	m.enqueued_at, m.updated_at, m.settled_at`
 
-const cloudFrom = ` FROM cloud_messages m JOIN devices d ON d.id = m.device_id`
+const CloudFrom = ` FROM cloud_messages m JOIN devices d ON d.id = m.device_id`
 
-func scanCloudMessage(s scanner) (CloudMessage, error) {
+func ScanCloudMessage(s Scanner) (CloudMessage, error) {
 	var (
 		m                         CloudMessage
 		props                     string
@@ -140,14 +140,14 @@ type querier interface {
 }
 
 func queryCloudMessages(ctx context.Context, q querier, where string, args ...any) ([]CloudMessage, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+cloudColumns+cloudFrom+` WHERE `+where, args...)
+	rows, err := q.QueryContext(ctx, `SELECT `+CloudColumns+CloudFrom+` WHERE `+where, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []CloudMessage
 	for rows.Next() {
-		m, err := scanCloudMessage(rows)
+		m, err := ScanCloudMessage(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -168,22 +168,14 @@ func deviceRowID(ctx context.Context, tx *sql.Tx, deviceID string) (int64, error
 // EnqueueCloudMessage queues a message for a device, refusing it with ErrQueueFull
 // when maxWaiting messages are already waiting or locked.
 func (d *DB) EnqueueCloudMessage(ctx context.Context, nm NewCloudMessage, maxWaiting int) (CloudMessage, error) {
-	if nm.TTL <= 0 || nm.MaxDeliveryCount < 1 {
-		return CloudMessage{}, fmt.Errorf("queue cloud message: TTL %s and max delivery count %d must be positive", nm.TTL, nm.MaxDeliveryCount)
-	}
-	if nm.MessageID == "" {
-		nm.MessageID = newUUID()
-	}
-	if nm.Properties == nil {
-		nm.Properties = map[string]string{}
-	}
-	if nm.Body == nil {
-		nm.Body = []byte{}
+	nm, err := nm.Prepare()
+	if err != nil {
+		return CloudMessage{}, err
 	}
 	props, _ := json.Marshal(nm.Properties)
 	now := ms(d.Now())
 	var m CloudMessage
-	err := d.withTx(ctx, func(tx *sql.Tx) error {
+	err = d.withTx(ctx, func(tx *sql.Tx) error {
 		dev, err := deviceRowID(ctx, tx, nm.DeviceID)
 		if err != nil {
 			return err
@@ -197,8 +189,7 @@ func (d *DB) EnqueueCloudMessage(ctx context.Context, nm NewCloudMessage, maxWai
 			return err
 		}
 		if waiting >= maxWaiting {
-			return fmt.Errorf("device %q has %d messages waiting, the most allowed; wait for the device to take some or purge the queue: %w",
-				nm.DeviceID, waiting, ErrQueueFull)
+			return QueueFullError(nm.DeviceID, waiting)
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO cloud_messages (device_id, message_id, correlation_id, body, properties,
 			state, expires_at, delivery_count, max_delivery_count, sender, enqueued_at, updated_at)
@@ -213,19 +204,43 @@ func (d *DB) EnqueueCloudMessage(ctx context.Context, nm NewCloudMessage, maxWai
 		return err
 	})
 	if err != nil {
-		return CloudMessage{}, wrapUnlessNotFound("queue cloud message", err)
+		return CloudMessage{}, WrapUnlessNotFound("queue cloud message", err)
 	}
 	return m, nil
 }
 
+// Prepare checks nm and fills in its defaults (a message id, empty
+// properties and body); every store queues messages through it.
+func (nm NewCloudMessage) Prepare() (NewCloudMessage, error) {
+	if nm.TTL <= 0 || nm.MaxDeliveryCount < 1 {
+		return nm, fmt.Errorf("queue cloud message: TTL %s and max delivery count %d must be positive", nm.TTL, nm.MaxDeliveryCount)
+	}
+	if nm.MessageID == "" {
+		nm.MessageID = NewUUID()
+	}
+	if nm.Properties == nil {
+		nm.Properties = map[string]string{}
+	}
+	if nm.Body == nil {
+		nm.Body = []byte{}
+	}
+	return nm, nil
+}
+
+// QueueFullError refuses a message for a device with waiting messages.
+func QueueFullError(deviceID string, waiting int) error {
+	return fmt.Errorf("device %q has %d messages waiting, the most allowed; wait for the device to take some or purge the queue: %w",
+		deviceID, waiting, ErrQueueFull)
+}
+
 func cloudMessageTx(ctx context.Context, tx *sql.Tx, id int64) (CloudMessage, error) {
-	m, err := scanCloudMessage(tx.QueryRowContext(ctx, `SELECT `+cloudColumns+cloudFrom+` WHERE m.id = ?`, id))
+	m, err := ScanCloudMessage(tx.QueryRowContext(ctx, `SELECT `+CloudColumns+CloudFrom+` WHERE m.id = ?`, id))
 	return m, translate(err)
 }
 
 // CloudMessage reads one message by its sequence number.
 func (d *DB) CloudMessage(ctx context.Context, id int64) (CloudMessage, error) {
-	m, err := scanCloudMessage(d.read.QueryRowContext(ctx, `SELECT `+cloudColumns+cloudFrom+` WHERE m.id = ?`, id))
+	m, err := ScanCloudMessage(d.read.QueryRowContext(ctx, `SELECT `+CloudColumns+CloudFrom+` WHERE m.id = ?`, id))
 	if err := translate(err); err != nil {
 		return CloudMessage{}, fmt.Errorf("cloud message %d: %w", id, err)
 	}
@@ -263,7 +278,7 @@ func (d *DB) ReceiveCloudMessage(ctx context.Context, deviceID string, lockFor t
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE cloud_messages SET state = 'locked', lock_token = ?, lock_expires_at = ?,
-			delivery_count = delivery_count + 1, updated_at = ? WHERE id = ?`, newUUID(), now+lockFor.Milliseconds(), now, id); err != nil {
+			delivery_count = delivery_count + 1, updated_at = ? WHERE id = ?`, NewUUID(), now+lockFor.Milliseconds(), now, id); err != nil {
 			return err
 		}
 		m, err = cloudMessageTx(ctx, tx, id)
@@ -273,7 +288,7 @@ func (d *DB) ReceiveCloudMessage(ctx context.Context, deviceID string, lockFor t
 		return CloudMessage{}, changed, ErrQueueEmpty
 	}
 	if err != nil {
-		return CloudMessage{}, nil, wrapUnlessNotFound(fmt.Sprintf("receive cloud message for %q", deviceID), err)
+		return CloudMessage{}, nil, WrapUnlessNotFound(fmt.Sprintf("receive cloud message for %q", deviceID), err)
 	}
 	return m, changed, nil
 }
@@ -284,10 +299,8 @@ func (d *DB) ReceiveCloudMessage(ctx context.Context, deviceID string, lockFor t
 // An abandoned message goes back to the queue unless its deliveries are exhausted
 // (dead) or its time to live passed (expired).
 func (d *DB) SettleCloudMessage(ctx context.Context, deviceID, lockToken, settlement string) (CloudMessage, error) {
-	switch settlement {
-	case SettleComplete, SettleReject, SettleAbandon:
-	default:
-		return CloudMessage{}, invalid("settlement", "unknown settlement %q; use complete, reject or abandon", settlement)
+	if err := ValidateSettlement(settlement); err != nil {
+		return CloudMessage{}, err
 	}
 	now := ms(d.Now())
 	var m CloudMessage
@@ -296,24 +309,15 @@ func (d *DB) SettleCloudMessage(ctx context.Context, deviceID, lockToken, settle
 		if err != nil {
 			return err
 		}
-		id, expires, count, maxCount := l.id, l.expires, l.count, l.maxCount
-		var state string
-		switch settlement {
-		case SettleComplete:
-			state = CloudCompleted
-		case SettleReject:
-			state = CloudRejected
-		case SettleAbandon:
-			state = requeueState(CloudAbandoned, now, expires, count, maxCount)
-		}
-		if err := setCloudState(ctx, tx, id, state, now); err != nil {
+		state := SettledState(settlement, now, l.expires, l.count, l.maxCount)
+		if err := setCloudState(ctx, tx, l.id, state, now); err != nil {
 			return err
 		}
-		m, err = cloudMessageTx(ctx, tx, id)
+		m, err = cloudMessageTx(ctx, tx, l.id)
 		return err
 	})
 	if err != nil {
-		return CloudMessage{}, wrapUnlessNotFound(fmt.Sprintf("%s cloud message of %q", settlement, deviceID), err)
+		return CloudMessage{}, WrapUnlessNotFound(fmt.Sprintf("%s cloud message of %q", settlement, deviceID), err)
 	}
 	return m, nil
 }
@@ -333,21 +337,17 @@ func (d *DB) ReleaseCloudMessage(ctx context.Context, deviceID, lockToken string
 			return err
 		}
 		count := l.count - 1
-		want := CloudQueued
-		if count > 0 {
-			want = CloudAbandoned
-		}
 		if _, err := tx.ExecContext(ctx, `UPDATE cloud_messages SET delivery_count = ? WHERE id = ?`, count, l.id); err != nil {
 			return err
 		}
-		if err := setCloudState(ctx, tx, l.id, requeueState(want, now, l.expires, count, l.maxCount), now); err != nil {
+		if err := setCloudState(ctx, tx, l.id, ReleasedState(now, l.expires, count, l.maxCount), now); err != nil {
 			return err
 		}
 		m, err = cloudMessageTx(ctx, tx, l.id)
 		return err
 	})
 	if err != nil {
-		return CloudMessage{}, wrapUnlessNotFound(fmt.Sprintf("release cloud message of %q", deviceID), err)
+		return CloudMessage{}, WrapUnlessNotFound(fmt.Sprintf("release cloud message of %q", deviceID), err)
 	}
 	return m, nil
 }
@@ -375,9 +375,51 @@ func lockedCloudMessage(ctx context.Context, tx *sql.Tx, deviceID, lockToken str
 	return l, err
 }
 
-// requeueState is where a message given back (abandoned, or its lock expired) goes:
+// ValidateSettlement accepts the settlements a device may give.
+func ValidateSettlement(settlement string) error {
+	switch settlement {
+	case SettleComplete, SettleReject, SettleAbandon:
+		return nil
+	}
+	return invalid("settlement", "unknown settlement %q; use complete, reject or abandon", settlement)
+}
+
+// SettledState is where a locked message goes when a device settles it
+// (a valid settlement) at now (Unix ms); expires, count and maxCount are
+// its deadline and deliveries.
+func SettledState(settlement string, now, expires int64, count, maxCount int) string {
+	switch settlement {
+	case SettleComplete:
+		return CloudCompleted
+	case SettleReject:
+		return CloudRejected
+	}
+	return RequeueState(CloudAbandoned, now, expires, count, maxCount)
+}
+
+// ReleasedState is where a locked message goes when it is given back
+// unsent: count is its delivery count without this delivery.
+func ReleasedState(now, expires int64, count, maxCount int) string {
+	want := CloudQueued
+	if count > 0 {
+		want = CloudAbandoned
+	}
+	return RequeueState(want, now, expires, count, maxCount)
+}
+
+// ExpiredState is where a message whose deadline passed at now goes:
+// expired when it was waiting, back to the queue (or dead, or expired)
+// when its lock ran out.
+func ExpiredState(m CloudMessage, now int64) string {
+	if m.State == CloudLocked {
+		return RequeueState(CloudQueued, now, ms(m.ExpiresAt), m.DeliveryCount, m.MaxDeliveryCount)
+	}
+	return CloudExpired
+}
+
+// RequeueState is where a message given back (abandoned, or its lock expired) goes:
 // waiting again as want, unless it can no longer be delivered.
-func requeueState(want string, now, expires int64, count, maxCount int) string {
+func RequeueState(want string, now, expires int64, count, maxCount int) string {
 	switch {
 	case expires <= now:
 		return CloudExpired
@@ -414,11 +456,7 @@ func applyCloudDeadlines(ctx context.Context, tx *sql.Tx, now, dev int64) ([]Clo
 		return nil, err
 	}
 	for i, m := range due {
-		state := CloudExpired
-		if m.State == CloudLocked {
-			state = requeueState(CloudQueued, now, ms(m.ExpiresAt), m.DeliveryCount, m.MaxDeliveryCount)
-		}
-		if err := setCloudState(ctx, tx, m.ID, state, now); err != nil {
+		if err := setCloudState(ctx, tx, m.ID, ExpiredState(m, now), now); err != nil {
 			return nil, err
 		}
 		if due[i], err = cloudMessageTx(ctx, tx, m.ID); err != nil {
@@ -485,16 +523,22 @@ func (d *DB) PurgeCloudMessages(ctx context.Context, deviceID string) ([]CloudMe
 		return nil
 	})
 	if err != nil {
-		return nil, wrapUnlessNotFound(fmt.Sprintf("purge cloud messages of %q", deviceID), err)
+		return nil, WrapUnlessNotFound(fmt.Sprintf("purge cloud messages of %q", deviceID), err)
 	}
 	return purged, nil
 }
 
+// CloudHistoryLimit is how many messages CloudMessages lists for limit.
+func CloudHistoryLimit(limit int) int {
+	if limit <= 0 || limit > 1000 {
+		return 100
+	}
+	return limit
+}
+
 // CloudMessages is a device's message history, newest first, at most limit (default 100).
 func (d *DB) CloudMessages(ctx context.Context, deviceID string, limit int) ([]CloudMessage, error) {
-	if limit <= 0 || limit > 1000 {
-		limit = 100
-	}
+	limit = CloudHistoryLimit(limit)
 	if _, err := d.Device(ctx, deviceID); err != nil {
 		return nil, err
 	}
@@ -515,9 +559,9 @@ func (d *DB) PruneCloudMessages(ctx context.Context, cutoff time.Time) (int64, e
 	return n, nil
 }
 
-// wrapUnlessNotFound adds context to err, except to "device \"x\": not found",
+// WrapUnlessNotFound adds context to err, except to "device \"x\": not found",
 // which already says everything and is shown to clients as it is.
-func wrapUnlessNotFound(what string, err error) error {
+func WrapUnlessNotFound(what string, err error) error {
 	if errors.Is(err, storage.ErrNotFound) {
 		return err
 	}

@@ -192,11 +192,13 @@ type NewDevice struct {
 	Auth Authentication
 }
 
-const maxNameLength = 200
+// MaxNameLength bounds the names of devices and API tokens.
+const MaxNameLength = 200
 
-// CreateDevice registers a device: with fresh keys, or without keys when it
-// authenticates with X.509.
-func (d *DB) CreateDevice(ctx context.Context, nd NewDevice) (Device, error) {
+// Prepare checks nd and returns the device to store at now, with fresh
+// keys unless it authenticates with X.509; its ID is the store's to give.
+// Every store creates devices through it.
+func (nd NewDevice) Prepare(now time.Time) (Device, error) {
 	if err := ValidateDeviceID(nd.DeviceID); err != nil {
 		return Device{}, err
 	}
@@ -204,8 +206,8 @@ func (d *DB) CreateDevice(ctx context.Context, nd NewDevice) (Device, error) {
 	if err != nil {
 		return Device{}, err
 	}
-	if len(nd.Name) > maxNameLength {
-		return Device{}, invalid("name", "name is longer than %d characters", maxNameLength)
+	if len(nd.Name) > MaxNameLength {
+		return Device{}, invalid("name", "name is longer than %d characters", MaxNameLength)
 	}
 	if nd.Tags == nil {
 		nd.Tags = map[string]string{}
@@ -213,8 +215,6 @@ func (d *DB) CreateDevice(ctx context.Context, nd NewDevice) (Device, error) {
 	if err := validateTags(nd.Tags); err != nil {
 		return Device{}, err
 	}
-	tags, _ := json.Marshal(nd.Tags)
-	now := d.Now()
 	dev := Device{
 		DeviceID: nd.DeviceID, Name: nd.Name, Tags: nd.Tags, Auth: a,
 		Enabled: true, CreatedAt: fromMS(ms(now)), UpdatedAt: fromMS(ms(now)),
@@ -222,11 +222,37 @@ func (d *DB) CreateDevice(ctx context.Context, nd NewDevice) (Device, error) {
 	if !a.X509() {
 		dev.PrimaryKey, dev.SecondaryKey = NewDeviceKey(), NewDeviceKey()
 	}
+	return dev, nil
+}
+
+// EncodeTags is the tags column: a JSON object of string values.
+func EncodeTags(tags map[string]string) string {
+	b, _ := json.Marshal(tags)
+	return string(b)
+}
+
+// DecodeTags reads the tags column.
+func DecodeTags(deviceID, col string) (map[string]string, error) {
+	tags := map[string]string{}
+	if err := json.Unmarshal([]byte(col), &tags); err != nil {
+		return nil, fmt.Errorf("device %s: bad tags column: %w", deviceID, err)
+	}
+	return tags, nil
+}
+
+// CreateDevice registers a device: with fresh keys, or without keys when it
+// authenticates with X.509.
+func (d *DB) CreateDevice(ctx context.Context, nd NewDevice) (Device, error) {
+	dev, err := nd.Prepare(d.Now())
+	if err != nil {
+		return Device{}, err
+	}
+	a := dev.Auth
 	res, err := d.write.ExecContext(ctx, `INSERT INTO devices
 		(device_id, name, tags, primary_key, secondary_key, auth_type, primary_thumbprint, secondary_thumbprint, enabled, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
-		dev.DeviceID, dev.Name, string(tags), dev.PrimaryKey, dev.SecondaryKey,
-		a.Type, a.PrimaryThumbprint, a.SecondaryThumbprint, ms(now), ms(now))
+		dev.DeviceID, dev.Name, EncodeTags(dev.Tags), dev.PrimaryKey, dev.SecondaryKey,
+		a.Type, a.PrimaryThumbprint, a.SecondaryThumbprint, ms(dev.CreatedAt), ms(dev.UpdatedAt))
 	if err := translate(err); err != nil {
 		if err == storage.ErrConflict {
 			return Device{}, fmt.Errorf("device %q: %w", nd.DeviceID, storage.ErrConflict)
@@ -237,12 +263,12 @@ func (d *DB) CreateDevice(ctx context.Context, nd NewDevice) (Device, error) {
 	return dev, nil
 }
 
-const deviceColumns = `id, device_id, name, tags, primary_key, secondary_key, auth_type, primary_thumbprint, secondary_thumbprint,
+const DeviceColumns = `id, device_id, name, tags, primary_key, secondary_key, auth_type, primary_thumbprint, secondary_thumbprint,
 	enabled, connected, created_at, updated_at, last_activity_at, disconnected_at`
 
-type scanner interface{ Scan(dest ...any) error }
+type Scanner interface{ Scan(dest ...any) error }
 
-func scanDevice(s scanner) (Device, error) {
+func ScanDevice(s Scanner) (Device, error) {
 	var (
 		dev       Device
 		tags      string
@@ -260,16 +286,14 @@ func scanDevice(s scanner) (Device, error) {
 	dev.Enabled, dev.Connected = enabled == 1, connected == 1
 	dev.CreatedAt, dev.UpdatedAt, dev.LastActivity = fromMS(created), fromMS(updated), nullMS(lastSeen)
 	dev.DisconnectedAt = nullMS(hungUp)
-	dev.Tags = map[string]string{}
-	if err := json.Unmarshal([]byte(tags), &dev.Tags); err != nil {
-		return Device{}, fmt.Errorf("device %s: bad tags column: %w", dev.DeviceID, err)
-	}
-	return dev, nil
+	var err error
+	dev.Tags, err = DecodeTags(dev.DeviceID, tags)
+	return dev, err
 }
 
 // Device finds a device by its device id.
 func (d *DB) Device(ctx context.Context, deviceID string) (Device, error) {
-	dev, err := scanDevice(d.read.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE device_id = ?`, deviceID))
+	dev, err := ScanDevice(d.read.QueryRowContext(ctx, `SELECT `+DeviceColumns+` FROM devices WHERE device_id = ?`, deviceID))
 	if err := translate(err); err != nil {
 		return Device{}, fmt.Errorf("device %q: %w", deviceID, err)
 	}
@@ -288,11 +312,11 @@ func (f DeviceFilter) where(now time.Time) (string, []any) {
 	var conds []string
 	var args []any
 	if q := strings.TrimSpace(f.Query); q != "" {
-		like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(q) + "%"
+		like := "%" + EscapeLike(q) + "%"
 		conds = append(conds, `(device_id LIKE ? ESCAPE '\' OR name LIKE ? ESCAPE '\' OR tags LIKE ? ESCAPE '\')`)
 		args = append(args, like, like, like)
 	}
-	cutoff := onlineCutoff(now)
+	cutoff := OnlineCutoff(now)
 	switch f.Status {
 	case StatusOnline:
 		conds = append(conds, `enabled = 1 AND `+onlineSQL)
@@ -307,6 +331,11 @@ func (f DeviceFilter) where(now time.Time) (string, []any) {
 		return "", nil
 	}
 	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// EscapeLike escapes LIKE's wildcards in s for a pattern with ESCAPE '\'.
+func EscapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
 // ValidateStatusFilter accepts the statuses a fleet filter may name.
@@ -328,7 +357,7 @@ func (d *DB) Devices(ctx context.Context, f DeviceFilter) ([]Device, int, error)
 	if err := d.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM devices`+where, args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("count devices: %w", err)
 	}
-	q := `SELECT ` + deviceColumns + ` FROM devices` + where + ` ORDER BY device_id`
+	q := `SELECT ` + DeviceColumns + ` FROM devices` + where + ` ORDER BY device_id`
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d OFFSET %d", f.Limit, max(f.Offset, 0))
 	}
@@ -339,7 +368,7 @@ func (d *DB) Devices(ctx context.Context, f DeviceFilter) ([]Device, int, error)
 	defer rows.Close()
 	var out []Device
 	for rows.Next() {
-		dev, err := scanDevice(rows)
+		dev, err := ScanDevice(rows)
 		if err != nil {
 			return nil, 0, fmt.Errorf("list devices: %w", err)
 		}
@@ -357,7 +386,7 @@ type FleetCounts struct{ Online, Offline, Disabled int }
 // FleetCounts counts devices by status.
 func (d *DB) FleetCounts(ctx context.Context) (FleetCounts, error) {
 	var c FleetCounts
-	cutoff := onlineCutoff(d.Now())
+	cutoff := OnlineCutoff(d.Now())
 	err := d.read.QueryRowContext(ctx, `SELECT
 		COALESCE(SUM(enabled = 1 AND `+onlineSQL+`), 0),
 		COALESCE(SUM(enabled = 1 AND NOT `+onlineSQL+`), 0),
@@ -378,52 +407,69 @@ type DeviceUpdate struct {
 	Auth *Authentication
 }
 
-// UpdateDevice applies u and returns the device as stored.
-func (d *DB) UpdateDevice(ctx context.Context, deviceID string, u DeviceUpdate) (Device, error) {
-	if u.Name != nil && len(*u.Name) > maxNameLength {
-		return Device{}, invalid("name", "name is longer than %d characters", maxNameLength)
+// Check validates u and returns it with its authentication normalized;
+// every store checks an update through it before reading the device.
+func (u DeviceUpdate) Check() (DeviceUpdate, error) {
+	if u.Name != nil && len(*u.Name) > MaxNameLength {
+		return u, invalid("name", "name is longer than %d characters", MaxNameLength)
 	}
 	if u.Tags != nil {
 		if err := validateTags(u.Tags); err != nil {
-			return Device{}, err
+			return u, err
 		}
 	}
-	var a Authentication
 	if u.Auth != nil {
-		var err error
-		if a, err = u.Auth.normalize(); err != nil {
-			return Device{}, err
+		a, err := u.Auth.normalize()
+		if err != nil {
+			return u, err
 		}
+		u.Auth = &a
+	}
+	return u, nil
+}
+
+// Apply returns dev changed by u (checked), updated at now: keys are
+// dropped when it switches to X.509 and fresh ones made when it switches
+// back to SAS.
+func (u DeviceUpdate) Apply(dev Device, now time.Time) Device {
+	if u.Name != nil {
+		dev.Name = *u.Name
+	}
+	if u.Tags != nil {
+		dev.Tags = u.Tags
+	}
+	if u.Enabled != nil {
+		dev.Enabled = *u.Enabled
+	}
+	if u.Auth != nil {
+		switch {
+		case u.Auth.X509():
+			dev.PrimaryKey, dev.SecondaryKey = "", ""
+		case dev.Auth.X509():
+			dev.PrimaryKey, dev.SecondaryKey = NewDeviceKey(), NewDeviceKey()
+		}
+		dev.Auth = *u.Auth
+	}
+	dev.UpdatedAt = fromMS(ms(now))
+	return dev
+}
+
+// UpdateDevice applies u and returns the device as stored.
+func (d *DB) UpdateDevice(ctx context.Context, deviceID string, u DeviceUpdate) (Device, error) {
+	u, err := u.Check()
+	if err != nil {
+		return Device{}, err
 	}
 	var dev Device
-	err := d.withTx(ctx, func(tx *sql.Tx) error {
+	err = d.withTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		if dev, err = scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE device_id = ?`, deviceID)); err != nil {
+		if dev, err = ScanDevice(tx.QueryRowContext(ctx, `SELECT `+DeviceColumns+` FROM devices WHERE device_id = ?`, deviceID)); err != nil {
 			return translate(err)
 		}
-		if u.Name != nil {
-			dev.Name = *u.Name
-		}
-		if u.Tags != nil {
-			dev.Tags = u.Tags
-		}
-		if u.Enabled != nil {
-			dev.Enabled = *u.Enabled
-		}
-		if u.Auth != nil {
-			switch {
-			case a.X509():
-				dev.PrimaryKey, dev.SecondaryKey = "", ""
-			case dev.Auth.X509():
-				dev.PrimaryKey, dev.SecondaryKey = NewDeviceKey(), NewDeviceKey()
-			}
-			dev.Auth = a
-		}
-		dev.UpdatedAt = fromMS(ms(d.Now()))
-		tags, _ := json.Marshal(dev.Tags)
+		dev = u.Apply(dev, d.Now())
 		_, err = tx.ExecContext(ctx, `UPDATE devices SET name = ?, tags = ?, enabled = ?, primary_key = ?, secondary_key = ?,
 			auth_type = ?, primary_thumbprint = ?, secondary_thumbprint = ?, updated_at = ? WHERE id = ?`,
-			dev.Name, string(tags), dev.Enabled, dev.PrimaryKey, dev.SecondaryKey,
+			dev.Name, EncodeTags(dev.Tags), dev.Enabled, dev.PrimaryKey, dev.SecondaryKey,
 			dev.Auth.Type, dev.Auth.PrimaryThumbprint, dev.Auth.SecondaryThumbprint, ms(dev.UpdatedAt), dev.ID)
 		return err
 	})
@@ -439,16 +485,27 @@ const (
 	SecondaryKey = "secondary"
 )
 
-// RotateDeviceKey replaces one key with a fresh one and returns the device.
-func (d *DB) RotateDeviceKey(ctx context.Context, deviceID, which string) (Device, error) {
-	var col string
+// KeyColumn is the column of a key named for RotateDeviceKey.
+func KeyColumn(which string) (string, error) {
 	switch which {
 	case PrimaryKey:
-		col = "primary_key"
+		return "primary_key", nil
 	case SecondaryKey:
-		col = "secondary_key"
-	default:
-		return Device{}, invalid("key", "unknown key %q; use primary or secondary", which)
+		return "secondary_key", nil
+	}
+	return "", invalid("key", "unknown key %q; use primary or secondary", which)
+}
+
+// NoKeysError refuses to rotate a key of an X.509 device.
+func NoKeysError(dev Device) error {
+	return invalid("key", "device %q authenticates with X.509 certificates (%s); it has no keys to rotate", dev.DeviceID, dev.Auth.Type)
+}
+
+// RotateDeviceKey replaces one key with a fresh one and returns the device.
+func (d *DB) RotateDeviceKey(ctx context.Context, deviceID, which string) (Device, error) {
+	col, err := KeyColumn(which)
+	if err != nil {
+		return Device{}, err
 	}
 	res, err := d.write.ExecContext(ctx, `UPDATE devices SET `+col+` = ?, updated_at = ? WHERE device_id = ? AND auth_type = 'sas'`,
 		NewDeviceKey(), ms(d.Now()), deviceID)
@@ -460,14 +517,14 @@ func (d *DB) RotateDeviceKey(ctx context.Context, deviceID, which string) (Devic
 		if err != nil {
 			return Device{}, err
 		}
-		return Device{}, invalid("key", "device %q authenticates with X.509 certificates (%s); it has no keys to rotate", deviceID, dev.Auth.Type)
+		return Device{}, NoKeysError(dev)
 	}
 	return d.deviceFromWriter(ctx, deviceID)
 }
 
 // deviceFromWriter reads through the writer so a caller sees its own write at once.
 func (d *DB) deviceFromWriter(ctx context.Context, deviceID string) (Device, error) {
-	dev, err := scanDevice(d.write.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE device_id = ?`, deviceID))
+	dev, err := ScanDevice(d.write.QueryRowContext(ctx, `SELECT `+DeviceColumns+` FROM devices WHERE device_id = ?`, deviceID))
 	if err := translate(err); err != nil {
 		return Device{}, fmt.Errorf("device %q: %w", deviceID, err)
 	}

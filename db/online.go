@@ -25,12 +25,19 @@ func Online(connected bool, lastActivity, disconnectedAt, now time.Time) bool {
 	return connected || (!lastActivity.IsZero() && now.Sub(lastActivity) < OnlineWindow && lastActivity.After(disconnectedAt))
 }
 
-// onlineSQL is Online over a devices row; its one parameter is
-// onlineCutoff(now). TestOnlineSQLMatchesGo holds the two together.
-const onlineSQL = `(connected = 1 OR (COALESCE(last_activity_at, 0) > ? AND last_activity_at > COALESCE(disconnected_at, 0)))`
+// OnlineSQL is Online over a devices row, for every store (flags are 0 or
+// 1, times Unix ms); cutoff is the placeholder of its one parameter,
+// OnlineCutoff(now). TestOnlineSQLMatchesGo holds the two together.
+func OnlineSQL(cutoff string) string {
+	return `(connected = 1 OR (COALESCE(last_activity_at, 0) > ` + cutoff + ` AND last_activity_at > COALESCE(disconnected_at, 0)))`
+}
 
-// onlineCutoff is onlineSQL's parameter: activity after it is recent enough.
-func onlineCutoff(now time.Time) int64 { return ms(now.Add(-OnlineWindow)) }
+// onlineSQL is OnlineSQL with SQLite's positional placeholder.
+var onlineSQL = OnlineSQL("?")
+
+// OnlineCutoff is onlineSQL's parameter (and every store's equivalent):
+// activity after it is recent enough.
+func OnlineCutoff(now time.Time) int64 { return ms(now.Add(-OnlineWindow)) }
 
 // Status is online, offline or disabled at time now.
 func (d Device) Status(now time.Time) string {

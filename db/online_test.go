@@ -50,7 +50,7 @@ func TestOnlineSQLMatchesGo(t *testing.T) {
 			}
 			var inSQL bool
 			if err := d.read.QueryRowContext(ctx, `SELECT `+onlineSQL+` FROM devices WHERE device_id = ?`,
-				onlineCutoff(now), id).Scan(&inSQL); err != nil {
+				OnlineCutoff(now), id).Scan(&inSQL); err != nil {
 				t.Fatal(err)
 			}
 			inGo := Online(tt.connected, tt.last, tt.hungUp, now)

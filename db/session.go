@@ -17,7 +17,8 @@ type Session struct {
 	ExpiresAt time.Time
 }
 
-func tokenHash(token string) []byte {
+// TokenHash is what stores keep of a session's or API token's secret.
+func TokenHash(token string) []byte {
 	h := sha256.Sum256([]byte(token))
 	return h[:]
 }
@@ -26,7 +27,7 @@ func tokenHash(token string) []byte {
 func (d *DB) CreateSession(ctx context.Context, token string, userID int64, csrf string, ttl time.Duration) error {
 	now := d.Now()
 	_, err := d.write.ExecContext(ctx, `INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
-		tokenHash(token), userID, csrf, ms(now), ms(now.Add(ttl)))
+		TokenHash(token), userID, csrf, ms(now), ms(now.Add(ttl)))
 	if err != nil {
 		return fmt.Errorf("create session: %w", err)
 	}
@@ -39,7 +40,7 @@ func (d *DB) Session(ctx context.Context, token string) (Session, error) {
 	var expires int64
 	row := d.read.QueryRowContext(ctx, `SELECT u.id, u.username, u.password_hash, u.role, u.created_at, s.csrf_token, s.expires_at
 		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?`,
-		tokenHash(token), ms(d.Now()))
+		TokenHash(token), ms(d.Now()))
 	var created int64
 	if err := row.Scan(&s.User.ID, &s.User.Username, &s.User.PasswordHash, &s.User.Role, &created, &s.CSRFToken, &expires); err != nil {
 		return Session{}, fmt.Errorf("session: %w", translate(err))
@@ -50,7 +51,7 @@ func (d *DB) Session(ctx context.Context, token string) (Session, error) {
 
 // DeleteSession logs a session out.
 func (d *DB) DeleteSession(ctx context.Context, token string) error {
-	if _, err := d.write.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, tokenHash(token)); err != nil {
+	if _, err := d.write.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, TokenHash(token)); err != nil {
 		return fmt.Errorf("delete session: %w", err)
 	}
 	return nil
@@ -76,31 +77,40 @@ type APIToken struct {
 	RevokedAt  time.Time
 }
 
-// CreateAPIToken stores the hash of a new token.
-func (d *DB) CreateAPIToken(ctx context.Context, name, role, token string) (APIToken, error) {
+// NewAPIToken checks a new token's name and role and returns its record
+// as created at now; the store gives it its ID and keeps TokenHash(token).
+func NewAPIToken(name, role, token string, now time.Time) (APIToken, error) {
 	if err := ValidateRole(role); err != nil {
 		return APIToken{}, err
 	}
-	if len(name) > maxNameLength {
-		return APIToken{}, invalid("name", "name is longer than %d characters", maxNameLength)
+	if len(name) > MaxNameLength {
+		return APIToken{}, invalid("name", "name is longer than %d characters", MaxNameLength)
 	}
 	prefix := token
 	if len(prefix) > 10 {
 		prefix = prefix[:10]
 	}
-	now := fromMS(ms(d.Now()))
+	return APIToken{Name: name, Role: role, Prefix: prefix, CreatedAt: fromMS(ms(now))}, nil
+}
+
+// CreateAPIToken stores the hash of a new token.
+func (d *DB) CreateAPIToken(ctx context.Context, name, role, token string) (APIToken, error) {
+	t, err := NewAPIToken(name, role, token, d.Now())
+	if err != nil {
+		return APIToken{}, err
+	}
 	res, err := d.write.ExecContext(ctx, `INSERT INTO api_tokens (name, role, token_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)`,
-		name, role, tokenHash(token), prefix, ms(now))
+		t.Name, t.Role, TokenHash(token), t.Prefix, ms(t.CreatedAt))
 	if err != nil {
 		return APIToken{}, fmt.Errorf("create api token: %w", translate(err))
 	}
-	id, _ := res.LastInsertId()
-	return APIToken{ID: id, Name: name, Role: role, Prefix: prefix, CreatedAt: now}, nil
+	t.ID, _ = res.LastInsertId()
+	return t, nil
 }
 
-const apiTokenColumns = `id, name, role, prefix, created_at, last_used_at, revoked_at`
+const APITokenColumns = `id, name, role, prefix, created_at, last_used_at, revoked_at`
 
-func scanAPIToken(s scanner) (APIToken, error) {
+func ScanAPIToken(s Scanner) (APIToken, error) {
 	var t APIToken
 	var created int64
 	var used, revoked sql.NullInt64
@@ -113,8 +123,8 @@ func scanAPIToken(s scanner) (APIToken, error) {
 
 // APITokenBySecret finds a live (not revoked) token by its secret.
 func (d *DB) APITokenBySecret(ctx context.Context, token string) (APIToken, error) {
-	t, err := scanAPIToken(d.read.QueryRowContext(ctx, `SELECT `+apiTokenColumns+` FROM api_tokens
-		WHERE token_hash = ? AND revoked_at IS NULL`, tokenHash(token)))
+	t, err := ScanAPIToken(d.read.QueryRowContext(ctx, `SELECT `+APITokenColumns+` FROM api_tokens
+		WHERE token_hash = ? AND revoked_at IS NULL`, TokenHash(token)))
 	if err != nil {
 		return APIToken{}, fmt.Errorf("api token: %w", err)
 	}
@@ -134,14 +144,14 @@ func (d *DB) TouchAPIToken(ctx context.Context, id int64) error {
 
 // APITokens lists every token, revoked ones included.
 func (d *DB) APITokens(ctx context.Context) ([]APIToken, error) {
-	rows, err := d.read.QueryContext(ctx, `SELECT `+apiTokenColumns+` FROM api_tokens ORDER BY id`)
+	rows, err := d.read.QueryContext(ctx, `SELECT `+APITokenColumns+` FROM api_tokens ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("list api tokens: %w", err)
 	}
 	defer rows.Close()
 	var out []APIToken
 	for rows.Next() {
-		t, err := scanAPIToken(rows)
+		t, err := ScanAPIToken(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list api tokens: %w", err)
 		}

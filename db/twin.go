@@ -49,28 +49,20 @@ func (d *DB) Twin(ctx context.Context, deviceID string) (Twin, error) {
 func scanTwin(row *sql.Row) (Twin, error) {
 	var (
 		desired, reported string
-		updated           int64
-		tw                = Twin{DesiredVersion: 1, ReportedVersion: 1, Desired: map[string]any{}, Reported: map[string]any{}}
+		dv, rv, updated   int64
 	)
-	err := row.Scan(&desired, &tw.DesiredVersion, &reported, &tw.ReportedVersion, &updated)
+	err := row.Scan(&desired, &dv, &reported, &rv, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
-		return tw, nil
+		return EmptyTwin(), nil
 	}
 	if err != nil {
 		return Twin{}, err
 	}
-	tw.UpdatedAt = fromMS(updated)
-	if tw.Desired, err = decodeObject([]byte(desired)); err != nil {
-		return Twin{}, fmt.Errorf("bad desired column: %w", err)
-	}
-	if tw.Reported, err = decodeObject([]byte(reported)); err != nil {
-		return Twin{}, fmt.Errorf("bad reported column: %w", err)
-	}
-	return tw, nil
+	return DecodeTwin(desired, reported, dv, rv, updated)
 }
 
-// decodeObject parses a JSON object keeping numbers exact.
-func decodeObject(b []byte) (map[string]any, error) {
+// DecodeObject parses a JSON object keeping numbers exact.
+func DecodeObject(b []byte) (map[string]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
@@ -113,8 +105,8 @@ func MergePatch(target, patch map[string]any) map[string]any {
 // ErrVersionMismatch unless the section is still at that version. A section
 // larger than maxBytes of JSON after the merge is refused.
 func (d *DB) PatchTwin(ctx context.Context, deviceID, section string, patch map[string]any, ifVersion int64, maxBytes int) (Twin, error) {
-	if section != TwinDesired && section != TwinReported {
-		return Twin{}, invalid("section", "unknown twin section %q", section)
+	if err := ValidateTwinSection(section); err != nil {
+		return Twin{}, err
 	}
 	now := ms(d.Now())
 	var tw Twin
@@ -133,24 +125,11 @@ func (d *DB) PatchTwin(ctx context.Context, deviceID, section string, patch map[
 			return err
 		}
 		tw.DeviceID = dev.DeviceID
-		if err := json.Unmarshal([]byte(tags), &tw.Tags); err != nil {
-			return fmt.Errorf("bad tags column: %w", err)
-		}
-		doc, version := &tw.Desired, &tw.DesiredVersion
-		if section == TwinReported {
-			doc, version = &tw.Reported, &tw.ReportedVersion
-		}
-		if ifVersion > 0 && ifVersion != *version {
-			return fmt.Errorf("%s properties are at version %d, not %d; reload and try again: %w", section, *version, ifVersion, ErrVersionMismatch)
-		}
-		*doc = MergePatch(*doc, deepCopy(patch))
-		*version++
-		enc, err := json.Marshal(*doc)
-		if err != nil {
+		if tw.Tags, err = DecodeTags(dev.DeviceID, tags); err != nil {
 			return err
 		}
-		if len(enc) > maxBytes {
-			return invalid(section, "%s properties would take %d bytes; at most %d are allowed", section, len(enc), maxBytes)
+		if tw, err = tw.Patch(section, patch, ifVersion, maxBytes); err != nil {
+			return err
 		}
 		desired, _ := json.Marshal(tw.Desired)
 		reported, _ := json.Marshal(tw.Reported)
@@ -163,18 +142,69 @@ func (d *DB) PatchTwin(ctx context.Context, deviceID, section string, patch map[
 		return err
 	})
 	if err != nil {
-		return Twin{}, wrapUnlessNotFound(fmt.Sprintf("patch %s properties of %q", section, deviceID), err)
+		return Twin{}, WrapUnlessNotFound(fmt.Sprintf("patch %s properties of %q", section, deviceID), err)
 	}
 	return tw, nil
 }
 
-// deepCopy copies the objects of a decoded JSON value so the caller's patch is not
+// ValidateTwinSection accepts TwinDesired and TwinReported.
+func ValidateTwinSection(section string) error {
+	if section != TwinDesired && section != TwinReported {
+		return invalid("section", "unknown twin section %q", section)
+	}
+	return nil
+}
+
+// Patch returns tw with patch merged into section (checked by
+// ValidateTwinSection) and that section's version bumped: refused with
+// ErrVersionMismatch when ifVersion > 0 and the section is at another
+// version, and refused when the section would take more than maxBytes of
+// JSON. Every store patches twins through it, holding the twin's row.
+func (tw Twin) Patch(section string, patch map[string]any, ifVersion int64, maxBytes int) (Twin, error) {
+	doc, version := &tw.Desired, &tw.DesiredVersion
+	if section == TwinReported {
+		doc, version = &tw.Reported, &tw.ReportedVersion
+	}
+	if ifVersion > 0 && ifVersion != *version {
+		return Twin{}, fmt.Errorf("%s properties are at version %d, not %d; reload and try again: %w", section, *version, ifVersion, ErrVersionMismatch)
+	}
+	*doc = MergePatch(*doc, DeepCopy(patch))
+	*version++
+	enc, err := json.Marshal(*doc)
+	if err != nil {
+		return Twin{}, err
+	}
+	if len(enc) > maxBytes {
+		return Twin{}, invalid(section, "%s properties would take %d bytes; at most %d are allowed", section, len(enc), maxBytes)
+	}
+	return tw, nil
+}
+
+// DecodeTwin reads a twin's stored columns.
+func DecodeTwin(desired, reported string, desiredVersion, reportedVersion, updated int64) (Twin, error) {
+	tw := Twin{DesiredVersion: desiredVersion, ReportedVersion: reportedVersion, UpdatedAt: fromMS(updated)}
+	var err error
+	if tw.Desired, err = DecodeObject([]byte(desired)); err != nil {
+		return Twin{}, fmt.Errorf("bad desired column: %w", err)
+	}
+	if tw.Reported, err = DecodeObject([]byte(reported)); err != nil {
+		return Twin{}, fmt.Errorf("bad reported column: %w", err)
+	}
+	return tw, nil
+}
+
+// EmptyTwin is the twin of a device never written: empty at version 1.
+func EmptyTwin() Twin {
+	return Twin{DesiredVersion: 1, ReportedVersion: 1, Desired: map[string]any{}, Reported: map[string]any{}}
+}
+
+// DeepCopy copies the objects of a decoded JSON value so the caller's patch is not
 // aliased into the stored document.
-func deepCopy(m map[string]any) map[string]any {
+func DeepCopy(m map[string]any) map[string]any {
 	out := make(map[string]any, len(m))
 	for k, v := range m {
 		if child, ok := v.(map[string]any); ok {
-			v = deepCopy(child)
+			v = DeepCopy(child)
 		}
 		out[k] = v
 	}

@@ -72,9 +72,9 @@ func (d *DB) CreateUser(ctx context.Context, username, passwordHash, role string
 	return User{ID: id, Username: username, PasswordHash: passwordHash, Role: role, CreatedAt: now}, nil
 }
 
-const userColumns = `id, username, password_hash, role, created_at`
+const UserColumns = `id, username, password_hash, role, created_at`
 
-func scanUser(s scanner) (User, error) {
+func ScanUser(s Scanner) (User, error) {
 	var u User
 	var created int64
 	if err := s.Scan(&u.ID, &u.Username, &u.PasswordHash, &u.Role, &created); err != nil {
@@ -87,7 +87,7 @@ func scanUser(s scanner) (User, error) {
 // User finds a user by name, in any letter case (names are unique regardless
 // of case, migration 0005).
 func (d *DB) User(ctx context.Context, username string) (User, error) {
-	u, err := scanUser(d.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE username = ? COLLATE NOCASE`, username))
+	u, err := ScanUser(d.read.QueryRowContext(ctx, `SELECT `+UserColumns+` FROM users WHERE username = ? COLLATE NOCASE`, username))
 	if err != nil {
 		return User{}, fmt.Errorf("user %q: %w", username, err)
 	}
@@ -96,14 +96,14 @@ func (d *DB) User(ctx context.Context, username string) (User, error) {
 
 // Users lists every user by name.
 func (d *DB) Users(ctx context.Context) ([]User, error) {
-	rows, err := d.read.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY username`)
+	rows, err := d.read.QueryContext(ctx, `SELECT `+UserColumns+` FROM users ORDER BY username`)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
 	defer rows.Close()
 	var out []User
 	for rows.Next() {
-		u, err := scanUser(rows)
+		u, err := ScanUser(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list users: %w", err)
 		}
