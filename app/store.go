@@ -7,6 +7,7 @@ import (
 	"fieldhub/commands"
 	"fieldhub/datadir"
 	"fieldhub/db"
+	"fieldhub/db/postgres"
 	"fieldhub/handlers"
 	"fieldhub/mqtt"
 	"fieldhub/registry"
@@ -46,7 +47,10 @@ type Store interface {
 	Close() error
 }
 
-var _ Store = (*db.DB)(nil)
+var (
+	_ Store = (*db.DB)(nil)
+	_ Store = (*postgres.Store)(nil)
+)
 
 // backend is what one database gives the hub: the store, telemetry's
 // storage in the same database, and the store's naming of its faults

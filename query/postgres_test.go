@@ -2,98 +2,20 @@ package query
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"fieldhub/internal/pgtest"
 	"fieldhub/internal/testkit"
 
 	"github.com/jackc/pgx/v5"
 )
 
-const postgresBin = "/usr/lib/postgresql/15/bin"
-
-// startPostgres starts a throwaway PostgreSQL server and returns a
-// connection URL; it skips the test when PostgreSQL is not installed. The
-// database's default collation is ICU's, which sorts strings unlike bytes,
-// so that the compiled SQL must ask for byte order itself.
-func startPostgres(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat(filepath.Join(postgresBin, "initdb")); err != nil {
-		t.Skipf("PostgreSQL 15 is not installed at %s", postgresBin)
-	}
-	// t.TempDir is root's alone; the server may run as another user.
-	dir, err := os.MkdirTemp("", "query-postgres-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	var asUser []string
-	if os.Geteuid() == 0 {
-		// PostgreSQL refuses to run as root.
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Skip("running as root, and there is no postgres user to run PostgreSQL as")
-		}
-		if _, err := exec.LookPath("runuser"); err != nil {
-			t.Skip("running as root, and there is no runuser to run PostgreSQL as postgres")
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-		asUser = []string{"runuser", "-u", "postgres", "--"}
-	}
-	run := func(name string, args ...string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		argv := append(append(asUser[:len(asUser):len(asUser)], filepath.Join(postgresBin, name)), args...)
-		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s: %v\n%s", name, err, out)
-		}
-		return nil
-	}
-
-	data := filepath.Join(dir, "data")
-	err = run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8",
-		"--locale-provider=icu", "--icu-locale=en-US")
-	if err != nil {
-		t.Logf("initdb with ICU failed, falling back to the C.UTF-8 collation: %v", err)
-		os.RemoveAll(data)
-		if err := run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", port, dir)
-	if err := run("pg_ctl", "-D", data, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "-o", opts, "start"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"); err != nil {
-			t.Error(err)
-		}
-	})
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-}
-
 func TestPostgreSQLMatchesEvaluator(t *testing.T) {
 	testkit.Slow(t, "starts a PostgreSQL server")
-	url := startPostgres(t)
+	// ICU sorts strings unlike bytes, so the compiled SQL must ask for byte
+	// order itself.
+	url := pgtest.Start(t, pgtest.Options{ICU: true}).URL
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {

@@ -17,8 +17,8 @@
 // To add a dialect, add its folder to the embed pattern below and a Dialect
 // value naming it, with the statement that serializes migrations when
 // several processes may start at once (PostgreSQL: an advisory lock); the
-// store's package opens the database with its database/sql driver and calls
-// Apply. Queries use $1-style placeholders, which both SQLite
+// store's package opens the database with its database/sql driver (for
+// PostgreSQL, pgx's stdlib over the store's pool) and calls Apply. Queries use $1-style placeholders, which both SQLite
 // (mattn/go-sqlite3) and PostgreSQL accept.
 package migrations
 
@@ -35,7 +35,7 @@ import (
 	"time"
 )
 
-//go:embed sqlite/*.sql
+//go:embed sqlite/*.sql postgres/*.sql
 var files embed.FS
 
 // Dialect is one kind of database and its folder of migrations.
@@ -50,6 +50,12 @@ type Dialect struct {
 
 // SQLite is the embedded default store's dialect (package db).
 var SQLite = Dialect{Name: "sqlite"}
+
+// Postgres is the PostgreSQL store's dialect (package db/postgres). Its
+// lock is a transaction-scoped advisory lock (the key is "fieldhub" in
+// ASCII), so hubs starting at once against one database take turns and
+// each migration runs once; the lock ends with the transaction.
+var Postgres = Dialect{Name: "postgres", Lock: `SELECT pg_advisory_xact_lock(112628639838562)`}
 
 // Migration is one numbered file.
 type Migration struct {
@@ -131,11 +137,8 @@ func run(ctx context.Context, db *sql.DB, d Dialect, ms []Migration, where strin
 	if len(ms) == 0 {
 		return fmt.Errorf("no %s migrations in the binary", d.Name)
 	}
-	// BIGINT: Unix milliseconds outgrow PostgreSQL's INTEGER; SQLite reads
-	// it as INTEGER, which databases made before this package have.
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
-		return fmt.Errorf("create migrations table: %w", err)
+	if err := createTable(ctx, db, d); err != nil {
+		return err
 	}
 	current, err := Version(ctx, db)
 	if err != nil {
@@ -150,6 +153,32 @@ func run(ctx context.Context, db *sql.DB, d Dialect, ms []Migration, where strin
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// createTable creates the table of applied migrations, under the dialect's
+// lock: two PostgreSQL servers' CREATE TABLE IF NOT EXISTS at once can
+// both try to create it, and one then fails.
+func createTable(ctx context.Context, db *sql.DB, d Dialect) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("create migrations table: begin: %w", err)
+	}
+	defer tx.Rollback()
+	if d.Lock != "" {
+		if _, err := tx.ExecContext(ctx, d.Lock); err != nil {
+			return fmt.Errorf("create migrations table: lock: %w", err)
+		}
+	}
+	// BIGINT: Unix milliseconds outgrow PostgreSQL's INTEGER; SQLite reads
+	// it as INTEGER, which databases made before this package have.
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("create migrations table: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("create migrations table: commit: %w", err)
 	}
 	return nil
 }
