@@ -31,7 +31,7 @@ import (
 
 // Store is the hub's store in one PostgreSQL database.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
 	where string // the database's URL without its password, for messages
 
 	// Now is the clock; tests replace it.
