@@ -2,15 +2,19 @@ package app
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"fieldhub/certs"
 	"fieldhub/datadir"
+	"fieldhub/registry"
 )
 
 // serverCertificate is the TLS certificate of the device listeners: the one
@@ -68,4 +72,52 @@ func connectionHost(host, httpsAddr, mqttAddr string) string {
 		return host
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// deviceEndpoints is where the hub serves devices, for the connection help
+// of the device page and the CLI (registry.Connections): host devices dial,
+// the bound MQTT and HTTPS ports, and the file devices trust.
+func deviceEndpoints(cfg Config, host, httpsAddr, mqttAddr string, webSocket bool) (registry.Endpoints, error) {
+	ep := registry.Endpoints{Host: host, WebSocket: webSocket}
+	var err error
+	if ep.HTTPSPort, err = addrPort(httpsAddr); err != nil {
+		return ep, fmt.Errorf("device endpoint address: %w", err)
+	}
+	if mqttAddr != "" {
+		if ep.MQTTPort, err = addrPort(mqttAddr); err != nil {
+			return ep, fmt.Errorf("MQTT endpoint address: %w", err)
+		}
+	}
+	ca := cfg.TLSCert
+	if ca == "" {
+		ca = filepath.Join(datadir.TLS(cfg.DataDir), certs.CAFile)
+	}
+	if abs, err := filepath.Abs(ca); err == nil {
+		ca = abs
+	}
+	ep.CAFile = ca
+	return ep, nil
+}
+
+func addrPort(addr string) (int, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(port)
+}
+
+// trustAnchorPEM is the certificate devices trust to reach the device
+// endpoints: the root at the top of the chain they present (the generated
+// CA, or the root a --tls-cert chain ends in). A chain that ends below its
+// root (a public CA's, say) offers none: devices trust that root already.
+func trustAnchorPEM(cert tls.Certificate) []byte {
+	if len(cert.Certificate) == 0 {
+		return nil
+	}
+	top, err := x509.ParseCertificate(cert.Certificate[len(cert.Certificate)-1])
+	if err != nil || top.CheckSignatureFrom(top) != nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: top.Raw})
 }

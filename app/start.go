@@ -223,6 +223,13 @@ func (a *App) serveDevices(ctx context.Context) error {
 	if err := a.be.store.SetSetting(ctx, db.SettingDeviceHost, a.deviceHost); err != nil {
 		return err
 	}
+	endpoints, err := deviceEndpoints(a.cfg, a.host(), a.deviceLn.Addr().String(), a.mqttAddr, a.mqttWS != nil)
+	if err != nil {
+		return err
+	}
+	if err := a.be.store.SetSetting(ctx, db.SettingDeviceEndpoints, endpoints.String()); err != nil {
+		return err
+	}
 	assets, err := static.New()
 	if err != nil {
 		return fmt.Errorf("load front-end assets: %w", err)
@@ -232,6 +239,7 @@ func (a *App) serveDevices(ctx context.Context) error {
 		CloudMessages: a.cloud, Methods: a.methods, Twins: a.twins, Ingest: a.pipeline, Telemetry: a.telemetry,
 		SeparateDeviceListener: !IsLoopback(a.cfg.Addr), MQTTWebSocket: a.mqttWS, DeviceQuota: a.quota,
 		SecureCookies: a.cfg.DashboardTLS, TrustedProxies: a.cfg.TrustedProxies, Health: a.health,
+		DeviceEndpoints: endpoints, DeviceCA: trustAnchorPEM(a.cert),
 	})
 	a.router = router
 	// TLS handshake noise from scanners goes to the debug log.

@@ -10,6 +10,9 @@ import (
 const (
 	// SettingDeviceHost is the HostName (host[:port]) devices dial, recorded at start (package app).
 	SettingDeviceHost = "device_host"
+	// SettingDeviceEndpoints is where the hub serves devices (registry.Endpoints
+	// as JSON), recorded at start (package app).
+	SettingDeviceEndpoints = "device_endpoints"
 )
 
 // Setting reads a setting, or def when it is not set.

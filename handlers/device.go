@@ -49,6 +49,9 @@ func (s *Server) showDevice(c echo.Context) error {
 	if m.Commands, err = s.commandsSection(c.Request().Context(), c, d.DeviceID); err != nil {
 		return err
 	}
+	if m.Connect, err = s.connectSection(c, d); err != nil {
+		return err
+	}
 	return s.render(c, http.StatusOK, views.DeviceView(m))
 }
 

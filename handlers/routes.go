@@ -54,6 +54,8 @@ func (s *Server) routes(e *echo.Echo) {
 	g.POST("/devices/:id/authentication", s.setDeviceAuthentication, admin)
 	g.POST("/devices/:id/delete", s.deleteDevice, admin)
 	g.GET("/devices/:id/connection-string", s.showConnectionString, admin)
+	g.GET("/devices/:id/connect", s.showConnections, admin) // handlers/connect.go
+	g.GET(deviceCAPath, s.downloadDeviceCA, viewer)
 	g.GET("/users", s.showUsers, admin)
 	g.POST("/users", s.createUser, admin)
 	g.POST("/users/:name/password", s.setUserPassword, admin)

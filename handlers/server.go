@@ -16,6 +16,7 @@ import (
 
 	"fieldhub/auth"
 	"fieldhub/quota"
+	"fieldhub/registry"
 	"fieldhub/storage"
 )
 
@@ -36,6 +37,12 @@ type Config struct {
 	Logger  *slog.Logger
 	// DeviceHost is the HostName devices dial (host[:port]); it goes into connection strings.
 	DeviceHost string
+	// DeviceEndpoints is where devices connect, per transport (the device
+	// page's "Connect a device" panel); zero means serve's defaults.
+	DeviceEndpoints registry.Endpoints
+	// DeviceCA is the PEM certificate devices trust, offered for download;
+	// nil offers none.
+	DeviceCA []byte
 	// SecureCookies says the dashboard is served over HTTPS: cookies are
 	// Secure and answers carry Strict-Transport-Security.
 	SecureCookies bool
@@ -81,6 +88,8 @@ type Server struct {
 	assets     Assets
 	log        *slog.Logger
 	deviceHost string
+	endpoints  registry.Endpoints
+	deviceCA   []byte
 	secure     bool
 	sessionTTL time.Duration
 	now        func() time.Time
@@ -136,6 +145,10 @@ func New(cfg Config) (*echo.Echo, *Server) {
 		clientIP: clientIP(cfg.TrustedProxies),
 	}
 	s.quota = cfg.DeviceQuota
+	s.endpoints, s.deviceCA = cfg.DeviceEndpoints, cfg.DeviceCA
+	if s.endpoints.Host == "" {
+		s.endpoints = registry.DefaultEndpoints()
+	}
 	s.cloud, s.methods, s.twins = cfg.CloudMessages, cfg.Methods, cfg.Twins
 	e := echo.New()
 	e.HideBanner = true

@@ -67,6 +67,7 @@ type Devices interface {
 	RotateKey(ctx context.Context, actor, deviceID, which string) (db.Device, error)
 	Delete(ctx context.Context, actor, deviceID string) error
 	RevealConnectionString(ctx context.Context, actor, deviceID, host string) (string, db.Device, error)
+	RevealConnections(ctx context.Context, actor, deviceID string, ep registry.Endpoints, now time.Time) ([]registry.Connection, db.Device, error)
 	AddCA(ctx context.Context, actor, name string, pemBytes []byte) (db.CertificateAuthority, error)
 	RemoveCA(ctx context.Context, actor, name string) error
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"time"
 
 	"fieldhub/auth"
 	"fieldhub/db"
@@ -111,6 +112,22 @@ func (r *Registry) RevealConnectionString(ctx context.Context, actor, deviceID, 
 	}
 	r.audit(ctx, actor, ActionShowConnectionString, d.DeviceID, "")
 	return ConnectionString(host, d), d, nil
+}
+
+// RevealConnections returns how device deviceID connects to the hub at ep
+// with its key and a SAS token filled in (Connections), and records in the
+// audit log that actor saw them.
+func (r *Registry) RevealConnections(ctx context.Context, actor, deviceID string, ep Endpoints, now time.Time) ([]Connection, db.Device, error) {
+	d, err := r.cfg.Store.Device(ctx, deviceID)
+	if err != nil {
+		return nil, db.Device{}, err
+	}
+	conns, err := Connections(ep, d, ConnectOptions{Secrets: true, Now: now})
+	if err != nil {
+		return nil, db.Device{}, err
+	}
+	r.audit(ctx, actor, ActionShowConnectionString, d.DeviceID, "")
+	return conns, d, nil
 }
 
 // DescribeAuthentication says in the audit log how a device authenticates.

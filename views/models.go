@@ -153,6 +153,8 @@ type DevicePage struct {
 	// sections; nil hides the section.
 	Telemetry templ.Component
 	Commands  templ.Component
+	// Connect is the "Connect a device" panel (ConnectView); nil hides it.
+	Connect templ.Component
 }
 
 // DeviceDetail is everything the device page shows about a device.

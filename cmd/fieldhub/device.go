@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -161,13 +163,26 @@ func deviceList(ctx context.Context, e env, args []string) error {
 }
 
 func deviceShow(ctx context.Context, e env, args []string) error {
-	var keys *string
-	return withDevice(ctx, e, args, "device show", "device show [--data DIR] [--keys yes] <id>",
+	var keys, transport *string
+	return withDevice(ctx, e, args, "device show", "device show [--data DIR] [--keys yes] [--transport mqtt|mqtt-ws|https] <id>",
 		func(fs *flag.FlagSet) {
 			keys = fs.String("keys", "no", "also print the keys and connection string (yes|no)")
+			transport = fs.String("transport", "", "also print how the device connects over this transport (mqtt, mqtt-ws or https): "+
+				"connection string, port, whether it works as the hub runs, and code for the SDKs, as the device page shows")
 		},
 		func(d *db.DB, id string) error {
+			if *transport != "" && !slices.Contains(registry.Transports, *transport) {
+				return usagef("device show: --transport %q: use mqtt, mqtt-ws or https", *transport)
+			}
 			dev, err := d.Device(ctx, id)
+			if err != nil {
+				return err
+			}
+			ep, recorded, err := deviceEndpoints(ctx, d)
+			if err != nil {
+				return err
+			}
+			conns, err := registry.Connections(ep, dev, registry.ConnectOptions{Secrets: *keys == "yes", Now: time.Now()})
 			if err != nil {
 				return err
 			}
@@ -192,8 +207,78 @@ func deviceShow(ctx context.Context, e env, args []string) error {
 				}
 				fmt.Fprintf(tw, "connection string\t%s\n", registry.ConnectionString(host, dev))
 			}
-			return tw.Flush()
+			for _, c := range conns {
+				fmt.Fprintf(tw, "transport %s\t%s\n", c.Transport, connectionSummary(c))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if !recorded {
+				fmt.Fprintln(e.stderr, "note: no hub has run on this data folder yet; transports show serve's defaults (MQTT :8883, HTTPS :8443)")
+			}
+			if *transport == "" {
+				return nil
+			}
+			for _, c := range conns {
+				if c.Transport == *transport {
+					printConnection(e.stdout, c, ep)
+				}
+			}
+			return nil
 		})
+}
+
+// connectionSummary is one line of device show per transport.
+func connectionSummary(c registry.Connection) string {
+	switch {
+	case !c.Served:
+		return "not served"
+	case c.Works:
+		return fmt.Sprintf("dials port %d; works as configured", c.Port)
+	default:
+		return fmt.Sprintf("dials port %d; the hub listens on %d: needs a change (device show --transport %s)", c.Port, c.HubPort, c.Transport)
+	}
+}
+
+// printConnection prints what the device page's Connect panel shows for
+// one transport.
+func printConnection(w io.Writer, c registry.Connection, ep registry.Endpoints) {
+	fmt.Fprintf(w, "\n%s (%s)\n", c.Name, c.Transport)
+	if !c.Served {
+		fmt.Fprintf(w, "  not served: %s\n", c.Fix)
+		return
+	}
+	if c.Works {
+		fmt.Fprintln(w, "  works as configured")
+	} else {
+		fmt.Fprintf(w, "  does not work as configured: %s\n  to fix: %s\n", c.Problem, c.Fix)
+	}
+	fmt.Fprintf(w, "  port the SDKs dial: %d (the hub listens on %d)\n", c.Port, c.HubPort)
+	fmt.Fprintf(w, "  connection string: %s\n", c.ConnectionString)
+	if ep.CAFile != "" {
+		fmt.Fprintf(w, "  CA certificate: %s (the snippets call it %s)\n", ep.CAFile, registry.CAFileName)
+	}
+	if c.Note != "" {
+		fmt.Fprintf(w, "  note: %s\n", c.Note)
+	}
+	for _, s := range c.Snippets {
+		fmt.Fprintf(w, "\n--- %s ---\n", s.Title)
+		if s.Note != "" {
+			fmt.Fprintf(w, "(%s)\n", s.Note)
+		}
+		fmt.Fprint(w, s.Code)
+	}
+}
+
+// deviceEndpoints are where the hub serves devices as it last ran on this
+// data folder, or serve's defaults (recorded false) when none has.
+func deviceEndpoints(ctx context.Context, d *db.DB) (ep registry.Endpoints, recorded bool, err error) {
+	s, err := d.Setting(ctx, db.SettingDeviceEndpoints, "")
+	if err != nil || s == "" {
+		return registry.DefaultEndpoints(), false, err
+	}
+	ep, err = registry.ParseEndpoints(s)
+	return ep, err == nil, err
 }
 
 func deviceRemove(ctx context.Context, e env, args []string) error {
