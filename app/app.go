@@ -12,7 +12,8 @@
 //  3. the retention pruner (audit log, expired sessions)
 //  4. the device endpoints' certificate, the start-up checks (doctor) and
 //     the device listener, bound: its port goes into connection strings
-//  5. the live hub, and storage health announced on it
+//  5. the bus to the other instances of a cluster (NATS), the live hub
+//     relaying to it, and storage health announced on the hub
 //  6. the command services (the cloud-to-device sweeper)
 //  7. the telemetry store, which recovers the log after its last
 //     checkpoint, and the ingest pipeline writing to it
@@ -23,7 +24,7 @@
 //
 // Close stops them in reverse: the demo's devices, every server (nothing
 // new arrives), the broker, ingest drains (whatever was accepted commits),
-// the sweeper, the live streams, the pruner, the database and last the
+// the sweeper, the live streams, the bus, the pruner, the database and last the
 // lock. Each stop is bounded; one that overruns is logged and left behind
 // so that the process can still end.
 package app
@@ -76,6 +77,12 @@ type Config struct {
 	// PprofAddr serves Go's runtime profiles (pprof.go), loopback only; ""
 	// (the default) is off.
 	PprofAddr string
+	// Bus are the NATS servers that join this instance to the others of a
+	// cluster (package bus); none: the hub is one process.
+	Bus []string
+	// Node names this instance in the cluster (default: the host name and
+	// the dashboard's port).
+	Node string
 
 	// Version and Commit name the build in the start log.
 	Version, Commit string

@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 
 	"github.com/labstack/echo/v4"
 
 	"fieldhub/auth"
+	"fieldhub/bus"
 	"fieldhub/commands"
 	"fieldhub/datadir"
 	"fieldhub/db"
@@ -35,6 +37,8 @@ type parts struct {
 	firstPassword string
 	cert          tls.Certificate
 	deviceLn      net.Listener
+	node          string
+	bus           *bus.Bus
 	hub           *live.Hub
 	health        *storage.Health
 	cloud         *commands.CloudQueue
@@ -60,6 +64,7 @@ func (a *App) start(ctx context.Context) error {
 		a.openStorage,
 		a.startPruner,
 		a.openDeviceListener,
+		a.openBus,
 		a.startLive,
 		a.startCommands,
 		a.startIngest,
@@ -96,7 +101,16 @@ func (a *App) openStorage(ctx context.Context) error {
 	}
 	a.be = be
 	a.onStop("database", quickStop, func(context.Context) error { return be.store.Close() })
-	if err := be.store.ResetConnections(ctx); err != nil {
+	if a.node, err = nodeName(a.cfg); err != nil {
+		return err
+	}
+	// No connection survives a restart; in a cluster, the other
+	// instances' connections stay.
+	reset := be.store.ResetConnections
+	if len(a.cfg.Bus) > 0 {
+		reset = func(ctx context.Context) error { return be.store.ResetNodeConnections(ctx, a.node) }
+	}
+	if err := reset(ctx); err != nil {
 		return err
 	}
 	a.firstPassword, err = ensureAdmin(ctx, be.store, a.log)
@@ -130,13 +144,32 @@ func (a *App) openDeviceListener(ctx context.Context) error {
 	return nil
 }
 
+// openBus connects to the other instances of a cluster over NATS (alone,
+// the bus is this process); it closes after the parts that publish on it.
+func (a *App) openBus(ctx context.Context) error {
+	b, err := bus.Open(ctx, bus.Config{URLs: a.cfg.Bus, Node: a.node, Store: a.be.store, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	a.bus = b
+	a.onStop("bus", quickStop, func(context.Context) error { return b.Close() })
+	return nil
+}
+
 // startLive builds the live hub and the storage health that reports on it.
 func (a *App) startLive(ctx context.Context) error {
 	store := a.be.store
+	opt := live.Options{Logger: a.log, Counts: store.FleetCounts}
+	if a.bus.Clustered() {
+		opt.Relay = a.bus
+	}
 	// The dashboard server's shutdown closes the hub too (serveDashboard):
 	// an open stream would otherwise hold the shutdown until its bound.
-	a.hub = live.New(live.Options{Logger: a.log, Counts: store.FleetCounts})
+	a.hub = live.New(opt)
 	a.onStop("live streams", quickStop, func(context.Context) error { a.hub.Close(); return nil })
+	if err := a.bus.AttachHub(a.hub); err != nil {
+		return err
+	}
 	// Writers report every commit here; /readyz, the pages and the live
 	// streams show a storage fault until a commit succeeds again.
 	a.health = storage.NewHealth(a.log, a.be.faultKind, a.hub.PublishStorage)
@@ -147,6 +180,9 @@ func (a *App) startLive(ctx context.Context) error {
 	}
 	for _, d := range online {
 		a.hub.Remember(d.DeviceID, d.LastActivity)
+		if d.Connected {
+			a.hub.RememberPeer(d.DeviceID) // connected to another instance
+		}
 	}
 	return nil
 }
@@ -160,6 +196,11 @@ func (a *App) startCommands(ctx context.Context) error {
 	a.onStop("cloud-to-device sweeper", quickStop, func(context.Context) error { a.cloud.Close(); return nil })
 	a.methods = commands.NewInvoker(commands.InvokerConfig{Store: store, Publisher: a.hub, Logger: a.log})
 	a.twins = commands.NewTwins(commands.TwinsConfig{Store: store, Publisher: a.hub, Logger: a.log})
+	a.methods.SetTransport(a.bus) // the MQTT broker, here or on another instance
+	// Pushes to devices on other instances; the broker hears those for its own.
+	unqueued := a.cloud.OnQueued(a.bus.CloudMessageQueued)
+	undesired := a.twins.OnDesired(a.bus.DesiredChanged)
+	a.onStop("pushes to other instances", quickStop, func(context.Context) error { unqueued(); undesired(); return nil })
 	return nil
 }
 
@@ -196,7 +237,7 @@ func (a *App) startBroker(context.Context) error {
 		TLS:   &tls.Config{Certificates: []tls.Certificate{a.cert}, MinVersion: tls.VersionTLS12},
 		Store: a.be.store, Devices: a.devices, Ingest: a.pipeline, Presence: a.hub,
 		CloudMessages: a.cloud, Twins: a.twins, Logger: a.log, Health: a.health, Quota: a.quota,
-		ConnectTimeout: a.caps.MQTTConnect, Limits: a.caps.MQTTConns,
+		ConnectTimeout: a.caps.MQTTConnect, Limits: a.caps.MQTTConns, Node: a.node, Cluster: a.bus,
 	})
 	if err != nil {
 		return err
@@ -207,7 +248,9 @@ func (a *App) startBroker(context.Context) error {
 	}
 	// Close waits for publishes in flight, so the pipeline drains after it.
 	a.onStop("MQTT broker", serverStop, func(context.Context) error { broker.Close(); return nil })
-	a.methods.SetTransport(broker)
+	if err := a.bus.AttachDevices(broker); err != nil {
+		return err
+	}
 	a.devices.SetSessions(broker)
 	a.mqttWS, a.mqttAddr = broker.WebSocketHandler(), broker.Addr()
 	a.log.Info("MQTT device endpoint is listening", "addr", broker.Addr(), "plain", broker.PlainAddr())
@@ -319,7 +362,8 @@ func (a *App) host() string {
 
 // printBanner says that the hub runs, and tells people where and how to sign in.
 func (a *App) printBanner() {
-	a.log.Info("fieldhub is running", "url", a.url, "data", a.cfg.DataDir, "version", a.cfg.Version, "commit", a.cfg.Commit)
+	a.log.Info("fieldhub is running", "url", a.url, "data", a.cfg.DataDir, "node", a.node, "clustered", a.bus.Clustered(),
+		"version", a.cfg.Version, "commit", a.cfg.Commit)
 	if a.cfg.Banner == nil {
 		return
 	}
@@ -349,4 +393,22 @@ func ensureAdmin(ctx context.Context, store Store, log *slog.Logger) (string, er
 	}
 	log.Info("created the first user; username: admin, admin password: " + pw)
 	return pw, nil
+}
+
+// nodeName is the configured node name, or the host name and the
+// dashboard's port; a dashboard on port 0 (tests) gets a random suffix,
+// since its port is only known later and instances must differ.
+func nodeName(cfg Config) (string, error) {
+	if cfg.Node != "" {
+		return cfg.Node, bus.CheckNode(cfg.Node)
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = "fieldhub"
+	}
+	_, port, err := net.SplitHostPort(cfg.Addr)
+	if err != nil || port == "0" || port == "" {
+		port = auth.NewPassword()[:8]
+	}
+	return bus.DefaultNode(host, port), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"fieldhub/bus"
 	"fieldhub/commands"
 	"fieldhub/datadir"
 	"fieldhub/db"
@@ -30,10 +31,14 @@ type Store interface {
 	commands.TwinStore
 	mqtt.Store
 	retention.Store
+	bus.Store
 
 	// ResetConnections marks every device disconnected: no connection
 	// survives a restart.
 	ResetConnections(ctx context.Context) error
+	// ResetNodeConnections marks disconnected the devices connected to
+	// one instance of a cluster, at its start.
+	ResetNodeConnections(ctx context.Context, node string) error
 	// CountUsers tells whether the first admin must still be created.
 	CountUsers(ctx context.Context) (int, error)
 	// Setting reads a setting (def when unset); SetSetting stores one.

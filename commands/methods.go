@@ -18,6 +18,10 @@ import (
 var (
 	ErrDeviceNotConnected = errors.New("device not connected")
 	ErrTimeout            = errors.New("timed out waiting for the device to answer")
+	// ErrInstanceUnreachable: the device is connected to another instance
+	// of the cluster, which cannot be reached now (the bus is down); the
+	// API answers 503.
+	ErrInstanceUnreachable = errors.New("the instance holding the device's connection cannot be reached")
 )
 
 // MethodTransport carries a direct method call to a connected device and brings
@@ -178,6 +182,9 @@ func (i *Invoker) Invoke(ctx context.Context, actor, deviceID string, call Metho
 		view.State, view.Error, outcome = MethodNotConnected, ErrDeviceNotConnected.Error(), "not connected"
 	case errors.Is(err, ErrTimeout):
 		view.State, view.Error, outcome = MethodTimedOut, ErrTimeout.Error(), "timeout"
+	case errors.Is(err, ErrInstanceUnreachable):
+		view.State, view.Error, outcome = MethodFailed, ErrInstanceUnreachable.Error(), "unreachable"
+		i.log.Warn("direct method", "device", deviceID, "method", call.Name, "err", err)
 	default:
 		view.State, view.Error, outcome = MethodFailed, "the call failed; the details are in the server log", "failed"
 		i.log.Error("direct method", "device", deviceID, "method", call.Name, "err", err)

@@ -543,20 +543,6 @@ func (d *DB) DeleteDevice(ctx context.Context, deviceID string) error {
 	return nil
 }
 
-// SetDeviceConnected records a live connection opening or closing (MQTT presence).
-func (d *DB) SetDeviceConnected(ctx context.Context, deviceID string, connected bool) error {
-	now := ms(d.Now())
-	q := `UPDATE devices SET connected = 1, last_activity_at = ?1 WHERE device_id = ?2`
-	if !connected {
-		q = `UPDATE devices SET connected = 0, last_activity_at = ?1, disconnected_at = ?1 WHERE device_id = ?2`
-	}
-	_, err := d.write.ExecContext(ctx, q, now, deviceID)
-	if err != nil {
-		return fmt.Errorf("set device %q connected=%v: %w", deviceID, connected, err)
-	}
-	return nil
-}
-
 // ResetConnections marks every device disconnected; called at start, since no
 // connection survives a restart.
 func (d *DB) ResetConnections(ctx context.Context) error {

@@ -140,6 +140,9 @@ func (s *Server) apiInvokeMethod(c echo.Context) error {
 		return errorf(http.StatusNotFound, "device not connected: %s has no live connection that takes direct methods", c.Param("id"))
 	case errors.Is(err, commands.ErrTimeout):
 		return errorf(http.StatusGatewayTimeout, "timed out: %s did not answer %s in time", c.Param("id"), call.Name)
+	case errors.Is(err, commands.ErrInstanceUnreachable):
+		return &Error{Status: http.StatusServiceUnavailable, RetryAfter: 5, Err: err,
+			Message: fmt.Sprintf("%s is connected to another instance of the hub, which cannot be reached now; try again", c.Param("id"))}
 	case err != nil:
 		return err
 	}

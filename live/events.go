@@ -113,26 +113,33 @@ type ConnectionEvent struct {
 // PublishCloudMessage announces a cloud-to-device message's new state on
 // its device's stream (commands.Publisher).
 func (h *Hub) PublishCloudMessage(v commands.CloudMessageView) {
-	h.publishDevice(v.DeviceID, EventCommand, CommandEvent{Kind: KindCloudMessage, Message: &v})
+	ev := CommandEvent{Kind: KindCloudMessage, Message: &v}
+	h.publishDevice(v.DeviceID, EventCommand, ev)
+	h.relay(PeerEvent{Type: EventCommand, Device: v.DeviceID, Command: &ev})
 }
 
 // PublishMethodCall announces a direct method call's progress (commands.Publisher).
 func (h *Hub) PublishMethodCall(v commands.MethodCallView) {
-	h.publishDevice(v.DeviceID, EventCommand, CommandEvent{Kind: KindMethod, Call: &v})
+	ev := CommandEvent{Kind: KindMethod, Call: &v}
+	h.publishDevice(v.DeviceID, EventCommand, ev)
+	h.relay(PeerEvent{Type: EventCommand, Device: v.DeviceID, Command: &ev})
 }
 
 // PublishTwin announces a device's twin after a change (commands.Publisher).
 func (h *Hub) PublishTwin(v commands.TwinView) {
 	h.publishDevice(v.DeviceID, EventTwin, v)
+	h.relay(PeerEvent{Type: EventTwin, Device: v.DeviceID, Twin: &v})
 }
 
 // PublishStorage announces that storage started or stopped failing, on every
 // stream (storage.NewHealth's listener).
 func (h *Hub) PublishStorage(st storage.Status) {
 	h.publishAll(EventStorage, st)
+	h.relay(PeerEvent{Type: EventStorage, Storage: &st})
 }
 
 // PublishConnection announces an MQTT connection opening or closing (mqtt.Presence).
 func (h *Hub) PublishConnection(deviceID string, ev ConnectionEvent) {
 	h.publishDevice(deviceID, EventConnection, ev)
+	h.relay(PeerEvent{Type: EventConnection, Device: deviceID, Connection: &ev})
 }

@@ -49,6 +49,9 @@ type Options struct {
 	Counts func(ctx context.Context) (db.FleetCounts, error)
 	// WriteTimeout bounds one write to a client (default 10 s).
 	WriteTimeout time.Duration
+	// Relay, when set, carries every event published here to the other
+	// instances of a cluster (peers.go).
+	Relay Relay
 }
 
 // Hub owns the streams. Create it with New and stop it with Close.
@@ -76,7 +79,8 @@ type Hub struct {
 // deviceActivity is what the fleet stream last said about a device.
 type deviceActivity struct {
 	last      time.Time // newest message
-	connected bool      // held open by a protocol connection (MQTT)
+	connected bool      // held open by a protocol connection (MQTT) here
+	peer      string    // the other instance holding its connection, "" for none
 	hungUp    time.Time // when its last connection closed: offline at once (db.Online)
 	status    string    // status last published
 	sentAt    time.Time // when the last device event went out
@@ -220,6 +224,11 @@ func (h *Hub) publishAll(eventType string, data any) {
 // a device disabled or enabled by an operator (db.StatusDisabled …), or
 // deleted (StatusDeleted).
 func (h *Hub) SetStatus(deviceID, status string) {
+	h.setStatus(deviceID, status)
+	h.relay(PeerEvent{Type: PeerStatus, Device: deviceID, Status: status})
+}
+
+func (h *Hub) setStatus(deviceID, status string) {
 	h.mu.Lock()
 	a := h.activityOf(deviceID)
 	a.status = status
@@ -254,10 +263,29 @@ func (h *Hub) Remember(deviceID string, lastActivity time.Time) {
 // SetConnected records that a protocol connection (MQTT) opened or closed:
 // a connected device is online even when it sends nothing.
 func (h *Hub) SetConnected(deviceID string, connected bool) {
+	h.setConnected(deviceID, "", connected)
+	h.relay(PeerEvent{Type: PeerConnected, Device: deviceID, Connected: connected})
+}
+
+// setConnected records a connection opening or closing here (node "") or
+// on another instance. A device has one connection in the cluster, so
+// one other instance is remembered; the close of a connection on another
+// instance than the one last heard of (a device that moved) changes nothing.
+func (h *Hub) setConnected(deviceID, node string, connected bool) {
 	h.mu.Lock()
 	a := h.activityOf(deviceID)
 	now := h.opt.Now()
-	a.connected = connected
+	switch {
+	case node == "":
+		a.connected = connected
+	case connected:
+		a.peer = node
+	case a.peer == node || a.peer == anyPeer:
+		a.peer = ""
+	default:
+		h.mu.Unlock()
+		return
+	}
 	if connected {
 		a.last = now
 	} else {
@@ -332,7 +360,7 @@ func (h *Hub) statusOf(a *deviceActivity, now time.Time) string {
 	if a.status == db.StatusDisabled {
 		return db.StatusDisabled
 	}
-	if db.Online(a.connected, a.last, a.hungUp, now) {
+	if db.Online(a.connected || a.peer != "", a.last, a.hungUp, now) {
 		return db.StatusOnline
 	}
 	return db.StatusOffline

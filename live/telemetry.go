@@ -48,19 +48,39 @@ func (h *Hub) Committed(batch []telemetry.Record) {
 	h.mu.Unlock()
 	h.announce(due)
 
+	// In a cluster every message goes to the other instances, whose
+	// clients may follow any device; alone, only watched devices' are
+	// encoded.
+	var peers []PeerMessage
+	if h.opt.Relay != nil {
+		peers = make([]PeerMessage, 0, len(batch))
+	}
 	for i := range batch {
 		r := &batch[i]
 		h.mu.Lock()
 		st := h.devices[r.Message.DeviceID]
 		h.mu.Unlock()
+		if st == nil && peers == nil {
+			continue
+		}
+		msg := messageEvent(&r.Message)
+		var reading *ReadingEvent
+		if len(r.Readings) > 0 {
+			rd := readingEvent(r)
+			reading = &rd
+		}
+		if peers != nil {
+			peers = append(peers, PeerMessage{At: r.Message.EnqueuedAt, Message: msg, Reading: reading})
+		}
 		if st == nil {
 			continue
 		}
-		h.publish(st, r.Message.DeviceID, EventMessage, messageEvent(&r.Message))
-		if len(r.Readings) > 0 {
-			h.publish(st, r.Message.DeviceID, EventReading, readingEvent(r))
+		h.publish(st, r.Message.DeviceID, EventMessage, msg)
+		if reading != nil {
+			h.publish(st, r.Message.DeviceID, EventReading, reading)
 		}
 	}
+	h.relayMessages(peers)
 }
 
 func messageEvent(m *telemetry.Message) MessageEvent {

@@ -48,12 +48,23 @@ type Store interface {
 	ForgetSubscriptions(ctx context.Context, deviceID string, filters []string) error
 	Subscriptions(ctx context.Context, deviceID string) ([]db.Subscription, error)
 
-	SetDeviceConnected(ctx context.Context, deviceID string, connected bool) error
+	// SetDeviceConnection records the connection of a device on node (this
+	// instance) opening or closing, and returns the node that held it
+	// before (db.DB.SetDeviceConnection).
+	SetDeviceConnection(ctx context.Context, deviceID, node string, connected bool) (previous string, err error)
 	RecordAudit(ctx context.Context, e db.AuditEntry) error
 
 	AllDeviceCredentials(ctx context.Context) (map[string]db.DeviceCredentials, error)
 	CAThumbprints(ctx context.Context) (map[string]bool, error)
 	Device(ctx context.Context, deviceID string) (db.Device, error)
+}
+
+// Cluster is what the broker tells the other instances of a cluster
+// (package bus); nil in a hub of one instance.
+type Cluster interface {
+	// TakeOver asks node to close its connection of the device, which has
+	// connected to this instance since.
+	TakeOver(node, deviceID string)
 }
 
 // Presence announces connections opening and closing to live viewers.
@@ -77,6 +88,11 @@ type Config struct {
 	Ingest  Ingester
 	// Presence may be nil.
 	Presence Presence
+	// Node names this instance in the store's connection state (default
+	// "local"); Cluster, when set, hears of devices that moved here from
+	// another node.
+	Node    string
+	Cluster Cluster
 	// CloudMessages and Twins may be nil, which leaves those features off.
 	CloudMessages CloudMessages
 	Twins         Twins
@@ -159,6 +175,9 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Node == "" {
+		cfg.Node = "local"
 	}
 	if cfg.Health == nil {
 		cfg.Health = storage.NewHealth(cfg.Logger, nil, nil)

@@ -116,9 +116,19 @@ func (b *Broker) c2dRun(c *conn) {
 
 // c2dQueued is the queue's notification: wake the device's connection.
 func (b *Broker) c2dQueued(deviceID string) {
-	if c := b.current(deviceID); c != nil {
-		b.c2dWake(c)
+	b.WakeCloudMessages(deviceID)
+}
+
+// WakeCloudMessages makes the device's connection here look at its queue,
+// for messages queued on another instance of a cluster (package bus). It
+// reports whether the device is connected here.
+func (b *Broker) WakeCloudMessages(deviceID string) bool {
+	c := b.current(deviceID)
+	if c == nil {
+		return false
 	}
+	b.c2dWake(c)
+	return true
 }
 
 // c2dAcked completes the message the device acknowledged. Over MQTT the

@@ -69,8 +69,16 @@ func (b *Broker) recordPresence(ev presenceEvent, log *presenceLog) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	online := b.Connected(ev.deviceID)
-	if err := b.cfg.Store.SetDeviceConnected(ctx, ev.deviceID, online); err != nil {
+	previous, err := b.cfg.Store.SetDeviceConnection(ctx, ev.deviceID, b.cfg.Node, online)
+	if err != nil {
 		b.log.Log(ctx, b.writeErrorLevel(), "record device presence", "device", ev.deviceID, "err", err)
+	}
+	if online && previous != "" && previous != b.cfg.Node && b.cfg.Cluster != nil {
+		// The device left a session open on another instance: its
+		// connection there is stale (half-open) or a second device with
+		// the same identity; either way the newest connection wins.
+		b.log.Info("device moved here; taking over its session on another instance", "device", ev.deviceID, "node", previous)
+		b.cfg.Cluster.TakeOver(previous, ev.deviceID)
 	}
 	entry := db.AuditEntry{At: ev.at, Actor: "device:" + ev.deviceID, Target: ev.deviceID}
 	if ev.connected {

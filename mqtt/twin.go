@@ -75,11 +75,21 @@ func (b *Broker) twinPatchReported(c *conn, p Publish, body []byte) error {
 // and listening. A device that misses it (offline) GETs the twin when it
 // comes back, as the SDKs do.
 func (b *Broker) desiredChanged(deviceID string, patch json.RawMessage, version int64) {
+	b.PushDesired(deviceID, patch, version)
+}
+
+// PushDesired sends a desired patch to the device if it is connected here
+// and listening; the bus calls it for patches made on another instance of
+// a cluster. It reports whether the device is connected here.
+func (b *Broker) PushDesired(deviceID string, patch json.RawMessage, version int64) bool {
 	c := b.current(deviceID)
-	if c == nil || !c.subscribed(desiredPatchesFilter) {
-		return
+	if c == nil {
+		return false
 	}
-	b.sendLater(c, DesiredPatchTopic(version), patch)
+	if c.subscribed(desiredPatchesFilter) {
+		b.sendLater(c, DesiredPatchTopic(version), patch)
+	}
+	return true
 }
 
 func twinErrorBody(code int, message string) []byte {

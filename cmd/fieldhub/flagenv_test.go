@@ -53,7 +53,7 @@ func TestEveryServeFlagHasAnEnvVar(t *testing.T) {
 		"int":      {"7"},
 		"float":    {"7"},
 	}
-	strs := []string{"7", "127.0.0.1:18999", "hub.example", "json", "https://time.example", "10.0.0.0/8"}
+	strs := []string{"7", "127.0.0.1:18999", "hub.example", "json", "https://time.example", "10.0.0.0/8", "nats://127.0.0.1:4222"}
 	// Flags valid only with another.
 	partners := map[string][]string{"tls-cert": {"--tls-key", "key.pem"}, "tls-key": {"--tls-cert", "cert.pem"}}
 	parse := func(vars map[string]string, args []string) (serveConfig, error) {

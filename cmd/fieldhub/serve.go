@@ -5,10 +5,13 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"fieldhub/app"
+	"fieldhub/bus"
 	"fieldhub/mqtt"
 	"fieldhub/quota"
 	"fieldhub/retention"
@@ -56,6 +59,8 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	}
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", auditRetention, "how long audit log entries are kept, e.g. 2160h for 90 days; expired sessions are deleted with them (env FIELDHUB_AUDIT_RETENTION)")
 	fs.BoolVar(&cfg.DashboardTLS, "dashboard-tls", envOr(e, "FIELDHUB_DASHBOARD_TLS", "") == "1" || envOr(e, "FIELDHUB_DASHBOARD_TLS", "") == "true", "serve the dashboard and API over HTTPS with the device endpoints' certificate (env FIELDHUB_DASHBOARD_TLS=1)")
+	busURLs := fs.String("bus", envOr(e, "FIELDHUB_BUS", ""), "NATS servers joining this instance to the others of a cluster, comma-separated (nats://host:4222,…); empty: one instance (env FIELDHUB_BUS)")
+	fs.StringVar(&cfg.Node, "node", envOr(e, "FIELDHUB_NODE", ""), "this instance's name in a cluster: letters, digits, '-' and '_'; default: host name and dashboard port (env FIELDHUB_NODE)")
 	finishListenFlags := listenFlags(fs, e, &cfg)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -91,12 +96,37 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	if cfg.PprofAddr != "" && !app.IsLoopback(cfg.PprofAddr) {
 		return cfg, usagef("serve: --pprof-addr %q: profiles are served on a loopback host:port only (127.0.0.1, ::1 or localhost)", cfg.PprofAddr)
 	}
+	if cfg.Bus, err = parseBusURLs(*busURLs); err != nil {
+		return cfg, err
+	}
+	if cfg.Node != "" {
+		if err := bus.CheckNode(cfg.Node); err != nil {
+			return cfg, usagef("serve: --node: %v", err)
+		}
+	}
 	if cfg.MQTTPlainAddr != "" {
 		if err := mqtt.CheckPlainAddr(cfg.MQTTPlainAddr); err != nil {
 			return cfg, usagef("serve: --mqtt-plain-addr: %v", err)
 		}
 	}
 	return cfg, nil
+}
+
+// parseBusURLs reads --bus: NATS URLs separated by commas.
+func parseBusURLs(v string) ([]string, error) {
+	var urls []string
+	for _, s := range strings.Split(v, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
+			return nil, usagef("serve: --bus %q is not a NATS server URL such as nats://127.0.0.1:4222", s)
+		}
+		urls = append(urls, s)
+	}
+	return urls, nil
 }
 
 // envDuration reads a duration from the environment, def when unset.

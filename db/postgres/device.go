@@ -169,18 +169,6 @@ func (s *Store) DeleteDevice(ctx context.Context, deviceID string) error {
 	return nil
 }
 
-// SetDeviceConnected records a live connection opening or closing (MQTT presence).
-func (s *Store) SetDeviceConnected(ctx context.Context, deviceID string, connected bool) error {
-	q := `UPDATE devices SET connected = 1, last_activity_at = $1 WHERE device_id = $2`
-	if !connected {
-		q = `UPDATE devices SET connected = 0, last_activity_at = $1, disconnected_at = $1 WHERE device_id = $2`
-	}
-	if _, err := s.pool.Exec(ctx, q, ms(s.Now()), deviceID); err != nil {
-		return fmt.Errorf("set device %q connected=%v: %w", deviceID, connected, err)
-	}
-	return nil
-}
-
 // ResetConnections marks every device disconnected; called at start, since
 // no connection survives a restart.
 func (s *Store) ResetConnections(ctx context.Context) error {

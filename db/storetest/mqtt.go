@@ -2,11 +2,13 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
 
 	"fieldhub/db"
+	"fieldhub/storage"
 )
 
 // RunMQTTSessions tests what the MQTT broker keeps: the subscriptions of
@@ -16,6 +18,7 @@ func RunMQTTSessions(t *testing.T, b Backend) {
 	cases(t, b,
 		test{"Subscriptions", testSubscriptions},
 		test{"ConnectionState", testConnectionState},
+		test{"ConnectionNode", testConnectionNode},
 		test{"Credentials", testCredentials},
 	)
 }
@@ -103,7 +106,7 @@ func testConnectionState(t *testing.T, b Backend) {
 		}
 		return dev
 	}
-	if err := d.SetDeviceConnected(ctx, "dev1", true); err != nil {
+	if _, err := d.SetDeviceConnection(ctx, "dev1", "node1", true); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Hour) // long past the online window: the connection counts
@@ -113,14 +116,14 @@ func testConnectionState(t *testing.T, b Backend) {
 	if c, err := d.FleetCounts(ctx); err != nil || c != (db.FleetCounts{Online: 1, Offline: 1}) {
 		t.Errorf("counts = %+v, %v; want 1 online, 1 offline", c, err)
 	}
-	if err := d.SetDeviceConnected(ctx, "dev1", false); err != nil {
+	if _, err := d.SetDeviceConnection(ctx, "dev1", "node1", false); err != nil {
 		t.Fatal(err)
 	}
 	hungUp := clk.Now()
 	if dev := status("dev1"); dev.Connected || !dev.DisconnectedAt.Equal(hungUp) || !dev.LastActivity.Equal(hungUp) || dev.Status(hungUp) != db.StatusOffline {
 		t.Errorf("disconnected device = %+v, want offline at once, disconnected and active at %v", dev, hungUp)
 	}
-	if err := d.SetDeviceConnected(ctx, "dev2", true); err != nil {
+	if _, err := d.SetDeviceConnection(ctx, "dev2", "node1", true); err != nil {
 		t.Fatal(err)
 	}
 	d = b.Reopen(t, d, clk.Now)
@@ -160,5 +163,63 @@ func testCredentials(t *testing.T, b Backend) {
 	}
 	if got := creds["ca"]; !got.Enabled || got.Keys != [2]string{} || got.Auth.Type != "certificateAuthority" {
 		t.Errorf("ca = %+v, want enabled, no keys, certificateAuthority", got)
+	}
+}
+
+// testConnectionNode: instances sharing the store record which of them
+// holds a device's connection; a device that moves to another instance
+// names the one it left, that one's late close does not mark it offline,
+// and an instance's restart resets only its own connections.
+func testConnectionNode(t *testing.T, b Backend) {
+	ctx := context.Background()
+	d, clk := open(t, b)
+	device(t, d, "dev1")
+	device(t, d, "dev2")
+	set := func(id, node string, connected bool, wantPrevious string) {
+		t.Helper()
+		prev, err := d.SetDeviceConnection(ctx, id, node, connected)
+		if err != nil || prev != wantPrevious {
+			t.Fatalf("SetDeviceConnection(%s, %s, %v) = %q, %v; want %q", id, node, connected, prev, err, wantPrevious)
+		}
+	}
+	node := func(id, want string) {
+		t.Helper()
+		if got, err := d.DeviceConnectionNode(ctx, id); err != nil || got != want {
+			t.Errorf("DeviceConnectionNode(%s) = %q, %v; want %q", id, got, err, want)
+		}
+	}
+	node("dev1", "")
+	set("dev1", "a", true, "")
+	node("dev1", "a")
+	set("dev1", "a", true, "a") // a reconnect to the same instance
+	clk.Advance(time.Second)
+	set("dev1", "b", true, "a") // moved: a's session is to be taken over
+	node("dev1", "b")
+	set("dev1", "a", false, "b") // a's old connection closes late
+	node("dev1", "b")
+	if dev, err := d.Device(ctx, "dev1"); err != nil || !dev.Connected || dev.Status(clk.Now().Add(time.Hour)) != db.StatusOnline {
+		t.Errorf("dev1 after a's late close = %+v, %v; want connected and online", dev, err)
+	}
+	set("dev1", "b", false, "b")
+	node("dev1", "")
+	if dev, err := d.Device(ctx, "dev1"); err != nil || dev.Connected || !dev.DisconnectedAt.Equal(clk.Now()) {
+		t.Errorf("dev1 after b's close = %+v, %v; want disconnected at %v", dev, err, clk.Now())
+	}
+	set("dev1", "a", true, "") // the old holder is forgotten once the device left
+
+	set("dev2", "b", true, "")
+	if err := d.ResetNodeConnections(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	node("dev1", "")
+	node("dev2", "b")
+	if c, err := d.FleetCounts(ctx); err != nil || c != (db.FleetCounts{Online: 1, Offline: 1}) {
+		t.Errorf("counts after a's restart = %+v, %v; want b's device online, a's offline", c, err)
+	}
+	if _, err := d.DeviceConnectionNode(ctx, "nope"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("DeviceConnectionNode(unknown) = %v, want storage.ErrNotFound", err)
+	}
+	if _, err := d.SetDeviceConnection(ctx, "nope", "a", true); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("SetDeviceConnection(unknown) = %v, want storage.ErrNotFound", err)
 	}
 }

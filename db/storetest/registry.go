@@ -100,7 +100,7 @@ func testDevicesFilterAndCounts(t *testing.T, b Backend) {
 			t.Fatal(err)
 		}
 	}
-	if err := d.SetDeviceConnected(ctx, "a-1", true); err != nil {
+	if _, err := d.SetDeviceConnection(ctx, "a-1", "node1", true); err != nil {
 		t.Fatal(err)
 	}
 	off := false
@@ -139,10 +139,10 @@ func testDevicesFilterAndCounts(t *testing.T, b Backend) {
 	}
 	// A device that hangs up is offline at once, although it was just active;
 	// a later message brings it back online.
-	if err := d.SetDeviceConnected(ctx, "b-2", true); err != nil {
+	if _, err := d.SetDeviceConnection(ctx, "b-2", "node1", true); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.SetDeviceConnected(ctx, "b-2", false); err != nil {
+	if _, err := d.SetDeviceConnection(ctx, "b-2", "node1", false); err != nil {
 		t.Fatal(err)
 	}
 	if dev, _ := d.Device(ctx, "b-2"); dev.Status(clk.Now()) != db.StatusOffline {

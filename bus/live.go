@@ -1,0 +1,112 @@
+package bus
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+
+	"fieldhub/live"
+)
+
+// AttachHub makes the bus deliver other instances' live events to peers
+// (the live hub). For one instance it only remembers peers.
+func (b *Bus) AttachHub(peers Peers) error {
+	b.mu.Lock()
+	b.peers = peers
+	b.mu.Unlock()
+	if b.nc == nil {
+		return nil
+	}
+	return b.subscribe(subjectLive, b.fromPeer)
+}
+
+// Relay queues a live event for the other instances (live.Relay). It never
+// waits: when the queue is full, or the bus is one instance, the event is
+// dropped.
+func (b *Bus) Relay(ev live.PeerEvent) {
+	if b.nc == nil {
+		return
+	}
+	select {
+	case b.relayq <- ev:
+	default:
+		if b.stats.relayDropped.Add(1)%1000 == 1 {
+			b.log.Warn("live events for other instances dropped: the bus cannot keep up", "dropped", b.stats.relayDropped.Load())
+		}
+	}
+}
+
+// runRelay sends the queued live events until Close.
+func (b *Bus) runRelay() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case ev := <-b.relayq:
+			b.sendLive(ev)
+		}
+	}
+}
+
+// sendLive publishes one event, split into several when its messages do
+// not fit one NATS message.
+func (b *Bus) sendLive(ev live.PeerEvent) {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		b.stats.refused.Add(1)
+		b.log.Error("encode live event for other instances", "type", ev.Type, "err", err)
+		return
+	}
+	if len(data) > b.max {
+		if ev.Type == live.PeerMessages && len(ev.Messages) > 1 {
+			half := len(ev.Messages) / 2
+			first, second := ev, ev
+			first.Messages, second.Messages = ev.Messages[:half], ev.Messages[half:]
+			b.sendLive(first)
+			b.sendLive(second)
+			return
+		}
+		b.stats.refused.Add(1)
+		b.log.Warn("live event not sent to other instances: too large", "type", ev.Type, "device", ev.Device, "bytes", len(data), "max", b.max)
+		return
+	}
+	msg := &nats.Msg{Subject: subjectLive, Data: data, Header: nats.Header{headerNode: []string{b.node}}}
+	if err := b.nc.PublishMsg(msg); err != nil {
+		if b.stats.relayDropped.Add(1)%1000 == 1 {
+			b.log.Warn("live events for other instances dropped", "err", err, "dropped", b.stats.relayDropped.Load())
+		}
+		return
+	}
+	b.stats.relayed.Add(1)
+}
+
+// fromPeer applies a live event of another instance.
+func (b *Bus) fromPeer(m *nats.Msg) {
+	node := m.Header.Get(headerNode)
+	if node == b.node || b.tooBig(m) {
+		return
+	}
+	if err := CheckNode(node); err != nil {
+		b.peerError(fmt.Errorf("live event without its node: %w", err))
+		return
+	}
+	var ev live.PeerEvent
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		b.peerError(fmt.Errorf("live event from %s is not JSON: %w", node, err))
+		return
+	}
+	b.mu.RLock()
+	peers := b.peers
+	b.mu.RUnlock()
+	if err := peers.FromPeer(node, ev); err != nil {
+		b.peerError(err)
+	}
+}
+
+func (b *Bus) peerError(err error) {
+	if b.stats.peerErrors.Add(1)%100 == 1 {
+		b.log.Warn("live event from another instance refused", "err", err, "refused", b.stats.peerErrors.Load())
+	}
+}

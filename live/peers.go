@@ -1,0 +1,191 @@
+package live
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"fieldhub/commands"
+	"fieldhub/storage"
+)
+
+// A cluster's instances each have a hub; a Relay (package bus) carries
+// every event a hub publishes to the others, which apply it with
+// FromPeer. An operator whose browser is on one instance thus sees the
+// telemetry, commands, twins and connections of devices on every other,
+// and the fleet counters of the whole cluster. Events are best-effort:
+// what the relay cannot carry is lost, and Resync tells the browsers.
+
+// Relay carries a hub's events to the hubs of the other instances. Relay
+// runs on the publisher's goroutine (the ingest writer, the broker's
+// presence) and must not block: it drops what it cannot carry.
+type Relay interface {
+	Relay(ev PeerEvent)
+}
+
+// Types of PeerEvent besides the stream events it carries as they are
+// (EventConnection, EventCommand, EventTwin, EventStorage).
+const (
+	// PeerMessages (Messages): stored device-to-cloud messages.
+	PeerMessages = "messages"
+	// PeerConnected (Connected): a device's MQTT connection on the sending
+	// instance opened or closed.
+	PeerConnected = "connected"
+	// PeerStatus (Status): an operator disabled, enabled or deleted a device.
+	PeerStatus = "status"
+)
+
+// PeerEvent is one event as the hubs of a cluster exchange it.
+type PeerEvent struct {
+	Type       string             `json:"type"`
+	Device     string             `json:"device,omitempty"`
+	Connected  bool               `json:"connected,omitempty"`
+	Status     string             `json:"status,omitempty"`
+	Messages   []PeerMessage      `json:"messages,omitempty"`
+	Connection *ConnectionEvent   `json:"connection,omitempty"`
+	Command    *CommandEvent      `json:"command,omitempty"`
+	Twin       *commands.TwinView `json:"twin,omitempty"`
+	Storage    *storage.Status    `json:"storage,omitempty"`
+}
+
+// PeerMessage is one stored message as its device's stream shows it: cut
+// to MaxLiveBody and MaxLiveProperties like every live message.
+type PeerMessage struct {
+	At      time.Time     `json:"at"` // when the hub received it: the device's activity
+	Message MessageEvent  `json:"message"`
+	Reading *ReadingEvent `json:"reading,omitempty"`
+}
+
+// maxPeerDeviceID bounds the device ids a peer event may name (the
+// registry allows 128 characters).
+const maxPeerDeviceID = 128
+
+// anyPeer marks a device found connected to some other instance at start,
+// before any instance said which: the first disconnect from any clears it.
+const anyPeer = "*"
+
+// relay hands ev to the other instances, if the hub is part of a cluster.
+func (h *Hub) relay(ev PeerEvent) {
+	if h.opt.Relay != nil && !h.isClosed() {
+		h.opt.Relay.Relay(ev)
+	}
+}
+
+// relayMessages hands a committed batch to the other instances.
+func (h *Hub) relayMessages(batch []PeerMessage) {
+	if len(batch) > 0 {
+		h.relay(PeerEvent{Type: PeerMessages, Messages: batch})
+	}
+}
+
+// FromPeer applies an event another instance (node) published, as if it
+// had happened here, without relaying it again. An event that does not
+// make sense is refused with an error saying why.
+func (h *Hub) FromPeer(node string, ev PeerEvent) error {
+	if h.isClosed() {
+		return nil
+	}
+	if err := checkPeerEvent(ev); err != nil {
+		return fmt.Errorf("live event from %s: %w", node, err)
+	}
+	switch ev.Type {
+	case PeerMessages:
+		h.peerMessages(ev.Messages)
+	case PeerConnected:
+		h.setConnected(ev.Device, node, ev.Connected)
+	case PeerStatus:
+		h.setStatus(ev.Device, ev.Status)
+	case EventConnection:
+		h.publishDevice(ev.Device, EventConnection, ev.Connection)
+	case EventCommand:
+		h.publishDevice(ev.Device, EventCommand, ev.Command)
+	case EventTwin:
+		h.publishDevice(ev.Device, EventTwin, ev.Twin)
+	case EventStorage:
+		h.publishAll(EventStorage, ev.Storage)
+	}
+	return nil
+}
+
+// checkPeerEvent refuses an event whose type is unknown or that lacks what
+// its type needs.
+func checkPeerEvent(ev PeerEvent) error {
+	needsDevice := ev.Type != PeerMessages && ev.Type != EventStorage
+	switch {
+	case needsDevice && (ev.Device == "" || len(ev.Device) > maxPeerDeviceID):
+		return fmt.Errorf("%s event without a device id of 1 to %d bytes", ev.Type, maxPeerDeviceID)
+	case ev.Type == PeerMessages:
+		for _, m := range ev.Messages {
+			if m.Message.DeviceID == "" || len(m.Message.DeviceID) > maxPeerDeviceID {
+				return errors.New("message without a device id of 1 to 128 bytes")
+			}
+		}
+		return nil
+	case ev.Type == PeerConnected:
+		return nil
+	case ev.Type == PeerStatus:
+		if ev.Status == "" {
+			return errors.New("status event without a status")
+		}
+		return nil
+	case ev.Type == EventConnection && ev.Connection != nil,
+		ev.Type == EventCommand && ev.Command != nil,
+		ev.Type == EventTwin && ev.Twin != nil,
+		ev.Type == EventStorage && ev.Storage != nil:
+		return nil
+	}
+	return fmt.Errorf("unknown event type %q or an event without its payload", ev.Type)
+}
+
+// peerMessages is Committed for messages stored by another instance.
+func (h *Hub) peerMessages(batch []PeerMessage) {
+	now := h.opt.Now()
+	var due []DeviceStatus
+	h.mu.Lock()
+	h.countMessages(now, len(batch))
+	for i := range batch {
+		id := batch[i].Message.DeviceID
+		a := h.activityOf(id)
+		if batch[i].At.After(a.last) {
+			a.last = batch[i].At
+		}
+		if ds, ok := h.due(id, a, now); ok {
+			delete(h.pending, id)
+			due = append(due, ds)
+		} else {
+			h.pending[id] = struct{}{}
+		}
+	}
+	h.mu.Unlock()
+	h.announce(due)
+	for i := range batch {
+		m := &batch[i]
+		h.mu.Lock()
+		st := h.devices[m.Message.DeviceID]
+		h.mu.Unlock()
+		if st == nil {
+			continue
+		}
+		h.publish(st, m.Message.DeviceID, EventMessage, m.Message)
+		if m.Reading != nil {
+			h.publish(st, m.Message.DeviceID, EventReading, m.Reading)
+		}
+	}
+}
+
+// RememberPeer tells the hub, at start, that a device is connected to
+// another instance of the cluster, so that it shows online until that
+// instance says the connection closed.
+func (h *Hub) RememberPeer(deviceID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a := h.activityOf(deviceID)
+	a.peer = anyPeer
+	a.status = h.statusOf(a, h.opt.Now())
+}
+
+// Resync tells every client to reload what it shows: events from other
+// instances were lost while the bus was down.
+func (h *Hub) Resync() {
+	h.publishAll(EventResync, struct{}{})
+}
