@@ -168,7 +168,6 @@ func TestTakeoverAcrossInstances(t *testing.T) {
 	await(t, fleetA, live.EventDevice, `"status":"online"`)
 }
 
-
 // NATS restarting mid-test: while it is down a method to a device on the
 // other instance fails at once with a clear error; once it is back the bus
 // reconnects by itself, browsers are told to reload, and methods and live
@@ -245,9 +244,9 @@ func TestHugeAndMalformedPayloadsRefused(t *testing.T) {
 	from := nats.Header{"Fieldhub-Node": []string{"x"}}
 	send("fieldhub.live", huge, from)
 	send("fieldhub.node.a.c2d", huge, from)
-	send("fieldhub.live", []byte(`{"type":"twin"}`), from)                         // no device, no twin
-	send("fieldhub.live", []byte(`{"type":"nonsense","device":"d"}`), from)         // unknown type
-	send("fieldhub.live", []byte(`not json`), from)                                 // not JSON
+	send("fieldhub.live", []byte(`{"type":"twin"}`), from)                            // no device, no twin
+	send("fieldhub.live", []byte(`{"type":"nonsense","device":"d"}`), from)           // unknown type
+	send("fieldhub.live", []byte(`not json`), from)                                   // not JSON
 	send("fieldhub.live", []byte(`{"type":"status","device":"d","status":"x"}`), nil) // no node
 	res, err := raw.Request("fieldhub.node.a.method", huge, testkit.Wait)
 	if err != nil || !strings.Contains(string(res.Data), "too large") {
@@ -327,7 +326,6 @@ func (g *gatedPeers) calls() int {
 	defer g.mu.Unlock()
 	return g.n
 }
-
 
 // Node names are NATS subject tokens: the default is made of the host
 // name and port, and names that would break a subject are refused.
