@@ -6,7 +6,7 @@ GO ?= go
 GO_PACKAGES = $$($(GO) list ./...)
 GO_DIRS = $$($(GO) list -f '{{.Dir}}' ./...)
 
-.PHONY: all generate build install container run test check-generated vet fmt-check lint bench e2e node_modules
+.PHONY: all generate build install container run test check-generated vet fmt-check lint bench e2e node_modules nats-server
 
 # What `fieldhub version` prints. A clean clone of a tagged commit reads
 # e.g. v1.2.0; otherwise the tag plus commits since and -dirty for local
@@ -87,9 +87,17 @@ fmt-check:
 lint: vet fmt-check
 
 ## test: everything CI checks: generated files, vet, gofmt, Go tests with -race, browser tests
-test: check-generated lint
-	$(GO) test -race ./...
+test: check-generated lint nats-server
+	FIELDHUB_REQUIRE_NATS=1 $(GO) test -race ./...
 	$(MAKE) e2e
+
+# nats-server: the bus tests (package bus) run a real one; installed with
+# apt-get when root, else the command to run is printed.
+nats-server:
+	@if ! command -v nats-server >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends nats-server; \
+		else echo "nats-server is missing; install it with: sudo apt-get install -y nats-server"; exit 1; fi; \
+	fi
 
 ## e2e: browser tests against the real binary in headless Chromium
 e2e: node_modules

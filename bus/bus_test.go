@@ -374,7 +374,7 @@ func mustDevice(t *testing.T, c *cluster, id string) db.Device {
 
 // waitNode waits until the store says the device is connected to node
 // (the broker records presence in the background).
-func waitNode(t *testing.T, c *cluster, deviceID, node string) {
+func waitNode(t testing.TB, c *cluster, deviceID, node string) {
 	t.Helper()
 	testkit.WaitFor(t, fmt.Sprintf("%s on %s", deviceID, node), func() bool {
 		got, err := c.db.DeviceConnectionNode(context.Background(), deviceID)

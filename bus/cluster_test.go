@@ -29,13 +29,13 @@ import (
 // store as the instances of a real cluster share PostgreSQL, joined by a
 // real nats-server.
 type cluster struct {
-	t    *testing.T
+	t    testing.TB
 	db   *db.DB
 	tel  *telemetry.Store
 	nats *natsServer
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	c := &cluster{t: t, nats: startNATS(t), db: dbtest.MustOpen(t)}
 	c.tel = dbtest.Telemetry(t, c.db)
@@ -131,7 +131,7 @@ type mqttDevice struct {
 
 // connect connects dev to the instance over MQTT as the Azure SDKs do
 // and waits until the instance holds the connection.
-func (in *instance) connect(t *testing.T, dev db.Device) *mqttDevice {
+func (in *instance) connect(t testing.TB, dev db.Device) *mqttDevice {
 	t.Helper()
 	d := &mqttDevice{lost: make(chan error, 1), received: make(chan paho.Message, 100)}
 	tok, err := auth.SignSAS("localhost/devices/"+dev.DeviceID, dev.Keys()[0], time.Now().Add(time.Hour))
@@ -154,7 +154,7 @@ func (in *instance) connect(t *testing.T, dev db.Device) *mqttDevice {
 }
 
 // subscribe subscribes at QoS 1 and waits for the SUBACK.
-func (d *mqttDevice) subscribe(t *testing.T, filter string) {
+func (d *mqttDevice) subscribe(t testing.TB, filter string) {
 	t.Helper()
 	if tok := d.client.Subscribe(filter, 1, nil); !tok.WaitTimeout(testkit.Wait) || tok.Error() != nil {
 		t.Fatalf("subscribe %s: %v", filter, tok.Error())
@@ -162,7 +162,7 @@ func (d *mqttDevice) subscribe(t *testing.T, filter string) {
 }
 
 // next is the next publish the device received on a topic starting with prefix.
-func (d *mqttDevice) next(t *testing.T, prefix string) paho.Message {
+func (d *mqttDevice) next(t testing.TB, prefix string) paho.Message {
 	t.Helper()
 	deadline := time.After(testkit.Wait)
 	for {
@@ -179,7 +179,7 @@ func (d *mqttDevice) next(t *testing.T, prefix string) paho.Message {
 
 // answerMethods answers every method request with status 200 and the
 // request's payload, until the test ends.
-func (d *mqttDevice) answerMethods(t *testing.T) {
+func (d *mqttDevice) answerMethods(t testing.TB) {
 	d.subscribe(t, "$iothub/methods/POST/#")
 	go func() {
 		for m := range d.received {
@@ -197,7 +197,7 @@ type sseEvent struct{ typ, data string }
 
 // follow opens an SSE stream of the instance (path /fleet or
 // /devices/{id}) and returns its events as they come.
-func (in *instance) follow(t *testing.T, path string) <-chan sseEvent {
+func (in *instance) follow(t testing.TB, path string) <-chan sseEvent {
 	t.Helper()
 	before := in.hub.Connected()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -231,7 +231,7 @@ func (in *instance) follow(t *testing.T, path string) <-chan sseEvent {
 }
 
 // await reads events until one of type typ whose data contains want.
-func await(t *testing.T, events <-chan sseEvent, typ, want string) sseEvent {
+func await(t testing.TB, events <-chan sseEvent, typ, want string) sseEvent {
 	t.Helper()
 	deadline := time.After(testkit.Wait)
 	for {

@@ -1,0 +1,79 @@
+package bus_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkMethodAcrossInstances is the round trip of a direct method
+// invoked on instance B for a device (a real MQTT client) connected to
+// instance A, through a real nats-server: the transport alone (B's bus
+// finds A in the store, asks A over NATS, A's broker asks the device) and
+// the whole call as the API makes it (with the live events and the audit
+// entry). It reports the latency's p50 and p99, with 1 and 8 callers.
+func BenchmarkMethodAcrossInstances(b *testing.B) {
+	c := newCluster(b)
+	a, bi := c.instance("a"), c.instance("b")
+	d := a.connect(b, c.device("dev1"))
+	d.answerMethods(b)
+	waitNode(b, c, "dev1", "a")
+	for _, callers := range []int{1, 8} {
+		b.Run("transport/callers="+itoa(callers), func(b *testing.B) {
+			roundTrips(b, callers, func() error {
+				_, _, err := bi.bus.InvokeMethod(context.Background(), "dev1", "echo", json.RawMessage(`{"n":1}`), 5*time.Second)
+				return err
+			})
+		})
+		b.Run("invoke/callers="+itoa(callers), func(b *testing.B) {
+			roundTrips(b, callers, func() error {
+				_, err := bi.invoke("dev1", "echo", `{"n":1}`, 5*time.Second)
+				return err
+			})
+		})
+	}
+}
+
+// roundTrips runs call b.N times over callers goroutines and reports the
+// latency percentiles.
+func roundTrips(b *testing.B, callers int, call func() error) {
+	var (
+		mu  sync.Mutex
+		lat []time.Duration
+		wg  sync.WaitGroup
+	)
+	next := make(chan struct{})
+	b.ResetTimer()
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range next {
+				start := time.Now()
+				if err := call(); err != nil {
+					b.Error(err)
+					return
+				}
+				mu.Lock()
+				lat = append(lat, time.Since(start))
+				mu.Unlock()
+			}
+		}()
+	}
+	for range b.N {
+		next <- struct{}{}
+	}
+	close(next)
+	wg.Wait()
+	b.StopTimer()
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return
+	}
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+}
