@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -22,13 +23,13 @@ func BenchmarkMethodAcrossInstances(b *testing.B) {
 	d.answerMethods(b)
 	waitNode(b, c, "dev1", "a")
 	for _, callers := range []int{1, 8} {
-		b.Run("transport/callers="+itoa(callers), func(b *testing.B) {
+		b.Run("transport/callers="+strconv.Itoa(callers), func(b *testing.B) {
 			roundTrips(b, callers, func() error {
 				_, _, err := bi.bus.InvokeMethod(context.Background(), "dev1", "echo", json.RawMessage(`{"n":1}`), 5*time.Second)
 				return err
 			})
 		})
-		b.Run("invoke/callers="+itoa(callers), func(b *testing.B) {
+		b.Run("invoke/callers="+strconv.Itoa(callers), func(b *testing.B) {
 			roundTrips(b, callers, func() error {
 				_, err := bi.invoke("dev1", "echo", `{"n":1}`, 5*time.Second)
 				return err

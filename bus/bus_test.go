@@ -180,14 +180,14 @@ func TestBusSurvivesNATSRestart(t *testing.T) {
 	waitNode(t, c, "dev1", "a")
 	onB := b.follow(t, "/devices/dev1")
 
-	c.nats.stop()
+	c.nats.Stop()
 	testkit.WaitFor(t, "B notices NATS is gone", func() bool { return !b.bus.Connected() })
 	_, err := b.invoke("dev1", "echo", `1`, 5*time.Second)
 	if !errors.Is(err, commands.ErrInstanceUnreachable) || !strings.Contains(err.Error(), "instance a") {
 		t.Errorf("call while NATS is down = %v, want ErrInstanceUnreachable naming instance a", err)
 	}
 
-	c.nats.start()
+	c.nats.Start()
 	testkit.WaitFor(t, "both reconnect", func() bool { return a.bus.Connected() && b.bus.Connected() })
 	await(t, onB, live.EventResync, "")
 	// A re-subscribes after its reconnect: the first calls may find no

@@ -14,6 +14,7 @@ import (
 
 	"fieldhub/auth"
 	"fieldhub/bus"
+	"fieldhub/bus/bustest"
 	"fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
@@ -32,12 +33,12 @@ type cluster struct {
 	t    testing.TB
 	db   *db.DB
 	tel  *telemetry.Store
-	nats *natsServer
+	nats *bustest.Server
 }
 
 func newCluster(t testing.TB) *cluster {
 	t.Helper()
-	c := &cluster{t: t, nats: startNATS(t), db: dbtest.MustOpen(t)}
+	c := &cluster{t: t, nats: bustest.Start(t), db: dbtest.MustOpen(t)}
 	c.tel = dbtest.Telemetry(t, c.db)
 	return c
 }

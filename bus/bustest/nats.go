@@ -1,4 +1,6 @@
-package bus_test
+// Package bustest runs a real nats-server for tests of the bus and of
+// instances joined by it.
+package bustest
 
 import (
 	"fmt"
@@ -6,15 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"fieldhub/internal/testkit"
 )
 
-// natsServer is a real nats-server process on a free loopback port, its
+// Server is a real nats-server process on a free loopback port, its
 // configuration and log in the test's temporary folder.
-type natsServer struct {
+type Server struct {
 	t    testing.TB
 	bin  string
 	conf string
@@ -22,21 +23,21 @@ type natsServer struct {
 	cmd  *exec.Cmd
 }
 
-// natsInstall is what installs the server on Debian.
-const natsInstall = "apt-get install -y nats-server"
+// Install is what installs the server on Debian.
+const Install = "apt-get install -y nats-server"
 
-// startNATS starts nats-server for the test and stops it at cleanup. The
+// Start starts nats-server for the test and stops it at cleanup. The
 // test is skipped when the binary is missing, or fails with FIELDHUB_REQUIRE_NATS=1
 // (CI), saying how to install it.
-func startNATS(t testing.TB) *natsServer {
+func Start(t testing.TB) *Server {
 	t.Helper()
 	testkit.Slow(t, "starts nats-server")
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
 		if os.Getenv("FIELDHUB_REQUIRE_NATS") == "1" {
-			t.Fatalf("nats-server is not installed; install it with: %s", natsInstall)
+			t.Fatalf("nats-server is not installed; install it with: %s", Install)
 		}
-		t.Skipf("nats-server is not installed (%s); set FIELDHUB_REQUIRE_NATS=1 to fail instead", natsInstall)
+		t.Skipf("nats-server is not installed (%s); set FIELDHUB_REQUIRE_NATS=1 to fail instead", Install)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -53,17 +54,17 @@ func startNATS(t testing.TB) *natsServer {
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &natsServer{t: t, bin: bin, conf: conf, addr: addr}
-	s.start()
-	t.Cleanup(s.stop)
+	s := &Server{t: t, bin: bin, conf: conf, addr: addr}
+	s.Start()
+	t.Cleanup(s.Stop)
 	return s
 }
 
 // URL is the server's client URL.
-func (s *natsServer) URL() string { return "nats://" + s.addr }
+func (s *Server) URL() string { return "nats://" + s.addr }
 
-// start runs the server and waits until it takes connections.
-func (s *natsServer) start() {
+// Start runs the server again (after Stop) on the same port and waits until it takes connections.
+func (s *Server) Start() {
 	s.t.Helper()
 	s.cmd = exec.Command(s.bin, "-c", s.conf)
 	if err := s.cmd.Start(); err != nil {
@@ -78,8 +79,8 @@ func (s *natsServer) start() {
 	})
 }
 
-// stop kills the server (as a crash would) and waits for it to end.
-func (s *natsServer) stop() {
+// Stop kills the server (as a crash would) and waits for it to end.
+func (s *Server) Stop() {
 	if s.cmd == nil {
 		return
 	}
@@ -87,5 +88,3 @@ func (s *natsServer) stop() {
 	_ = s.cmd.Wait()
 	s.cmd = nil
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
