@@ -8,6 +8,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"fieldhub/internal/testkit"
+	"fieldhub/telemetry"
 )
 
 // BenchmarkMethodAcrossInstances is the round trip of a direct method
@@ -78,3 +81,41 @@ func roundTrips(b *testing.B, callers int, call func() error) {
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 }
+
+// BenchmarkLiveRelay is how many stored messages a second one instance's
+// hub hands to another's through a real nats-server (batches of 100
+// messages of 3 readings, as the ingest writer commits them), and the
+// bytes each costs on the bus: the fan-out cost of a cluster, paid once
+// per other instance.
+func BenchmarkLiveRelay(b *testing.B) {
+	c := newCluster(b)
+	a, other := c.instance("a"), c.instance("b")
+	const batch = 100
+	recs := make([]telemetry.Record, batch)
+	now := time.Now()
+	for i := range recs {
+		recs[i] = telemetry.Record{
+			Message: telemetry.Message{DeviceID: "dev-" + strconv.Itoa(i%10), MessageID: "m" + strconv.Itoa(i),
+				Body: []byte(`{"temperature":21.5,"humidity":40.25,"pressure":1013.2,"site":"north-field-7"}`), EnqueuedAt: now},
+			Time:     now,
+			Readings: []telemetry.Reading{{Metric: "temperature", Value: 21.5}, {Metric: "humidity", Value: 40.25}, {Metric: "pressure", Value: 1013.2}},
+		}
+	}
+	sent := int64(0)
+	b.ResetTimer()
+	for i := range b.N {
+		a.hub.Committed(recs)
+		sent += batch
+		if i%32 == 31 || i == b.N-1 {
+			want := sent
+			testkit.WaitFor(b, "B caught up", func() bool { return other.hub.MessagesPerMinute() >= want })
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(sent)/b.Elapsed().Seconds(), "msgs/s")
+	if st := a.bus.Stats(); st.RelayDropped > 0 {
+		b.Errorf("A dropped %d events", st.RelayDropped)
+	}
+	b.ReportMetric(float64(a.bus.Stats().BytesSent)/float64(sent), "bus-B/msg")
+}
+

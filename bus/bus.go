@@ -126,7 +126,7 @@ type Bus struct {
 	wg     sync.WaitGroup
 
 	stats struct {
-		relayed, relayDropped, refused, routeDropped, peerErrors atomic.Int64
+		relayed, relayDropped, refused, routeDropped, peerErrors, bytesSent atomic.Int64
 	}
 	closeOnce sync.Once
 }
@@ -325,6 +325,7 @@ func (b *Bus) Close() error {
 // Stats are the bus's counters since Open.
 type Stats struct {
 	Relayed      int64 // live events sent
+	BytesSent    int64 // bytes of the live events sent
 	RelayDropped int64 // live events dropped: queue full, or the bus down
 	Refused      int64 // messages not sent or not taken: above MaxMessage, or malformed
 	RouteDropped int64 // pushes to other instances dropped: queue full
@@ -336,7 +337,7 @@ type Stats struct {
 func (b *Bus) Stats() Stats {
 	st := Stats{
 		Relayed: b.stats.relayed.Load(), RelayDropped: b.stats.relayDropped.Load(), Refused: b.stats.refused.Load(),
-		RouteDropped: b.stats.routeDropped.Load(), PeerErrors: b.stats.peerErrors.Load(),
+		RouteDropped: b.stats.routeDropped.Load(), PeerErrors: b.stats.peerErrors.Load(), BytesSent: b.stats.bytesSent.Load(),
 	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()

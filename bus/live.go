@@ -80,6 +80,7 @@ func (b *Bus) sendLive(ev live.PeerEvent) {
 		return
 	}
 	b.stats.relayed.Add(1)
+	b.stats.bytesSent.Add(int64(len(data)))
 }
 
 // fromPeer applies a live event of another instance.
