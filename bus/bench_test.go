@@ -118,4 +118,3 @@ func BenchmarkLiveRelay(b *testing.B) {
 	}
 	b.ReportMetric(float64(a.bus.Stats().BytesSent)/float64(sent), "bus-B/msg")
 }
-
