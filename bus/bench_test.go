@@ -84,18 +84,35 @@ func roundTrips(b *testing.B, callers int, call func() error) {
 
 // BenchmarkLiveRelay is how many stored messages a second one instance's
 // hub hands to another's through a real nats-server (batches of 100
-// messages of 3 readings, as the ingest writer commits them), and the
-// bytes each costs on the bus: the fan-out cost of a cluster, paid once
-// per other instance.
+// messages of 3 readings from 10 devices, as the ingest writer commits
+// them), and the bytes each costs on the bus: the fan-out cost of a
+// cluster, paid once per other instance. Every instance gets the
+// messages' activity; only one that follows a device (a browser on its
+// page) gets its message events too.
 func BenchmarkLiveRelay(b *testing.B) {
+	for _, followed := range []bool{false, true} {
+		b.Run("followed="+strconv.FormatBool(followed), func(b *testing.B) { benchRelay(b, followed) })
+	}
+}
+
+func benchRelay(b *testing.B, followed bool) {
 	c := newCluster(b)
 	a, other := c.instance("a"), c.instance("b")
-	const batch = 100
+	const batch, devices = 100, 10
+	if followed {
+		for i := range devices {
+			events := other.follow(b, "/devices/dev-"+strconv.Itoa(i))
+			go func() {
+				for range events {
+				}
+			}()
+		}
+	}
 	recs := make([]telemetry.Record, batch)
 	now := time.Now()
 	for i := range recs {
 		recs[i] = telemetry.Record{
-			Message: telemetry.Message{DeviceID: "dev-" + strconv.Itoa(i%10), MessageID: "m" + strconv.Itoa(i),
+			Message: telemetry.Message{DeviceID: "dev-" + strconv.Itoa(i%devices), MessageID: "m" + strconv.Itoa(i),
 				Body: []byte(`{"temperature":21.5,"humidity":40.25,"pressure":1013.2,"site":"north-field-7"}`), EnqueuedAt: now},
 			Time:     now,
 			Readings: []telemetry.Reading{{Metric: "temperature", Value: 21.5}, {Metric: "humidity", Value: 40.25}, {Metric: "pressure", Value: 1013.2}},
@@ -113,8 +130,8 @@ func BenchmarkLiveRelay(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(sent)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(a.bus.Stats().BytesSent)/float64(sent), "bus-B/msg")
 	if st := a.bus.Stats(); st.RelayDropped > 0 {
 		b.Errorf("A dropped %d events", st.RelayDropped)
 	}
-	b.ReportMetric(float64(a.bus.Stats().BytesSent)/float64(sent), "bus-B/msg")
 }

@@ -117,6 +117,8 @@ type Bus struct {
 	devices Devices
 	peers   Peers
 	subs    []*nats.Subscription
+	watched map[string]*nats.Subscription // device id → its message events
+	dropped int64                         // by device subscriptions gone since
 
 	relayq chan live.PeerEvent
 	routes chan route
@@ -198,9 +200,10 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	}
 	b := &Bus{
 		cfg: cfg, log: cfg.Logger.With("component", "bus", "node", cfg.Node), node: cfg.Node, max: cfg.MaxMessage,
-		relayq: make(chan live.PeerEvent, cfg.RelayQueue),
-		routes: make(chan route, cfg.RelayQueue),
-		calls:  make(chan struct{}, cfg.MaxCalls),
+		relayq:  make(chan live.PeerEvent, cfg.RelayQueue),
+		routes:  make(chan route, cfg.RelayQueue),
+		calls:   make(chan struct{}, cfg.MaxCalls),
+		watched: map[string]*nats.Subscription{},
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if len(cfg.URLs) == 0 {
@@ -341,10 +344,12 @@ func (b *Bus) Stats() Stats {
 	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	st.SlowConsumer = b.dropped
 	for _, s := range b.subs {
-		if n, err := s.Dropped(); err == nil {
-			st.SlowConsumer += int64(n)
-		}
+		st.SlowConsumer += b.droppedOf(s)
+	}
+	for _, s := range b.watched {
+		st.SlowConsumer += b.droppedOf(s)
 	}
 	return st
 }

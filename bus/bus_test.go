@@ -206,22 +206,27 @@ func TestBusSurvivesNATSRestart(t *testing.T) {
 }
 
 // A committed batch larger than one bus message is split, and arrives
-// whole; an event that cannot fit is refused, not sent.
+// whole: its activity at every instance, its messages at those following
+// the device; an event that cannot fit is refused, not sent.
 func TestLargeEventsSplitOrRefused(t *testing.T) {
 	c := newCluster(t)
 	small := func(cfg *bus.Config) { cfg.MaxMessage = 64 << 10 }
 	a, b := c.instance("a", small), c.instance("b", small)
+	onB := b.follow(t, "/devices/dev1")
 	const n = 40
 	batch := make([]live.PeerMessage, n)
 	for i := range batch {
 		batch[i].Message.DeviceID = "dev1"
-		batch[i].Message.Body = strings.Repeat("x", 10<<10)
-		batch[i].At = time.Now()
+		batch[i].Message.Body = fmt.Sprintf("%d:%s", i, strings.Repeat("x", 10<<10))
 	}
-	a.bus.Relay(live.PeerEvent{Type: live.PeerMessages, Messages: batch})
-	testkit.WaitFor(t, "B counts the whole batch", func() bool { return b.hub.MessagesPerMinute() == n })
-	if st := a.bus.Stats(); st.Relayed < 2 || st.Refused != 0 {
-		t.Errorf("A's stats = %+v, want the batch sent in several messages, none refused", st)
+	activity := []live.PeerActivity{{Device: "dev1", At: time.Now(), Messages: n}}
+	a.bus.Relay(live.PeerEvent{Type: live.PeerMessages, Activity: activity, Messages: batch})
+	for i := range n {
+		await(t, onB, live.EventMessage, fmt.Sprintf(`"body":"%d:x`, i))
+	}
+	testkit.WaitFor(t, "B counts the batch", func() bool { return b.hub.MessagesPerMinute() == n })
+	if st := a.bus.Stats(); st.Relayed < 7 || st.Refused != 0 {
+		t.Errorf("A's stats = %+v, want the batch sent in at least 7 messages, none refused", st)
 	}
 	huge := commands.TwinView{DeviceID: "dev1", Tags: map[string]string{"big": strings.Repeat("y", 100<<10)}}
 	a.bus.Relay(live.PeerEvent{Type: live.EventTwin, Device: "dev1", Twin: &huge})

@@ -479,6 +479,12 @@ func (h *Hub) publishStats(now time.Time) {
 // so memory follows the devices people look at, not the fleet size.
 func (h *Hub) forgetIdleStreams() {
 	const idleSweeps = 60 // × 5 s: five minutes of replay for a reconnecting page
+	var forgotten []string
+	defer func() {
+		for _, id := range forgotten {
+			h.watch(id, false)
+		}
+	}()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for id, st := range h.devices {
@@ -492,6 +498,7 @@ func (h *Hub) forgetIdleStreams() {
 		if idle {
 			st.forgotten = true
 			delete(h.devices, id)
+			forgotten = append(forgotten, id)
 		}
 		st.mu.Unlock()
 	}
@@ -517,11 +524,15 @@ func (h *Hub) disconnectAll() {
 // deviceStream returns the stream of a device, creating it.
 func (h *Hub) deviceStream(deviceID string) *stream {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	st := h.devices[deviceID]
-	if st == nil {
+	created := st == nil
+	if created {
 		st = newStream(h.opt.DeviceReplay, h.opt.DeviceReplayBytes, h.nextID.Load())
 		h.devices[deviceID] = st
+	}
+	h.mu.Unlock()
+	if created {
+		h.watch(deviceID, true)
 	}
 	return st
 }

@@ -7,6 +7,7 @@ import (
 
 	"fieldhub/commands"
 	"fieldhub/storage"
+	"fieldhub/telemetry"
 )
 
 // A cluster's instances each have a hub; a Relay (package bus) carries
@@ -19,14 +20,21 @@ import (
 // Relay carries a hub's events to the hubs of the other instances. Relay
 // runs on the publisher's goroutine (the ingest writer, the broker's
 // presence) and must not block: it drops what it cannot carry.
+//
+// A message event goes to the hubs that follow its device: Watch says when
+// this hub starts and stops keeping a device's stream. Every hub gets the
+// Activity of every message, which is what the fleet stream needs.
 type Relay interface {
 	Relay(ev PeerEvent)
+	Watch(deviceID string, watching bool)
 }
 
 // Types of PeerEvent besides the stream events it carries as they are
 // (EventConnection, EventCommand, EventTwin, EventStorage).
 const (
-	// PeerMessages (Messages): stored device-to-cloud messages.
+	// PeerMessages (Activity, Messages): stored device-to-cloud messages:
+	// their count and newest time per device, and their message and
+	// reading events for the hubs that follow the device.
 	PeerMessages = "messages"
 	// PeerConnected (Connected): a device's MQTT connection on the sending
 	// instance opened or closed.
@@ -41,6 +49,7 @@ type PeerEvent struct {
 	Device     string             `json:"device,omitempty"`
 	Connected  bool               `json:"connected,omitempty"`
 	Status     string             `json:"status,omitempty"`
+	Activity   []PeerActivity     `json:"activity,omitempty"`
 	Messages   []PeerMessage      `json:"messages,omitempty"`
 	Connection *ConnectionEvent   `json:"connection,omitempty"`
 	Command    *CommandEvent      `json:"command,omitempty"`
@@ -48,10 +57,16 @@ type PeerEvent struct {
 	Storage    *storage.Status    `json:"storage,omitempty"`
 }
 
+// PeerActivity is what a batch of stored messages says of one device.
+type PeerActivity struct {
+	Device   string    `json:"d"`
+	At       time.Time `json:"at"` // when the hub received the newest
+	Messages int       `json:"n"`
+}
+
 // PeerMessage is one stored message as its device's stream shows it: cut
 // to MaxLiveBody and MaxLiveProperties like every live message.
 type PeerMessage struct {
-	At      time.Time     `json:"at"` // when the hub received it: the device's activity
 	Message MessageEvent  `json:"message"`
 	Reading *ReadingEvent `json:"reading,omitempty"`
 }
@@ -71,11 +86,36 @@ func (h *Hub) relay(ev PeerEvent) {
 	}
 }
 
-// relayMessages hands a committed batch to the other instances.
-func (h *Hub) relayMessages(batch []PeerMessage) {
-	if len(batch) > 0 {
-		h.relay(PeerEvent{Type: PeerMessages, Messages: batch})
+// watch tells the relay that this hub started or stopped keeping a
+// device's stream.
+func (h *Hub) watch(deviceID string, watching bool) {
+	if h.opt.Relay != nil && !h.isClosed() {
+		h.opt.Relay.Watch(deviceID, watching)
 	}
+}
+
+// relayMessages hands a committed batch to the other instances.
+func (h *Hub) relayMessages(batch []telemetry.Record, msgs []PeerMessage) {
+	if len(batch) == 0 {
+		return
+	}
+	var activity []PeerActivity
+	index := map[string]int{}
+	for i := range batch {
+		m := &batch[i].Message
+		k, ok := index[m.DeviceID]
+		if !ok {
+			k = len(activity)
+			index[m.DeviceID] = k
+			activity = append(activity, PeerActivity{Device: m.DeviceID})
+		}
+		a := &activity[k]
+		a.Messages++
+		if m.EnqueuedAt.After(a.At) {
+			a.At = m.EnqueuedAt
+		}
+	}
+	h.relay(PeerEvent{Type: PeerMessages, Activity: activity, Messages: msgs})
 }
 
 // FromPeer applies an event another instance (node) published, as if it
@@ -90,6 +130,7 @@ func (h *Hub) FromPeer(node string, ev PeerEvent) error {
 	}
 	switch ev.Type {
 	case PeerMessages:
+		h.peerActivity(ev.Activity)
 		h.peerMessages(ev.Messages)
 	case PeerConnected:
 		h.setConnected(ev.Device, node, ev.Connected)
@@ -115,6 +156,11 @@ func checkPeerEvent(ev PeerEvent) error {
 	case needsDevice && (ev.Device == "" || len(ev.Device) > maxPeerDeviceID):
 		return fmt.Errorf("%s event without a device id of 1 to %d bytes", ev.Type, maxPeerDeviceID)
 	case ev.Type == PeerMessages:
+		for _, a := range ev.Activity {
+			if a.Device == "" || len(a.Device) > maxPeerDeviceID || a.Messages < 1 {
+				return errors.New("activity without a device id of 1 to 128 bytes or without messages")
+			}
+		}
 		for _, m := range ev.Messages {
 			if m.Message.DeviceID == "" || len(m.Message.DeviceID) > maxPeerDeviceID {
 				return errors.New("message without a device id of 1 to 128 bytes")
@@ -137,14 +183,18 @@ func checkPeerEvent(ev PeerEvent) error {
 	return fmt.Errorf("unknown event type %q or an event without its payload", ev.Type)
 }
 
-// peerMessages is Committed for messages stored by another instance.
-func (h *Hub) peerMessages(batch []PeerMessage) {
+// peerActivity is Committed's fleet part for messages stored by another
+// instance: the cluster's message rate and the devices' activity.
+func (h *Hub) peerActivity(batch []PeerActivity) {
+	if len(batch) == 0 {
+		return
+	}
 	now := h.opt.Now()
 	var due []DeviceStatus
 	h.mu.Lock()
-	h.countMessages(now, len(batch))
 	for i := range batch {
-		id := batch[i].Message.DeviceID
+		id := batch[i].Device
+		h.countMessages(now, batch[i].Messages)
 		a := h.activityOf(id)
 		if batch[i].At.After(a.last) {
 			a.last = batch[i].At
@@ -158,6 +208,11 @@ func (h *Hub) peerMessages(batch []PeerMessage) {
 	}
 	h.mu.Unlock()
 	h.announce(due)
+}
+
+// peerMessages is Committed's device part for messages stored by another
+// instance: their events on the streams of the devices followed here.
+func (h *Hub) peerMessages(batch []PeerMessage) {
 	for i := range batch {
 		m := &batch[i]
 		h.mu.Lock()

@@ -70,7 +70,7 @@ func (h *Hub) Committed(batch []telemetry.Record) {
 			reading = &rd
 		}
 		if peers != nil {
-			peers = append(peers, PeerMessage{At: r.Message.EnqueuedAt, Message: msg, Reading: reading})
+			peers = append(peers, PeerMessage{Message: msg, Reading: reading})
 		}
 		if st == nil {
 			continue
@@ -80,7 +80,9 @@ func (h *Hub) Committed(batch []telemetry.Record) {
 			h.publish(st, r.Message.DeviceID, EventReading, reading)
 		}
 	}
-	h.relayMessages(peers)
+	if peers != nil {
+		h.relayMessages(batch, peers)
+	}
 }
 
 func messageEvent(m *telemetry.Message) MessageEvent {
