@@ -1,0 +1,278 @@
+// Package postgres is telemetry's Storage on PostgreSQL: the message log,
+// the metrics with their compressed chunks and the watermark, in the tables
+// that db/migrations/postgres/0002_telemetry.sql creates, beside the hub's
+// store (package db/postgres) in one database, through its pool.
+//
+// The engine (package telemetry) assumes it is the only writer of its
+// message ids, chunk numbers and watermark. Here each is scoped to a node,
+// the name of the hub instance the storage is opened for: messages record
+// the node that logged them, a node has its own watermark and its own
+// progress per metric, and numbers its chunks in a range of its own (see
+// the migration). A node's recovery replays its own messages only; queries
+// read every node's data. So several hubs can share the tables once the
+// rest of the hub runs as a cluster; one hub uses the node "".
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"fieldhub/storage"
+	"fieldhub/telemetry"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Storage implements telemetry.Storage for one node.
+type Storage struct {
+	pool *pgxpool.Pool
+	node int32 // telemetry_nodes.id
+	// chunkBase is where the node's chunk numbers start: every chunk it
+	// writes is numbered above it and below the next node's.
+	chunkBase int64
+}
+
+var _ telemetry.Storage = (*Storage)(nil)
+
+// nodeRange is how many chunk numbers each node has per metric: at a
+// thousand readings a chunk, more than any metric will ever fill.
+const nodeRange = 1 << 32
+
+// New returns the telemetry storage of node (registering it on first use)
+// in the database of pool.
+func New(ctx context.Context, pool *pgxpool.Pool, node string) (*Storage, error) {
+	s := &Storage{pool: pool}
+	err := pool.QueryRow(ctx, `WITH new AS (
+			INSERT INTO telemetry_nodes (node) VALUES ($1) ON CONFLICT (node) DO NOTHING RETURNING id)
+		SELECT id FROM new UNION ALL SELECT id FROM telemetry_nodes WHERE node = $1`, node).Scan(&s.node)
+	if err != nil {
+		return nil, fmt.Errorf("register telemetry node %q: %w", node, err)
+	}
+	s.chunkBase = int64(s.node-1) * nodeRange
+	return s, nil
+}
+
+// Begin starts a write transaction.
+func (s *Storage) Begin(ctx context.Context) (telemetry.Tx, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &writeTx{tx: tx, s: s}, nil
+}
+
+// lastChunk is the SQL of a metric's (m.id) highest chunk number of this
+// node ($1 its id, $2 its chunk base), the base when it has none.
+const lastChunk = `COALESCE((SELECT MAX(chunk_no) FROM reading_chunks c
+	WHERE c.metric_id = m.id AND c.chunk_no > $2 AND c.chunk_no <= $2 + 4294967296), $2)`
+
+// Recovery reads the node's watermark and every metric with the node's
+// progress and newest chunk.
+func (s *Storage) Recovery(ctx context.Context) (int64, []telemetry.MetricRow, error) {
+	var watermark int64
+	if err := s.pool.QueryRow(ctx, `SELECT folded_message_id FROM telemetry_nodes WHERE id = $1`, s.node).Scan(&watermark); err != nil {
+		return 0, nil, fmt.Errorf("read watermark: %w", err)
+	}
+	r, err := s.pool.Query(ctx, `SELECT m.id, m.device_id, dv.created_at, m.name, m.last_value, m.last_ts,
+		COALESCE(p.through_msg, 0), `+lastChunk+`
+		FROM metrics m JOIN devices dv ON dv.id = m.device_id
+		LEFT JOIN metric_progress p ON p.metric_id = m.id AND p.node = $1`, s.node, s.chunkBase)
+	if err != nil {
+		return 0, nil, fmt.Errorf("load metrics: %w", err)
+	}
+	defer r.Close()
+	var out []telemetry.MetricRow
+	for r.Next() {
+		var m telemetry.MetricRow
+		var last lastValue
+		if err := r.Scan(&m.ID, &m.Device.ID, &m.Device.Created, &m.Name, &last.value, &last.ts, &m.Through, &m.LastChunk); err != nil {
+			return 0, nil, fmt.Errorf("load metrics: %w", err)
+		}
+		last.set(&m)
+		out = append(out, m)
+	}
+	if err := r.Err(); err != nil {
+		return 0, nil, fmt.Errorf("load metrics: %w", err)
+	}
+	return watermark, out, nil
+}
+
+// lastValue is a metric's stored last value, NULL until its first checkpoint.
+type lastValue struct {
+	value *float64
+	ts    *int64
+}
+
+func (l lastValue) set(m *telemetry.MetricRow) {
+	if l.value != nil && l.ts != nil {
+		m.Last, m.HasLast = telemetry.Point{TS: *l.ts, Value: *l.value}, true
+	}
+}
+
+// MessagesAfter reads a page of the node's log for recovery.
+func (s *Storage) MessagesAfter(ctx context.Context, after int64, limit int) ([]telemetry.LoggedBody, error) {
+	r, err := s.pool.Query(ctx, `SELECT id, device_id, enqueued_at, body
+		FROM messages WHERE node = $1 AND id > $2 ORDER BY id LIMIT $3`, s.node, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var page []telemetry.LoggedBody
+	for r.Next() {
+		var m telemetry.LoggedBody
+		var at int64
+		if err := r.Scan(&m.ID, &m.Device, &at, &m.Body); err != nil {
+			return nil, err
+		}
+		m.EnqueuedAt = storage.FromUnixMS(at)
+		page = append(page, m)
+	}
+	return page, r.Err()
+}
+
+// deviceRowID finds the internal id of a device.
+func (s *Storage) deviceRowID(ctx context.Context, deviceID string) (int64, error) {
+	var id int64
+	err := s.pool.QueryRow(ctx, `SELECT id FROM devices WHERE device_id = $1`, deviceID).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = storage.ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("device %q: %w", deviceID, err)
+	}
+	return id, nil
+}
+
+// Metrics lists a device's metrics by name (in byte order, as SQLite).
+func (s *Storage) Metrics(ctx context.Context, deviceID string) ([]telemetry.Metric, error) {
+	devID, err := s.deviceRowID(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.pool.Query(ctx, `SELECT id, name, last_value, last_ts FROM metrics WHERE device_id = $1 ORDER BY name COLLATE "C"`, devID)
+	if err != nil {
+		return nil, fmt.Errorf("list metrics of %q: %w", deviceID, err)
+	}
+	defer r.Close()
+	var out []telemetry.Metric
+	for r.Next() {
+		var m telemetry.Metric
+		var last lastValue
+		if err := r.Scan(&m.ID, &m.Name, &last.value, &last.ts); err != nil {
+			return nil, fmt.Errorf("list metrics of %q: %w", deviceID, err)
+		}
+		if last.value != nil && last.ts != nil {
+			m.LastValue, m.LastTime = *last.value, time.UnixMilli(*last.ts).UTC()
+		}
+		out = append(out, m)
+	}
+	if err := r.Err(); err != nil {
+		return nil, fmt.Errorf("list metrics of %q: %w", deviceID, err)
+	}
+	return out, nil
+}
+
+// MetricID finds a device's metric.
+func (s *Storage) MetricID(ctx context.Context, deviceID, name string) (int64, error) {
+	devID, err := s.deviceRowID(ctx, deviceID)
+	if err != nil {
+		return 0, err
+	}
+	var id int64
+	err = s.pool.QueryRow(ctx, `SELECT id FROM metrics WHERE device_id = $1 AND name = $2`, devID, name).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = storage.ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("device %q has no metric %q: %w", deviceID, name, err)
+	}
+	return id, nil
+}
+
+// Chunks reads a metric's stored chunks (every node's) that overlap [from, to].
+func (s *Storage) Chunks(ctx context.Context, metricID, from, to int64, withData bool) ([]telemetry.Chunk, error) {
+	cols := `chunk_no, start_ts, end_ts, n, min, max, sum, data`
+	if !withData {
+		cols = `chunk_no, start_ts, end_ts, n, min, max, sum, NULL::bytea`
+	}
+	r, err := s.pool.Query(ctx, `SELECT `+cols+` FROM reading_chunks
+		WHERE metric_id = $1 AND end_ts >= $2 AND start_ts <= $3`, metricID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var out []telemetry.Chunk
+	for r.Next() {
+		var c telemetry.Chunk
+		if err := r.Scan(&c.No, &c.Start, &c.End, &c.N, &c.Min, &c.Max, &c.Sum, &c.Data); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, r.Err()
+}
+
+// ChunkData reads one stored chunk.
+func (s *Storage) ChunkData(ctx context.Context, metricID, chunkNo int64) (n int, data []byte, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT n, data FROM reading_chunks WHERE metric_id = $1 AND chunk_no = $2`, metricID, chunkNo).Scan(&n, &data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = fmt.Errorf("chunk %d of metric %d: %w", chunkNo, metricID, storage.ErrNotFound)
+	}
+	return n, data, err
+}
+
+// Messages lists a page of a device's messages, newest first.
+func (s *Storage) Messages(ctx context.Context, deviceID string, f telemetry.MessageFilter) ([]telemetry.Message, error) {
+	devID, err := s.deviceRowID(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.pool.Query(ctx, `SELECT id, enqueued_at, message_id, correlation_id, content_type,
+		content_encoding, to_address, user_id, properties, auth_method, body
+		FROM messages WHERE device_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3`, devID, f.Before, f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
+	}
+	defer r.Close()
+	var out []telemetry.Message
+	for r.Next() {
+		m := telemetry.Message{DeviceID: deviceID}
+		var at int64
+		var props *string
+		if err := r.Scan(&m.ID, &at, &m.MessageID, &m.CorrelationID, &m.ContentType, &m.ContentEncoding,
+			&m.To, &m.UserID, &props, &m.AuthMethod, &m.Body); err != nil {
+			return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
+		}
+		m.EnqueuedAt = storage.FromUnixMS(at)
+		if props != nil {
+			if err := json.Unmarshal([]byte(*props), &m.Properties); err != nil {
+				return nil, fmt.Errorf("message %d: bad properties column: %w", m.ID, err)
+			}
+		}
+		if m.Body == nil {
+			m.Body = []byte{}
+		}
+		out = append(out, m)
+	}
+	if err := r.Err(); err != nil {
+		return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
+	}
+	return out, nil
+}
+
+// text is s as PostgreSQL's text can hold it: a NUL or invalid UTF-8 (which
+// a device may put in a message's system properties) becomes U+FFFD. A
+// message is stored all the same, and one device cannot fail the group
+// commit of every other device's messages.
+func text(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}

@@ -1,0 +1,217 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"fieldhub/storage"
+	"fieldhub/telemetry"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// writeTx is a telemetry.Tx. pgx prepares and caches each statement per
+// connection, so the statements below are parsed once per connection.
+type writeTx struct {
+	tx pgx.Tx
+	s  *Storage
+}
+
+func (w *writeTx) Commit() error { return w.tx.Commit(context.Background()) }
+
+func (w *writeTx) Rollback() error {
+	err := w.tx.Rollback(context.Background())
+	if errors.Is(err, pgx.ErrTxClosed) {
+		return nil
+	}
+	return err
+}
+
+func (w *writeTx) FindDevice(ctx context.Context, deviceID string) (telemetry.DeviceRow, bool, error) {
+	var dev telemetry.DeviceRow
+	err := w.tx.QueryRow(ctx, `SELECT id, created_at FROM devices WHERE device_id = $1`, deviceID).Scan(&dev.ID, &dev.Created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return dev, false, nil
+	}
+	return dev, err == nil, err
+}
+
+func (w *writeTx) DevicesCreated(ctx context.Context, ids []int64) (map[int64]int64, error) {
+	r, err := w.tx.Query(ctx, `SELECT id, created_at FROM devices WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	created := make(map[int64]int64, len(ids))
+	for r.Next() {
+		var id, at int64
+		if err := r.Scan(&id, &at); err != nil {
+			return nil, err
+		}
+		created[id] = at
+	}
+	return created, r.Err()
+}
+
+// InsertMessages appends every message in one statement: one array per
+// column, unnested into rows in order.
+func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRow) ([]int64, error) {
+	n := len(rows)
+	var (
+		dev                                       = make([]int64, n)
+		at                                        = make([]int64, n)
+		msgID, corr, ctype, cenc, to, user, authm = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		props                                     = make([]*string, n)
+		bodies                                    = make([][]byte, n)
+	)
+	for i, r := range rows {
+		m := r.Message
+		dev[i], at[i] = r.Device, storage.UnixMS(m.EnqueuedAt)
+		msgID[i], corr[i], ctype[i], cenc[i] = text(m.MessageID), text(m.CorrelationID), text(m.ContentType), text(m.ContentEncoding)
+		to[i], user[i], authm[i] = text(m.To), text(m.UserID), text(m.AuthMethod)
+		if len(m.Properties) > 0 {
+			b, err := json.Marshal(m.Properties)
+			if err != nil {
+				return nil, fmt.Errorf("encode properties: %w", err)
+			}
+			p := string(b)
+			props[i] = &p
+		}
+		bodies[i] = m.Body
+		if bodies[i] == nil {
+			bodies[i] = []byte{}
+		}
+	}
+	r, err := w.tx.Query(ctx, `INSERT INTO messages (node, device_id, enqueued_at, message_id, correlation_id, content_type,
+		content_encoding, to_address, user_id, properties, auth_method, body)
+		SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+			$9::text[], $10::text[], $11::text[], $12::bytea[])
+		RETURNING id`, w.s.node, dev, at, msgID, corr, ctype, cenc, to, user, props, authm, bodies)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(r, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) != n {
+		return nil, fmt.Errorf("inserted %d messages, got %d ids", n, len(ids))
+	}
+	// The identity is drawn row by row in the order unnest yields them;
+	// sorted, the ids are the rows' in order whatever order RETURNING uses.
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// TouchDevices moves last activity forward in one statement, in device id
+// order so that hubs touching the same devices at once never deadlock.
+func (w *writeTx) TouchDevices(ctx context.Context, at []telemetry.Activity) error {
+	sorted := slices.Clone(at)
+	slices.SortFunc(sorted, func(a, b telemetry.Activity) int { return int(a.Device.ID - b.Device.ID) })
+	ids, created, times := make([]int64, len(sorted)), make([]int64, len(sorted)), make([]int64, len(sorted))
+	for i, a := range sorted {
+		ids[i], created[i], times[i] = a.Device.ID, a.Device.Created, a.At
+	}
+	_, err := w.tx.Exec(ctx, `UPDATE devices d SET last_activity_at = GREATEST(COALESCE(d.last_activity_at, 0), u.at)
+		FROM (SELECT id, MAX(created) AS created, MAX(at) AS at FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(id, created, at)
+			GROUP BY id) u
+		WHERE d.id = u.id AND d.created_at = u.created`, ids, created, times)
+	if err != nil {
+		return fmt.Errorf("touch devices: %w", err)
+	}
+	return nil
+}
+
+func (w *writeTx) CreateMetric(ctx context.Context, dev telemetry.DeviceRow, name string) (telemetry.MetricRow, error) {
+	m := telemetry.MetricRow{Device: dev, Name: name, LastChunk: w.s.chunkBase}
+	err := w.tx.QueryRow(ctx, `INSERT INTO metrics (device_id, name) VALUES ($1, $2)
+		ON CONFLICT (device_id, name) DO NOTHING RETURNING id`, dev.ID, name).Scan(&m.ID)
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return m, err // new (no chunks, no last value), or failed
+	}
+	var last lastValue
+	err = w.tx.QueryRow(ctx, `SELECT m.id, m.last_value, m.last_ts, COALESCE(p.through_msg, 0), `+lastChunk+`
+		FROM metrics m LEFT JOIN metric_progress p ON p.metric_id = m.id AND p.node = $1
+		WHERE m.device_id = $3 AND m.name = $4`, w.s.node, w.s.chunkBase, dev.ID, name).
+		Scan(&m.ID, &last.value, &last.ts, &m.Through, &m.LastChunk)
+	if err != nil {
+		return m, fmt.Errorf("find metric: %w", err)
+	}
+	last.set(&m)
+	return m, nil
+}
+
+// foreignKeyViolation is PostgreSQL's SQLSTATE for a row referring to one
+// that is gone: the metric was deleted with its device meanwhile.
+const foreignKeyViolation = "23503"
+
+func metricGone(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == foreignKeyViolation
+}
+
+func (w *writeTx) PutChunk(ctx context.Context, metricID int64, c telemetry.Chunk) (bool, error) {
+	tag, err := w.tx.Exec(ctx, `INSERT INTO reading_chunks (metric_id, chunk_no, node, start_ts, end_ts, n, min, max, sum, data)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE EXISTS (SELECT 1 FROM metrics WHERE id = $1)
+		ON CONFLICT (metric_id, chunk_no) DO UPDATE SET start_ts = excluded.start_ts, end_ts = excluded.end_ts,
+			n = excluded.n, min = excluded.min, max = excluded.max, sum = excluded.sum, data = excluded.data`,
+		metricID, c.No, w.s.node, c.Start, c.End, c.N, c.Min, c.Max, c.Sum, c.Data)
+	if metricGone(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+func (w *writeTx) UpdateMetric(ctx context.Context, metricID, through int64, last *telemetry.Point) (bool, error) {
+	var value *float64 // NULL keeps the stored ones
+	var ts *int64
+	if last != nil {
+		value, ts = &last.Value, &last.TS
+	}
+	tag, err := w.tx.Exec(ctx, `WITH m AS (
+			UPDATE metrics SET last_value = COALESCE($1, last_value), last_ts = COALESCE($2, last_ts) WHERE id = $3 RETURNING id)
+		INSERT INTO metric_progress (metric_id, node, through_msg) SELECT id, $4, $5 FROM m
+		ON CONFLICT (metric_id, node) DO UPDATE SET through_msg = excluded.through_msg`,
+		value, ts, metricID, w.s.node, through)
+	if metricGone(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+func (w *writeTx) SetWatermark(ctx context.Context, id int64) error {
+	_, err := w.tx.Exec(ctx, `UPDATE telemetry_nodes SET folded_message_id = $1 WHERE id = $2`, id, w.s.node)
+	return err
+}
+
+// DeleteMessages deletes the node's own old messages: another node's are
+// past its own watermark, which only it knows.
+func (w *writeTx) DeleteMessages(ctx context.Context, cutoff time.Time, through int64, limit int) (int, error) {
+	tag, err := w.tx.Exec(ctx, `DELETE FROM messages WHERE id IN (
+		SELECT id FROM (SELECT id, enqueued_at FROM messages WHERE node = $1 ORDER BY id LIMIT $2) o
+		WHERE enqueued_at < $3 AND id <= $4)`, w.s.node, limit, storage.UnixMS(cutoff), through)
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+func (w *writeTx) DeleteChunks(ctx context.Context, cutoff int64, limit int) (int, error) {
+	tag, err := w.tx.Exec(ctx, `DELETE FROM reading_chunks WHERE (metric_id, chunk_no) IN (
+		SELECT metric_id, chunk_no FROM reading_chunks WHERE end_ts < $1 LIMIT $2)`, cutoff, limit)
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
+}
