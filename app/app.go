@@ -45,8 +45,11 @@ import (
 // Config is every setting of the hub, parsed once (cmd/fieldhub) and
 // passed down.
 type Config struct {
-	Addr     string // dashboard and API
-	DataDir  string
+	Addr    string // dashboard and API
+	DataDir string
+	// Store is the PostgreSQL database (postgres://USER:PASS@HOST/DB) that
+	// holds every kind of state; "" keeps it in SQLite in DataDir.
+	Store    string
 	Demo     bool
 	Hostname string // what devices dial; goes into connection strings
 	// ClockURL is a URL whose HTTP Date the clock is compared with at start.

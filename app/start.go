@@ -95,7 +95,7 @@ func (a *App) lockDataFolder(context.Context) error {
 
 // openStorage opens the store and prepares it for this process.
 func (a *App) openStorage(ctx context.Context) error {
-	be, err := openSQLite(ctx, a.cfg.DataDir)
+	be, err := openBackend(ctx, a.cfg)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"fieldhub/registry"
 	"fieldhub/retention"
 	"fieldhub/telemetry"
+	telpostgres "fieldhub/telemetry/postgres"
 	telsqlite "fieldhub/telemetry/sqlite"
 )
 
@@ -66,6 +67,46 @@ type backend struct {
 	faultKind func(error) string
 }
 
+// openBackend opens the store cfg names: the PostgreSQL database of
+// cfg.Store, or else SQLite in the data folder.
+func openBackend(ctx context.Context, cfg Config) (backend, error) {
+	if cfg.Store != "" {
+		return openPostgres(ctx, cfg.Store)
+	}
+	return openSQLite(ctx, cfg.DataDir)
+}
+
+// openPostgres opens the PostgreSQL database at url (migrating it), with
+// telemetry's storage in it. The telemetry node is the one-hub node "":
+// its claim keeps a second hub from writing telemetry into the same
+// database under the same node.
+func openPostgres(ctx context.Context, url string) (backend, error) {
+	s, err := OpenPostgres(ctx, url)
+	if err != nil {
+		return backend{}, err
+	}
+	tel, err := telpostgres.New(ctx, s.Pool(), "")
+	if err == nil {
+		err = tel.Claim(ctx)
+	}
+	if err != nil {
+		s.Close()
+		return backend{}, err
+	}
+	return backend{store: closeBoth{s, tel}, telemetry: tel, faultKind: postgres.FaultKind}, nil
+}
+
+// closeBoth closes the telemetry storage's claim, then the store.
+type closeBoth struct {
+	*postgres.Store
+	tel *telpostgres.Storage
+}
+
+func (c closeBoth) Close() error {
+	c.tel.Close()
+	return c.Store.Close()
+}
+
 // openSQLite opens the SQLite database of the data folder dir.
 func openSQLite(ctx context.Context, dir string) (backend, error) {
 	d, err := OpenStore(ctx, dir)
@@ -73,6 +114,24 @@ func openSQLite(ctx context.Context, dir string) (backend, error) {
 		return backend{}, err
 	}
 	return backend{store: d, telemetry: telsqlite.New(d), faultKind: db.FaultKind}, nil
+}
+
+// OpenStoreAt opens the store the command line names: the PostgreSQL
+// database at store when it is set, else the database in the data folder
+// dir. The command line's commands use it beside a running hub.
+func OpenStoreAt(ctx context.Context, dir, store string) (Store, error) {
+	if store != "" {
+		return OpenPostgres(ctx, store)
+	}
+	return OpenStore(ctx, dir)
+}
+
+// OpenPostgres opens (migrating as needed) the PostgreSQL database at url.
+func OpenPostgres(ctx context.Context, url string) (*postgres.Store, error) {
+	if !postgres.IsURL(url) {
+		return nil, fmt.Errorf("--store %s is not a PostgreSQL URL; use postgres://USER:PASSWORD@HOST[:PORT]/DATABASE, or leave it empty for SQLite in the data folder", postgres.Redact(url))
+	}
+	return postgres.Open(ctx, url)
 }
 
 // OpenStore opens (creating and migrating as needed) the database in the

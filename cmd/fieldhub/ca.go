@@ -36,7 +36,7 @@ func caAdd(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := openDB(ctx, *data)
+	d, err := openDB(ctx, data)
 	if err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func caList(ctx context.Context, e env, args []string) error {
 	if len(pos) != 0 {
 		return usagef("ca list takes no arguments, got %q", pos)
 	}
-	d, err := openDB(ctx, *data)
+	d, err := openDB(ctx, data)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func caRemove(ctx context.Context, e env, args []string) error {
 		fs.Usage()
 		return usagef("ca rm: expected one CA name, got %d arguments", len(pos))
 	}
-	d, err := openDB(ctx, *data)
+	d, err := openDB(ctx, data)
 	if err != nil {
 		return err
 	}

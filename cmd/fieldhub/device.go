@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fieldhub/app"
 	"flag"
 	"fmt"
 	"io"
@@ -23,7 +24,7 @@ const actorCLI = "cli"
 // and no connections in this process. A running hub closes the connections
 // a change no longer admits at its next periodic recheck (every 5 s), and
 // its device credential cache forgets within a second.
-func cliRegistry(d *db.DB, e env) *registry.Registry {
+func cliRegistry(d app.Store, e env) *registry.Registry {
 	return registry.New(registry.Config{Store: d, Audit: d, Logger: slog.New(slog.NewTextHandler(e.stderr, nil))})
 }
 
@@ -45,7 +46,7 @@ func runDevice(ctx context.Context, e env, args []string) error {
 }
 
 // withDevice parses flags, expects exactly one device id, opens the database and calls fn.
-func withDevice(ctx context.Context, e env, args []string, name, usage string, setup func(*flag.FlagSet), fn func(*db.DB, string) error) error {
+func withDevice(ctx context.Context, e env, args []string, name, usage string, setup func(*flag.FlagSet), fn func(app.Store, string) error) error {
 	fs := newFlagSet(e, name, usage)
 	data := dataFlag(fs, e)
 	if setup != nil {
@@ -59,7 +60,7 @@ func withDevice(ctx context.Context, e env, args []string, name, usage string, s
 		fs.Usage()
 		return usagef("%s: expected one device id, got %d arguments", name, len(pos))
 	}
-	d, err := openDB(ctx, *data)
+	d, err := openDB(ctx, data)
 	if err != nil {
 		return err
 	}
@@ -67,7 +68,7 @@ func withDevice(ctx context.Context, e env, args []string, name, usage string, s
 	return fn(d, pos[0])
 }
 
-func deviceHost(ctx context.Context, d *db.DB) (string, error) {
+func deviceHost(ctx context.Context, d app.Store) (string, error) {
 	return d.Setting(ctx, db.SettingDeviceHost, defaultDeviceHost)
 }
 
@@ -88,7 +89,7 @@ func deviceAdd(ctx context.Context, e env, args []string) error {
 			fs.Var(&thumbprints, "x509-thumbprint", "authenticate with a self-signed X.509 certificate of this SHA-256 (or SHA-1) thumbprint; a second one is the secondary")
 			viaCA = fs.Bool("x509-ca", false, "authenticate with an X.509 certificate issued by a CA the hub trusts (fieldhub ca add), subject CN = device id")
 		},
-		func(d *db.DB, id string) error {
+		func(d app.Store, id string) error {
 			t, err := db.ParseTags(*tags)
 			if err != nil {
 				return err
@@ -140,7 +141,7 @@ func deviceList(ctx context.Context, e env, args []string) error {
 	if len(pos) != 0 {
 		return usagef("device list takes no arguments, got %q", pos)
 	}
-	d, err := openDB(ctx, *data)
+	d, err := openDB(ctx, data)
 	if err != nil {
 		return err
 	}
@@ -170,7 +171,7 @@ func deviceShow(ctx context.Context, e env, args []string) error {
 			transport = fs.String("transport", "", "also print how the device connects over this transport (mqtt, mqtt-ws or https): "+
 				"connection string, port, whether it works as the hub runs, and code for the SDKs, as the device page shows")
 		},
-		func(d *db.DB, id string) error {
+		func(d app.Store, id string) error {
 			if *transport != "" && !slices.Contains(registry.Transports, *transport) {
 				return usagef("device show: --transport %q: use mqtt, mqtt-ws or https", *transport)
 			}
@@ -272,7 +273,7 @@ func printConnection(w io.Writer, c registry.Connection, ep registry.Endpoints) 
 
 // deviceEndpoints are where the hub serves devices as it last ran on this
 // data folder, or serve's defaults (recorded false) when none has.
-func deviceEndpoints(ctx context.Context, d *db.DB) (ep registry.Endpoints, recorded bool, err error) {
+func deviceEndpoints(ctx context.Context, d app.Store) (ep registry.Endpoints, recorded bool, err error) {
 	s, err := d.Setting(ctx, db.SettingDeviceEndpoints, "")
 	if err != nil || s == "" {
 		return registry.DefaultEndpoints(), false, err
@@ -282,7 +283,7 @@ func deviceEndpoints(ctx context.Context, d *db.DB) (ep registry.Endpoints, reco
 }
 
 func deviceRemove(ctx context.Context, e env, args []string) error {
-	return withDevice(ctx, e, args, "device rm", "device rm [--data DIR] <id>", nil, func(d *db.DB, id string) error {
+	return withDevice(ctx, e, args, "device rm", "device rm [--data DIR] <id>", nil, func(d app.Store, id string) error {
 		if err := cliRegistry(d, e).Delete(ctx, actorCLI, id); err != nil {
 			return err
 		}
@@ -293,7 +294,7 @@ func deviceRemove(ctx context.Context, e env, args []string) error {
 
 func deviceSetEnabled(ctx context.Context, e env, args []string, enabled bool) error {
 	verb := map[bool]string{true: "enable", false: "disable"}[enabled]
-	return withDevice(ctx, e, args, "device "+verb, "device "+verb+" [--data DIR] <id>", nil, func(d *db.DB, id string) error {
+	return withDevice(ctx, e, args, "device "+verb, "device "+verb+" [--data DIR] <id>", nil, func(d app.Store, id string) error {
 		if _, err := cliRegistry(d, e).SetEnabled(ctx, actorCLI, id, enabled); err != nil {
 			return err
 		}
@@ -308,7 +309,7 @@ func deviceRotateKey(ctx context.Context, e env, args []string) error {
 		func(fs *flag.FlagSet) {
 			which = fs.String("key", db.PrimaryKey, "which key to replace: primary or secondary")
 		},
-		func(d *db.DB, id string) error {
+		func(d app.Store, id string) error {
 			dev, err := cliRegistry(d, e).RotateKey(ctx, actorCLI, id, *which)
 			if err != nil {
 				return err

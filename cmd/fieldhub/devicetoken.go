@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fieldhub/app"
 	"flag"
 	"fmt"
 	"time"
@@ -20,7 +21,7 @@ func deviceToken(ctx context.Context, e env, args []string) error {
 			ttl = fs.Duration("ttl", time.Hour, "how long the token is valid")
 			which = fs.String("key", db.PrimaryKey, "which device key signs the token: primary or secondary")
 		},
-		func(d *db.DB, id string) error {
+		func(d app.Store, id string) error {
 			if *ttl <= 0 {
 				return usagef("device token: --ttl must be positive, got %s", *ttl)
 			}

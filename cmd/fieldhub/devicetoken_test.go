@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fieldhub/app"
 	"net/url"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ func TestDeviceToken(t *testing.T) {
 	if _, _, err := cli(t, "", "device", "add", "--data", data, "pump-1"); err != nil {
 		t.Fatal(err)
 	}
-	d, err := openDB(context.Background(), data)
+	d, err := app.OpenStore(context.Background(), data)
 	if err != nil {
 		t.Fatal(err)
 	}

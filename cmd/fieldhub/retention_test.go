@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fieldhub/app"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 func TestServePrunesAuditAndSessions(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
-	d, err := openDB(ctx, data)
+	d, err := app.OpenStore(ctx, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func TestServePrunesAuditAndSessions(t *testing.T) {
 		}
 	}()
 
-	d, err = openDB(ctx, data)
+	d, err = app.OpenStore(ctx, data)
 	if err != nil {
 		t.Fatal(err)
 	}

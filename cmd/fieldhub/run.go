@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"fieldhub/app"
-	"fieldhub/db"
 )
 
 // errUsagePrinted means the usage text already went to stderr.
@@ -137,9 +136,22 @@ func newFlagSet(e env, name, usage string) *flag.FlagSet {
 	return fs
 }
 
-// dataFlag adds --data with the FIELDHUB_DATA fallback.
-func dataFlag(fs *flag.FlagSet, e env) *string {
-	return fs.String("data", envOr(e, "FIELDHUB_DATA", "./data"), "data folder (env FIELDHUB_DATA)")
+// location is where a command finds the hub's state: the data folder, and
+// the PostgreSQL database when the hub keeps its state there.
+type location struct {
+	data, store *string
+}
+
+// storeUsage describes --store, serve's and every other command's.
+const storeUsage = "PostgreSQL database that holds every kind of state, postgres://USER:PASSWORD@HOST[:PORT]/DATABASE; empty keeps it in SQLite in the data folder (env FIELDHUB_STORE)"
+
+// dataFlag adds --data and --store with the FIELDHUB_DATA and
+// FIELDHUB_STORE fallbacks.
+func dataFlag(fs *flag.FlagSet, e env) location {
+	return location{
+		data:  fs.String("data", envOr(e, "FIELDHUB_DATA", "./data"), "data folder (env FIELDHUB_DATA)"),
+		store: fs.String("store", envOr(e, "FIELDHUB_STORE", ""), storeUsage),
+	}
 }
 
 func envOr(e env, key, def string) string {
@@ -149,9 +161,10 @@ func envOr(e env, key, def string) string {
 	return def
 }
 
-// openDB opens the database of a data folder; the commands work beside a
-// running hub.
-func openDB(ctx context.Context, dataDir string) (*db.DB, error) { return app.OpenStore(ctx, dataDir) }
+// openDB opens the store of l; the commands work beside a running hub.
+func openDB(ctx context.Context, l location) (app.Store, error) {
+	return app.OpenStoreAt(ctx, *l.data, *l.store)
+}
 
 // subcommand dispatches "fieldhub <group> <verb>".
 func subcommand(ctx context.Context, e env, group string, args []string, verbs map[string]func(context.Context, env, []string) error) error {

@@ -34,6 +34,7 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	fs := newFlagSet(e, name, name+" [flags]")
 	fs.StringVar(&cfg.Addr, "addr", envOr(e, "FIELDHUB_ADDR", "127.0.0.1:8080"), "dashboard and API listen address (env FIELDHUB_ADDR)")
 	fs.StringVar(&cfg.DataDir, "data", envOr(e, "FIELDHUB_DATA", "./data"), "data folder (env FIELDHUB_DATA)")
+	fs.StringVar(&cfg.Store, "store", envOr(e, "FIELDHUB_STORE", ""), storeUsage)
 	fs.BoolVar(&cfg.Demo, "demo", envOr(e, "FIELDHUB_DEMO", "") == "1" || envOr(e, "FIELDHUB_DEMO", "") == "true", "create demo devices on first start and run them (env FIELDHUB_DEMO=1)")
 	fs.StringVar(&cfg.Hostname, "hostname", envOr(e, "FIELDHUB_HOSTNAME", ""), "host name devices dial; goes into connection strings and the TLS certificate (env FIELDHUB_HOSTNAME)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(e, "FIELDHUB_LOG_LEVEL", "info"), "debug, info, warn or error (env FIELDHUB_LOG_LEVEL)")

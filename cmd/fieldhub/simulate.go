@@ -20,6 +20,7 @@ type simulateConfig struct {
 	Devices   int
 	Interval  time.Duration
 	DataDir   string
+	Store     string
 	API       string
 	Token     string
 	CA        string
@@ -40,6 +41,7 @@ func parseSimulate(e env, args []string) (simulateConfig, error) {
 	fs.IntVar(&cfg.Devices, "devices", 5, "how many devices to simulate")
 	fs.DurationVar(&cfg.Interval, "interval", time.Second, "time between two messages of one device")
 	fs.StringVar(&cfg.DataDir, "data", "", "take device keys from the hub's data folder (creating missing devices)")
+	fs.StringVar(&cfg.Store, "store", "", "with --data: the hub's PostgreSQL database, postgres://USER:PASSWORD@HOST[:PORT]/DATABASE, when it keeps its state there")
 	fs.StringVar(&cfg.API, "api", "", "take device keys from the operator API at this address, e.g. http://localhost:8080 (needs --token)")
 	fs.StringVar(&cfg.Token, "token", envOr(e, "FIELDHUB_TOKEN", ""), "admin API token for --api (env FIELDHUB_TOKEN)")
 	fs.StringVar(&cfg.CA, "ca", "", "CA certificate (PEM) to trust for the device endpoint, e.g. <data>/tls/ca.pem (default: <data>/tls/ca.pem with --data, else the system roots)")
@@ -101,7 +103,7 @@ func runSimulate(ctx context.Context, e env, args []string) error {
 	specs := simulate.Specs(cfg.Prefix, cfg.Devices)
 	var devices []simulate.Device
 	if cfg.DataDir != "" {
-		store, err := openDB(ctx, cfg.DataDir)
+		store, err := openDB(ctx, location{data: &cfg.DataDir, store: &cfg.Store})
 		if err != nil {
 			return err
 		}

@@ -37,7 +37,7 @@ func tokenCreate(ctx context.Context, e env, args []string) error {
 	if err := db.ValidateRole(*role); err != nil {
 		return usagef("token create: %v", err)
 	}
-	d, err := openDB(ctx, *data)
+	d, err := openDB(ctx, data)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func tokenList(ctx context.Context, e env, args []string) error {
 	} else if len(pos) != 0 {
 		return usagef("token list takes no arguments")
 	}
-	d, err := openDB(ctx, *data)
+	d, err := openDB(ctx, data)
 	if err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func tokenRevoke(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return usagef("token revoke: %q is not a token id; ids are numbers (see token list)", pos[0])
 	}
-	d, err := openDB(ctx, *data)
+	d, err := openDB(ctx, data)
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,7 @@ func userAdd(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := openDB(ctx, *data)
+	d, err := openDB(ctx, data)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func userList(ctx context.Context, e env, args []string) error {
 	} else if len(pos) != 0 {
 		return usagef("user list takes no arguments")
 	}
-	d, err := openDB(ctx, *data)
+	d, err := openDB(ctx, data)
 	if err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func userPasswd(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := openDB(ctx, *data)
+	d, err := openDB(ctx, data)
 	if err != nil {
 		return err
 	}
@@ -144,7 +144,7 @@ func userRemove(ctx context.Context, e env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("user rm: expected one username, got %d arguments", len(pos))
 	}
-	d, err := openDB(ctx, *data)
+	d, err := openDB(ctx, data)
 	if err != nil {
 		return err
 	}

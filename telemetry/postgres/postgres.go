@@ -36,6 +36,7 @@ type Storage struct {
 	// chunkBase is where the node's chunk numbers start: every chunk it
 	// writes is numbered above it and below the next node's.
 	chunkBase int64
+	claim     *pgxpool.Conn // the connection holding the node's claim (Claim)
 }
 
 var _ telemetry.Storage = (*Storage)(nil)
@@ -275,4 +276,39 @@ func text(s string) string {
 		return s
 	}
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// claimKey is the first key of the advisory locks that claim nodes; the
+// second is the node's id.
+const claimKey = 0x66686e64 // "fhnd"
+
+// Claim makes this storage the node's only writer until Close: it holds a
+// session advisory lock on its own connection, and fails when another hub
+// holds the node's. Two hubs writing as one node would replay each other's
+// messages and write each other's chunks.
+func (s *Storage) Claim(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("claim telemetry node: %w", err)
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, $2)`, claimKey, s.node).Scan(&ok); err != nil {
+		conn.Release()
+		return fmt.Errorf("claim telemetry node: %w", err)
+	}
+	if !ok {
+		conn.Release()
+		return fmt.Errorf("another hub writes telemetry into this database as the same node; one database serves one hub until several run as a cluster")
+	}
+	s.claim = conn
+	return nil
+}
+
+// Close gives up the claim on the node, if any.
+func (s *Storage) Close() {
+	if s.claim != nil {
+		// Closing the connection ends its session, and the lock with it.
+		s.claim.Hijack().Close(context.Background())
+		s.claim = nil
+	}
 }
