@@ -6,7 +6,7 @@ GO ?= go
 GO_PACKAGES = $$($(GO) list ./...)
 GO_DIRS = $$($(GO) list -f '{{.Dir}}' ./...)
 
-.PHONY: all generate build install container run test check-generated vet fmt-check lint bench e2e node_modules nats-server
+.PHONY: all generate build install container run test check-generated vet fmt-check lint bench e2e node_modules nats-server postgres
 
 # What `fieldhub version` prints. A clean clone of a tagged commit reads
 # e.g. v1.2.0; otherwise the tag plus commits since and -dirty for local
@@ -86,9 +86,23 @@ fmt-check:
 ## lint: go vet and gofmt
 lint: vet fmt-check
 
-## test: everything CI checks: generated files, vet, gofmt, Go tests with -race, browser tests
-test: check-generated lint nats-server
-	FIELDHUB_REQUIRE_NATS=1 $(GO) test -race ./...
+## postgres: PostgreSQL 15, which the PostgreSQL store's tests start throwaway servers of
+## (installed with apt-get when run as root; otherwise the command to run is printed)
+postgres:
+	@if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15; \
+		else \
+			echo "PostgreSQL 15 is not installed; the store suites need it. Install it with:"; \
+			echo "  sudo apt-get install -y --no-install-recommends postgresql-15"; \
+			exit 1; \
+		fi; \
+	fi
+
+## test: everything CI checks: generated files, vet, gofmt, Go tests with -race (the PostgreSQL and NATS
+## suites fail rather than skip: FIELDHUB_REQUIRE_PG=1, FIELDHUB_REQUIRE_NATS=1), browser tests
+test: check-generated lint postgres nats-server
+	FIELDHUB_REQUIRE_PG=1 FIELDHUB_REQUIRE_NATS=1 $(GO) test -race ./...
 	$(MAKE) e2e
 
 # nats-server: the bus tests (package bus) run a real one; installed with

@@ -34,6 +34,8 @@ run ./live/ '^BenchmarkFanOut$' 3000x
 run ./ingest/ '^BenchmarkIngestSingle$' 100000x
 run ./ingest/ '^BenchmarkIngestBatched$' 4000x
 run ./ingest/ '^BenchmarkAckLatency$' 50000x
+# The same pipeline on the PostgreSQL store beside the SQLite store.
+run ./ingest/ '^BenchmarkIngestPostgres$' 1x
 # MQTT: 1,000 TLS devices against bare mochi, then 10,000 idle devices.
 run ./mqtt/ '^BenchmarkIngest$' 1x
 run ./mqtt/ '^BenchmarkIdleConnections$' 1x

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"fieldhub/internal/pgtest"
 	"fieldhub/internal/testkit"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -41,7 +42,26 @@ func TestDurabilityUnderKill(t *testing.T) {
 		{"mqtt", sendMQTT},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			testDurabilityUnderKill(t, tt.send)
+			testDurabilityUnderKill(t, tt.send, "")
+		})
+	}
+}
+
+// TestDurabilityUnderKillPostgres is TestDurabilityUnderKill with the hub's
+// state in PostgreSQL (serve --store): the 204s and PUBACKs come after
+// PostgreSQL's commit, and recovery replays the log from there.
+func TestDurabilityUnderKillPostgres(t *testing.T) {
+	testkit.Slow(t, "starts PostgreSQL, builds the binary and kills it under load, over HTTPS and MQTT")
+	srv := pgtest.Start(t, pgtest.Options{})
+	for _, tt := range []struct {
+		name string
+		send sender
+	}{
+		{"https", sendHTTPS},
+		{"mqtt", sendMQTT},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			testDurabilityUnderKill(t, tt.send, srv.Database(t))
 		})
 	}
 }
@@ -50,19 +70,26 @@ func TestDurabilityUnderKill(t *testing.T) {
 // calling acked with the id of each message the hub acknowledged.
 type sender func(t *testing.T, hub *runningHub, d, token string, c int, stop *atomic.Bool, acked func(id string))
 
-func testDurabilityUnderKill(t *testing.T, send sender) {
+// testDurabilityUnderKill runs the test on the hub's default store, or
+// with --store when store (a PostgreSQL URL) is set.
+func testDurabilityUnderKill(t *testing.T, send sender, store string) {
 	bin := buildBinary(t)
 	data := t.TempDir()
+	at := []string{"--data", data}
+	if store != "" {
+		at = append(at, "--store", store)
+	}
+	cli := func(args ...string) string { return runCLI(t, bin, append(args, at...)...) }
 	devices := []string{"dur-1", "dur-2", "dur-3", "dur-4"}
 	for _, d := range devices {
-		runCLI(t, bin, "device", "add", "--data", data, d)
+		cli("device", "add", d)
 	}
-	viewer := lastLine(runCLI(t, bin, "token", "create", "--data", data, "--role", "viewer", "--name", "durability"))
+	viewer := lastLine(cli("token", "create", "--role", "viewer", "--name", "durability"))
 
-	hub := startHub(t, bin, data)
+	hub := startHub(t, bin, data, at[2:]...)
 	tokens := map[string]string{}
 	for _, d := range devices {
-		tokens[d] = lastLine(runCLI(t, bin, "device", "token", "--data", data, d))
+		tokens[d] = lastLine(cli("device", "token", d))
 	}
 
 	var (
@@ -103,7 +130,7 @@ func testDurabilityUnderKill(t *testing.T, send sender) {
 	}
 	t.Logf("%d messages acknowledged before SIGKILL", count.Load())
 
-	hub = startHub(t, bin, data)
+	hub = startHub(t, bin, data, at[2:]...)
 	api := &http.Client{Timeout: 30 * time.Second}
 	getJSON := func(path string, v any) {
 		t.Helper()
@@ -122,26 +149,45 @@ func testDurabilityUnderKill(t *testing.T, send sender) {
 			t.Fatal(err)
 		}
 	}
-	for _, d := range devices {
-		stored := map[string]bool{}
-		path := "/api/v1/devices/" + d + "/messages?limit=1000"
-		for {
-			var page struct {
-				Messages []struct{ MessageID string }
-				Next     int64
+	// stored reads every message of each device, and checks that each has
+	// exactly one reading of seq: the open chunks were rebuilt from the
+	// log, nothing doubled or dropped.
+	stored := func() map[string]map[string]bool {
+		all := map[string]map[string]bool{}
+		for _, d := range devices {
+			all[d] = map[string]bool{}
+			path := "/api/v1/devices/" + d + "/messages?limit=1000"
+			for {
+				var page struct {
+					Messages []struct{ MessageID string }
+					Next     int64
+				}
+				getJSON(path, &page)
+				for _, m := range page.Messages {
+					all[d][m.MessageID] = true
+				}
+				if page.Next == 0 {
+					break
+				}
+				path = fmt.Sprintf("/api/v1/devices/%s/messages?limit=1000&before=%d", d, page.Next)
 			}
-			getJSON(path, &page)
-			for _, m := range page.Messages {
-				stored[m.MessageID] = true
+			var readings struct{ Buckets []struct{ Count int } }
+			getJSON(fmt.Sprintf("/api/v1/devices/%s/readings?metric=seq&from=0&to=%d&points=1", d, time.Now().Add(time.Hour).UnixMilli()), &readings)
+			n := 0
+			for _, b := range readings.Buckets {
+				n += b.Count
 			}
-			if page.Next == 0 {
-				break
+			if n != len(all[d]) {
+				t.Errorf("%s: %d readings of seq for %d stored messages", d, n, len(all[d]))
 			}
-			path = fmt.Sprintf("/api/v1/devices/%s/messages?limit=1000&before=%d", d, page.Next)
 		}
+		return all
+	}
+	afterKill := stored()
+	for _, d := range devices {
 		lost := 0
 		for id := range acked[d] {
-			if !stored[id] {
+			if !afterKill[d][id] {
 				lost++
 				if lost <= 5 {
 					t.Errorf("%s: message %s was acknowledged but is not stored", d, id)
@@ -151,16 +197,14 @@ func testDurabilityUnderKill(t *testing.T, send sender) {
 		if lost > 0 {
 			t.Errorf("%s: %d of %d acknowledged messages lost", d, lost, len(acked[d]))
 		}
-		// Every stored message has exactly one reading of seq: the open chunks
-		// were rebuilt from the log, nothing doubled or dropped.
-		var readings struct{ Buckets []struct{ Count int } }
-		getJSON(fmt.Sprintf("/api/v1/devices/%s/readings?metric=seq&from=0&to=%d&points=1", d, time.Now().Add(time.Hour).UnixMilli()), &readings)
-		n := 0
-		for _, b := range readings.Buckets {
-			n += b.Count
-		}
-		if n != len(stored) {
-			t.Errorf("%s: %d readings of seq for %d stored messages", d, n, len(stored))
+	}
+	// A clean restart (a checkpoint on the way down, no replay on the way
+	// up) keeps the same messages and readings.
+	hub.stop(t)
+	hub = startHub(t, bin, data, at[2:]...)
+	for d, ids := range stored() {
+		if len(ids) != len(afterKill[d]) {
+			t.Errorf("%s: %d messages after a clean restart, %d before", d, len(ids), len(afterKill[d]))
 		}
 	}
 	hub.stop(t)
@@ -264,7 +308,7 @@ func buildBinary(t *testing.T) string {
 func runCLI(t *testing.T, bin string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "FIELDHUB_DATA=")
+	cmd.Env = append(os.Environ(), "FIELDHUB_DATA=", "FIELDHUB_STORE=")
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -283,11 +327,13 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startHub starts `fieldhub serve` and waits until both listeners answer.
-func startHub(t *testing.T, bin, data string) *runningHub {
+// startHub starts `fieldhub serve` (with the extra flags) and waits until
+// both listeners answer.
+func startHub(t *testing.T, bin, data string, extra ...string) *runningHub {
 	t.Helper()
 	dash, dev, mqttAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "serve", "--data", data, "--addr", dash, "--device-addr", dev, "--mqtt-addr", mqttAddr, "--log-level", "warn")
+	args := append([]string{"serve", "--data", data, "--addr", dash, "--device-addr", dev, "--mqtt-addr", mqttAddr, "--log-level", "warn"}, extra...)
+	cmd := exec.Command(bin, args...)
 	h := &runningHub{cmd: cmd, dashURL: "http://" + dash, deviceURL: "https://" + dev, mqttAddr: mqttAddr, ca: filepath.Join(data, "tls", "ca.pem"), stderr: &syncBuffer{}}
 	cmd.Stderr = h.stderr
 	if err := cmd.Start(); err != nil {

@@ -1,0 +1,155 @@
+package ingest_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"fieldhub/db"
+	dbpostgres "fieldhub/db/postgres"
+	"fieldhub/ingest"
+	"fieldhub/internal/pgtest"
+	"fieldhub/telemetry"
+	telpostgres "fieldhub/telemetry/postgres"
+)
+
+// BenchmarkIngestPostgres is the durable pipeline on the PostgreSQL store
+// beside the SQLite store, in the same run and on the same machine: single
+// messages from 128 senders, SDK batches of 50 from 16 senders (closed
+// loop, msgs/s), and the acknowledgement latency of single messages sent at
+// half the store's own single-message rate (open loop, p50/p99). Both
+// stores have their production durability: SQLite synchronous=FULL, and a
+// local PostgreSQL 15 with fsync and synchronous_commit on. pg-x-sqlite is
+// PostgreSQL's figure over SQLite's.
+func BenchmarkIngestPostgres(b *testing.B) {
+	const phase = 3 * time.Second
+	srv := pgtest.Start(b, pgtest.Options{Fsync: true})
+	sqlite := benchPipeline(b)
+	pg := postgresPipeline(b, srv.Database(b))
+	type figures struct{ single, batched, p50, p99 float64 }
+	measure := func(p *ingest.Pipeline, ids []string) figures {
+		var f figures
+		f.single = closedLoop(b, p, ids, 128, 1, phase)
+		f.batched = closedLoop(b, p, ids, 16, 50, phase)
+		f.p50, f.p99 = openLoop(b, p, ids, f.single/2, phase)
+		return f
+	}
+	b.ResetTimer()
+	for range b.N {
+		s := measure(sqlite.p, sqlite.ids)
+		g := measure(pg.p, pg.ids)
+		b.ReportMetric(s.single, "sqlite-single-msgs/s")
+		b.ReportMetric(g.single, "pg-single-msgs/s")
+		b.ReportMetric(g.single/s.single, "pg-x-sqlite-single")
+		b.ReportMetric(s.batched, "sqlite-batched-msgs/s")
+		b.ReportMetric(g.batched, "pg-batched-msgs/s")
+		b.ReportMetric(g.batched/s.batched, "pg-x-sqlite-batched")
+		b.ReportMetric(s.p99, "sqlite-ack-p99-ms")
+		b.ReportMetric(g.p50, "pg-ack-p50-ms")
+		b.ReportMetric(g.p99, "pg-ack-p99-ms")
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// postgresPipeline is benchPipeline on the PostgreSQL database at url.
+func postgresPipeline(b *testing.B, url string) benchHub {
+	b.Helper()
+	ctx := context.Background()
+	d, err := dbpostgres.Open(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.Close() })
+	ids := make([]string, benchDevices)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("sensor-%04d", i)
+		if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: ids[i]}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st, err := telpostgres.New(ctx, d.Pool(), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tel, err := telemetry.Open(ctx, st, telemetry.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := ingest.New(tel, nil, ingest.Options{})
+	b.Cleanup(func() { p.Close(context.Background()) })
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, id := range ids {
+		if err := p.Submit(ctx, telemetry.Message{DeviceID: id, Body: benchBody(r)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return benchHub{tel: tel, p: p, ids: ids}
+}
+
+// closedLoop submits from senders goroutines, perSubmit messages a Submit,
+// for d, and returns the messages acknowledged a second.
+func closedLoop(b *testing.B, p *ingest.Pipeline, ids []string, senders, perSubmit int, d time.Duration) float64 {
+	ctx := context.Background()
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for g := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 11))
+			batch := make([]telemetry.Message, perSubmit)
+			for time.Since(start) < d {
+				dev := ids[(int(sent.Load())+g)%len(ids)]
+				for i := range batch {
+					batch[i] = telemetry.Message{DeviceID: dev, AuthMethod: "sas-primary", Body: benchBody(r)}
+				}
+				if err := p.Submit(ctx, batch...); err != nil {
+					b.Error(err)
+					return
+				}
+				sent.Add(int64(perSubmit))
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(sent.Load()) / time.Since(start).Seconds()
+}
+
+// openLoop sends single messages at rate for d, each on its own goroutine,
+// and returns the p50 and p99 of Submit's latency in milliseconds.
+func openLoop(b *testing.B, p *ingest.Pipeline, ids []string, rate float64, d time.Duration) (p50, p99 float64) {
+	ctx := context.Background()
+	body := benchBody(rand.New(rand.NewPCG(3, 4)))
+	n := int(rate * d.Seconds())
+	lat := make([]time.Duration, n)
+	interval := time.Duration(float64(time.Second) / rate)
+	var wg sync.WaitGroup
+	next := time.Now()
+	for i := range n {
+		if wait := time.Until(next); wait > 0 {
+			time.Sleep(wait)
+		}
+		next = next.Add(interval)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.Now()
+			if err := p.Submit(ctx, telemetry.Message{DeviceID: ids[i%len(ids)], Body: body}); err != nil {
+				b.Error(err)
+			}
+			lat[i] = time.Since(t)
+		}()
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	pct := func(q float64) float64 {
+		return float64(lat[min(len(lat)-1, int(float64(len(lat))*q))].Microseconds()) / 1000
+	}
+	return pct(0.50), pct(0.99)
+}
