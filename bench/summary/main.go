@@ -61,7 +61,7 @@ type section struct {
 	figures []figure
 }
 
-// sections lists the figures of the performance sections of issues 2, 3, 5 and 9.
+// sections lists the figures of the performance sections of issues 2, 3, 5, 9 and 11.
 var sections = []section{
 	{"Issue 2: fleet page", []figure{
 		{name: "fleet page render, 10,000 devices", unit: "ms", value: metric{"views.BenchmarkFleetPage10k", "ns/op", 1e-6}},
@@ -132,6 +132,16 @@ var sections = []section{
 		{name: "method round trip p99, 1,000 devices sending at half the max rate", unit: "ms", value: m("mqtt.BenchmarkIngest/fieldhub-half-rate", "method-p99-ms"), target: atMost(20)},
 		{name: "method round trip p99, 1,000 devices saturating the hub", unit: "ms", value: m("mqtt.BenchmarkIngest/fieldhub", "method-p99-ms")},
 		{name: "10,000 idle TLS connections, RSS", unit: "MB", value: m("mqtt.BenchmarkIdleConnections", "rss-MB"), target: atMost(500)},
+	}},
+	{"Issue 11: PostgreSQL store, durable ingest pipeline in-process, 1,000 devices, beside SQLite (ingest.BenchmarkIngestPostgres)", []figure{
+		{name: "single messages", unit: "msgs/s", value: m("ingest.BenchmarkIngestPostgres", "pg-single-msgs/s"),
+			baseline: m("ingest.BenchmarkIngestPostgres", "sqlite-single-msgs/s"), baseName: "SQLite store"},
+		{name: "  PostgreSQL ÷ SQLite, single messages", unit: "×", value: m("ingest.BenchmarkIngestPostgres", "pg-x-sqlite-single"), target: atLeast(0.5)},
+		{name: "SDK batches of 50", unit: "msgs/s", value: m("ingest.BenchmarkIngestPostgres", "pg-batched-msgs/s"),
+			baseline: m("ingest.BenchmarkIngestPostgres", "sqlite-batched-msgs/s"), baseName: "SQLite store"},
+		{name: "  PostgreSQL ÷ SQLite, SDK batches", unit: "×", value: m("ingest.BenchmarkIngestPostgres", "pg-x-sqlite-batched"), target: atLeast(0.5)},
+		{name: "ack p99 at half the store's max rate", unit: "ms", value: m("ingest.BenchmarkIngestPostgres", "pg-ack-p99-ms"),
+			baseline: m("ingest.BenchmarkIngestPostgres", "sqlite-ack-p99-ms"), baseName: "SQLite store"},
 	}},
 	{"Issue 9: backup of a 500 MB database while 8 writers ingest (backup.BenchmarkBackupWhileIngesting)", []figure{
 		{name: "backup (VACUUM INTO, checked, synced)", unit: "s", value: m("backup.BenchmarkBackupWhileIngesting", "backup-s")},

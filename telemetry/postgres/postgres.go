@@ -59,15 +59,6 @@ func New(ctx context.Context, pool *pgxpool.Pool, node string) (*Storage, error)
 	return s, nil
 }
 
-// Begin starts a write transaction.
-func (s *Storage) Begin(ctx context.Context) (telemetry.Tx, error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &writeTx{tx: tx, s: s}, nil
-}
-
 // lastChunk is the SQL of a metric's (m.id) highest chunk number of this
 // node ($1 its id, $2 its chunk base), the base when it has none.
 const lastChunk = `COALESCE((SELECT MAX(chunk_no) FROM reading_chunks c

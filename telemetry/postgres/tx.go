@@ -13,49 +13,133 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// writeTx is a telemetry.Tx. pgx prepares and caches each statement per
-// connection, so the statements below are parsed once per connection.
+// writeTx is a telemetry.Tx on a connection of its own, in as few round
+// trips as the engine allows: BEGIN goes out with the first statement, and
+// the statements whose results nothing waits for (last activity, the
+// watermark) go out with COMMIT. On a busy server each round trip costs a
+// wake-up of the backend, and the group commit is the hub's ingest rate.
+// pgx prepares and caches each statement per connection.
 type writeTx struct {
-	tx pgx.Tx
-	s  *Storage
+	conn  *pgxpool.Conn
+	s     *Storage
+	begun bool      // BEGIN was sent
+	later pgx.Batch // sent with COMMIT
+	done  bool      // committed or rolled back; the connection is back in the pool
 }
 
-func (w *writeTx) Commit() error { return w.tx.Commit(context.Background()) }
+// Begin starts a write transaction on a connection of the pool.
+func (s *Storage) Begin(ctx context.Context) (telemetry.Tx, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &writeTx{conn: conn, s: s}, nil
+}
+
+// batch starts a batch of statements, with BEGIN first when it was not sent yet.
+func (w *writeTx) batch() *pgx.Batch {
+	b := &pgx.Batch{}
+	if !w.begun {
+		b.Queue("BEGIN")
+		w.begun = true
+	}
+	return b
+}
+
+// query runs a statement now and reads its rows with fn.
+func (w *writeTx) query(ctx context.Context, fn func(pgx.Rows) error, sql string, args ...any) error {
+	b := w.batch()
+	b.Queue(sql, args...).Query(fn)
+	return w.conn.SendBatch(ctx, b).Close()
+}
+
+// exec runs a statement now.
+func (w *writeTx) exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	var tag pgconn.CommandTag
+	b := w.batch()
+	b.Queue(sql, args...).Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
+	err := w.conn.SendBatch(ctx, b).Close()
+	return tag, err
+}
+
+// scanOne reads the one row of a query; found is false when there is none.
+func (w *writeTx) scanOne(ctx context.Context, sql string, args []any, dest ...any) (found bool, err error) {
+	err = w.query(ctx, func(r pgx.Rows) error {
+		if r.Next() {
+			found = true
+			return r.Scan(dest...)
+		}
+		return r.Err()
+	}, sql, args...)
+	return found, err
+}
+
+func (w *writeTx) Commit() error {
+	if w.done {
+		return pgx.ErrTxClosed
+	}
+	ctx := context.Background()
+	b := w.batch()
+	b.QueuedQueries = append(b.QueuedQueries, w.later.QueuedQueries...)
+	committed := false
+	b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
+		// COMMIT of a failed transaction answers ROLLBACK, not an error.
+		committed = ct.String() == "COMMIT"
+		return nil
+	})
+	err := w.conn.SendBatch(ctx, b).Close()
+	if err == nil && !committed {
+		err = errors.New("commit: the transaction was rolled back")
+	}
+	if err != nil {
+		w.Rollback()
+		return err
+	}
+	w.release()
+	return nil
+}
 
 func (w *writeTx) Rollback() error {
-	err := w.tx.Rollback(context.Background())
-	if errors.Is(err, pgx.ErrTxClosed) {
+	if w.done {
 		return nil
 	}
+	var err error
+	if w.begun && w.conn.Conn().PgConn().TxStatus() != 'I' {
+		_, err = w.conn.Exec(context.Background(), "ROLLBACK")
+	}
+	w.release()
 	return err
+}
+
+// release gives the connection back (the pool closes it if a transaction
+// is still open on it).
+func (w *writeTx) release() {
+	w.done = true
+	w.conn.Release()
 }
 
 func (w *writeTx) FindDevice(ctx context.Context, deviceID string) (telemetry.DeviceRow, bool, error) {
 	var dev telemetry.DeviceRow
-	err := w.tx.QueryRow(ctx, `SELECT id, created_at FROM devices WHERE device_id = $1`, deviceID).Scan(&dev.ID, &dev.Created)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return dev, false, nil
-	}
-	return dev, err == nil, err
+	found, err := w.scanOne(ctx, `SELECT id, created_at FROM devices WHERE device_id = $1`, []any{deviceID}, &dev.ID, &dev.Created)
+	return dev, found && err == nil, err
 }
 
 func (w *writeTx) DevicesCreated(ctx context.Context, ids []int64) (map[int64]int64, error) {
-	r, err := w.tx.Query(ctx, `SELECT id, created_at FROM devices WHERE id = ANY($1)`, ids)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
 	created := make(map[int64]int64, len(ids))
-	for r.Next() {
-		var id, at int64
-		if err := r.Scan(&id, &at); err != nil {
-			return nil, err
+	err := w.query(ctx, func(r pgx.Rows) error {
+		for r.Next() {
+			var id, at int64
+			if err := r.Scan(&id, &at); err != nil {
+				return err
+			}
+			created[id] = at
 		}
-		created[id] = at
-	}
-	return created, r.Err()
+		return r.Err()
+	}, `SELECT id, created_at FROM devices WHERE id = ANY($1)`, ids)
+	return created, err
 }
 
 // InsertMessages appends every message in one statement: one array per
@@ -87,15 +171,16 @@ func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRo
 			bodies[i] = []byte{}
 		}
 	}
-	r, err := w.tx.Query(ctx, `INSERT INTO messages (node, device_id, enqueued_at, message_id, correlation_id, content_type,
+	var ids []int64
+	err := w.query(ctx, func(r pgx.Rows) error {
+		var err error
+		ids, err = pgx.CollectRows(r, pgx.RowTo[int64])
+		return err
+	}, `INSERT INTO messages (node, device_id, enqueued_at, message_id, correlation_id, content_type,
 		content_encoding, to_address, user_id, properties, auth_method, body)
 		SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 			$9::text[], $10::text[], $11::text[], $12::bytea[])
 		RETURNING id`, w.s.node, dev, at, msgID, corr, ctype, cenc, to, user, props, authm, bodies)
-	if err != nil {
-		return nil, err
-	}
-	ids, err := pgx.CollectRows(r, pgx.RowTo[int64])
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +194,8 @@ func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRo
 }
 
 // TouchDevices moves last activity forward in one statement, in device id
-// order so that hubs touching the same devices at once never deadlock.
+// order so that hubs touching the same devices at once never deadlock. It
+// goes out with COMMIT: a failure fails the commit.
 func (w *writeTx) TouchDevices(ctx context.Context, at []telemetry.Activity) error {
 	sorted := slices.Clone(at)
 	slices.SortFunc(sorted, func(a, b telemetry.Activity) int { return int(a.Device.ID - b.Device.ID) })
@@ -117,28 +203,28 @@ func (w *writeTx) TouchDevices(ctx context.Context, at []telemetry.Activity) err
 	for i, a := range sorted {
 		ids[i], created[i], times[i] = a.Device.ID, a.Device.Created, a.At
 	}
-	_, err := w.tx.Exec(ctx, `UPDATE devices d SET last_activity_at = GREATEST(COALESCE(d.last_activity_at, 0), u.at)
+	w.later.Queue(`UPDATE devices d SET last_activity_at = GREATEST(COALESCE(d.last_activity_at, 0), u.at)
 		FROM (SELECT id, MAX(created) AS created, MAX(at) AS at FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(id, created, at)
 			GROUP BY id) u
 		WHERE d.id = u.id AND d.created_at = u.created`, ids, created, times)
-	if err != nil {
-		return fmt.Errorf("touch devices: %w", err)
-	}
 	return nil
 }
 
 func (w *writeTx) CreateMetric(ctx context.Context, dev telemetry.DeviceRow, name string) (telemetry.MetricRow, error) {
 	m := telemetry.MetricRow{Device: dev, Name: name, LastChunk: w.s.chunkBase}
-	err := w.tx.QueryRow(ctx, `INSERT INTO metrics (device_id, name) VALUES ($1, $2)
-		ON CONFLICT (device_id, name) DO NOTHING RETURNING id`, dev.ID, name).Scan(&m.ID)
-	if !errors.Is(err, pgx.ErrNoRows) {
+	created, err := w.scanOne(ctx, `INSERT INTO metrics (device_id, name) VALUES ($1, $2)
+		ON CONFLICT (device_id, name) DO NOTHING RETURNING id`, []any{dev.ID, name}, &m.ID)
+	if created || err != nil {
 		return m, err // new (no chunks, no last value), or failed
 	}
 	var last lastValue
-	err = w.tx.QueryRow(ctx, `SELECT m.id, m.last_value, m.last_ts, COALESCE(p.through_msg, 0), `+lastChunk+`
+	found, err := w.scanOne(ctx, `SELECT m.id, m.last_value, m.last_ts, COALESCE(p.through_msg, 0), `+lastChunk+`
 		FROM metrics m LEFT JOIN metric_progress p ON p.metric_id = m.id AND p.node = $1
-		WHERE m.device_id = $3 AND m.name = $4`, w.s.node, w.s.chunkBase, dev.ID, name).
-		Scan(&m.ID, &last.value, &last.ts, &m.Through, &m.LastChunk)
+		WHERE m.device_id = $3 AND m.name = $4`, []any{w.s.node, w.s.chunkBase, dev.ID, name},
+		&m.ID, &last.value, &last.ts, &m.Through, &m.LastChunk)
+	if err == nil && !found {
+		err = pgx.ErrNoRows
+	}
 	if err != nil {
 		return m, fmt.Errorf("find metric: %w", err)
 	}
@@ -156,7 +242,7 @@ func metricGone(err error) bool {
 }
 
 func (w *writeTx) PutChunk(ctx context.Context, metricID int64, c telemetry.Chunk) (bool, error) {
-	tag, err := w.tx.Exec(ctx, `INSERT INTO reading_chunks (metric_id, chunk_no, node, start_ts, end_ts, n, min, max, sum, data)
+	tag, err := w.exec(ctx, `INSERT INTO reading_chunks (metric_id, chunk_no, node, start_ts, end_ts, n, min, max, sum, data)
 		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE EXISTS (SELECT 1 FROM metrics WHERE id = $1)
 		ON CONFLICT (metric_id, chunk_no) DO UPDATE SET start_ts = excluded.start_ts, end_ts = excluded.end_ts,
 			n = excluded.n, min = excluded.min, max = excluded.max, sum = excluded.sum, data = excluded.data`,
@@ -176,7 +262,7 @@ func (w *writeTx) UpdateMetric(ctx context.Context, metricID, through int64, las
 	if last != nil {
 		value, ts = &last.Value, &last.TS
 	}
-	tag, err := w.tx.Exec(ctx, `WITH m AS (
+	tag, err := w.exec(ctx, `WITH m AS (
 			UPDATE metrics SET last_value = COALESCE($1, last_value), last_ts = COALESCE($2, last_ts) WHERE id = $3 RETURNING id)
 		INSERT INTO metric_progress (metric_id, node, through_msg) SELECT id, $4, $5 FROM m
 		ON CONFLICT (metric_id, node) DO UPDATE SET through_msg = excluded.through_msg`,
@@ -190,15 +276,16 @@ func (w *writeTx) UpdateMetric(ctx context.Context, metricID, through int64, las
 	return tag.RowsAffected() > 0, nil
 }
 
+// SetWatermark goes out with COMMIT.
 func (w *writeTx) SetWatermark(ctx context.Context, id int64) error {
-	_, err := w.tx.Exec(ctx, `UPDATE telemetry_nodes SET folded_message_id = $1 WHERE id = $2`, id, w.s.node)
-	return err
+	w.later.Queue(`UPDATE telemetry_nodes SET folded_message_id = $1 WHERE id = $2`, id, w.s.node)
+	return nil
 }
 
 // DeleteMessages deletes the node's own old messages: another node's are
 // past its own watermark, which only it knows.
 func (w *writeTx) DeleteMessages(ctx context.Context, cutoff time.Time, through int64, limit int) (int, error) {
-	tag, err := w.tx.Exec(ctx, `DELETE FROM messages WHERE id IN (
+	tag, err := w.exec(ctx, `DELETE FROM messages WHERE id IN (
 		SELECT id FROM (SELECT id, enqueued_at FROM messages WHERE node = $1 ORDER BY id LIMIT $2) o
 		WHERE enqueued_at < $3 AND id <= $4)`, w.s.node, limit, storage.UnixMS(cutoff), through)
 	if err != nil {
@@ -208,7 +295,7 @@ func (w *writeTx) DeleteMessages(ctx context.Context, cutoff time.Time, through 
 }
 
 func (w *writeTx) DeleteChunks(ctx context.Context, cutoff int64, limit int) (int, error) {
-	tag, err := w.tx.Exec(ctx, `DELETE FROM reading_chunks WHERE (metric_id, chunk_no) IN (
+	tag, err := w.exec(ctx, `DELETE FROM reading_chunks WHERE (metric_id, chunk_no) IN (
 		SELECT metric_id, chunk_no FROM reading_chunks WHERE end_ts < $1 LIMIT $2)`, cutoff, limit)
 	if err != nil {
 		return 0, err
