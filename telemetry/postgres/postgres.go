@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -37,6 +38,20 @@ type Storage struct {
 	// writes is numbered above it and below the next node's.
 	chunkBase int64
 	claim     *pgxpool.Conn // the connection holding the node's claim (Claim)
+
+	// What the writer knows of existing metrics (see writeMetric): these
+	// ids existed when metric_deletions stood at checkedAt.
+	mu        sync.Mutex
+	known     map[int64]bool
+	checkedAt int64
+}
+
+// forget drops what the storage knows of existing metrics: the next write
+// transaction checks them again.
+func (s *Storage) forget() {
+	s.mu.Lock()
+	s.checkedAt = -1
+	s.mu.Unlock()
 }
 
 var _ telemetry.Storage = (*Storage)(nil)
@@ -48,7 +63,7 @@ const nodeRange = 1 << 32
 // New returns the telemetry storage of node (registering it on first use)
 // in the database of pool.
 func New(ctx context.Context, pool *pgxpool.Pool, node string) (*Storage, error) {
-	s := &Storage{pool: pool}
+	s := &Storage{pool: pool, known: map[int64]bool{}, checkedAt: -1}
 	err := pool.QueryRow(ctx, `WITH new AS (
 			INSERT INTO telemetry_nodes (node) VALUES ($1) ON CONFLICT (node) DO NOTHING RETURNING id)
 		SELECT id FROM new UNION ALL SELECT id FROM telemetry_nodes WHERE node = $1`, node).Scan(&s.node)
@@ -67,8 +82,9 @@ const lastChunk = `COALESCE((SELECT MAX(chunk_no) FROM reading_chunks c
 // Recovery reads the node's watermark and every metric with the node's
 // progress and newest chunk.
 func (s *Storage) Recovery(ctx context.Context) (int64, []telemetry.MetricRow, error) {
-	var watermark int64
-	if err := s.pool.QueryRow(ctx, `SELECT folded_message_id FROM telemetry_nodes WHERE id = $1`, s.node).Scan(&watermark); err != nil {
+	var watermark, deletions int64
+	if err := s.pool.QueryRow(ctx, `SELECT folded_message_id, (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM metric_deletions)
+		FROM telemetry_nodes WHERE id = $1`, s.node).Scan(&watermark, &deletions); err != nil {
 		return 0, nil, fmt.Errorf("read watermark: %w", err)
 	}
 	r, err := s.pool.Query(ctx, `SELECT m.id, m.device_id, dv.created_at, m.name, m.last_value, m.last_ts,
@@ -92,6 +108,14 @@ func (s *Storage) Recovery(ctx context.Context) (int64, []telemetry.MetricRow, e
 	if err := r.Err(); err != nil {
 		return 0, nil, fmt.Errorf("load metrics: %w", err)
 	}
+	// Every metric listed existed when the deletions stood at deletions.
+	known := make(map[int64]bool, len(out))
+	for _, m := range out {
+		known[m.ID] = true
+	}
+	s.mu.Lock()
+	s.known, s.checkedAt = known, deletions
+	s.mu.Unlock()
 	return watermark, out, nil
 }
 

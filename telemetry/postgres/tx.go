@@ -23,11 +23,12 @@ import (
 // wake-up of the backend, and the group commit is the hub's ingest rate.
 // pgx prepares and caches each statement per connection.
 type writeTx struct {
-	conn  *pgxpool.Conn
-	s     *Storage
-	begun bool      // BEGIN was sent
-	later pgx.Batch // sent with COMMIT
-	done  bool      // committed or rolled back; the connection is back in the pool
+	conn    *pgxpool.Conn
+	s       *Storage
+	begun   bool      // BEGIN was sent
+	later   pgx.Batch // sent with COMMIT
+	checked bool      // checkMetrics ran
+	done    bool      // committed or rolled back; the connection is back in the pool
 }
 
 // Begin starts a write transaction on a connection of the pool.
@@ -215,6 +216,11 @@ func (w *writeTx) CreateMetric(ctx context.Context, dev telemetry.DeviceRow, nam
 	created, err := w.scanOne(ctx, `INSERT INTO metrics (device_id, name) VALUES ($1, $2)
 		ON CONFLICT (device_id, name) DO NOTHING RETURNING id`, []any{dev.ID, name}, &m.ID)
 	if created || err != nil {
+		if created {
+			w.s.mu.Lock()
+			w.s.known[m.ID] = true
+			w.s.mu.Unlock()
+		}
 		return m, err // new (no chunks, no last value), or failed
 	}
 	var last lastValue
@@ -228,32 +234,107 @@ func (w *writeTx) CreateMetric(ctx context.Context, dev telemetry.DeviceRow, nam
 	if err != nil {
 		return m, fmt.Errorf("find metric: %w", err)
 	}
+	w.s.mu.Lock()
+	w.s.known[m.ID] = true
+	w.s.mu.Unlock()
 	last.set(&m)
 	return m, nil
 }
 
-// foreignKeyViolation is PostgreSQL's SQLSTATE for a row referring to one
-// that is gone: the metric was deleted with its device meanwhile.
-const foreignKeyViolation = "23503"
+// A checkpoint step writes a few hundred metrics, each a chunk or two and
+// its progress: a round trip each would hold the single writer, and ingest
+// behind it, for hundreds of milliseconds on a busy server. So the writes of
+// metrics known to exist go out with COMMIT, and the answer the engine needs
+// now (is the metric still there, or was it deleted with its device?) comes
+// from what the storage knows: the metric ids it saw exist, valid as long as
+// no metric was deleted since (the sequence metric_deletions, which every
+// DELETE on metrics moves). A metric deleted in the moment between that
+// check and the commit makes its write find no row: the commit then fails,
+// the knowledge is dropped, and the engine's retry gets exact answers.
 
-func metricGone(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == foreignKeyViolation
+// checkMetrics makes the storage's knowledge of existing metrics current,
+// once per transaction, before the first write that relies on it.
+func (w *writeTx) checkMetrics(ctx context.Context) error {
+	if w.checked {
+		return nil
+	}
+	var deletions int64
+	if _, err := w.scanOne(ctx, `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM metric_deletions`, nil, &deletions); err != nil {
+		return fmt.Errorf("read metric deletions: %w", err)
+	}
+	w.s.mu.Lock()
+	current := deletions == w.s.checkedAt
+	var ids []int64
+	if !current {
+		ids = make([]int64, 0, len(w.s.known))
+		for id := range w.s.known {
+			ids = append(ids, id)
+		}
+	}
+	w.s.mu.Unlock()
+	if !current {
+		exist := make(map[int64]bool, len(ids))
+		err := w.query(ctx, func(r pgx.Rows) error {
+			for r.Next() {
+				var id int64
+				if err := r.Scan(&id); err != nil {
+					return err
+				}
+				exist[id] = true
+			}
+			return r.Err()
+		}, `SELECT id FROM metrics WHERE id = ANY($1)`, ids)
+		if err != nil {
+			return fmt.Errorf("check metrics: %w", err)
+		}
+		w.s.mu.Lock()
+		w.s.known, w.s.checkedAt = exist, deletions
+		w.s.mu.Unlock()
+	}
+	w.checked = true
+	return nil
+}
+
+// writeMetric runs a write of metric id (a statement that changes one row
+// when the metric exists): with COMMIT when the metric is known to exist,
+// else now. ok is false when the metric is gone.
+func (w *writeTx) writeMetric(ctx context.Context, id int64, sql string, args ...any) (ok bool, err error) {
+	if err := w.checkMetrics(ctx); err != nil {
+		return false, err
+	}
+	w.s.mu.Lock()
+	known := w.s.known[id]
+	w.s.mu.Unlock()
+	if known {
+		w.later.Queue(sql, args...).Exec(func(ct pgconn.CommandTag) error {
+			if ct.RowsAffected() == 0 {
+				w.s.forget()
+				return fmt.Errorf("metric %d was deleted during the checkpoint; the step is written again", id)
+			}
+			return nil
+		})
+		return true, nil
+	}
+	tag, err := w.exec(ctx, sql, args...)
+	if err != nil {
+		w.s.forget()
+		return false, err
+	}
+	if tag.RowsAffected() == 0 {
+		return false, nil
+	}
+	w.s.mu.Lock()
+	w.s.known[id] = true
+	w.s.mu.Unlock()
+	return true, nil
 }
 
 func (w *writeTx) PutChunk(ctx context.Context, metricID int64, c telemetry.Chunk) (bool, error) {
-	tag, err := w.exec(ctx, `INSERT INTO reading_chunks (metric_id, chunk_no, node, start_ts, end_ts, n, min, max, sum, data)
+	return w.writeMetric(ctx, metricID, `INSERT INTO reading_chunks (metric_id, chunk_no, node, start_ts, end_ts, n, min, max, sum, data)
 		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE EXISTS (SELECT 1 FROM metrics WHERE id = $1)
 		ON CONFLICT (metric_id, chunk_no) DO UPDATE SET start_ts = excluded.start_ts, end_ts = excluded.end_ts,
 			n = excluded.n, min = excluded.min, max = excluded.max, sum = excluded.sum, data = excluded.data`,
 		metricID, c.No, w.s.node, c.Start, c.End, c.N, c.Min, c.Max, c.Sum, c.Data)
-	if metricGone(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return tag.RowsAffected() > 0, nil
 }
 
 func (w *writeTx) UpdateMetric(ctx context.Context, metricID, through int64, last *telemetry.Point) (bool, error) {
@@ -262,18 +343,11 @@ func (w *writeTx) UpdateMetric(ctx context.Context, metricID, through int64, las
 	if last != nil {
 		value, ts = &last.Value, &last.TS
 	}
-	tag, err := w.exec(ctx, `WITH m AS (
+	return w.writeMetric(ctx, metricID, `WITH m AS (
 			UPDATE metrics SET last_value = COALESCE($1, last_value), last_ts = COALESCE($2, last_ts) WHERE id = $3 RETURNING id)
 		INSERT INTO metric_progress (metric_id, node, through_msg) SELECT id, $4, $5 FROM m
 		ON CONFLICT (metric_id, node) DO UPDATE SET through_msg = excluded.through_msg`,
 		value, ts, metricID, w.s.node, through)
-	if metricGone(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return tag.RowsAffected() > 0, nil
 }
 
 // SetWatermark goes out with COMMIT.

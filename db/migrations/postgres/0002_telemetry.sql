@@ -52,6 +52,17 @@ CREATE TABLE metrics (
 	UNIQUE (device_id, name)
 );
 
+-- Moved by every statement that deletes metrics (with their device), so that
+-- a writer can tell whether the metrics it knows to exist still do without
+-- asking for each (telemetry/postgres, writeMetric).
+CREATE SEQUENCE metric_deletions;
+CREATE FUNCTION count_metric_deletions() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM nextval('metric_deletions');
+	RETURN NULL;
+END $$;
+CREATE TRIGGER metrics_deleted AFTER DELETE ON metrics FOR EACH STATEMENT EXECUTE FUNCTION count_metric_deletions();
+
 -- A node's progress with a metric: its stored chunks hold the node's
 -- readings of the metric from its messages up to through_msg.
 CREATE TABLE metric_progress (
