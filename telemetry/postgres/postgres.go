@@ -44,6 +44,8 @@ type Storage struct {
 	mu        sync.Mutex
 	known     map[int64]bool
 	checkedAt int64
+	// ids are the message ids reserved and not used yet (messageIDs).
+	ids []int64
 }
 
 // forget drops what the storage knows of existing metrics: the next write
