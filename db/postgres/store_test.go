@@ -2,13 +2,16 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"fieldhub/db"
 	"fieldhub/db/postgres"
 	"fieldhub/db/storetest"
 	"fieldhub/internal/pgtest"
 	"fieldhub/internal/testkit"
+	"fieldhub/storage"
 )
 
 // TestStore runs the store conformance suite on a real PostgreSQL, a fresh
@@ -38,5 +41,18 @@ func TestStore(t *testing.T) {
 			}
 			return open(t, url, now)
 		},
+	})
+
+	// PostgreSQL's text cannot hold a NUL or invalid UTF-8: such input is
+	// the client's mistake (400), not the database failing (500).
+	t.Run("TextPostgreSQLCannotHold", func(t *testing.T) {
+		s := open(t, srv.Database(t), time.Now)
+		for _, name := range []string{"a\x00b", "a\xffb"} {
+			_, err := s.CreateDevice(context.Background(), db.NewDevice{DeviceID: "dev", Name: name})
+			var inv *storage.InvalidError
+			if !errors.As(err, &inv) {
+				t.Errorf("device named %q: err = %v, want an InvalidError", name, err)
+			}
+		}
 	})
 }

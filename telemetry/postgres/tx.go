@@ -25,10 +25,11 @@ import (
 type writeTx struct {
 	conn    *pgxpool.Conn
 	s       *Storage
-	begun   bool      // BEGIN was sent
-	later   pgx.Batch // sent with COMMIT
-	checked bool      // checkMetrics ran
-	done    bool      // committed or rolled back; the connection is back in the pool
+	begun   bool            // BEGIN was sent
+	later   pgx.Batch       // sent with COMMIT
+	checked bool            // checkMetrics ran
+	ctx     context.Context // Begin's, which Commit has no other of
+	done    bool            // committed or rolled back; the connection is back in the pool
 }
 
 // Begin starts a write transaction on a connection of the pool.
@@ -37,7 +38,7 @@ func (s *Storage) Begin(ctx context.Context) (telemetry.Tx, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &writeTx{conn: conn, s: s}, nil
+	return &writeTx{conn: conn, s: s, ctx: ctx}, nil
 }
 
 // batch starts a batch of statements, with BEGIN first when it was not sent yet.
@@ -82,7 +83,7 @@ func (w *writeTx) Commit() error {
 	if w.done {
 		return pgx.ErrTxClosed
 	}
-	ctx := context.Background()
+	ctx := w.ctx
 	b := w.batch()
 	b.QueuedQueries = append(b.QueuedQueries, w.later.QueuedQueries...)
 	committed := false
@@ -109,7 +110,11 @@ func (w *writeTx) Rollback() error {
 	}
 	var err error
 	if w.begun && w.conn.Conn().PgConn().TxStatus() != 'I' {
-		_, err = w.conn.Exec(context.Background(), "ROLLBACK")
+		// Also when the caller's context ended: the connection goes back
+		// to the pool clean.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), 10*time.Second)
+		defer cancel()
+		_, err = w.conn.Exec(ctx, "ROLLBACK")
 	}
 	w.release()
 	return err
