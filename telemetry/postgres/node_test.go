@@ -8,20 +8,17 @@ import (
 
 	"fieldhub/db"
 	dbpostgres "fieldhub/db/postgres"
-	"fieldhub/internal/pgtest"
-	"fieldhub/internal/testkit"
 	"fieldhub/telemetry"
 	"fieldhub/telemetry/postgres"
 )
 
-// TestNodesShareTheTables: two nodes writing one device's metric into one
+// testNodesShareTheTables: two nodes writing one device's metric into one
 // database number their chunks apart, each checkpoint keeps the other's
 // chunks, a query sees both nodes' readings, and each node's recovery
 // replays its own messages only.
-func TestNodesShareTheTables(t *testing.T) {
-	testkit.Slow(t, "starts a PostgreSQL server")
+func testNodesShareTheTables(t *testing.T, url string) {
 	ctx := context.Background()
-	d, err := dbpostgres.Open(ctx, pgtest.Start(t, pgtest.Options{}).Database(t))
+	d, err := dbpostgres.Open(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,13 +105,12 @@ func TestNodesShareTheTables(t *testing.T) {
 	}
 }
 
-// TestTextPostgreSQLCannotHold: a message whose system properties hold a
+// testTextPostgreSQLCannotHold: a message whose system properties hold a
 // NUL or invalid UTF-8 is stored (those bytes as U+FFFD), and the messages
 // committed with it are too.
-func TestTextPostgreSQLCannotHold(t *testing.T) {
-	testkit.Slow(t, "starts a PostgreSQL server")
+func testTextPostgreSQLCannotHold(t *testing.T, url string) {
 	ctx := context.Background()
-	d, err := dbpostgres.Open(ctx, pgtest.Start(t, pgtest.Options{}).Database(t))
+	d, err := dbpostgres.Open(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}

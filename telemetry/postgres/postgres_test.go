@@ -14,15 +14,19 @@ import (
 	"fieldhub/telemetry/telemetrytest"
 )
 
-// TestConformance runs the telemetry storage suite on a real PostgreSQL,
-// the registry's devices in the same database as in the hub.
-func TestConformance(t *testing.T) {
+// TestPostgreSQL runs the telemetry storage suite on a real PostgreSQL,
+// the registry's devices in the same database as in the hub, and this
+// storage's own tests; one server, a database each.
+func TestPostgreSQL(t *testing.T) {
 	testkit.Slow(t, "starts a PostgreSQL server")
 	srv := pgtest.Start(t, pgtest.Options{})
-	telemetrytest.Run(t, func(t *testing.T) telemetrytest.Backend {
-		url := srv.Database(t)
-		return backend(t, url, "")
+	t.Run("Conformance", func(t *testing.T) {
+		telemetrytest.Run(t, func(t *testing.T) telemetrytest.Backend {
+			return backend(t, srv.Database(t), "")
+		})
 	})
+	t.Run("NodesShareTheTables", func(t *testing.T) { testNodesShareTheTables(t, srv.Database(t)) })
+	t.Run("TextPostgreSQLCannotHold", func(t *testing.T) { testTextPostgreSQLCannotHold(t, srv.Database(t)) })
 }
 
 // backend is the suite's backend on the database at url, for node.
