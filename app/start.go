@@ -95,15 +95,18 @@ func (a *App) lockDataFolder(context.Context) error {
 
 // openStorage opens the store and prepares it for this process.
 func (a *App) openStorage(ctx context.Context) error {
+	// The node names this instance in the store's connection state (and,
+	// on a shared store, in what else it keeps per instance).
+	var err error
+	if a.node, err = nodeName(a.cfg); err != nil {
+		return err
+	}
 	be, err := openBackend(ctx, a.cfg)
 	if err != nil {
 		return err
 	}
 	a.be = be
 	a.onStop("database", quickStop, func(context.Context) error { return be.store.Close() })
-	if a.node, err = nodeName(a.cfg); err != nil {
-		return err
-	}
 	// No connection survives a restart; in a cluster, the other
 	// instances' connections stay.
 	reset := be.store.ResetConnections
