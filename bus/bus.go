@@ -126,6 +126,7 @@ type Bus struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	closed chan struct{} // closed when the NATS connection is
 
 	stats struct {
 		relayed, relayDropped, refused, routeDropped, peerErrors, bytesSent atomic.Int64
@@ -203,6 +204,7 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		relayq:  make(chan live.PeerEvent, cfg.RelayQueue),
 		routes:  make(chan route, cfg.RelayQueue),
 		calls:   make(chan struct{}, cfg.MaxCalls),
+		closed:  make(chan struct{}),
 		watched: map[string]*nats.Subscription{},
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
@@ -237,6 +239,7 @@ func (b *Bus) connect(ctx context.Context) error {
 		}),
 		nats.ReconnectHandler(b.reconnected),
 		nats.ErrorHandler(b.asyncError),
+		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) }),
 	}
 	type dialed struct {
 		nc  *nats.Conn
@@ -268,10 +271,10 @@ func (b *Bus) connect(ctx context.Context) error {
 	return nil
 }
 
+var userinfo = regexp.MustCompile(`//[^@/]*@`)
+
 // redact drops user and password from NATS URLs for logs.
-func redact(urls string) string {
-	return regexp.MustCompile(`//[^@/]*@`).ReplaceAllString(urls, "//")
-}
+func redact(urls string) string { return userinfo.ReplaceAllString(urls, "//") }
 
 // reconnected tells the browsers to reload: they missed the other
 // instances' events meanwhile.
@@ -312,14 +315,12 @@ func (b *Bus) Close() error {
 		b.cancel()
 		b.wg.Wait()
 		if b.nc != nil {
-			// Drain sends what is buffered and lets handlers finish.
+			// Drain sends what is buffered and lets handlers finish, within
+			// the client's drain timeout (30 s); the app bounds Close too.
 			if err := b.nc.Drain(); err != nil {
 				b.nc.Close()
 			}
-			for i := 0; i < 500 && !b.nc.IsClosed(); i++ {
-				time.Sleep(10 * time.Millisecond)
-			}
-			b.nc.Close()
+			<-b.closed
 		}
 	})
 	return nil

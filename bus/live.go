@@ -174,6 +174,9 @@ func (b *Bus) fromPeer(m *nats.Msg) {
 	b.mu.RLock()
 	peers := b.peers
 	b.mu.RUnlock()
+	if peers == nil {
+		return
+	}
 	if err := peers.FromPeer(node, ev); err != nil {
 		b.peerError(err)
 	}
