@@ -206,6 +206,8 @@ func TestInvokeMethodAPI(t *testing.T) {
 					return 200, payload, nil
 				case "slow":
 					return 0, nil, commands.ErrTimeout
+				case "elsewhere": // connected to an instance the bus cannot reach
+					return 0, nil, fmt.Errorf("instance a: %w", commands.ErrInstanceUnreachable)
 				}
 				return 0, nil, commands.ErrDeviceNotConnected
 			})})
@@ -222,6 +224,7 @@ func TestInvokeMethodAPI(t *testing.T) {
 	}{
 		{"not connected", "/api/v1/devices/dev1/methods/other", `{}`, 404, "device not connected"},
 		{"timeout", "/api/v1/devices/dev1/methods/slow", `{"payload":null}`, 504, "timed out"},
+		{"instance unreachable", "/api/v1/devices/dev1/methods/elsewhere", `{}`, 503, "another instance of the hub, which cannot be reached now"},
 		{"response timeout range", "/api/v1/devices/dev1/methods/echo", `{"responseTimeoutInSeconds":4}`, 422, "5 to 300"},
 		{"connect timeout range", "/api/v1/devices/dev1/methods/echo", `{"connectTimeoutInSeconds":301}`, 422, "0 to 300"},
 		{"payload not JSON", "/api/v1/devices/dev1/methods/echo", `{"payload":x}`, 400, "invalid JSON"},
@@ -237,8 +240,8 @@ func TestInvokeMethodAPI(t *testing.T) {
 		})
 	}
 	entries, _ := h.db.AuditEntries(context.Background(), db.AuditFilter{Action: "method.invoke"})
-	if len(entries) != 3 {
-		t.Errorf("%d method audit entries, want 3 (echo, not connected, timeout)", len(entries))
+	if len(entries) != 4 {
+		t.Errorf("%d method audit entries, want 4 (echo, not connected, timeout, unreachable)", len(entries))
 	}
 }
 
