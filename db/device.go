@@ -302,19 +302,27 @@ func (d *DB) Device(ctx context.Context, deviceID string) (Device, error) {
 
 // DeviceFilter selects devices for the fleet list.
 type DeviceFilter struct {
-	Query  string // substring of id, name or tags
+	// Query is the fleet search (devicesearch.go): key=value terms match a
+	// tag exactly, other terms a substring of the id, name or tags.
+	Query  string
 	Status string // "", online, offline, disabled
+	Sort   string // DeviceSortID (default), DeviceSortName, DeviceSortStatus or DeviceSortLastActivity
+	Desc   bool
 	Offset int
 	Limit  int // 0 = no limit
 }
 
-func (f DeviceFilter) where(now time.Time) (string, []any) {
+func (f DeviceFilter) where(now time.Time) (string, []any, error) {
 	var conds []string
 	var args []any
-	if q := strings.TrimSpace(f.Query); q != "" {
-		like := "%" + EscapeLike(q) + "%"
-		conds = append(conds, `(device_id LIKE ? ESCAPE '\' OR name LIKE ? ESCAPE '\' OR tags LIKE ? ESCAPE '\')`)
-		args = append(args, like, like, like)
+	terms, err := parseSearch(f.Query)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(terms) > 0 {
+		cond, targs := searchSQL(terms)
+		conds = append(conds, cond)
+		args = append(args, targs...)
 	}
 	cutoff := OnlineCutoff(now)
 	switch f.Status {
@@ -328,9 +336,9 @@ func (f DeviceFilter) where(now time.Time) (string, []any) {
 		conds = append(conds, `enabled = 0`)
 	}
 	if len(conds) == 0 {
-		return "", nil
+		return "", nil, nil
 	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return " WHERE " + strings.Join(conds, " AND "), args, nil
 }
 
 // EscapeLike escapes LIKE's wildcards in s for a pattern with ESCAPE '\'.
@@ -347,17 +355,23 @@ func ValidateStatusFilter(s string) error {
 	return invalid("status", "unknown status %q; use online, offline or disabled", s)
 }
 
-// Devices lists devices matching f, ordered by device id, and how many match in all.
+// Devices lists devices matching f in f's order, and how many match in all.
 func (d *DB) Devices(ctx context.Context, f DeviceFilter) ([]Device, int, error) {
-	if err := ValidateStatusFilter(f.Status); err != nil {
+	if err := f.validate(); err != nil {
 		return nil, 0, err
 	}
-	where, args := f.where(d.Now())
+	now := d.Now()
+	where, args, err := f.where(now)
+	if err != nil {
+		return nil, 0, err
+	}
 	var total int
 	if err := d.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM devices`+where, args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("count devices: %w", err)
 	}
-	q := `SELECT ` + DeviceColumns + ` FROM devices` + where + ` ORDER BY device_id`
+	key, keyArgs := f.sortKey(now)
+	q := `SELECT ` + DeviceColumns + ` FROM devices` + where + ` ORDER BY ` + orderBy(key, f.Desc)
+	args = append(args, keyArgs...)
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d OFFSET %d", f.Limit, max(f.Offset, 0))
 	}

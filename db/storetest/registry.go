@@ -115,7 +115,8 @@ func testDevicesFilterAndCounts(t *testing.T, b Backend) {
 	}{
 		{"all", db.DeviceFilter{}, "a-1 a-2 b-1 b-2 c-1", 5},
 		{"text", db.DeviceFilter{Query: "b-"}, "b-1 b-2", 2},
-		{"tag text", db.DeviceFilter{Query: `"group":"a"`}, "a-1 a-2", 2},
+		{"tag", db.DeviceFilter{Query: "group=a"}, "a-1 a-2", 2},
+		{"JSON text is not a tag", db.DeviceFilter{Query: `"group":"a"`}, "", 0},
 		{"online", db.DeviceFilter{Status: db.StatusOnline}, "a-1", 1},
 		{"offline", db.DeviceFilter{Status: db.StatusOffline}, "a-2 b-1 b-2", 3},
 		{"disabled", db.DeviceFilter{Status: db.StatusDisabled}, "c-1", 1},
