@@ -102,3 +102,42 @@ func FuzzParseSearch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTagList: any tags that pass validation survive FormatTagList and
+// ParseTagList; any input to ParseTagList ends in tags or an InvalidError.
+func FuzzTagList(f *testing.F) {
+	f.Add("site", "berlin", "note", `a;b=c\d "e"`)
+	f.Add("k;1", "=", "", "")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
+		tags := map[string]string{k1: v1, k2: v2}
+		if validateTags(tags) == nil {
+			got, err := ParseTagList(FormatTagList(tags))
+			if err != nil || !reflect.DeepEqual(got, tags) {
+				t.Fatalf("tags %q written as %q read back as %q, %v", tags, FormatTagList(tags), got, err)
+			}
+		}
+		raw := k1 + v1 + k2 + v2
+		if _, err := ParseTagList(raw); err != nil {
+			var inv *storage.InvalidError
+			if !errors.As(err, &inv) {
+				t.Fatalf("ParseTagList(%q): %v is not an InvalidError", raw, err)
+			}
+		}
+	})
+}
+
+func TestTagList(t *testing.T) {
+	tags := map[string]string{"site": "berlin", "k;1": `v=1;x\y "q"`, "empty": ""}
+	const want = `empty=;k\;1=v\=1\;x\\y "q";site=berlin`
+	if got := FormatTagList(tags); got != want {
+		t.Errorf("FormatTagList = %q, want %q", got, want)
+	}
+	for _, bad := range []string{"site", "a=1;a=2", `a=1\`, "=x"} {
+		if _, err := ParseTagList(bad); err == nil {
+			t.Errorf("ParseTagList(%q) accepted it", bad)
+		}
+	}
+	if got, err := ParseTagList(""); err != nil || len(got) != 0 {
+		t.Errorf("ParseTagList(\"\") = %v, %v", got, err)
+	}
+}

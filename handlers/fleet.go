@@ -3,6 +3,7 @@ package handlers
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -11,45 +12,80 @@ import (
 	"fieldhub/views"
 )
 
-// fleetPageSize is how many devices one fleet page shows. Large fleets are
-// browsed with the filters, not by scrolling.
-const fleetPageSize = 50
+// fleetResultsHeader asks the fleet page for its results only
+// (views.FleetResults), which web/fleet.js swaps in as the user types.
+const fleetResultsHeader = "X-Fieldhub-Fragment"
+
+// fleetFilter reads what the fleet page and GET /api/v1/devices share: the
+// search q, status, sort and order.
+func fleetFilter(c echo.Context) (db.DeviceFilter, error) {
+	f := db.DeviceFilter{
+		Query:  strings.TrimSpace(c.QueryParam("q")),
+		Status: c.QueryParam("status"),
+		Sort:   c.QueryParam("sort"),
+	}
+	switch c.QueryParam("order") {
+	case "", "asc":
+	case "desc":
+		f.Desc = true
+	default:
+		return f, errorf(http.StatusBadRequest, "order must be asc or desc")
+	}
+	if err := db.ValidateStatusFilter(f.Status); err != nil {
+		return f, err
+	}
+	if err := db.ValidateDeviceSort(f.Sort); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// fleetPageSize reads the page's size parameter: one of views.FleetPageSizes.
+func fleetPageSize(c echo.Context) (int, error) {
+	v := c.QueryParam("size")
+	if v == "" {
+		return views.DefaultFleetPageSize, nil
+	}
+	for _, n := range views.FleetPageSizes {
+		if v == strconv.Itoa(n) {
+			return n, nil
+		}
+	}
+	return 0, errorf(http.StatusBadRequest, "size must be 25, 50, 100 or 200")
+}
 
 // showFleet renders one page of the device list with the fleet summary.
 func (s *Server) showFleet(c echo.Context) error {
 	ctx := c.Request().Context()
-	query := strings.TrimSpace(c.QueryParam("q"))
-	status := c.QueryParam("status")
-	if err := db.ValidateStatusFilter(status); err != nil {
+	f, err := fleetFilter(c)
+	if err != nil {
+		return err
+	}
+	size, err := fleetPageSize(c)
+	if err != nil {
 		return err
 	}
 	pageNum, err := intParam(c, "page", 1, 1, 1<<30)
 	if err != nil {
 		return err
 	}
-	devs, total, err := s.store.Devices(ctx, db.DeviceFilter{
-		Query: query, Status: status, Offset: (pageNum - 1) * fleetPageSize, Limit: fleetPageSize,
-	})
+	f.Offset, f.Limit = (pageNum-1)*size, size
+	devs, total, err := s.store.Devices(ctx, f)
 	if err != nil {
 		return err
 	}
-	pageCount := max(1, (total+fleetPageSize-1)/fleetPageSize)
+	q := views.FleetQuery{Query: f.Query, Status: f.Status, Sort: f.Sort, Desc: f.Desc, Size: size, PageNum: pageNum}
+	pageCount := max(1, (total+size-1)/size)
 	if pageNum > pageCount {
 		// A stale link after devices were removed: show the last page.
-		return c.Redirect(http.StatusSeeOther, views.FleetPageURL(query, status, pageCount))
-	}
-	counts, err := s.store.FleetCounts(ctx)
-	if err != nil {
-		return err
+		return c.Redirect(http.StatusSeeOther, q.AtPage(pageCount).URL())
 	}
 
 	now := s.now()
 	m := views.FleetPage{
-		Page:    s.page(c, "Fleet", views.NavFleet),
-		Query:   query,
-		Status:  status,
-		PageNum: pageNum, PageCount: pageCount, Total: total,
-		Online: counts.Online, Offline: counts.Offline, Disabled: counts.Disabled,
+		Page:       s.page(c, "Fleet", views.NavFleet),
+		FleetQuery: q,
+		PageCount:  pageCount, Total: total,
 		Devices: make([]views.DeviceRow, len(devs)),
 	}
 	ids := make([]string, len(devs))
@@ -63,6 +99,14 @@ func (s *Server) showFleet(c echo.Context) error {
 		m.LiveURL = fleetStreamURL(ids)
 		m.MessagesPerMinute = float64(s.live.MessagesPerMinute())
 	}
+	if c.Request().Header.Get(fleetResultsHeader) == "fleet-results" {
+		return s.render(c, http.StatusOK, views.FleetResults(m))
+	}
+	counts, err := s.store.FleetCounts(ctx)
+	if err != nil {
+		return err
+	}
+	m.Online, m.Offline, m.Disabled = counts.Online, counts.Offline, counts.Disabled
 	return s.render(c, http.StatusOK, views.FleetView(m))
 }
 

@@ -20,10 +20,11 @@ func (s *Server) render(c echo.Context, status int, comp templ.Component) error 
 	return c.HTMLBlob(status, buf.Bytes())
 }
 
-// renderError shows an error page to a browser. htmx requests get the bare
-// message as text, which the page shows as a toast.
+// renderError shows an error page to a browser. htmx requests and the fleet
+// page's search as you type get the bare message as text, which the page
+// shows in place.
 func (s *Server) renderError(c echo.Context, status int, msg string) error {
-	if c.Request().Header.Get("HX-Request") == "true" {
+	if c.Request().Header.Get("HX-Request") == "true" || c.Request().Header.Get(fleetResultsHeader) != "" {
 		return c.String(status, msg)
 	}
 	p := s.page(c, http.StatusText(status), "")

@@ -64,7 +64,7 @@ func (s *Server) routes(e *echo.Echo) {
 
 	// Operator REST API.
 	api := g.Group("/api/v1")
-	api.GET("/devices", s.apiListDevices, viewer)
+	api.GET("/devices", s.apiListFleet, viewer) // handlers/api_fleet.go: JSON or CSV
 	api.POST("/devices", s.apiCreateDevice, admin)
 	api.GET("/devices/:id", s.apiShowDevice, viewer)
 	api.PATCH("/devices/:id", s.apiUpdateDevice, admin)

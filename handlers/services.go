@@ -52,6 +52,10 @@ type AuditLog interface {
 type FleetReader interface {
 	Device(ctx context.Context, deviceID string) (db.Device, error)
 	Devices(ctx context.Context, f db.DeviceFilter) ([]db.Device, int, error)
+	// EachDevice calls fn with every device f selects (Limit and Offset
+	// aside), in f's order with statuses taken at now, holding no more than
+	// a short batch in memory (the CSV export).
+	EachDevice(ctx context.Context, f db.DeviceFilter, now time.Time, fn func(db.Device) error) error
 	FleetCounts(ctx context.Context) (db.FleetCounts, error)
 	CertificateAuthorities(ctx context.Context) ([]db.CertificateAuthority, error)
 }

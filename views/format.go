@@ -74,24 +74,6 @@ func userPath(name, suffix string) string {
 	return "/users/" + url.PathEscape(name) + suffix
 }
 
-// FleetPageURL is the fleet page with these filters and page number.
-func FleetPageURL(query, status string, page int) string {
-	v := url.Values{}
-	if query != "" {
-		v.Set("q", query)
-	}
-	if status != "" {
-		v.Set("status", status)
-	}
-	if page > 1 {
-		v.Set("page", strconv.Itoa(page))
-	}
-	if len(v) == 0 {
-		return FleetPath
-	}
-	return FleetPath + "?" + v.Encode()
-}
-
 // pageWindow lists the page numbers to link to around current, with 0 for a
 // gap: 1 … 4 5 [6] 7 8 … 200.
 func pageWindow(current, count int) []int {

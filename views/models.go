@@ -116,12 +116,10 @@ type LoginPage struct {
 // FleetPage lists devices, one page at a time.
 type FleetPage struct {
 	Page
-	Devices   []DeviceRow
-	Query     string // text filter, as typed
-	Status    string // "", StatusOnline, StatusOffline or StatusDisabled
-	PageNum   int    // 1-based
-	PageCount int
-	Total     int // devices matching the filters
+	FleetQuery // filters, order, page size and page number (PageNum, 1-based)
+	Devices    []DeviceRow
+	PageCount  int
+	Total      int // devices matching the filters
 	// Fleet-wide counts for the summary cards (not filtered).
 	Online, Offline, Disabled int
 	MessagesPerMinute         float64

@@ -182,7 +182,7 @@ func TestLayout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := render(t, FleetView(FleetPage{Page: page(tt.user), PageNum: 1, PageCount: 1}))
+			d := render(t, FleetView(FleetPage{Page: page(tt.user), FleetQuery: FleetQuery{PageNum: 1}, PageCount: 1}))
 			d.attrIs(d.one("meta[name=csrf-token]"), "content", "tok-123")
 			d.attrIs(d.one("body"), "data-page", "fleet")
 			d.attrIs(d.one("a[class=skip-link]"), "href", "#main")
@@ -257,8 +257,8 @@ func TestFleetView(t *testing.T) {
 			{ID: "odd?#%id", Name: "<script>alert(1)</script>", Status: StatusDisabled},
 			{ID: "dev-3", Status: StatusOffline, LastActivity: testNow.Add(-50 * time.Hour)},
 		},
-		Query: "site=berlin", Status: StatusOnline,
-		PageNum: 3, PageCount: 9, Total: 420,
+		FleetQuery: FleetQuery{Query: "site=berlin", Status: StatusOnline, PageNum: 3},
+		PageCount:  9, Total: 420,
 		Online: 7000, Offline: 2990, Disabled: 10, MessagesPerMinute: 1234.56,
 		LiveURL: "/events?stream=fleet",
 	}
@@ -338,7 +338,7 @@ func TestFleetView(t *testing.T) {
 
 func TestFleetViewNonAdmin(t *testing.T) {
 	for _, u := range []*UserInfo{operator, viewer} {
-		d := render(t, FleetView(FleetPage{Page: page(u), Devices: []DeviceRow{{ID: "a", Status: StatusOnline}}, PageNum: 1, PageCount: 1, Total: 1}))
+		d := render(t, FleetView(FleetPage{Page: page(u), Devices: []DeviceRow{{ID: "a", Status: StatusOnline}}, FleetQuery: FleetQuery{PageNum: 1}, PageCount: 1, Total: 1}))
 		d.count("[data-testid=add-device]", 0)
 		d.count("form[data-testid=add-device-form]", 0)
 		d.count("[data-live-status]", 0)
@@ -355,7 +355,7 @@ func TestFleetViewEmpty(t *testing.T) {
 		t.Errorf("empty state = %q", got)
 	}
 	d.count("table", 0)
-	d = render(t, FleetView(FleetPage{Page: page(viewer), Query: "zzz"}))
+	d = render(t, FleetView(FleetPage{Page: page(viewer), FleetQuery: FleetQuery{Query: "zzz"}}))
 	if got := text(d.one("[data-testid=fleet-empty]")); !strings.Contains(got, "No devices match") {
 		t.Errorf("filtered empty state = %q", got)
 	}
@@ -555,8 +555,15 @@ func TestFormatters(t *testing.T) {
 		{"tags", tagsText([]Tag{{"a", "1"}, {"b", "x y"}}), "a=1, b=x y"},
 		{"tags empty", tagsText(nil), ""},
 		{"device path", devicePath("a b/c", "/enable"), "/devices/a%20b%2Fc/enable"},
-		{"fleet url plain", FleetPageURL("", "", 1), "/devices"},
-		{"fleet url", FleetPageURL("x&y", "offline", 2), "/devices?page=2&q=x%26y&status=offline"},
+		{"fleet url plain", FleetQuery{}.URL(), "/devices"},
+		{"fleet url", FleetQuery{Query: "x&y", Status: "offline", PageNum: 2}.URL(), "/devices?page=2&q=x%26y&status=offline"},
+		{"fleet url defaults left out", FleetQuery{Sort: SortID, Size: DefaultFleetPageSize, PageNum: 1}.URL(), "/devices"},
+		{"fleet url sorted", FleetQuery{Sort: SortName, Desc: true, Size: 200, PageNum: 3}.URL(), "/devices?order=desc&page=3&size=200&sort=name"},
+		{"fleet sort by a new column", FleetQuery{Query: "a", PageNum: 4}.SortedBy(SortName).URL(), "/devices?q=a&sort=name"},
+		{"fleet sort reversed", FleetQuery{Sort: SortName}.SortedBy(SortName).URL(), "/devices?order=desc&sort=name"},
+		{"fleet sort by id again", FleetQuery{}.SortedBy(SortID).URL(), "/devices?order=desc"},
+		{"fleet last activity starts recent", FleetQuery{}.SortedBy(SortLastActivity).URL(), "/devices?order=desc&sort=lastActivity"},
+		{"fleet export", FleetQuery{Query: "site=berlin", Sort: SortStatus, Size: 25, PageNum: 2}.ExportURL(), "/api/v1/devices?format=csv&q=site%3Dberlin&sort=status"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -568,7 +575,7 @@ func TestFormatters(t *testing.T) {
 // fleet10k is a fleet page with 10,000 rows, a worst case the handlers never
 // produce (they paginate) but that proves the template is not the bottleneck.
 func fleet10k() FleetPage {
-	m := FleetPage{Page: page(admin), PageNum: 1, PageCount: 1, Total: 10000, Online: 6000, Offline: 3900, Disabled: 100}
+	m := FleetPage{Page: page(admin), FleetQuery: FleetQuery{PageNum: 1}, PageCount: 1, Total: 10000, Online: 6000, Offline: 3900, Disabled: 100}
 	statuses := []string{StatusOnline, StatusOffline, StatusDisabled}
 	for i := range 10000 {
 		m.Devices = append(m.Devices, DeviceRow{
