@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -96,11 +97,38 @@ func cutAuditField(s string, max int) string {
 
 // AuditFilter selects audit entries, newest first.
 type AuditFilter struct {
-	Actor    string
-	Action   string // prefix, e.g. "device."
-	Target   string
-	BeforeID int64 // 0 = newest
-	Limit    int
+	Actor  string // exactly
+	Action string // prefix, e.g. "device."
+	Target string // exactly
+	// ActorContains and TargetContains match part of the field, in any
+	// letter case: "admin" finds "user:admin" and "token:Admin-CI".
+	ActorContains, TargetContains string
+	BeforeID                      int64 // 0 = newest
+	Limit                         int
+}
+
+func (f AuditFilter) filtered() bool {
+	return f.Actor != "" || f.Action != "" || f.Target != "" || f.ActorContains != "" || f.TargetContains != ""
+}
+
+// AuditScanWindow is how many entries one filtered page reads at most. A
+// filter that matches rarely reads entries one by one (no index serves a
+// substring), so a page stops after this many and hands back where it
+// stopped: 1,000,000 entries take about 0.1 s (BenchmarkAuditFilter1M).
+const AuditScanWindow = 1_000_000
+
+// auditScanWindow is AuditScanWindow; tests make it small.
+var auditScanWindow int64 = AuditScanWindow
+
+// AuditPage is one page of a filtered audit log.
+type AuditPage struct {
+	Entries []AuditEntry
+	// NextBefore is the BeforeID of the next, older page; 0 when no older
+	// entries are left to read.
+	NextBefore int64
+	// WindowEnd is true when the page is short because it read
+	// AuditScanWindow entries, not because older entries ran out.
+	WindowEnd bool
 }
 
 // PageSize is how many entries f asks for: Limit, or 100 when it is not
@@ -114,25 +142,60 @@ func (f AuditFilter) PageSize() int {
 
 // AuditEntries lists entries matching f.
 func (d *DB) AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+	p, err := d.ListAudit(ctx, f)
+	return p.Entries, err
+}
+
+// ListAudit reads one page of entries matching f, newest first, reading at
+// most AuditScanWindow entries.
+func (d *DB) ListAudit(ctx context.Context, f AuditFilter) (AuditPage, error) {
 	var conds []string
 	var args []any
 	if f.Actor != "" {
 		conds = append(conds, "actor = ?")
 		args = append(args, f.Actor)
 	}
+	if f.ActorContains != "" {
+		conds = append(conds, `actor LIKE ? ESCAPE '\'`)
+		args = append(args, "%"+EscapeLike(f.ActorContains)+"%")
+	}
 	if f.Action != "" {
-		conds = append(conds, "action LIKE ? ESCAPE '\\'")
+		conds = append(conds, `action LIKE ? ESCAPE '\'`)
 		args = append(args, EscapeLike(f.Action)+"%")
 	}
 	if f.Target != "" {
 		conds = append(conds, "target = ?")
 		args = append(args, f.Target)
 	}
+	if f.TargetContains != "" {
+		conds = append(conds, `target LIKE ? ESCAPE '\'`)
+		args = append(args, "%"+EscapeLike(f.TargetContains)+"%")
+	}
 	if f.BeforeID > 0 {
 		conds = append(conds, "id < ?")
 		args = append(args, f.BeforeID)
 	}
 	f.Limit = f.PageSize()
+	// The window: ids grow by one per entry, so the newest AuditScanWindow
+	// entries below BeforeID have ids from floor up.
+	var floor, oldest int64
+	if f.filtered() {
+		// Two subqueries: SQLite answers a lone min() or max() from the
+		// b-tree's ends, but both in one SELECT read the whole table.
+		var newest, first sql.NullInt64
+		if err := d.read.QueryRowContext(ctx, `SELECT (SELECT max(id) FROM audit_log), (SELECT min(id) FROM audit_log)`).Scan(&newest, &first); err != nil {
+			return AuditPage{}, fmt.Errorf("list audit: %w", err)
+		}
+		top := newest.Int64 + 1
+		if f.BeforeID > 0 {
+			top = min(top, f.BeforeID)
+		}
+		floor, oldest = top-auditScanWindow, first.Int64
+		if floor > oldest {
+			conds = append(conds, "id >= ?")
+			args = append(args, floor)
+		}
+	}
 	// Bytes, not characters: SQLite's text functions stop at a NUL, which
 	// rows from before the cut may hold. Four bytes per character is enough
 	// to see whether a field is longer than its maximum.
@@ -148,22 +211,31 @@ func (d *DB) AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntry, err
 	q += fmt.Sprintf(" ORDER BY id DESC LIMIT %d", f.Limit)
 	rows, err := d.read.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list audit: %w", err)
+		return AuditPage{}, fmt.Errorf("list audit: %w", err)
 	}
 	defer rows.Close()
-	var out []AuditEntry
+	var p AuditPage
 	for rows.Next() {
 		var e AuditEntry
 		var at int64
 		var f [5][]byte // an empty BLOB scans as nil, which a string refuses
 		if err := rows.Scan(&e.ID, &at, &f[0], &f[1], &f[2], &f[3], &f[4]); err != nil {
-			return nil, fmt.Errorf("list audit: %w", err)
+			return AuditPage{}, fmt.Errorf("list audit: %w", err)
 		}
 		e.At = fromMS(at)
 		e.Actor, e.Action, e.Target, e.Outcome, e.Detail = string(f[0]), string(f[1]), string(f[2]), string(f[3]), string(f[4])
-		out = append(out, e.Cut())
+		p.Entries = append(p.Entries, e.Cut())
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return AuditPage{}, fmt.Errorf("list audit: %w", err)
+	}
+	switch {
+	case len(p.Entries) == f.Limit:
+		p.NextBefore = p.Entries[len(p.Entries)-1].ID
+	case f.filtered() && floor > oldest:
+		p.NextBefore, p.WindowEnd = floor, true
+	}
+	return p, nil
 }
 
 // PruneAudit deletes up to limit entries older than cutoff, oldest first,

@@ -15,19 +15,20 @@ import (
 
 const auditPageSize = 100
 
-// auditFilter reads the filters shared by the audit page and API:
-// actor and target match exactly, action by prefix, before pages back by id.
+// auditFilter reads the filters shared by the audit page and API: actor and
+// target match part of the field in any letter case, action by prefix,
+// before pages back by id.
 func auditFilter(c echo.Context) (db.AuditFilter, error) {
 	f := db.AuditFilter{
-		Actor:  strings.TrimSpace(c.QueryParam("actor")),
-		Action: strings.TrimSpace(c.QueryParam("action")),
-		Target: strings.TrimSpace(c.QueryParam("target")),
-		Limit:  auditPageSize,
+		ActorContains:  strings.TrimSpace(c.QueryParam("actor")),
+		Action:         strings.TrimSpace(c.QueryParam("action")),
+		TargetContains: strings.TrimSpace(c.QueryParam("target")),
+		Limit:          auditPageSize,
 	}
 	for _, v := range []struct {
 		name, value string
 		max         int
-	}{{"actor", f.Actor, db.MaxAuditActor}, {"action", f.Action, db.MaxAuditAction}, {"target", f.Target, db.MaxAuditTarget}} {
+	}{{"actor", f.ActorContains, db.MaxAuditActor}, {"action", f.Action, db.MaxAuditAction}, {"target", f.TargetContains, db.MaxAuditTarget}} {
 		// Stored values are never longer, so such a filter could match nothing.
 		if utf8.RuneCountInString(v.value) > v.max {
 			return f, errorf(http.StatusBadRequest, "%s must be at most %d characters", v.name, v.max)
@@ -48,29 +49,22 @@ func auditFilter(c echo.Context) (db.AuditFilter, error) {
 	return f, nil
 }
 
-// nextBefore is the id to continue from when the page is full, else 0.
-func nextBefore(entries []db.AuditEntry, limit int) int64 {
-	if len(entries) < limit || len(entries) == 0 {
-		return 0
-	}
-	return entries[len(entries)-1].ID
-}
-
 // showAudit renders the audit page (admins).
 func (s *Server) showAudit(c echo.Context) error {
 	f, err := auditFilter(c)
 	if err != nil {
 		return err
 	}
-	entries, err := s.store.AuditEntries(c.Request().Context(), f)
+	p, err := s.store.ListAudit(c.Request().Context(), f)
 	if err != nil {
 		return err
 	}
 	m := views.AuditPage{
 		Page:  s.page(c, "Audit log", views.NavAudit),
-		Actor: f.Actor, Action: f.Action, Target: f.Target, NextBefore: nextBefore(entries, f.Limit),
+		Actor: f.ActorContains, Action: f.Action, Target: f.TargetContains,
+		NextBefore: p.NextBefore, WindowEnd: p.WindowEnd, ScanWindow: db.AuditScanWindow,
 	}
-	for _, e := range entries {
+	for _, e := range p.Entries {
 		m.Entries = append(m.Entries, views.AuditRow{ID: e.ID, At: e.At, Actor: e.Actor, Action: e.Action,
 			Target: e.Target, Outcome: e.Outcome, Detail: e.Detail})
 	}
@@ -93,13 +87,13 @@ func (s *Server) apiListAudit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	entries, err := s.store.AuditEntries(c.Request().Context(), f)
+	p, err := s.store.ListAudit(c.Request().Context(), f)
 	if err != nil {
 		return err
 	}
-	out := make([]auditEntryJSON, len(entries))
-	for i, e := range entries {
+	out := make([]auditEntryJSON, len(p.Entries))
+	for i, e := range p.Entries {
 		out[i] = auditEntryJSON{ID: e.ID, At: e.At, Actor: e.Actor, Action: e.Action, Target: e.Target, Outcome: e.Outcome, Detail: e.Detail}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"entries": out, "nextBefore": nextBefore(entries, f.Limit)})
+	return c.JSON(http.StatusOK, map[string]any{"entries": out, "nextBefore": p.NextBefore})
 }

@@ -46,6 +46,10 @@ type Accounts interface {
 type AuditLog interface {
 	RecordAudit(ctx context.Context, e db.AuditEntry) error
 	AuditEntries(ctx context.Context, f db.AuditFilter) ([]db.AuditEntry, error)
+	// ListAudit reads one page of entries matching f, newest first; a
+	// filter by part of a field reads a bounded window and says where the
+	// next page starts (db.AuditPage).
+	ListAudit(ctx context.Context, f db.AuditFilter) (db.AuditPage, error)
 }
 
 // FleetReader lists the registry for pages and the API.
