@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"fieldhub/storage"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -75,11 +77,39 @@ type APIToken struct {
 	CreatedAt  time.Time
 	LastUsedAt time.Time
 	RevokedAt  time.Time
+	ExpiresAt  time.Time // zero: never
 }
 
-// NewAPIToken checks a new token's name and role and returns its record
-// as created at now; the store gives it its ID and keeps TokenHash(token).
-func NewAPIToken(name, role, token string, now time.Time) (APIToken, error) {
+// State is "active", "revoked" or "expired" at time now.
+func (t APIToken) State(now time.Time) string {
+	switch {
+	case !t.RevokedAt.IsZero():
+		return TokenRevoked
+	case !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt):
+		return TokenExpired
+	}
+	return TokenActive
+}
+
+// API token states.
+const (
+	TokenActive  = "active"
+	TokenRevoked = "revoked"
+	TokenExpired = "expired"
+)
+
+// MaxActiveAPITokens bounds the tokens that work at once: each is a
+// credential to keep track of, and the table only grows.
+const MaxActiveAPITokens = 100
+
+// MaxTokenLifetime is the furthest in the future a token may expire.
+const MaxTokenLifetime = 10 * 365 * 24 * time.Hour
+
+// NewAPIToken checks a new token's name, role and expiry (zero: never;
+// else in the future, at most MaxTokenLifetime away) and returns its
+// record as created at now; the store gives it its ID, keeps
+// TokenHash(token) and refuses it beyond MaxActiveAPITokens active ones.
+func NewAPIToken(name, role, token string, now, expires time.Time) (APIToken, error) {
 	if err := ValidateRole(role); err != nil {
 		return APIToken{}, err
 	}
@@ -90,41 +120,85 @@ func NewAPIToken(name, role, token string, now time.Time) (APIToken, error) {
 	if len(prefix) > 10 {
 		prefix = prefix[:10]
 	}
-	return APIToken{Name: name, Role: role, Prefix: prefix, CreatedAt: fromMS(ms(now))}, nil
+	now = fromMS(ms(now))
+	var exp time.Time
+	if !expires.IsZero() {
+		exp = fromMS(ms(expires))
+		if !exp.After(now) {
+			return APIToken{}, invalid("expires", "expiry %s is not in the future", exp.Format(time.RFC3339))
+		}
+		if exp.Sub(now) > MaxTokenLifetime {
+			return APIToken{}, invalid("expires", "expiry %s is more than 10 years away", exp.Format(time.RFC3339))
+		}
+	}
+	return APIToken{Name: name, Role: role, Prefix: prefix, CreatedAt: now, ExpiresAt: exp}, nil
 }
 
-// CreateAPIToken stores the hash of a new token.
+// TooManyTokens is the error for a token beyond MaxActiveAPITokens.
+func TooManyTokens(active int) error {
+	return invalid("tokens", "there are already %d active API tokens; revoke one first", active)
+}
+
+// CreateAPIToken stores the hash of a new token that works until revoked.
 func (d *DB) CreateAPIToken(ctx context.Context, name, role, token string) (APIToken, error) {
-	t, err := NewAPIToken(name, role, token, d.Now())
+	return d.CreateAPITokenUntil(ctx, name, role, token, time.Time{})
+}
+
+// CreateAPITokenUntil stores the hash of a new token that works until
+// expires (zero: until revoked).
+func (d *DB) CreateAPITokenUntil(ctx context.Context, name, role, token string, expires time.Time) (APIToken, error) {
+	t, err := NewAPIToken(name, role, token, d.Now(), expires)
 	if err != nil {
 		return APIToken{}, err
 	}
-	res, err := d.write.ExecContext(ctx, `INSERT INTO api_tokens (name, role, token_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)`,
-		t.Name, t.Role, TokenHash(token), t.Prefix, ms(t.CreatedAt))
+	err = d.withTx(ctx, func(tx *sql.Tx) error {
+		var active int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`,
+			ms(t.CreatedAt)).Scan(&active); err != nil {
+			return err
+		}
+		if active >= MaxActiveAPITokens {
+			return TooManyTokens(active)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO api_tokens (name, role, token_hash, prefix, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			t.Name, t.Role, TokenHash(token), t.Prefix, ms(t.CreatedAt), nullableMS(t.ExpiresAt))
+		if err != nil {
+			return translate(err)
+		}
+		t.ID, _ = res.LastInsertId()
+		return nil
+	})
 	if err != nil {
-		return APIToken{}, fmt.Errorf("create api token: %w", translate(err))
+		return APIToken{}, fmt.Errorf("create api token: %w", err)
 	}
-	t.ID, _ = res.LastInsertId()
 	return t, nil
 }
 
-const APITokenColumns = `id, name, role, prefix, created_at, last_used_at, revoked_at`
+// nullableMS is t in Unix ms, or NULL for the zero time.
+func nullableMS(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return ms(t)
+}
+
+const APITokenColumns = `id, name, role, prefix, created_at, last_used_at, revoked_at, expires_at`
 
 func ScanAPIToken(s Scanner) (APIToken, error) {
 	var t APIToken
 	var created int64
-	var used, revoked sql.NullInt64
-	if err := s.Scan(&t.ID, &t.Name, &t.Role, &t.Prefix, &created, &used, &revoked); err != nil {
+	var used, revoked, expires sql.NullInt64
+	if err := s.Scan(&t.ID, &t.Name, &t.Role, &t.Prefix, &created, &used, &revoked, &expires); err != nil {
 		return APIToken{}, translate(err)
 	}
-	t.CreatedAt, t.LastUsedAt, t.RevokedAt = fromMS(created), nullMS(used), nullMS(revoked)
+	t.CreatedAt, t.LastUsedAt, t.RevokedAt, t.ExpiresAt = fromMS(created), nullMS(used), nullMS(revoked), nullMS(expires)
 	return t, nil
 }
 
-// APITokenBySecret finds a live (not revoked) token by its secret.
+// APITokenBySecret finds a live (not revoked, not expired) token by its secret.
 func (d *DB) APITokenBySecret(ctx context.Context, token string) (APIToken, error) {
 	t, err := ScanAPIToken(d.read.QueryRowContext(ctx, `SELECT `+APITokenColumns+` FROM api_tokens
-		WHERE token_hash = ? AND revoked_at IS NULL`, TokenHash(token)))
+		WHERE token_hash = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`, TokenHash(token), ms(d.Now())))
 	if err != nil {
 		return APIToken{}, fmt.Errorf("api token: %w", err)
 	}
@@ -142,7 +216,7 @@ func (d *DB) TouchAPIToken(ctx context.Context, id int64) error {
 	return nil
 }
 
-// APITokens lists every token, revoked ones included.
+// APITokens lists every token, revoked and expired ones included, oldest first.
 func (d *DB) APITokens(ctx context.Context) ([]APIToken, error) {
 	rows, err := d.read.QueryContext(ctx, `SELECT `+APITokenColumns+` FROM api_tokens ORDER BY id`)
 	if err != nil {
@@ -170,4 +244,35 @@ func (d *DB) RevokeAPIToken(ctx context.Context, id int64) error {
 		return fmt.Errorf("api token %d: %w", id, storage.ErrNotFound)
 	}
 	return nil
+}
+
+// ParseTokenExpiry reads when a new token should stop working, as the CLI's
+// --expires and the users page give it: "never" (or ""), a number of days
+// ("90d"), a duration ("720h"), a date ("2027-01-31": the start of that day,
+// UTC) or an RFC 3339 time. The zero time is never.
+func ParseTokenExpiry(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "" || s == "never":
+		return time.Time{}, nil
+	case strings.HasSuffix(s, "d"):
+		n, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
+		if err != nil || n < 1 || n > 3650 {
+			return time.Time{}, invalid("expires", "%q is not a number of days from 1 to 3650 (e.g. 90d)", clipText(s, 40))
+		}
+		return now.AddDate(0, 0, n), nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return time.Time{}, invalid("expires", "%q is not in the future", s)
+		}
+		return now.Add(d), nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, invalid("expires", "%q is not an expiry; use never, a number of days (90d), a duration (720h), a date (2027-01-31) or an RFC 3339 time", clipText(s, 40))
 }

@@ -33,6 +33,7 @@ type User struct {
 	PasswordHash string
 	Role         string
 	CreatedAt    time.Time
+	LastLoginAt  time.Time // zero: never signed in
 }
 
 // MaxUsernameLength bounds login names (they are ASCII, so bytes are characters).
@@ -72,16 +73,55 @@ func (d *DB) CreateUser(ctx context.Context, username, passwordHash, role string
 	return User{ID: id, Username: username, PasswordHash: passwordHash, Role: role, CreatedAt: now}, nil
 }
 
-const UserColumns = `id, username, password_hash, role, created_at`
+const UserColumns = `id, username, password_hash, role, created_at, last_login_at`
 
 func ScanUser(s Scanner) (User, error) {
 	var u User
 	var created int64
-	if err := s.Scan(&u.ID, &u.Username, &u.PasswordHash, &u.Role, &created); err != nil {
+	var lastLogin sql.NullInt64
+	if err := s.Scan(&u.ID, &u.Username, &u.PasswordHash, &u.Role, &created, &lastLogin); err != nil {
 		return User{}, translate(err)
 	}
-	u.CreatedAt = fromMS(created)
+	u.CreatedAt, u.LastLoginAt = fromMS(created), nullMS(lastLogin)
 	return u, nil
+}
+
+// RecordLogin notes that user id signed in now.
+func (d *DB) RecordLogin(ctx context.Context, id int64) error {
+	if _, err := d.write.ExecContext(ctx, `UPDATE users SET last_login_at = ? WHERE id = ?`, ms(d.Now()), id); err != nil {
+		return fmt.Errorf("record login of user %d: %w", id, err)
+	}
+	return nil
+}
+
+// SetUserRole changes a user's role and returns the role they had. The last
+// admin cannot lose the role: someone must be able to manage the hub.
+func (d *DB) SetUserRole(ctx context.Context, username, role string) (string, error) {
+	if err := ValidateRole(role); err != nil {
+		return "", err
+	}
+	var old string
+	err := d.withTx(ctx, func(tx *sql.Tx) error {
+		var id int64
+		if err := tx.QueryRowContext(ctx, `SELECT id, role FROM users WHERE username = ? COLLATE NOCASE`, username).Scan(&id, &old); err != nil {
+			return translate(err)
+		}
+		if old == RoleAdmin && role != RoleAdmin {
+			var admins int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE role = 'admin'`).Scan(&admins); err != nil {
+				return err
+			}
+			if admins <= 1 {
+				return invalid("role", "%s is the last admin; make another user admin first", username)
+			}
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE users SET role = ? WHERE id = ?`, role, id)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("user %q: %w", username, err)
+	}
+	return old, nil
 }
 
 // User finds a user by name, in any letter case (names are unique regardless

@@ -141,6 +141,9 @@ func (s *Server) login(c echo.Context) error {
 	if err := s.store.CreateSession(ctx, token, user.ID, csrf, s.sessionTTL); err != nil {
 		return err
 	}
+	if err := s.store.RecordLogin(ctx, user.ID); err != nil {
+		s.log.Warn("record sign-in time", "user", user.Username, "err", err) // the sign-in itself worked
+	}
 	s.setSessionCookie(c, token)
 	c.SetCookie(&http.Cookie{Name: loginCSRFCookie, Value: "", Path: "/login", MaxAge: -1,
 		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteStrictMode})

@@ -347,6 +347,12 @@ func TestAdminFormsRefusedForOthers(t *testing.T) {
 		{"/users", url.Values{"username": {"eve"}, "password": {"password-eve"}, "role": {"admin"}}},
 		{"/users/vic/password", url.Values{"password": {"new-password"}}},
 		{"/users/vic/delete", nil},
+		{"/users/vic/role", url.Values{"role": {"admin"}}},
+		{"/tokens", url.Values{"name": {"mine"}, "role": {"admin"}, "expires": {"never"}}},
+		{"/tokens/1/revoke", nil},
+	}
+	if _, err := h.db.CreateAPIToken(context.Background(), "keep", db.RoleViewer, "fh_keep-0000000000000000000000000000000"); err != nil {
+		t.Fatal(err)
 	}
 	before, _ := h.db.Device(context.Background(), "d1")
 	for _, user := range []string{"olga", "vic"} {
@@ -369,6 +375,12 @@ func TestAdminFormsRefusedForOthers(t *testing.T) {
 	}
 	if _, err := h.db.User(context.Background(), "eve"); err == nil {
 		t.Errorf("a refused form created user eve")
+	}
+	if vic, _ := h.db.User(context.Background(), "vic"); vic.Role != db.RoleViewer {
+		t.Errorf("a refused form made vic %s", vic.Role)
+	}
+	if toks, _ := h.db.APITokens(context.Background()); len(toks) != 1 || !toks[0].RevokedAt.IsZero() {
+		t.Errorf("refused forms changed the API tokens: %+v", toks)
 	}
 }
 

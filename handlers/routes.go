@@ -60,6 +60,9 @@ func (s *Server) routes(e *echo.Echo) {
 	g.POST("/users", s.createUser, admin)
 	g.POST("/users/:name/password", s.setUserPassword, admin)
 	g.POST("/users/:name/delete", s.deleteUser, admin)
+	g.POST("/users/:name/role", s.setUserRole, admin)
+	g.POST("/tokens", s.createToken, admin) // API tokens, on the users page
+	g.POST("/tokens/:id/revoke", s.revokeToken, admin)
 	g.GET("/audit", s.showAudit, admin)
 
 	// Operator REST API.
@@ -87,6 +90,11 @@ func (s *Server) routes(e *echo.Echo) {
 	api.GET("/devices/:id/twin", s.apiShowTwin, viewer)
 	api.PATCH("/devices/:id/twin", s.apiPatchTwin, operator)
 	api.GET("/audit", s.apiListAudit, admin)
+	api.GET("/users", s.apiListUsers, admin) // handlers/api_users.go
+	api.PATCH("/users/:name", s.apiUpdateUser, admin)
+	api.GET("/tokens", s.apiListTokens, admin)
+	api.POST("/tokens", s.apiCreateToken, admin)
+	api.DELETE("/tokens/:id", s.apiRevokeToken, admin)
 
 	// Live streams (server-sent events).
 	api.GET("/events", s.streamFleet, viewer)

@@ -39,6 +39,14 @@ type Accounts interface {
 	DeleteSession(ctx context.Context, token string) error
 	APITokenBySecret(ctx context.Context, token string) (db.APIToken, error)
 	TouchAPIToken(ctx context.Context, id int64) error
+	// The users page: roles, sign-ins and API tokens (expires zero is
+	// never; SetUserRole returns the role the user had and never demotes
+	// the last admin).
+	SetUserRole(ctx context.Context, username, role string) (string, error)
+	RecordLogin(ctx context.Context, userID int64) error
+	APITokens(ctx context.Context) ([]db.APIToken, error)
+	CreateAPITokenUntil(ctx context.Context, name, role, token string, expires time.Time) (db.APIToken, error)
+	RevokeAPIToken(ctx context.Context, id int64) error
 }
 
 // AuditLog is who did what, for the audit page and the changes the

@@ -63,7 +63,7 @@ func (s *Server) identify(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			t, err := s.store.APITokenBySecret(ctx, strings.TrimSpace(token))
 			if errors.Is(err, storage.ErrNotFound) {
-				return errorf(http.StatusUnauthorized, "unknown or revoked API token")
+				return errorf(http.StatusUnauthorized, "unknown, revoked or expired API token")
 			}
 			if err != nil {
 				return err

@@ -31,6 +31,29 @@ func relativeTime(t, now time.Time) string {
 	return t.UTC().Format("2006-01-02")
 }
 
+// expiryText says when something expires relative to now: "in 29 d",
+// "expired 3 h ago", or "never" for the zero time.
+func expiryText(t, now time.Time) string {
+	switch {
+	case t.IsZero():
+		return "never"
+	case !now.Before(t):
+		return "expired " + relativeTime(t, now)
+	}
+	s := int(t.Sub(now) / time.Second)
+	switch {
+	case s < 60:
+		return "in " + strconv.Itoa(s) + " s"
+	case s < 60*60:
+		return "in " + strconv.Itoa(s/60) + " min"
+	case s < 48*60*60:
+		return "in " + strconv.Itoa(s/3600) + " h"
+	case s < 365*24*60*60:
+		return "in " + strconv.Itoa(s/86400) + " d"
+	}
+	return "on " + t.UTC().Format("2006-01-02")
+}
+
 // isoTime is the machine-readable form for <time datetime>.
 func isoTime(t time.Time) string {
 	if t.IsZero() {

@@ -182,17 +182,44 @@ const (
 	AuthCertificateAuthority = "certificateAuthority"
 )
 
-// UsersPage lists dashboard users (admins only).
+// UsersPage lists dashboard users and API tokens (admins only).
 type UsersPage struct {
 	Page
-	Users []UserRow
+	Users  []UserRow
+	Tokens []TokenRow // newest first
+	// NewToken is a token created by this request; its secret is shown
+	// this once.
+	NewToken *NewToken
 }
 
 // UserRow is one line of the users table.
 type UserRow struct {
-	Username  string
-	Role      string
-	CreatedAt time.Time
+	Username    string
+	Role        string
+	CreatedAt   time.Time
+	LastLoginAt time.Time // zero: never
+}
+
+// TokenRow is one line of the API tokens table.
+type TokenRow struct {
+	ID                                          int64
+	Name, Role, Prefix                          string
+	CreatedAt, LastUsedAt, ExpiresAt, RevokedAt time.Time // zero: never
+	State                                       string    // TokenActive, TokenExpired or TokenRevoked
+}
+
+// API token states (db.Token…).
+const (
+	TokenActive  = "active"
+	TokenExpired = "expired"
+	TokenRevoked = "revoked"
+)
+
+// NewToken is a token just created, with its secret.
+type NewToken struct {
+	ID                 int64
+	Name, Role, Secret string
+	ExpiresAt          time.Time // zero: never
 }
 
 // ErrorPage explains a failed request.

@@ -447,8 +447,13 @@ func TestConnectionString(t *testing.T) {
 
 func TestUsersView(t *testing.T) {
 	m := UsersPage{Page: page(admin), Users: []UserRow{
-		{Username: "root", Role: RoleAdmin, CreatedAt: testNow.Add(-40 * 24 * time.Hour)},
+		{Username: "root", Role: RoleAdmin, CreatedAt: testNow.Add(-40 * 24 * time.Hour), LastLoginAt: testNow.Add(-3 * time.Minute)},
 		{Username: "olga", Role: RoleOperator, CreatedAt: testNow.Add(-2 * time.Hour)},
+	}, Tokens: []TokenRow{
+		{ID: 3, Name: "grafana", Role: RoleViewer, Prefix: "fh_abcdefg", CreatedAt: testNow.Add(-time.Hour),
+			LastUsedAt: testNow.Add(-5 * time.Minute), ExpiresAt: testNow.Add(30 * 24 * time.Hour), State: TokenActive},
+		{ID: 2, Name: "old-ci", Role: RoleAdmin, Prefix: "fh_zzzzzzz", ExpiresAt: testNow.Add(-time.Hour), State: TokenExpired},
+		{ID: 1, Name: "gone", Role: RoleOperator, Prefix: "fh_yyyyyyy", RevokedAt: testNow.Add(-time.Hour), State: TokenRevoked},
 	}}
 	d := render(t, UsersView(m))
 	d.checkForms("tok-123")
@@ -460,8 +465,11 @@ func TestUsersView(t *testing.T) {
 	add := d.one("form[action=/users]")
 	d.attrIs(add, "method", "post")
 	d.one("input[name=username]")
-	d.one("select[name=role]")
-	d.count("option[selected]", 1)
+	// Role pickers: adding a user, a new token, olga's role (not one's own).
+	d.count("select[name=role]", 3)
+	d.count("option[selected]", 4)
+	d.one("form[action=/users/olga/role]")
+	d.count("form[action=/users/root/role]", 0)
 	d.one("form[action=/users/root/password]")
 	d.one("form[action=/users/olga/password]")
 	// Nobody deletes themselves from this page.
@@ -470,6 +478,40 @@ func TestUsersView(t *testing.T) {
 	if got := text(d.all("tr[data-testid=user-row]")[1]); !strings.Contains(got, "2 h ago") {
 		t.Errorf("olga row = %q, want created 2 h ago", got)
 	}
+	var logins []string
+	for _, n := range d.all("td[data-testid=user-last-login]") {
+		logins = append(logins, text(n))
+	}
+	if got := strings.Join(logins, "|"); got != "3 min ago|never" {
+		t.Errorf("last sign-ins = %q", got)
+	}
+
+	d.one("form[action=/tokens]")
+	d.count("tr[data-testid=token-row]", 3)
+	var expiries, states []string
+	for _, n := range d.all("td[data-testid=token-expires]") {
+		expiries = append(expiries, text(n))
+	}
+	for _, n := range d.all("span[data-testid=token-state]") {
+		states = append(states, text(n))
+	}
+	if got := strings.Join(expiries, "|"); got != "in 30 d|expired 1 h ago|never" {
+		t.Errorf("expiries = %q", got)
+	}
+	if got := strings.Join(states, "|"); got != "active|expired|revoked" {
+		t.Errorf("states = %q", got)
+	}
+	// Only the active token can be revoked.
+	d.one("form[action=/tokens/3/revoke]")
+	d.count("button[data-testid=confirm-revoke-token]", 1)
+	d.count("div[data-testid=new-token]", 0)
+
+	m.NewToken = &NewToken{ID: 4, Name: "ci", Role: RoleOperator, Secret: "fh_secret-value"}
+	d = render(t, UsersView(m))
+	if got := text(d.one("code[data-testid=new-token-secret]")); got != "fh_secret-value" {
+		t.Errorf("new token secret = %q", got)
+	}
+	d.attrIs(d.one("button[data-copy-target=new-token-secret]"), "autofocus", "")
 }
 
 func TestErrorView(t *testing.T) {

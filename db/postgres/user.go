@@ -151,28 +151,93 @@ func (s *Store) DeleteExpiredSessions(ctx context.Context) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-// CreateAPIToken stores the hash of a new token.
+// CreateAPIToken stores the hash of a new token that works until revoked.
 func (s *Store) CreateAPIToken(ctx context.Context, name, role, token string) (db.APIToken, error) {
-	t, err := db.NewAPIToken(name, role, token, s.Now())
+	return s.CreateAPITokenUntil(ctx, name, role, token, time.Time{})
+}
+
+// apiTokensLock serialises the count and insert of new tokens, so that two
+// at once cannot pass db.MaxActiveAPITokens together.
+const apiTokensLock = 0x66685f746f6b // "fh_tok"
+
+// CreateAPITokenUntil stores the hash of a new token that works until
+// expires (zero: until revoked).
+func (s *Store) CreateAPITokenUntil(ctx context.Context, name, role, token string, expires time.Time) (db.APIToken, error) {
+	t, err := db.NewAPIToken(name, role, token, s.Now(), expires)
 	if err != nil {
 		return db.APIToken{}, err
 	}
-	err = s.pool.QueryRow(ctx, `INSERT INTO api_tokens (name, role, token_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
-		t.Name, t.Role, db.TokenHash(token), t.Prefix, ms(t.CreatedAt)).Scan(&t.ID)
+	var exp any
+	if !t.ExpiresAt.IsZero() {
+		exp = ms(t.ExpiresAt)
+	}
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(apiTokensLock)); err != nil {
+			return err
+		}
+		var active int
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)`,
+			ms(t.CreatedAt)).Scan(&active); err != nil {
+			return err
+		}
+		if active >= db.MaxActiveAPITokens {
+			return db.TooManyTokens(active)
+		}
+		return translate(tx.QueryRow(ctx, `INSERT INTO api_tokens (name, role, token_hash, prefix, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+			t.Name, t.Role, db.TokenHash(token), t.Prefix, ms(t.CreatedAt), exp).Scan(&t.ID))
+	})
 	if err != nil {
-		return db.APIToken{}, fmt.Errorf("create api token: %w", translate(err))
+		return db.APIToken{}, fmt.Errorf("create api token: %w", err)
 	}
 	return t, nil
 }
 
-// APITokenBySecret finds a live (not revoked) token by its secret.
+// APITokenBySecret finds a live (not revoked, not expired) token by its secret.
 func (s *Store) APITokenBySecret(ctx context.Context, token string) (db.APIToken, error) {
 	t, err := db.ScanAPIToken(s.pool.QueryRow(ctx, `SELECT `+db.APITokenColumns+` FROM api_tokens
-		WHERE token_hash = $1 AND revoked_at IS NULL`, db.TokenHash(token)))
+		WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)`, db.TokenHash(token), ms(s.Now())))
 	if err != nil {
 		return db.APIToken{}, fmt.Errorf("api token: %w", translate(err))
 	}
 	return t, nil
+}
+
+// RecordLogin notes that user id signed in now.
+func (s *Store) RecordLogin(ctx context.Context, id int64) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE users SET last_login_at = $1 WHERE id = $2`, ms(s.Now()), id); err != nil {
+		return fmt.Errorf("record login of user %d: %w", id, err)
+	}
+	return nil
+}
+
+// SetUserRole changes a user's role and returns the role they had; the
+// last admin keeps the role.
+func (s *Store) SetUserRole(ctx context.Context, username, role string) (string, error) {
+	if err := db.ValidateRole(role); err != nil {
+		return "", err
+	}
+	var old string
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var id int64
+		if err := tx.QueryRow(ctx, `SELECT id, role FROM users WHERE `+byName+` FOR UPDATE`, username).Scan(&id, &old); err != nil {
+			return translate(err)
+		}
+		if old == db.RoleAdmin && role != db.RoleAdmin {
+			var admins int
+			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM (SELECT id FROM users WHERE role = 'admin' ORDER BY id FOR UPDATE) a`).Scan(&admins); err != nil {
+				return err
+			}
+			if admins <= 1 {
+				return storage.Invalid("role", "%s is the last admin; make another user admin first", username)
+			}
+		}
+		_, err := tx.Exec(ctx, `UPDATE users SET role = $1 WHERE id = $2`, role, id)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("user %q: %w", username, err)
+	}
+	return old, nil
 }
 
 // TouchAPIToken records that a token was used, at most about once a minute.
