@@ -13,6 +13,7 @@ import { initTelemetry } from './telemetry.js';
 import { initStorageBanner } from './storage.js';
 import { initRelativeTimes } from './time.js';
 import { initToasts } from './toast.js';
+import { initUsers } from './users.js';
 
 // hx-* attributes and extensions look for the global.
 window.htmx = htmx;
@@ -23,6 +24,7 @@ htmx.config.includeIndicatorStyles = false;
 const pages = {
   fleet: initFleet,
   device: initDevice,
+  users: initUsers,
 };
 
 function start() {

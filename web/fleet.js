@@ -33,13 +33,21 @@ export function setTime(el, iso) {
 const numberFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
 
 export function initFleet(doc) {
-  const table = doc.querySelector('[data-fleet-table]');
-  // The filter form is submitted with its button only: submitting on
-  // <select> change would navigate away while a keyboard user is still
-  // arrowing through the options.
+  let live = startLive(doc);
+  initSearch(doc, () => {
+    live?.close();
+    live = startLive(doc);
+  });
+}
 
+/**
+ * Subscribes the fleet table on the page to its live stream.
+ * @returns {{close(): void} | null}
+ */
+function startLive(doc) {
+  const table = doc.querySelector('[data-fleet-table]');
   const url = table?.dataset.streamUrl;
-  if (!url) return;
+  if (!url) return null;
 
   const rows = new Map();
   for (const row of table.querySelectorAll('tr[data-device-id]')) rows.set(row.dataset.deviceId, row);
@@ -67,7 +75,7 @@ export function initFleet(doc) {
     if (!frame) frame = requestAnimationFrame(flush);
   };
 
-  subscribe(
+  return subscribe(
     url,
     {
       device(ev) {
@@ -95,4 +103,98 @@ export function initFleet(doc) {
     },
     { onState: showLiveState(doc.querySelector('[data-live-status]')) },
   );
+}
+
+// Search as you type. The filter form stays a plain GET form (it works
+// without JavaScript); with it, typing, a changed status or page size and
+// the Filter button fetch only the results part of the page
+// (views.FleetResults) and swap it in: the search field keeps focus and
+// what is typed, the address follows with history.replaceState.
+const searchDelayMs = 250;
+
+/** The fleet page address the filter form asks for, defaults left out. */
+export function filterURL(form) {
+  const params = new URLSearchParams();
+  for (const [name, raw] of new FormData(form)) {
+    const value = typeof raw === 'string' ? raw.trim() : '';
+    const field = form.elements.namedItem(name);
+    if (value === '' || value === field?.dataset?.default) continue;
+    params.append(name, value);
+  }
+  const query = params.toString();
+  return form.getAttribute('action') + (query ? `?${query}` : '');
+}
+
+function initSearch(doc, onSwap) {
+  const form = doc.querySelector('[data-fleet-filter]');
+  if (!form || !doc.querySelector('[data-fleet-results]')) return;
+  const input = form.querySelector('input[name="q"]');
+  const problem = form.querySelector('[data-fleet-search-error]');
+  const announce = doc.querySelector('[data-fleet-announce]');
+  let shown = filterURL(form);
+  let timer = 0;
+  let inflight = null;
+
+  const showProblem = (message) => {
+    problem.textContent = message;
+    problem.hidden = !message;
+    if (message) input.setAttribute('aria-invalid', 'true');
+    else input.removeAttribute('aria-invalid');
+  };
+
+  async function refresh() {
+    clearTimeout(timer);
+    const url = filterURL(form);
+    inflight?.abort();
+    inflight = null;
+    form.removeAttribute('aria-busy');
+    if (url === shown) {
+      showProblem('');
+      return;
+    }
+    const ctl = new AbortController();
+    inflight = ctl;
+    form.setAttribute('aria-busy', 'true');
+    try {
+      const res = await fetch(url, { headers: { 'X-Fieldhub-Fragment': 'fleet-results' }, signal: ctl.signal });
+      const body = await res.text();
+      if (!res.ok) {
+        // A search that cannot be run (422: what is wrong with it): say so
+        // beside the field and keep the last results.
+        showProblem(body.trim() || `The search failed (${res.status}).`);
+        return;
+      }
+      const tpl = doc.createElement('template');
+      tpl.innerHTML = body;
+      const fresh = tpl.content.querySelector('[data-fleet-results]');
+      if (!fresh) {
+        location.assign(url); // signed out meanwhile: the full page says why
+        return;
+      }
+      showProblem('');
+      doc.querySelector('[data-fleet-results]').replaceWith(fresh);
+      shown = url;
+      history.replaceState(history.state, '', url);
+      const total = Number(fresh.dataset.total);
+      if (announce) announce.textContent = `${numberFormat.format(total)} ${total === 1 ? 'device matches' : 'devices match'}`;
+      onSwap();
+    } catch (err) {
+      if (err.name !== 'AbortError') showToast(`The search failed: ${err.message}`, 'error', doc);
+    } finally {
+      if (inflight === ctl) {
+        inflight = null;
+        form.removeAttribute('aria-busy');
+      }
+    }
+  }
+
+  input?.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, searchDelayMs);
+  });
+  for (const select of form.querySelectorAll('select')) select.addEventListener('change', refresh);
+  form.addEventListener('submit', (evt) => {
+    evt.preventDefault();
+    refresh();
+  });
 }
