@@ -36,8 +36,19 @@ generate: node_modules
 	$(GO) tool templ generate -log-level warn
 
 ## build: the fieldhub binary, stamped with the version, commit and build time
+# Says so before a build that has work to do (no binary yet, or sources newer
+# than it), and warns when that includes compiling SQLite with cgo: minutes
+# on a first build, with no output meanwhile. Quiet when nothing changed.
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/fieldhub
+	@if [ ! -e $(BIN) ] || [ -n "$$(find . \( -path ./node_modules -o -path ./e2e/artifacts -o -path ./data -o -path ./.git \) -prune \
+		-o \( -name '*.go' -o -name '*.sql' -o -name go.mod -o -name go.sum -o -path './static/*' \) -newer $(BIN) -print -quit)" ]; then \
+		if [ "$$($(GO) list -f '{{.Stale}}' github.com/mattn/go-sqlite3 2>/dev/null)" = true ]; then \
+			echo "Building $(BIN) (the first build compiles SQLite and takes a few minutes)…"; \
+		else \
+			echo "Building $(BIN)…"; \
+		fi; \
+	fi
+	@$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/fieldhub
 
 ## install: the binary into $(DESTDIR)$(BINDIR), the systemd unit into $(DESTDIR)$(UNITDIR),
 ## an example environment file into $(DESTDIR)$(CONFDIR) (kept if present)
