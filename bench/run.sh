@@ -28,6 +28,8 @@ run() {
 start=$(date +%s)
 # In-process figures first: they are short and need the machine quiet.
 run ./views/ '^BenchmarkFleetPage10k$' 20x
+run ./handlers/ '^BenchmarkFleetPage10kRequest$' 20x
+run ./db/ '^BenchmarkAuditFilter1M$' 5x
 run ./telemetry/ '^BenchmarkChart7Days$' 20x
 run ./live/ '^BenchmarkFanOut$' 3000x
 # The ingest pipeline; each also measures its naive-layout baseline.

@@ -370,10 +370,16 @@ func (d *DB) Devices(ctx context.Context, f DeviceFilter) ([]Device, int, error)
 		return nil, 0, fmt.Errorf("count devices: %w", err)
 	}
 	key, keyArgs := f.sortKey(now)
-	q := `SELECT ` + DeviceColumns + ` FROM devices` + where + ` ORDER BY ` + orderBy(key, f.Desc)
+	order := orderBy(key, f.Desc)
 	args = append(args, keyArgs...)
+	q := `SELECT ` + DeviceColumns + ` FROM devices` + where + ` ORDER BY ` + order
 	if f.Limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d OFFSET %d", f.Limit, max(f.Offset, 0))
+		// Sort narrow rows (id and key) and read whole rows for the page
+		// only: a deep page by name, status or last activity sorts the
+		// fleet, and full rows with keys and tags make that slower.
+		q = `SELECT ` + DeviceColumns + ` FROM devices WHERE id IN (SELECT id FROM devices` + where + ` ORDER BY ` + order +
+			fmt.Sprintf(" LIMIT %d OFFSET %d", f.Limit, max(f.Offset, 0)) + `) ORDER BY ` + order
+		args = append(args, keyArgs...)
 	}
 	rows, err := d.read.QueryContext(ctx, q, args...)
 	if err != nil {

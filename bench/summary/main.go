@@ -152,6 +152,15 @@ var sections = []section{
 		{name: "longest ack during the backup", unit: "ms", value: m("backup.BenchmarkBackupWhileIngesting", "ack-max-ms-during"),
 			baseline: m("backup.BenchmarkBackupWhileIngesting", "ack-max-ms-before"), baseName: "just before it"},
 	}},
+	{"Issue 13: fleet list at 10,000 devices (handlers.BenchmarkFleetPage10kRequest, whole request) and audit filters over 1,000,000 entries (db.BenchmarkAuditFilter1M)", []figure{
+		{name: "fleet page, first page", unit: "ms", value: metric{"handlers.BenchmarkFleetPage10kRequest/first-page", "ns/op", 1e-6}, target: atMost(30)},
+		{name: "fleet page 150 by last activity", unit: "ms", value: metric{"handlers.BenchmarkFleetPage10kRequest/by-last-activity-page-150", "ns/op", 1e-6}, target: atMost(30)},
+		{name: "fleet tag search site=s3", unit: "ms", value: metric{"handlers.BenchmarkFleetPage10kRequest/tag-search", "ns/op", 1e-6}, target: atMost(30)},
+		{name: "fleet text search", unit: "ms", value: metric{"handlers.BenchmarkFleetPage10kRequest/text-search", "ns/op", 1e-6}, target: atMost(30)},
+		{name: "audit page, actor matching often", unit: "ms", value: metric{"db.BenchmarkAuditFilter1M/actor-common", "ns/op", 1e-6}, target: atMost(200)},
+		{name: "audit page, actor and target matching rarely", unit: "ms", value: metric{"db.BenchmarkAuditFilter1M/actor-rare", "ns/op", 1e-6}, target: atMost(200)},
+		{name: "audit page, target matching nothing", unit: "ms", value: metric{"db.BenchmarkAuditFilter1M/target-never", "ns/op", 1e-6}, target: atMost(200)},
+	}},
 }
 
 // results maps "<package>.<Benchmark>" to its metrics by unit.
