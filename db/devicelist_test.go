@@ -1,10 +1,8 @@
 package db_test
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -13,71 +11,6 @@ import (
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
 )
-
-// fillFleet inserts n devices in one transaction: names from a small set in
-// mixed case (many ties), a third never heard from, some connected, some
-// disabled, tags site=s<i%7>.
-func fillFleet(t testing.TB, d *db.DB, n int, now time.Time) {
-	t.Helper()
-	ctx := context.Background()
-	tx, err := d.Writer().BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, `INSERT INTO devices (device_id, name, tags, primary_key, secondary_key, enabled, connected,
-		created_at, updated_at, last_activity_at) VALUES (?, ?, ?, 'k', 'k', ?, ?, 0, 0, ?)`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := []string{"", "Alpha", "alpha", "beta", "Gamma", "delta"}
-	r := rand.New(rand.NewPCG(1, 2))
-	perm := r.Perm(n)
-	for i := range n {
-		var last any
-		if i%3 != 0 {
-			last = now.Add(-time.Duration(r.IntN(600)) * time.Second).UnixMilli()
-		}
-		enabled := i%11 != 0
-		connected := i%5 == 0
-		if _, err := st.ExecContext(ctx, fmt.Sprintf("dev-%05d", perm[i]), names[r.IntN(len(names))],
-			fmt.Sprintf(`{"site":"s%d"}`, i%7), enabled, connected, last); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// wantOrder sorts devs as DeviceFilter f promises.
-func wantOrder(devs []db.Device, f db.DeviceFilter, now time.Time) []string {
-	rank := map[string]int{db.StatusOnline: 0, db.StatusOffline: 1, db.StatusDisabled: 2}
-	s := slices.Clone(devs)
-	slices.SortFunc(s, func(a, b db.Device) int {
-		var c int
-		switch f.Sort {
-		case db.DeviceSortName:
-			c = strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name))
-		case db.DeviceSortStatus:
-			c = cmp.Compare(rank[a.Status(now)], rank[b.Status(now)])
-		case db.DeviceSortLastActivity:
-			c = a.LastActivity.Compare(b.LastActivity)
-		}
-		if c == 0 {
-			c = strings.Compare(a.DeviceID, b.DeviceID)
-		}
-		if f.Desc {
-			c = -c
-		}
-		return c
-	})
-	ids := make([]string, len(s))
-	for i, d := range s {
-		ids[i] = d.DeviceID
-	}
-	return ids
-}
 
 func ids(devs []db.Device) []string {
 	out := make([]string, len(devs))
@@ -95,7 +28,7 @@ func TestDeviceOrders(t *testing.T) {
 	d := dbtest.MustOpen(t)
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	d.Now = func() time.Time { return now }
-	fillFleet(t, d, 1234, now)
+	dbtest.FillFleet(t, d, 1234, now)
 	all, _, err := d.Devices(ctx, db.DeviceFilter{})
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +42,7 @@ func TestDeviceOrders(t *testing.T) {
 					if q != "" {
 						matching = slices.DeleteFunc(slices.Clone(all), func(d db.Device) bool { return d.Tags["site"] != "s3" })
 					}
-					want := wantOrder(matching, f, now)
+					want := dbtest.FleetOrder(matching, f.Sort, f.Desc, now)
 					var paged []string
 					for off := 0; ; off += 100 {
 						page := f

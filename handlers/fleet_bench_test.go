@@ -9,6 +9,7 @@ import (
 
 	"fieldhub/auth"
 	"fieldhub/db"
+	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
 	"fieldhub/internal/testkit"
 	"fieldhub/static"
@@ -26,7 +27,7 @@ func BenchmarkFleetPage10kRequest(b *testing.B) {
 	}
 	r := testkit.NewRouter(b, func(c *handlers.Config) { c.Assets = assets })
 	d, srv := r.DB, r.HTTP
-	fillFleet(b, d, 10_000, now)
+	dbtest.FillFleet(b, d, 10_000, now)
 	ctx := context.Background()
 	u, err := d.CreateUser(ctx, "vic", "x", db.RoleViewer)
 	if err != nil {

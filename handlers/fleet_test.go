@@ -2,7 +2,6 @@ package handlers_test
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"html"
 	"io"
 	"maps"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -20,6 +18,7 @@ import (
 	"time"
 
 	"fieldhub/db"
+	"fieldhub/db/dbtest"
 )
 
 // apiDeviceIDs lists the ids of GET path's devices, in order.
@@ -93,71 +92,6 @@ func TestFleetSearch(t *testing.T) {
 	})
 }
 
-// fillFleet inserts n devices in one transaction, as a large fleet looks:
-// names from a few (ties), a third never heard from, a fifth connected, one
-// in eleven disabled, tags site=s<i%7>.
-func fillFleet(t testing.TB, d *db.DB, n int, now time.Time) {
-	t.Helper()
-	ctx := context.Background()
-	tx, err := d.Writer().BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, `INSERT INTO devices (device_id, name, tags, primary_key, secondary_key, enabled, connected,
-		created_at, updated_at, last_activity_at) VALUES (?, ?, ?, 'k', 'k', ?, ?, 0, 0, ?)`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := []string{"", "Alpha", "alpha", "Beta", "gamma"}
-	r := rand.New(rand.NewPCG(3, 4))
-	perm := r.Perm(n)
-	for i := range n {
-		var last any
-		if i%3 != 0 {
-			last = now.Add(-time.Duration(r.IntN(900)) * time.Second).UnixMilli()
-		}
-		if _, err := st.ExecContext(ctx, fmt.Sprintf("sensor-%05d", perm[i]), names[r.IntN(len(names))],
-			fmt.Sprintf(`{"site":"s%d"}`, i%7), i%11 != 0, i%5 == 0, last); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// fleetOrder is the order the fleet list promises for sort and desc: by the
-// column, then by id, both in the same direction; names in any letter case,
-// statuses online, offline, disabled, never-heard-from as the oldest.
-func fleetOrder(devs []db.Device, sort string, desc bool, now time.Time) []string {
-	rank := map[string]int{db.StatusOnline: 0, db.StatusOffline: 1, db.StatusDisabled: 2}
-	s := slices.Clone(devs)
-	slices.SortFunc(s, func(a, b db.Device) int {
-		var c int
-		switch sort {
-		case db.DeviceSortName:
-			c = strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name))
-		case db.DeviceSortStatus:
-			c = cmp.Compare(rank[a.Status(now)], rank[b.Status(now)])
-		case db.DeviceSortLastActivity:
-			c = a.LastActivity.Compare(b.LastActivity)
-		}
-		if c == 0 {
-			c = strings.Compare(a.DeviceID, b.DeviceID)
-		}
-		if desc {
-			c = -c
-		}
-		return c
-	})
-	ids := make([]string, len(s))
-	for i, d := range s {
-		ids[i] = d.DeviceID
-	}
-	return ids
-}
-
 var rowIDs = regexp.MustCompile(`<tr data-device-id="([^"]+)" data-testid="device-row">`)
 
 // TestFleetSortAndPage10k: at 10,000 devices, every order walks the whole
@@ -168,7 +102,7 @@ func TestFleetSortAndPage10k(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC) // newPageHub's clock
 	h.db.Now = func() time.Time { return now }
 	h.addUser("vic", db.RoleViewer, "password-vic")
-	fillFleet(t, h.db, 10_000, now)
+	dbtest.FillFleet(t, h.db, 10_000, now)
 	all, _, err := h.db.Devices(context.Background(), db.DeviceFilter{})
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +116,7 @@ func TestFleetSortAndPage10k(t *testing.T) {
 			if desc {
 				order = "desc"
 			}
-			want := fleetOrder(all, sort, desc, now)
+			want := dbtest.FleetOrder(all, sort, desc, now)
 			t.Run(sort+"/"+order+"/api", func(t *testing.T) {
 				var got []string
 				for off := 0; off < 10_000; off += 1000 {
@@ -220,7 +154,7 @@ func TestFleetSortAndPage10k(t *testing.T) {
 	}
 
 	// The page: follow its own "Next" links, 200 devices at a time.
-	want := fleetOrder(all, db.DeviceSortLastActivity, true, now)
+	want := dbtest.FleetOrder(all, db.DeviceSortLastActivity, true, now)
 	next := regexp.MustCompile(`<a href="([^"]+)" rel="next">`)
 	path := "/devices?sort=lastActivity&order=desc&size=200"
 	var got []string
@@ -339,5 +273,27 @@ func TestFleetCSVExport(t *testing.T) {
 	// Viewers may export too (they see the list).
 	if status, _ := h.do(req{method: "GET", path: "/api/v1/devices?format=csv", bearer: h.tokens[db.RoleViewer]}); status != 200 {
 		t.Errorf("viewer export = %d", status)
+	}
+}
+
+// TestFleetResultsFragment: with X-Fieldhub-Fragment the fleet page answers
+// its results part only (search as you type swaps it in), and a refused
+// search as bare text.
+func TestFleetResultsFragment(t *testing.T) {
+	h := newPageHub(t)
+	h.addUser("vic", db.RoleViewer, "password-vic")
+	h.addDevice("pump-1")
+	h.addDevice("boiler-1")
+	b := h.browser()
+	b.login("vic", "password-vic")
+	fragment := map[string]string{"X-Fieldhub-Fragment": "fleet-results"}
+	p := b.do("GET", "/devices?q=pump", nil, fragment)
+	if p.status != 200 || !strings.HasPrefix(p.body, `<div id="fleet-results" data-fleet-results data-total="1">`) ||
+		strings.Contains(p.body, "<html") || len(rowIDs.FindAllString(p.body, -1)) != 1 {
+		t.Errorf("fragment = %d:\n%s", p.status, p.body)
+	}
+	p = b.do("GET", "/devices?q=%3Dpump", nil, fragment)
+	if p.status != 422 || strings.Contains(p.body, "<") || !strings.Contains(p.body, `search term "=pump" has no tag name`) {
+		t.Errorf("refused search = %d %q, want 422 as text", p.status, p.body)
 	}
 }
