@@ -153,26 +153,6 @@ func checkRange(field string, v, lo, hi int, unit string) error {
 	return nil
 }
 
-func (s *Server) apiListDevices(c echo.Context) error {
-	f := db.DeviceFilter{Query: c.QueryParam("q"), Status: c.QueryParam("status")}
-	var err error
-	if f.Limit, err = intParam(c, "limit", 0, 0, 100000); err != nil {
-		return err
-	}
-	if f.Offset, err = intParam(c, "offset", 0, 0, 1<<31); err != nil {
-		return err
-	}
-	devs, total, err := s.store.Devices(c.Request().Context(), f)
-	if err != nil {
-		return err
-	}
-	out := make([]deviceJSON, len(devs))
-	for i, d := range devs {
-		out[i] = s.deviceJSON(c, d)
-	}
-	return c.JSON(http.StatusOK, map[string]any{"devices": out, "total": total})
-}
-
 func intParam(c echo.Context, name string, def, lo, hi int) (int, error) {
 	v := c.QueryParam(name)
 	if v == "" {
