@@ -119,10 +119,38 @@ func testAuditFilters(t *testing.T, b Backend) {
 		{db.AuditFilter{BeforeID: all[1].ID}, "user.login device.delete device.create"},
 		{db.AuditFilter{Limit: 2}, "device.update device_x"},
 		{db.AuditFilter{BeforeID: all[1].ID, Limit: 1}, "user.login"},
+		// Part of the actor or target in any letter case; LIKE's
+		// wildcards are plain characters.
+		{db.AuditFilter{ActorContains: "ALICE"}, "device.update user.login device.create"},
+		{db.AuditFilter{ActorContains: "i"}, "device.update device_x user.login device.create"},
+		{db.AuditFilter{TargetContains: "v-B"}, "device.update device_x"},
+		{db.AuditFilter{TargetContains: "%"}, ""},
+		{db.AuditFilter{ActorContains: "_"}, ""},
+		{db.AuditFilter{ActorContains: "user:", TargetContains: "dev-a"}, "device.delete device.create"},
 	} {
 		if got := actions(tt.filter); got != tt.want {
 			t.Errorf("filter %+v: %q, want %q", tt.filter, got, tt.want)
 		}
+	}
+	// ListAudit pages through a filter: a full page says where the next
+	// one starts, the last says nothing is left.
+	var walked []string
+	f := db.AuditFilter{ActorContains: "alice", Limit: 2}
+	for range 5 {
+		p, err := d.ListAudit(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range p.Entries {
+			walked = append(walked, e.Action)
+		}
+		if p.NextBefore == 0 {
+			break
+		}
+		f.BeforeID = p.NextBefore
+	}
+	if got := strings.Join(walked, " "); got != "device.update user.login device.create" {
+		t.Errorf("ListAudit pages of 2 = %q", got)
 	}
 }
 

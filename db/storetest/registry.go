@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"fieldhub/auth"
 	"fieldhub/certs/certstest"
 	"fieldhub/db"
+	"fieldhub/db/dbtest"
 	"fieldhub/storage"
 )
 
@@ -20,6 +23,7 @@ func RunRegistry(t *testing.T, b Backend) {
 	cases(t, b,
 		test{"DeviceLifecycle", testDeviceLifecycle},
 		test{"DevicesFilterAndCounts", testDevicesFilterAndCounts},
+		test{"DeviceOrders", testDeviceOrders},
 		test{"DeviceAuthentication", testDeviceAuthentication},
 	)
 }
@@ -96,9 +100,16 @@ func testDevicesFilterAndCounts(t *testing.T, b Backend) {
 	ctx := context.Background()
 	d, clk := open(t, b)
 	for _, id := range []string{"a-1", "a-2", "b-1", "b-2", "c-1"} {
-		if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: id, Tags: map[string]string{"group": id[:1]}}); err != nil {
+		tags := map[string]string{"group": id[:1]}
+		if id[2] == '1' {
+			tags["site"] = "new york"
+		}
+		if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: id, Tags: tags}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := d.UpdateDevice(ctx, "b-2", db.DeviceUpdate{Name: ptr("North York pump")}); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := d.SetDeviceConnection(ctx, "a-1", "node1", true); err != nil {
 		t.Fatal(err)
@@ -122,6 +133,13 @@ func testDevicesFilterAndCounts(t *testing.T, b Backend) {
 		{"disabled", db.DeviceFilter{Status: db.StatusDisabled}, "c-1", 1},
 		{"page", db.DeviceFilter{Limit: 2, Offset: 2}, "b-1 b-2", 5},
 		{"like wildcard is literal", db.DeviceFilter{Query: "%"}, "", 0},
+		{"tags are AND-ed", db.DeviceFilter{Query: `group=a site="new york"`}, "a-1", 1},
+		{"a tag matches exactly", db.DeviceFilter{Query: "site=new"}, "", 0},
+		{"a tag value is not a tag name", db.DeviceFilter{Query: "a=group"}, "", 0},
+		{"text in a tag value or name, any case", db.DeviceFilter{Query: "YORK"}, "a-1 b-1 b-2 c-1", 4},
+		{"text and tag", db.DeviceFilter{Query: "york group=b"}, "b-1 b-2", 2},
+		{"quoted text keeps its space", db.DeviceFilter{Query: `"north york"`}, "b-2", 1},
+		{"text in a tag name", db.DeviceFilter{Query: "grou"}, "a-1 a-2 b-1 b-2 c-1", 5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -300,5 +318,109 @@ func testCertificateAuthorities(t *testing.T, b Backend) {
 	}
 	if _, err := d.AddCertificateAuthority(ctx, "one-too-many", certstest.NewCA(t, "x").PEM()); err == nil || !strings.Contains(err.Error(), "the most it allows") {
 		t.Errorf("CA over the limit: err = %v", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// testDeviceOrders: every order of the fleet list is total (ties by id, in
+// the same direction); pages of Devices and EachDevice (with an offset and
+// a limit too) walk it without gap or overlap, with and without a filter.
+func testDeviceOrders(t *testing.T, b Backend) {
+	ctx := context.Background()
+	d, clk := open(t, b)
+	r := rand.New(rand.NewPCG(3, 4))
+	names := []string{"", "Alpha", "alpha", "Beta", "gamma"}
+	const n = 90
+	for _, i := range r.Perm(n) {
+		id := fmt.Sprintf("dev-%03d", i)
+		if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: id, Name: names[r.IntN(len(names))],
+			Tags: map[string]string{"site": fmt.Sprint("s", i%3)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Activity spread over 10 minutes (a third never heard from, some
+	// still connected, some hung up), one in seven disabled; many ties.
+	for i := range n {
+		id := fmt.Sprintf("dev-%03d", i)
+		clk.Advance(time.Duration(r.IntN(3)) * 5 * time.Second)
+		if i%3 != 0 {
+			if _, err := d.SetDeviceConnection(ctx, id, "node1", true); err != nil {
+				t.Fatal(err)
+			}
+			if i%4 != 0 {
+				if _, err := d.SetDeviceConnection(ctx, id, "node1", false); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if i%7 == 0 {
+			if _, err := d.UpdateDevice(ctx, id, db.DeviceUpdate{Enabled: ptr(false)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	now := clk.Now()
+	all, _, err := d.Devices(ctx, db.DeviceFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	walk := func(f db.DeviceFilter) []string {
+		t.Helper()
+		var ids []string
+		if err := d.EachDevice(ctx, f, now, func(dev db.Device) error {
+			ids = append(ids, dev.DeviceID)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	for _, q := range []string{"", "site=s1"} {
+		for _, sort := range []string{db.DeviceSortID, db.DeviceSortName, db.DeviceSortStatus, db.DeviceSortLastActivity} {
+			for _, desc := range []bool{false, true} {
+				f := db.DeviceFilter{Query: q, Sort: sort, Desc: desc}
+				t.Run(fmt.Sprintf("%s/%s/desc=%v", q, sort, desc), func(t *testing.T) {
+					matching := all
+					if q != "" {
+						matching = slices.DeleteFunc(slices.Clone(all), func(d db.Device) bool { return d.Tags["site"] != "s1" })
+					}
+					want := dbtest.FleetOrder(matching, sort, desc, now)
+					var paged []string
+					for off := 0; off <= n; off += 7 {
+						page := f
+						page.Offset, page.Limit = off, 7
+						devs, total, err := d.Devices(ctx, page)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if total != len(want) {
+							t.Fatalf("total = %d, want %d", total, len(want))
+						}
+						for _, dev := range devs {
+							paged = append(paged, dev.DeviceID)
+						}
+					}
+					if !slices.Equal(paged, want) {
+						t.Errorf("pages of 7 = %v\nwant %v", paged, want)
+					}
+					if got := walk(f); !slices.Equal(got, want) {
+						t.Errorf("EachDevice = %v\nwant %v", got, want)
+					}
+					part := f
+					part.Offset, part.Limit = 5, 20
+					if got, end := walk(part), min(len(want), 25); !slices.Equal(got, want[min(5, end):end]) {
+						t.Errorf("EachDevice offset 5 limit 20 = %v, want %v", got, want[min(5, end):end])
+					}
+				})
+			}
+		}
+	}
+	var inv *storage.InvalidError
+	if _, _, err := d.Devices(ctx, db.DeviceFilter{Sort: "colour"}); !errors.As(err, &inv) {
+		t.Errorf("unknown sort: err = %v, want InvalidError", err)
+	}
+	if err := d.EachDevice(ctx, db.DeviceFilter{Sort: "colour"}, now, func(db.Device) error { return nil }); !errors.As(err, &inv) {
+		t.Errorf("EachDevice, unknown sort: err = %v, want InvalidError", err)
 	}
 }

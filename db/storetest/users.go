@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -17,6 +18,8 @@ func RunUsers(t *testing.T, b Backend) {
 		test{"UsernameCase", testUsernameCase},
 		test{"Tokens", testTokens},
 		test{"ExpiredSessions", testExpiredSessions},
+		test{"TokenExpiry", testTokenExpiry},
+		test{"UserRoleAndLogin", testUserRoleAndLogin},
 	)
 }
 
@@ -194,5 +197,95 @@ func testExpiredSessions(t *testing.T, b Backend) {
 	}
 	if _, err := d.Session(ctx, "long"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("session after sign-out: %v, want ErrNotFound", err)
+	}
+}
+
+// testTokenExpiry: a token with an expiry works until then, is then refused
+// like a revoked one and stays listed; an expiry not in the future or more
+// than MaxTokenLifetime away is refused; at most MaxActiveAPITokens work at
+// once, and expired or revoked ones do not count.
+func testTokenExpiry(t *testing.T, b Backend) {
+	ctx := context.Background()
+	d, clk := open(t, b)
+	var inv *storage.InvalidError
+	for _, exp := range []time.Time{T0, T0.Add(-time.Hour), T0.Add(db.MaxTokenLifetime + time.Hour)} {
+		if _, err := d.CreateAPITokenUntil(ctx, "bad", db.RoleViewer, "fh_bad0000000000", exp); !errors.As(err, &inv) {
+			t.Errorf("expiry %s: err = %v, want InvalidError", exp, err)
+		}
+	}
+	tok, err := d.CreateAPITokenUntil(ctx, "ci", db.RoleViewer, "fh_expiring000000", T0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tok.ExpiresAt.Equal(T0.Add(time.Hour)) || tok.State(T0) != db.TokenActive {
+		t.Errorf("created %+v, want expiring at T0+1h, active", tok)
+	}
+	if _, err := d.APITokenBySecret(ctx, "fh_expiring000000"); err != nil {
+		t.Errorf("before expiry: %v", err)
+	}
+	clk.Advance(time.Hour)
+	if _, err := d.APITokenBySecret(ctx, "fh_expiring000000"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("at expiry: err = %v, want ErrNotFound", err)
+	}
+	list, err := d.APITokens(ctx)
+	if err != nil || len(list) != 1 || !list[0].ExpiresAt.Equal(T0.Add(time.Hour)) || list[0].State(clk.Now()) != db.TokenExpired {
+		t.Fatalf("list = %+v, %v; want the expired token listed", list, err)
+	}
+
+	for i := range db.MaxActiveAPITokens {
+		if _, err := d.CreateAPIToken(ctx, fmt.Sprint("t", i), db.RoleViewer, fmt.Sprintf("fh_many%012d", i)); err != nil {
+			t.Fatalf("token %d of %d: %v", i+1, db.MaxActiveAPITokens, err)
+		}
+	}
+	if _, err := d.CreateAPIToken(ctx, "one-too-many", db.RoleViewer, "fh_onetoomany0000"); !errors.As(err, &inv) {
+		t.Fatalf("token %d: err = %v, want InvalidError", db.MaxActiveAPITokens+1, err)
+	}
+	list, _ = d.APITokens(ctx)
+	if err := d.RevokeAPIToken(ctx, list[len(list)-1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.CreateAPIToken(ctx, "after-revoke", db.RoleViewer, "fh_afterrevoke000"); err != nil {
+		t.Errorf("after a revoke: %v", err)
+	}
+}
+
+// testUserRoleAndLogin: a role changes and the old one comes back; the last
+// admin keeps the role; an unknown role or user is refused; the last sign-in
+// is recorded on the store's clock.
+func testUserRoleAndLogin(t *testing.T, b Backend) {
+	ctx := context.Background()
+	d, clk := open(t, b)
+	root, err := d.CreateUser(ctx, "root", "h", db.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.CreateUser(ctx, "bob", "h", db.RoleViewer); err != nil {
+		t.Fatal(err)
+	}
+	var inv *storage.InvalidError
+	if _, err := d.SetUserRole(ctx, "root", db.RoleOperator); !errors.As(err, &inv) {
+		t.Errorf("demote the last admin: err = %v, want InvalidError", err)
+	}
+	if _, err := d.SetUserRole(ctx, "bob", "root"); !errors.As(err, &inv) {
+		t.Errorf("unknown role: err = %v, want InvalidError", err)
+	}
+	if _, err := d.SetUserRole(ctx, "nobody", db.RoleViewer); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("unknown user: err = %v, want ErrNotFound", err)
+	}
+	if old, err := d.SetUserRole(ctx, "BOB", db.RoleAdmin); err != nil || old != db.RoleViewer {
+		t.Errorf("promote bob (any letter case) = %q, %v; want the old role viewer", old, err)
+	}
+	if old, err := d.SetUserRole(ctx, "root", db.RoleOperator); err != nil || old != db.RoleAdmin {
+		t.Errorf("demote root beside another admin = %q, %v", old, err)
+	}
+	if u, _ := d.User(ctx, "root"); u.Role != db.RoleOperator || !u.LastLoginAt.IsZero() {
+		t.Errorf("root = %+v, want operator, never signed in", u)
+	}
+	clk.Advance(time.Minute)
+	if err := d.RecordLogin(ctx, root.ID); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := d.User(ctx, "root"); !u.LastLoginAt.Equal(T0.Add(time.Minute)) {
+		t.Errorf("last login = %v, want T0+1m", u.LastLoginAt)
 	}
 }
