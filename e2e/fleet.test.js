@@ -339,7 +339,7 @@ test('users page: API tokens, role change, last sign-in', { timeout: 90_000 }, a
   }
 });
 
-test('WCAG 2.1 AA (axe-core) on the fleet, users and audit pages, light and dark, wide and phone', { timeout: 180_000 }, async () => {
+test('WCAG 2.1 AA (axe-core) on the fleet, users and audit pages, light and dark, wide and phone', { timeout: 600_000 }, async () => {
   const found = [];
   for (const colorScheme of ['light', 'dark']) {
     for (const width of [1366, 390]) {
