@@ -24,13 +24,16 @@ type Settings interface {
 	SetSetting(ctx context.Context, key, value string) error
 }
 
-// demoDevices are what `serve --demo` creates on first start.
+// demoDevices are what `serve --demo` creates on first start. The tag
+// "link" says how each connects, so the fleet list shows which take direct
+// methods and pushed cloud-to-device messages (mqtt) and which only poll
+// (https): see demoMQTTDevices.
 var demoDevices = []simulate.Spec{
-	{ID: "greenhouse-north", Name: "Greenhouse north", Tags: map[string]string{"site": "berlin", "kind": "climate", "demo": "true"}},
-	{ID: "greenhouse-south", Name: "Greenhouse south", Tags: map[string]string{"site": "berlin", "kind": "climate", "demo": "true"}},
-	{ID: "cold-store-2", Name: "Cold store 2", Tags: map[string]string{"site": "hamburg", "kind": "storage", "demo": "true"}},
-	{ID: "office-3f", Name: "Office, 3rd floor", Tags: map[string]string{"site": "munich", "kind": "building", "demo": "true"}},
-	{ID: "server-room", Name: "Server room", Tags: map[string]string{"site": "munich", "kind": "building", "demo": "true"}},
+	{ID: "greenhouse-north", Name: "Greenhouse north", Tags: map[string]string{"site": "berlin", "kind": "climate", "demo": "true", "link": "https"}},
+	{ID: "greenhouse-south", Name: "Greenhouse south", Tags: map[string]string{"site": "berlin", "kind": "climate", "demo": "true", "link": "https"}},
+	{ID: "cold-store-2", Name: "Cold store 2", Tags: map[string]string{"site": "hamburg", "kind": "storage", "demo": "true", "link": "https"}},
+	{ID: "office-3f", Name: "Office, 3rd floor", Tags: map[string]string{"site": "munich", "kind": "building", "demo": "true", "link": "mqtt"}},
+	{ID: "server-room", Name: "Server room", Tags: map[string]string{"site": "munich", "kind": "building", "demo": "true", "link": "mqtt"}},
 }
 
 // settingDemoCreated records that the demo devices were created once, so a

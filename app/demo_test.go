@@ -31,3 +31,17 @@ func TestDemoFleetCreatedOnce(t *testing.T) {
 		t.Errorf("second start runs %v, want the same keys as before %v", again[0], first[1])
 	}
 }
+
+// TestDemoLinkTags: the tag that tells operators how a demo device connects
+// agrees with how the demo runs it.
+func TestDemoLinkTags(t *testing.T) {
+	for _, d := range demoDevices {
+		want := "https"
+		if demoMQTTDevices[d.ID] {
+			want = "mqtt"
+		}
+		if got := d.Tags["link"]; got != want {
+			t.Errorf("%s: link=%q, want %q", d.ID, got, want)
+		}
+	}
+}

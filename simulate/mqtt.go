@@ -207,7 +207,7 @@ func (d *mqttDevice) send(client paho.Client) {
 	}()
 }
 
-// handle answers what the hub sends: methods are echoed, desired
+// handle answers what the hub sends: the methods of DeviceMethods, desired
 // properties are reported back as applied, messages are logged.
 func (d *mqttDevice) handle(client paho.Client, m paho.Message) {
 	topic := m.Topic()
@@ -218,8 +218,9 @@ func (d *mqttDevice) handle(client paho.Client, m paho.Message) {
 		q, _ := url.ParseQuery(query)
 		var payload any
 		_ = json.Unmarshal(m.Payload(), &payload)
-		answer, _ := json.Marshal(map[string]any{"method": name, "received": payload, "at": time.Now().UTC()})
-		client.Publish("$iothub/methods/res/200/?$rid="+url.QueryEscape(q.Get("$rid")), 0, false, answer)
+		status, answer := answerMethod(name, payload, time.Now().UTC())
+		body, _ := json.Marshal(answer)
+		client.Publish(fmt.Sprintf("$iothub/methods/res/%d/?$rid=%s", status, url.QueryEscape(q.Get("$rid"))), 0, false, body)
 	case strings.HasPrefix(topic, "$iothub/twin/PATCH/properties/desired/"):
 		var patch map[string]any
 		if err := json.Unmarshal(m.Payload(), &patch); err == nil {
@@ -229,6 +230,25 @@ func (d *mqttDevice) handle(client paho.Client, m paho.Message) {
 	case strings.HasPrefix(topic, "devices/"):
 		d.cfg.Logger.Info("simulated device got a message", "device", d.dev.ID, "bytes", len(m.Payload()))
 	}
+}
+
+// DeviceMethods are the direct methods a simulated device implements:
+// echo answers with what it received, ping with the time, reboot says it
+// would. Any other name is a 404 that names them, as a real device's
+// handler for an unknown method should answer.
+var DeviceMethods = []string{"echo", "ping", "reboot"}
+
+// answerMethod is a simulated device's answer to the direct method name.
+func answerMethod(name string, payload any, now time.Time) (int, map[string]any) {
+	switch name {
+	case "echo":
+		return 200, map[string]any{"method": name, "received": payload, "at": now}
+	case "ping":
+		return 200, map[string]any{"pong": true, "at": now}
+	case "reboot":
+		return 200, map[string]any{"rebooting": true, "at": now}
+	}
+	return 404, map[string]any{"error": fmt.Sprintf("method %q is not implemented by this device; it implements %s", name, strings.Join(DeviceMethods, ", "))}
 }
 
 // report patches the device's reported properties.

@@ -75,13 +75,19 @@ func TestRunMQTT(t *testing.T) {
 	var answer json.RawMessage
 	for time.Now().Before(deadline) {
 		// The subscription may still be on its way.
-		if status, answer, err = b.InvokeMethod(ctx, devs[0].ID, "reboot", json.RawMessage(`{"delay":1}`), 5*time.Second); err == nil {
+		if status, answer, err = b.InvokeMethod(ctx, devs[0].ID, "echo", json.RawMessage(`{"delay":1}`), 5*time.Second); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err != nil || status != 200 || !strings.Contains(string(answer), `"method":"reboot"`) {
-		t.Errorf("method answer = %d %s (%v), want 200 naming the method", status, answer, err)
+	if err != nil || status != 200 || !strings.Contains(string(answer), `"method":"echo"`) || !strings.Contains(string(answer), `"delay":1`) {
+		t.Errorf("echo answer = %d %s (%v), want 200 with the payload", status, answer, err)
+	}
+	// Only the methods it implements: another name is a 404 that says so
+	// (the device answered 200 to any name before).
+	status, answer, err = b.InvokeMethod(ctx, devs[0].ID, "selfDestruct", nil, 5*time.Second)
+	if err != nil || status != 404 || !strings.Contains(string(answer), `method \"selfDestruct\" is not implemented by this device; it implements echo, ping, reboot`) {
+		t.Errorf("unknown method answer = %d %s (%v), want 404 naming the methods it implements", status, answer, err)
 	}
 	for {
 		tw, err := twins.Get(ctx, devs[0].ID)
