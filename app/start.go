@@ -48,8 +48,9 @@ type parts struct {
 	pipeline      *ingest.Pipeline
 	devices       *registry.Registry
 	quota         *quota.Devices
-	mqttWS        http.Handler // nil without MQTT
-	mqttAddr      string       // where the demo's MQTT devices connect; "" for none
+	mqttWS        http.Handler         // nil without MQTT
+	mqttConns     handlers.Connections // nil without MQTT
+	mqttAddr      string               // where the demo's MQTT devices connect; "" for none
 	deviceHost    string
 	router        *echo.Echo // the dashboard's
 	url           string
@@ -256,6 +257,7 @@ func (a *App) startBroker(context.Context) error {
 	}
 	a.devices.SetSessions(broker)
 	a.mqttWS, a.mqttAddr = broker.WebSocketHandler(), broker.Addr()
+	a.mqttConns = broker
 	a.log.Info("MQTT device endpoint is listening", "addr", broker.Addr(), "plain", broker.PlainAddr())
 	return nil
 }
@@ -286,6 +288,7 @@ func (a *App) serveDevices(ctx context.Context) error {
 		SeparateDeviceListener: !IsLoopback(a.cfg.Addr), MQTTWebSocket: a.mqttWS, DeviceQuota: a.quota,
 		SecureCookies: a.cfg.DashboardTLS, TrustedProxies: a.cfg.TrustedProxies, Health: a.health,
 		DeviceEndpoints: endpoints, DeviceCA: trustAnchorPEM(a.cert),
+		Connections: a.mqttConns,
 	})
 	a.router = router
 	// TLS handshake noise from scanners goes to the debug log.

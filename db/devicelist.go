@@ -38,7 +38,7 @@ func (f DeviceFilter) sortKey(now time.Time) (string, []any) {
 	case DeviceSortName:
 		return `name COLLATE NOCASE`, nil
 	case DeviceSortStatus:
-		return `(CASE WHEN enabled = 0 THEN 2 WHEN ` + onlineSQL + ` THEN 0 ELSE 1 END)`, []any{onlineCutoff(now)}
+		return `(CASE WHEN enabled = 0 THEN 2 WHEN ` + onlineSQL + ` THEN 0 ELSE 1 END)`, []any{OnlineCutoff(now)}
 	case DeviceSortLastActivity:
 		// Never heard from sorts as the oldest.
 		return `COALESCE(last_activity_at, 0)`, nil

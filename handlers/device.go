@@ -23,6 +23,10 @@ import (
 	"fieldhub/views"
 )
 
+// maxMetricTiles bounds the header's tiles; the Telemetry tab has a chart
+// for every metric.
+const maxMetricTiles = 24
+
 // showDevice renders one device's page.
 func (s *Server) showDevice(c echo.Context) error {
 	d, err := s.store.Device(c.Request().Context(), c.Param("id"))
@@ -41,6 +45,13 @@ func (s *Server) showDevice(c echo.Context) error {
 			Auth: d.Auth.Type, PrimaryThumbprint: d.Auth.PrimaryThumbprint, SecondaryThumbprint: d.Auth.SecondaryThumbprint,
 		},
 		Telemetry: views.Telemetry(tel),
+		Metrics:   tel.Metrics[:min(len(tel.Metrics), maxMetricTiles)],
+	}
+	m.Device.DisconnectedAt = d.DisconnectedAt
+	if s.conns != nil {
+		if ev, ok := s.conns.Connection(d.DeviceID); ok {
+			m.Connection = views.DeviceConnection{Connected: true, Protocol: ev.Protocol, Remote: ev.Remote, Since: ev.At}
+		}
 	}
 	if s.live != nil {
 		m.LiveURL = "/api/v1/devices/" + url.PathEscape(d.DeviceID) + "/events"
@@ -123,7 +134,9 @@ func twinPanel(tw db.Twin) views.TwinPanel {
 		if v, ok := tw.Reported[k]; ok {
 			row.Reported = compact(v)
 		}
-		row.Differs = row.Desired != row.Reported
+		// A property only the device reports (firmware, its own settings)
+		// is not a mismatch: only a desired value not (yet) reported is.
+		row.Differs = row.Desired != "" && row.Desired != row.Reported
 		out.Keys = append(out.Keys, row)
 	}
 	return out
@@ -146,17 +159,26 @@ func actor(c echo.Context) string {
 
 // createDevice handles the fleet page's add form and opens the new device.
 func (s *Server) createDevice(c echo.Context) error {
-	id := strings.TrimSpace(c.FormValue("id"))
-	tags, err := db.ParseTags(c.FormValue("tags"))
-	if err != nil {
-		return s.formError(c, views.FleetPath, err)
+	form := views.AddDevice{
+		ID: strings.TrimSpace(c.FormValue("id")), Name: strings.TrimSpace(c.FormValue("name")), Tags: c.FormValue("tags"),
 	}
-	d, err := s.devices.Create(c.Request().Context(), actor(c), db.NewDevice{DeviceID: id, Name: strings.TrimSpace(c.FormValue("name")), Tags: tags})
-	if errors.Is(err, storage.ErrConflict) {
-		return s.redirectWith(c, views.FleetPath, fmt.Sprintf("A device with id %q already exists.", id), true)
+	tags, err := db.ParseTags(form.Tags)
+	var d db.Device
+	if err == nil {
+		d, err = s.devices.Create(c.Request().Context(), actor(c), db.NewDevice{DeviceID: form.ID, Name: form.Name, Tags: tags})
 	}
-	if err != nil {
-		return s.formError(c, views.FleetPath, err)
+	// A refused add sends the form back open, with what was typed and the
+	// error beside it: nothing typed is lost.
+	var inv *storage.InvalidError
+	switch {
+	case errors.Is(err, storage.ErrConflict):
+		form.Error, form.Field = fmt.Sprintf("A device with id %q already exists. Choose another id.", form.ID), "id"
+		return s.renderFleet(c, http.StatusConflict, &form)
+	case errors.As(err, &inv):
+		form.Error, form.Field = inv.Reason, inv.Field
+		return s.renderFleet(c, http.StatusUnprocessableEntity, &form)
+	case err != nil:
+		return err
 	}
 	return s.redirectWith(c, devicePagePath(d.DeviceID), fmt.Sprintf("Device %s created. Show its connection string to set it up.", d.DeviceID), false)
 }

@@ -55,7 +55,11 @@ func fleetPageSize(c echo.Context) (int, error) {
 }
 
 // showFleet renders one page of the device list with the fleet summary.
-func (s *Server) showFleet(c echo.Context) error {
+func (s *Server) showFleet(c echo.Context) error { return s.renderFleet(c, http.StatusOK, nil) }
+
+// renderFleet renders the fleet page with status; add, when set, is the
+// add-device form sent back open with its input and error.
+func (s *Server) renderFleet(c echo.Context, status int, add *views.AddDevice) error {
 	ctx := c.Request().Context()
 	f, err := fleetFilter(c)
 	if err != nil {
@@ -86,7 +90,8 @@ func (s *Server) showFleet(c echo.Context) error {
 		Page:       s.page(c, "Fleet", views.NavFleet),
 		FleetQuery: q,
 		PageCount:  pageCount, Total: total,
-		Devices: make([]views.DeviceRow, len(devs)),
+		Devices:   make([]views.DeviceRow, len(devs)),
+		AddDevice: add,
 	}
 	ids := make([]string, len(devs))
 	for i, d := range devs {
@@ -107,7 +112,7 @@ func (s *Server) showFleet(c echo.Context) error {
 		return err
 	}
 	m.Online, m.Offline, m.Disabled = counts.Online, counts.Offline, counts.Disabled
-	return s.render(c, http.StatusOK, views.FleetView(m))
+	return s.render(c, status, views.FleetView(m))
 }
 
 // fleetStreamURL asks the fleet stream for events about the devices on the

@@ -59,6 +59,9 @@ type Config struct {
 	CloudMessages CloudMessages
 	Methods       Methods
 	Twins         Twins
+	// Connections tells which devices hold a live MQTT connection, over
+	// what, from where and since when (*mqtt.Broker); nil: none do.
+	Connections Connections
 	// Ingest stores device telemetry (*ingest.Pipeline); nil answers it with 503.
 	Ingest MessageSubmitter
 	// Telemetry answers the message log and readings queries and the
@@ -98,6 +101,7 @@ type Server struct {
 	live       Live
 	cloud      CloudMessages
 	methods    Methods
+	conns      Connections
 	twins      Twins
 	ingest     MessageSubmitter
 	telemetry  Telemetry
@@ -150,6 +154,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 		s.endpoints = registry.DefaultEndpoints()
 	}
 	s.cloud, s.methods, s.twins = cfg.CloudMessages, cfg.Methods, cfg.Twins
+	s.conns = cfg.Connections
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true

@@ -8,6 +8,7 @@ import (
 
 	"fieldhub/commands"
 	"fieldhub/db"
+	"fieldhub/live"
 	"fieldhub/registry"
 )
 
@@ -100,6 +101,12 @@ type CloudMessages interface {
 // Methods invokes direct methods (*commands.Invoker).
 type Methods interface {
 	Invoke(ctx context.Context, actor, deviceID string, call commands.MethodCall) (commands.MethodResult, error)
+}
+
+// Connections describes devices' live MQTT connections (*mqtt.Broker): the
+// event's Protocol, Remote and At (since when); false without one.
+type Connections interface {
+	Connection(deviceID string) (live.ConnectionEvent, bool)
 }
 
 // Twins reads twins and patches their desired properties (*commands.Twins).

@@ -360,6 +360,21 @@ func (b *Broker) Connected(deviceID string) bool {
 	return b.current(deviceID) != nil
 }
 
+// Connection describes the device's live MQTT connection (protocol "mqtt"
+// or "mqtt-ws" for MQTT over WebSockets, remote address, At: since when),
+// and reports whether it has one.
+func (b *Broker) Connection(deviceID string) (live.ConnectionEvent, bool) {
+	c := b.current(deviceID)
+	if c == nil {
+		return live.ConnectionEvent{}, false
+	}
+	proto := "mqtt"
+	if c.listener == "mqtt-ws" {
+		proto = "mqtt-ws"
+	}
+	return live.ConnectionEvent{Connected: true, Protocol: proto, Remote: c.remote, At: c.since}, true
+}
+
 // current returns the device's live connection, or nil.
 func (b *Broker) current(deviceID string) *conn {
 	b.mu.RLock()
@@ -384,6 +399,7 @@ type conn struct {
 	expiryReason string
 	remote       string
 	listener     string
+	since        time.Time // when the connection was accepted
 
 	expiryTimer *time.Timer
 	done        chan struct{} // closed when the connection has ended

@@ -397,6 +397,7 @@ func (b *Broker) established(cl *mochi.Client) {
 	}
 	c.client = cl
 	old := b.byDevice[c.deviceID]
+	c.since = b.cfg.Now()
 	b.byDevice[c.deviceID] = c
 	b.byClient[cl] = c
 	b.mu.Unlock()
@@ -409,7 +410,7 @@ func (b *Broker) established(cl *mochi.Client) {
 		c.close(c.expiryReason)
 	}
 	b.log.Info("device connected", "device", c.deviceID, "remote", c.remote, "auth", c.authMethod, "session_present", cl.State.Subscriptions.Len() > 0)
-	b.announce(presenceEvent{deviceID: c.deviceID, connected: true, remote: c.remote, authMethod: c.authMethod, at: b.cfg.Now()})
+	b.announce(presenceEvent{deviceID: c.deviceID, connected: true, remote: c.remote, authMethod: c.authMethod, at: c.since})
 	b.c2dWake(c) // messages queued while the device was away
 }
 

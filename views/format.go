@@ -184,3 +184,9 @@ func shortText(s string, n int) (string, bool) {
 	}
 	return s[:end] + "…", true
 }
+
+// formatValue shows a metric's value as the tiles do: up to 4 decimals,
+// without trailing zeros.
+func formatValue(v float64) string {
+	return strconv.FormatFloat(math.Round(v*1e4)/1e4, 'f', -1, 64)
+}

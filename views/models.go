@@ -126,6 +126,16 @@ type FleetPage struct {
 	// LiveURL is the SSE stream with "device" and "stats" events; empty turns
 	// live updates off.
 	LiveURL string
+	// AddDevice, when set, is an add-device form sent back: it opens with
+	// what was typed and the error in it.
+	AddDevice *AddDevice
+}
+
+// AddDevice is the add-device form's input and what was wrong with it:
+// Field ("id", "name" or "tags") is the input to fix.
+type AddDevice struct {
+	ID, Name, Tags string
+	Error, Field   string
 }
 
 // DeviceRow is one line of the fleet table.
@@ -151,8 +161,24 @@ type DevicePage struct {
 	// sections; nil hides the section.
 	Telemetry templ.Component
 	Commands  templ.Component
-	// Connect is the "Connect a device" panel (ConnectView); nil hides it.
+	// Connect is the "Connect a device" panel (ConnectView) in the Overview
+	// tab; nil hides it.
 	Connect templ.Component
+	// Connection is the device's live connection, if any.
+	Connection DeviceConnection
+	// Metrics are the device's metrics with their latest values: the
+	// header's tiles.
+	Metrics []MetricSummary
+}
+
+// DeviceConnection is a device's live (MQTT) connection: Protocol "mqtt" or
+// "mqtt-ws", the remote address, since when. Without one the device can
+// only poll over HTTPS.
+type DeviceConnection struct {
+	Connected bool
+	Protocol  string
+	Remote    string
+	Since     time.Time
 }
 
 // DeviceDetail is everything the device page shows about a device.
@@ -164,6 +190,8 @@ type DeviceDetail struct {
 	Tags         []Tag
 	CreatedAt    time.Time
 	LastActivity time.Time // zero: never seen
+	// DisconnectedAt is when its last MQTT connection closed (zero: never).
+	DisconnectedAt time.Time
 	// Auth is how the device authenticates: AuthSAS, AuthSelfSigned or
 	// AuthCertificateAuthority; thumbprints only for AuthSelfSigned.
 	Auth                                   string

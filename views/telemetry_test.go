@@ -17,7 +17,11 @@ func TestTelemetry(t *testing.T) {
 	d.attrIs(root, "data-messages-url", sec.MessagesURL)
 	d.attrIs(root, "data-metrics", `["temp.inner","rpm"]`)
 	d.count("[data-range]", len(TimeRanges)+1)
-	d.attrIs(d.one("[data-range=1h]"), "aria-pressed", "true")
+	d.attrIs(d.one("[data-range=fit]"), "aria-pressed", "true")
+	d.attrIs(d.one("[data-range=1h]"), "aria-pressed", "false")
+	// The Telemetry and Messages tabs' panels.
+	d.attrIs(d.one("section[id=telemetry]"), "role", "tabpanel")
+	d.attrIs(d.one("section[id=messages]"), "role", "tabpanel")
 	d.attrIs(d.one("[data-range=15m]"), "aria-pressed", "false")
 	d.count("[data-testid=charts-empty]", 0)
 	d.count("option", 2)

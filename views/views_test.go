@@ -403,6 +403,22 @@ func TestDeviceView(t *testing.T) {
 	// Sections for other components are absent until given.
 	d.count("[id=telemetry]", 0)
 	d.count("[id=commands]", 0)
+	// Tabs link to their panels; an admin has Settings, with the actions.
+	var tabs []string
+	for _, a := range d.all("a[role=tab]") {
+		href, _ := attr(a, "href")
+		tabs = append(tabs, href)
+	}
+	if got := strings.Join(tabs, " "); got != "#overview #telemetry #commands #twin #messages #settings" {
+		t.Errorf("tabs = %s", got)
+	}
+	d.attrIs(d.one("section[id=overview]"), "role", "tabpanel")
+	d.attrIs(d.one("section[id=settings]"), "role", "tabpanel")
+	d.one("[data-testid=device-admin]")
+	// Not connected: the header says what that means.
+	if got := text(d.one("[data-testid=device-connection]")); !strings.Contains(got, "HTTPS only — polls for messages") {
+		t.Errorf("connection = %q", got)
+	}
 
 	dev.Enabled, dev.Status = false, StatusDisabled
 	d = render(t, DeviceView(DevicePage{Page: page(admin), Device: dev,
@@ -411,16 +427,35 @@ func TestDeviceView(t *testing.T) {
 	d.count("form[action=/devices/pump:7/disable]", 0)
 	d.attrIs(d.one("[data-testid=device-status]"), "data-status", "disabled")
 	d.one("[id=tel-probe]")
-	d.one("section[id=telemetry]")
-	d.one("section[id=commands]")
 	d.one("[id=cmd-probe]")
 	d.count("[data-live-status]", 0)
+
+	// Connected over MQTT: protocol, since, from where; tiles of the
+	// latest values.
+	d = render(t, DeviceView(DevicePage{Page: page(admin), Device: dev,
+		Connection: DeviceConnection{Connected: true, Protocol: "mqtt", Remote: "10.0.0.5:51234", Since: testNow.Add(-3 * time.Minute)},
+		Metrics:    []MetricSummary{{Name: "temperature", LastValue: 21.123456, LastTime: testNow}, {Name: "rpm", LastValue: 1200}}}))
+	conn := text(d.one("[data-testid=device-connection]"))
+	for _, want := range []string{"Connected over MQTT since 3 min ago from 10.0.0.5:51234", "Takes direct methods"} {
+		if !strings.Contains(strings.Join(strings.Fields(conn), " "), want) {
+			t.Errorf("connection = %q, want %q", conn, want)
+		}
+	}
+	var tiles []string
+	for _, li := range d.all("li[data-tile]") {
+		tiles = append(tiles, strings.Join(strings.Fields(text(li)), " "))
+	}
+	if got := strings.Join(tiles, " | "); !strings.HasPrefix(got, "temperature 21.1235") || !strings.Contains(got, "| rpm 1200") {
+		t.Errorf("tiles = %q", got)
+	}
 }
 
 func TestDeviceViewNonAdmin(t *testing.T) {
 	for _, u := range []*UserInfo{operator, viewer} {
 		d := render(t, DeviceView(DevicePage{Page: page(u), Device: DeviceDetail{ID: "x", Status: StatusOffline}}))
 		d.count("[data-testid=device-admin]", 0)
+		d.count("[id=settings]", 0)
+		d.count("a[href=#settings]", 0)
 		d.count("form[method=post]", 1) // logout only
 		d.count("[hx-get]", 0)
 		if got := text(d.one("[data-testid=device-title]")); got != "x" {

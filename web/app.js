@@ -11,6 +11,7 @@ import { initFleet } from './fleet.js';
 import { initTheme } from './theme.js';
 import { initTelemetry } from './telemetry.js';
 import { initStorageBanner } from './storage.js';
+import { initTabs } from './tabs.js';
 import { initRelativeTimes } from './time.js';
 import { initToasts } from './toast.js';
 import { initUsers } from './users.js';
@@ -35,6 +36,7 @@ function start() {
   initDisclosures(document);
   initStorageBanner(document);
   initRelativeTimes(document);
+  initTabs(document);
   pages[document.body.dataset.page]?.(document);
   initCommands(document);
   initTelemetry(document);

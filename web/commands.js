@@ -97,15 +97,21 @@ function relTimeElement(doc, iso) {
 }
 
 function messageRow(doc, m) {
-  const tr = el(doc, 'tr', { 'data-message-id': String(m.id), 'data-testid': 'c2d-row' });
-  const sent = el(doc, 'td', { class: 'nowrap' });
+  const tr = el(doc, 'tr', { 'data-message-id': String(m.id), 'data-testid': 'c2d-row', 'data-updated-at': m.updatedAt ?? '' });
+  const sent = el(doc, 'td', { class: 'nowrap', 'data-label': 'Sent' });
   sent.append(relTimeElement(doc, m.enqueuedAt));
   let body = m.bodyEncoding === 'base64' ? '(binary)' : m.body;
   if (body.length > 120) body = `${body.slice(0, 120)}…`;
-  const bodyCell = el(doc, 'td', { class: 'mono truncate', title: m.messageId }, body);
-  const stateCell = el(doc, 'td');
+  const bodyCell = el(doc, 'td', { class: 'mono truncate', title: m.messageId, 'data-label': 'Body' }, body);
+  const stateCell = el(doc, 'td', { 'data-label': 'State' });
   stateCell.append(el(doc, 'span', { class: 'state', 'data-state': m.state, 'data-testid': 'c2d-state' }, m.state));
-  tr.append(sent, bodyCell, stateCell, el(doc, 'td', { 'data-deliveries': '' }, String(m.deliveryCount)), el(doc, 'td', { class: 'mono' }, m.sender ?? ''));
+  tr.append(
+    sent,
+    bodyCell,
+    stateCell,
+    el(doc, 'td', { 'data-deliveries': '', 'data-label': 'Deliveries' }, String(m.deliveryCount)),
+    el(doc, 'td', { class: 'mono', 'data-label': 'Sender' }, m.sender ?? ''),
+  );
   return tr;
 }
 
@@ -116,6 +122,13 @@ function showMessage(root, m) {
   if (!rows) return;
   const existing = rows.querySelector(`tr[data-message-id="${CSS.escape(String(m.id))}"]`);
   if (existing) {
+    // A view older than the row's is stale: the answer to the send can
+    // arrive after the live events of the message's delivery (MQTT pushes
+    // at once), and must not set the deliveries back to 0.
+    const shown = Date.parse(existing.dataset.updatedAt ?? '');
+    const next = Date.parse(m.updatedAt ?? '');
+    if (next < shown) return;
+    if (m.updatedAt) existing.dataset.updatedAt = m.updatedAt;
     const state = existing.querySelector('[data-state]');
     // Events may arrive out of order after a reconnect; never move back from a final state.
     if (state && !(isFinal(state.dataset.state) && !isFinal(m.state))) {
@@ -244,7 +257,10 @@ function initMethods(root) {
     result.dataset.kind = kind;
     result.replaceChildren(el(doc, 'p', { 'data-testid': 'method-status' }, title));
     if (payload !== undefined) {
-      result.append(el(doc, 'pre', { class: 'json', 'data-testid': 'method-payload-out' }, JSON.stringify(payload, null, 2)));
+      // Focusable: a long answer scrolls, and keyboard users must reach it.
+      result.append(
+        el(doc, 'pre', { class: 'json', 'data-testid': 'method-payload-out', tabindex: '0', role: 'region', 'aria-label': 'Answer payload' }, JSON.stringify(payload, null, 2)),
+      );
     }
   };
 
@@ -262,7 +278,17 @@ function initMethods(root) {
     }
     li.dataset.state = call.state;
     const outcome = call.state === 'answered' ? `status ${call.status}` : call.state;
-    li.textContent = `${call.name} by ${call.actor}: ${outcome}`;
+    // The time the call started stays; the outcome follows it.
+    if (!li.querySelector('time') && call.at) {
+      const at = new Date(call.at);
+      li.prepend(el(doc, 'time', { datetime: call.at, title: at.toLocaleString(), 'data-testid': 'method-call-time' }, at.toLocaleTimeString()));
+    }
+    let text = li.querySelector('[data-call-text]');
+    if (!text) {
+      text = el(doc, 'span', { 'data-call-text': '' });
+      li.append(text);
+    }
+    text.textContent = `${call.name} by ${call.actor}: ${outcome}`;
     root.querySelector('[data-method-calls-section]').hidden = false;
   });
 
@@ -318,6 +344,25 @@ function initMethods(root) {
 
 // ---- twin ----
 
+/**
+ * The newer of two views of a twin, section by section: the answer to a
+ * save can arrive after a live event that already carries the device's
+ * next reported properties (or someone else's next desired ones), and must
+ * not replace them with older ones. The ETag goes with the desired section
+ * kept, since If-Match guards that section.
+ */
+export function newerTwin(shown, next) {
+  if (!shown) return next;
+  const version = (t, side) => t?.properties?.[side]?.$version ?? -1;
+  const out = { ...next, properties: { ...next.properties } };
+  if (version(shown, 'reported') > version(next, 'reported')) out.properties.reported = shown.properties.reported;
+  if (version(shown, 'desired') > version(next, 'desired')) {
+    out.properties.desired = shown.properties.desired;
+    out.etag = shown.etag;
+  }
+  return out;
+}
+
 function initTwin(root) {
   const doc = root.ownerDocument;
   const section = root.querySelector('[data-twin]');
@@ -341,9 +386,17 @@ function initTwin(root) {
       ...keys.map((k) => {
         const d = k in desired ? stableJSON(desired[k]) : '';
         const r = k in reported ? stableJSON(reported[k]) : '';
-        const tr = el(doc, 'tr', { 'data-key': k, 'data-differs': String(d !== r) });
-        if (d !== r) tr.className = 'differs';
-        tr.append(el(doc, 'th', { scope: 'row', class: 'mono' }, k), el(doc, 'td', { class: 'mono' }, d || '—'), el(doc, 'td', { class: 'mono' }, r || '—'));
+        // Only a desired value the device does not (yet) report differs;
+        // a property only the device reports is its own (as the server
+        // renders it, handlers.twinPanel).
+        const differs = d !== '' && d !== r;
+        const tr = el(doc, 'tr', { 'data-key': k, 'data-differs': String(differs) });
+        if (differs) tr.className = 'differs';
+        tr.append(
+          el(doc, 'th', { scope: 'row', class: 'mono' }, k),
+          el(doc, 'td', { class: 'mono', 'data-label': 'Desired' }, d || '—'),
+          el(doc, 'td', { class: 'mono', 'data-label': 'Reported' }, r || '—'),
+        );
         return tr;
       }),
     );
@@ -377,7 +430,7 @@ function initTwin(root) {
       errorEl.textContent = await errorOf(res);
       return;
     }
-    twin = await res.json();
+    twin = newerTwin(twin, await res.json());
     renderKeys();
     loadEditor();
   };
@@ -406,14 +459,14 @@ function initTwin(root) {
       errorEl.textContent = await errorOf(res);
       return;
     }
-    twin = await res.json();
+    twin = newerTwin(twin, await res.json());
     renderKeys();
     loadEditor();
     showToast('Desired properties saved.', 'success');
   });
 
   doc.addEventListener('live:twin', (evt) => {
-    twin = evt.detail;
+    twin = newerTwin(twin, evt.detail);
     renderKeys();
     // Keep an edit in progress; its If-Match still names the version it started from.
     if (!dirty) loadEditor();

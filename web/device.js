@@ -9,7 +9,9 @@
 // contract live.DeviceStreamEvents (live/events.go, which also describes
 // every payload); this module handles:
 //
-//   event: device   data: {"id": …, "status": …, "lastActivity": "<RFC 3339>"}
+//   event: device      data: {"id": …, "status": …, "lastActivity": "<RFC 3339>"}
+//   event: connection  data: {"connected", "protocol", "remote", "at"}: the header's connection line
+//   event: reading     data: {"t": Unix ms, "v": {metric: value}}: the header's tiles
 import { setBadge, setTime } from './fleet.js';
 import { showLiveState, subscribe } from './live.js';
 
@@ -24,6 +26,9 @@ export function initDevice(doc) {
     }
   });
 
+  doc.addEventListener('live:connection', (evt) => showConnection(doc, evt.detail ?? {}));
+  doc.addEventListener('live:reading', (evt) => showTiles(doc, evt.detail ?? {}));
+
   const streamEl = doc.querySelector('[data-device-stream]');
   const url = streamEl?.dataset.streamUrl;
   if (!url) return;
@@ -34,4 +39,69 @@ export function initDevice(doc) {
     handlers[type] = (data) => doc.dispatchEvent(new CustomEvent(`live:${type}`, { detail: data }));
   }
   subscribe(url, handlers, { onState: showLiveState(doc.querySelector('[data-live-status]')) });
+}
+
+const protocolNames = { mqtt: 'MQTT', 'mqtt-ws': 'MQTT over WebSockets' };
+
+function el(doc, tag, attrs = {}, text) {
+  const node = doc.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** Rewrites the header's connection line from a live connection event. */
+function showConnection(doc, ev) {
+  const dd = doc.querySelector('[data-connection]');
+  if (!dd || !ev.at) return;
+  const at = new Date(ev.at);
+  const time = el(doc, 'time', { 'data-relative': '', datetime: ev.at, title: at.toLocaleString() }, 'just now');
+  dd.dataset.connected = String(Boolean(ev.connected));
+  if (ev.connected) {
+    const parts = [el(doc, 'strong', {}, 'Connected'), ` over ${protocolNames[ev.protocol] ?? ev.protocol} since `, time];
+    if (ev.remote) parts.push(' from ', el(doc, 'span', { class: 'mono', 'data-connection-remote': '' }, ev.remote));
+    parts.push(' ', el(doc, 'span', { class: 'hint' }, 'Takes direct methods; cloud-to-device messages are pushed.'));
+    dd.replaceChildren(...parts);
+  } else {
+    const closed = el(doc, 'span', { class: 'hint' }, 'Last MQTT connection closed ');
+    closed.append(time, '.');
+    dd.replaceChildren(
+      el(doc, 'strong', {}, 'HTTPS only — polls for messages'),
+      ' ',
+      closed,
+      ' ',
+      el(doc, 'span', { class: 'hint' }, 'No live connection: direct methods fail; cloud-to-device messages wait until the device polls.'),
+    );
+  }
+}
+
+const tileFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 4, useGrouping: false });
+const maxTiles = 24;
+
+/** Updates (or adds) the header's tile of every metric in a live reading. */
+function showTiles(doc, r) {
+  const list = doc.querySelector('[data-metric-tiles]');
+  if (!list || !r.v || typeof r.v !== 'object') return;
+  for (const [name, value] of Object.entries(r.v)) {
+    if (typeof value !== 'number' || !Number.isFinite(value)) continue;
+    let li = [...list.children].find((c) => c.dataset.tile === name);
+    if (!li) {
+      if (list.children.length >= maxTiles) continue;
+      li = el(doc, 'li', { 'data-tile': name });
+      li.append(el(doc, 'span', { class: 'tile-name' }, name), el(doc, 'span', { class: 'tile-value', 'data-tile-value': '' }));
+      list.append(li);
+    }
+    li.querySelector('[data-tile-value]').textContent = tileFormat.format(value);
+    let t = li.querySelector('time');
+    if (!t) {
+      t = el(doc, 'time', { class: 'tile-time', 'data-relative': '' });
+      li.append(t);
+    }
+    const at = new Date(r.t); // Unix ms
+    if (Number.isFinite(at.getTime())) {
+      t.setAttribute('datetime', at.toISOString());
+      t.title = at.toLocaleString();
+      t.textContent = 'just now';
+    }
+  }
 }

@@ -22,8 +22,13 @@ const presets = {
   '24h': 24 * 3600e3,
   '7d': 7 * 24 * 3600e3,
 };
-const defaultRange = '1h';
-const plotHeight = 170;
+// "fit" spans the device's readings of the last 7 days up to now, so fresh
+// data is not a sliver at the right edge of an hour.
+const defaultRange = 'fit';
+const plotHeight = 280;
+// Below this many points in view a series draws a marker at every point, so
+// a lone reading is a visible dot rather than nothing.
+const markerPoints = 120;
 const maxMessages = 20;
 const maxCharts = 48;
 // Points kept per chart while live; older ones scroll off the window anyway.
@@ -193,7 +198,21 @@ class Chart {
           {},
           // uPlot's default shows the points only while they are sparse, so
           // a single reading is visible as a dot.
-          { label: this.metric, stroke: color, width: 1.75, points: { size: 5, fill: color } },
+          {
+            label: this.metric,
+            stroke: color,
+            width: 1.75,
+            points: {
+              size: 7,
+              fill: color,
+              show: (u, si, i0, i1) => {
+                let n = 0;
+                const ys = u.data[si];
+                for (let i = i0; i <= i1 && n <= markerPoints; i++) if (ys[i] != null) n++;
+                return n <= markerPoints;
+              },
+            },
+          },
           { label: 'min', ...band },
           { label: 'max', ...band },
         ],
@@ -329,12 +348,31 @@ export function initTelemetry(doc) {
   let loadGeneration = 0;
 
   const isLive = () => !zoom && !fixed;
+  let fitSpan = presets['1h']; // the "fit" range's span, from fitRange
   const window_ = () => {
     if (zoom) return zoom;
     if (fixed) return fixed;
     const to = Date.now();
-    return { from: to - presets[preset], to };
+    return { from: to - (preset === 'fit' ? fitSpan : presets[preset]), to };
   };
+
+  // fitRange sets the "fit" span from the oldest reading of the last 7
+  // days (any chart), with a margin; at least 2 minutes, an hour with none.
+  async function fitRange() {
+    const to = Date.now();
+    const from = to - presets['7d'];
+    let first = Infinity;
+    await Promise.allSettled(
+      [...charts.values()].map(async (c) => {
+        const url = withQuery(readingsURL, { metric: c.metric, from: new Date(from).toISOString(), to: new Date(to).toISOString(), points: '60' });
+        const res = await fetchWithCSRF(url, { headers: { Accept: 'application/json' } });
+        if (!res.ok) return;
+        const d = parseBuckets(await res.json());
+        if (d.xs.length) first = Math.min(first, d.xs[0] * 1000);
+      }),
+    );
+    fitSpan = Number.isFinite(first) ? Math.max((to - first) * 1.08, 2 * 60e3) : presets['1h'];
+  }
 
   const hooks = {
     window: () => {
@@ -418,6 +456,8 @@ export function initTelemetry(doc) {
       rangeLabel.textContent = `Zoomed to ${rangeFormat.format(new Date(w.from))} – ${rangeFormat.format(new Date(w.to))}`;
     } else if (fixed) {
       rangeLabel.textContent = `${rangeFormat.format(new Date(w.from))} – ${rangeFormat.format(new Date(w.to))}`;
+    } else if (preset === 'fit') {
+      rangeLabel.textContent = `Live, since ${rangeFormat.format(new Date(w.from))}`;
     } else {
       rangeLabel.textContent = 'Live';
     }
@@ -477,7 +517,8 @@ export function initTelemetry(doc) {
     zoom = null;
     customForm.hidden = true;
     picker.querySelector('[data-range="custom"]')?.setAttribute('aria-expanded', 'false');
-    update();
+    if (key === 'fit') fitRange().then(update);
+    else update();
   });
 
   customForm.addEventListener('submit', (evt) => {
@@ -545,7 +586,8 @@ export function initTelemetry(doc) {
   }
   for (const m of metrics) chartFor(m);
   updateControls();
-  loadAll();
+  if (preset === 'fit') fitRange().then(update);
+  else loadAll();
 
   initMessages(root, doc);
 }
