@@ -131,6 +131,9 @@ test('tabs: deep links, arrow keys, Home and End, back button; charts 280 px hig
     assert.ok(box.height >= 280, `chart height ${box.height}`);
     assert.equal(await page.getByTestId('range-fit').getAttribute('aria-pressed'), 'true');
     assert.match(await page.locator('[data-range-label]').textContent(), /^Live, since /);
+    // Fitted: the reading is seconds old, so the range is minutes, not the hour it was.
+    const from = Number(await page.locator('[data-range-label]').getAttribute('data-from'));
+    assert.ok(Date.now() - from < 3 * 60e3, `fitted range starts ${(Date.now() - from) / 60e3} min ago`);
     await screenshot(page, 'device-telemetry-fit');
 
     await page.getByTestId('tab-commands').click();

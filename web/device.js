@@ -88,7 +88,7 @@ function showTiles(doc, r) {
     if (!li) {
       if (list.children.length >= maxTiles) continue;
       li = el(doc, 'li', { 'data-tile': name });
-      li.append(el(doc, 'span', { class: 'tile-name' }, name), el(doc, 'span', { class: 'tile-value', 'data-tile-value': '' }));
+      li.append(el(doc, 'span', { class: 'tile-name', title: name }, name), el(doc, 'span', { class: 'tile-value', 'data-tile-value': '' }));
       list.append(li);
     }
     li.querySelector('[data-tile-value]').textContent = tileFormat.format(value);

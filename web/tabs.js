@@ -21,9 +21,7 @@ function setUp(doc, list) {
       const on = t === tab;
       t.setAttribute('aria-selected', String(on));
       t.tabIndex = on ? 0 : -1;
-      const panel = panelOf(t);
-      panel.hidden = !on;
-      panel.tabIndex = on ? 0 : -1;
+      panelOf(t).hidden = !on;
     }
     if (focus) tab.focus();
     doc.dispatchEvent(new CustomEvent('tabs:shown', { detail: { id: tab.getAttribute('aria-controls') } }));
@@ -72,7 +70,9 @@ function setUp(doc, list) {
     // A link to a tab keeps the page's header in view; a link to an
     // element inside a panel (#connection-string) scrolls to it.
     const target = doc.getElementById(decodeURIComponent(doc.defaultView.location.hash.slice(1)));
-    if (target === panelOf(initial)) doc.defaultView.scrollTo(0, 0);
-    else target?.scrollIntoView();
+    const place = () => (target === panelOf(initial) ? doc.defaultView.scrollTo(0, 0) : target?.scrollIntoView());
+    place();
+    // The browser scrolls to the fragment once the page has loaded, too.
+    if (doc.readyState !== 'complete') doc.defaultView.addEventListener('load', place, { once: true });
   }
 }

@@ -357,21 +357,34 @@ export function initTelemetry(doc) {
   };
 
   // fitRange sets the "fit" span from the oldest reading of the last 7
-  // days (any chart), with a margin; at least 2 minutes, an hour with none.
+  // days, with a margin; at least 2 minutes, an hour with none. It asks in
+  // two steps (7 days in 2,000 buckets, then the bucket found in 2,000
+  // more), so a reading a minute old is not placed hours back by the
+  // width of a bucket; the first 8 charts stand for the device.
   async function fitRange() {
     const to = Date.now();
-    const from = to - presets['7d'];
-    let first = Infinity;
-    await Promise.allSettled(
-      [...charts.values()].map(async (c) => {
-        const url = withQuery(readingsURL, { metric: c.metric, from: new Date(from).toISOString(), to: new Date(to).toISOString(), points: '60' });
-        const res = await fetchWithCSRF(url, { headers: { Accept: 'application/json' } });
-        if (!res.ok) return;
-        const d = parseBuckets(await res.json());
-        if (d.xs.length) first = Math.min(first, d.xs[0] * 1000);
-      }),
-    );
-    fitSpan = Number.isFinite(first) ? Math.max((to - first) * 1.08, 2 * 60e3) : presets['1h'];
+    const firstOf = async (from, points) => {
+      let first = Infinity;
+      await Promise.allSettled(
+        [...charts.values()].slice(0, 8).map(async (c) => {
+          const url = withQuery(readingsURL, { metric: c.metric, from: new Date(from).toISOString(), to: new Date(to).toISOString(), points: String(points) });
+          const res = await fetchWithCSRF(url, { headers: { Accept: 'application/json' } });
+          if (!res.ok) return;
+          const d = parseBuckets(await res.json());
+          if (d.xs.length) first = Math.min(first, d.xs[0] * 1000);
+        }),
+      );
+      return first;
+    };
+    const week = to - presets['7d'];
+    let first = await firstOf(week, 2000);
+    if (Number.isFinite(first)) {
+      const bucket = presets['7d'] / 2000;
+      // The first step's time is its bucket's start, earlier than the reading.
+      const exact = await firstOf(Math.max(week, first - bucket), 2000);
+      if (Number.isFinite(exact)) first = exact;
+    }
+    fitSpan = Number.isFinite(first) ? Math.max((to - first) * 1.1, 2 * 60e3) : presets['1h'];
   }
 
   const hooks = {
@@ -462,6 +475,7 @@ export function initTelemetry(doc) {
       rangeLabel.textContent = 'Live';
     }
     rangeLabel.dataset.live = String(isLive());
+    rangeLabel.dataset.from = String(Math.round(w.from)); // for tests: the range's start, Unix ms
     resetZoomBtn.hidden = !zoom;
     updateDownloads();
   }
