@@ -24,6 +24,9 @@ func ValidateDeviceSort(s string) error {
 	return invalid("sort", "unknown sort %q; use id, name, status or lastActivity", clipText(s, 40))
 }
 
+// Validate checks the filter's status and sort.
+func (f DeviceFilter) Validate() error { return f.validate() }
+
 func (f DeviceFilter) validate() error {
 	if err := ValidateStatusFilter(f.Status); err != nil {
 		return err

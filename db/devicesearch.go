@@ -115,3 +115,12 @@ func searchSQL(terms []searchTerm) (string, []any) {
 	}
 	return strings.Join(conds, " AND "), args
 }
+
+// SearchTerm is one condition of a fleet search, for stores that build
+// their own SQL from it: a tag (Key, Value) when Tag is true, else Text
+// anywhere in the id, name, tag names or values, in any letter case.
+type SearchTerm = searchTerm
+
+// ParseSearch splits a fleet search into its terms, or says what is wrong
+// with it (an *storage.InvalidError naming "q").
+func ParseSearch(q string) ([]SearchTerm, error) { return parseSearch(q) }

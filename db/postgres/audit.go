@@ -25,6 +25,14 @@ func (s *Store) RecordAudit(ctx context.Context, e db.AuditEntry) error {
 
 // AuditEntries lists entries matching f, newest first.
 func (s *Store) AuditEntries(ctx context.Context, f db.AuditFilter) ([]db.AuditEntry, error) {
+	p, err := s.ListAudit(ctx, f)
+	return p.Entries, err
+}
+
+// ListAudit reads one page of entries matching f, newest first; a full
+// page says where the next starts. (No scan window: db.AuditScanWindow is
+// SQLite's bound on a substring filter's cost.)
+func (s *Store) ListAudit(ctx context.Context, f db.AuditFilter) (db.AuditPage, error) {
 	var conds []string
 	var args []any
 	cond := func(c string, v any) {
@@ -34,11 +42,17 @@ func (s *Store) AuditEntries(ctx context.Context, f db.AuditFilter) ([]db.AuditE
 	if f.Actor != "" {
 		cond("actor = $%d", f.Actor)
 	}
+	if f.ActorContains != "" {
+		cond(`actor ILIKE $%d ESCAPE '\'`, "%"+db.EscapeLike(f.ActorContains)+"%")
+	}
 	if f.Action != "" {
 		cond(`action ILIKE $%d ESCAPE '\'`, db.EscapeLike(f.Action)+"%")
 	}
 	if f.Target != "" {
 		cond("target = $%d", f.Target)
+	}
+	if f.TargetContains != "" {
+		cond(`target ILIKE $%d ESCAPE '\'`, "%"+db.EscapeLike(f.TargetContains)+"%")
 	}
 	if f.BeforeID > 0 {
 		cond("id < $%d", f.BeforeID)
@@ -47,7 +61,8 @@ func (s *Store) AuditEntries(ctx context.Context, f db.AuditFilter) ([]db.AuditE
 	if len(conds) > 0 {
 		q += " WHERE " + strings.Join(conds, " AND ")
 	}
-	q += fmt.Sprintf(" ORDER BY id DESC LIMIT %d", f.PageSize())
+	limit := f.PageSize()
+	q += fmt.Sprintf(" ORDER BY id DESC LIMIT %d", limit)
 	r, err := s.pool.Query(ctx, q, args...)
 	out, err := rows(r, err, func(r pgx.Rows) (db.AuditEntry, error) {
 		var e db.AuditEntry
@@ -57,9 +72,13 @@ func (s *Store) AuditEntries(ctx context.Context, f db.AuditFilter) ([]db.AuditE
 		return e.Cut(), err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list audit: %w", err)
+		return db.AuditPage{}, fmt.Errorf("list audit: %w", err)
 	}
-	return out, nil
+	p := db.AuditPage{Entries: out}
+	if len(out) == limit {
+		p.NextBefore = out[len(out)-1].ID
+	}
+	return p, nil
 }
 
 // PruneAudit deletes up to limit entries older than cutoff, oldest first,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"fieldhub/db"
 	"fieldhub/storage"
@@ -42,18 +43,27 @@ func (s *Store) Device(ctx context.Context, deviceID string) (db.Device, error) 
 	return dev, nil
 }
 
-// where is f's WHERE clause and its arguments. Like SQLite's LIKE, ILIKE
-// ignores letter case.
-func where(f db.DeviceFilter, cutoff int64) (string, []any) {
+// where is f's WHERE clause and its arguments (the search as db's
+// ParseSearch reads it: tags exactly through jsonb_each_text, text in any
+// letter case), with argument numbers after those already in args.
+func where(f db.DeviceFilter, cutoff int64, args []any) (string, []any, error) {
 	var conds []string
-	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args))
 	}
-	if q := strings.TrimSpace(f.Query); q != "" {
-		p := arg("%" + db.EscapeLike(q) + "%")
-		conds = append(conds, `(device_id ILIKE `+p+` ESCAPE '\' OR name ILIKE `+p+` ESCAPE '\' OR tags ILIKE `+p+` ESCAPE '\')`)
+	terms, err := db.ParseSearch(f.Query)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, t := range terms {
+		if t.Tag {
+			conds = append(conds, `EXISTS (SELECT 1 FROM jsonb_each_text(devices.tags::jsonb) t WHERE t.key = `+arg(t.Key)+` AND t.value = `+arg(t.Value)+`)`)
+			continue
+		}
+		p := arg("%" + db.EscapeLike(t.Text) + "%")
+		conds = append(conds, `(device_id ILIKE `+p+` ESCAPE '\' OR name ILIKE `+p+` ESCAPE '\'
+			OR EXISTS (SELECT 1 FROM jsonb_each_text(devices.tags::jsonb) t WHERE t.key ILIKE `+p+` ESCAPE '\' OR t.value ILIKE `+p+` ESCAPE '\'))`)
 	}
 	switch f.Status {
 	case db.StatusOnline:
@@ -64,33 +74,108 @@ func where(f db.DeviceFilter, cutoff int64) (string, []any) {
 		conds = append(conds, `enabled = 0`)
 	}
 	if len(conds) == 0 {
-		return "", nil
+		return "", args, nil
 	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return " WHERE " + strings.Join(conds, " AND "), args, nil
 }
 
-// Devices lists devices matching f, ordered by device id (bytes, as
-// SQLite orders them, whatever the database's collation), and how many
-// match in all.
-func (s *Store) Devices(ctx context.Context, f db.DeviceFilter) ([]db.Device, int, error) {
-	if err := db.ValidateStatusFilter(f.Status); err != nil {
-		return nil, 0, err
+// orderBy is f's ORDER BY, as SQLite's store orders (db.DeviceFilter):
+// the sort key, then the device id in bytes, both in f's direction.
+func orderBy(f db.DeviceFilter, cutoff int64, args []any) (string, []any) {
+	dir := ""
+	if f.Desc {
+		dir = " DESC"
 	}
-	w, args := where(f, db.OnlineCutoff(s.Now()))
-	var total int
-	if err := s.pool.QueryRow(ctx, `SELECT COUNT(*) FROM devices`+w, args...).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("count devices: %w", err)
+	key := ""
+	switch f.Sort {
+	case db.DeviceSortName:
+		key = `lower(name) COLLATE "C"`
+	case db.DeviceSortStatus:
+		args = append(args, cutoff)
+		key = `(CASE WHEN enabled = 0 THEN 2 WHEN ` + db.OnlineSQL(fmt.Sprintf("$%d", len(args))) + ` THEN 0 ELSE 1 END)`
+	case db.DeviceSortLastActivity:
+		key = `COALESCE(last_activity_at, 0)`
 	}
-	q := `SELECT ` + db.DeviceColumns + ` FROM devices` + w + ` ORDER BY device_id COLLATE "C"`
-	if f.Limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d OFFSET %d", f.Limit, max(f.Offset, 0))
+	id := `device_id COLLATE "C"` + dir
+	if key == "" {
+		return id, args
+	}
+	return key + dir + ", " + id, args
+}
+
+// list reads the devices f selects in f's order at now, limit (0: all)
+// from offset.
+func (s *Store) list(ctx context.Context, f db.DeviceFilter, now time.Time, limit, offset int) ([]db.Device, error) {
+	cutoff := db.OnlineCutoff(now)
+	w, args, err := where(f, cutoff, nil)
+	if err != nil {
+		return nil, err
+	}
+	order, args := orderBy(f, cutoff, args)
+	q := `SELECT ` + db.DeviceColumns + ` FROM devices` + w + ` ORDER BY ` + order
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d OFFSET %d", limit, max(offset, 0))
 	}
 	r, err := s.pool.Query(ctx, q, args...)
 	out, err := rows(r, err, func(r pgx.Rows) (db.Device, error) { return db.ScanDevice(r) })
 	if err != nil {
-		return nil, 0, fmt.Errorf("list devices: %w", err)
+		return nil, fmt.Errorf("list devices: %w", err)
 	}
-	return out, total, nil
+	return out, nil
+}
+
+// Devices lists devices matching f in f's order, and how many match in all.
+func (s *Store) Devices(ctx context.Context, f db.DeviceFilter) ([]db.Device, int, error) {
+	if err := f.Validate(); err != nil {
+		return nil, 0, err
+	}
+	now := s.Now()
+	w, args, err := where(f, db.OnlineCutoff(now), nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	var total int
+	if err := s.pool.QueryRow(ctx, `SELECT COUNT(*) FROM devices`+w, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count devices: %w", err)
+	}
+	out, err := s.list(ctx, f, now, f.Limit, f.Offset)
+	return out, total, err
+}
+
+// exportBatch is how many devices EachDevice reads per query, so that a
+// slow reader of an export holds no long query open.
+const exportBatch = 500
+
+// EachDevice calls fn for every device matching f (Offset and Limit
+// included), in f's order at now, reading in batches.
+func (s *Store) EachDevice(ctx context.Context, f db.DeviceFilter, now time.Time, fn func(db.Device) error) error {
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	offset, left := max(f.Offset, 0), f.Limit
+	for {
+		n := exportBatch
+		if f.Limit > 0 {
+			if left <= 0 {
+				return nil
+			}
+			n = min(n, left)
+		}
+		batch, err := s.list(ctx, f, now, n, offset)
+		if err != nil {
+			return err
+		}
+		for _, d := range batch {
+			if err := fn(d); err != nil {
+				return err
+			}
+		}
+		if len(batch) < n {
+			return nil
+		}
+		offset += n
+		left -= n
+	}
 }
 
 // FleetCounts counts devices by status.
