@@ -208,7 +208,7 @@ func TestFleetCSVExport(t *testing.T) {
 	if _, err := h.db.UpdateDevice(ctx, "b-2", db.DeviceUpdate{Enabled: &off}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.db.SetDeviceConnected(ctx, "a-1", true); err != nil {
+	if _, err := h.db.SetDeviceConnection(ctx, "a-1", "node1", true); err != nil {
 		t.Fatal(err)
 	}
 	get := func(path string) *http.Response {
