@@ -67,7 +67,7 @@ test('an operator sends a message and watches it go from queued to completed', {
   const { context, page, problems } = await newPage();
   try {
     await login(page, hub.url, 'olga', 'operator-pass-1');
-    await page.goto(`${hub.url}/devices/cmd-1`);
+    await page.goto(`${hub.url}/devices/cmd-1#commands`);
     await page.locator('[data-live-status][data-state="live"]').waitFor({ timeout: 10_000 });
     const form = page.getByTestId('c2d-form');
 
@@ -120,6 +120,7 @@ test('an operator sends a message and watches it go from queued to completed', {
     await page.getByTestId('method-call').filter({ hasText: 'reboot by user:olga: not connected' }).waitFor({ timeout: 10_000 });
 
     // Desired properties: edit, save with If-Match, see the difference from reported.
+    await page.getByTestId('tab-twin').click();
     await page.getByTestId('twin-desired').fill('{"fan": {"speed": 2}}');
     await page.getByTestId('twin-save').click();
     await page.locator('[data-twin-keys] tr[data-key="fan"][data-differs="true"]').waitFor({ timeout: 10_000 });
@@ -140,7 +141,7 @@ test('a viewer sees commands but cannot send', { timeout: 60_000 }, async () => 
   const { context, page } = await newPage();
   try {
     await login(page, hub.url, 'vic', 'viewer-pass-1');
-    await page.goto(`${hub.url}/devices/cmd-1`);
+    await page.goto(`${hub.url}/devices/cmd-1#commands`);
     assert.equal(await page.getByTestId('commands-readonly').isVisible(), true);
     assert.equal(await page.getByTestId('c2d-send').isDisabled(), true);
     assert.equal(await page.getByTestId('method-invoke').isDisabled(), true);

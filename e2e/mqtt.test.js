@@ -64,7 +64,7 @@ test('an MQTT device goes online live and answers a method invoked from the form
     client.onDeviceMethod('reboot', (request, response) => {
       response.send(200, { rebooting: true, delay: request.payload.delay }, () => {});
     });
-    await page.goto(`${hub.url}/devices/mqtt-live-1`);
+    await page.goto(`${hub.url}/devices/mqtt-live-1#commands`);
     await page.locator('[data-live-status][data-state="live"]').waitFor({ timeout: 10_000 });
     const form = page.getByTestId('method-form');
     await form.getByTestId('method-name').fill('reboot');

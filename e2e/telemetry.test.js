@@ -68,7 +68,7 @@ test('a posted message appears live as a chart point and in the latest messages'
   const { context, page, problems } = await newPage();
   try {
     await login(page, hub.url, 'admin', hub.password);
-    await page.goto(`${hub.url}/devices/${deviceID}`);
+    await page.goto(`${hub.url}/devices/${deviceID}#telemetry`);
     await page.locator('[data-live-status][data-state="live"]').waitFor({ timeout: 10_000 });
     assert.equal(await page.getByTestId('charts-empty').count(), 1, 'a device without telemetry shows the empty note');
     // A marker that a reload would wipe.
@@ -86,11 +86,14 @@ test('a posted message appears live as a chart point and in the latest messages'
     assert.equal(await page.locator('[data-testid="chart"][data-metric="humidity"]').count(), 1);
     assert.equal(await page.locator('[data-testid="chart"][data-metric="status"]').count(), 0, 'strings are not charted');
 
+    // The latest messages are the Messages tab's.
+    await page.getByTestId('tab-messages').click();
     const message = page.getByTestId('message').first();
     await message.waitFor({ timeout: live });
     const body = await message.getByTestId('message-body').textContent();
     assert.match(body, /\n {2}"temperature": 21\.5,\n/, `body is pretty-printed JSON:\n${body}`);
     assert.match(await message.textContent(), /site=lab/);
+    await page.getByTestId('tab-telemetry').click();
 
     // A second message adds a point to the existing chart.
     const before = await points(page, 'temperature');
@@ -175,9 +178,9 @@ test('the device page reads well in dark mode', { timeout: 60_000 }, async () =>
   const { context, page, problems } = await newPage('dark');
   try {
     await login(page, hub.url, 'admin', hub.password);
-    await page.goto(`${hub.url}/devices/${deviceID}`);
+    await page.goto(`${hub.url}/devices/${deviceID}#telemetry`);
     await page.locator('[data-testid="chart"][data-metric="temperature"] canvas').waitFor({ timeout: 5000 });
-    await page.getByTestId('message').first().waitFor({ timeout: 5000 });
+    await page.getByTestId('message').first().waitFor({ state: 'attached', timeout: 5000 });
     await screenshot(page, 'telemetry-dark');
     await page.locator('#telemetry').screenshot({ path: path.join(artifacts, 'telemetry-section-dark.png') });
     assert.deepEqual(problems.list(), []);
