@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -181,6 +182,13 @@ func subcommand(ctx context.Context, e env, group string, args []string, verbs m
 		fmt.Fprintf(w, "Usage: fieldhub %s <%s> [flags]\n", group, strings.Join(names, "|"))
 		if len(args) == 0 {
 			return errUsagePrinted
+		}
+		// Asked for help: each subcommand's usage and flags, as its own
+		// --help prints them (flags are parsed before anything is opened).
+		for _, n := range names {
+			var help bytes.Buffer
+			_ = verbs[n](ctx, env{getenv: e.getenv, stdin: strings.NewReader(""), stdout: &help, stderr: &help}, []string{"--help"})
+			fmt.Fprintf(w, "\n%s", help.String())
 		}
 		return nil
 	}

@@ -112,6 +112,30 @@ func TestCLIHelp(t *testing.T) {
 	}
 }
 
+// TestGroupHelpListsFlags: `fieldhub <command> --help` lists the flags of
+// each of its subcommands, as the README says.
+func TestGroupHelpListsFlags(t *testing.T) {
+	for _, tt := range []struct {
+		group string
+		want  []string
+	}{
+		{"device", []string{"fieldhub device show [--data DIR] [--keys yes]", "-transport", "fieldhub device token", "-ttl"}},
+		{"user", []string{"fieldhub user add", "-password-stdin"}},
+		{"token", []string{"fieldhub token create", "-role"}},
+		{"ca", []string{"fieldhub ca add", "-data"}},
+	} {
+		out, _, err := cli(t, "", tt.group, "--help")
+		if err != nil {
+			t.Fatalf("%s --help: %v", tt.group, err)
+		}
+		for _, want := range tt.want {
+			if !strings.Contains(out, want) {
+				t.Errorf("fieldhub %s --help lacks %q:\n%s", tt.group, want, out)
+			}
+		}
+	}
+}
+
 func TestCLIUsers(t *testing.T) {
 	data := t.TempDir()
 	out, _, err := cli(t, "", "user", "add", "--data", data, "--role", "operator", "alice")
