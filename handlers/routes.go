@@ -67,6 +67,7 @@ func (s *Server) routes(e *echo.Echo) {
 
 	// Operator REST API.
 	api := g.Group("/api/v1")
+	api.GET("/openapi.json", s.showOpenAPI) // docs/openapi.json: every route below, kept so by handlers/openapi_test.go
 	api.GET("/devices", s.apiListFleet, viewer) // handlers/api_fleet.go: JSON or CSV
 	api.POST("/devices", s.apiCreateDevice, admin)
 	api.GET("/devices/:id", s.apiShowDevice, viewer)
