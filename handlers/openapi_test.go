@@ -94,7 +94,7 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 		for _, e := range errs {
 			t.Errorf("docs/openapi.json is not valid OpenAPI: %s: %s (line %d)", e.Message, e.Reason, e.SpecLine)
 			for _, se := range e.SchemaValidationErrors {
-				t.Errorf("  %s: %s", se.Location, se.Reason)
+				t.Errorf("  %s: %s", se.FieldPath+" "+se.KeywordLocation, se.Reason)
 			}
 		}
 	}
@@ -180,7 +180,7 @@ func TestOpenAPIAnswersMatch(t *testing.T) {
 			for _, e := range errs {
 				t.Errorf("%s: answer %d does not match docs/openapi.json: %s: %s", name, resp.StatusCode, e.Message, e.Reason)
 				for _, se := range e.SchemaValidationErrors {
-					t.Errorf("  %s: %s", se.Location, se.Reason)
+					t.Errorf("  %s: %s", se.FieldPath+" "+se.KeywordLocation, se.Reason)
 				}
 			}
 		}
