@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -225,13 +226,18 @@ func (a *App) startIngest(ctx context.Context) error {
 // startBroker builds the device registry, which every device endpoint
 // authenticates through, and the MQTT broker with the device endpoints'
 // certificate.
-func (a *App) startBroker(context.Context) error {
+func (a *App) startBroker(ctx context.Context) error {
+	secret, err := querySecret(ctx, a.be.store)
+	if err != nil {
+		return err
+	}
 	var sasHosts []string
 	if a.cfg.Hostname != "" {
 		sasHosts = []string{a.cfg.Hostname}
 	}
 	a.quota = quota.New(a.cfg.DeviceQuota) // shared by both device endpoints
-	a.devices = registry.New(registry.Config{Store: a.be.store, Audit: a.be.store, Live: a.hub, Hostnames: sasHosts, Logger: a.log})
+	a.devices = registry.New(registry.Config{Store: a.be.store, Audit: a.be.store, Live: a.hub, Hostnames: sasHosts, Logger: a.log,
+		QuerySecret: secret})
 	if a.cfg.MQTTAddr == "" && a.cfg.MQTTPlainAddr == "" {
 		return nil
 	}
@@ -414,4 +420,19 @@ func nodeName(cfg Config) (string, error) {
 		port = auth.NewPassword()[:8]
 	}
 	return bus.DefaultNode(host, port), nil
+}
+
+// querySecret is the secret of fleet queries' continuation tokens, made
+// once and kept, so that a client paging through a query across a restart
+// of the hub can go on.
+func querySecret(ctx context.Context, store Store) ([]byte, error) {
+	v, err := store.Setting(ctx, db.SettingQuerySecret, "")
+	if err != nil {
+		return nil, err
+	}
+	if b, err := base64.StdEncoding.DecodeString(v); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	b := registry.NewQuerySecret()
+	return b, store.SetSetting(ctx, db.SettingQuerySecret, base64.StdEncoding.EncodeToString(b))
 }

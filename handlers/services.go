@@ -70,6 +70,8 @@ type Devices interface {
 	RevealConnections(ctx context.Context, actor, deviceID string, ep registry.Endpoints, now time.Time) ([]registry.Connection, db.Device, error)
 	AddCA(ctx context.Context, actor, name string, pemBytes []byte) (db.CertificateAuthority, error)
 	RemoveCA(ctx context.Context, actor, name string) error
+	// Query runs a page of a fleet query (registry/query.go).
+	Query(ctx context.Context, req registry.QueryRequest) (registry.QueryResult, error)
 }
 
 // CloudMessages is the cloud-to-device queue (*commands.CloudQueue).

@@ -152,6 +152,12 @@ var sections = []section{
 		{name: "longest ack during the backup", unit: "ms", value: m("backup.BenchmarkBackupWhileIngesting", "ack-max-ms-during"),
 			baseline: m("backup.BenchmarkBackupWhileIngesting", "ack-max-ms-before"), baseName: "just before it"},
 	}},
+	{"Issue 13: fleet queries at 10,000 devices, whole POST /api/v1/devices/query request (handlers.BenchmarkQuery10k)", []figure{
+		{name: "tag + twin query, first page of 100", unit: "ms", value: m("handlers.BenchmarkQuery10k/tag-and-twin-first-page", "ms/op"), target: atMost(100)},
+		{name: "tag + twin query, all 253 matches", unit: "ms", value: m("handlers.BenchmarkQuery10k/tag-and-twin-all", "ms/op"), target: atMost(100)},
+		{name: "twin-only query, page of 1,000", unit: "ms", value: m("handlers.BenchmarkQuery10k/twin-only-all", "ms/op")},
+		{name: "COUNT() GROUP BY tags.site (whole fleet read)", unit: "ms", value: m("handlers.BenchmarkQuery10k/count-group-by-site", "ms/op")},
+	}},
 }
 
 // results maps "<package>.<Benchmark>" to its metrics by unit.
