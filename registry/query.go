@@ -24,7 +24,7 @@ const (
 	MaxQueryPageSize     = db.MaxQueryPage
 	// MaxQueryTerms bounds the comparisons, calls and IN lists of a
 	// condition: each is evaluated for every device scanned.
-	MaxQueryTerms = 100
+	MaxQueryTerms = query.MaxTerms
 	// DefaultQueryTimeout bounds the scan of one page (or, for COUNT() and
 	// GROUP BY, of the whole fleet).
 	DefaultQueryTimeout = 10 * time.Second
@@ -114,34 +114,10 @@ func ParseQuery(text string) (*query.Query, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := Terms(q.Where); n > MaxQueryTerms {
+	if n := query.Terms(q.Where); n > MaxQueryTerms {
 		return nil, &QueryLimitError{fmt.Sprintf("the condition has %d terms (comparisons, functions, IN lists); at most %d are allowed", n, MaxQueryTerms)}
 	}
 	return q, nil
-}
-
-// Terms counts the comparisons, function calls, IN lists and Boolean
-// fields of a condition: the work it does for each device.
-func Terms(c query.Cond) int {
-	switch c := c.(type) {
-	case *query.And:
-		n := 0
-		for _, t := range c.Terms {
-			n += Terms(t)
-		}
-		return n
-	case *query.Or:
-		n := 0
-		for _, t := range c.Terms {
-			n += Terms(t)
-		}
-		return n
-	case *query.Not:
-		return Terms(c.Cond)
-	case nil:
-		return 0
-	}
-	return 1
 }
 
 // list is a page of SELECT * or of a projection.
