@@ -20,6 +20,7 @@ import (
 	"fieldhub/db"
 	"fieldhub/handlers"
 	"fieldhub/ingest"
+	"fieldhub/jobs"
 	"fieldhub/live"
 	"fieldhub/mqtt"
 	"fieldhub/netlimit"
@@ -45,6 +46,7 @@ type parts struct {
 	cloud         *commands.CloudQueue
 	methods       *commands.Invoker
 	twins         *commands.Twins
+	jobs          *jobs.Service
 	telemetry     *telemetry.Store
 	pipeline      *ingest.Pipeline
 	devices       *registry.Registry
@@ -70,6 +72,7 @@ func (a *App) start(ctx context.Context) error {
 		a.startCommands,
 		a.startIngest,
 		a.startBroker,
+		a.startJobs,
 		a.serveDevices,
 		a.serveDashboard,
 		a.startDemo,
@@ -205,6 +208,19 @@ func (a *App) startCommands(ctx context.Context) error {
 	unqueued := a.cloud.OnQueued(a.bus.CloudMessageQueued)
 	undesired := a.twins.OnDesired(a.bus.DesiredChanged)
 	a.onStop("pushes to other instances", quickStop, func(context.Context) error { unqueued(); undesired(); return nil })
+	a.jobs = jobs.New(jobs.Config{Store: store, Methods: a.methods, Twins: a.twins, Cloud: a.cloud, Publisher: a.hub, Logger: a.log})
+	return nil
+}
+
+// startJobs resumes stored jobs and runs new ones, once the MQTT transport
+// reaches devices; running jobs go on after jobs.Config.ResumeDelay, so
+// that devices have reconnected. It stops before the database closes;
+// calls under way then are recorded as interrupted at the next start.
+func (a *App) startJobs(ctx context.Context) error {
+	if err := a.jobs.Start(ctx); err != nil {
+		return err
+	}
+	a.onStop("jobs", quickStop, func(context.Context) error { a.jobs.Close(); return nil })
 	return nil
 }
 
@@ -288,7 +304,7 @@ func (a *App) serveDevices(ctx context.Context) error {
 	}
 	router, server := handlers.New(handlers.Config{
 		Store: a.be.store, Devices: a.devices, Assets: assets, Logger: a.log, DeviceHost: a.deviceHost, Live: a.hub,
-		CloudMessages: a.cloud, Methods: a.methods, Twins: a.twins, Ingest: a.pipeline, Telemetry: a.telemetry,
+		CloudMessages: a.cloud, Methods: a.methods, Twins: a.twins, Jobs: a.jobs, Ingest: a.pipeline, Telemetry: a.telemetry,
 		SeparateDeviceListener: !IsLoopback(a.cfg.Addr), MQTTWebSocket: a.mqttWS, DeviceQuota: a.quota,
 		SecureCookies: a.cfg.DashboardTLS, TrustedProxies: a.cfg.TrustedProxies, Health: a.health,
 		DeviceEndpoints: endpoints, DeviceCA: trustAnchorPEM(a.cert),

@@ -85,7 +85,7 @@ type JobDeviceFilter struct {
 const jobColumns = `job_id, type, query, payload, actor, status, max_concurrency, device_timeout, created_at, start_at,
 	started_at, finished_at, total, succeeded, failed, cancelled, error`
 
-func scanJob(s scanner) (Job, error) {
+func scanJob(s Scanner) (Job, error) {
 	var (
 		j                         Job
 		payload                   string

@@ -89,6 +89,13 @@ func (s *Server) routes(e *echo.Echo) {
 	api.PATCH("/devices/:id/twin", s.apiPatchTwin, operator)
 	api.GET("/audit", s.apiListAudit, admin)
 
+	// Jobs (handlers/api_jobs.go): a command on every device a query selects.
+	api.GET("/jobs", s.apiListJobs, viewer)
+	api.POST("/jobs", s.apiCreateJob, operator)
+	api.GET("/jobs/events", s.streamJobs, viewer)
+	api.GET("/jobs/:id", s.apiShowJob, viewer)
+	api.POST("/jobs/:id/cancel", s.apiCancelJob, operator)
+
 	// Live streams (server-sent events).
 	api.GET("/events", s.streamFleet, viewer)
 	api.GET("/devices/:id/events", s.streamDevice, viewer)

@@ -8,6 +8,7 @@ import (
 
 	"fieldhub/commands"
 	"fieldhub/db"
+	"fieldhub/jobs"
 	"fieldhub/registry"
 )
 
@@ -94,8 +95,18 @@ type Twins interface {
 	PatchDesired(ctx context.Context, actor, deviceID string, patch json.RawMessage, ifVersion int64) (db.Twin, error)
 }
 
+// Jobs runs commands on many devices (*jobs.Service).
+type Jobs interface {
+	Create(ctx context.Context, actor string, spec jobs.Spec) (db.Job, error)
+	Cancel(ctx context.Context, actor, id string) (db.Job, error)
+	Job(ctx context.Context, id string) (db.Job, error)
+	Jobs(ctx context.Context, f db.JobFilter) ([]db.Job, error)
+	Devices(ctx context.Context, id string, f db.JobDeviceFilter) ([]db.JobDevice, error)
+}
+
 // Live serves the dashboard's live streams (*live.Hub).
 type Live interface {
+	ServeJobs(w http.ResponseWriter, r *http.Request, lastID int64) error
 	ServeFleet(w http.ResponseWriter, r *http.Request, lastID int64, filter map[string]bool) error
 	ServeDevice(w http.ResponseWriter, r *http.Request, deviceID string, lastID int64) error
 	MessagesPerMinute() int64

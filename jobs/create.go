@@ -141,7 +141,7 @@ func (s *Service) Create(ctx context.Context, actor string, spec Spec) (db.Job, 
 	}
 	s.audit(ctx, db.AuditEntry{Actor: actor, Action: ActionCreate, Target: "job:" + j.ID, Detail: detail})
 	s.publish(j)
-	s.launch(j)
+	s.launch(j, 0)
 	go s.prune(context.WithoutCancel(ctx))
 	return j, nil
 }

@@ -100,6 +100,9 @@ type Config struct {
 	// MaxDevices, MaxActive: the bounds above; zero takes them.
 	MaxDevices int
 	MaxActive  int
+	// ResumeDelay is how long a restarted hub waits before it resumes
+	// running jobs, so that devices have reconnected (default 30 s).
+	ResumeDelay time.Duration
 	// ProgressInterval is how often a running job's counts go live (default 250 ms).
 	ProgressInterval time.Duration
 }
@@ -139,6 +142,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.MaxActive <= 0 {
 		cfg.MaxActive = MaxActive
+	}
+	if cfg.ResumeDelay <= 0 {
+		cfg.ResumeDelay = 30 * time.Second
 	}
 	if cfg.ProgressInterval <= 0 {
 		cfg.ProgressInterval = 250 * time.Millisecond
@@ -183,11 +189,18 @@ func (s *Service) Start(ctx context.Context) error {
 		return err
 	}
 	for _, j := range active {
-		s.launch(j)
+		s.launch(j, s.cfg.ResumeDelay)
 	}
 	s.wg.Add(1)
 	go s.progressLoop()
 	return nil
+}
+
+// Started reports whether Start ran.
+func (s *Service) Started() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ctx != nil
 }
 
 // Close stops every job's runner and waits for them: calls under way are
@@ -210,8 +223,8 @@ func (s *Service) prune(ctx context.Context) {
 	}
 }
 
-// launch starts a job's runner.
-func (s *Service) launch(j db.Job) {
+// launch starts a job's runner; a running job resumes after delay.
+func (s *Service) launch(j db.Job, delay time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx == nil || s.ctx.Err() != nil {
@@ -228,7 +241,7 @@ func (s *Service) launch(j db.Job) {
 		defer s.wg.Done()
 		defer close(r.done)
 		defer cancel()
-		s.run(ctx, j)
+		s.run(ctx, j, delay)
 		s.mu.Lock()
 		delete(s.running, j.ID)
 		s.mu.Unlock()

@@ -103,6 +103,8 @@ func (e *env) service(configure ...func(*jobs.Config)) *jobs.Service {
 		Cloud:     e.cloud,
 		Publisher: e.pub,
 		Now:       e.db.Now,
+		// Tests need no time for devices to reconnect after a restart.
+		ResumeDelay: time.Nanosecond,
 	}
 	for _, f := range configure {
 		f(&cfg)

@@ -16,16 +16,13 @@ import (
 // scheduled, then keep up to MaxConcurrency devices' calls under way until
 // none is pending. ctx ends on cancel and on Close; calls under way run on
 // the service's context, so a cancel lets them finish and Close does not.
-func (s *Service) run(ctx context.Context, j db.Job) {
+func (s *Service) run(ctx context.Context, j db.Job, resumeDelay time.Duration) {
+	if j.Status == db.JobRunning && resumeDelay > 0 && !sleep(ctx, resumeDelay) {
+		return
+	}
 	if j.Status == db.JobScheduled {
-		if wait := j.StartAt.Sub(s.cfg.Now()); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
+		if !sleep(ctx, j.StartAt.Sub(s.cfg.Now())) {
+			return
 		}
 		var err error
 		if j, err = s.begin(ctx, j); err != nil || j.Status != db.JobRunning {
@@ -240,4 +237,19 @@ func (s *Service) explain(j db.Job, deviceID string, err error) string {
 	}
 	s.log.Error("jobs: device call failed", "job", j.ID, "device", deviceID, "err", err)
 	return "the call failed; the details are in the server log"
+}
+
+// sleep waits for d, or less when ctx ends (false then).
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
