@@ -56,6 +56,10 @@ func (s *Server) routes(e *echo.Echo) {
 	g.GET("/devices/:id/connection-string", s.showConnectionString, admin)
 	g.GET("/devices/:id/connect", s.showConnections, admin) // handlers/connect.go
 	g.GET(deviceCAPath, s.downloadDeviceCA, viewer)
+	g.GET("/jobs", s.showJobs, viewer) // handlers/jobs.go
+	g.POST("/jobs", s.createJob, operator)
+	g.GET("/jobs/:id", s.showJob, viewer)
+	g.POST("/jobs/:id/cancel", s.cancelJob, operator)
 	g.GET("/users", s.showUsers, admin)
 	g.POST("/users", s.createUser, admin)
 	g.POST("/users/:name/password", s.setUserPassword, admin)
