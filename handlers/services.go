@@ -73,6 +73,8 @@ type Devices interface {
 	RemoveCA(ctx context.Context, actor, name string) error
 	// Query runs a page of a fleet query (registry/query.go).
 	Query(ctx context.Context, req registry.QueryRequest) (registry.QueryResult, error)
+	// Import applies a bulk import file in one transaction (registry/import.go).
+	Import(ctx context.Context, actor string, f registry.ImportFile, dryRun bool) (registry.ImportSummary, error)
 }
 
 // CloudMessages is the cloud-to-device queue (*commands.CloudQueue).

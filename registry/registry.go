@@ -27,6 +27,9 @@ type Store interface {
 	// condition with the query package for its dialect
 	// (db/storetest.RunFleetQuery holds it to db.DeviceDocument).
 	QueryDevices(ctx context.Context, q db.DeviceQuery) ([]db.QueriedDevice, error)
+	// ImportDevices creates and updates devices in one transaction, or
+	// only says what it would do (dryRun).
+	ImportDevices(ctx context.Context, devs []db.ImportDevice, dryRun bool) (db.ImportResult, error)
 	AddCertificateAuthority(ctx context.Context, name string, pemBytes []byte) (db.CertificateAuthority, error)
 	DeleteCertificateAuthority(ctx context.Context, name string) error
 	CACertificates(ctx context.Context) ([]*x509.Certificate, error)

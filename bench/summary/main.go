@@ -158,6 +158,11 @@ var sections = []section{
 		{name: "twin-only query, page of 1,000", unit: "ms", value: m("handlers.BenchmarkQuery10k/twin-only-all", "ms/op")},
 		{name: "COUNT() GROUP BY tags.site (whole fleet read)", unit: "ms", value: m("handlers.BenchmarkQuery10k/count-group-by-site", "ms/op")},
 	}},
+	{"Issue 13: jobs and bulk import (mqtt.BenchmarkMethodJob1k, handlers.BenchmarkImport10k)", []figure{
+		{name: "method job on 1,000 MQTT devices, request to last outcome", unit: "s", value: m("mqtt.BenchmarkMethodJob1k", "s/job"), target: atMost(10)},
+		{name: "import of 10,000 CSV rows, one transaction, whole request", unit: "s", value: m("handlers.BenchmarkImport10k", "s/import"), target: atMost(5)},
+		{name: "dry run of the same file", unit: "s", value: m("handlers.BenchmarkImport10k", "s/dry-run")},
+	}},
 }
 
 // results maps "<package>.<Benchmark>" to its metrics by unit.
