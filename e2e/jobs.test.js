@@ -58,7 +58,7 @@ async function newPage(opts = {}) {
   return { context, page, problems: watchPage(page) };
 }
 
-test('an operator runs a method on the devices a query selects and watches it live', { timeout: 120_000 }, async () => {
+test('an operator runs a method on the devices a query selects and watches it live', { timeout: 240_000 }, async () => {
   const { context, page, problems } = await newPage();
   try {
     await login(page, hub.url, 'olga', 'operator-pass-1');

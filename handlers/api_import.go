@@ -44,14 +44,21 @@ type importDeviceJSON struct {
 // multipart form (the page), within the bound.
 func (s *Server) importFile(c echo.Context) (registry.ImportFile, error) {
 	req := c.Request()
-	if req.ContentLength > registry.MaxImportBytes {
-		return registry.ImportFile{}, errorf(http.StatusRequestEntityTooLarge, "the file is %d bytes; an import may have at most %d MB", req.ContentLength, registry.MaxImportBytes>>20)
-	}
-	// Room for the multipart framing around a file at the bound.
-	body := http.MaxBytesReader(c.Response(), req.Body, registry.MaxImportBytes+64<<10)
-	var r io.Reader = body
-	if mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); mt == "multipart/form-data" {
-		req.Body = body
+	var r io.Reader = req.Body
+	if req.MultipartForm != nil {
+		// The page's form, parsed already by the CSRF check (within
+		// limitImportBody's bound).
+		fh, err := c.FormFile("file")
+		if err != nil {
+			return registry.ImportFile{}, errorf(http.StatusBadRequest, "choose a file to import")
+		}
+		file, err := fh.Open()
+		if err != nil {
+			return registry.ImportFile{}, err
+		}
+		defer file.Close()
+		r = file
+	} else if mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); mt == "multipart/form-data" {
 		mr, err := req.MultipartReader()
 		if err != nil {
 			return registry.ImportFile{}, errorf(http.StatusBadRequest, "the upload is not a valid form: %v", err)
@@ -160,4 +167,18 @@ func importActionLabel(a string) string {
 		return "changes"
 	}
 	return "unchanged"
+}
+
+// limitImportBody bounds an import request's body before anything reads
+// it (the CSRF check parses a page's form): the file's bound and room for
+// the form around it.
+func limitImportBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		if req.ContentLength > registry.MaxImportBytes+64<<10 {
+			return errorf(http.StatusRequestEntityTooLarge, "the upload is %d bytes; an import may have at most %d MB", req.ContentLength, registry.MaxImportBytes>>20)
+		}
+		req.Body = http.MaxBytesReader(c.Response(), req.Body, registry.MaxImportBytes+64<<10)
+		return next(c)
+	}
 }

@@ -56,6 +56,8 @@ func (s *Server) routes(e *echo.Echo) {
 	g.GET("/devices/:id/connection-string", s.showConnectionString, admin)
 	g.GET("/devices/:id/connect", s.showConnections, admin) // handlers/connect.go
 	g.GET(deviceCAPath, s.downloadDeviceCA, viewer)
+	g.GET("/import", s.showImport, operator) // handlers/import.go
+	g.POST("/import", s.importDevices, limitImportBody, operator)
 	g.GET("/jobs", s.showJobs, viewer) // handlers/jobs.go
 	g.POST("/jobs", s.createJob, operator)
 	g.GET("/jobs/:id", s.showJob, viewer)
@@ -71,7 +73,7 @@ func (s *Server) routes(e *echo.Echo) {
 	api.GET("/devices", s.apiListDevices, viewer)
 	api.POST("/devices", s.apiCreateDevice, admin)
 	api.POST("/devices/query", s.apiQueryDevices, viewer)     // fleet queries (handlers/api_query.go)
-	api.POST("/devices/import", s.apiImportDevices, operator) // bulk import (handlers/api_import.go); applying needs admin
+	api.POST("/devices/import", s.apiImportDevices, limitImportBody, operator) // bulk import (handlers/api_import.go); applying needs admin
 	api.GET("/devices/:id", s.apiShowDevice, viewer)
 	api.PATCH("/devices/:id", s.apiUpdateDevice, admin)
 	api.DELETE("/devices/:id", s.apiDeleteDevice, admin)

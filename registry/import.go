@@ -223,7 +223,7 @@ func csvReason(err error) string {
 func invalidReason(err error) string {
 	var inv *storage.InvalidError
 	if errors.As(err, &inv) {
-		return inv.Error()
+		return inv.Reason // the column is the row error's own
 	}
 	return err.Error()
 }
