@@ -43,24 +43,43 @@ var errDryRun = errors.New("dry run")
 // With dryRun nothing is written, and the result says what would be.
 func (d *DB) ImportDevices(ctx context.Context, devs []ImportDevice, dryRun bool) (ImportResult, error) {
 	res := ImportResult{Actions: make([]string, len(devs))}
-	seen := make(map[string]bool, len(devs))
-	for _, dev := range devs {
-		if seen[dev.DeviceID] {
-			return res, invalid("id", "device %q appears twice in the import", dev.DeviceID)
-		}
-		seen[dev.DeviceID] = true
-		if err := ValidateDeviceID(dev.DeviceID); err != nil {
-			return res, err
-		}
-		if len(dev.Name) > maxNameLength {
-			return res, invalid("name", "name of %q is longer than %d characters", dev.DeviceID, maxNameLength)
-		}
-		if err := validateTags(dev.Tags); err != nil {
-			return res, err
-		}
+	if err := CheckImport(devs); err != nil {
+		return res, err
 	}
 	now := ms(d.Now())
 	err := d.withTx(ctx, func(tx *sql.Tx) error {
+		return d.importTx(ctx, tx, devs, dryRun, now, &res)
+	})
+	if err != nil && !errors.Is(err, errDryRun) {
+		return ImportResult{}, fmt.Errorf("import devices: %w", err)
+	}
+	return res, nil
+}
+
+// CheckImport checks every device of an import (each store calls it
+// before writing): valid ids, names and tags, each id once.
+func CheckImport(devs []ImportDevice) error {
+	seen := make(map[string]bool, len(devs))
+	for _, dev := range devs {
+		if seen[dev.DeviceID] {
+			return invalid("id", "device %q appears twice in the import", dev.DeviceID)
+		}
+		seen[dev.DeviceID] = true
+		if err := ValidateDeviceID(dev.DeviceID); err != nil {
+			return err
+		}
+		if len(dev.Name) > MaxNameLength {
+			return invalid("name", "name of %q is longer than %d characters", dev.DeviceID, MaxNameLength)
+		}
+		if err := validateTags(dev.Tags); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *DB) importTx(ctx context.Context, tx *sql.Tx, devs []ImportDevice, dryRun bool, now int64, res *ImportResult) error {
+	{
 		find, err := tx.PrepareContext(ctx, `SELECT name, tags, enabled FROM devices WHERE device_id = ?`)
 		if err != nil {
 			return err
@@ -123,9 +142,5 @@ func (d *DB) ImportDevices(ctx context.Context, devs []ImportDevice, dryRun bool
 			return errDryRun
 		}
 		return nil
-	})
-	if err != nil && !errors.Is(err, errDryRun) {
-		return ImportResult{}, fmt.Errorf("import devices: %w", err)
 	}
-	return res, nil
 }

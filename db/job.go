@@ -82,10 +82,12 @@ type JobDeviceFilter struct {
 	Limit  int
 }
 
-const jobColumns = `job_id, type, query, payload, actor, status, max_concurrency, device_timeout, created_at, start_at,
+// JobColumns are the columns of jobs ScanJob reads, for every store.
+const JobColumns = `job_id, type, query, payload, actor, status, max_concurrency, device_timeout, created_at, start_at,
 	started_at, finished_at, total, succeeded, failed, cancelled, error`
 
-func scanJob(s Scanner) (Job, error) {
+// ScanJob reads a row of JobColumns.
+func ScanJob(s Scanner) (Job, error) {
 	var (
 		j                         Job
 		payload                   string
@@ -122,7 +124,7 @@ func (d *DB) CreateJob(ctx context.Context, j Job) (Job, error) {
 
 // Job reads a job.
 func (d *DB) Job(ctx context.Context, id string) (Job, error) {
-	j, err := scanJob(d.write.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE job_id = ?`, id))
+	j, err := ScanJob(d.write.QueryRowContext(ctx, `SELECT `+JobColumns+` FROM jobs WHERE job_id = ?`, id))
 	if err := translate(err); err != nil {
 		return Job{}, fmt.Errorf("job %q: %w", id, err)
 	}
@@ -131,7 +133,7 @@ func (d *DB) Job(ctx context.Context, id string) (Job, error) {
 
 // Jobs lists jobs, newest first.
 func (d *DB) Jobs(ctx context.Context, f JobFilter) ([]Job, error) {
-	q, args := `SELECT `+jobColumns+` FROM jobs`, []any{}
+	q, args := `SELECT `+JobColumns+` FROM jobs`, []any{}
 	if f.Status != "" {
 		q += ` WHERE status = ?`
 		args = append(args, f.Status)
@@ -151,7 +153,7 @@ func (d *DB) queryJobs(ctx context.Context, q string, args ...any) ([]Job, error
 	defer rows.Close()
 	var out []Job
 	for rows.Next() {
-		j, err := scanJob(rows)
+		j, err := ScanJob(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list jobs: %w", err)
 		}
@@ -163,7 +165,7 @@ func (d *DB) queryJobs(ctx context.Context, q string, args ...any) ([]Job, error
 // ActiveJobs are the jobs scheduled or running, oldest first: what a
 // restarted hub resumes.
 func (d *DB) ActiveJobs(ctx context.Context) ([]Job, error) {
-	return d.queryJobs(ctx, `SELECT `+jobColumns+` FROM jobs WHERE status IN ('scheduled', 'running') ORDER BY start_at, id`)
+	return d.queryJobs(ctx, `SELECT `+JobColumns+` FROM jobs WHERE status IN ('scheduled', 'running') ORDER BY start_at, id`)
 }
 
 // StartJob records that a scheduled job started on these devices: each is
