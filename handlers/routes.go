@@ -72,7 +72,7 @@ func (s *Server) routes(e *echo.Echo) {
 	api := g.Group("/api/v1")
 	api.GET("/devices", s.apiListDevices, viewer)
 	api.POST("/devices", s.apiCreateDevice, admin)
-	api.POST("/devices/query", s.apiQueryDevices, viewer)     // fleet queries (handlers/api_query.go)
+	api.POST("/devices/query", s.apiQueryDevices, viewer)                      // fleet queries (handlers/api_query.go)
 	api.POST("/devices/import", s.apiImportDevices, limitImportBody, operator) // bulk import (handlers/api_import.go); applying needs admin
 	api.GET("/devices/:id", s.apiShowDevice, viewer)
 	api.PATCH("/devices/:id", s.apiUpdateDevice, admin)
