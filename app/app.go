@@ -18,12 +18,13 @@
 //  7. the telemetry store, which recovers the log after its last
 //     checkpoint, and the ingest pipeline writing to it
 //  8. the device registry and the MQTT broker, listening
-//  9. the handlers and the device HTTPS server, serving
-//  10. the dashboard server, serving
-//  11. the demo's simulated devices
+//  9. jobs: stored ones resumed once the transport reaches devices
+//  10. the handlers and the device HTTPS server, serving
+//  11. the dashboard server, serving
+//  12. the demo's simulated devices
 //
 // Close stops them in reverse: the demo's devices, every server (nothing
-// new arrives), the broker, ingest drains (whatever was accepted commits),
+// new arrives), jobs, the broker, ingest drains (whatever was accepted commits),
 // the sweeper, the live streams, the bus, the pruner, the database and last the
 // lock. Each stop is bounded; one that overruns is logged and left behind
 // so that the process can still end.

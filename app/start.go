@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"fieldhub/db"
 	"fieldhub/handlers"
 	"fieldhub/ingest"
+	"fieldhub/jobs"
 	"fieldhub/live"
 	"fieldhub/mqtt"
 	"fieldhub/netlimit"
@@ -44,6 +46,7 @@ type parts struct {
 	cloud         *commands.CloudQueue
 	methods       *commands.Invoker
 	twins         *commands.Twins
+	jobs          *jobs.Service
 	telemetry     *telemetry.Store
 	pipeline      *ingest.Pipeline
 	devices       *registry.Registry
@@ -70,6 +73,7 @@ func (a *App) start(ctx context.Context) error {
 		a.startCommands,
 		a.startIngest,
 		a.startBroker,
+		a.startJobs,
 		a.serveDevices,
 		a.serveDashboard,
 		a.startDemo,
@@ -205,6 +209,19 @@ func (a *App) startCommands(ctx context.Context) error {
 	unqueued := a.cloud.OnQueued(a.bus.CloudMessageQueued)
 	undesired := a.twins.OnDesired(a.bus.DesiredChanged)
 	a.onStop("pushes to other instances", quickStop, func(context.Context) error { unqueued(); undesired(); return nil })
+	a.jobs = jobs.New(jobs.Config{Store: store, Methods: a.methods, Twins: a.twins, Cloud: a.cloud, Publisher: a.hub, Logger: a.log})
+	return nil
+}
+
+// startJobs resumes stored jobs and runs new ones, once the MQTT transport
+// reaches devices; running jobs go on after jobs.Config.ResumeDelay, so
+// that devices have reconnected. It stops before the database closes;
+// calls under way then are recorded as interrupted at the next start.
+func (a *App) startJobs(ctx context.Context) error {
+	if err := a.jobs.Start(ctx); err != nil {
+		return err
+	}
+	a.onStop("jobs", quickStop, func(context.Context) error { a.jobs.Close(); return nil })
 	return nil
 }
 
@@ -226,13 +243,18 @@ func (a *App) startIngest(ctx context.Context) error {
 // startBroker builds the device registry, which every device endpoint
 // authenticates through, and the MQTT broker with the device endpoints'
 // certificate.
-func (a *App) startBroker(context.Context) error {
+func (a *App) startBroker(ctx context.Context) error {
+	secret, err := querySecret(ctx, a.be.store)
+	if err != nil {
+		return err
+	}
 	var sasHosts []string
 	if a.cfg.Hostname != "" {
 		sasHosts = []string{a.cfg.Hostname}
 	}
 	a.quota = quota.New(a.cfg.DeviceQuota) // shared by both device endpoints
-	a.devices = registry.New(registry.Config{Store: a.be.store, Audit: a.be.store, Live: a.hub, Hostnames: sasHosts, Logger: a.log})
+	a.devices = registry.New(registry.Config{Store: a.be.store, Audit: a.be.store, Live: a.hub, Hostnames: sasHosts, Logger: a.log,
+		QuerySecret: secret})
 	if a.cfg.MQTTAddr == "" && a.cfg.MQTTPlainAddr == "" {
 		return nil
 	}
@@ -284,7 +306,7 @@ func (a *App) serveDevices(ctx context.Context) error {
 	}
 	router, server := handlers.New(handlers.Config{
 		Store: a.be.store, Devices: a.devices, Assets: assets, Logger: a.log, DeviceHost: a.deviceHost, Live: a.hub,
-		CloudMessages: a.cloud, Methods: a.methods, Twins: a.twins, Ingest: a.pipeline, Telemetry: a.telemetry,
+		CloudMessages: a.cloud, Methods: a.methods, Twins: a.twins, Jobs: a.jobs, Ingest: a.pipeline, Telemetry: a.telemetry,
 		SeparateDeviceListener: !IsLoopback(a.cfg.Addr), MQTTWebSocket: a.mqttWS, DeviceQuota: a.quota,
 		SecureCookies: a.cfg.DashboardTLS, TrustedProxies: a.cfg.TrustedProxies, Health: a.health,
 		DeviceEndpoints: endpoints, DeviceCA: trustAnchorPEM(a.cert),
@@ -417,4 +439,19 @@ func nodeName(cfg Config) (string, error) {
 		port = auth.NewPassword()[:8]
 	}
 	return bus.DefaultNode(host, port), nil
+}
+
+// querySecret is the secret of fleet queries' continuation tokens, made
+// once and kept, so that a client paging through a query across a restart
+// of the hub can go on.
+func querySecret(ctx context.Context, store Store) ([]byte, error) {
+	v, err := store.Setting(ctx, db.SettingQuerySecret, "")
+	if err != nil {
+		return nil, err
+	}
+	if b, err := base64.StdEncoding.DecodeString(v); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	b := registry.NewQuerySecret()
+	return b, store.SetSetting(ctx, db.SettingQuerySecret, base64.StdEncoding.EncodeToString(b))
 }

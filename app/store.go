@@ -10,6 +10,7 @@ import (
 	"fieldhub/db"
 	"fieldhub/db/postgres"
 	"fieldhub/handlers"
+	"fieldhub/jobs"
 	"fieldhub/mqtt"
 	"fieldhub/registry"
 	"fieldhub/retention"
@@ -30,6 +31,7 @@ type Store interface {
 	commands.CloudStore
 	commands.MethodStore
 	commands.TwinStore
+	jobs.Store
 	mqtt.Store
 	retention.Store
 	bus.Store

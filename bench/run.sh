@@ -31,6 +31,8 @@ run ./views/ '^BenchmarkFleetPage10k$' 20x
 run ./handlers/ '^BenchmarkFleetPage10kRequest$' 20x
 run ./db/ '^BenchmarkAuditFilter1M$' 5x
 run ./telemetry/ '^BenchmarkChart7Days$' 20x
+run ./handlers/ '^BenchmarkQuery10k$' 10x
+run ./handlers/ '^BenchmarkImport10k$' 3x
 run ./live/ '^BenchmarkFanOut$' 3000x
 # The ingest pipeline; each also measures its naive-layout baseline.
 run ./ingest/ '^BenchmarkIngestSingle$' 100000x
@@ -41,6 +43,8 @@ run ./ingest/ '^BenchmarkIngestPostgres$' 1x
 # MQTT: 1,000 TLS devices against bare mochi, then 10,000 idle devices.
 run ./mqtt/ '^BenchmarkIngest$' 1x
 run ./mqtt/ '^BenchmarkIdleConnections$' 1x
+# A fleet method job on 1,000 MQTT devices (issue 13).
+run ./mqtt/ '^BenchmarkMethodJob1k$' 3x
 # The real binary over HTTPS against a bare Echo HTTPS server.
 run ./bench/ '^BenchmarkHubHTTPS$' 1x
 # A backup of a 500 MB database while the pipeline ingests.

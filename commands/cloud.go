@@ -368,3 +368,11 @@ func NewCloudMessageView(m db.CloudMessage, maxBody int) CloudMessageView {
 	}
 	return v
 }
+
+// Validate checks m against the limits (limits.go) as Send would, for a
+// message that is to go to many devices (package jobs): errors are
+// *storage.InvalidError naming the field.
+func (m Message) Validate() error {
+	nm := db.NewCloudMessage{MessageID: m.MessageID, CorrelationID: m.CorrelationID, Body: m.Body, Properties: m.Properties, TTL: m.TTL}
+	return checkCloudMessage(&nm)
+}

@@ -13,6 +13,8 @@ const (
 	// SettingDeviceEndpoints is where the hub serves devices (registry.Endpoints
 	// as JSON), recorded at start (package app).
 	SettingDeviceEndpoints = "device_endpoints"
+	// SettingQuerySecret signs fleet queries' continuation tokens (base64), so that they outlive a restart.
+	SettingQuerySecret = "query_secret"
 )
 
 // Setting reads a setting, or def when it is not set.

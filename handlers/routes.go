@@ -56,6 +56,12 @@ func (s *Server) routes(e *echo.Echo) {
 	g.GET("/devices/:id/connection-string", s.showConnectionString, admin)
 	g.GET("/devices/:id/connect", s.showConnections, admin) // handlers/connect.go
 	g.GET(deviceCAPath, s.downloadDeviceCA, viewer)
+	g.GET("/import", s.showImport, operator) // handlers/import.go
+	g.POST("/import", s.importDevices, limitImportBody, operator)
+	g.GET("/jobs", s.showJobs, viewer) // handlers/jobs.go
+	g.POST("/jobs", s.createJob, operator)
+	g.GET("/jobs/:id", s.showJob, viewer)
+	g.POST("/jobs/:id/cancel", s.cancelJob, operator)
 	g.GET("/users", s.showUsers, admin)
 	g.POST("/users", s.createUser, admin)
 	g.POST("/users/:name/password", s.setUserPassword, admin)
@@ -67,9 +73,11 @@ func (s *Server) routes(e *echo.Echo) {
 
 	// Operator REST API.
 	api := g.Group("/api/v1")
-	api.GET("/openapi.json", s.showOpenAPI) // docs/openapi.json: every route below, kept so by handlers/openapi_test.go
+	api.GET("/openapi.json", s.showOpenAPI)     // docs/openapi.json: every route below, kept so by handlers/openapi_test.go
 	api.GET("/devices", s.apiListFleet, viewer) // handlers/api_fleet.go: JSON or CSV
 	api.POST("/devices", s.apiCreateDevice, admin)
+	api.POST("/devices/query", s.apiQueryDevices, viewer)                      // fleet queries (handlers/api_query.go)
+	api.POST("/devices/import", s.apiImportDevices, limitImportBody, operator) // bulk import (handlers/api_import.go); applying needs admin
 	api.GET("/devices/:id", s.apiShowDevice, viewer)
 	api.PATCH("/devices/:id", s.apiUpdateDevice, admin)
 	api.DELETE("/devices/:id", s.apiDeleteDevice, admin)
@@ -96,6 +104,13 @@ func (s *Server) routes(e *echo.Echo) {
 	api.GET("/tokens", s.apiListTokens, admin)
 	api.POST("/tokens", s.apiCreateToken, admin)
 	api.DELETE("/tokens/:id", s.apiRevokeToken, admin)
+
+	// Jobs (handlers/api_jobs.go): a command on every device a query selects.
+	api.GET("/jobs", s.apiListJobs, viewer)
+	api.POST("/jobs", s.apiCreateJob, operator)
+	api.GET("/jobs/events", s.streamJobs, viewer)
+	api.GET("/jobs/:id", s.apiShowJob, viewer)
+	api.POST("/jobs/:id/cancel", s.apiCancelJob, operator)
 
 	// Live streams (server-sent events).
 	api.GET("/events", s.streamFleet, viewer)

@@ -62,6 +62,8 @@ type Config struct {
 	// Connections tells which devices hold a live MQTT connection, over
 	// what, from where and since when (*mqtt.Broker); nil: none do.
 	Connections Connections
+	// Jobs runs commands on many devices (package jobs). Required.
+	Jobs Jobs
 	// Ingest stores device telemetry (*ingest.Pipeline); nil answers it with 503.
 	Ingest MessageSubmitter
 	// Telemetry answers the message log and readings queries and the
@@ -103,6 +105,7 @@ type Server struct {
 	methods    Methods
 	conns      Connections
 	twins      Twins
+	jobs       Jobs
 	ingest     MessageSubmitter
 	telemetry  Telemetry
 	devices    Devices
@@ -119,8 +122,8 @@ type Server struct {
 // New builds the Echo router with every route. The services in cfg are
 // built by the caller (package app; tests use internal/testkit).
 func New(cfg Config) (*echo.Echo, *Server) {
-	if cfg.Store == nil || cfg.Devices == nil || cfg.CloudMessages == nil || cfg.Methods == nil || cfg.Twins == nil {
-		panic("handlers.New: Config needs Store, Devices, CloudMessages, Methods and Twins")
+	if cfg.Store == nil || cfg.Devices == nil || cfg.CloudMessages == nil || cfg.Methods == nil || cfg.Twins == nil || cfg.Jobs == nil {
+		panic("handlers.New: Config needs Store, Devices, CloudMessages, Methods, Twins and Jobs")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -153,7 +156,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 	if s.endpoints.Host == "" {
 		s.endpoints = registry.DefaultEndpoints()
 	}
-	s.cloud, s.methods, s.twins = cfg.CloudMessages, cfg.Methods, cfg.Twins
+	s.cloud, s.methods, s.twins, s.jobs = cfg.CloudMessages, cfg.Methods, cfg.Twins, cfg.Jobs
 	s.conns = cfg.Connections
 	e := echo.New()
 	e.HideBanner = true

@@ -8,6 +8,7 @@ import (
 
 	"fieldhub/commands"
 	"fieldhub/db"
+	"fieldhub/jobs"
 	"fieldhub/live"
 	"fieldhub/registry"
 )
@@ -87,6 +88,10 @@ type Devices interface {
 	RevealConnections(ctx context.Context, actor, deviceID string, ep registry.Endpoints, now time.Time) ([]registry.Connection, db.Device, error)
 	AddCA(ctx context.Context, actor, name string, pemBytes []byte) (db.CertificateAuthority, error)
 	RemoveCA(ctx context.Context, actor, name string) error
+	// Query runs a page of a fleet query (registry/query.go).
+	Query(ctx context.Context, req registry.QueryRequest) (registry.QueryResult, error)
+	// Import applies a bulk import file in one transaction (registry/import.go).
+	Import(ctx context.Context, actor string, f registry.ImportFile, dryRun bool) (registry.ImportSummary, error)
 }
 
 // CloudMessages is the cloud-to-device queue (*commands.CloudQueue).
@@ -115,8 +120,18 @@ type Twins interface {
 	PatchDesired(ctx context.Context, actor, deviceID string, patch json.RawMessage, ifVersion int64) (db.Twin, error)
 }
 
+// Jobs runs commands on many devices (*jobs.Service).
+type Jobs interface {
+	Create(ctx context.Context, actor string, spec jobs.Spec) (db.Job, error)
+	Cancel(ctx context.Context, actor, id string) (db.Job, error)
+	Job(ctx context.Context, id string) (db.Job, error)
+	Jobs(ctx context.Context, f db.JobFilter) ([]db.Job, error)
+	Devices(ctx context.Context, id string, f db.JobDeviceFilter) ([]db.JobDevice, error)
+}
+
 // Live serves the dashboard's live streams (*live.Hub).
 type Live interface {
+	ServeJobs(w http.ResponseWriter, r *http.Request, lastID int64) error
 	ServeFleet(w http.ResponseWriter, r *http.Request, lastID int64, filter map[string]bool) error
 	ServeDevice(w http.ResponseWriter, r *http.Request, deviceID string, lastID int64) error
 	MessagesPerMinute() int64

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"fieldhub/commands"
+	"fieldhub/jobs"
 	"fieldhub/storage"
 	"fieldhub/telemetry"
 )
@@ -36,6 +37,10 @@ const (
 	// EventStorage (storage.Status): storage started or stopped failing,
 	// on the fleet stream and every device stream.
 	EventStorage = "storage"
+	// EventJob (jobs.View): a job was created, started, made progress
+	// (at most every 250 ms while it runs), was cancelled or finished, on
+	// the jobs stream.
+	EventJob = "job"
 	// EventResync ({}): the client missed events that are no longer kept and
 	// should reload what it shows.
 	EventResync = "resync"
@@ -43,6 +48,9 @@ const (
 
 // FleetStreamEvents are the event types of the fleet stream.
 var FleetStreamEvents = []string{EventDevice, EventStats, EventStorage, EventResync}
+
+// JobStreamEvents are the event types of the jobs stream.
+var JobStreamEvents = []string{EventJob, EventResync}
 
 // DeviceStreamEvents are the event types of a device's stream.
 var DeviceStreamEvents = []string{EventDevice, EventMessage, EventReading, EventCommand, EventTwin, EventConnection, EventStorage, EventResync}
@@ -142,4 +150,12 @@ func (h *Hub) PublishStorage(st storage.Status) {
 func (h *Hub) PublishConnection(deviceID string, ev ConnectionEvent) {
 	h.publishDevice(deviceID, EventConnection, ev)
 	h.relay(PeerEvent{Type: EventConnection, Device: deviceID, Connection: &ev})
+}
+
+// PublishJob announces a job's state and counts on the jobs stream (jobs.Publisher).
+func (h *Hub) PublishJob(v jobs.View) {
+	if h.isClosed() {
+		return
+	}
+	h.publish(h.jobs, "", EventJob, v)
 }

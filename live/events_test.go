@@ -46,7 +46,8 @@ func TestBrowserListensToContractEvents(t *testing.T) {
 	}
 
 	docs := read(t, "../docs/api.md")
-	for stream, want := range map[string][]string{"/api/v1/events": FleetStreamEvents, "/api/v1/devices/{id}/events": DeviceStreamEvents} {
+	for stream, want := range map[string][]string{"/api/v1/events": FleetStreamEvents, "/api/v1/devices/{id}/events": DeviceStreamEvents,
+		"/api/v1/jobs/events": JobStreamEvents} {
 		row := regexp.MustCompile("(?m)^\\| `GET " + regexp.QuoteMeta(stream) + "[^|]*\\|[^|]*\\|([^|]*)\\|").FindStringSubmatch(docs)
 		if row == nil {
 			t.Errorf("docs/api.md has no row for GET %s", stream)

@@ -63,6 +63,7 @@ type Hub struct {
 	connected atomic.Int64
 
 	fleet *stream
+	jobs  *stream // jobs' progress (EventJob)
 
 	mu       sync.Mutex
 	devices  map[string]*stream
@@ -137,6 +138,7 @@ func New(opt Options) *Hub {
 	// every new one and is told to resynchronise instead of missing events.
 	h.nextID.Store(opt.Now().UnixMicro())
 	h.fleet = newStream(opt.FleetReplay, opt.FleetReplayBytes, h.nextID.Load())
+	h.jobs = newStream(opt.DeviceReplay, opt.DeviceReplayBytes, h.nextID.Load())
 	go h.sweep()
 	return h
 }

@@ -56,6 +56,11 @@ func (h *Hub) ServeFleet(w http.ResponseWriter, r *http.Request, lastID int64, f
 	return h.serve(w, r, func() *stream { return h.fleet }, lastID, filter)
 }
 
+// ServeJobs streams jobs' progress to one client.
+func (h *Hub) ServeJobs(w http.ResponseWriter, r *http.Request, lastID int64) error {
+	return h.serve(w, r, func() *stream { return h.jobs }, lastID, nil)
+}
+
 // ServeDevice streams one device's events to one client.
 func (h *Hub) ServeDevice(w http.ResponseWriter, r *http.Request, deviceID string, lastID int64) error {
 	return h.serve(w, r, func() *stream { return h.deviceStream(deviceID) }, lastID, nil)

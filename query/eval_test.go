@@ -283,3 +283,23 @@ func TestGrouper(t *testing.T) {
 		t.Errorf("GROUP BY object rows\n got %v\nwant %v", got, want)
 	}
 }
+
+func TestTerms(t *testing.T) {
+	for src, want := range map[string]int{
+		"tags.a = 1": 1,
+		"tags.a = 1 AND (tags.b IN [1, 2] OR NOT x)": 3,
+		"IS_DEFINED(a) OR STARTSWITH(b, 'x') AND c":  3,
+		"NOT (a = 1 OR b = 2 OR c = 3 OR d != 'x')":  4,
+	} {
+		c, err := ParseCondition(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Terms(c); got != want {
+			t.Errorf("Terms(%s) = %d, want %d", src, got, want)
+		}
+	}
+	if Terms(nil) != 0 {
+		t.Error("Terms(nil) != 0")
+	}
+}

@@ -23,6 +23,13 @@ type Store interface {
 	UpdateDevice(ctx context.Context, deviceID string, u db.DeviceUpdate) (db.Device, error)
 	RotateDeviceKey(ctx context.Context, deviceID, which string) (db.Device, error)
 	DeleteDevice(ctx context.Context, deviceID string) error
+	// QueryDevices runs one page of a fleet query: the store compiles the
+	// condition with the query package for its dialect
+	// (db/storetest.RunFleetQuery holds it to db.DeviceDocument).
+	QueryDevices(ctx context.Context, q db.DeviceQuery) ([]db.QueriedDevice, error)
+	// ImportDevices creates and updates devices in one transaction, or
+	// only says what it would do (dryRun).
+	ImportDevices(ctx context.Context, devs []db.ImportDevice, dryRun bool) (db.ImportResult, error)
 	AddCertificateAuthority(ctx context.Context, name string, pemBytes []byte) (db.CertificateAuthority, error)
 	DeleteCertificateAuthority(ctx context.Context, name string) error
 	CACertificates(ctx context.Context) ([]*x509.Certificate, error)
@@ -65,6 +72,11 @@ type Config struct {
 	Hostnames []string
 	Now       func() time.Time
 	Logger    *slog.Logger
+	// QuerySecret signs fleet queries' continuation tokens; nil: a random
+	// one, so tokens do not outlive the process.
+	QuerySecret []byte
+	// QueryTimeout bounds a fleet query's scan (DefaultQueryTimeout).
+	QueryTimeout time.Duration
 }
 
 // Registry is the device registry service.
@@ -84,6 +96,12 @@ func New(cfg Config) *Registry {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if len(cfg.QuerySecret) == 0 {
+		cfg.QuerySecret = NewQuerySecret()
+	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = DefaultQueryTimeout
 	}
 	return &Registry{cfg: cfg, log: cfg.Logger, sessions: cfg.Sessions}
 }

@@ -176,9 +176,9 @@ func TestLayout(t *testing.T) {
 		wantNav   []string
 		wantAdmin bool
 	}{
-		{name: "admin", user: admin, wantNav: []string{"Fleet", "Users", "Audit"}},
-		{name: "operator", user: operator, wantNav: []string{"Fleet"}},
-		{name: "viewer", user: viewer, wantNav: []string{"Fleet"}},
+		{name: "admin", user: admin, wantNav: []string{"Fleet", "Jobs", "Import", "Users", "Audit"}},
+		{name: "operator", user: operator, wantNav: []string{"Fleet", "Jobs", "Import"}},
+		{name: "viewer", user: viewer, wantNav: []string{"Fleet", "Jobs"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

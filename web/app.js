@@ -8,6 +8,7 @@ import { initCopy } from './copy.js';
 import { initDevice } from './device.js';
 import { initDisclosures } from './disclosure.js';
 import { initFleet } from './fleet.js';
+import { initJobs } from './jobs.js';
 import { initTheme } from './theme.js';
 import { initTelemetry } from './telemetry.js';
 import { initStorageBanner } from './storage.js';
@@ -26,6 +27,7 @@ const pages = {
   fleet: initFleet,
   device: initDevice,
   users: initUsers,
+  jobs: initJobs,
 };
 
 function start() {

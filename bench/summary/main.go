@@ -161,6 +161,17 @@ var sections = []section{
 		{name: "audit page, actor and target matching rarely", unit: "ms", value: metric{"db.BenchmarkAuditFilter1M/actor-rare", "ns/op", 1e-6}, target: atMost(200)},
 		{name: "audit page, target matching nothing", unit: "ms", value: metric{"db.BenchmarkAuditFilter1M/target-never", "ns/op", 1e-6}, target: atMost(200)},
 	}},
+	{"Issue 13: fleet queries at 10,000 devices, whole POST /api/v1/devices/query request (handlers.BenchmarkQuery10k)", []figure{
+		{name: "tag + twin query, first page of 100", unit: "ms", value: m("handlers.BenchmarkQuery10k/tag-and-twin-first-page", "ms/op"), target: atMost(100)},
+		{name: "tag + twin query, all 253 matches", unit: "ms", value: m("handlers.BenchmarkQuery10k/tag-and-twin-all", "ms/op"), target: atMost(100)},
+		{name: "twin-only query, page of 1,000", unit: "ms", value: m("handlers.BenchmarkQuery10k/twin-only-all", "ms/op")},
+		{name: "COUNT() GROUP BY tags.site (whole fleet read)", unit: "ms", value: m("handlers.BenchmarkQuery10k/count-group-by-site", "ms/op")},
+	}},
+	{"Issue 13: jobs and bulk import (mqtt.BenchmarkMethodJob1k, handlers.BenchmarkImport10k)", []figure{
+		{name: "method job on 1,000 MQTT devices, request to last outcome", unit: "s", value: m("mqtt.BenchmarkMethodJob1k", "s/job"), target: atMost(10)},
+		{name: "import of 10,000 CSV rows, one transaction, whole request", unit: "s", value: m("handlers.BenchmarkImport10k", "s/import"), target: atMost(5)},
+		{name: "dry run of the same file", unit: "s", value: m("handlers.BenchmarkImport10k", "s/dry-run")},
+	}},
 }
 
 // results maps "<package>.<Benchmark>" to its metrics by unit.

@@ -25,6 +25,7 @@ func RunRegistry(t *testing.T, b Backend) {
 		test{"DevicesFilterAndCounts", testDevicesFilterAndCounts},
 		test{"DeviceOrders", testDeviceOrders},
 		test{"DeviceAuthentication", testDeviceAuthentication},
+		test{"ImportDevices", testImportDevices},
 	)
 }
 
@@ -321,7 +322,6 @@ func testCertificateAuthorities(t *testing.T, b Backend) {
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
 
 // testDeviceOrders: every order of the fleet list is total (ties by id, in
 // the same direction); pages of Devices and EachDevice (with an offset and
@@ -422,5 +422,55 @@ func testDeviceOrders(t *testing.T, b Backend) {
 	}
 	if err := d.EachDevice(ctx, db.DeviceFilter{Sort: "colour"}, now, func(db.Device) error { return nil }); !errors.As(err, &inv) {
 		t.Errorf("EachDevice, unknown sort: err = %v, want InvalidError", err)
+	}
+}
+
+func testImportDevices(t *testing.T, b Backend) {
+	ctx := context.Background()
+	d, _ := open(t, b)
+	old := device(t, d, "old-1")
+	device(t, d, "same-1")
+	devs := []db.ImportDevice{
+		{DeviceID: "new-1", Name: "New", Tags: map[string]string{"site": "x"}, Enabled: true},
+		{DeviceID: "old-1", Name: "Renamed", Enabled: false},
+		{DeviceID: "same-1", Enabled: true},
+	}
+	dry, err := d.ImportDevices(ctx, devs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(dry.Actions) != "[create update unchanged]" || dry.Created != 1 || dry.Updated != 1 || dry.Unchanged != 1 ||
+		fmt.Sprint(dry.EnabledChanged) != "[old-1]" {
+		t.Errorf("dry run = %+v", dry)
+	}
+	if _, err := d.Device(ctx, "new-1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("a dry run created new-1: %v", err)
+	}
+	res, err := d.ImportDevices(ctx, devs, false)
+	if err != nil || fmt.Sprint(res.Actions) != fmt.Sprint(dry.Actions) {
+		t.Fatalf("import = %+v, %v; want what the dry run said", res, err)
+	}
+	n, _ := d.Device(ctx, "new-1")
+	if n.Name != "New" || n.Tags["site"] != "x" || !n.Enabled || n.PrimaryKey == "" || n.PrimaryKey == n.SecondaryKey {
+		t.Errorf("new-1 = %+v", n)
+	}
+	o, _ := d.Device(ctx, "old-1")
+	if o.Name != "Renamed" || o.Enabled || o.PrimaryKey != old.PrimaryKey || len(o.Tags) != 0 {
+		t.Errorf("old-1 = %+v; want renamed, disabled, its key kept", o)
+	}
+	// All or nothing: a bad device leaves every other unwritten.
+	var inv *storage.InvalidError
+	bad := []db.ImportDevice{{DeviceID: "new-2", Enabled: true}, {DeviceID: "new-2", Enabled: true}}
+	if _, err := d.ImportDevices(ctx, bad, false); !errors.As(err, &inv) {
+		t.Errorf("a device twice: err = %v, want InvalidError", err)
+	}
+	bad = []db.ImportDevice{{DeviceID: "new-3", Enabled: true}, {DeviceID: "bad id", Enabled: true}}
+	if _, err := d.ImportDevices(ctx, bad, false); !errors.As(err, &inv) {
+		t.Errorf("a bad id: err = %v, want InvalidError", err)
+	}
+	for _, id := range []string{"new-2", "new-3"} {
+		if _, err := d.Device(ctx, id); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("a refused import wrote %s: %v", id, err)
+		}
 	}
 }

@@ -43,6 +43,8 @@ var T0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 func Run(t *testing.T, b Backend) {
 	t.Run("Registry", func(t *testing.T) { RunRegistry(t, b) })
 	t.Run("CAs", func(t *testing.T) { RunCAs(t, b) })
+	t.Run("FleetQuery", func(t *testing.T) { RunFleetQuery(t, b) })
+	t.Run("Jobs", func(t *testing.T) { RunJobs(t, b) })
 	t.Run("Users", func(t *testing.T) { RunUsers(t, b) })
 	t.Run("Audit", func(t *testing.T) { RunAudit(t, b) })
 	t.Run("CloudQueue", func(t *testing.T) { RunCloudQueue(t, b) })

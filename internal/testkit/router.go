@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -12,6 +13,7 @@ import (
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
+	"fieldhub/jobs"
 	"fieldhub/live"
 	"fieldhub/registry"
 	"fieldhub/storage"
@@ -59,6 +61,14 @@ func NewRouter(t testing.TB, configure ...func(*handlers.Config)) *Router {
 		cfg.Telemetry = tel
 	}
 	cfg = WithServices(cfg, d, hub)
+	// A jobs service WithServices built runs for the test; one built by
+	// the caller is the caller's to start.
+	if js, ok := cfg.Jobs.(*jobs.Service); ok && !js.Started() {
+		if err := js.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(js.Close)
+	}
 	e, server := handlers.New(cfg)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
@@ -100,6 +110,14 @@ func WithServices(cfg handlers.Config, d *db.DB, hub *live.Hub) handlers.Config 
 	}
 	if cfg.Twins == nil {
 		cfg.Twins = commands.NewTwins(commands.TwinsConfig{Store: d, Publisher: pub, Logger: cfg.Logger})
+	}
+	if cfg.Jobs == nil {
+		var jp jobs.Publisher
+		if hub != nil {
+			jp = hub
+		}
+		cfg.Jobs = jobs.New(jobs.Config{Store: d, Methods: cfg.Methods, Twins: cfg.Twins, Cloud: cfg.CloudMessages,
+			ResumeDelay: time.Nanosecond, Publisher: jp, Logger: cfg.Logger, Now: d.Now})
 	}
 	if cfg.Health == nil { // SQLite's faults are 503s, as in the app
 		cfg.Health = storage.NewHealth(cfg.Logger, db.FaultKind, nil)
