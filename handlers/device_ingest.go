@@ -79,9 +79,11 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	if s.ingest == nil {
 		return &Error{Status: http.StatusServiceUnavailable, Message: "telemetry ingest is not running", RetryAfter: 5}
 	}
+	req := c.Request()
+	batch := ingest.IsBatch(req.Header)
 	// One message is refused before its body is read; a batch once it is
 	// decoded, when its count is known.
-	if !ingest.IsBatch(c.Request().Header) {
+	if !batch {
 		if err := s.takeMessages(who.Device.DeviceID, 1); err != nil {
 			return err
 		}
@@ -91,8 +93,6 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 		// cannot be queued would only spend memory.
 		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is overloaded; retry after the Retry-After delay", RetryAfter: 1, Err: ingest.ErrOverloaded}
 	}
-	req := c.Request()
-	batch := ingest.IsBatch(req.Header)
 	limit := int64(ingest.MaxMessageSize)
 	// A single message's properties come in its headers and count towards
 	// its size, so they are measured before the body is read.

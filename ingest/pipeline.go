@@ -453,7 +453,11 @@ func (p *Pipeline) collect(first *request) []*request {
 // commit stores a batch in one transaction, wakes its waiters and publishes
 // what committed. It returns how many messages committed.
 func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
-	var recs []telemetry.Record
+	n := 0
+	for _, req := range batch {
+		n += len(req.recs)
+	}
+	recs := make([]telemetry.Record, 0, n)
 	for _, req := range batch {
 		recs = append(recs, req.recs...)
 	}
