@@ -101,6 +101,11 @@ func BenchmarkHubHTTPS(b *testing.B) {
 		args = append(args, "--pprof-addr", prof.addr)
 	}
 	hub := startProcess(b, dir, "fieldhub", nil, bin, args...)
+	b.Cleanup(func() {
+		if b.Failed() {
+			b.Logf("fieldhub's log (the end):\n%s", tail(hub.log))
+		}
+	})
 	api.base = "http://" + apiAddr
 	waitFor(b, "fieldhub /readyz", func() bool {
 		resp, err := http.Get(api.base + "/readyz")
@@ -122,6 +127,15 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	// Warm-up: a device's first message creates its series, a one-off cost;
 	// it also opens every device's connection.
 	warm := runLoad(devices, deviceURL, loadOptions{messages: 1})
+	warmOK := warm.ok
+	// 1,000 TLS handshakes at once on a loaded machine: some can outlast the
+	// device listener's 10 s header timeout (the server closes them). Those
+	// devices connect again, as real ones would; every device sends again,
+	// which costs nothing measured.
+	for try := 0; warm.failed > 0 && try < 3; try++ {
+		warm = runLoad(devices, deviceURL, loadOptions{messages: 1})
+		warmOK += warm.ok
+	}
 	warm.check(b, "warm-up")
 
 	setupRSS := peakSince(b, hub.pid()) // start, registration and warm-up
@@ -143,7 +157,7 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	batchRSS := peakSince(b, hub.pid())
 	prof.phase(b, "end", 0)
 	hubRSS := max(setupRSS, singleRSS, halfRSS, batchRSS)
-	stored := float64(warm.ok+single.ok+half.ok+batched.ok*batchSize) * fields
+	stored := float64(warmOK+single.ok+half.ok+batched.ok*batchSize) * fields
 	hub.stop(b)
 	// After a clean stop the write-ahead log is folded into the database file.
 	dbInfo, err := os.Stat(filepath.Join(data, "fieldhub.db"))

@@ -29,6 +29,7 @@ start=$(date +%s)
 # In-process figures first: they are short and need the machine quiet.
 run ./views/ '^BenchmarkFleetPage10k$' 20x
 run ./telemetry/ '^BenchmarkChart7Days$' 20x
+run ./query/ '^Benchmark(Match|SQLite)10k$' 20x
 run ./live/ '^BenchmarkFanOut$' 3000x
 # The ingest pipeline; each also measures its naive-layout baseline.
 run ./ingest/ '^BenchmarkIngestSingle$' 100000x
