@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 
@@ -112,40 +113,16 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	if req.ContentLength > limit {
 		return tooLarge(batch, limit)
 	}
-	// A single message keeps its body until commit, so it gets its own buffer,
-	// sized from Content-Length when known. A batch is decoded into fresh
-	// bodies, so its raw JSON is read into a pooled buffer: under load that
-	// garbage would otherwise set the heap's size.
-	var buf *bytes.Buffer
+	body, err := s.readDeviceBody(c, batch, limit)
+	if err != nil {
+		return err
+	}
 	if batch {
-		buf, _ = s.batchBodies.Get().(*bytes.Buffer)
-		if buf == nil {
-			buf = new(bytes.Buffer)
-		}
-		buf.Reset()
-		defer func() {
-			if buf.Cap() <= 64<<10 {
-				s.batchBodies.Put(buf)
-			}
-		}()
-	} else {
-		buf = new(bytes.Buffer)
+		defer s.releaseBatchBody(body)
 	}
-	if req.ContentLength > 0 {
-		buf.Grow(int(req.ContentLength) + 1) // +1: ReadFrom needs room to see EOF
-	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), req.Body, limit)); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return tooLarge(batch, limit)
-		}
-		return errorf(http.StatusBadRequest, "could not read the request body: %v", err)
-	}
-	body := buf.Bytes()
 
 	var msgs []telemetry.Message
 	if batch {
-		var err error
 		if msgs, err = ingest.DecodeBatch(body); err != nil {
 			if errors.Is(err, ingest.ErrTooLarge) {
 				return errorf(http.StatusRequestEntityTooLarge, "%v", err)
@@ -184,6 +161,56 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 		return &Error{Status: http.StatusNotFound, Message: "device " + who.Device.DeviceID + " was deleted", Err: err}
 	default:
 		return err
+	}
+}
+
+// readDeviceBody reads a telemetry request's body, at most limit bytes. A
+// single message keeps its body until commit, so it gets its own slice, of
+// exactly Content-Length when that is known (bytes.Buffer would first grow
+// it to 512 bytes or twice its size, garbage on every message). A batch is
+// decoded into fresh bodies, so its raw JSON is read into a pooled buffer
+// (give it back with releaseBatchBody): under load that garbage would
+// otherwise set the heap's size.
+func (s *Server) readDeviceBody(c echo.Context, batch bool, limit int64) ([]byte, error) {
+	req := c.Request()
+	r := http.MaxBytesReader(c.Response(), req.Body, limit)
+	readErr := func(err error) error {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge(batch, limit)
+		}
+		return errorf(http.StatusBadRequest, "could not read the request body: %v", err)
+	}
+	if !batch && req.ContentLength > 0 {
+		// net/http ends the body at Content-Length; a shorter one is an error.
+		body := make([]byte, req.ContentLength)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return nil, readErr(err)
+		}
+		return body, nil
+	}
+	var buf *bytes.Buffer
+	if batch {
+		buf, _ = s.batchBodies.Get().(*bytes.Buffer)
+	}
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	if req.ContentLength > 0 {
+		buf.Grow(int(req.ContentLength) + bytes.MinRead) // ReadFrom wants MinRead free to see EOF
+	}
+	if _, err := buf.ReadFrom(r); err != nil {
+		s.releaseBatchBody(buf.Bytes())
+		return nil, readErr(err)
+	}
+	return buf.Bytes(), nil
+}
+
+// releaseBatchBody gives a batch's raw body back to the pool.
+func (s *Server) releaseBatchBody(body []byte) {
+	if cap(body) <= 64<<10 {
+		s.batchBodies.Put(bytes.NewBuffer(body[:0]))
 	}
 }
 
