@@ -126,17 +126,7 @@ func BenchmarkHubHTTPS(b *testing.B) {
 
 	// Warm-up: a device's first message creates its series, a one-off cost;
 	// it also opens every device's connection.
-	warm := runLoad(devices, deviceURL, loadOptions{messages: 1})
-	warmOK := warm.ok
-	// 1,000 TLS handshakes at once on a loaded machine: some can outlast the
-	// device listener's 10 s header timeout (the server closes them). Those
-	// devices connect again, as real ones would; every device sends again,
-	// which costs nothing measured.
-	for try := 0; warm.failed > 0 && try < 3; try++ {
-		warm = runLoad(devices, deviceURL, loadOptions{messages: 1})
-		warmOK += warm.ok
-	}
-	warm.check(b, "warm-up")
+	warmOK := warmUp(b, devices, deviceURL, "warm-up")
 
 	setupRSS := peakSince(b, hub.pid()) // start, registration and warm-up
 	prof.phase(b, "single", singlePhase)
@@ -181,7 +171,7 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	for _, d := range devices {
 		d.client.CloseIdleConnections()
 	}
-	runLoad(devices, bareURL, loadOptions{messages: 1}).check(b, "bare warm-up")
+	warmUp(b, devices, bareURL, "bare warm-up")
 	cpu0 = cpuSeconds(b, bare.pid())
 	bareSingle := runLoad(devices, bareURL, loadOptions{duration: singlePhase})
 	bareCPU := (cpuSeconds(b, bare.pid()) - cpu0) / bareSingle.elapsed.Seconds()
@@ -458,6 +448,23 @@ func messageBody(r *rand.Rand, extra string, ts int64) []byte {
 		b = fmt.Appendf(b, `,"ts":%d`, ts)
 	}
 	return append(b, '}')
+}
+
+// warmUp has every device send one message, which opens its connection,
+// and returns how many were stored. 1,000 TLS handshakes at once on a
+// loaded machine: some can outlast the server's 10 s header timeout, and
+// the server closes them. Those devices connect again, as real ones would
+// (every device sends again, which costs nothing measured).
+func warmUp(b *testing.B, devices []*device, base, what string) int {
+	b.Helper()
+	warm := runLoad(devices, base, loadOptions{messages: 1})
+	ok := warm.ok
+	for try := 0; warm.failed > 0 && try < 3; try++ {
+		warm = runLoad(devices, base, loadOptions{messages: 1})
+		ok += warm.ok
+	}
+	warm.check(b, what)
+	return ok
 }
 
 type loadOptions struct {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -92,7 +93,7 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	if s.ingest.Busy() {
 		// Refuse before reading the body: under a flood, decoding requests that
 		// cannot be queued would only spend memory.
-		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is overloaded; retry after the Retry-After delay", RetryAfter: 1, Err: ingest.ErrOverloaded}
+		return s.overloaded(ingest.ErrOverloaded)
 	}
 	limit := int64(ingest.MaxMessageSize)
 	// A single message's properties come in its headers and count towards
@@ -145,7 +146,7 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	case err == nil:
 		return c.NoContent(http.StatusNoContent)
 	case errors.Is(err, ingest.ErrOverloaded):
-		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is overloaded; retry after the Retry-After delay", RetryAfter: 1, Err: err}
+		return s.overloaded(err)
 	case errors.Is(err, ingest.ErrStorage):
 		// storage.Health logged the fault when it began, and shows it on /readyz.
 		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub cannot store messages right now (storage fault); retry after the Retry-After delay",
@@ -213,6 +214,21 @@ func (s *Server) releaseBatchBody(body []byte) {
 		s.batchBodies.Put(bytes.NewBuffer(body[:0]))
 	}
 }
+
+// overloaded answers a message refused for a full ingest queue: 503 with
+// Retry-After, logged at debug level, and a warning at most once a minute
+// (overloadLogEvery): under overload, an error line per refused request
+// would spend the CPU the hub is short of, and flood the log.
+func (s *Server) overloaded(err error) error {
+	now := time.Now().UnixNano()
+	if next := s.overloadLogAt.Load(); now >= next && s.overloadLogAt.CompareAndSwap(next, now+int64(overloadLogEvery)) {
+		s.log.Warn("the ingest queue is full: device messages are refused with 503 and Retry-After until it drains", "next_warning_in", overloadLogEvery.String())
+	}
+	return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is overloaded; retry after the Retry-After delay", RetryAfter: 1, Err: err, Quiet: true}
+}
+
+// overloadLogEvery bounds how often a full ingest queue is logged.
+const overloadLogEvery = time.Minute
 
 // takeMessages takes n messages from the device's budget, or refuses them
 // with 429 and how long to wait (Retry-After), as Azure IoT Hub throttles.

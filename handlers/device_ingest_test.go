@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -441,5 +442,29 @@ func TestDeviceEventShorterThanContentLength(t *testing.T) {
 	}
 	if msgs := h.messages("dev1"); len(msgs) != 0 {
 		t.Errorf("stored %d messages, want none", len(msgs))
+	}
+}
+
+// TestOverloadLoggedOnce: messages refused for a full queue are logged as
+// one warning, not an error line each (a flood of them is when the hub is
+// shortest of CPU).
+func TestOverloadLoggedOnce(t *testing.T) {
+	var logs bytes.Buffer
+	h := newIngestHub(t, func(c *handlers.Config) {
+		c.Ingest = refusingIngest{err: ingest.ErrOverloaded}
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	dev := h.addDevice("dev1")
+	authz := token(t, "dev1", dev.PrimaryKey, time.Now().Add(time.Hour))
+	for range 3 {
+		if r := h.event("dev1", authz, `{}`, nil); r.status != 503 {
+			t.Fatalf("status %d, want 503", r.status)
+		}
+	}
+	if n := strings.Count(logs.String(), "the ingest queue is full"); n != 1 {
+		t.Errorf("%d full-queue warnings for 3 refused messages, want 1; log:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("refused messages logged as errors:\n%s", logs.String())
 	}
 }
