@@ -87,6 +87,9 @@ type Config struct {
 	// Node names this instance in the cluster (default: the host name and
 	// the dashboard's port).
 	Node string
+	// MemoryLimitMiB is the soft limit of the hub's Go memory while its live
+	// data leaves a quarter of it free (memory.go); 0 leaves Go's defaults.
+	MemoryLimitMiB int
 
 	// Version and Commit name the build in the start log.
 	Version, Commit string

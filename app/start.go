@@ -65,6 +65,7 @@ func (a *App) start(ctx context.Context) error {
 	for _, step := range []func(context.Context) error{
 		a.lockDataFolder,
 		a.servePprof,
+		a.governMemory,
 		a.openStorage,
 		a.startPruner,
 		a.openDeviceListener,

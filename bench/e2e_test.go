@@ -101,6 +101,11 @@ func BenchmarkHubHTTPS(b *testing.B) {
 		args = append(args, "--pprof-addr", prof.addr)
 	}
 	hub := startProcess(b, dir, "fieldhub", nil, bin, args...)
+	b.Cleanup(func() {
+		if b.Failed() {
+			b.Logf("fieldhub's log (the end):\n%s", tail(hub.log))
+		}
+	})
 	api.base = "http://" + apiAddr
 	waitFor(b, "fieldhub /readyz", func() bool {
 		resp, err := http.Get(api.base + "/readyz")
@@ -121,8 +126,7 @@ func BenchmarkHubHTTPS(b *testing.B) {
 
 	// Warm-up: a device's first message creates its series, a one-off cost;
 	// it also opens every device's connection.
-	warm := runLoad(devices, deviceURL, loadOptions{messages: 1})
-	warm.check(b, "warm-up")
+	warmOK := warmUp(b, devices, deviceURL, "warm-up")
 
 	setupRSS := peakSince(b, hub.pid()) // start, registration and warm-up
 	prof.phase(b, "single", singlePhase)
@@ -143,7 +147,7 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	batchRSS := peakSince(b, hub.pid())
 	prof.phase(b, "end", 0)
 	hubRSS := max(setupRSS, singleRSS, halfRSS, batchRSS)
-	stored := float64(warm.ok+single.ok+half.ok+batched.ok*batchSize) * fields
+	stored := float64(warmOK+single.ok+half.ok+batched.ok*batchSize) * fields
 	hub.stop(b)
 	// After a clean stop the write-ahead log is folded into the database file.
 	dbInfo, err := os.Stat(filepath.Join(data, "fieldhub.db"))
@@ -167,7 +171,7 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	for _, d := range devices {
 		d.client.CloseIdleConnections()
 	}
-	runLoad(devices, bareURL, loadOptions{messages: 1}).check(b, "bare warm-up")
+	warmUp(b, devices, bareURL, "bare warm-up")
 	cpu0 = cpuSeconds(b, bare.pid())
 	bareSingle := runLoad(devices, bareURL, loadOptions{duration: singlePhase})
 	bareCPU := (cpuSeconds(b, bare.pid()) - cpu0) / bareSingle.elapsed.Seconds()
@@ -444,6 +448,23 @@ func messageBody(r *rand.Rand, extra string, ts int64) []byte {
 		b = fmt.Appendf(b, `,"ts":%d`, ts)
 	}
 	return append(b, '}')
+}
+
+// warmUp has every device send one message, which opens its connection,
+// and returns how many were stored. 1,000 TLS handshakes at once on a
+// loaded machine: some can outlast the server's 10 s header timeout, and
+// the server closes them. Those devices connect again, as real ones would
+// (every device sends again, which costs nothing measured).
+func warmUp(b *testing.B, devices []*device, base, what string) int {
+	b.Helper()
+	warm := runLoad(devices, base, loadOptions{messages: 1})
+	ok := warm.ok
+	for try := 0; warm.failed > 0 && try < 3; try++ {
+		warm = runLoad(devices, base, loadOptions{messages: 1})
+		ok += warm.ok
+	}
+	warm.check(b, what)
+	return ok
 }
 
 type loadOptions struct {

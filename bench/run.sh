@@ -33,6 +33,7 @@ run ./db/ '^BenchmarkAuditFilter1M$' 5x
 run ./telemetry/ '^BenchmarkChart7Days$' 20x
 run ./handlers/ '^BenchmarkQuery10k$' 10x
 run ./handlers/ '^BenchmarkImport10k$' 3x
+run ./query/ '^Benchmark(Match|SQLite)10k$' 20x
 run ./live/ '^BenchmarkFanOut$' 3000x
 # The ingest pipeline; each also measures its naive-layout baseline.
 run ./ingest/ '^BenchmarkIngestSingle$' 100000x

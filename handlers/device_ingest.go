@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -79,9 +81,11 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	if s.ingest == nil {
 		return &Error{Status: http.StatusServiceUnavailable, Message: "telemetry ingest is not running", RetryAfter: 5}
 	}
+	req := c.Request()
+	batch := ingest.IsBatch(req.Header)
 	// One message is refused before its body is read; a batch once it is
 	// decoded, when its count is known.
-	if !ingest.IsBatch(c.Request().Header) {
+	if !batch {
 		if err := s.takeMessages(who.Device.DeviceID, 1); err != nil {
 			return err
 		}
@@ -89,10 +93,8 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	if s.ingest.Busy() {
 		// Refuse before reading the body: under a flood, decoding requests that
 		// cannot be queued would only spend memory.
-		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is overloaded; retry after the Retry-After delay", RetryAfter: 1, Err: ingest.ErrOverloaded}
+		return s.overloaded(ingest.ErrOverloaded)
 	}
-	req := c.Request()
-	batch := ingest.IsBatch(req.Header)
 	limit := int64(ingest.MaxMessageSize)
 	// A single message's properties come in its headers and count towards
 	// its size, so they are measured before the body is read.
@@ -112,40 +114,16 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	if req.ContentLength > limit {
 		return tooLarge(batch, limit)
 	}
-	// A single message keeps its body until commit, so it gets its own buffer,
-	// sized from Content-Length when known. A batch is decoded into fresh
-	// bodies, so its raw JSON is read into a pooled buffer: under load that
-	// garbage would otherwise set the heap's size.
-	var buf *bytes.Buffer
+	body, err := s.readDeviceBody(c, batch, limit)
+	if err != nil {
+		return err
+	}
 	if batch {
-		buf, _ = s.batchBodies.Get().(*bytes.Buffer)
-		if buf == nil {
-			buf = new(bytes.Buffer)
-		}
-		buf.Reset()
-		defer func() {
-			if buf.Cap() <= 64<<10 {
-				s.batchBodies.Put(buf)
-			}
-		}()
-	} else {
-		buf = new(bytes.Buffer)
+		defer s.releaseBatchBody(body)
 	}
-	if req.ContentLength > 0 {
-		buf.Grow(int(req.ContentLength) + 1) // +1: ReadFrom needs room to see EOF
-	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Response(), req.Body, limit)); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return tooLarge(batch, limit)
-		}
-		return errorf(http.StatusBadRequest, "could not read the request body: %v", err)
-	}
-	body := buf.Bytes()
 
 	var msgs []telemetry.Message
 	if batch {
-		var err error
 		if msgs, err = ingest.DecodeBatch(body); err != nil {
 			if errors.Is(err, ingest.ErrTooLarge) {
 				return errorf(http.StatusRequestEntityTooLarge, "%v", err)
@@ -168,7 +146,7 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	case err == nil:
 		return c.NoContent(http.StatusNoContent)
 	case errors.Is(err, ingest.ErrOverloaded):
-		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is overloaded; retry after the Retry-After delay", RetryAfter: 1, Err: err}
+		return s.overloaded(err)
 	case errors.Is(err, ingest.ErrStorage):
 		// storage.Health logged the fault when it began, and shows it on /readyz.
 		return &Error{Status: http.StatusServiceUnavailable, Message: "the hub cannot store messages right now (storage fault); retry after the Retry-After delay",
@@ -186,6 +164,71 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 		return err
 	}
 }
+
+// readDeviceBody reads a telemetry request's body, at most limit bytes. A
+// single message keeps its body until commit, so it gets its own slice, of
+// exactly Content-Length when that is known (bytes.Buffer would first grow
+// it to 512 bytes or twice its size, garbage on every message). A batch is
+// decoded into fresh bodies, so its raw JSON is read into a pooled buffer
+// (give it back with releaseBatchBody): under load that garbage would
+// otherwise set the heap's size.
+func (s *Server) readDeviceBody(c echo.Context, batch bool, limit int64) ([]byte, error) {
+	req := c.Request()
+	r := http.MaxBytesReader(c.Response(), req.Body, limit)
+	readErr := func(err error) error {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge(batch, limit)
+		}
+		return errorf(http.StatusBadRequest, "could not read the request body: %v", err)
+	}
+	if !batch && req.ContentLength > 0 {
+		// net/http ends the body at Content-Length; a shorter one is an error.
+		body := make([]byte, req.ContentLength)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return nil, readErr(err)
+		}
+		return body, nil
+	}
+	var buf *bytes.Buffer
+	if batch {
+		buf, _ = s.batchBodies.Get().(*bytes.Buffer)
+	}
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	if req.ContentLength > 0 {
+		buf.Grow(int(req.ContentLength) + bytes.MinRead) // ReadFrom wants MinRead free to see EOF
+	}
+	if _, err := buf.ReadFrom(r); err != nil {
+		s.releaseBatchBody(buf.Bytes())
+		return nil, readErr(err)
+	}
+	return buf.Bytes(), nil
+}
+
+// releaseBatchBody gives a batch's raw body back to the pool.
+func (s *Server) releaseBatchBody(body []byte) {
+	if cap(body) <= 64<<10 {
+		s.batchBodies.Put(bytes.NewBuffer(body[:0]))
+	}
+}
+
+// overloaded answers a message refused for a full ingest queue: 503 with
+// Retry-After, logged at debug level, and a warning at most once a minute
+// (overloadLogEvery): under overload, an error line per refused request
+// would spend the CPU the hub is short of, and flood the log.
+func (s *Server) overloaded(err error) error {
+	now := time.Now().UnixNano()
+	if next := s.overloadLogAt.Load(); now >= next && s.overloadLogAt.CompareAndSwap(next, now+int64(overloadLogEvery)) {
+		s.log.Warn("the ingest queue is full: device messages are refused with 503 and Retry-After until it drains", "next_warning_in", overloadLogEvery.String())
+	}
+	return &Error{Status: http.StatusServiceUnavailable, Message: "the hub is overloaded; retry after the Retry-After delay", RetryAfter: 1, Err: err, Quiet: true}
+}
+
+// overloadLogEvery bounds how often a full ingest queue is logged.
+const overloadLogEvery = time.Minute
 
 // takeMessages takes n messages from the device's budget, or refuses them
 // with 429 and how long to wait (Retry-After), as Azure IoT Hub throttles.

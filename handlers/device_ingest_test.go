@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -8,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -409,5 +412,59 @@ func TestDeviceEventsEncodedDeviceID(t *testing.T) {
 		if msgs := h.messages(id); len(msgs) != 1 {
 			t.Errorf("separate listener %v: %d messages stored for %q, want 1", separate, len(msgs), id)
 		}
+	}
+}
+
+// TestDeviceEventShorterThanContentLength: a single message's body is read
+// to its Content-Length; one that ends before it is a 400 saying so, and
+// nothing is stored.
+func TestDeviceEventShorterThanContentLength(t *testing.T) {
+	h := newIngestHub(t, nil)
+	dev := h.addDevice("dev1")
+	authz := token(t, "dev1", dev.PrimaryKey, time.Now().Add(time.Hour))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"temperature":21.5}`
+	fmt.Fprintf(conn, "POST /devices/dev1/messages/events?api-version=2021-04-12 HTTP/1.1\r\nHost: hub.test\r\nAuthorization: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		authz, len(body)+10, body)
+	conn.(*net.TCPConn).CloseWrite() // the body ends 10 bytes early
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(got), "could not read the request body") {
+		t.Errorf("status %d, body %s; want 400 saying the body could not be read", resp.StatusCode, got)
+	}
+	if msgs := h.messages("dev1"); len(msgs) != 0 {
+		t.Errorf("stored %d messages, want none", len(msgs))
+	}
+}
+
+// TestOverloadLoggedOnce: messages refused for a full queue are logged as
+// one warning, not an error line each (a flood of them is when the hub is
+// shortest of CPU).
+func TestOverloadLoggedOnce(t *testing.T) {
+	var logs bytes.Buffer
+	h := newIngestHub(t, func(c *handlers.Config) {
+		c.Ingest = refusingIngest{err: ingest.ErrOverloaded}
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	dev := h.addDevice("dev1")
+	authz := token(t, "dev1", dev.PrimaryKey, time.Now().Add(time.Hour))
+	for range 3 {
+		if r := h.event("dev1", authz, `{}`, nil); r.status != 503 {
+			t.Fatalf("status %d, want 503", r.status)
+		}
+	}
+	if n := strings.Count(logs.String(), "the ingest queue is full"); n != 1 {
+		t.Errorf("%d full-queue warnings for 3 refused messages, want 1; log:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("refused messages logged as errors:\n%s", logs.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -116,7 +117,9 @@ type Server struct {
 	health         *storage.Health
 	// batchBodies recycles the read buffers of device batch requests.
 	batchBodies sync.Pool
-	quota       *quota.Devices
+	// overloadLogAt is when the next full-queue warning may be logged (Unix ns).
+	overloadLogAt atomic.Int64
+	quota         *quota.Devices
 }
 
 // New builds the Echo router with every route. The services in cfg are

@@ -89,8 +89,8 @@ func IsBatch(h http.Header) bool {
 }
 
 func isBatchContentType(ct string) bool {
-	if ct == "" {
-		return false
+	if ct == "" || ct == "application/json" || strings.HasPrefix(ct, "application/json;") {
+		return false // what single messages carry, without parsing
 	}
 	mediaType, _, err := mime.ParseMediaType(ct)
 	return err == nil && mediaType == BatchContentType

@@ -201,10 +201,13 @@ func (p *Pipeline) Submit(ctx context.Context, msgs ...telemetry.Message) error 
 
 // Enqueue queues msgs and returns without waiting for the commit: the
 // returned channel receives its outcome (nil once committed) exactly once.
-// Unlike Submit it waits for room when the queue is full, until ctx ends,
-// so that a caller that can hold its sender back (an MQTT connection stops
-// reading) does so instead of refusing. Errors are those of Submit.
-func (p *Pipeline) Enqueue(ctx context.Context, msgs ...telemetry.Message) (<-chan error, error) {
+// Unlike Submit it waits for room when the queue is full, for at most wait
+// (0: no bound of its own) and until ctx ends, so that a caller that can
+// hold its sender back (an MQTT connection stops reading) does so instead
+// of refusing. A wait that runs out is context.DeadlineExceeded; the timer
+// exists only once the queue was found full, as it rarely is. Errors are
+// those of Submit.
+func (p *Pipeline) Enqueue(ctx context.Context, wait time.Duration, msgs ...telemetry.Message) (<-chan error, error) {
 	if len(msgs) == 0 {
 		done := make(chan error, 1)
 		done <- nil
@@ -214,6 +217,7 @@ func (p *Pipeline) Enqueue(ctx context.Context, msgs ...telemetry.Message) (<-ch
 	if err != nil {
 		return nil, err
 	}
+	var timeout <-chan time.Time
 	for {
 		// Take the signal before trying, so that room made in between is
 		// not missed.
@@ -225,8 +229,15 @@ func (p *Pipeline) Enqueue(ctx context.Context, msgs ...telemetry.Message) (<-ch
 			}
 			return req.done, nil
 		}
+		if timeout == nil && wait > 0 {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			timeout = t.C
+		}
 		select {
 		case <-room:
+		case <-timeout:
+			return nil, fmt.Errorf("wait for room in the ingest queue: %w", context.DeadlineExceeded)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("wait for room in the ingest queue: %w", ctx.Err())
 		}
@@ -453,7 +464,11 @@ func (p *Pipeline) collect(first *request) []*request {
 // commit stores a batch in one transaction, wakes its waiters and publishes
 // what committed. It returns how many messages committed.
 func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
-	var recs []telemetry.Record
+	n := 0
+	for _, req := range batch {
+		n += len(req.recs)
+	}
+	recs := make([]telemetry.Record, 0, n)
 	for _, req := range batch {
 		recs = append(recs, req.recs...)
 	}

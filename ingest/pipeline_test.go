@@ -217,18 +217,18 @@ func TestPipelineEnqueueWaitsForRoom(t *testing.T) {
 	g := newGate(tel)
 	p := newPipeline(t, g, nil, ingest.Options{QueueMessages: 2, MaxDelay: -1})
 
-	first, err := p.Enqueue(ctx, msg("dev1", 0))
+	first, err := p.Enqueue(ctx, 0, msg("dev1", 0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	<-g.entered // the writer holds message 0 in the store
-	second, err := p.Enqueue(ctx, msg("dev1", 1))
+	second, err := p.Enqueue(ctx, 0, msg("dev1", 1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	enqueued := make(chan (<-chan error))
 	go func() {
-		done, err := p.Enqueue(ctx, msg("dev1", 2))
+		done, err := p.Enqueue(ctx, 0, msg("dev1", 2))
 		if err != nil {
 			t.Errorf("enqueue into a full queue: %v", err)
 		}
@@ -242,8 +242,12 @@ func TestPipelineEnqueueWaitsForRoom(t *testing.T) {
 	// A caller that gives up gets ctx's error, and nothing of its is stored.
 	short, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := p.Enqueue(short, msg("dev1", 99)); !errors.Is(err, context.Canceled) {
+	if _, err := p.Enqueue(short, 0, msg("dev1", 99)); !errors.Is(err, context.Canceled) {
 		t.Errorf("enqueue with a cancelled context: err = %v, want context.Canceled", err)
+	}
+	// One whose wait runs out gets DeadlineExceeded, and nothing stored.
+	if _, err := p.Enqueue(ctx, time.Millisecond, msg("dev1", 98)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("enqueue with a 1 ms wait into a full queue: err = %v, want context.DeadlineExceeded", err)
 	}
 	if st := p.Stats(); st.Overloaded != 0 {
 		t.Errorf("overloaded = %d, want 0: Enqueue waits rather than refusing", st.Overloaded)
@@ -258,7 +262,7 @@ func TestPipelineEnqueueWaitsForRoom(t *testing.T) {
 	if err := p.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Enqueue(ctx, msg("dev1", 3)); !errors.Is(err, ingest.ErrClosed) {
+	if _, err := p.Enqueue(ctx, 0, msg("dev1", 3)); !errors.Is(err, ingest.ErrClosed) {
 		t.Errorf("enqueue after close: err = %v, want ErrClosed", err)
 	}
 	stored, err := tel.Messages(ctx, "dev1", telemetry.MessageFilter{})

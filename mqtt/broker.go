@@ -30,7 +30,7 @@ import (
 // commit. ingest.Pipeline implements it.
 type Ingester interface {
 	Submit(ctx context.Context, msgs ...telemetry.Message) error
-	Enqueue(ctx context.Context, msgs ...telemetry.Message) (<-chan error, error)
+	Enqueue(ctx context.Context, wait time.Duration, msgs ...telemetry.Message) (<-chan error, error)
 }
 
 // Authenticator is the one device authentication (registry.Registry).

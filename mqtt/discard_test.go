@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"time"
 
 	"fieldhub/telemetry"
 )
@@ -11,7 +12,7 @@ type discardIngester struct{}
 
 func (discardIngester) Submit(context.Context, ...telemetry.Message) error { return nil }
 
-func (discardIngester) Enqueue(context.Context, ...telemetry.Message) (<-chan error, error) {
+func (discardIngester) Enqueue(context.Context, time.Duration, ...telemetry.Message) (<-chan error, error) {
 	done := make(chan error, 1)
 	done <- nil
 	return done, nil

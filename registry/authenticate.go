@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -70,6 +71,9 @@ func (r *Registry) Authenticate(ctx context.Context, c Credential, now time.Time
 }
 
 func (r *Registry) authenticateSAS(ctx context.Context, c Credential, now time.Time) (Identity, error) {
+	if id, ok := r.cache.verifiedSAS(c.DeviceID, c.SAS, now); ok {
+		return id, nil
+	}
 	tok, err := auth.ParseSAS(c.SAS)
 	if err != nil {
 		return Identity{}, err
@@ -86,7 +90,9 @@ func (r *Registry) authenticateSAS(ctx context.Context, c Credential, now time.T
 	if err != nil {
 		return Identity{}, err
 	}
-	return Identity{Device: dev, Method: auth.SASMethods[keyIndex], Credential: dev.Keys()[keyIndex], Expires: tok.Expiry}, nil
+	id := Identity{Device: dev, Method: auth.SASMethods[keyIndex], Credential: dev.Keys()[keyIndex], Expires: tok.Expiry}
+	r.cache.rememberSAS(c.SAS, id)
+	return id, nil
 }
 
 func (r *Registry) authenticateCertificate(ctx context.Context, c Credential, now time.Time) (Identity, error) {
@@ -116,7 +122,10 @@ const deviceCacheTTL = time.Second
 // maxCachedDevices bounds the cache; past it the cache starts over.
 const maxCachedDevices = 100000
 
-// credentialCache remembers recently read devices for Authenticate.
+// credentialCache remembers recently read devices for Authenticate, and
+// with each the last SAS token that verified against its keys: devices send
+// the same token for as long as it is valid (an hour by default), so that
+// token again is checked by comparison and its expiry instead of HMAC.
 type credentialCache struct {
 	mu      sync.Mutex
 	entries map[string]cachedDevice
@@ -125,6 +134,15 @@ type credentialCache struct {
 type cachedDevice struct {
 	dev     db.Device
 	fetched time.Time
+	// sas is the Authorization value that verified against dev's keys, and
+	// verified what it proved; "" when none did yet.
+	sas      string
+	verified Identity
+}
+
+// fresh reports whether the entry may still be used at now.
+func (e cachedDevice) fresh(now time.Time) bool {
+	return now.Sub(e.fetched) < deviceCacheTTL && !now.Before(e.fetched)
 }
 
 // forget drops a device, so that a change takes effect at once.
@@ -138,7 +156,7 @@ func (dc *credentialCache) get(ctx context.Context, id string, load func(context
 	dc.mu.Lock()
 	e, ok := dc.entries[id]
 	dc.mu.Unlock()
-	if ok && now.Sub(e.fetched) < deviceCacheTTL && !now.Before(e.fetched) {
+	if ok && e.fresh(now) {
 		return e.dev, nil
 	}
 	dev, err := load(ctx, id)
@@ -149,7 +167,55 @@ func (dc *credentialCache) get(ctx context.Context, id string, load func(context
 	if dc.entries == nil || len(dc.entries) >= maxCachedDevices {
 		dc.entries = make(map[string]cachedDevice)
 	}
-	dc.entries[id] = cachedDevice{dev: dev, fetched: now}
+	next := cachedDevice{dev: dev, fetched: now}
+	if old, ok := dc.entries[id]; ok && sameKeys(old.dev, dev) {
+		// Read again, the keys unchanged: the token that verified still does.
+		next.sas, next.verified = old.sas, old.verified
+	}
+	dc.entries[id] = next
 	dc.mu.Unlock()
 	return dev, nil
+}
+
+// verifiedSAS returns what sas proved when it is the token that last
+// verified against the device's cached keys, the entry is fresh and the
+// token has not expired at now. Anything else goes the whole way: parse,
+// read the device, HMAC.
+func (dc *credentialCache) verifiedSAS(id, sas string, now time.Time) (Identity, bool) {
+	dc.mu.Lock()
+	e, ok := dc.entries[id]
+	dc.mu.Unlock()
+	if !ok || e.sas == "" || !e.fresh(now) || !now.Before(e.verified.Expires) || !sameToken(e.sas, sas) {
+		return Identity{}, false
+	}
+	who := e.verified
+	who.Device = e.dev
+	return who, true
+}
+
+// rememberSAS keeps the token that verified as id, if the cache still holds
+// the device as it was verified against (a change dropped it, or another
+// read replaced it, in between: then the next request verifies again).
+func (dc *credentialCache) rememberSAS(sas string, id Identity) {
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	e, ok := dc.entries[id.Device.DeviceID]
+	if !ok || !sameKeys(e.dev, id.Device) {
+		return
+	}
+	e.sas, e.verified = sas, id
+	dc.entries[id.Device.DeviceID] = e
+}
+
+// sameKeys reports whether a and b are the same registration with the same
+// SAS keys (a device deleted and created again is another row).
+func sameKeys(a, b db.Device) bool {
+	return a.ID == b.ID && a.PrimaryKey == b.PrimaryKey && a.SecondaryKey == b.SecondaryKey
+}
+
+// sameToken compares a presented token with the one that verified in time
+// independent of where they differ, so that timing tells an attacker
+// nothing about the valid token's signature.
+func sameToken(a, b string) bool {
+	return len(a) == len(b) && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,5 +154,88 @@ func TestCredentialCache(t *testing.T) {
 	f.clock.Advance(time.Second)
 	if err := try(); err != nil {
 		t.Errorf("a second later: %v, want the device enabled again", err)
+	}
+}
+
+// TestCredentialCacheRemembersVerifiedToken: the token that verified is
+// admitted again without HMAC only while it is the same token, unexpired,
+// for the same keys; anything else is verified in full.
+func TestCredentialCacheRemembersVerifiedToken(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	dev, err := f.db.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiry := f.clock.Now().Truncate(time.Second).Add(time.Hour)
+	sign := func(key string) string {
+		tok, err := auth.SignSAS("hub/devices/dev1", key, expiry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	good := sign(dev.PrimaryKey)
+	try := func(tok string) (registry.Identity, error) {
+		return f.reg.Authenticate(ctx, registry.Credential{DeviceID: "dev1", SAS: tok}, f.clock.Now())
+	}
+	for range 2 { // verified, then remembered
+		who, err := try(good)
+		if err != nil || who.Method != auth.AuthSASPrimary || !who.Expires.Equal(expiry) || who.Device.DeviceID != "dev1" {
+			t.Fatalf("valid token: %+v, %v", who, err)
+		}
+	}
+	// Same length, one character of the signature changed.
+	forged := []byte(good)
+	i := strings.Index(good, "sig=") + 4
+	forged[i] = map[bool]byte{true: 'A', false: 'B'}[forged[i] != 'A']
+	if _, err := try(string(forged)); !errors.Is(err, auth.ErrBadSignature) {
+		t.Errorf("forged token while a valid one is remembered: %v, want ErrBadSignature", err)
+	}
+	if _, err := try(sign(dev.SecondaryKey)); err != nil {
+		t.Errorf("a new token beside the remembered one: %v", err)
+	}
+
+	// Keys rotated behind the registry's back: the remembered token is
+	// admitted for the entry's second (as any cached credential), not after.
+	if _, err := f.db.RotateDeviceKey(ctx, "dev1", "primary"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := try(good); err != nil {
+		t.Errorf("within a second of a rotation elsewhere: %v, want the cached admission", err)
+	}
+	f.clock.Advance(time.Second)
+	if _, err := try(good); !errors.Is(err, auth.ErrBadSignature) {
+		t.Errorf("a second after a rotation elsewhere: %v, want ErrBadSignature", err)
+	}
+}
+
+// TestRememberedTokenExpires: a remembered token is refused once it
+// expires, even while its device's entry is fresh.
+func TestRememberedTokenExpires(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	dev, err := f.db.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The clock half a second before a whole second: the entry read now is
+	// still fresh when the token expires.
+	f.clock.Advance(f.clock.Now().Truncate(time.Second).Add(1500 * time.Millisecond).Sub(f.clock.Now()))
+	expiry := f.clock.Now().Add(500 * time.Millisecond)
+	tok, err := auth.SignSAS("hub/devices/dev1", dev.PrimaryKey, expiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	try := func() error {
+		_, err := f.reg.Authenticate(ctx, registry.Credential{DeviceID: "dev1", SAS: tok}, f.clock.Now())
+		return err
+	}
+	if err := try(); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(500 * time.Millisecond)
+	if err := try(); !errors.Is(err, auth.ErrTokenExpired) {
+		t.Errorf("at expiry, entry fresh: %v, want ErrTokenExpired", err)
 	}
 }

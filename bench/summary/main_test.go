@@ -88,3 +88,36 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestRatioTarget: issue 10's targets bound the ratio to the same-run
+// baseline, not the figure.
+func TestRatioTarget(t *testing.T) {
+	row := func(out, name string) string {
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, name) {
+				return strings.TrimSpace(line)
+			}
+		}
+		return ""
+	}
+	for _, tt := range []struct {
+		hub, bare string
+		want      string
+	}{
+		{"7000", "10000", "yes"}, // 0.70×
+		{"6900", "10000", "NO"},  // 0.69×
+		{"20000", "0", "no result"},
+	} {
+		input := "pkg: fieldhub/bench\nBenchmarkHubHTTPS-2 1 " + tt.hub + " msgs/s " + tt.bare + " bare-req/s\n"
+		res, err := parse(strings.NewReader(input))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		write(&out, res)
+		got := row(out.String(), "HTTPS single messages")
+		if !strings.Contains(got, "≥ 0.70× baseline") || !strings.HasSuffix(got, tt.want) {
+			t.Errorf("%s against %s: row %q, want a ratio target ending %q", tt.hub, tt.bare, got, tt.want)
+		}
+	}
+}

@@ -76,6 +76,8 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"bad message rate", []string{"serve", "--device-msg-rate", "fast"}, "--device-msg-rate"},
 		{"negative burst", []string{"serve", "--device-msg-burst", "-1"}, "--device-msg-burst"},
 		{"bad connect rate", []string{"serve", "--device-connect-rate", "-2"}, "--device-connect-rate"},
+		{"bad memory limit", []string{"serve", "--memory-limit", "1GB"}, "--memory-limit"},
+		{"negative memory limit", []string{"serve", "--memory-limit", "-1"}, "--memory-limit"},
 		{"missing id", []string{"device", "add", "--data", data}, "expected one device id"},
 		{"bad device id", []string{"device", "add", "--data", data, "bad id"}, "position 4"},
 		{"dot device id", []string{"device", "add", "--data", data, "."}, `device id "." is not allowed`},

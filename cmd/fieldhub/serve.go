@@ -42,6 +42,7 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.ClockURL, "clock-url", envOr(e, "FIELDHUB_CLOCK_URL", ""), "compare the clock with the HTTP Date of this URL at start and warn when they differ by over a minute; SAS tokens depend on it (env FIELDHUB_CLOCK_URL)")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", envOr(e, "FIELDHUB_MQTT_ADDR", ":8883"), "MQTT over TLS device endpoint; empty turns MQTT off (env FIELDHUB_MQTT_ADDR)")
 	fs.StringVar(&cfg.MQTTPlainAddr, "mqtt-plain-addr", envOr(e, "FIELDHUB_MQTT_PLAIN_ADDR", ""), "also serve MQTT without TLS here; loopback addresses only (env FIELDHUB_MQTT_PLAIN_ADDR)")
+	memLimit := fs.String("memory-limit", envOr(e, "FIELDHUB_MEMORY_LIMIT", strconv.Itoa(app.DefaultMemoryLimitMiB)), "soft limit of the hub's Go memory in MiB: the collector works harder rather than let the heap pass it, as long as live data leaves a quarter free (beyond, it grows as Go's default would); 0 is off; GOMEMLIMIT, when set, wins (env FIELDHUB_MEMORY_LIMIT)")
 	fs.StringVar(&cfg.PprofAddr, "pprof-addr", envOr(e, "FIELDHUB_PPROF_ADDR", ""), "serve Go's CPU and memory profiles (net/http/pprof) here, for diagnosing performance; loopback addresses only; off when empty (env FIELDHUB_PPROF_ADDR)")
 	fs.StringVar(&cfg.DeviceAddr, "device-addr", envOr(e, "FIELDHUB_DEVICE_ADDR", ":8443"), "HTTPS device endpoint (Azure IoT Hub device API); :443 lets the SDKs' HTTP transport connect (env FIELDHUB_DEVICE_ADDR)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", envOr(e, "FIELDHUB_TLS_CERT", ""), "PEM certificate chain of the device endpoints; default: issued by a CA generated in <data>/tls (env FIELDHUB_TLS_CERT)")
@@ -72,6 +73,9 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	}
 	if cfg.DeviceQuota, err = parseDeviceQuota(*msgRate, *msgBurst, *connectRate); err != nil {
 		return cfg, err
+	}
+	if cfg.MemoryLimitMiB, err = strconv.Atoi(*memLimit); err != nil || cfg.MemoryLimitMiB < 0 {
+		return cfg, usagef("serve: --memory-limit %q: want a whole number of MiB, 0 for Go's defaults", *memLimit)
 	}
 	if len(pos) != 0 {
 		return cfg, usagef("serve takes no arguments, got %q", pos)

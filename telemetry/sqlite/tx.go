@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -14,47 +15,16 @@ import (
 	"fieldhub/telemetry"
 )
 
-// writeTx is a telemetry.Tx. It prepares each statement on first use: most
-// transactions need only a few of them.
+// writeTx is a telemetry.Tx. Its statements are plain queries: the
+// connection's statement cache (db.Open's _stmt_cache_size) keeps them
+// prepared from one transaction to the next.
 type writeTx struct {
 	tx *sql.Tx
-	// Statements by query text, and the INSERT of n messages by n.
-	stmts   map[string]*sql.Stmt
-	inserts map[int]*sql.Stmt
 }
 
-func (w *writeTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
-	if st := w.stmts[query]; st != nil {
-		return st, nil
-	}
-	st, err := w.tx.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	if w.stmts == nil {
-		w.stmts = map[string]*sql.Stmt{}
-	}
-	w.stmts[query] = st
-	return st, nil
-}
-
-func (w *writeTx) closeStmts() {
-	for _, st := range w.stmts {
-		st.Close()
-	}
-	for _, st := range w.inserts {
-		st.Close()
-	}
-	w.stmts, w.inserts = nil, nil
-}
-
-func (w *writeTx) Commit() error {
-	defer w.closeStmts()
-	return w.tx.Commit()
-}
+func (w *writeTx) Commit() error { return w.tx.Commit() }
 
 func (w *writeTx) Rollback() error {
-	defer w.closeStmts()
 	err := w.tx.Rollback()
 	if errors.Is(err, sql.ErrTxDone) {
 		return nil
@@ -66,11 +36,7 @@ const findDevice = `SELECT id, created_at FROM devices WHERE device_id = ?`
 
 func (w *writeTx) FindDevice(ctx context.Context, deviceID string) (telemetry.DeviceRow, bool, error) {
 	var dev telemetry.DeviceRow
-	st, err := w.stmt(ctx, findDevice)
-	if err != nil {
-		return dev, false, err
-	}
-	err = st.QueryRowContext(ctx, deviceID).Scan(&dev.ID, &dev.Created)
+	err := w.tx.QueryRowContext(ctx, findDevice, deviceID).Scan(&dev.ID, &dev.Created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return dev, false, nil
 	}
@@ -89,11 +55,7 @@ func (w *writeTx) DevicesCreated(ctx context.Context, ids []int64) (map[int64]in
 		list = strconv.AppendInt(list, id, 10)
 	}
 	list = append(list, ']')
-	st, err := w.stmt(ctx, devicesCreated)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := st.QueryContext(ctx, string(list))
+	rows, err := w.tx.QueryContext(ctx, devicesCreated, string(list))
 	if err != nil {
 		return nil, err
 	}
@@ -112,22 +74,41 @@ func (w *writeTx) DevicesCreated(ctx context.Context, ids []int64) (map[int64]in
 // insertChunk bounds the rows of one INSERT (11 parameters each).
 const insertChunk = 64
 
+// insertQueries[k] is the INSERT of 2^k messages. A batch is written in
+// statements of these sizes only, the largest that fits first, so that the
+// connection's statement cache holds a handful of them instead of one per
+// batch size.
+var insertQueries = func() []string {
+	var qs []string
+	for n := 1; n <= insertChunk; n *= 2 {
+		var q strings.Builder
+		q.WriteString(`INSERT INTO messages (device_id, enqueued_at, message_id, correlation_id, content_type,
+		content_encoding, to_address, user_id, properties, auth_method, body) VALUES `)
+		for i := range n {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString(`(?,?,?,?,?,?,?,?,?,?,?)`)
+		}
+		qs = append(qs, q.String())
+	}
+	return qs
+}()
+
 func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRow) ([]int64, error) {
 	ids := make([]int64, len(rows))
 	args := make([]any, 0, 11*min(len(rows), insertChunk))
 	for done := 0; done < len(rows); {
-		n := min(len(rows)-done, insertChunk)
-		st, err := w.insertStmt(ctx, n)
-		if err != nil {
-			return nil, err
-		}
+		k := bits.Len(uint(min(len(rows)-done, insertChunk))) - 1
+		n := 1 << k
 		args = args[:0]
+		var err error
 		for _, r := range rows[done : done+n] {
 			if args, err = appendMessage(args, r); err != nil {
 				return nil, err
 			}
 		}
-		res, err := st.ExecContext(ctx, args...)
+		res, err := w.tx.ExecContext(ctx, insertQueries[k], args...)
 		if err != nil {
 			return nil, err
 		}
@@ -165,41 +146,12 @@ func appendMessage(args []any, r telemetry.MessageRow) ([]any, error) {
 		m.ContentEncoding, m.To, m.UserID, props, m.AuthMethod, body), nil
 }
 
-// insertStmt prepares (once per transaction and size) an INSERT of n messages.
-func (w *writeTx) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
-	if st := w.inserts[n]; st != nil {
-		return st, nil
-	}
-	var q strings.Builder
-	q.WriteString(`INSERT INTO messages (device_id, enqueued_at, message_id, correlation_id, content_type,
-		content_encoding, to_address, user_id, properties, auth_method, body) VALUES `)
-	for i := range n {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString(`(?,?,?,?,?,?,?,?,?,?,?)`)
-	}
-	st, err := w.tx.PrepareContext(ctx, q.String())
-	if err != nil {
-		return nil, err
-	}
-	if w.inserts == nil {
-		w.inserts = map[int]*sql.Stmt{}
-	}
-	w.inserts[n] = st
-	return st, nil
-}
-
 const touchDevice = `UPDATE devices SET last_activity_at = MAX(COALESCE(last_activity_at, 0), ?)
 	WHERE id = ? AND created_at = ?`
 
 func (w *writeTx) TouchDevices(ctx context.Context, at []telemetry.Activity) error {
-	st, err := w.stmt(ctx, touchDevice)
-	if err != nil {
-		return err
-	}
 	for _, a := range at {
-		if _, err := st.ExecContext(ctx, a.At, a.Device.ID, a.Device.Created); err != nil {
+		if _, err := w.tx.ExecContext(ctx, touchDevice, a.At, a.Device.ID, a.Device.Created); err != nil {
 			return fmt.Errorf("device %d: %w", a.Device.ID, err)
 		}
 	}
@@ -211,11 +163,7 @@ const createMetric = `INSERT INTO metrics (device_id, name) VALUES (?, ?)
 
 func (w *writeTx) CreateMetric(ctx context.Context, dev telemetry.DeviceRow, name string) (telemetry.MetricRow, error) {
 	m := telemetry.MetricRow{Device: dev, Name: name}
-	st, err := w.stmt(ctx, createMetric)
-	if err != nil {
-		return m, err
-	}
-	err = st.QueryRowContext(ctx, dev.ID, name).Scan(&m.ID)
+	err := w.tx.QueryRowContext(ctx, createMetric, dev.ID, name).Scan(&m.ID)
 	if !errors.Is(err, sql.ErrNoRows) {
 		return m, err // new (no chunks, no last value), or failed
 	}
@@ -236,11 +184,7 @@ const putChunk = `INSERT INTO reading_chunks (metric_id, chunk_no, start_ts, end
 		n = excluded.n, min = excluded.min, max = excluded.max, sum = excluded.sum, data = excluded.data`
 
 func (w *writeTx) PutChunk(ctx context.Context, metricID int64, c telemetry.Chunk) (bool, error) {
-	st, err := w.stmt(ctx, putChunk)
-	if err != nil {
-		return false, err
-	}
-	res, err := st.ExecContext(ctx, metricID, c.No, c.Start, c.End, c.N, c.Min, c.Max, c.Sum, c.Data)
+	res, err := w.tx.ExecContext(ctx, putChunk, metricID, c.No, c.Start, c.End, c.N, c.Min, c.Max, c.Sum, c.Data)
 	if err != nil {
 		return false, err
 	}
@@ -252,15 +196,11 @@ const updateMetric = `UPDATE metrics SET last_value = COALESCE(?1, last_value),
 	last_ts = COALESCE(?2, last_ts), through_msg = ?3 WHERE id = ?4`
 
 func (w *writeTx) UpdateMetric(ctx context.Context, metricID, through int64, last *telemetry.Point) (bool, error) {
-	st, err := w.stmt(ctx, updateMetric)
-	if err != nil {
-		return false, err
-	}
 	var value, ts any // NULL keeps the stored ones
 	if last != nil {
 		value, ts = last.Value, last.TS
 	}
-	res, err := st.ExecContext(ctx, value, ts, through, metricID)
+	res, err := w.tx.ExecContext(ctx, updateMetric, value, ts, through, metricID)
 	if err != nil {
 		return false, err
 	}
