@@ -3,6 +3,7 @@ package live
 import (
 	"time"
 
+	"fieldhub/alert"
 	"fieldhub/commands"
 	"fieldhub/storage"
 	"fieldhub/telemetry"
@@ -36,16 +37,19 @@ const (
 	// EventStorage (storage.Status): storage started or stopped failing,
 	// on the fleet stream and every device stream.
 	EventStorage = "storage"
+	// EventAlert (AlertEvent): an alert raised, repeated, acknowledged or
+	// cleared, on the fleet stream and the device's own.
+	EventAlert = "alert"
 	// EventResync ({}): the client missed events that are no longer kept and
 	// should reload what it shows.
 	EventResync = "resync"
 )
 
 // FleetStreamEvents are the event types of the fleet stream.
-var FleetStreamEvents = []string{EventDevice, EventStats, EventStorage, EventResync}
+var FleetStreamEvents = []string{EventDevice, EventStats, EventStorage, EventAlert, EventResync}
 
 // DeviceStreamEvents are the event types of a device's stream.
-var DeviceStreamEvents = []string{EventDevice, EventMessage, EventReading, EventCommand, EventTwin, EventConnection, EventStorage, EventResync}
+var DeviceStreamEvents = []string{EventDevice, EventMessage, EventReading, EventCommand, EventTwin, EventConnection, EventStorage, EventAlert, EventResync}
 
 // StatusDeleted is the status EventDevice announces for a deleted device,
 // besides db.StatusOnline, db.StatusOffline and db.StatusDisabled.
@@ -142,4 +146,20 @@ func (h *Hub) PublishStorage(st storage.Status) {
 func (h *Hub) PublishConnection(deviceID string, ev ConnectionEvent) {
 	h.publishDevice(deviceID, EventConnection, ev)
 	h.relay(PeerEvent{Type: EventConnection, Device: deviceID, Connection: &ev})
+}
+
+// AlertEvent is the payload of EventAlert: the alert as it stands, its
+// rule's name, and the open alerts of the fleet by severity after the
+// change (for the count in every page's header).
+type AlertEvent struct {
+	Alert    alert.Alert            `json:"alert"`
+	RuleName string                 `json:"ruleName"`
+	Open     map[alert.Severity]int `json:"open"`
+}
+
+// PublishAlert announces an alert's change on the fleet stream and the
+// device's (alerting.Publisher).
+func (h *Hub) PublishAlert(ev AlertEvent) {
+	h.publishFleet(ev.Alert.DeviceID, EventAlert, ev)
+	h.publishDevice(ev.Alert.DeviceID, EventAlert, ev)
 }
