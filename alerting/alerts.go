@@ -37,7 +37,7 @@ func (s *Service) apply(ctx context.Context, trs []alert.Transition) {
 			} else {
 				a, err = s.cfg.Store.InsertAlert(ctx, a)
 				if err == nil {
-					s.counts[a.Severity]++
+					s.count(a, 1)
 				}
 			}
 			if err != nil {
@@ -77,15 +77,44 @@ func (s *Service) apply(ctx context.Context, trs []alert.Transition) {
 func (s *Service) forget(k alert.Key, a alert.Alert) {
 	if old, ok := s.open[k]; ok {
 		delete(s.open, k)
-		s.counts[old.Severity]--
+		s.count(old, -1)
 	}
+}
+
+// count adds n open alerts of a's severity, to the fleet's counts and its
+// device's.
+func (s *Service) count(a alert.Alert, n int) {
+	s.counts[a.Severity] += n
+	c := s.byDev[a.DeviceID]
+	if c == nil {
+		c = new([6]int)
+		s.byDev[a.DeviceID] = c
+	}
+	c[a.Severity.Rank()] += n
+	if *c == ([6]int{}) {
+		delete(s.byDev, a.DeviceID)
+	}
+}
+
+// worst is the worst severity open on a device, "" for none.
+func (s *Service) worst(deviceID string) alert.Severity {
+	c := s.byDev[deviceID]
+	if c == nil {
+		return ""
+	}
+	for _, sev := range alert.Severities() {
+		if c[sev.Rank()] > 0 {
+			return sev
+		}
+	}
+	return ""
 }
 
 // announce publishes an alert's change live and, for the events webhooks
 // hear of, queues their deliveries. Called with mu held.
 func (s *Service) announce(ctx context.Context, a alert.Alert, event alert.EventType, value any) {
 	if s.cfg.Live != nil {
-		s.cfg.Live.PublishAlert(live.AlertEvent{Alert: a, RuleName: s.names[a.RuleID], Open: s.openCounts()})
+		s.cfg.Live.PublishAlert(live.AlertEvent{Alert: a, RuleName: s.names[a.RuleID], Open: s.openCounts(), DeviceWorst: s.worst(a.DeviceID)})
 	}
 	if event != "" && s.hooks != nil {
 		rule, err := s.cfg.Store.AlertRule(ctx, a.RuleID)
@@ -120,11 +149,9 @@ func (s *Service) OpenCounts() map[alert.Severity]int {
 func (s *Service) WorstOpen() map[string]alert.Severity {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[string]alert.Severity{}
-	for k, a := range s.open {
-		if a.Severity.Worse(out[k.DeviceID]) {
-			out[k.DeviceID] = a.Severity
-		}
+	out := make(map[string]alert.Severity, len(s.byDev))
+	for id := range s.byDev {
+		out[id] = s.worst(id)
 	}
 	return out
 }

@@ -119,13 +119,15 @@ type Service struct {
 	mu     sync.Mutex
 	open   map[alert.Key]alert.Alert
 	counts map[alert.Severity]int
+	byDev  map[string]*[6]int // open alerts of each device by severity rank
 	names  map[int64]string // rule names for events
 
 	hooks *deliverer
 
-	stop   context.CancelFunc
-	wg     sync.WaitGroup
-	closed atomic.Bool
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+	evaluated chan struct{} // closed when the evaluation loop ends
+	closed    atomic.Bool
 }
 
 // input is one event for the evaluator, copied out of what ingest or the
@@ -159,7 +161,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{
 		cfg: cfg, log: cfg.Logger, ev: alert.New(alert.Options{}),
 		in:   make(chan []input, cfg.QueueBatches),
-		open: map[alert.Key]alert.Alert{}, counts: map[alert.Severity]int{}, names: map[int64]string{},
+		open: map[alert.Key]alert.Alert{}, counts: map[alert.Severity]int{}, byDev: map[string]*[6]int{}, names: map[int64]string{},
 	}
 	if err := s.recover(ctx); err != nil {
 		return nil, err
@@ -170,7 +172,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.hooks = newDeliverer(cfg.Webhooks, cfg.Audit, cfg.Delivery, cfg.Now, s.log)
 		s.run(func() { s.hooks.run(runCtx) })
 	}
-	s.run(func() { s.evaluate(runCtx) })
+	s.evaluated = make(chan struct{})
+	s.run(func() { defer close(s.evaluated); s.evaluate(runCtx) })
 	s.run(func() { s.prune(runCtx) })
 	return s, nil
 }
@@ -190,6 +193,11 @@ func (s *Service) Close(ctx context.Context) error {
 		return nil
 	}
 	close(s.in)
+	// The loop evaluates what is queued, then ends; the rest stop after it.
+	select {
+	case <-s.evaluated:
+	case <-ctx.Done():
+	}
 	s.stop()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -247,7 +255,7 @@ func (s *Service) recover(ctx context.Context) error {
 		for _, a := range page {
 			k := alert.Key{RuleID: a.RuleID, DeviceID: a.DeviceID}
 			s.open[k] = a
-			s.counts[a.Severity]++
+			s.count(a, 1)
 			snap.Open = append(snap.Open, alert.OpenAlert{RuleID: a.RuleID, DeviceID: a.DeviceID, Severity: a.Severity,
 				FirstAt: a.FirstAt, LastAt: a.LastAt, Count: a.Count, Value: a.Value})
 			before = a.ID
@@ -332,7 +340,7 @@ func (s *Service) evaluate(ctx context.Context) {
 	defer timer.Stop()
 	for {
 		if next, ok := s.ev.NextDeadline(); ok {
-			timer.Reset(max(time.Until(next), 0))
+			timer.Reset(max(next.Sub(s.cfg.Now()), 0))
 		} else {
 			timer.Stop()
 		}
@@ -417,4 +425,3 @@ func (s *Service) saveSnapshotLogged(ctx context.Context) {
 func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 }
-

@@ -16,10 +16,10 @@ import (
 // Bounds of webhooks and their outbox.
 const (
 	MaxWebhooks          = 20
-	MaxWebhookURL        = 2048  // bytes
-	MinWebhookSecret     = 16    // bytes: an HMAC key worth the name
-	MaxWebhookSecret     = 256   // bytes
-	MaxPendingDeliveries = 1000  // per hook; beyond, new deliveries are dropped (and logged as such)
+	MaxWebhookURL        = 2048 // bytes
+	MinWebhookSecret     = 16   // bytes: an HMAC key worth the name
+	MaxWebhookSecret     = 256  // bytes
+	MaxPendingDeliveries = 1000 // per hook; beyond, new deliveries are dropped (and logged as such)
 	MaxDeliveriesListed  = 200
 )
 

@@ -88,6 +88,24 @@ func (s *Server) routes(e *echo.Echo) {
 	api.PATCH("/devices/:id/twin", s.apiPatchTwin, operator)
 	api.GET("/audit", s.apiListAudit, admin)
 
+	// Alerts (handlers/api_alerts.go): viewers read, operators and admins
+	// act on alerts and rules, admins manage webhooks.
+	api.GET("/alert-rules", s.apiListAlertRules, viewer)
+	api.POST("/alert-rules", s.apiCreateAlertRule, operator)
+	api.POST("/alert-rules/preview", s.apiPreviewAlertRule, operator)
+	api.GET("/alert-rules/:id", s.apiShowAlertRule, viewer)
+	api.PATCH("/alert-rules/:id", s.apiUpdateAlertRule, operator)
+	api.DELETE("/alert-rules/:id", s.apiDeleteAlertRule, operator)
+	api.GET("/alerts", s.apiListAlerts, viewer)
+	api.GET("/alerts/:id", s.apiShowAlert, viewer)
+	api.POST("/alerts/:id/ack", s.apiAcknowledgeAlert, operator)
+	api.POST("/alerts/:id/clear", s.apiClearAlert, operator)
+	api.GET("/webhooks", s.apiListWebhooks, admin)
+	api.POST("/webhooks", s.apiCreateWebhook, admin)
+	api.GET("/webhooks/:id", s.apiShowWebhook, admin)
+	api.PATCH("/webhooks/:id", s.apiUpdateWebhook, admin)
+	api.DELETE("/webhooks/:id", s.apiDeleteWebhook, admin)
+
 	// Live streams (server-sent events).
 	api.GET("/events", s.streamFleet, viewer)
 	api.GET("/devices/:id/events", s.streamDevice, viewer)

@@ -80,6 +80,8 @@ type Config struct {
 	// Health is the state of storage writes, shown by /readyz and on every
 	// page; nil gets one nobody reports to.
 	Health *storage.Health
+	// Alerts is the alerting service; nil answers its API with 503.
+	Alerts Alerts
 }
 
 // Server holds the handlers' dependencies.
@@ -110,6 +112,7 @@ type Server struct {
 	// batchBodies recycles the read buffers of device batch requests.
 	batchBodies sync.Pool
 	quota       *quota.Devices
+	alerts      Alerts
 }
 
 // New builds the Echo router with every route. The services in cfg are
@@ -149,6 +152,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 	if s.endpoints.Host == "" {
 		s.endpoints = registry.DefaultEndpoints()
 	}
+	s.alerts = cfg.Alerts
 	s.cloud, s.methods, s.twins = cfg.CloudMessages, cfg.Methods, cfg.Twins
 	e := echo.New()
 	e.HideBanner = true

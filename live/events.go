@@ -149,17 +149,20 @@ func (h *Hub) PublishConnection(deviceID string, ev ConnectionEvent) {
 }
 
 // AlertEvent is the payload of EventAlert: the alert as it stands, its
-// rule's name, and the open alerts of the fleet by severity after the
-// change (for the count in every page's header).
+// rule's name, the open alerts of the fleet by severity after the change
+// (for the count in every page's header) and the worst severity still open
+// on the alert's device ("" for none; the fleet list's rows).
 type AlertEvent struct {
-	Alert    alert.Alert            `json:"alert"`
-	RuleName string                 `json:"ruleName"`
-	Open     map[alert.Severity]int `json:"open"`
+	Alert       alert.Alert            `json:"alert"`
+	RuleName    string                 `json:"ruleName"`
+	Open        map[alert.Severity]int `json:"open"`
+	DeviceWorst alert.Severity         `json:"deviceWorst"`
 }
 
 // PublishAlert announces an alert's change on the fleet stream and the
-// device's (alerting.Publisher).
+// device's (alerting.Publisher). On the fleet stream it reaches clients
+// that follow only some devices too: every page's header counts alerts.
 func (h *Hub) PublishAlert(ev AlertEvent) {
-	h.publishFleet(ev.Alert.DeviceID, EventAlert, ev)
+	h.publishFleet("", EventAlert, ev)
 	h.publishDevice(ev.Alert.DeviceID, EventAlert, ev)
 }
