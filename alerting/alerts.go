@@ -12,10 +12,10 @@ import (
 	"fieldhub/storage"
 )
 
-// apply stores the evaluator's transitions, announces them live and queues
-// their webhooks. A failed write is logged (storage.Health reports the
-// fault): the evaluator's state stands, and the next transition of the
-// alert writes it whole again.
+// apply stores the evaluator's transitions in one transaction, announces
+// them live and queues their webhooks. A failed write is logged
+// (storage.Health reports the fault): the evaluator's state stands, and an
+// alert not stored yet (ID 0) is inserted by its next write.
 func (s *Service) apply(ctx context.Context, trs []alert.Transition) {
 	if len(trs) == 0 {
 		return
@@ -24,52 +24,85 @@ func (s *Service) apply(ctx context.Context, trs []alert.Transition) {
 	defer cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	type note struct {
+		a     alert.Alert
+		write int
+		event alert.EventType
+		value any
+	}
+	var (
+		writes []alert.Alert
+		notes  []note
+		slot   = map[alert.Key]int{} // the write of each open alert in this batch
+	)
 	for _, t := range trs {
 		k := alert.Key{RuleID: t.Alert.RuleID, DeviceID: t.Alert.DeviceID}
+		var a alert.Alert
+		var event alert.EventType
 		if t.Kind == alert.Raise {
-			a, err := alert.NewAlert(t)
-			if err != nil {
+			var err error
+			if a, err = alert.NewAlert(t); err != nil {
 				continue
 			}
-			if old, ok := s.open[k]; ok { // the store has it open already (a restart raced a write)
+			event = alert.EventRaised
+			if old, ok := s.open[k]; ok { // open in the store already (a restart raced a write)
 				a.ID, a.State, a.AcknowledgedAt, a.AcknowledgedBy, a.AckComment = old.ID, old.State, old.AcknowledgedAt, old.AcknowledgedBy, old.AckComment
-				err = s.cfg.Store.UpdateAlert(ctx, a)
 			} else {
-				a, err = s.cfg.Store.InsertAlert(ctx, a)
-				if err == nil {
-					s.count(a, 1)
-				}
+				s.count(a, 1)
 			}
-			if err != nil {
-				s.log.Error("store raised alert", "rule", k.RuleID, "device", k.DeviceID, "err", err)
-				continue
-			}
-			s.open[k] = a
-			s.announce(ctx, a, alert.EventRaised, t.Value)
-			continue
-		}
-		a, ok := s.open[k]
-		if !ok {
-			continue // cleared by an operator meanwhile, or never stored
-		}
-		if err := a.Apply(t); err != nil {
-			continue
-		}
-		if err := s.cfg.Store.UpdateAlert(ctx, a); err != nil {
-			if errors.Is(err, storage.ErrConflict) { // cleared in the store already
-				s.forget(k, a)
-				continue
-			}
-			s.log.Error("store alert change", "alert", a.ID, "change", t.Kind, "err", err)
-			continue
-		}
-		if t.Kind == alert.Clear {
-			s.forget(k, a)
-			s.announce(ctx, a, alert.EventCleared, t.Value)
 		} else {
-			s.open[k] = a
-			s.announce(ctx, a, "", nil)
+			old, ok := s.open[k]
+			if !ok {
+				continue // cleared by an operator meanwhile
+			}
+			a = old
+			if err := a.Apply(t); err != nil {
+				continue
+			}
+			if t.Kind == alert.Clear {
+				event = alert.EventCleared
+			}
 		}
+		i, ok := slot[k]
+		if !ok {
+			i = len(writes)
+			writes = append(writes, a)
+		}
+		writes[i] = a
+		if a.Open() {
+			s.open[k], slot[k] = a, i
+		} else {
+			s.forget(k, a)
+			delete(slot, k) // a raise later in the batch is a new alert
+		}
+		notes = append(notes, note{a, i, event, t.Value})
+	}
+	saved, errs, err := s.cfg.Store.SaveAlerts(ctx, writes)
+	if err != nil {
+		s.log.Error("store alert changes", "alerts", len(writes), "err", err)
+		return
+	}
+	for k, i := range slot { // alerts inserted and still open learn their IDs
+		if a := s.open[k]; a.ID == 0 && errs[i] == nil {
+			a.ID = saved[i].ID
+			s.open[k] = a
+		}
+	}
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, storage.ErrConflict) && writes[i].ID != 0: // cleared in the store already
+			s.forget(alert.Key{RuleID: writes[i].RuleID, DeviceID: writes[i].DeviceID}, writes[i])
+		default:
+			s.log.Error("store alert change", "rule", writes[i].RuleID, "device", writes[i].DeviceID, "err", err)
+		}
+	}
+	for _, n := range notes {
+		if errs[n.write] != nil {
+			continue
+		}
+		n.a.ID = saved[n.write].ID
+		s.announce(ctx, n.a, n.event, n.value)
 	}
 }
 

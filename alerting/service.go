@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"fieldhub/alert"
 	"fieldhub/db"
 	"fieldhub/live"
+	"fieldhub/storage"
 	"fieldhub/telemetry"
 )
 
@@ -36,6 +38,7 @@ type Store interface {
 	OpenAlertCounts(ctx context.Context) (map[alert.Severity]int, error)
 	InsertAlert(ctx context.Context, a alert.Alert) (alert.Alert, error)
 	UpdateAlert(ctx context.Context, a alert.Alert) error
+	SaveAlerts(ctx context.Context, batch []alert.Alert) (saved []alert.Alert, errs []error, err error)
 	PruneAlerts(ctx context.Context, cutoff time.Time, limit int) (int, error)
 
 	// The evaluator's timers and baselines across restarts.
@@ -124,6 +127,13 @@ type Service struct {
 
 	hooks *deliverer
 
+	// known are the devices whose tags the evaluator has; another process
+	// (the CLI) may add a device or change its tags behind the registry's
+	// back, so an unknown device is read on its first message, and tags
+	// are compared with the registry every TagRefresh.
+	knownMu sync.Mutex
+	known   map[string]map[string]string
+
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
 	evaluated chan struct{} // closed when the evaluation loop ends
@@ -161,7 +171,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{
 		cfg: cfg, log: cfg.Logger, ev: alert.New(alert.Options{}),
 		in:   make(chan []input, cfg.QueueBatches),
-		open: map[alert.Key]alert.Alert{}, counts: map[alert.Severity]int{}, byDev: map[string]*[6]int{}, names: map[int64]string{},
+		open: map[alert.Key]alert.Alert{}, counts: map[alert.Severity]int{}, byDev: map[string]*[6]int{},
+		known: map[string]map[string]string{}, names: map[int64]string{},
 	}
 	if err := s.recover(ctx); err != nil {
 		return nil, err
@@ -241,6 +252,7 @@ func (s *Service) recover(ctx context.Context) error {
 		}
 		for _, d := range page {
 			snap.Devices = append(snap.Devices, alert.DeviceState{ID: d.DeviceID, Tags: d.Tags, LastSeen: d.LastActivity})
+			s.known[d.DeviceID] = d.Tags
 		}
 		if len(page) < 1000 {
 			break
@@ -350,6 +362,7 @@ func (s *Service) evaluate(ctx context.Context) {
 				return
 			}
 			for _, in := range batch {
+				s.learn(ctx, in.deviceID)
 				var trs []alert.Transition
 				if in.reported != nil {
 					trs = s.ev.Reported(in.deviceID, nil, in.at, in.reported)
@@ -370,22 +383,84 @@ func (s *Service) evaluate(ctx context.Context) {
 // DeviceChanged tells the evaluator a device's tags after a registry change
 // (registry.Watcher).
 func (s *Service) DeviceChanged(ctx context.Context, d db.Device) {
+	s.knownMu.Lock()
+	s.known[d.DeviceID] = d.Tags
+	s.knownMu.Unlock()
 	s.apply(ctx, s.ev.DeviceChanged(d.DeviceID, d.Tags, s.cfg.Now()))
 }
 
 // DeviceDeleted clears a deleted device's alerts (registry.Watcher).
 func (s *Service) DeviceDeleted(ctx context.Context, deviceID string) {
+	s.knownMu.Lock()
+	delete(s.known, deviceID)
+	s.knownMu.Unlock()
 	s.apply(ctx, s.ev.DeviceDeleted(deviceID, s.cfg.Now()))
 }
 
+// learn reads a device the evaluator does not know yet (added by another
+// process) before its first message is evaluated.
+func (s *Service) learn(ctx context.Context, deviceID string) {
+	s.knownMu.Lock()
+	_, ok := s.known[deviceID]
+	s.knownMu.Unlock()
+	if ok {
+		return
+	}
+	d, err := s.cfg.Fleet.Device(ctx, deviceID)
+	if err != nil {
+		return // deleted meanwhile; the evaluator sees it without tags
+	}
+	s.DeviceChanged(ctx, d)
+}
+
+// refreshTags compares every device's tags with what the evaluator has,
+// for changes made by another process; the registry reports its own.
+func (s *Service) refreshTags(ctx context.Context) {
+	seen := map[string]bool{}
+	for offset := 0; ; {
+		page, _, err := s.cfg.Fleet.Devices(ctx, db.DeviceFilter{Offset: offset, Limit: 1000})
+		if err != nil {
+			return
+		}
+		for _, d := range page {
+			seen[d.DeviceID] = true
+			s.knownMu.Lock()
+			tags, ok := s.known[d.DeviceID]
+			s.knownMu.Unlock()
+			if !ok || !maps.Equal(tags, d.Tags) {
+				s.DeviceChanged(ctx, d)
+			}
+		}
+		if len(page) < 1000 {
+			break
+		}
+		offset += len(page)
+	}
+	s.knownMu.Lock()
+	var gone []string
+	for id := range s.known {
+		if !seen[id] {
+			gone = append(gone, id)
+		}
+	}
+	s.knownMu.Unlock()
+	for _, id := range gone { // unless it was added after its page was read
+		if _, err := s.cfg.Fleet.Device(ctx, id); errors.Is(err, storage.ErrNotFound) {
+			s.DeviceDeleted(ctx, id)
+		}
+	}
+}
+
 // prune deletes cleared alerts past the retention, and finished webhook
-// deliveries past theirs, every ten minutes.
+// deliveries past theirs, saves the evaluator's timers and compares the
+// fleet's tags, every minute.
 func (s *Service) prune(ctx context.Context) {
-	tick := time.NewTicker(10 * time.Minute)
+	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	for {
 		s.pruneOnce(ctx)
 		s.saveSnapshotLogged(ctx)
+		s.refreshTags(ctx)
 		select {
 		case <-tick.C:
 		case <-ctx.Done():

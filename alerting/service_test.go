@@ -267,3 +267,19 @@ func TestFailingWebhookIsDisabled(t *testing.T) {
 		return len(entries) > 0 && entries[0].Action == alerting.ActionHookDisable && entries[0].Actor == "hub"
 	})
 }
+
+// TestDeviceAddedByAnotherProcess: a device the registry did not announce
+// (added by the CLI while the hub runs) is read on its first message, so
+// rules scoped by its tags watch it; tags changed behind the hub's back are
+// picked up by the periodic comparison.
+func TestDeviceAddedByAnotherProcess(t *testing.T) {
+	f := newFixture(t)
+	svc := f.start()
+	f.rule(svc, alert.Rule{Name: "berlin", Severity: alert.Major, Scope: alert.Scope{Tags: map[string]string{"site": "berlin"}},
+		Condition: alert.Condition{Kind: alert.Threshold, Metric: "x", Op: alert.Greater, Value: 0}})
+	if _, err := f.db.CreateDevice(context.Background(), db.NewDevice{DeviceID: "late", Tags: map[string]string{"site": "berlin"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.send(svc, "late", "x", 1)
+	testkit.WaitFor(t, "the alert of a device added behind the registry's back", func() bool { return len(f.open()) == 1 })
+}

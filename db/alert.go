@@ -304,6 +304,76 @@ func (d *DB) UpdateAlert(ctx context.Context, a alert.Alert) error {
 	return nil
 }
 
+// SaveAlerts stores a batch of alert changes in one transaction, so that a
+// storm of transitions costs one commit, not one per alert: an alert
+// without an ID is inserted (open or, when it rose and cleared within the
+// batch, already cleared), one with an ID updated. Item i's outcome is
+// errs[i]: storage.ErrConflict for a second open alert of the same (rule,
+// device) or an update of a cleared alert; the others are stored. saved
+// has the IDs of the inserted alerts.
+func (d *DB) SaveAlerts(ctx context.Context, batch []alert.Alert) (saved []alert.Alert, errs []error, err error) {
+	saved, errs = make([]alert.Alert, len(batch)), make([]error, len(batch))
+	err = d.withTx(ctx, func(tx *sql.Tx) error {
+		for i, a := range batch {
+			a.AckComment, a.ClearComment = cutRunes(a.AckComment, alert.MaxCommentLen), cutRunes(a.ClearComment, alert.MaxCommentLen)
+			a.AcknowledgedBy, a.ClearedBy = cutAuditField(a.AcknowledgedBy, alert.MaxByLen), cutAuditField(a.ClearedBy, alert.MaxByLen)
+			value, err := alertValue(a.Value)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			// Conflicts are found by reading first, never by a failing
+			// statement, which would abort the transaction on some databases.
+			if a.ID == 0 {
+				var open int
+				if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM alerts WHERE rule_id = ? AND device_id = ? AND state <> 'cleared'`, a.RuleID, a.DeviceID).Scan(&open); err != nil {
+					return err
+				}
+				if open > 0 && a.State != alert.StateCleared {
+					errs[i] = fmt.Errorf("alert of rule %d on %q: %w", a.RuleID, a.DeviceID, storage.ErrConflict)
+					continue
+				}
+				res, err := tx.ExecContext(ctx, `INSERT INTO alerts (rule_id, device_id, severity, state, count, first_at, last_at, value,
+					acknowledged_at, acknowledged_by, ack_comment, cleared_at, cleared_by, clear_comment, clear_reason)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, a.RuleID, a.DeviceID, string(a.Severity), string(a.State), a.Count,
+					ms(a.FirstAt), ms(a.LastAt), value, optionalMS(a.AcknowledgedAt), a.AcknowledgedBy, a.AckComment,
+					optionalMS(a.ClearedAt), a.ClearedBy, a.ClearComment, string(a.ClearReason))
+				if err != nil {
+					return err
+				}
+				if a.ID, err = res.LastInsertId(); err != nil {
+					return err
+				}
+				saved[i] = a
+				continue
+			}
+			var state string
+			switch err := tx.QueryRowContext(ctx, `SELECT state FROM alerts WHERE id = ?`, a.ID).Scan(&state); {
+			case errors.Is(err, sql.ErrNoRows):
+				errs[i] = fmt.Errorf("alert %d: %w", a.ID, storage.ErrNotFound)
+				continue
+			case err != nil:
+				return err
+			case state == string(alert.StateCleared):
+				errs[i] = fmt.Errorf("alert %d: %w: %w", a.ID, storage.ErrConflict, alert.ErrCleared)
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE alerts SET severity = ?, state = ?, count = ?, first_at = ?, last_at = ?, value = ?,
+				acknowledged_at = ?, acknowledged_by = ?, ack_comment = ?, cleared_at = ?, cleared_by = ?, clear_comment = ?, clear_reason = ?
+				WHERE id = ?`, string(a.Severity), string(a.State), a.Count, ms(a.FirstAt), ms(a.LastAt), value,
+				optionalMS(a.AcknowledgedAt), a.AcknowledgedBy, a.AckComment, optionalMS(a.ClearedAt), a.ClearedBy, a.ClearComment, string(a.ClearReason), a.ID); err != nil {
+				return err
+			}
+			saved[i] = a
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("save alerts: %w", err)
+	}
+	return saved, errs, nil
+}
+
 // PruneAlerts deletes at most limit alerts cleared before cutoff (the
 // history's retention); open alerts are never pruned.
 func (d *DB) PruneAlerts(ctx context.Context, cutoff time.Time, limit int) (int, error) {

@@ -61,6 +61,22 @@ func (s *Server) routes(e *echo.Echo) {
 	g.POST("/users/:name/password", s.setUserPassword, admin)
 	g.POST("/users/:name/delete", s.deleteUser, admin)
 	g.GET("/audit", s.showAudit, admin)
+	// Alerts (handlers/alerts.go).
+	g.GET("/alerts", s.showAlerts, viewer)
+	g.POST("/alerts/act", s.actOnAlerts, operator)
+	g.GET("/alerts/rules", s.showRules, viewer)
+	g.GET("/alerts/rules/new", s.newRule, operator)
+	g.POST("/alerts/rules", s.createRule, operator)
+	g.POST("/alerts/rules/preview", s.previewRule, operator)
+	g.GET("/alerts/rules/:id", s.showRule, operator)
+	g.POST("/alerts/rules/:id", s.updateRule, operator)
+	g.POST("/alerts/rules/:id/enabled", s.setRuleEnabled, operator)
+	g.POST("/alerts/rules/:id/delete", s.deleteRule, operator)
+	g.GET("/devices/:id/alerts", s.showDeviceAlerts, viewer)
+	g.GET("/webhooks", s.showWebhooks, admin)
+	g.POST("/webhooks", s.createWebhook, admin)
+	g.POST("/webhooks/:id/enabled", s.setWebhookEnabled, admin)
+	g.POST("/webhooks/:id/delete", s.deleteWebhook, admin)
 
 	// Operator REST API.
 	api := g.Group("/api/v1")

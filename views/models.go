@@ -70,6 +70,8 @@ type Page struct {
 	// Storage, when set, is a storage fault the layout shows to signed-in
 	// users (web/storage.js keeps it current from the live streams).
 	Storage *StorageFault
+	// Alerts, when set, is the fleet's open alerts for the header's count.
+	Alerts *AlertSummary
 
 	name string // data-page on <body>, set by each view
 }
@@ -137,6 +139,7 @@ type DeviceRow struct {
 	Status       string    // StatusOnline, StatusOffline or StatusDisabled
 	LastActivity time.Time // zero: never seen
 	Tags         []Tag
+	Worst        string // worst open alert severity; "" for none
 }
 
 // DevicePage shows one device.
@@ -155,6 +158,8 @@ type DevicePage struct {
 	Commands  templ.Component
 	// Connect is the "Connect a device" panel (ConnectView); nil hides it.
 	Connect templ.Component
+	// Alerts is the alert panel (DeviceAlertsPanel); nil leaves it out.
+	Alerts templ.Component
 }
 
 // DeviceDetail is everything the device page shows about a device.

@@ -22,6 +22,7 @@ func RunAlerts(t *testing.T, b Backend) {
 		test{"RulesBound", testRulesBound},
 		test{"OneOpenAlertPerRuleAndDevice", testOneOpenAlert},
 		test{"ClearedIsFinal", testClearedIsFinal},
+		test{"SaveAlertsBatch", testSaveAlerts},
 		test{"AlertFiltersAndCounts", testAlertFilters},
 		test{"AlertHistoryRetention", testAlertRetention},
 		test{"Webhooks", testWebhooks},
@@ -444,5 +445,47 @@ func testOutboxBound(t *testing.T, b Backend) {
 	d, err := s.QueueDelivery(ctx, db.Delivery{WebhookID: w.ID, EventID: "over", EventType: alert.EventRaised, Payload: []byte("{}")})
 	if err != nil || d.State != db.DeliveryDropped || !strings.Contains(d.LastError, "outbox") {
 		t.Errorf("delivery beyond the bound: %+v, %v; want dropped", d, err)
+	}
+}
+
+// testSaveAlerts: a batch inserts new alerts (also one that rose and
+// cleared within the batch), updates others, and reports a conflict per
+// item without losing the rest.
+func testSaveAlerts(t *testing.T, b Backend) {
+	ctx := context.Background()
+	s, _ := open(t, b)
+	existing, _ := s.InsertAlert(ctx, openAlert(1, "a", alert.Major, T0))
+	gone, _ := s.InsertAlert(ctx, openAlert(3, "c", alert.Minor, T0))
+	_ = gone.Clear("user:x", "", T0)
+	if err := s.UpdateAlert(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	flapped := openAlert(2, "b", alert.Info, T0)
+	flapped.State, flapped.ClearedAt, flapped.ClearReason = alert.StateCleared, T0.Add(time.Second), alert.ReasonCondition
+	repeat := existing
+	repeat.Count, repeat.LastAt = 2, T0.Add(time.Minute)
+	stale := gone
+	stale.State = alert.StateAcknowledged
+	batch := []alert.Alert{openAlert(1, "b", alert.Major, T0), flapped, repeat, openAlert(1, "a", alert.Major, T0), stale}
+	saved, errs, err := s.SaveAlerts(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []error{nil, nil, nil, storage.ErrConflict, storage.ErrConflict} {
+		if (want == nil) != (errs[i] == nil) || (want != nil && !errors.Is(errs[i], want)) {
+			t.Errorf("item %d: %v; want %v", i, errs[i], want)
+		}
+	}
+	if saved[0].ID == 0 || saved[1].ID == 0 || saved[2].ID != existing.ID {
+		t.Errorf("saved ids = %d %d %d", saved[0].ID, saved[1].ID, saved[2].ID)
+	}
+	if got, _ := s.Alert(ctx, saved[1].ID); got.State != alert.StateCleared || got.ClearReason != alert.ReasonCondition {
+		t.Errorf("flapped = %+v; want stored cleared", got)
+	}
+	if got, _ := s.Alert(ctx, existing.ID); got.Count != 2 {
+		t.Errorf("repeat = %+v; want count 2", got)
+	}
+	if got, _ := s.Alert(ctx, gone.ID); got.State != alert.StateCleared {
+		t.Errorf("a cleared alert was reopened: %+v", got)
 	}
 }
