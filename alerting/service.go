@@ -123,7 +123,7 @@ type Service struct {
 	open   map[alert.Key]alert.Alert
 	counts map[alert.Severity]int
 	byDev  map[string]*[6]int // open alerts of each device by severity rank
-	names  map[int64]string // rule names for events
+	names  map[int64]string   // rule names for events
 
 	hooks *deliverer
 

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,6 +73,9 @@ type deliverer struct {
 	mu   sync.Mutex
 	busy map[int64]bool
 	wg   sync.WaitGroup
+
+	// outcomes counts attempts by outcome for the metrics.
+	delivered, failed, givenUp, dropped atomic.Int64
 }
 
 func newDeliverer(store WebhookStore, audit Auditor, opt DeliveryOptions, now func() time.Time, log *slog.Logger) *deliverer {
@@ -162,6 +166,7 @@ func (d *deliverer) queue(ctx context.Context, ev alert.Event) {
 			continue
 		}
 		if dl.State == db.DeliveryDropped {
+			d.dropped.Add(1)
 			d.log.Warn("webhook outbox is full; delivery dropped", "webhook", h.ID, "event", ev.ID)
 		}
 		queued = true
@@ -246,7 +251,12 @@ func (d *deliverer) send(ctx context.Context, h db.Webhook, due []db.Delivery) {
 			}
 			if next, giveUp := d.opt.Policy.NextAttempt(dl.Attempts+1, first, now); !giveUp {
 				a.NextAt = next
+				d.failed.Add(1)
+			} else {
+				d.givenUp.Add(1)
 			}
+		} else {
+			d.delivered.Add(1)
 		}
 		wctx, cancel := storeCtx(ctx)
 		hook, rerr := d.store.RecordAttempt(wctx, a)
@@ -384,4 +394,14 @@ func (s *Service) DeleteWebhook(ctx context.Context, actor string, id int64) err
 	}
 	s.audit(ctx, actor, ActionHookDelete, "webhook "+strconv.FormatInt(id, 10), "")
 	return nil
+}
+
+// DeliveryCounts counts webhook delivery attempts since start by outcome:
+// delivered, failed (retried later), given_up, dropped (outbox full).
+func (s *Service) DeliveryCounts() map[string]int64 {
+	if s.hooks == nil {
+		return map[string]int64{}
+	}
+	h := s.hooks
+	return map[string]int64{"delivered": h.delivered.Load(), "failed": h.failed.Load(), "given_up": h.givenUp.Load(), "dropped": h.dropped.Load()}
 }

@@ -22,6 +22,7 @@ import (
 	"fieldhub/handlers"
 	"fieldhub/ingest"
 	"fieldhub/live"
+	"fieldhub/metrics"
 	"fieldhub/mqtt"
 	"fieldhub/netlimit"
 	"fieldhub/quota"
@@ -290,7 +291,8 @@ func (a *App) serveDevices(ctx context.Context) error {
 		SeparateDeviceListener: !IsLoopback(a.cfg.Addr), MQTTWebSocket: a.mqttWS, DeviceQuota: a.quota,
 		SecureCookies: a.cfg.DashboardTLS, TrustedProxies: a.cfg.TrustedProxies, Health: a.health,
 		DeviceEndpoints: endpoints, DeviceCA: trustAnchorPEM(a.cert),
-		Alerts: a.alerts,
+		Alerts:  a.alerts,
+		Metrics: metrics.Handler(metrics.Sources{Ingest: a.pipeline, Live: a.hub, Alerts: a.alerts, Fleet: a.be.store, Logger: a.log}),
 	})
 	a.router = router
 	// TLS handshake noise from scanners goes to the debug log.

@@ -23,14 +23,14 @@ const MaxAlertsListed = 1000
 
 // AlertRules lists every rule by id.
 func (d *DB) AlertRules(ctx context.Context) ([]alert.Rule, error) {
-	rows, err := d.read.QueryContext(ctx, `SELECT id, name, severity, enabled, scope, condition FROM alert_rules ORDER BY id`)
+	rows, err := d.read.QueryContext(ctx, `SELECT `+AlertRuleColumns+` FROM alert_rules ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("list alert rules: %w", err)
 	}
 	defer rows.Close()
 	var out []alert.Rule
 	for rows.Next() {
-		r, err := scanRule(rows)
+		r, err := ScanRule(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -41,7 +41,7 @@ func (d *DB) AlertRules(ctx context.Context) ([]alert.Rule, error) {
 
 // AlertRule reads one rule; an unknown id is storage.ErrNotFound.
 func (d *DB) AlertRule(ctx context.Context, id int64) (alert.Rule, error) {
-	r, err := scanRule(d.read.QueryRowContext(ctx, `SELECT id, name, severity, enabled, scope, condition FROM alert_rules WHERE id = ?`, id))
+	r, err := ScanRule(d.read.QueryRowContext(ctx, `SELECT `+AlertRuleColumns+` FROM alert_rules WHERE id = ?`, id))
 	if err != nil {
 		return alert.Rule{}, fmt.Errorf("alert rule %d: %w", id, err)
 	}
@@ -52,7 +52,7 @@ func (d *DB) AlertRule(ctx context.Context, id int64) (alert.Rule, error) {
 // it; beyond MaxAlertRules it is refused.
 func (d *DB) CreateAlertRule(ctx context.Context, r alert.Rule) (alert.Rule, error) {
 	r.ID = 0
-	scope, cond, err := ruleColumns(r)
+	scope, cond, err := RuleColumns(r)
 	if err != nil {
 		return alert.Rule{}, err
 	}
@@ -81,7 +81,7 @@ func (d *DB) CreateAlertRule(ctx context.Context, r alert.Rule) (alert.Rule, err
 
 // UpdateAlertRule replaces the rule with r.ID after validating it.
 func (d *DB) UpdateAlertRule(ctx context.Context, r alert.Rule) (alert.Rule, error) {
-	scope, cond, err := ruleColumns(r)
+	scope, cond, err := RuleColumns(r)
 	if err != nil {
 		return alert.Rule{}, err
 	}
@@ -117,9 +117,9 @@ func rowsChanged(res sql.Result, err error) error {
 	return nil
 }
 
-// ruleColumns validates a rule and writes its scope and condition as the
+// RuleColumns validates a rule and writes its scope and condition as the
 // API's JSON, which the evaluator reads back strictly.
-func ruleColumns(r alert.Rule) (scope, cond string, err error) {
+func RuleColumns(r alert.Rule) (scope, cond string, err error) {
 	if err := r.Validate(); err != nil {
 		return "", "", ruleInvalid(err)
 	}
@@ -144,7 +144,8 @@ func ruleInvalid(err error) error {
 	return err
 }
 
-func scanRule(row interface{ Scan(...any) error }) (alert.Rule, error) {
+// ScanRule reads a row of AlertRuleColumns.
+func ScanRule(row interface{ Scan(...any) error }) (alert.Rule, error) {
 	var (
 		r           alert.Rule
 		sev         string
@@ -163,6 +164,17 @@ func scanRule(row interface{ Scan(...any) error }) (alert.Rule, error) {
 	return r, nil
 }
 
+// AlertRuleColumns are the columns ScanRule reads.
+const AlertRuleColumns = `id, name, severity, enabled, scope, condition`
+
+// CutAlertText bounds what operators wrote on an alert, as every store
+// keeps it.
+func CutAlertText(a alert.Alert) alert.Alert {
+	a.AckComment, a.ClearComment = cutRunes(a.AckComment, alert.MaxCommentLen), cutRunes(a.ClearComment, alert.MaxCommentLen)
+	a.AcknowledgedBy, a.ClearedBy = cutAuditField(a.AcknowledgedBy, alert.MaxByLen), cutAuditField(a.ClearedBy, alert.MaxByLen)
+	return a
+}
+
 // AlertFilter selects alerts; zero fields select everything. State "open"
 // means active or acknowledged.
 type AlertFilter struct {
@@ -174,11 +186,13 @@ type AlertFilter struct {
 	Limit    int   // default and most MaxAlertsListed
 }
 
-const alertColumns = `id, rule_id, device_id, severity, state, count, first_at, last_at, value,
+// AlertColumns are the columns ScanAlert reads.
+const AlertColumns = `id, rule_id, device_id, severity, state, count, first_at, last_at, value,
 	acknowledged_at, acknowledged_by, ack_comment, cleared_at, cleared_by, clear_comment, clear_reason`
 
-// Alerts lists alerts newest first.
-func (d *DB) Alerts(ctx context.Context, f AlertFilter) ([]alert.Alert, error) {
+// Where is the filter as SQL conditions with ? placeholders, its
+// arguments, and its limit.
+func (f AlertFilter) Where() (string, []any, int) {
 	var conds []string
 	var args []any
 	switch f.State {
@@ -203,19 +217,24 @@ func (d *DB) Alerts(ctx context.Context, f AlertFilter) ([]alert.Alert, error) {
 	if f.Limit <= 0 || f.Limit > MaxAlertsListed {
 		f.Limit = MaxAlertsListed
 	}
-	q := `SELECT ` + alertColumns + ` FROM alerts`
+	where := ""
 	if len(conds) > 0 {
-		q += " WHERE " + strings.Join(conds, " AND ")
+		where = " WHERE " + strings.Join(conds, " AND ")
 	}
-	q += " ORDER BY id DESC LIMIT ?"
-	rows, err := d.read.QueryContext(ctx, q, append(args, f.Limit)...)
+	return where, args, f.Limit
+}
+
+// Alerts lists alerts newest first.
+func (d *DB) Alerts(ctx context.Context, f AlertFilter) ([]alert.Alert, error) {
+	where, args, limit := f.Where()
+	rows, err := d.read.QueryContext(ctx, `SELECT `+AlertColumns+` FROM alerts`+where+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("list alerts: %w", err)
 	}
 	defer rows.Close()
 	out := []alert.Alert{}
 	for rows.Next() {
-		a, err := scanAlert(rows)
+		a, err := ScanAlert(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -226,7 +245,7 @@ func (d *DB) Alerts(ctx context.Context, f AlertFilter) ([]alert.Alert, error) {
 
 // Alert reads one alert.
 func (d *DB) Alert(ctx context.Context, id int64) (alert.Alert, error) {
-	a, err := scanAlert(d.read.QueryRowContext(ctx, `SELECT `+alertColumns+` FROM alerts WHERE id = ?`, id))
+	a, err := ScanAlert(d.read.QueryRowContext(ctx, `SELECT `+AlertColumns+` FROM alerts WHERE id = ?`, id))
 	if err != nil {
 		return alert.Alert{}, fmt.Errorf("alert %d: %w", id, err)
 	}
@@ -258,7 +277,7 @@ func (d *DB) InsertAlert(ctx context.Context, a alert.Alert) (alert.Alert, error
 	if a.State == alert.StateCleared {
 		return alert.Alert{}, invalid("state", "a new alert is open, not cleared")
 	}
-	value, err := alertValue(a.Value)
+	value, err := AlertValue(a.Value)
 	if err != nil {
 		return alert.Alert{}, err
 	}
@@ -278,12 +297,11 @@ func (d *DB) InsertAlert(ctx context.Context, a alert.Alert) (alert.Alert, error
 // is storage.ErrConflict, so that a clear and an acknowledgement racing
 // each other cannot undo the clear.
 func (d *DB) UpdateAlert(ctx context.Context, a alert.Alert) error {
-	value, err := alertValue(a.Value)
+	value, err := AlertValue(a.Value)
 	if err != nil {
 		return err
 	}
-	a.AckComment, a.ClearComment = cutRunes(a.AckComment, alert.MaxCommentLen), cutRunes(a.ClearComment, alert.MaxCommentLen)
-	a.AcknowledgedBy, a.ClearedBy = cutAuditField(a.AcknowledgedBy, alert.MaxByLen), cutAuditField(a.ClearedBy, alert.MaxByLen)
+	a = CutAlertText(a)
 	err = d.withTx(ctx, func(tx *sql.Tx) error {
 		var state string
 		if err := tx.QueryRowContext(ctx, `SELECT state FROM alerts WHERE id = ?`, a.ID).Scan(&state); err != nil {
@@ -315,9 +333,8 @@ func (d *DB) SaveAlerts(ctx context.Context, batch []alert.Alert) (saved []alert
 	saved, errs = make([]alert.Alert, len(batch)), make([]error, len(batch))
 	err = d.withTx(ctx, func(tx *sql.Tx) error {
 		for i, a := range batch {
-			a.AckComment, a.ClearComment = cutRunes(a.AckComment, alert.MaxCommentLen), cutRunes(a.ClearComment, alert.MaxCommentLen)
-			a.AcknowledgedBy, a.ClearedBy = cutAuditField(a.AcknowledgedBy, alert.MaxByLen), cutAuditField(a.ClearedBy, alert.MaxByLen)
-			value, err := alertValue(a.Value)
+			a = CutAlertText(a)
+			value, err := AlertValue(a.Value)
 			if err != nil {
 				errs[i] = err
 				continue
@@ -406,7 +423,8 @@ func optionalMS(t time.Time) any {
 // can be a whole object).
 const maxAlertValue = 4 << 10
 
-func alertValue(v any) (string, error) {
+// AlertValue is an alert's value as stored: JSON, bounded.
+func AlertValue(v any) (string, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return "", invalid("value", "is not JSON: %v", err)
@@ -418,7 +436,8 @@ func alertValue(v any) (string, error) {
 	return string(b), nil
 }
 
-func scanAlert(row interface{ Scan(...any) error }) (alert.Alert, error) {
+// ScanAlert reads a row of AlertColumns.
+func ScanAlert(row interface{ Scan(...any) error }) (alert.Alert, error) {
 	var (
 		a                      alert.Alert
 		sev, state, value, why string

@@ -136,18 +136,19 @@ func (d *DB) CreateWebhook(ctx context.Context, n NewWebhook) (Webhook, error) {
 	return w, nil
 }
 
-const webhookColumns = `id, url, secret, events, format, enabled, disabled_reason, failing_since, created_at, updated_at`
+// WebhookColumns are the columns ScanWebhook reads.
+const WebhookColumns = `id, url, secret, events, format, enabled, disabled_reason, failing_since, created_at, updated_at`
 
 // Webhooks lists every subscription by id.
 func (d *DB) Webhooks(ctx context.Context) ([]Webhook, error) {
-	rows, err := d.read.QueryContext(ctx, `SELECT `+webhookColumns+` FROM webhooks ORDER BY id`)
+	rows, err := d.read.QueryContext(ctx, `SELECT `+WebhookColumns+` FROM webhooks ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("list webhooks: %w", err)
 	}
 	defer rows.Close()
 	out := []Webhook{}
 	for rows.Next() {
-		w, err := scanWebhook(rows)
+		w, err := ScanWebhook(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -158,7 +159,7 @@ func (d *DB) Webhooks(ctx context.Context) ([]Webhook, error) {
 
 // Webhook reads one subscription.
 func (d *DB) Webhook(ctx context.Context, id int64) (Webhook, error) {
-	w, err := scanWebhook(d.read.QueryRowContext(ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE id = ?`, id))
+	w, err := ScanWebhook(d.read.QueryRowContext(ctx, `SELECT `+WebhookColumns+` FROM webhooks WHERE id = ?`, id))
 	if err != nil {
 		return Webhook{}, fmt.Errorf("webhook %d: %w", id, err)
 	}
@@ -176,7 +177,7 @@ func (d *DB) SetWebhookEnabled(ctx context.Context, id int64, enabled bool, reas
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE webhooks SET enabled = ?, disabled_reason = ?,
 			failing_since = CASE WHEN ? THEN NULL ELSE failing_since END, updated_at = ? WHERE id = ?`,
-			enabled, cutAuditField(reason, MaxAuditDetail), enabled, now, id)
+			enabled, CutDetail(reason), enabled, now, id)
 		if err := rowsChanged(res, err); err != nil {
 			return err
 		}
@@ -201,7 +202,8 @@ func (d *DB) DeleteWebhook(ctx context.Context, id int64) error {
 	return nil
 }
 
-func scanWebhook(row interface{ Scan(...any) error }) (Webhook, error) {
+// ScanWebhook reads a row of WebhookColumns.
+func ScanWebhook(row interface{ Scan(...any) error }) (Webhook, error) {
 	var (
 		w                Webhook
 		events           string
@@ -265,12 +267,13 @@ func (d *DB) QueueDelivery(ctx context.Context, dl Delivery) (Delivery, error) {
 	return dl, nil
 }
 
-const deliveryColumns = `id, webhook_id, event_id, event_type, alert_id, payload, state, attempts, next_at, first_failure_at, last_status, last_error, created_at, updated_at`
+// DeliveryColumns are the columns ScanDelivery reads.
+const DeliveryColumns = `id, webhook_id, event_id, event_type, alert_id, payload, state, attempts, next_at, first_failure_at, last_status, last_error, created_at, updated_at`
 
 // DueDeliveries lists at most limit pending deliveries of a hook due at
 // now, in the order they were queued.
 func (d *DB) DueDeliveries(ctx context.Context, webhookID int64, now time.Time, limit int) ([]Delivery, error) {
-	return d.deliveries(ctx, `SELECT `+deliveryColumns+` FROM webhook_deliveries
+	return d.deliveries(ctx, `SELECT `+DeliveryColumns+` FROM webhook_deliveries
 		WHERE webhook_id = ? AND state = 'pending' AND next_at <= ? ORDER BY id LIMIT ?`, webhookID, ms(now), limit)
 }
 
@@ -291,7 +294,7 @@ func (d *DB) WebhookDeliveries(ctx context.Context, webhookID int64, limit int) 
 	if limit <= 0 || limit > MaxDeliveriesListed {
 		limit = MaxDeliveriesListed
 	}
-	return d.deliveries(ctx, `SELECT `+deliveryColumns+` FROM webhook_deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?`, webhookID, limit)
+	return d.deliveries(ctx, `SELECT `+DeliveryColumns+` FROM webhook_deliveries WHERE webhook_id = ? ORDER BY id DESC LIMIT ?`, webhookID, limit)
 }
 
 func (d *DB) deliveries(ctx context.Context, q string, args ...any) ([]Delivery, error) {
@@ -302,21 +305,30 @@ func (d *DB) deliveries(ctx context.Context, q string, args ...any) ([]Delivery,
 	defer rows.Close()
 	out := []Delivery{}
 	for rows.Next() {
-		var (
-			dl                     Delivery
-			typ, payload           string
-			next, created, updated int64
-			firstFailure           sql.NullInt64
-		)
-		if err := rows.Scan(&dl.ID, &dl.WebhookID, &dl.EventID, &typ, &dl.AlertID, &payload, &dl.State, &dl.Attempts,
-			&next, &firstFailure, &dl.LastStatus, &dl.LastError, &created, &updated); err != nil {
+		dl, err := ScanDelivery(rows)
+		if err != nil {
 			return nil, err
 		}
-		dl.EventType, dl.Payload = alert.EventType(typ), []byte(payload)
-		dl.NextAt, dl.FirstFailureAt, dl.CreatedAt, dl.UpdatedAt = fromMS(next), nullMS(firstFailure), fromMS(created), fromMS(updated)
 		out = append(out, dl)
 	}
 	return out, rows.Err()
+}
+
+// ScanDelivery reads a row of DeliveryColumns.
+func ScanDelivery(row interface{ Scan(...any) error }) (Delivery, error) {
+	var (
+		dl                     Delivery
+		typ, payload           string
+		next, created, updated int64
+		firstFailure           sql.NullInt64
+	)
+	if err := row.Scan(&dl.ID, &dl.WebhookID, &dl.EventID, &typ, &dl.AlertID, &payload, &dl.State, &dl.Attempts,
+		&next, &firstFailure, &dl.LastStatus, &dl.LastError, &created, &updated); err != nil {
+		return Delivery{}, err
+	}
+	dl.EventType, dl.Payload = alert.EventType(typ), []byte(payload)
+	dl.NextAt, dl.FirstFailureAt, dl.CreatedAt, dl.UpdatedAt = fromMS(next), nullMS(firstFailure), fromMS(created), fromMS(updated)
+	return dl, nil
 }
 
 // Attempt is the outcome of one delivery attempt.
@@ -351,7 +363,7 @@ func (d *DB) RecordAttempt(ctx context.Context, a Attempt) (Webhook, error) {
 		_, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1, next_at = ?,
 			first_failure_at = CASE WHEN ? = '' THEN first_failure_at ELSE coalesce(first_failure_at, ?) END,
 			last_status = ?, last_error = ?, updated_at = ? WHERE id = ?`,
-			state, next, a.Err, at, a.Status, cutAuditField(a.Err, MaxAuditDetail), at, a.DeliveryID)
+			state, next, a.Err, at, a.Status, CutDetail(a.Err), at, a.DeliveryID)
 		if err != nil {
 			return err
 		}
@@ -379,3 +391,6 @@ func (d *DB) PruneDeliveries(ctx context.Context, cutoff time.Time, limit int) (
 	n, err := res.RowsAffected()
 	return int(n), err
 }
+
+// CutDetail bounds a hook's or delivery's reason as every store keeps it.
+func CutDetail(s string) string { return cutAuditField(s, MaxAuditDetail) }

@@ -2,9 +2,11 @@ package handlers_test
 
 import (
 	"bufio"
+
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/prometheus/common/expfmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +23,7 @@ import (
 	"fieldhub/ingest"
 	"fieldhub/internal/testkit"
 	"fieldhub/live"
+	"fieldhub/metrics"
 	"fieldhub/registry"
 	"fieldhub/telemetry"
 )
@@ -28,10 +31,10 @@ import (
 // alertHub is the real router with ingest, the live hub and alerting wired
 // as serve wires them.
 type alertHub struct {
-	t      *testing.T
-	r      *testkit.Router
-	db     *db.DB
-	svc    *alerting.Service
+	t   *testing.T
+	r   *testkit.Router
+	db  *db.DB
+	svc *alerting.Service
 }
 
 // fanout hands committed batches to the live hub and to alerting, as
@@ -55,6 +58,7 @@ func newAlertHub(t *testing.T, configure ...func(*alerting.Config)) *alertHub {
 	r := testkit.NewRouter(t, func(c *handlers.Config) {
 		c.Store, c.Ingest, c.Telemetry, c.Live, c.Alerts = d, p, tel, hub, svc
 		c.Devices = registry.New(registry.Config{Store: d, Audit: d, Live: hub, Watcher: svc})
+		c.Metrics = metrics.Handler(metrics.Sources{Ingest: p, Live: hub, Alerts: svc, Fleet: d})
 	})
 	return &alertHub{t: t, r: r, db: d, svc: svc}
 }
@@ -456,5 +460,73 @@ func TestAlertClearedByOperator(t *testing.T) {
 	testkit.WaitFor(t, "a new alert after the condition cleared", func() bool { return len(h.alerts("?state=active").Alerts) == 1 })
 	if l := h.alerts(""); len(l.Alerts) != 4 || l.Open[alert.Critical] != 1 {
 		t.Errorf("alerts = %d, open %v; want 4 rows, 1 open", len(l.Alerts), l.Open)
+	}
+}
+
+// TestMetricsScrape: /metrics answers any role (and nobody without a
+// token), and Prometheus's own text parser reads it: ingest, alerts by
+// severity, devices, SSE and Go's runtime.
+func TestMetricsScrape(t *testing.T) {
+	h := newAlertHub(t)
+	key := h.device("m-1", `{}`)
+	if st, body := h.call(db.RoleOperator, "POST", "/api/v1/alert-rules", `{"name":"hot","severity":"critical","scope":{"fleet":true},"condition":{"kind":"threshold","metric":"t","op":">","value":1}}`, nil); st != http.StatusCreated {
+		t.Fatal(st, body)
+	}
+	h.send("m-1", key, `{"t":5}`)
+	h.send("m-1", key, `{"t":6}`)
+	testkit.WaitFor(t, "the alert", func() bool { return len(h.alerts("?state=open").Alerts) == 1 })
+
+	req, _ := http.NewRequest("GET", h.r.URL+"/metrics", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without a token: %v %v", resp.StatusCode, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+h.r.Tokens[db.RoleViewer])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	var parser expfmt.TextParser
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("the exposition does not parse: %v", err)
+	}
+	value := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		f := families[name]
+		if f == nil {
+			t.Fatalf("no metric %s", name)
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue next
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("no %s%v", name, labels)
+		return 0
+	}
+	if v := value("fieldhub_messages_committed_total", nil); v != 2 {
+		t.Errorf("committed = %v; want 2", v)
+	}
+	if v := value("fieldhub_alerts_open", map[string]string{"severity": "critical"}); v != 1 {
+		t.Errorf("open critical alerts = %v; want 1", v)
+	}
+	if v := value("fieldhub_devices", map[string]string{"status": "online"}); v != 1 {
+		t.Errorf("online devices = %v; want 1", v)
+	}
+	for _, name := range []string{"fieldhub_commit_batches_total", "fieldhub_ingest_queue_messages", "fieldhub_sse_subscribers",
+		"fieldhub_webhook_deliveries_total", "fieldhub_alert_evaluation_dropped_total", "go_goroutines", "process_resident_memory_bytes"} {
+		if families[name] == nil {
+			t.Errorf("no metric %s", name)
+		}
 	}
 }

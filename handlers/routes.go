@@ -122,6 +122,11 @@ func (s *Server) routes(e *echo.Echo) {
 	api.PATCH("/webhooks/:id", s.apiUpdateWebhook, admin)
 	api.DELETE("/webhooks/:id", s.apiDeleteWebhook, admin)
 
+	// Prometheus metrics (package metrics), for any role.
+	if s.metrics != nil {
+		g.GET("/metrics", echo.WrapHandler(s.metrics), viewer)
+	}
+
 	// Live streams (server-sent events).
 	api.GET("/events", s.streamFleet, viewer)
 	api.GET("/devices/:id/events", s.streamDevice, viewer)

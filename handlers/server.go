@@ -82,6 +82,9 @@ type Config struct {
 	Health *storage.Health
 	// Alerts is the alerting service; nil answers its API with 503.
 	Alerts Alerts
+	// Metrics serves the Prometheus exposition at /metrics (any signed-in
+	// user or API token); nil leaves the route out.
+	Metrics http.Handler
 }
 
 // Server holds the handlers' dependencies.
@@ -113,6 +116,7 @@ type Server struct {
 	batchBodies sync.Pool
 	quota       *quota.Devices
 	alerts      Alerts
+	metrics     http.Handler
 }
 
 // New builds the Echo router with every route. The services in cfg are
@@ -153,6 +157,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 		s.endpoints = registry.DefaultEndpoints()
 	}
 	s.alerts = cfg.Alerts
+	s.metrics = cfg.Metrics
 	s.cloud, s.methods, s.twins = cfg.CloudMessages, cfg.Methods, cfg.Twins
 	e := echo.New()
 	e.HideBanner = true
