@@ -16,7 +16,8 @@
 //     relaying to it, and storage health announced on the hub
 //  6. the command services (the cloud-to-device sweeper)
 //  7. the telemetry store, which recovers the log after its last
-//     checkpoint, and the ingest pipeline writing to it
+//     checkpoint, and the ingest pipeline writing to it; alerting, which
+//     recovers its evaluator and takes the pipeline's committed batches
 //  8. the device registry and the MQTT broker, listening
 //  9. jobs: stored ones resumed once the transport reaches devices
 //  10. the handlers and the device HTTPS server, serving
@@ -71,6 +72,11 @@ type Config struct {
 	DeviceQuota quota.Config
 	// AuditRetention is how long audit log entries are kept.
 	AuditRetention time.Duration
+	// AlertRetention is how long cleared alerts and webhook delivery logs
+	// are kept.
+	AlertRetention time.Duration
+	// WebhookAllowLoopback lets webhooks reach loopback receivers.
+	WebhookAllowLoopback bool
 	// DashboardTLS serves the dashboard over HTTPS with the device
 	// endpoints' certificate.
 	DashboardTLS bool

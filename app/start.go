@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"fieldhub/alerting"
 	"fieldhub/auth"
 	"fieldhub/bus"
 	"fieldhub/commands"
@@ -22,6 +24,7 @@ import (
 	"fieldhub/ingest"
 	"fieldhub/jobs"
 	"fieldhub/live"
+	"fieldhub/metrics"
 	"fieldhub/mqtt"
 	"fieldhub/netlimit"
 	"fieldhub/quota"
@@ -48,6 +51,7 @@ type parts struct {
 	twins         *commands.Twins
 	jobs          *jobs.Service
 	telemetry     *telemetry.Store
+	alerts        *alerting.Service
 	pipeline      *ingest.Pipeline
 	devices       *registry.Registry
 	quota         *quota.Devices
@@ -71,6 +75,7 @@ func (a *App) start(ctx context.Context) error {
 		a.openDeviceListener,
 		a.openBus,
 		a.startLive,
+		a.startAlerts,
 		a.startCommands,
 		a.startIngest,
 		a.startBroker,
@@ -204,7 +209,7 @@ func (a *App) startCommands(ctx context.Context) error {
 	a.cloud.Start(ctx)
 	a.onStop("cloud-to-device sweeper", quickStop, func(context.Context) error { a.cloud.Close(); return nil })
 	a.methods = commands.NewInvoker(commands.InvokerConfig{Store: store, Publisher: a.hub, Logger: a.log})
-	a.twins = commands.NewTwins(commands.TwinsConfig{Store: store, Publisher: a.hub, Logger: a.log})
+	a.twins = commands.NewTwins(commands.TwinsConfig{Store: store, Publisher: twinPublisher{a.hub, a.alerts, time.Now}, Logger: a.log})
 	a.methods.SetTransport(a.bus) // the MQTT broker, here or on another instance
 	// Pushes to devices on other instances; the broker hears those for its own.
 	unqueued := a.cloud.OnQueued(a.bus.CloudMessageQueued)
@@ -236,7 +241,7 @@ func (a *App) startIngest(ctx context.Context) error {
 		return err
 	}
 	a.telemetry = tel
-	a.pipeline = ingest.New(tel, a.hub, ingest.Options{Logger: a.log, Retention: a.cfg.Retention, Health: a.health})
+	a.pipeline = ingest.New(tel, committed{a.hub, a.alerts}, ingest.Options{Logger: a.log, Retention: a.cfg.Retention, Health: a.health})
 	a.onStop("ingest", drainStop, a.pipeline.Close)
 	return nil
 }
@@ -254,7 +259,7 @@ func (a *App) startBroker(ctx context.Context) error {
 		sasHosts = []string{a.cfg.Hostname}
 	}
 	a.quota = quota.New(a.cfg.DeviceQuota) // shared by both device endpoints
-	a.devices = registry.New(registry.Config{Store: a.be.store, Audit: a.be.store, Live: a.hub, Hostnames: sasHosts, Logger: a.log,
+	a.devices = registry.New(registry.Config{Store: a.be.store, Audit: a.be.store, Live: a.hub, Watcher: a.alerts, Hostnames: sasHosts, Logger: a.log,
 		QuerySecret: secret})
 	if a.cfg.MQTTAddr == "" && a.cfg.MQTTPlainAddr == "" {
 		return nil
@@ -312,6 +317,8 @@ func (a *App) serveDevices(ctx context.Context) error {
 		SecureCookies: a.cfg.DashboardTLS, TrustedProxies: a.cfg.TrustedProxies, Health: a.health,
 		DeviceEndpoints: endpoints, DeviceCA: trustAnchorPEM(a.cert),
 		Connections: a.mqttConns,
+		Alerts:      a.alerts,
+		Metrics:     metrics.Handler(metrics.Sources{Ingest: a.pipeline, Live: a.hub, Alerts: a.alerts, Fleet: a.be.store, Logger: a.log}),
 	})
 	a.router = router
 	// TLS handshake noise from scanners goes to the debug log.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"fieldhub/alerting"
 	"fieldhub/bus"
 	"fieldhub/commands"
 	"fieldhub/datadir"
@@ -35,6 +36,8 @@ type Store interface {
 	mqtt.Store
 	retention.Store
 	bus.Store
+	alerting.Store
+	alerting.WebhookStore
 
 	// ResetConnections marks every device disconnected: no connection
 	// survives a restart.

@@ -63,6 +63,9 @@ func (s *Server) showDevice(c echo.Context) error {
 	if m.Connect, err = s.connectSection(c, d); err != nil {
 		return err
 	}
+	if m.Alerts, err = s.deviceAlertsPanel(c, d.DeviceID); err != nil {
+		return err
+	}
 	return s.render(c, http.StatusOK, views.DeviceView(m))
 }
 

@@ -77,7 +77,8 @@ func notFoundMessage(err error) string {
 // wantsJSON tells API and device clients (JSON errors) from browsers (HTML error pages).
 func wantsJSON(c echo.Context) bool {
 	p := c.Request().URL.Path
-	return strings.HasPrefix(p, "/api/") || isDeviceProtocolPath(p) ||
+	// A scraper of /metrics gets a status, not the sign-in page.
+	return strings.HasPrefix(p, "/api/") || isDeviceProtocolPath(p) || p == "/metrics" ||
 		strings.Contains(c.Request().Header.Get("Accept"), "application/json")
 }
 

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fieldhub/alert"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -94,9 +95,14 @@ func (s *Server) renderFleet(c echo.Context, status int, add *views.AddDevice) e
 		AddDevice: add,
 	}
 	ids := make([]string, len(devs))
+	var worst map[string]alert.Severity
+	if s.alerts != nil {
+		worst = s.alerts.WorstOpen()
+	}
 	for i, d := range devs {
 		m.Devices[i] = views.DeviceRow{
 			ID: d.DeviceID, Name: d.Name, Status: d.Status(now), LastActivity: d.LastActivity, Tags: viewTags(d.Tags),
+			Worst: string(worst[d.DeviceID]),
 		}
 		ids[i] = d.DeviceID
 	}

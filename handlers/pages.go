@@ -29,6 +29,7 @@ func (s *Server) page(c echo.Context, title, nav string) views.Page {
 		if st := s.health.Status(); !st.OK {
 			p.Storage = &views.StorageFault{Reason: st.Reason, Since: st.Since}
 		}
+		p.Alerts = s.alertSummary()
 	}
 	p.Flash, p.FlashError = s.takeFlash(c)
 	return p

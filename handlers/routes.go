@@ -70,6 +70,22 @@ func (s *Server) routes(e *echo.Echo) {
 	g.POST("/tokens", s.createToken, admin) // API tokens, on the users page
 	g.POST("/tokens/:id/revoke", s.revokeToken, admin)
 	g.GET("/audit", s.showAudit, admin)
+	// Alerts (handlers/alerts.go).
+	g.GET("/alerts", s.showAlerts, viewer)
+	g.POST("/alerts/act", s.actOnAlerts, operator)
+	g.GET("/alerts/rules", s.showRules, viewer)
+	g.GET("/alerts/rules/new", s.newRule, operator)
+	g.POST("/alerts/rules", s.createRule, operator)
+	g.POST("/alerts/rules/preview", s.previewRule, operator)
+	g.GET("/alerts/rules/:id", s.showRule, operator)
+	g.POST("/alerts/rules/:id", s.updateRule, operator)
+	g.POST("/alerts/rules/:id/enabled", s.setRuleEnabled, operator)
+	g.POST("/alerts/rules/:id/delete", s.deleteRule, operator)
+	g.GET("/devices/:id/alerts", s.showDeviceAlerts, viewer)
+	g.GET("/webhooks", s.showWebhooks, admin)
+	g.POST("/webhooks", s.createWebhook, admin)
+	g.POST("/webhooks/:id/enabled", s.setWebhookEnabled, admin)
+	g.POST("/webhooks/:id/delete", s.deleteWebhook, admin)
 
 	// Operator REST API.
 	api := g.Group("/api/v1")
@@ -111,6 +127,29 @@ func (s *Server) routes(e *echo.Echo) {
 	api.GET("/jobs/events", s.streamJobs, viewer)
 	api.GET("/jobs/:id", s.apiShowJob, viewer)
 	api.POST("/jobs/:id/cancel", s.apiCancelJob, operator)
+
+	// Alerts (handlers/api_alerts.go): viewers read, operators and admins
+	// act on alerts and rules, admins manage webhooks.
+	api.GET("/alert-rules", s.apiListAlertRules, viewer)
+	api.POST("/alert-rules", s.apiCreateAlertRule, operator)
+	api.POST("/alert-rules/preview", s.apiPreviewAlertRule, operator)
+	api.GET("/alert-rules/:id", s.apiShowAlertRule, viewer)
+	api.PATCH("/alert-rules/:id", s.apiUpdateAlertRule, operator)
+	api.DELETE("/alert-rules/:id", s.apiDeleteAlertRule, operator)
+	api.GET("/alerts", s.apiListAlerts, viewer)
+	api.GET("/alerts/:id", s.apiShowAlert, viewer)
+	api.POST("/alerts/:id/ack", s.apiAcknowledgeAlert, operator)
+	api.POST("/alerts/:id/clear", s.apiClearAlert, operator)
+	api.GET("/webhooks", s.apiListWebhooks, admin)
+	api.POST("/webhooks", s.apiCreateWebhook, admin)
+	api.GET("/webhooks/:id", s.apiShowWebhook, admin)
+	api.PATCH("/webhooks/:id", s.apiUpdateWebhook, admin)
+	api.DELETE("/webhooks/:id", s.apiDeleteWebhook, admin)
+
+	// Prometheus metrics (package metrics), for any role.
+	if s.metrics != nil {
+		g.GET("/metrics", echo.WrapHandler(s.metrics), viewer)
+	}
 
 	// Live streams (server-sent events).
 	api.GET("/events", s.streamFleet, viewer)

@@ -86,6 +86,11 @@ type Config struct {
 	// Health is the state of storage writes, shown by /readyz and on every
 	// page; nil gets one nobody reports to.
 	Health *storage.Health
+	// Alerts is the alerting service; nil answers its API with 503.
+	Alerts Alerts
+	// Metrics serves the Prometheus exposition at /metrics (any signed-in
+	// user or API token); nil leaves the route out.
+	Metrics http.Handler
 }
 
 // Server holds the handlers' dependencies.
@@ -120,6 +125,8 @@ type Server struct {
 	// overloadLogAt is when the next full-queue warning may be logged (Unix ns).
 	overloadLogAt atomic.Int64
 	quota         *quota.Devices
+	alerts        Alerts
+	metrics       http.Handler
 }
 
 // New builds the Echo router with every route. The services in cfg are
@@ -159,6 +166,8 @@ func New(cfg Config) (*echo.Echo, *Server) {
 	if s.endpoints.Host == "" {
 		s.endpoints = registry.DefaultEndpoints()
 	}
+	s.alerts = cfg.Alerts
+	s.metrics = cfg.Metrics
 	s.cloud, s.methods, s.twins, s.jobs = cfg.CloudMessages, cfg.Methods, cfg.Twins, cfg.Jobs
 	s.conns = cfg.Connections
 	e := echo.New()

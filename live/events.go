@@ -3,6 +3,7 @@ package live
 import (
 	"time"
 
+	"fieldhub/alert"
 	"fieldhub/commands"
 	"fieldhub/jobs"
 	"fieldhub/storage"
@@ -41,19 +42,22 @@ const (
 	// (at most every 250 ms while it runs), was cancelled or finished, on
 	// the jobs stream.
 	EventJob = "job"
+	// EventAlert (AlertEvent): an alert raised, repeated, acknowledged or
+	// cleared, on the fleet stream and the device's own.
+	EventAlert = "alert"
 	// EventResync ({}): the client missed events that are no longer kept and
 	// should reload what it shows.
 	EventResync = "resync"
 )
 
 // FleetStreamEvents are the event types of the fleet stream.
-var FleetStreamEvents = []string{EventDevice, EventStats, EventStorage, EventResync}
+var FleetStreamEvents = []string{EventDevice, EventStats, EventStorage, EventAlert, EventResync}
 
 // JobStreamEvents are the event types of the jobs stream.
 var JobStreamEvents = []string{EventJob, EventResync}
 
 // DeviceStreamEvents are the event types of a device's stream.
-var DeviceStreamEvents = []string{EventDevice, EventMessage, EventReading, EventCommand, EventTwin, EventConnection, EventStorage, EventResync}
+var DeviceStreamEvents = []string{EventDevice, EventMessage, EventReading, EventCommand, EventTwin, EventConnection, EventStorage, EventAlert, EventResync}
 
 // StatusDeleted is the status EventDevice announces for a deleted device,
 // besides db.StatusOnline, db.StatusOffline and db.StatusDisabled.
@@ -158,4 +162,23 @@ func (h *Hub) PublishJob(v jobs.View) {
 		return
 	}
 	h.publish(h.jobs, "", EventJob, v)
+}
+
+// AlertEvent is the payload of EventAlert: the alert as it stands, its
+// rule's name, the open alerts of the fleet by severity after the change
+// (for the count in every page's header) and the worst severity still open
+// on the alert's device ("" for none; the fleet list's rows).
+type AlertEvent struct {
+	Alert       alert.Alert            `json:"alert"`
+	RuleName    string                 `json:"ruleName"`
+	Open        map[alert.Severity]int `json:"open"`
+	DeviceWorst alert.Severity         `json:"deviceWorst"`
+}
+
+// PublishAlert announces an alert's change on the fleet stream and the
+// device's (alerting.Publisher). On the fleet stream it reaches clients
+// that follow only some devices too: every page's header counts alerts.
+func (h *Hub) PublishAlert(ev AlertEvent) {
+	h.publishFleet("", EventAlert, ev)
+	h.publishDevice(ev.Alert.DeviceID, EventAlert, ev)
 }

@@ -30,6 +30,7 @@ func (r *Registry) Create(ctx context.Context, actor string, nd db.NewDevice) (d
 		return db.Device{}, err
 	}
 	r.audit(ctx, actor, ActionCreate, d.DeviceID, DescribeAuthentication(d.Auth))
+	r.watch(ctx, d, "")
 	return d, nil
 }
 
@@ -60,6 +61,9 @@ func (r *Registry) Update(ctx context.Context, actor, deviceID string, u db.Devi
 	}
 	r.audit(ctx, actor, action, d.DeviceID, detail)
 	r.recheck(d.DeviceID)
+	if u.Tags != nil {
+		r.watch(ctx, d, "")
+	}
 	if u.Enabled != nil {
 		r.announce(d.DeviceID, d.Status(r.cfg.Now()))
 	}
@@ -99,6 +103,7 @@ func (r *Registry) Delete(ctx context.Context, actor, deviceID string) error {
 	r.audit(ctx, actor, ActionDelete, deviceID, "")
 	r.recheck(deviceID)
 	r.announce(deviceID, live.StatusDeleted)
+	r.watch(ctx, db.Device{}, deviceID)
 	return nil
 }
 

@@ -46,6 +46,13 @@ type Announcer interface {
 	SetStatus(deviceID, status string)
 }
 
+// Watcher hears of every device created, changed or deleted, after the
+// change; *alerting.Service implements it (rules scoped by tags).
+type Watcher interface {
+	DeviceChanged(ctx context.Context, d db.Device)
+	DeviceDeleted(ctx context.Context, deviceID string)
+}
+
 // Sessions closes live device connections a change no longer admits;
 // *mqtt.Broker implements it.
 type Sessions interface {
@@ -64,6 +71,8 @@ type Config struct {
 	Audit Auditor
 	// Live may be nil: nobody watches (the CLI).
 	Live Announcer
+	// Watcher may be nil: nobody needs to hear of device changes (the CLI).
+	Watcher Watcher
 	// Sessions may be nil, or set later with SetSessions. A process without
 	// connections (the CLI) leaves it nil: a running hub's periodic recheck
 	// (mqtt.Config.RecheckInterval) closes what a change no longer admits.
@@ -149,4 +158,16 @@ func (r *Registry) announce(deviceID, status string) {
 	if r.cfg.Live != nil {
 		r.cfg.Live.SetStatus(deviceID, status)
 	}
+}
+
+// watch tells the watcher of a device created or changed (d) or deleted.
+func (r *Registry) watch(ctx context.Context, d db.Device, deleted string) {
+	if r.cfg.Watcher == nil {
+		return
+	}
+	if deleted != "" {
+		r.cfg.Watcher.DeviceDeleted(ctx, deleted)
+		return
+	}
+	r.cfg.Watcher.DeviceChanged(ctx, d)
 }

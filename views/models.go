@@ -70,6 +70,8 @@ type Page struct {
 	// Storage, when set, is a storage fault the layout shows to signed-in
 	// users (web/storage.js keeps it current from the live streams).
 	Storage *StorageFault
+	// Alerts, when set, is the fleet's open alerts for the header's count.
+	Alerts *AlertSummary
 
 	name string // data-page on <body>, set by each view
 }
@@ -145,6 +147,7 @@ type DeviceRow struct {
 	Status       string    // StatusOnline, StatusOffline or StatusDisabled
 	LastActivity time.Time // zero: never seen
 	Tags         []Tag
+	Worst        string // worst open alert severity; "" for none
 }
 
 // DevicePage shows one device.
@@ -164,6 +167,9 @@ type DevicePage struct {
 	// Connect is the "Connect a device" panel (ConnectView) in the Overview
 	// tab; nil hides it.
 	Connect templ.Component
+	// Alerts is the alert panel (DeviceAlertsPanel) in the Overview tab;
+	// nil leaves it out.
+	Alerts templ.Component
 	// Connection is the device's live connection, if any.
 	Connection DeviceConnection
 	// Metrics are the device's metrics with their latest values: the

@@ -2,6 +2,7 @@
 // Each concern lives in its own module; page modules run according to
 // <body data-page="…">.
 import htmx from 'htmx.org';
+import { initAlerts } from './alerts.js';
 import { initCommands } from './commands.js';
 import { installCSRF } from './csrf.js';
 import { initCopy } from './copy.js';
@@ -42,6 +43,7 @@ function start() {
   pages[document.body.dataset.page]?.(document);
   initCommands(document);
   initTelemetry(document);
+  initAlerts(document);
 }
 
 if (document.readyState === 'loading') {

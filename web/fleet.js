@@ -9,6 +9,7 @@
 //   event: resync  data: {}   (events were missed and cannot be replayed)
 // With 10,000 devices most events are for rows not on this page; they cost one
 // Map lookup. DOM writes are batched to one per animation frame.
+import { setWorst } from './alerts.js';
 import { showLiveState, subscribe } from './live.js';
 import { refreshTime } from './time.js';
 import { showToast } from './toast.js';
@@ -89,6 +90,13 @@ function startLive(doc) {
       },
       storage(ev) {
         doc.dispatchEvent(new CustomEvent('live:storage', { detail: ev }));
+      },
+      // Every page's header counts open alerts (web/alerts.js); rows show
+      // their device's worst open severity.
+      alert(ev) {
+        doc.dispatchEvent(new CustomEvent('live:alert', { detail: ev }));
+        const row = rows.get(ev?.alert?.deviceId);
+        if (row) setWorst(row.querySelector('[data-worst-severity]'), ev.deviceWorst);
       },
       // The server could not replay what this page missed (it was away too
       // long): reload, unless the user is in the middle of something.

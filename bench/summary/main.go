@@ -168,6 +168,12 @@ var sections = []section{
 		{name: "matched in Go (Match)", unit: "ms", value: m("query.BenchmarkMatch10k", "ms/op"), target: atMost(100)},
 		{name: "as SQL on SQLite, rows read", unit: "ms", value: m("query.BenchmarkSQLite10k", "ms/op"), target: atMost(100)},
 	}},
+	{"Issue 12: alert evaluation, durable ingest of single messages from 1,000 devices (alerting.BenchmarkIngestWithRules)", []figure{
+		{name: "100 rules, values crossing their limits", unit: "msgs/s", value: m("alerting.BenchmarkIngestWithRules", "msgs/s-100-rules"),
+			baseline: m("alerting.BenchmarkIngestWithRules", "msgs/s-no-rules"), baseName: "no rules, same run"},
+		{name: "  ratio to no rules", unit: "×", value: m("alerting.BenchmarkIngestWithRules", "ratio"), target: atLeast(0.9)},
+		{name: "alert raised after its message, p99, under load", unit: "ms", value: m("alerting.BenchmarkIngestWithRules", "raise-p99-ms"), target: atMost(1000)},
+	}},
 	{"Issue 9: backup of a 500 MB database while 8 writers ingest (backup.BenchmarkBackupWhileIngesting)", []figure{
 		{name: "backup (VACUUM INTO, checked, synced)", unit: "s", value: m("backup.BenchmarkBackupWhileIngesting", "backup-s")},
 		{name: "ingest rate during the backup", unit: "msgs/s", value: m("backup.BenchmarkBackupWhileIngesting", "msgs/s-during"),

@@ -60,6 +60,12 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 		return cfg, err
 	}
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", auditRetention, "how long audit log entries are kept, e.g. 2160h for 90 days; expired sessions are deleted with them (env FIELDHUB_AUDIT_RETENTION)")
+	alertRetention, err := envDuration(e, "FIELDHUB_ALERT_RETENTION", 90*24*time.Hour)
+	if err != nil {
+		return cfg, err
+	}
+	fs.DurationVar(&cfg.AlertRetention, "alert-retention", alertRetention, "how long cleared alerts and webhook delivery logs are kept, e.g. 2160h for 90 days (env FIELDHUB_ALERT_RETENTION)")
+	fs.BoolVar(&cfg.WebhookAllowLoopback, "webhook-allow-loopback", envOr(e, "FIELDHUB_WEBHOOK_ALLOW_LOOPBACK", "") == "1" || envOr(e, "FIELDHUB_WEBHOOK_ALLOW_LOOPBACK", "") == "true", "let webhooks reach receivers on loopback addresses (this machine); link-local addresses are never dialled (env FIELDHUB_WEBHOOK_ALLOW_LOOPBACK=1)")
 	fs.BoolVar(&cfg.DashboardTLS, "dashboard-tls", envOr(e, "FIELDHUB_DASHBOARD_TLS", "") == "1" || envOr(e, "FIELDHUB_DASHBOARD_TLS", "") == "true", "serve the dashboard and API over HTTPS with the device endpoints' certificate (env FIELDHUB_DASHBOARD_TLS=1)")
 	busURLs := fs.String("bus", envOr(e, "FIELDHUB_BUS", ""), "NATS servers joining this instance to the others of a cluster, comma-separated (nats://host:4222,…); empty: one instance (env FIELDHUB_BUS)")
 	fs.StringVar(&cfg.Node, "node", envOr(e, "FIELDHUB_NODE", ""), "this instance's name in a cluster: letters, digits, '-' and '_'; default: host name and dashboard port (env FIELDHUB_NODE)")
@@ -91,6 +97,9 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	}
 	if cfg.AuditRetention <= 0 {
 		return cfg, usagef("serve: --audit-retention must be positive, got %s", cfg.AuditRetention)
+	}
+	if cfg.AlertRetention <= 0 {
+		return cfg, usagef("serve: --alert-retention must be positive, got %s", cfg.AlertRetention)
 	}
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return cfg, usagef("serve: --addr %q is not host:port: %v", cfg.Addr, err)

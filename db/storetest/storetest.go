@@ -51,6 +51,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("Twins", func(t *testing.T) { RunTwins(t, b) })
 	t.Run("MQTTSessions", func(t *testing.T) { RunMQTTSessions(t, b) })
 	t.Run("Settings", func(t *testing.T) { RunSettings(t, b) })
+	t.Run("Alerts", func(t *testing.T) { RunAlerts(t, b) })
 }
 
 // test is one test of a suite; it opens the stores it needs.

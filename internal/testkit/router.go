@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"fieldhub/alerting"
 	"fieldhub/auth"
 	"fieldhub/commands"
 	"fieldhub/db"
@@ -60,6 +61,17 @@ func NewRouter(t testing.TB, configure ...func(*handlers.Config)) *Router {
 		tel = dbtest.Telemetry(t, d)
 		cfg.Telemetry = tel
 	}
+	if cfg.Alerts == nil {
+		svc := Alerting(t, d, hub, cfg.Telemetry)
+		cfg.Alerts = svc
+		if cfg.Devices == nil {
+			var ann registry.Announcer
+			if hub != nil {
+				ann = hub
+			}
+			cfg.Devices = registry.New(registry.Config{Store: d, Audit: d, Live: ann, Watcher: svc, Now: cfg.Now, Logger: cfg.Logger})
+		}
+	}
 	cfg = WithServices(cfg, d, hub)
 	// A jobs service WithServices built runs for the test; one built by
 	// the caller is the caller's to start.
@@ -81,6 +93,27 @@ func NewRouter(t testing.TB, configure ...func(*handlers.Config)) *Router {
 		r.Tokens[role] = secret
 	}
 	return r
+}
+
+// Alerting starts the alerting service over d, publishing to hub (nil:
+// nowhere), with webhooks allowed to reach loopback receivers (tests run
+// them on httptest servers); it stops when the test ends.
+func Alerting(t testing.TB, d *db.DB, hub *live.Hub, latest alerting.Latest, configure ...func(*alerting.Config)) *alerting.Service {
+	t.Helper()
+	cfg := alerting.Config{Store: d, Webhooks: d, Fleet: d, Audit: d, Latest: latest, Now: d.Now,
+		Delivery: alerting.DeliveryOptions{AllowLoopback: true}}
+	if hub != nil {
+		cfg.Live = hub
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	svc, err := alerting.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start alerting: %v", err)
+	}
+	t.Cleanup(func() { _ = svc.Close(context.Background()) })
+	return svc
 }
 
 // WithServices returns cfg with what it leaves nil built the way serve

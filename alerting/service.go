@@ -1,0 +1,502 @@
+// Package alerting runs the hub's alerts: it feeds package alert's
+// evaluator from the committed message stream, twin updates and registry
+// changes, stores the alerts it raises (alerts.go), serves the rules
+// (rules.go), and delivers webhooks from a durable outbox (webhooks.go).
+// Ingest hands it each committed batch through a bounded queue, so
+// evaluation never slows an acknowledgement.
+package alerting
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"fieldhub/alert"
+	"fieldhub/db"
+	"fieldhub/live"
+	"fieldhub/storage"
+	"fieldhub/telemetry"
+)
+
+// Store keeps rules and alerts; *db.DB implements it, and every store
+// passes db/storetest's RunAlerts.
+type Store interface {
+	AlertRules(ctx context.Context) ([]alert.Rule, error)
+	AlertRule(ctx context.Context, id int64) (alert.Rule, error)
+	CreateAlertRule(ctx context.Context, r alert.Rule) (alert.Rule, error)
+	UpdateAlertRule(ctx context.Context, r alert.Rule) (alert.Rule, error)
+	DeleteAlertRule(ctx context.Context, id int64) error
+
+	Alerts(ctx context.Context, f db.AlertFilter) ([]alert.Alert, error)
+	Alert(ctx context.Context, id int64) (alert.Alert, error)
+	OpenAlertCounts(ctx context.Context) (map[alert.Severity]int, error)
+	InsertAlert(ctx context.Context, a alert.Alert) (alert.Alert, error)
+	UpdateAlert(ctx context.Context, a alert.Alert) error
+	SaveAlerts(ctx context.Context, batch []alert.Alert) (saved []alert.Alert, errs []error, err error)
+	PruneAlerts(ctx context.Context, cutoff time.Time, limit int) (int, error)
+
+	// The evaluator's timers and baselines across restarts.
+	Setting(ctx context.Context, key, def string) (string, error)
+	SetSetting(ctx context.Context, key, value string) error
+}
+
+// Fleet is what the service reads of the registry: every device's tags and
+// last activity at start, and a device after a change.
+type Fleet interface {
+	Devices(ctx context.Context, f db.DeviceFilter) ([]db.Device, int, error)
+	Device(ctx context.Context, deviceID string) (db.Device, error)
+}
+
+// Auditor records operators' acknowledgements, clears and rule changes.
+type Auditor interface {
+	RecordAudit(ctx context.Context, e db.AuditEntry) error
+}
+
+// Publisher announces alert changes live (*live.Hub).
+type Publisher interface {
+	PublishAlert(ev live.AlertEvent)
+}
+
+// Latest reads a device's metrics with their last values, for the rules'
+// preview (*telemetry.Store).
+type Latest interface {
+	Metrics(ctx context.Context, deviceID string) ([]telemetry.Metric, error)
+}
+
+// Audit actions.
+const (
+	ActionRuleCreate  = "alert-rule.create"
+	ActionRuleUpdate  = "alert-rule.update"
+	ActionRuleDelete  = "alert-rule.delete"
+	ActionAcknowledge = "alert.acknowledge"
+	ActionClear       = "alert.clear"
+	ActionHookCreate  = "webhook.create"
+	ActionHookUpdate  = "webhook.update"
+	ActionHookDelete  = "webhook.delete"
+	ActionHookDisable = "webhook.disable" // by the hub, after failing for a day
+)
+
+// SettingSnapshot is the setting that holds the evaluator's timers and
+// baselines (alert.Snapshot without what the tables hold).
+const SettingSnapshot = "alert_evaluator"
+
+// Config is what the service needs; Store, Fleet, Audit are required.
+type Config struct {
+	Store    Store
+	Webhooks WebhookStore // nil: no webhooks
+	Fleet    Fleet
+	Audit    Auditor
+	Live     Publisher // nil announces nothing
+	Latest   Latest    // nil previews threshold rules as active nowhere
+	// Retention is how long cleared alerts are kept (default 90 days).
+	Retention time.Duration
+	// QueueBatches bounds the committed batches waiting for evaluation
+	// (default 4,096). Beyond it batches are dropped and counted: ingest
+	// never waits for alerting.
+	QueueBatches int
+	// BaseURL is the dashboard's address for links in webhooks ("" for none).
+	BaseURL string
+	// Delivery tunes webhook delivery.
+	Delivery DeliveryOptions
+	Now      func() time.Time
+	Logger   *slog.Logger
+}
+
+// Service is the running alerting.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+	ev  *alert.Evaluator
+
+	in      chan []input
+	dropped atomic.Int64
+
+	// mu orders every change to stored alerts: transitions of the
+	// evaluator and operators' actions.
+	mu     sync.Mutex
+	open   map[alert.Key]alert.Alert
+	counts map[alert.Severity]int
+	byDev  map[string]*[6]int // open alerts of each device by severity rank
+	names  map[int64]string   // rule names for events
+
+	hooks *deliverer
+
+	// known are the devices whose tags the evaluator has; another process
+	// (the CLI) may add a device or change its tags behind the registry's
+	// back, so an unknown device is read on its first message, and tags
+	// are compared with the registry every TagRefresh.
+	knownMu sync.Mutex
+	known   map[string]map[string]string
+
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+	evaluated chan struct{} // closed when the evaluation loop ends
+	closed    atomic.Bool
+}
+
+// input is one event for the evaluator, copied out of what ingest or the
+// registry handed over.
+type input struct {
+	deviceID string
+	at       time.Time
+	samples  []alert.Sample
+	reported map[string]any // a twin's reported properties; nil for a message
+}
+
+// New recovers the evaluator (rules, devices, open alerts and the saved
+// snapshot) and starts the evaluation loop, the pruner and the webhook
+// deliverer.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Fleet == nil || cfg.Audit == nil {
+		return nil, errors.New("alerting.New: Config needs Store, Fleet and Audit")
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 90 * 24 * time.Hour
+	}
+	if cfg.QueueBatches <= 0 {
+		cfg.QueueBatches = 4096
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Service{
+		cfg: cfg, log: cfg.Logger, ev: alert.New(alert.Options{}),
+		in:   make(chan []input, cfg.QueueBatches),
+		open: map[alert.Key]alert.Alert{}, counts: map[alert.Severity]int{}, byDev: map[string]*[6]int{},
+		known: map[string]map[string]string{}, names: map[int64]string{},
+	}
+	if err := s.recover(ctx); err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = cancel
+	if cfg.Webhooks != nil {
+		s.hooks = newDeliverer(cfg.Webhooks, cfg.Audit, cfg.Delivery, cfg.Now, s.log)
+		s.run(func() { s.hooks.run(runCtx) })
+	}
+	s.evaluated = make(chan struct{})
+	s.run(func() { defer close(s.evaluated); s.evaluate(runCtx) })
+	s.run(func() { s.prune(runCtx) })
+	return s, nil
+}
+
+func (s *Service) run(fn func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+}
+
+// Close stops the loops (what is queued for evaluation is evaluated first)
+// and saves the evaluator's timers and baselines.
+func (s *Service) Close(ctx context.Context) error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	close(s.in)
+	// The loop evaluates what is queued, then ends; the rest stop after it.
+	select {
+	case <-s.evaluated:
+	case <-ctx.Done():
+	}
+	s.stop()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("stop alerting: %w", ctx.Err())
+	}
+	return s.saveSnapshot(ctx)
+}
+
+// recover loads the rules, the fleet, the open alerts and the saved
+// snapshot into a fresh evaluator, advancing it to now: timers that ran
+// out while the hub was down fire at their own time.
+func (s *Service) recover(ctx context.Context) error {
+	now := s.cfg.Now()
+	rules, err := s.cfg.Store.AlertRules(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		s.names[r.ID] = r.Name
+		if _, err := s.ev.SetRule(r, now); err != nil {
+			return fmt.Errorf("load alert rule %d: %w", r.ID, err)
+		}
+	}
+	var snap alert.Snapshot
+	if saved, err := s.cfg.Store.Setting(ctx, SettingSnapshot, ""); err != nil {
+		return err
+	} else if saved != "" {
+		if err := json.Unmarshal([]byte(saved), &snap); err != nil {
+			s.log.Warn("the saved alert timers are unreadable; pending timers start again", "err", err)
+			snap = alert.Snapshot{}
+		}
+	}
+	snap.Devices, snap.Open = nil, nil // from the registry and the alerts table, which are current
+	for offset := 0; ; {
+		page, _, err := s.cfg.Fleet.Devices(ctx, db.DeviceFilter{Offset: offset, Limit: 1000})
+		if err != nil {
+			return err
+		}
+		for _, d := range page {
+			snap.Devices = append(snap.Devices, alert.DeviceState{ID: d.DeviceID, Tags: d.Tags, LastSeen: d.LastActivity})
+			s.known[d.DeviceID] = d.Tags
+		}
+		if len(page) < 1000 {
+			break
+		}
+		offset += len(page)
+	}
+	for before := int64(0); ; {
+		page, err := s.cfg.Store.Alerts(ctx, db.AlertFilter{State: "open", BeforeID: before, Limit: db.MaxAlertsListed})
+		if err != nil {
+			return err
+		}
+		for _, a := range page {
+			k := alert.Key{RuleID: a.RuleID, DeviceID: a.DeviceID}
+			s.open[k] = a
+			s.count(a, 1)
+			snap.Open = append(snap.Open, alert.OpenAlert{RuleID: a.RuleID, DeviceID: a.DeviceID, Severity: a.Severity,
+				FirstAt: a.FirstAt, LastAt: a.LastAt, Count: a.Count, Value: a.Value})
+			before = a.ID
+		}
+		if len(page) < db.MaxAlertsListed {
+			break
+		}
+	}
+	trs, err := s.ev.Restore(snap, now)
+	if err != nil {
+		return err
+	}
+	s.apply(ctx, trs)
+	s.log.Info("alerting recovered", "rules", len(rules), "devices", len(snap.Devices), "open alerts", len(s.open))
+	return nil
+}
+
+func (s *Service) saveSnapshot(ctx context.Context) error {
+	snap := s.ev.Snapshot()
+	snap.Devices, snap.Open = nil, nil
+	b, err := json.Marshal(snap)
+	if err != nil {
+		return err
+	}
+	return s.cfg.Store.SetSetting(ctx, SettingSnapshot, string(b))
+}
+
+// Committed takes a committed batch from ingest (ingest.Publisher, called
+// on the pipeline's writer after the senders were answered). It copies
+// what evaluation needs and queues it without waiting; a full queue drops
+// the batch, counted by Dropped and logged.
+func (s *Service) Committed(batch []telemetry.Record) {
+	if len(batch) == 0 || s.closed.Load() {
+		return
+	}
+	in := make([]input, len(batch))
+	for i := range batch {
+		r := &batch[i]
+		in[i] = input{deviceID: r.Message.DeviceID, at: r.Message.EnqueuedAt}
+		if len(r.Readings) > 0 {
+			in[i].samples = make([]alert.Sample, len(r.Readings))
+			for j, rd := range r.Readings {
+				in[i].samples[j] = alert.Sample{Metric: rd.Metric, Value: rd.Value}
+			}
+		}
+	}
+	s.enqueue(in)
+}
+
+// Reported takes a device's reported properties after a twin update.
+func (s *Service) Reported(deviceID string, reported map[string]any, at time.Time) {
+	if s.closed.Load() {
+		return
+	}
+	s.enqueue([]input{{deviceID: deviceID, at: at, reported: reported}})
+}
+
+func (s *Service) enqueue(in []input) {
+	defer func() {
+		// Close may have closed the queue between the check and the send.
+		_ = recover()
+	}()
+	select {
+	case s.in <- in:
+	default:
+		if s.dropped.Add(int64(len(in))) == int64(len(in)) {
+			s.log.Warn("alert evaluation queue is full; messages are not evaluated", "queue batches", cap(s.in))
+		}
+	}
+}
+
+// Dropped is how many messages were not evaluated because the queue was full.
+func (s *Service) Dropped() int64 { return s.dropped.Load() }
+
+// QueueDepth is how many batches wait for evaluation.
+func (s *Service) QueueDepth() int { return len(s.in) }
+
+// evaluate is the evaluation loop: queued messages, and the evaluator's
+// timers (forSeconds and silence).
+func (s *Service) evaluate(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if next, ok := s.ev.NextDeadline(); ok {
+			timer.Reset(max(next.Sub(s.cfg.Now()), 0))
+		} else {
+			timer.Stop()
+		}
+		select {
+		case batch, ok := <-s.in:
+			if !ok {
+				return
+			}
+			for _, in := range batch {
+				s.learn(ctx, in.deviceID)
+				var trs []alert.Transition
+				if in.reported != nil {
+					trs = s.ev.Reported(in.deviceID, nil, in.at, in.reported)
+				} else {
+					trs = s.ev.Reading(in.deviceID, nil, in.at, in.samples)
+				}
+				s.apply(ctx, trs)
+			}
+		case <-s.ev.Wake():
+		case <-timer.C:
+			s.apply(ctx, s.ev.Tick(s.cfg.Now()))
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// DeviceChanged tells the evaluator a device's tags after a registry change
+// (registry.Watcher).
+func (s *Service) DeviceChanged(ctx context.Context, d db.Device) {
+	s.knownMu.Lock()
+	s.known[d.DeviceID] = d.Tags
+	s.knownMu.Unlock()
+	s.apply(ctx, s.ev.DeviceChanged(d.DeviceID, d.Tags, s.cfg.Now()))
+}
+
+// DeviceDeleted clears a deleted device's alerts (registry.Watcher).
+func (s *Service) DeviceDeleted(ctx context.Context, deviceID string) {
+	s.knownMu.Lock()
+	delete(s.known, deviceID)
+	s.knownMu.Unlock()
+	s.apply(ctx, s.ev.DeviceDeleted(deviceID, s.cfg.Now()))
+}
+
+// learn reads a device the evaluator does not know yet (added by another
+// process) before its first message is evaluated.
+func (s *Service) learn(ctx context.Context, deviceID string) {
+	s.knownMu.Lock()
+	_, ok := s.known[deviceID]
+	s.knownMu.Unlock()
+	if ok {
+		return
+	}
+	d, err := s.cfg.Fleet.Device(ctx, deviceID)
+	if err != nil {
+		return // deleted meanwhile; the evaluator sees it without tags
+	}
+	s.DeviceChanged(ctx, d)
+}
+
+// refreshTags compares every device's tags with what the evaluator has,
+// for changes made by another process; the registry reports its own.
+func (s *Service) refreshTags(ctx context.Context) {
+	seen := map[string]bool{}
+	for offset := 0; ; {
+		page, _, err := s.cfg.Fleet.Devices(ctx, db.DeviceFilter{Offset: offset, Limit: 1000})
+		if err != nil {
+			return
+		}
+		for _, d := range page {
+			seen[d.DeviceID] = true
+			s.knownMu.Lock()
+			tags, ok := s.known[d.DeviceID]
+			s.knownMu.Unlock()
+			if !ok || !maps.Equal(tags, d.Tags) {
+				s.DeviceChanged(ctx, d)
+			}
+		}
+		if len(page) < 1000 {
+			break
+		}
+		offset += len(page)
+	}
+	s.knownMu.Lock()
+	var gone []string
+	for id := range s.known {
+		if !seen[id] {
+			gone = append(gone, id)
+		}
+	}
+	s.knownMu.Unlock()
+	for _, id := range gone { // unless it was added after its page was read
+		if _, err := s.cfg.Fleet.Device(ctx, id); errors.Is(err, storage.ErrNotFound) {
+			s.DeviceDeleted(ctx, id)
+		}
+	}
+}
+
+// prune deletes cleared alerts past the retention, and finished webhook
+// deliveries past theirs, saves the evaluator's timers and compares the
+// fleet's tags, every minute.
+func (s *Service) prune(ctx context.Context) {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		s.pruneOnce(ctx)
+		s.saveSnapshotLogged(ctx)
+		s.refreshTags(ctx)
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// pruneOnce deletes in steps, so that no step holds the writer long.
+func (s *Service) pruneOnce(ctx context.Context) {
+	cutoff := s.cfg.Now().Add(-s.cfg.Retention)
+	for {
+		n, err := s.cfg.Store.PruneAlerts(ctx, cutoff, 1000)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("prune alert history", "err", err)
+			}
+			return
+		}
+		if n < 1000 {
+			break
+		}
+	}
+	if s.hooks != nil {
+		s.hooks.prune(ctx, s.cfg.Now().Add(-s.cfg.Retention))
+	}
+}
+
+func (s *Service) saveSnapshotLogged(ctx context.Context) {
+	if err := s.saveSnapshot(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("save alert timers", "err", err)
+	}
+}
+
+// storeCtx is a context for writes that must not be cut short by a
+// request that went away.
+func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}

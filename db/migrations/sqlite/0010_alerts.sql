@@ -1,0 +1,73 @@
+-- Alerting: rules, the alerts they raise (open ones and their history),
+-- webhook subscriptions and the durable outbox of their deliveries.
+
+CREATE TABLE alert_rules (
+	id         INTEGER PRIMARY KEY,
+	name       TEXT NOT NULL,
+	severity   TEXT NOT NULL,
+	enabled    INTEGER NOT NULL,
+	scope      TEXT NOT NULL,                -- JSON, the API's form
+	condition  TEXT NOT NULL,                -- JSON, the API's form
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL
+);
+
+-- No foreign keys to rules or devices: an alert's history outlives both
+-- (it is pruned by its own retention); rule and device are named by id.
+CREATE TABLE alerts (
+	id              INTEGER PRIMARY KEY,
+	rule_id         INTEGER NOT NULL,
+	device_id       TEXT NOT NULL,
+	severity        TEXT NOT NULL,
+	state           TEXT NOT NULL CHECK (state IN ('active', 'acknowledged', 'cleared')),
+	count           INTEGER NOT NULL,
+	first_at        INTEGER NOT NULL,
+	last_at         INTEGER NOT NULL,
+	value           TEXT NOT NULL DEFAULT 'null', -- JSON
+	acknowledged_at INTEGER,
+	acknowledged_by TEXT NOT NULL DEFAULT '',
+	ack_comment     TEXT NOT NULL DEFAULT '',
+	cleared_at      INTEGER,
+	cleared_by      TEXT NOT NULL DEFAULT '',
+	clear_comment   TEXT NOT NULL DEFAULT '',
+	clear_reason    TEXT NOT NULL DEFAULT ''
+);
+-- One open alert per (rule, device).
+CREATE UNIQUE INDEX alerts_open ON alerts (rule_id, device_id) WHERE state <> 'cleared';
+CREATE INDEX alerts_device ON alerts (device_id, id);
+CREATE INDEX alerts_state ON alerts (state, id);
+CREATE INDEX alerts_cleared ON alerts (cleared_at) WHERE cleared_at IS NOT NULL;
+
+CREATE TABLE webhooks (
+	id              INTEGER PRIMARY KEY,
+	url             TEXT NOT NULL,
+	secret          TEXT NOT NULL,
+	events          TEXT NOT NULL,           -- JSON array of event types
+	format          TEXT NOT NULL CHECK (format IN ('json', 'slack')),
+	enabled         INTEGER NOT NULL,
+	disabled_reason TEXT NOT NULL DEFAULT '',
+	failing_since   INTEGER,                 -- first failure after the last success
+	created_at      INTEGER NOT NULL,
+	updated_at      INTEGER NOT NULL
+);
+
+CREATE TABLE webhook_deliveries (
+	id               INTEGER PRIMARY KEY,
+	webhook_id       INTEGER NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+	event_id         TEXT NOT NULL,
+	event_type       TEXT NOT NULL,
+	alert_id         INTEGER NOT NULL,
+	payload          TEXT NOT NULL,          -- the event's JSON; sentAt is set per attempt
+	state            TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'dropped')),
+	attempts         INTEGER NOT NULL DEFAULT 0,
+	next_at          INTEGER NOT NULL,
+	first_failure_at INTEGER,
+	last_status      INTEGER NOT NULL DEFAULT 0,
+	last_error       TEXT NOT NULL DEFAULT '',
+	created_at       INTEGER NOT NULL,
+	updated_at       INTEGER NOT NULL
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_at) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_hook_due ON webhook_deliveries (webhook_id, id) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, id);
+CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (updated_at) WHERE state <> 'pending';

@@ -1,0 +1,124 @@
+// Package metrics is the hub's Prometheus exposition (GET /metrics): a
+// collector that reads the parts' own counters at scrape time, so nothing
+// on the ingest path pays for metrics, plus Go's runtime and process
+// metrics. Every name starts with fieldhub_.
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"fieldhub/alert"
+	"fieldhub/db"
+	"fieldhub/ingest"
+)
+
+// Ingest is the pipeline's counters (*ingest.Pipeline).
+type Ingest interface{ Stats() ingest.Stats }
+
+// Live is the SSE hub (*live.Hub).
+type Live interface {
+	Connected() int64
+	Dropped() int64
+}
+
+// Alerts is the alerting service (*alerting.Service).
+type Alerts interface {
+	OpenCounts() map[alert.Severity]int
+	Dropped() int64
+	QueueDepth() int
+	DeliveryCounts() map[string]int64
+}
+
+// Fleet counts devices by status (the store).
+type Fleet interface {
+	FleetCounts(ctx context.Context) (db.FleetCounts, error)
+}
+
+// Sources are the parts the metrics read; nil ones are left out.
+type Sources struct {
+	Ingest Ingest
+	Live   Live
+	Alerts Alerts
+	Fleet  Fleet
+	Logger *slog.Logger
+}
+
+// Handler serves the exposition of src with Go's runtime and process
+// metrics, in the text format Prometheus scrapes.
+func Handler(src Sources) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &collector{src})
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errorLog{src.Logger}, Timeout: 10 * time.Second, MaxRequestsInFlight: 4})
+}
+
+type errorLog struct{ log *slog.Logger }
+
+func (l errorLog) Println(v ...any) {
+	if l.log != nil {
+		l.log.Error("metrics", "err", v)
+	}
+}
+
+var (
+	committed   = prometheus.NewDesc("fieldhub_messages_committed_total", "Device-to-cloud messages stored (committed), all protocols.", nil, nil)
+	batches     = prometheus.NewDesc("fieldhub_commit_batches_total", "Transactions the ingest writer committed (group commits).", nil, nil)
+	refused     = prometheus.NewDesc("fieldhub_ingest_refused_total", "Device messages refused by ingest, by reason.", []string{"reason"}, nil)
+	queueDepth  = prometheus.NewDesc("fieldhub_ingest_queue_messages", "Messages waiting for the ingest writer or being written.", nil, nil)
+	devices     = prometheus.NewDesc("fieldhub_devices", "Registered devices by status.", []string{"status"}, nil)
+	subscribers = prometheus.NewDesc("fieldhub_sse_subscribers", "Open live streams (server-sent events).", nil, nil)
+	sseDropped  = prometheus.NewDesc("fieldhub_sse_dropped_total", "Live stream subscribers dropped for falling behind.", nil, nil)
+	openAlerts  = prometheus.NewDesc("fieldhub_alerts_open", "Open alerts (active or acknowledged) by severity.", []string{"severity"}, nil)
+	evalDropped = prometheus.NewDesc("fieldhub_alert_evaluation_dropped_total", "Messages not evaluated for alerts because the evaluation queue was full.", nil, nil)
+	evalQueue   = prometheus.NewDesc("fieldhub_alert_evaluation_queue_batches", "Committed batches waiting for alert evaluation.", nil, nil)
+	deliveries  = prometheus.NewDesc("fieldhub_webhook_deliveries_total", "Webhook delivery attempts and outcomes: delivered, failed (attempt failed, retried), given_up, dropped (outbox full).", []string{"outcome"}, nil)
+)
+
+// collector reads the sources at scrape time.
+type collector struct{ src Sources }
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{committed, batches, refused, queueDepth, devices, subscribers, sseDropped, openAlerts, evalDropped, evalQueue, deliveries} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	if p := c.src.Ingest; p != nil {
+		st := p.Stats()
+		ch <- prometheus.MustNewConstMetric(committed, prometheus.CounterValue, float64(st.Committed))
+		ch <- prometheus.MustNewConstMetric(batches, prometheus.CounterValue, float64(st.Batches))
+		ch <- prometheus.MustNewConstMetric(refused, prometheus.CounterValue, float64(st.Overloaded), "overloaded")
+		ch <- prometheus.MustNewConstMetric(queueDepth, prometheus.GaugeValue, float64(st.Queued))
+	}
+	if f := c.src.Fleet; f != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		counts, err := f.FleetCounts(ctx)
+		cancel()
+		if err == nil {
+			for status, n := range map[string]int{db.StatusOnline: counts.Online, db.StatusOffline: counts.Offline, db.StatusDisabled: counts.Disabled} {
+				ch <- prometheus.MustNewConstMetric(devices, prometheus.GaugeValue, float64(n), status)
+			}
+		}
+	}
+	if l := c.src.Live; l != nil {
+		ch <- prometheus.MustNewConstMetric(subscribers, prometheus.GaugeValue, float64(l.Connected()))
+		ch <- prometheus.MustNewConstMetric(sseDropped, prometheus.CounterValue, float64(l.Dropped()))
+	}
+	if a := c.src.Alerts; a != nil {
+		for sev, n := range a.OpenCounts() {
+			ch <- prometheus.MustNewConstMetric(openAlerts, prometheus.GaugeValue, float64(n), string(sev))
+		}
+		ch <- prometheus.MustNewConstMetric(evalDropped, prometheus.CounterValue, float64(a.Dropped()))
+		ch <- prometheus.MustNewConstMetric(evalQueue, prometheus.GaugeValue, float64(a.QueueDepth()))
+		for outcome, n := range a.DeliveryCounts() {
+			ch <- prometheus.MustNewConstMetric(deliveries, prometheus.CounterValue, float64(n), outcome)
+		}
+	}
+}
