@@ -322,7 +322,6 @@ func testCertificateAuthorities(t *testing.T, b Backend) {
 	}
 }
 
-
 // testDeviceOrders: every order of the fleet list is total (ties by id, in
 // the same direction); pages of Devices and EachDevice (with an offset and
 // a limit too) walk it without gap or overlap, with and without a filter.
