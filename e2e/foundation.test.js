@@ -58,6 +58,8 @@ test('admin signs in, adds a device and reveals its connection string', { timeou
     assert.equal(await page.getByTestId('device-title').textContent(), 'Roof sensor');
     assert.equal(await page.getByTestId('device-status').textContent(), 'Offline');
 
+    // Keys live on the device page's Settings tab.
+    await page.getByTestId('tab-settings').click();
     await page.getByTestId('show-connection-string').click();
     const cs = page.getByTestId('connection-string');
     await cs.waitFor();
@@ -89,10 +91,11 @@ test('a bad device id is explained, not accepted', { timeout: 60_000 }, async ()
       f.noValidate = true;
     });
     await form.getByRole('button', { name: 'Create device' }).click();
-    await page.waitForURL('**/devices');
-    const flash = page.getByTestId('flash');
-    assert.equal(await flash.getAttribute('data-kind'), 'error');
-    assert.match(await flash.locator('span').textContent(), /^device id contains ' ' at position 4;/);
+    // The form comes back with the input kept and the error in it.
+    const error = page.getByTestId('add-device-error');
+    await error.waitFor();
+    assert.match(await error.textContent(), /device id contains ' ' at position 4;/);
+    assert.equal(await page.getByLabel('Device ID').inputValue(), 'has space');
   } finally {
     await context.close();
   }
