@@ -98,9 +98,8 @@ var rowIDs = regexp.MustCompile(`<tr data-device-id="([^"]+)" data-testid="devic
 // fleet without gap or overlap in pages of the page, of the API and in the
 // CSV export, and the page links carry the order along.
 func TestFleetSortAndPage10k(t *testing.T) {
-	h := newPageHub(t)
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC) // newPageHub's clock
-	h.db.Now = func() time.Time { return now }
+	h := newPageHub(t, dbClock(func() time.Time { return now }))
 	h.addUser("vic", db.RoleViewer, "password-vic")
 	dbtest.FillFleet(t, h.db, 10_000, now)
 	all, _, err := h.db.Devices(context.Background(), db.DeviceFilter{})

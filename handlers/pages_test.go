@@ -45,6 +45,12 @@ func newPageHub(t *testing.T, configure ...func(*handlers.Config)) *pageHub {
 	return &pageHub{t: t, db: r.DB, tel: r.Telemetry, srv: r.HTTP}
 }
 
+// dbClock sets the database's clock before the router's services start
+// reading it (the alerting service prunes on its own goroutine).
+func dbClock(now func() time.Time) func(*handlers.Config) {
+	return func(c *handlers.Config) { c.Store.(*db.DB).Now = now }
+}
+
 // addUser creates a user who can log in with password.
 func (h *pageHub) addUser(name, role, password string) {
 	h.t.Helper()

@@ -14,6 +14,7 @@ import (
 
 	"fieldhub/db"
 	"fieldhub/handlers"
+	"fieldhub/internal/testkit"
 )
 
 // TestUserRoleChange: an admin changes another user's role on the users
@@ -101,9 +102,8 @@ func TestUserRoleChange(t *testing.T) {
 // TestLastLogin: a successful sign-in is recorded and shown; a failed one is not.
 func TestLastLogin(t *testing.T) {
 	t.Parallel()
-	h := newPageHub(t)
 	clock := time.Date(2026, 5, 1, 11, 57, 0, 0, time.UTC) // 3 min before the pages' clock
-	h.db.Now = func() time.Time { return clock }
+	h := newPageHub(t, dbClock(func() time.Time { return clock }))
 	h.addUser("root", db.RoleAdmin, "password-root")
 	h.addUser("olga", db.RoleViewer, "password-olga")
 	b := h.browser()
@@ -144,9 +144,8 @@ func TestLastLogin(t *testing.T) {
 // the list shows last use, expiry and state.
 func TestAPITokensPage(t *testing.T) {
 	t.Parallel()
-	clock := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	h := newPageHub(t, func(cfg *handlers.Config) { cfg.Now = func() time.Time { return clock } })
-	h.db.Now = func() time.Time { return clock }
+	clock := testkit.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	h := newPageHub(t, func(cfg *handlers.Config) { cfg.Now = clock.Now }, dbClock(clock.Now))
 	h.addUser("root", db.RoleAdmin, "password-root")
 	b := h.browser()
 	b.login("root", "password-root")
@@ -187,7 +186,7 @@ func TestAPITokensPage(t *testing.T) {
 	}
 
 	// Past its expiry the token is refused and listed as expired.
-	clock = clock.Add(7*24*time.Hour + time.Second)
+	clock.Advance(7*24*time.Hour + time.Second)
 	if got := bearer("/api/v1/devices"); got != 401 {
 		t.Errorf("expired token: GET devices = %d, want 401", got)
 	}
