@@ -14,7 +14,9 @@
 //     the device listener, bound: its port goes into connection strings
 //  5. the bus to the other instances of a cluster (NATS), the live hub
 //     relaying to it, and storage health announced on the hub
-//  6. the command services (the cloud-to-device sweeper)
+//  6. the command services (the cloud-to-device sweeper); on a shared store
+//     (PostgreSQL), the cluster lease: this node's previous connections
+//     taken back, lost instances watched (package cluster)
 //  7. the telemetry store, which recovers the log after its last
 //     checkpoint, and the ingest pipeline writing to it; alerting, which
 //     recovers its evaluator and takes the pipeline's committed batches
@@ -93,6 +95,9 @@ type Config struct {
 	// Node names this instance in the cluster (default: the host name and
 	// the dashboard's port).
 	Node string
+	// Lease is how long this instance's lease in a shared store lasts
+	// unrenewed (package cluster; default 15 s).
+	Lease time.Duration
 	// MemoryLimitMiB is the soft limit of the hub's Go memory while its live
 	// data leaves a quarter of it free (memory.go); 0 leaves Go's defaults.
 	MemoryLimitMiB int

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -17,6 +18,7 @@ import (
 	"fieldhub/alerting"
 	"fieldhub/auth"
 	"fieldhub/bus"
+	"fieldhub/cluster"
 	"fieldhub/commands"
 	"fieldhub/datadir"
 	"fieldhub/db"
@@ -55,9 +57,10 @@ type parts struct {
 	pipeline      *ingest.Pipeline
 	devices       *registry.Registry
 	quota         *quota.Devices
-	mqttWS        http.Handler         // nil without MQTT
-	mqttConns     handlers.Connections // nil without MQTT
-	mqttAddr      string               // where the demo's MQTT devices connect; "" for none
+	broker        atomic.Pointer[mqtt.Broker] // nil without MQTT; read by the cluster's lease loop
+	mqttWS        http.Handler                // nil without MQTT
+	mqttConns     handlers.Connections        // nil without MQTT
+	mqttAddr      string                      // where the demo's MQTT devices connect; "" for none
 	deviceHost    string
 	router        *echo.Echo // the dashboard's
 	url           string
@@ -77,6 +80,7 @@ func (a *App) start(ctx context.Context) error {
 		a.startLive,
 		a.startAlerts,
 		a.startCommands,
+		a.joinCluster,
 		a.startIngest,
 		a.startBroker,
 		a.startJobs,
@@ -112,20 +116,26 @@ func (a *App) openStorage(ctx context.Context) error {
 	if a.node, err = nodeName(a.cfg); err != nil {
 		return err
 	}
-	be, err := openBackend(ctx, a.cfg)
+	be, err := openBackend(ctx, a.cfg, a.node)
 	if err != nil {
 		return err
 	}
 	a.be = be
 	a.onStop("database", quickStop, func(context.Context) error { return be.store.Close() })
 	// No connection survives a restart; in a cluster, the other
-	// instances' connections stay.
+	// instances' connections stay, and this one's are taken back as it
+	// joins (joinCluster), which tells the others.
 	reset := be.store.ResetConnections
 	if len(a.cfg.Bus) > 0 {
 		reset = func(ctx context.Context) error { return be.store.ResetNodeConnections(ctx, a.node) }
 	}
-	if err := reset(ctx); err != nil {
-		return err
+	if be.cluster != nil {
+		reset = nil
+	}
+	if reset != nil {
+		if err := reset(ctx); err != nil {
+			return err
+		}
 	}
 	a.firstPassword, err = ensureAdmin(ctx, be.store, a.log)
 	return err
@@ -219,6 +229,34 @@ func (a *App) startCommands(ctx context.Context) error {
 	return nil
 }
 
+// joinCluster takes this instance's lease in a shared store (PostgreSQL)
+// and takes back lost instances' connections and telemetry (package
+// cluster), before the broker takes connections: joining takes back this
+// node's connections of its previous run. The lease is given up after
+// ingest drained at shutdown.
+func (a *App) joinCluster(ctx context.Context) error {
+	if a.be.cluster == nil {
+		return nil
+	}
+	m, err := cluster.Join(ctx, cluster.Config{
+		Store: a.be.cluster, Node: a.node, Lease: a.cfg.Lease, Fold: a.be.fold, Logger: a.log,
+		Reclaimed: func(r cluster.Reclaimed) {
+			a.hub.Lost(r.Node, r.Devices)
+			a.cloud.Changed(r.CloudMessages)
+		},
+		LeaseLost: func() {
+			if b := a.broker.Load(); b != nil {
+				b.DisconnectAll("this instance was taken for lost by the cluster; reconnect")
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	a.onStop("cluster lease", quickStop, m.Leave)
+	return nil
+}
+
 // startJobs resumes stored jobs and runs new ones, once the MQTT transport
 // reaches devices; running jobs go on after jobs.Config.ResumeDelay, so
 // that devices have reconnected. It stops before the database closes;
@@ -280,6 +318,7 @@ func (a *App) startBroker(ctx context.Context) error {
 	}
 	// Close waits for publishes in flight, so the pipeline drains after it.
 	a.onStop("MQTT broker", serverStop, func(context.Context) error { broker.Close(); return nil })
+	a.broker.Store(broker)
 	if err := a.bus.AttachDevices(broker); err != nil {
 		return err
 	}

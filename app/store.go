@@ -3,9 +3,11 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"fieldhub/alerting"
 	"fieldhub/bus"
+	"fieldhub/cluster"
 	"fieldhub/commands"
 	"fieldhub/datadir"
 	"fieldhub/db"
@@ -70,27 +72,32 @@ type backend struct {
 	store     Store
 	telemetry telemetry.Storage
 	faultKind func(error) string
+	// cluster is the store's side of a cluster's membership, and fold
+	// folds a stopped instance's telemetry log (package cluster); nil
+	// for a store only one process uses (SQLite).
+	cluster cluster.Store
+	fold    func(ctx context.Context, node string) (bool, error)
 }
 
 // openBackend opens the store cfg names: the PostgreSQL database of
 // cfg.Store, or else SQLite in the data folder.
-func openBackend(ctx context.Context, cfg Config) (backend, error) {
+func openBackend(ctx context.Context, cfg Config, node string) (backend, error) {
 	if cfg.Store != "" {
-		return openPostgres(ctx, cfg.Store)
+		return openPostgres(ctx, cfg.Store, node, cfg.Logger)
 	}
 	return openSQLite(ctx, cfg.DataDir)
 }
 
 // openPostgres opens the PostgreSQL database at url (migrating it), with
-// telemetry's storage in it. The telemetry node is the one-hub node "":
-// its claim keeps a second hub from writing telemetry into the same
-// database under the same node.
-func openPostgres(ctx context.Context, url string) (backend, error) {
+// telemetry's storage in it as this instance's node: its claim keeps a
+// second hub with the same --node from writing telemetry as it.
+func openPostgres(ctx context.Context, url, node string, log *slog.Logger) (backend, error) {
 	s, err := OpenPostgres(ctx, url)
 	if err != nil {
 		return backend{}, err
 	}
-	tel, err := telpostgres.New(ctx, s.Pool(), "")
+	s.Node = node
+	tel, err := telpostgres.New(ctx, s.Pool(), node)
 	if err == nil {
 		err = tel.Claim(ctx)
 	}
@@ -98,7 +105,10 @@ func openPostgres(ctx context.Context, url string) (backend, error) {
 		s.Close()
 		return backend{}, err
 	}
-	return backend{store: closeBoth{s, tel}, telemetry: tel, faultKind: postgres.FaultKind}, nil
+	fold := func(ctx context.Context, node string) (bool, error) {
+		return telpostgres.Fold(ctx, s.Pool(), node, log)
+	}
+	return backend{store: closeBoth{s, tel}, telemetry: tel, faultKind: postgres.FaultKind, cluster: s, fold: fold}, nil
 }
 
 // closeBoth closes the telemetry storage's claim, then the store.

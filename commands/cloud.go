@@ -217,13 +217,11 @@ func (q *CloudQueue) poke() {
 	}
 }
 
-// Sweep applies every passed deadline once, publishes the changes, tells
-// listeners about messages that became deliverable again, and prunes old history.
-func (q *CloudQueue) Sweep(ctx context.Context) error {
-	changed, err := q.store.ApplyCloudMessageDeadlines(ctx)
-	if err != nil {
-		return err
-	}
+// Changed announces messages the store changed by itself (deadlines, or
+// an instance of the cluster found lost, whose messages in flight went
+// back to the queue): each is published, and the devices with messages
+// deliverable again are woken.
+func (q *CloudQueue) Changed(changed []db.CloudMessage) {
 	requeued := map[string]bool{}
 	for _, m := range changed {
 		q.publish(m)
@@ -234,6 +232,16 @@ func (q *CloudQueue) Sweep(ctx context.Context) error {
 	for dev := range requeued {
 		q.notifyQueued(dev)
 	}
+}
+
+// Sweep applies every passed deadline once, publishes the changes, tells
+// listeners about messages that became deliverable again, and prunes old history.
+func (q *CloudQueue) Sweep(ctx context.Context) error {
+	changed, err := q.store.ApplyCloudMessageDeadlines(ctx)
+	if err != nil {
+		return err
+	}
+	q.Changed(changed)
 	now := q.now()
 	q.mu.Lock()
 	prune := now.Sub(q.lastPrune) >= time.Hour

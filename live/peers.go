@@ -41,6 +41,10 @@ const (
 	PeerConnected = "connected"
 	// PeerStatus (Status): an operator disabled, enabled or deleted a device.
 	PeerStatus = "status"
+	// PeerLost (Node, Devices): an instance of the cluster stopped renewing
+	// its lease, and the sending instance took its devices' connections
+	// back: they are offline (package cluster).
+	PeerLost = "lost"
 )
 
 // PeerEvent is one event as the hubs of a cluster exchange it.
@@ -49,6 +53,8 @@ type PeerEvent struct {
 	Device     string             `json:"device,omitempty"`
 	Connected  bool               `json:"connected,omitempty"`
 	Status     string             `json:"status,omitempty"`
+	Node       string             `json:"node,omitempty"`
+	Devices    []string           `json:"devices,omitempty"`
 	Activity   []PeerActivity     `json:"activity,omitempty"`
 	Messages   []PeerMessage      `json:"messages,omitempty"`
 	Connection *ConnectionEvent   `json:"connection,omitempty"`
@@ -74,6 +80,14 @@ type PeerMessage struct {
 // maxPeerDeviceID bounds the device ids a peer event may name (the
 // registry allows 128 characters).
 const maxPeerDeviceID = 128
+
+// MaxLostDevices bounds the devices of one PeerLost event (about 130 KiB
+// of ids): a lost instance's devices go out in as many events as needed.
+const MaxLostDevices = 1000
+
+// maxPeerNode bounds the node a PeerLost event names (bus.CheckNode
+// allows 64 characters).
+const maxPeerNode = 64
 
 // anyPeer marks a device found connected to some other instance at start,
 // before any instance said which: the first disconnect from any clears it.
@@ -136,6 +150,8 @@ func (h *Hub) FromPeer(node string, ev PeerEvent) error {
 		h.setConnected(ev.Device, node, ev.Connected)
 	case PeerStatus:
 		h.setStatus(ev.Device, ev.Status)
+	case PeerLost:
+		h.lost(ev.Node, ev.Devices)
 	case EventConnection:
 		h.publishDevice(ev.Device, EventConnection, ev.Connection)
 	case EventCommand:
@@ -151,8 +167,18 @@ func (h *Hub) FromPeer(node string, ev PeerEvent) error {
 // checkPeerEvent refuses an event whose type is unknown or that lacks what
 // its type needs.
 func checkPeerEvent(ev PeerEvent) error {
-	needsDevice := ev.Type != PeerMessages && ev.Type != EventStorage
+	needsDevice := ev.Type != PeerMessages && ev.Type != EventStorage && ev.Type != PeerLost
 	switch {
+	case ev.Type == PeerLost:
+		if ev.Node == "" || len(ev.Node) > maxPeerNode || len(ev.Devices) == 0 || len(ev.Devices) > MaxLostDevices {
+			return fmt.Errorf("lost event without a node of 1 to %d bytes or with no or more than %d devices", maxPeerNode, MaxLostDevices)
+		}
+		for _, d := range ev.Devices {
+			if d == "" || len(d) > maxPeerDeviceID {
+				return fmt.Errorf("lost event naming a device id not of 1 to %d bytes", maxPeerDeviceID)
+			}
+		}
+		return nil
 	case needsDevice && (ev.Device == "" || len(ev.Device) > maxPeerDeviceID):
 		return fmt.Errorf("%s event without a device id of 1 to %d bytes", ev.Type, maxPeerDeviceID)
 	case ev.Type == PeerMessages:
@@ -225,6 +251,28 @@ func (h *Hub) peerMessages(batch []PeerMessage) {
 		if m.Reading != nil {
 			h.publish(st, m.Message.DeviceID, EventReading, m.Reading)
 		}
+	}
+}
+
+// Lost announces, here and on every other instance, that the devices
+// whose MQTT connections were on node are offline: that instance was
+// found lost (its lease ran out) and its connections were taken back.
+func (h *Hub) Lost(node string, deviceIDs []string) {
+	for len(deviceIDs) > 0 {
+		n := min(len(deviceIDs), MaxLostDevices)
+		h.lost(node, deviceIDs[:n])
+		h.relay(PeerEvent{Type: PeerLost, Node: node, Devices: deviceIDs[:n]})
+		deviceIDs = deviceIDs[n:]
+	}
+}
+
+// lost applies a lost instance's devices here: each goes offline, unless
+// it connected elsewhere since, and its stream says why.
+func (h *Hub) lost(node string, deviceIDs []string) {
+	ev := ConnectionEvent{Protocol: "mqtt", Reason: "instance " + node + " of the hub stopped answering", At: h.opt.Now()}
+	for _, id := range deviceIDs {
+		h.setConnected(id, node, false)
+		h.publishDevice(id, EventConnection, ev)
 	}
 }
 

@@ -355,6 +355,22 @@ func (b *Broker) DisconnectDevice(deviceID, reason string) bool {
 	return true
 }
 
+// DisconnectAll closes every device's connection, recording reason in
+// each device's log, and says how many it closed: the instance was taken
+// for lost by the cluster (package cluster), which recorded them closed.
+func (b *Broker) DisconnectAll(reason string) int {
+	b.mu.Lock()
+	conns := make([]*conn, 0, len(b.byDevice))
+	for _, c := range b.byDevice {
+		conns = append(conns, c)
+	}
+	b.mu.Unlock()
+	for _, c := range conns {
+		c.close(reason)
+	}
+	return len(conns)
+}
+
 // Connected reports whether the device has a live MQTT connection.
 func (b *Broker) Connected(deviceID string) bool {
 	return b.current(deviceID) != nil

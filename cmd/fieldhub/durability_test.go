@@ -86,7 +86,14 @@ func testDurabilityUnderKill(t *testing.T, send sender, store string) {
 	}
 	viewer := lastLine(cli("token", "create", "--role", "viewer", "--name", "durability"))
 
-	hub := startHub(t, bin, data, at[2:]...)
+	serve := at[2:]
+	if store != "" {
+		// The instance's name, as in any deployment, is stable across the
+		// restart: its node's log is its own to replay (the default, host
+		// name and port, changes with this test's free ports).
+		serve = append(serve, "--node", "durability")
+	}
+	hub := startHub(t, bin, data, serve...)
 	tokens := map[string]string{}
 	for _, d := range devices {
 		tokens[d] = lastLine(cli("device", "token", d))
@@ -130,7 +137,7 @@ func testDurabilityUnderKill(t *testing.T, send sender, store string) {
 	}
 	t.Logf("%d messages acknowledged before SIGKILL", count.Load())
 
-	hub = startHub(t, bin, data, at[2:]...)
+	hub = startHub(t, bin, data, serve...)
 	api := &http.Client{Timeout: 30 * time.Second}
 	getJSON := func(path string, v any) {
 		t.Helper()
@@ -201,7 +208,7 @@ func testDurabilityUnderKill(t *testing.T, send sender, store string) {
 	// A clean restart (a checkpoint on the way down, no replay on the way
 	// up) keeps the same messages and readings.
 	hub.stop(t)
-	hub = startHub(t, bin, data, at[2:]...)
+	hub = startHub(t, bin, data, serve...)
 	for d, ids := range stored() {
 		if len(ids) != len(afterKill[d]) {
 			t.Errorf("%s: %d messages after a clean restart, %d before", d, len(ids), len(afterKill[d]))

@@ -49,7 +49,7 @@ func TestEveryServeFlagHasAnEnvVar(t *testing.T) {
 	// flag and not its default.
 	values := map[string][]string{
 		"":         {"1"},
-		"duration": {"1234s"},
+		"duration": {"1234s", "42s"},
 		"int":      {"7"},
 		"float":    {"7"},
 	}

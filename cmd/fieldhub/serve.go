@@ -69,6 +69,11 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	fs.BoolVar(&cfg.DashboardTLS, "dashboard-tls", envOr(e, "FIELDHUB_DASHBOARD_TLS", "") == "1" || envOr(e, "FIELDHUB_DASHBOARD_TLS", "") == "true", "serve the dashboard and API over HTTPS with the device endpoints' certificate (env FIELDHUB_DASHBOARD_TLS=1)")
 	busURLs := fs.String("bus", envOr(e, "FIELDHUB_BUS", ""), "NATS servers joining this instance to the others of a cluster, comma-separated (nats://host:4222,…); empty: one instance (env FIELDHUB_BUS)")
 	fs.StringVar(&cfg.Node, "node", envOr(e, "FIELDHUB_NODE", ""), "this instance's name in a cluster: letters, digits, '-' and '_'; default: host name and dashboard port (env FIELDHUB_NODE)")
+	lease, err := envDuration(e, "FIELDHUB_LEASE", 15*time.Second)
+	if err != nil {
+		return cfg, err
+	}
+	fs.DurationVar(&cfg.Lease, "lease", lease, "with --store: how long this instance's lease in the database lasts unrenewed; when it runs out, another instance takes its devices' connections back (env FIELDHUB_LEASE)")
 	finishListenFlags := listenFlags(fs, e, &cfg)
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -109,6 +114,9 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	}
 	if cfg.PprofAddr != "" && !app.IsLoopback(cfg.PprofAddr) {
 		return cfg, usagef("serve: --pprof-addr %q: profiles are served on a loopback host:port only (127.0.0.1, ::1 or localhost)", cfg.PprofAddr)
+	}
+	if cfg.Lease < time.Second || cfg.Lease > 10*time.Minute {
+		return cfg, usagef("serve: --lease %s: want 1s to 10m", cfg.Lease)
 	}
 	if cfg.Bus, err = parseBusURLs(*busURLs); err != nil {
 		return cfg, err

@@ -246,12 +246,12 @@ func (s *Store) SaveAlerts(ctx context.Context, batch []alert.Alert) ([]alert.Al
 }
 
 func (s *Store) PruneAlerts(ctx context.Context, cutoff time.Time, limit int) (int, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM alerts WHERE id IN
+	n, err := s.deleteOnce(ctx, lockAlerts, `DELETE FROM alerts WHERE id IN
 		(SELECT id FROM alerts WHERE cleared_at IS NOT NULL AND cleared_at < $1 LIMIT $2)`, ms(cutoff), limit)
 	if err != nil {
-		return 0, fmt.Errorf("prune alerts: %w", translate(err))
+		return 0, fmt.Errorf("prune alerts: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return int(n), nil
 }
 
 func optionalMS(t time.Time) any {
@@ -442,10 +442,10 @@ func (s *Store) RecordAttempt(ctx context.Context, a db.Attempt) (db.Webhook, er
 }
 
 func (s *Store) PruneDeliveries(ctx context.Context, cutoff time.Time, limit int) (int, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM webhook_deliveries WHERE id IN
+	n, err := s.deleteOnce(ctx, lockDeliveries, `DELETE FROM webhook_deliveries WHERE id IN
 		(SELECT id FROM webhook_deliveries WHERE state <> 'pending' AND updated_at < $1 LIMIT $2)`, ms(cutoff), limit)
 	if err != nil {
-		return 0, fmt.Errorf("prune deliveries: %w", translate(err))
+		return 0, fmt.Errorf("prune deliveries: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return int(n), nil
 }

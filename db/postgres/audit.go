@@ -84,10 +84,10 @@ func (s *Store) ListAudit(ctx context.Context, f db.AuditFilter) (db.AuditPage, 
 // PruneAudit deletes up to limit entries older than cutoff, oldest first,
 // and says how many it deleted.
 func (s *Store) PruneAudit(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM audit_log WHERE id IN (
+	n, err := s.deleteOnce(ctx, lockPruneAudit, `DELETE FROM audit_log WHERE id IN (
 		SELECT id FROM audit_log WHERE at < $1 ORDER BY at LIMIT $2)`, ms(cutoff), limit)
 	if err != nil {
 		return 0, fmt.Errorf("prune audit log: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }

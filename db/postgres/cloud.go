@@ -126,7 +126,8 @@ func (s *Store) ReceiveCloudMessage(ctx context.Context, deviceID string, lockFo
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE cloud_messages SET state = 'locked', lock_token = $1, lock_expires_at = $2,
-			delivery_count = delivery_count + 1, updated_at = $3 WHERE id = $4`, db.NewUUID(), now+lockFor.Milliseconds(), now, id); err != nil {
+			delivery_count = delivery_count + 1, updated_at = $3, locked_node = NULLIF($5, '') WHERE id = $4`,
+			db.NewUUID(), now+lockFor.Milliseconds(), now, id, s.Node); err != nil {
 			return err
 		}
 		m, err = cloudMessageTx(ctx, tx, id)
@@ -173,7 +174,7 @@ func setCloudState(ctx context.Context, tx pgx.Tx, id int64, state string, now i
 		settled = &now
 	}
 	_, err := tx.Exec(ctx, `UPDATE cloud_messages SET state = $1, lock_token = NULL, lock_expires_at = NULL,
-		updated_at = $2, settled_at = $3 WHERE id = $4`, state, now, settled, id)
+		locked_node = NULL, updated_at = $2, settled_at = $3 WHERE id = $4`, state, now, settled, id)
 	return err
 }
 
@@ -262,6 +263,10 @@ func (s *Store) ApplyCloudMessageDeadlines(ctx context.Context) ([]db.CloudMessa
 	now := ms(s.Now())
 	var changed []db.CloudMessage
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// Instances take turns (see deleteOnce); the next finds nothing due.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockDeadlines)); err != nil {
+			return err
+		}
 		var err error
 		changed, err = applyDeadlines(ctx, tx, now, 0)
 		return err
@@ -335,9 +340,9 @@ func (s *Store) CloudMessages(ctx context.Context, deviceID string, limit int) (
 
 // PruneCloudMessages deletes messages that reached a final state before cutoff.
 func (s *Store) PruneCloudMessages(ctx context.Context, cutoff time.Time) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM cloud_messages WHERE settled_at IS NOT NULL AND settled_at < $1`, ms(cutoff))
+	n, err := s.deleteOnce(ctx, lockPruneCloud, `DELETE FROM cloud_messages WHERE settled_at IS NOT NULL AND settled_at < $1`, ms(cutoff))
 	if err != nil {
 		return 0, fmt.Errorf("prune cloud messages: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }

@@ -36,6 +36,9 @@ type Store struct {
 
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// Node names the hub instance using the store in a cluster (package
+	// cluster): its lease, and the cloud-to-device locks it takes.
+	Node string
 }
 
 // IsURL reports whether store names a PostgreSQL database

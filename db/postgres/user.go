@@ -144,11 +144,11 @@ func (s *Store) DeleteSession(ctx context.Context, token string) error {
 
 // DeleteExpiredSessions removes sessions past their expiry.
 func (s *Store) DeleteExpiredSessions(ctx context.Context) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE expires_at <= $1`, ms(s.Now()))
+	n, err := s.deleteOnce(ctx, lockSessions, `DELETE FROM sessions WHERE expires_at <= $1`, ms(s.Now()))
 	if err != nil {
 		return 0, fmt.Errorf("delete expired sessions: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // CreateAPIToken stores the hash of a new token that works until revoked.

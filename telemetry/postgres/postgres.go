@@ -9,8 +9,9 @@
 // the node that logged them, a node has its own watermark and its own
 // progress per metric, and numbers its chunks in a range of its own (see
 // the migration). A node's recovery replays its own messages only; queries
-// read every node's data. So several hubs can share the tables once the
-// rest of the hub runs as a cluster; one hub uses the node "".
+// read every node's data. So several hubs share the tables, each as the
+// node of its --node (package cluster); a stopped node's log is folded by
+// another instance (Fold). Before clusters, one hub used the node "".
 package postgres
 
 import (
@@ -18,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -37,7 +39,7 @@ type Storage struct {
 	// chunkBase is where the node's chunk numbers start: every chunk it
 	// writes is numbered above it and below the next node's.
 	chunkBase int64
-	claim     *pgxpool.Conn // the connection holding the node's claim (Claim)
+	claimed   *pgxpool.Conn // the connection holding the node's claim (Claim)
 
 	// What the writer knows of existing metrics (see writeMetric): these
 	// ids existed when metric_deletions stood at checkedAt.
@@ -299,33 +301,99 @@ func text(s string) string {
 // second is the node's id.
 const claimKey = 0x66686e64 // "fhnd"
 
+// claimWait bounds how long Claim waits for the node's claim: another
+// instance may be folding the node's log (Fold) after it was found lost.
+const claimWait = 2 * time.Minute
+
 // Claim makes this storage the node's only writer until Close: it holds a
-// session advisory lock on its own connection, and fails when another hub
-// holds the node's. Two hubs writing as one node would replay each other's
-// messages and write each other's chunks.
+// session advisory lock on its own connection, waiting while another
+// instance folds the node's log, and fails when a hub holds it throughout
+// (two hubs started with one --node). Two hubs writing as one node would
+// replay each other's messages and write each other's chunks.
 func (s *Storage) Claim(ctx context.Context) error {
-	conn, err := s.pool.Acquire(ctx)
+	ok, err := s.claim(ctx, true)
 	if err != nil {
 		return fmt.Errorf("claim telemetry node: %w", err)
 	}
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, $2)`, claimKey, s.node).Scan(&ok); err != nil {
+	if !ok {
+		return fmt.Errorf("another hub writes telemetry into this database as the same node; give every instance its own --node")
+	}
+	return nil
+}
+
+// claim takes the node's advisory lock on a connection of its own, with
+// keepalives that end the session (and the lock) within about 30 s of
+// this process's machine vanishing: the server's defaults take hours.
+func (s *Storage) claim(ctx context.Context, wait bool) (bool, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	if _, err := conn.Exec(ctx, `SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3`); err != nil {
 		conn.Release()
-		return fmt.Errorf("claim telemetry node: %w", err)
+		return false, err
+	}
+	var ok bool
+	deadline := time.Now().Add(claimWait)
+	for {
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, $2)`, claimKey, s.node).Scan(&ok); err != nil {
+			conn.Release()
+			return false, err
+		}
+		if ok || !wait || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			conn.Release()
+			return false, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	if !ok {
 		conn.Release()
-		return fmt.Errorf("another hub writes telemetry into this database as the same node; one database serves one hub until several run as a cluster")
+		return false, nil
 	}
-	s.claim = conn
-	return nil
+	s.claimed = conn
+	return true, nil
 }
 
 // Close gives up the claim on the node, if any.
 func (s *Storage) Close() {
-	if s.claim != nil {
+	if s.claimed != nil {
 		// Closing the connection ends its session, and the lock with it.
-		s.claim.Hijack().Close(context.Background())
-		s.claim = nil
+		s.claimed.Hijack().Close(context.Background())
+		s.claimed = nil
 	}
+}
+
+// Fold takes over a stopped node's log: under the node's claim, it
+// rebuilds the node's time series from its messages after its watermark
+// and checkpoints them, as the node itself would have at its next start.
+// done is false when the node's claim is held: the node runs.
+func Fold(ctx context.Context, pool *pgxpool.Pool, node string, log *slog.Logger) (done bool, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	st, err := New(ctx, pool, node)
+	if err != nil {
+		return false, err
+	}
+	ok, err := st.claim(ctx, false)
+	if err != nil || !ok {
+		return false, err
+	}
+	defer st.Close()
+	eng, err := telemetry.Open(ctx, st, telemetry.Options{Logger: log})
+	if err != nil {
+		return false, fmt.Errorf("fold the telemetry of node %q: %w", node, err)
+	}
+	stats, err := eng.Checkpoint(ctx)
+	if err != nil {
+		return false, fmt.Errorf("fold the telemetry of node %q: %w", node, err)
+	}
+	if stats.Chunks > 0 {
+		log.Info("folded a stopped instance's telemetry log", "node", node, "chunks", stats.Chunks, "watermark", stats.Watermark)
+	}
+	return true, nil
 }

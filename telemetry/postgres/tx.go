@@ -30,6 +30,9 @@ type writeTx struct {
 	checked bool            // checkMetrics ran
 	ctx     context.Context // Begin's, which Commit has no other of
 	done    bool            // committed or rolled back; the connection is back in the pool
+	// pruneLock: 0 not asked yet, 1 this transaction holds the prune lock,
+	// -1 another instance's transaction does.
+	pruneLock int
 }
 
 // Begin starts a write transaction on a connection of the pool.
@@ -393,12 +396,39 @@ func (w *writeTx) SetWatermark(ctx context.Context, id int64) error {
 	return nil
 }
 
-// DeleteMessages deletes the node's own old messages: another node's are
-// past its own watermark, which only it knows.
+// pruneKey is the advisory lock that makes pruning a cluster's work done
+// once at a time: one instance prunes the whole log and every chunk, the
+// others find the lock taken and leave it (their next pass may get it).
+const pruneKey = 0x66687072 // "fhpr"
+
+// pruning takes the prune lock for the transaction, once; false when
+// another instance prunes now.
+func (w *writeTx) pruning(ctx context.Context) (bool, error) {
+	if w.pruneLock == 0 {
+		var ok bool
+		if _, err := w.scanOne(ctx, `SELECT pg_try_advisory_xact_lock($1)`, []any{pruneKey}, &ok); err != nil {
+			return false, fmt.Errorf("take the prune lock: %w", err)
+		}
+		w.pruneLock = -1
+		if ok {
+			w.pruneLock = 1
+		}
+	}
+	return w.pruneLock > 0, nil
+}
+
+// DeleteMessages deletes old messages of every node: this node's up to
+// through, another's up to its own watermark (what its checkpoints, or
+// the fold of it, stored in chunks).
 func (w *writeTx) DeleteMessages(ctx context.Context, cutoff time.Time, through int64, limit int) (int, error) {
+	if ok, err := w.pruning(ctx); !ok || err != nil {
+		return 0, err
+	}
 	tag, err := w.exec(ctx, `DELETE FROM messages WHERE id IN (
-		SELECT id FROM (SELECT id, enqueued_at FROM messages WHERE node = $1 ORDER BY id LIMIT $2) o
-		WHERE enqueued_at < $3 AND id <= $4)`, w.s.node, limit, storage.UnixMS(cutoff), through)
+		SELECT o.id FROM (SELECT id, node, enqueued_at FROM messages ORDER BY id LIMIT $2) o
+		JOIN telemetry_nodes n ON n.id = o.node
+		WHERE o.enqueued_at < $3 AND o.id <= CASE WHEN o.node = $1 THEN $4 ELSE n.folded_message_id END)`,
+		w.s.node, limit, storage.UnixMS(cutoff), through)
 	if err != nil {
 		return 0, err
 	}
@@ -406,6 +436,9 @@ func (w *writeTx) DeleteMessages(ctx context.Context, cutoff time.Time, through 
 }
 
 func (w *writeTx) DeleteChunks(ctx context.Context, cutoff int64, limit int) (int, error) {
+	if ok, err := w.pruning(ctx); !ok || err != nil {
+		return 0, err
+	}
 	tag, err := w.exec(ctx, `DELETE FROM reading_chunks WHERE (metric_id, chunk_no) IN (
 		SELECT metric_id, chunk_no FROM reading_chunks WHERE end_ts < $1 LIMIT $2)`, cutoff, limit)
 	if err != nil {
