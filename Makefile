@@ -6,7 +6,7 @@ GO ?= go
 GO_PACKAGES = $$($(GO) list ./...)
 GO_DIRS = $$($(GO) list -f '{{.Dir}}' ./...)
 
-.PHONY: all generate build install container run test check-generated vet fmt-check lint bench e2e node_modules nats-server postgres
+.PHONY: all generate build install container run cluster test check-generated vet fmt-check lint bench e2e node_modules nats-server postgres
 
 # What `fieldhub version` prints. A clean clone of a tagged commit reads
 # e.g. v1.2.0; otherwise the tag plus commits since and -dirty for local
@@ -76,6 +76,11 @@ container:
 ## run: build and start a demo hub on ./data (prints the URL and the admin password)
 run: build
 	./fieldhub serve --demo --data ./data
+
+## cluster: build and start a throwaway 3-instance cluster on loopback (PostgreSQL, NATS, demo devices;
+## prints the URLs and the login; Ctrl-C stops it all): scripts/cluster.sh
+cluster: build postgres nats-server
+	FIELDHUB_BIN=./$(BIN) scripts/cluster.sh
 
 ## check-generated: fail if the committed generated files are not what the sources produce
 check-generated: generate
