@@ -55,7 +55,8 @@ stop() {
 		rm -rf "$dir"
 	fi
 }
-trap stop INT TERM EXIT
+trap stop EXIT
+trap 'stop; exit 130' INT TERM
 
 echo "Starting PostgreSQL on 127.0.0.1:$pgport…"
 "${as_pg[@]}" "$pgbin/initdb" -D "$pgdata" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" ||
