@@ -41,6 +41,8 @@ run ./ingest/ '^BenchmarkIngestBatched$' 4000x
 run ./ingest/ '^BenchmarkAckLatency$' 50000x
 # The same pipeline on the PostgreSQL store beside the SQLite store.
 run ./ingest/ '^BenchmarkIngestPostgres$' 1x
+# A direct method across two instances (issue 11), beside the same call on one.
+run ./bus/ '^BenchmarkMethodAcrossInstances$' 400x
 # Alert evaluation: ingest with 100 rules against ingest without, same run.
 run ./alerting/ '^BenchmarkIngestWithRules$' 6x
 # MQTT: 1,000 TLS devices against bare mochi, then 10,000 idle devices.

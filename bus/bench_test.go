@@ -25,6 +25,14 @@ func BenchmarkMethodAcrossInstances(b *testing.B) {
 	d := a.connect(b, c.device("dev1"))
 	d.answerMethods(b)
 	waitNode(b, c, "dev1", "a")
+	// The same call made on A itself: the same-run baseline.
+	b.Run("local/callers=8", func(b *testing.B) {
+		roundTrips(b, 8, func() error {
+			_, err := a.invoke("dev1", "echo", `{"n":1}`, 5*time.Second)
+			return err
+		})
+	})
+	var full float64 // calls a second with 8 callers, all as fast as they can
 	for _, callers := range []int{1, 8} {
 		b.Run("transport/callers="+strconv.Itoa(callers), func(b *testing.B) {
 			roundTrips(b, callers, func() error {
@@ -33,12 +41,52 @@ func BenchmarkMethodAcrossInstances(b *testing.B) {
 			})
 		})
 		b.Run("invoke/callers="+strconv.Itoa(callers), func(b *testing.B) {
+			start := time.Now()
 			roundTrips(b, callers, func() error {
 				_, err := bi.invoke("dev1", "echo", `{"n":1}`, 5*time.Second)
 				return err
 			})
+			if callers == 8 && b.N > 1 {
+				full = float64(b.N) / time.Since(start).Seconds()
+			}
 		})
 	}
+	// Half load: calls started at half the rate 8 callers reached, each on
+	// its own goroutine, so that a slow answer does not slow the rate (an
+	// open loop, as operators and jobs call).
+	b.Run("invoke/half-load", func(b *testing.B) {
+		if full == 0 {
+			b.Skip("the full-load run measured no rate")
+		}
+		every := time.Duration(float64(time.Second) / (full / 2))
+		var (
+			mu  sync.Mutex
+			lat []time.Duration
+			wg  sync.WaitGroup
+		)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		b.ResetTimer()
+		for range b.N {
+			<-tick.C
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				start := time.Now()
+				if _, err := bi.invoke("dev1", "echo", `{"n":1}`, 5*time.Second); err != nil {
+					b.Error(err)
+					return
+				}
+				mu.Lock()
+				lat = append(lat, time.Since(start))
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		b.StopTimer()
+		reportLatency(b, lat)
+		b.ReportMetric(full/2, "calls/s")
+	})
 }
 
 // roundTrips runs call b.N times over callers goroutines and reports the
@@ -73,6 +121,11 @@ func roundTrips(b *testing.B, callers int, call func() error) {
 	close(next)
 	wg.Wait()
 	b.StopTimer()
+	reportLatency(b, lat)
+}
+
+// reportLatency reports the p50 and p99 of lat.
+func reportLatency(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
 	if len(lat) == 0 {
 		return

@@ -153,6 +153,13 @@ var sections = []section{
 		{name: "ack p99 at half the store's max rate", unit: "ms", value: m("ingest.BenchmarkIngestPostgres", "pg-ack-p99-ms"),
 			baseline: m("ingest.BenchmarkIngestPostgres", "sqlite-ack-p99-ms"), baseName: "SQLite store"},
 	}},
+	{"Issue 11: direct method across instances, device on A, caller on B, real nats-server (bus.BenchmarkMethodAcrossInstances)", []figure{
+		{name: "round trip p99 at half the max rate", unit: "ms", value: m("bus.BenchmarkMethodAcrossInstances/invoke/half-load", "p99-ms"), target: atMost(20)},
+		{name: "round trip p99, 8 callers flat out", unit: "ms", value: m("bus.BenchmarkMethodAcrossInstances/invoke/callers=8", "p99-ms"),
+			baseline: m("bus.BenchmarkMethodAcrossInstances/local/callers=8", "p99-ms"), baseName: "caller on A too"},
+		{name: "round trip p50, 8 callers flat out", unit: "ms", value: m("bus.BenchmarkMethodAcrossInstances/invoke/callers=8", "p50-ms"),
+			baseline: m("bus.BenchmarkMethodAcrossInstances/local/callers=8", "p50-ms"), baseName: "caller on A too"},
+	}},
 	{"Issue 10: the ingest paths beside their bare servers (bench.BenchmarkHubHTTPS, mqtt.BenchmarkIngest)", []figure{
 		{name: "HTTPS single messages", unit: "msgs/s", value: m("bench.BenchmarkHubHTTPS", "msgs/s"),
 			baseline: m("bench.BenchmarkHubHTTPS", "bare-req/s"), baseName: "bare Echo HTTPS 204", target: ratioAtLeast(0.7)},
