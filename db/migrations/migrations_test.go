@@ -111,13 +111,21 @@ func TestLoadChecksNames(t *testing.T) {
 			t.Errorf("load %v = %v, want an error saying %q", tt.files, err, tt.want)
 		}
 	}
-	ms, err := Load(SQLite)
-	if err != nil || len(ms) == 0 || ms[0].Version != 1 || ms[0].Name != "0001_foundation.sql" {
-		t.Fatalf("Load(SQLite) = %d migrations starting %+v, %v", len(ms), ms[0].Name, err)
-	}
-	for i, m := range ms {
-		if m.Version != i+1 {
-			t.Errorf("migration %s: version %d, want %d (no gaps)", m.Name, m.Version, i+1)
+	// Both dialects: branches that each add the next version meet here.
+	var counts []int
+	for _, d := range []Dialect{SQLite, Postgres} {
+		ms, err := Load(d)
+		if err != nil || len(ms) == 0 || ms[0].Version != 1 || ms[0].Name != "0001_foundation.sql" {
+			t.Fatalf("Load(%s) = %d migrations, %v", d.Name, len(ms), err)
 		}
+		for i, m := range ms {
+			if m.Version != i+1 {
+				t.Errorf("%s migration %s: version %d, want %d (no gaps)", d.Name, m.Name, m.Version, i+1)
+			}
+		}
+		counts = append(counts, len(ms))
+	}
+	if counts[0] != counts[1] {
+		t.Errorf("SQLite has %d migrations and PostgreSQL %d: number a change the same in both (a SELECT 1 where a dialect needs nothing)", counts[0], counts[1])
 	}
 }
