@@ -291,6 +291,18 @@ func ScanDevice(s Scanner) (Device, error) {
 	return dev, err
 }
 
+// CredentialsVersion is a number that changes whenever a device's keys,
+// thumbprints, authentication type or enabled flag change, or a device is
+// deleted, by whatever process (a trigger moves it): the registry's
+// credential cache keeps entries while it stands still.
+func (d *DB) CredentialsVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := d.read.QueryRowContext(ctx, `SELECT version FROM credentials_version WHERE id = 1`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read credentials version: %w", err)
+	}
+	return v, nil
+}
+
 // Device finds a device by its device id.
 func (d *DB) Device(ctx context.Context, deviceID string) (Device, error) {
 	dev, err := ScanDevice(d.read.QueryRowContext(ctx, `SELECT `+DeviceColumns+` FROM devices WHERE device_id = ?`, deviceID))

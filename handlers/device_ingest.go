@@ -114,26 +114,20 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	if req.ContentLength > limit {
 		return tooLarge(batch, limit)
 	}
-	body, err := s.readDeviceBody(c, batch, limit)
-	if err != nil {
-		return err
-	}
-	if batch {
-		defer s.releaseBatchBody(body)
-	}
-
 	var msgs []telemetry.Message
 	if batch {
-		if msgs, err = ingest.DecodeBatch(body); err != nil {
-			if errors.Is(err, ingest.ErrTooLarge) {
-				return errorf(http.StatusRequestEntityTooLarge, "%v", err)
-			}
-			return errorf(http.StatusBadRequest, "%v", err)
+		var err error
+		if msgs, err = s.readBatch(c, limit); err != nil {
+			return err
 		}
 		if err := s.takeMessages(who.Device.DeviceID, len(msgs)); err != nil {
 			return err
 		}
 	} else {
+		body, err := s.readDeviceBody(c, false, limit)
+		if err != nil {
+			return err
+		}
 		single.Body = body
 		msgs = []telemetry.Message{single}
 	}
@@ -163,6 +157,56 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	default:
 		return err
 	}
+}
+
+// batchBodyBudget bounds the bytes of batch requests being read and
+// decoded at once (a request whose length is unknown counts as
+// unknownBatchBody): a thousand devices uploading batches at the same moment
+// would otherwise hold every raw body and its decoded messages in memory
+// together, which set the hub's peak memory. Past the budget a batch waits
+// for its turn before its body is read, so TCP holds the device back, for
+// at most batchBudgetWait, and is then refused with 503 and Retry-After (not
+// stored, so nothing acknowledged is lost). Once decoded, the messages count
+// against the ingest queue's own bound.
+const (
+	batchBodyBudget  = 8 << 20
+	unknownBatchBody = 256 << 10
+	batchBudgetWait  = 2 * time.Second
+)
+
+// readBatch reads and decodes a batch request's body, within the budget.
+func (s *Server) readBatch(c echo.Context, limit int64) ([]telemetry.Message, error) {
+	req := c.Request()
+	weight := int64(unknownBatchBody)
+	if req.ContentLength > 0 {
+		weight = min(req.ContentLength, limit)
+	}
+	weight = min(weight, s.batchBudgetSize) // more could never be had
+	ctx, cancel := context.WithTimeout(req.Context(), s.batchBudgetWait)
+	err := s.batchBudget.Acquire(ctx, weight)
+	cancel()
+	if err != nil {
+		if req.Context().Err() != nil {
+			return nil, &Error{Status: http.StatusRequestTimeout, Message: "request ended while it waited to be read", Err: err}
+		}
+		return nil, s.overloaded(fmt.Errorf("wait to read a batch: %w", err))
+	}
+	defer s.batchBudget.Release(weight)
+	body, err := s.readDeviceBody(c, true, limit)
+	if err != nil {
+		return nil, err
+	}
+	// The decoded messages own fresh copies of their bodies: the raw body
+	// goes back to the pool at once, not after the commit.
+	defer s.releaseBatchBody(body)
+	msgs, err := ingest.DecodeBatch(body)
+	if err != nil {
+		if errors.Is(err, ingest.ErrTooLarge) {
+			return nil, errorf(http.StatusRequestEntityTooLarge, "%v", err)
+		}
+		return nil, errorf(http.StatusBadRequest, "%v", err)
+	}
+	return msgs, nil
 }
 
 // readDeviceBody reads a telemetry request's body, at most limit bytes. A

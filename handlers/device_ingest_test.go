@@ -468,3 +468,74 @@ func TestOverloadLoggedOnce(t *testing.T) {
 		t.Errorf("refused messages logged as errors:\n%s", logs.String())
 	}
 }
+
+// TestDeviceBatchesWaitForTheBodyBudget: batch uploads are read only within
+// the bytes the hub reads at once. A batch that finds the budget taken
+// waits and is then refused with 503 and Retry-After, storing nothing; once
+// the budget is free again, batches are stored.
+func TestDeviceBatchesWaitForTheBodyBudget(t *testing.T) {
+	const budget = 1024
+	h := newIngestHub(t, func(c *handlers.Config) {
+		c.BatchBodyBudget, c.BatchBudgetWait = budget, 50*time.Millisecond
+	})
+	dev1, dev2 := h.addDevice("dev1"), h.addDevice("dev2")
+	batchOf := func(n int) string {
+		var items []string
+		for i := range n {
+			items = append(items, fmt.Sprintf(`{"body":%q,"base64Encoded":false}`, fmt.Sprintf(`{"n":%d}`, i)))
+		}
+		return "[" + strings.Join(items, ",") + "]"
+	}
+	batchHeaders := map[string]string{"Content-Type": ingest.BatchContentType}
+
+	// dev1 announces a body of the whole budget and holds it: Go's server
+	// answers 100 Continue when the handler starts reading the body, which
+	// it does only with the budget taken.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /devices/dev1/messages/events HTTP/1.1\r\nHost: hub.test\r\nAuthorization: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n",
+		token(t, "dev1", dev1.PrimaryKey, time.Now().Add(time.Hour)), ingest.BatchContentType, budget)
+	br := bufio.NewReader(conn)
+	cont, err := http.ReadResponse(br, nil)
+	if err != nil || cont.StatusCode != http.StatusContinue {
+		t.Fatalf("want 100 Continue once the batch is being read: %v %v", cont, err)
+	}
+
+	authz2 := token(t, "dev2", dev2.PrimaryKey, time.Now().Add(time.Hour))
+	small := batchOf(3)
+	r := h.post("/devices/dev2/messages/events", authz2, strings.NewReader(small), int64(len(small)), batchHeaders)
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Errorf("batch while the budget is taken: status %d Retry-After %q (%s), want 503 with Retry-After", r.status, r.header.Get("Retry-After"), r.body)
+	}
+	if msgs := h.messages("dev2"); len(msgs) != 0 {
+		t.Errorf("the refused batch stored %d messages, want none", len(msgs))
+	}
+
+	// dev1's body, padded with JSON whitespace to what it announced.
+	body := batchOf(5)
+	body += strings.Repeat(" ", budget-len(body))
+	if _, err := io.WriteString(conn, body); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || len(h.messages("dev1")) != 5 {
+		t.Errorf("the batch that held the budget: status %d, %d messages stored; want 204 and 5", resp.StatusCode, len(h.messages("dev1")))
+	}
+	// The budget is free again, also after a batch that fails to decode.
+	if r := h.post("/devices/dev2/messages/events", authz2, strings.NewReader(`[{"body":"!!!"}]`), 16, batchHeaders); r.status != http.StatusBadRequest {
+		t.Errorf("a bad batch: status %d, want 400", r.status)
+	}
+	if r := h.post("/devices/dev2/messages/events", authz2, strings.NewReader(small), int64(len(small)), batchHeaders); r.status != http.StatusNoContent {
+		t.Errorf("batch once the budget is free: status %d (%s), want 204", r.status, r.body)
+	}
+	if msgs := h.messages("dev2"); len(msgs) != 3 {
+		t.Errorf("dev2 has %d messages, want the 3 of its second batch", len(msgs))
+	}
+}

@@ -4,6 +4,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/semaphore"
 
 	"fieldhub/auth"
 	"fieldhub/quota"
@@ -77,6 +79,12 @@ type Config struct {
 	// MQTTWebSocket serves MQTT over WebSockets at /$iothub/websocket on the
 	// device listener (the SDKs' MqttWs transport); nil leaves it off.
 	MQTTWebSocket http.Handler
+	// BatchBodyBudget bounds the bytes of device batch requests read and
+	// decoded at once, and BatchBudgetWait how long a batch waits for its
+	// share before it is refused with 503 (defaults batchBodyBudget and
+	// batchBudgetWait, device_ingest.go).
+	BatchBodyBudget int64
+	BatchBudgetWait time.Duration
 	// DeviceQuota limits each device's message rate (429 over it) and holds
 	// the throttled counts the API shows; nil limits nothing.
 	DeviceQuota *quota.Devices
@@ -120,8 +128,12 @@ type Server struct {
 	mqttWS         http.Handler
 	clientIP       echo.IPExtractor // what c.RealIP() returns (transport.go)
 	health         *storage.Health
-	// batchBodies recycles the read buffers of device batch requests.
-	batchBodies sync.Pool
+	// batchBodies recycles the read buffers of device batch requests;
+	// batchBudget bounds their bytes read at once (batchBodyBudget).
+	batchBodies     sync.Pool
+	batchBudget     *semaphore.Weighted
+	batchBudgetSize int64
+	batchBudgetWait time.Duration
 	// overloadLogAt is when the next full-queue warning may be logged (Unix ns).
 	overloadLogAt atomic.Int64
 	quota         *quota.Devices
@@ -161,6 +173,8 @@ func New(cfg Config) (*echo.Echo, *Server) {
 		mqttWS: cfg.MQTTWebSocket, health: cfg.Health,
 		clientIP: clientIP(cfg.TrustedProxies),
 	}
+	s.batchBudgetSize, s.batchBudgetWait = cmp.Or(cfg.BatchBodyBudget, batchBodyBudget), cmp.Or(cfg.BatchBudgetWait, batchBudgetWait)
+	s.batchBudget = semaphore.NewWeighted(s.batchBudgetSize)
 	s.quota = cfg.DeviceQuota
 	s.endpoints, s.deviceCA = cfg.DeviceEndpoints, cfg.DeviceCA
 	if s.endpoints.Host == "" {

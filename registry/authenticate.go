@@ -71,14 +71,14 @@ func (r *Registry) Authenticate(ctx context.Context, c Credential, now time.Time
 }
 
 func (r *Registry) authenticateSAS(ctx context.Context, c Credential, now time.Time) (Identity, error) {
-	if id, ok := r.cache.verifiedSAS(c.DeviceID, c.SAS, now); ok {
+	if id, ok := r.cache.verifiedSAS(ctx, c.DeviceID, c.SAS, r.cfg.Store.CredentialsVersion, now); ok {
 		return id, nil
 	}
 	tok, err := auth.ParseSAS(c.SAS)
 	if err != nil {
 		return Identity{}, err
 	}
-	dev, err := r.cache.get(ctx, c.DeviceID, r.cfg.Store.Device, now)
+	dev, err := r.cache.get(ctx, c.DeviceID, r.cfg.Store, now)
 	if errors.Is(err, storage.ErrNotFound) {
 		return Identity{}, fmt.Errorf("device %q is not registered with this hub: %w", c.DeviceID, storage.ErrNotFound)
 	}
@@ -96,7 +96,7 @@ func (r *Registry) authenticateSAS(ctx context.Context, c Credential, now time.T
 }
 
 func (r *Registry) authenticateCertificate(ctx context.Context, c Credential, now time.Time) (Identity, error) {
-	dev, err := r.cache.get(ctx, c.DeviceID, r.cfg.Store.Device, now)
+	dev, err := r.cache.get(ctx, c.DeviceID, r.cfg.Store, now)
 	if errors.Is(err, storage.ErrNotFound) {
 		return Identity{}, fmt.Errorf("%w: device %q is not registered", auth.ErrCertificateRefused, c.DeviceID)
 	}
@@ -112,11 +112,14 @@ func (r *Registry) authenticateCertificate(ctx context.Context, c Credential, no
 }
 
 // deviceCacheTTL is how long a device's credentials and enabled flag are
-// reused for authentication. Telemetry devices send many requests a second;
-// a second's delay before a change made elsewhere (the CLI, in another
-// process) takes effect is the price of not reading the device row on every
-// one of them. Changes made through the Registry drop the entry at once. A
-// deleted device's messages are refused at commit regardless.
+// known to be current once read: a change made elsewhere (the CLI, another
+// process or hub) takes effect within it. Past it, an entry is used while
+// the store's credentials version (Store.CredentialsVersion, which every
+// such change moves) is the one read before the entry's row; the version
+// itself is read at most once per deviceCacheTTL for the whole fleet.
+// Devices sending every few seconds would otherwise have their row read on
+// nearly every request. Changes made through the Registry drop the entry at
+// once. A deleted device's messages are refused at commit regardless.
 const deviceCacheTTL = time.Second
 
 // maxCachedDevices bounds the cache; past it the cache starts over.
@@ -129,20 +132,59 @@ const maxCachedDevices = 100000
 type credentialCache struct {
 	mu      sync.Mutex
 	entries map[string]cachedDevice
+
+	// The store's credentials version as last read, and when; versionMu
+	// makes one request read it while the others wait for its answer.
+	versionMu sync.Mutex
+	version   int64
+	checked   time.Time // zero: never read, or the last read failed
 }
 
 type cachedDevice struct {
 	dev     db.Device
 	fetched time.Time
+	// version is the store's credentials version read before dev was;
+	// -1 when none was.
+	version int64
 	// sas is the Authorization value that verified against dev's keys, and
 	// verified what it proved; "" when none did yet.
 	sas      string
 	verified Identity
 }
 
-// fresh reports whether the entry may still be used at now.
+// versionReader reads the store's credentials version.
+type versionReader func(context.Context) (int64, error)
+
+// fresh reports whether the entry was read within deviceCacheTTL of now.
 func (e cachedDevice) fresh(now time.Time) bool {
 	return now.Sub(e.fetched) < deviceCacheTTL && !now.Before(e.fetched)
+}
+
+// current reports whether e may be used at now: read within the TTL, or
+// no credential changed since, as a version read within the TTL says.
+func (dc *credentialCache) current(ctx context.Context, e cachedDevice, read versionReader, now time.Time) bool {
+	if e.fresh(now) {
+		return true
+	}
+	v, ok := dc.storeVersion(ctx, read, now)
+	return ok && e.version >= 0 && v == e.version
+}
+
+// storeVersion returns the credentials version as read within
+// deviceCacheTTL of now, reading it again when the last read is older.
+func (dc *credentialCache) storeVersion(ctx context.Context, read versionReader, now time.Time) (int64, bool) {
+	dc.versionMu.Lock()
+	defer dc.versionMu.Unlock()
+	if !dc.checked.IsZero() && now.Sub(dc.checked) < deviceCacheTTL && !now.Before(dc.checked) {
+		return dc.version, true
+	}
+	v, err := read(ctx)
+	if err != nil {
+		dc.checked = time.Time{}
+		return 0, false // the entry is read again, and its error, if any, told
+	}
+	dc.version, dc.checked = v, now
+	return v, true
 }
 
 // forget drops a device, so that a change takes effect at once.
@@ -152,14 +194,29 @@ func (dc *credentialCache) forget(id string) {
 	dc.mu.Unlock()
 }
 
-func (dc *credentialCache) get(ctx context.Context, id string, load func(context.Context, string) (db.Device, error), now time.Time) (db.Device, error) {
+// deviceSource is what the cache reads devices from (the registry's Store).
+type deviceSource interface {
+	Device(ctx context.Context, deviceID string) (db.Device, error)
+	CredentialsVersion(ctx context.Context) (int64, error)
+}
+
+func (dc *credentialCache) get(ctx context.Context, id string, src deviceSource, now time.Time) (db.Device, error) {
 	dc.mu.Lock()
 	e, ok := dc.entries[id]
 	dc.mu.Unlock()
 	if ok && e.fresh(now) {
 		return e.dev, nil
 	}
-	dev, err := load(ctx, id)
+	// The version first: a change between it and the row read moves the
+	// store's version past it, so the entry is read again next time.
+	version, vok := dc.storeVersion(ctx, src.CredentialsVersion, now)
+	if ok && vok && e.version >= 0 && version == e.version {
+		return e.dev, nil
+	}
+	if !vok {
+		version = -1
+	}
+	dev, err := src.Device(ctx, id)
 	if err != nil {
 		return dev, err // unknown devices are not cached: they may be added any moment
 	}
@@ -167,7 +224,7 @@ func (dc *credentialCache) get(ctx context.Context, id string, load func(context
 	if dc.entries == nil || len(dc.entries) >= maxCachedDevices {
 		dc.entries = make(map[string]cachedDevice)
 	}
-	next := cachedDevice{dev: dev, fetched: now}
+	next := cachedDevice{dev: dev, fetched: now, version: version}
 	if old, ok := dc.entries[id]; ok && sameKeys(old.dev, dev) {
 		// Read again, the keys unchanged: the token that verified still does.
 		next.sas, next.verified = old.sas, old.verified
@@ -178,14 +235,14 @@ func (dc *credentialCache) get(ctx context.Context, id string, load func(context
 }
 
 // verifiedSAS returns what sas proved when it is the token that last
-// verified against the device's cached keys, the entry is fresh and the
+// verified against the device's cached keys, the entry is current and the
 // token has not expired at now. Anything else goes the whole way: parse,
 // read the device, HMAC.
-func (dc *credentialCache) verifiedSAS(id, sas string, now time.Time) (Identity, bool) {
+func (dc *credentialCache) verifiedSAS(ctx context.Context, id, sas string, read versionReader, now time.Time) (Identity, bool) {
 	dc.mu.Lock()
 	e, ok := dc.entries[id]
 	dc.mu.Unlock()
-	if !ok || e.sas == "" || !e.fresh(now) || !now.Before(e.verified.Expires) || !sameToken(e.sas, sas) {
+	if !ok || e.sas == "" || !now.Before(e.verified.Expires) || !sameToken(e.sas, sas) || !dc.current(ctx, e, read, now) {
 		return Identity{}, false
 	}
 	who := e.verified

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,3 +240,85 @@ func TestRememberedTokenExpires(t *testing.T) {
 		t.Errorf("at expiry, entry fresh: %v, want ErrTokenExpired", err)
 	}
 }
+
+// countingStore is the real store, counting the device rows read.
+type countingStore struct {
+	*db.DB
+	reads atomic.Int64
+}
+
+func (s *countingStore) Device(ctx context.Context, deviceID string) (db.Device, error) {
+	s.reads.Add(1)
+	return s.DB.Device(ctx, deviceID)
+}
+
+// TestCredentialCacheKeepsEntriesWhileCredentialsStandStill: past its
+// second, an entry is used without reading its row again while the store's
+// credentials version has not moved; a change made behind the registry's
+// back moves it, and the entry is read again within the second as before.
+func TestCredentialCacheKeepsEntriesWhileCredentialsStandStill(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	store := &countingStore{DB: f.db}
+	reg := registry.New(registry.Config{Store: store, Audit: f.db, Now: f.clock.Now})
+	dev, err := f.db.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := f.db.CreateDevice(ctx, db.NewDevice{DeviceID: "dev2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.SignSAS("hub/devices/dev1", dev.PrimaryKey, f.clock.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	try := func() error {
+		_, err := reg.Authenticate(ctx, registry.Credential{DeviceID: "dev1", SAS: tok}, f.clock.Now())
+		return err
+	}
+	if err := try(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		f.clock.Advance(1500 * time.Millisecond)
+		// What does not authenticate a device moves nothing.
+		if _, err := f.db.UpdateDevice(ctx, "dev1", db.DeviceUpdate{Name: ptr("renamed")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := try(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := store.reads.Load(); n != 1 {
+		t.Errorf("device row read %d times in 4.5 s without a credential change, want once", n)
+	}
+	// Another device's change behind the registry's back: every entry is
+	// read again once, after the second.
+	if _, err := f.db.RotateDeviceKey(ctx, other.DeviceID, "primary"); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Second)
+	if err := try(); err != nil || store.reads.Load() != 2 {
+		t.Errorf("after a change elsewhere: %v, %d row reads; want admitted after a second read", err, store.reads.Load())
+	}
+	// This device disabled behind the registry's back: refused after the second.
+	off := false
+	if _, err := f.db.UpdateDevice(ctx, "dev1", db.DeviceUpdate{Enabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Second)
+	if err := try(); !errors.Is(err, registry.ErrDisabled) {
+		t.Errorf("a second after disabling elsewhere: %v, want ErrDisabled", err)
+	}
+	// Deleted behind the registry's back: unknown after the second.
+	if err := f.db.DeleteDevice(ctx, "dev1"); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Second)
+	if err := try(); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("a second after deleting elsewhere: %v, want ErrNotFound", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -19,6 +19,10 @@ import (
 // Store is the registry's storage; *db.DB implements it.
 type Store interface {
 	Device(ctx context.Context, deviceID string) (db.Device, error)
+	// CredentialsVersion changes whenever a device's credentials or
+	// enabled flag change or a device is deleted, through any process
+	// (db/storetest.RunRegistry holds it to that).
+	CredentialsVersion(ctx context.Context) (int64, error)
 	CreateDevice(ctx context.Context, nd db.NewDevice) (db.Device, error)
 	UpdateDevice(ctx context.Context, deviceID string, u db.DeviceUpdate) (db.Device, error)
 	RotateDeviceKey(ctx context.Context, deviceID, which string) (db.Device, error)

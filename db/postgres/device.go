@@ -34,6 +34,16 @@ func (s *Store) CreateDevice(ctx context.Context, nd db.NewDevice) (db.Device, e
 	return dev, nil
 }
 
+// CredentialsVersion implements registry.Store: the sequence the
+// credential triggers move (0011_credentials_version.sql).
+func (s *Store) CredentialsVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := s.pool.QueryRow(ctx, `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM credentials_version`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read credentials version: %w", err)
+	}
+	return v, nil
+}
+
 // Device finds a device by its device id.
 func (s *Store) Device(ctx context.Context, deviceID string) (db.Device, error) {
 	dev, err := db.ScanDevice(s.pool.QueryRow(ctx, `SELECT `+db.DeviceColumns+` FROM devices WHERE device_id = $1`, deviceID))

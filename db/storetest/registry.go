@@ -26,7 +26,58 @@ func RunRegistry(t *testing.T, b Backend) {
 		test{"DeviceOrders", testDeviceOrders},
 		test{"DeviceAuthentication", testDeviceAuthentication},
 		test{"ImportDevices", testImportDevices},
+		test{"CredentialsVersion", testCredentialsVersion},
 	)
+}
+
+// testCredentialsVersion: the version moves with every change of what
+// authenticates a device (keys, enabled, authentication, deletion), made
+// through any method, and stands still for everything else, so that the
+// registry's credential cache may keep its entries while it does.
+func testCredentialsVersion(t *testing.T, b Backend) {
+	ctx := context.Background()
+	d, _ := open(t, b)
+	device(t, d, "dev1")
+	device(t, d, "dev2")
+	version := func() int64 {
+		t.Helper()
+		v, err := d.CredentialsVersion(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	name, off, on := "renamed", false, true
+	tests := []struct {
+		name   string
+		change func() error
+		moves  bool
+	}{
+		{"rename and tag", func() error {
+			_, err := d.UpdateDevice(ctx, "dev1", db.DeviceUpdate{Name: &name, Tags: map[string]string{"site": "north"}})
+			return err
+		}, false},
+		{"connect", func() error { _, err := d.SetDeviceConnection(ctx, "dev1", "node-a", true); return err }, false},
+		{"disconnect", func() error { _, err := d.SetDeviceConnection(ctx, "dev1", "node-a", false); return err }, false},
+		{"create another", func() error { _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "dev3"}); return err }, false},
+		{"disable", func() error { _, err := d.UpdateDevice(ctx, "dev1", db.DeviceUpdate{Enabled: &off}); return err }, true},
+		{"enable", func() error { _, err := d.UpdateDevice(ctx, "dev1", db.DeviceUpdate{Enabled: &on}); return err }, true},
+		{"rotate", func() error { _, err := d.RotateDeviceKey(ctx, "dev2", "secondary"); return err }, true},
+		{"disable by import", func() error {
+			_, err := d.ImportDevices(ctx, []db.ImportDevice{{DeviceID: "dev2", Enabled: false}}, false)
+			return err
+		}, true},
+		{"delete", func() error { return d.DeleteDevice(ctx, "dev3") }, true},
+	}
+	for _, tt := range tests {
+		before := version()
+		if err := tt.change(); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if moved := version() != before; moved != tt.moves {
+			t.Errorf("%s: version moved %v, want %v", tt.name, moved, tt.moves)
+		}
+	}
 }
 
 // RunCAs tests the CA certificates X.509 devices chain to.
