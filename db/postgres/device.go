@@ -35,7 +35,7 @@ func (s *Store) CreateDevice(ctx context.Context, nd db.NewDevice) (db.Device, e
 }
 
 // CredentialsVersion implements registry.Store: the sequence the
-// credential triggers move (0011_credentials_version.sql).
+// credential triggers move (0012_credentials_version.sql).
 func (s *Store) CredentialsVersion(ctx context.Context) (int64, error) {
 	var v int64
 	if err := s.pool.QueryRow(ctx, `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM credentials_version`).Scan(&v); err != nil {
