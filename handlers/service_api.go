@@ -42,6 +42,7 @@ func (s *Server) ServiceRoutes(e *echo.Echo) {
 	}
 	// Registry (handlers/service_registry.go).
 	route(http.MethodGet, "/devices", s.svcListDevices, read)
+	route(http.MethodGet, "/devices/", s.svcListDevices, read) // as the Node SDK's Registry.list asks
 	route(http.MethodPost, "/devices", s.svcBulkDevices, write)
 	route(http.MethodPost, "/devices/query", s.svcQueryDevices, readOrSvc)
 	route(http.MethodGet, "/devices/:id", s.svcGetDevice, read)
