@@ -29,6 +29,7 @@ import (
 	"fieldhub/metrics"
 	"fieldhub/mqtt"
 	"fieldhub/netlimit"
+	"fieldhub/policy"
 	"fieldhub/quota"
 	"fieldhub/registry"
 	"fieldhub/retention"
@@ -349,6 +350,11 @@ func (a *App) serveDevices(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load front-end assets: %w", err)
 	}
+	var hosts []string // the names service tokens may name, as device tokens
+	if a.cfg.Hostname != "" {
+		hosts = []string{a.cfg.Hostname}
+	}
+	policies := policy.New(policy.Config{Store: a.be.store, Hostnames: hosts, Logger: a.log})
 	router, server := handlers.New(handlers.Config{
 		Store: a.be.store, Devices: a.devices, Assets: assets, Logger: a.log, DeviceHost: a.deviceHost, Live: a.hub,
 		CloudMessages: a.cloud, Methods: a.methods, Twins: a.twins, Jobs: a.jobs, Ingest: a.pipeline, Telemetry: a.telemetry,
@@ -357,6 +363,7 @@ func (a *App) serveDevices(ctx context.Context) error {
 		DeviceEndpoints: endpoints, DeviceCA: trustAnchorPEM(a.cert),
 		Connections: a.mqttConns,
 		Alerts:      a.alerts,
+		Policies:    policies,
 		Metrics:     metrics.Handler(metrics.Sources{Ingest: a.pipeline, Live: a.hub, Alerts: a.alerts, Fleet: a.be.store, Logger: a.log}),
 	})
 	a.router = router

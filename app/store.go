@@ -15,6 +15,7 @@ import (
 	"fieldhub/handlers"
 	"fieldhub/jobs"
 	"fieldhub/mqtt"
+	"fieldhub/policy"
 	"fieldhub/registry"
 	"fieldhub/retention"
 	"fieldhub/telemetry"
@@ -40,6 +41,7 @@ type Store interface {
 	bus.Store
 	alerting.Store
 	alerting.WebhookStore
+	policy.Store
 
 	// ResetConnections marks every device disconnected: no connection
 	// survives a restart.

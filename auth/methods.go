@@ -16,6 +16,7 @@ const (
 	AuthX509Primary   = "x509-primary"   // a certificate of the primary thumbprint
 	AuthX509Secondary = "x509-secondary" // a certificate of the secondary thumbprint
 	AuthX509CA        = "x509-ca"        // a certificate chained to a registered CA
+	AuthSASPolicy     = "sas-policy"     // a SAS token signed with a shared access policy's key (deviceConnect)
 )
 
 // SASMethods are the auth methods of the primary and secondary key, by the

@@ -17,7 +17,7 @@ import (
 var (
 	ErrMalformedToken = errors.New("malformed SAS token")
 	ErrTokenExpired   = errors.New("SAS token expired")
-	ErrBadSignature   = errors.New("SAS token signature does not match the device keys")
+	ErrBadSignature   = errors.New("SAS token signature does not match the keys")
 	ErrWrongDevice    = errors.New("SAS token is not for this device")
 	ErrWrongHost      = errors.New("SAS token is not for this hub's host name")
 )
@@ -128,6 +128,38 @@ func (t SASToken) Verify(deviceID string, keys []string, now time.Time, hostname
 	if len(hostnames) > 0 && !hostAllowed(host, hostnames) {
 		return -1, fmt.Errorf("%w: token host %q, hub answers to %s", ErrWrongHost, host, strings.Join(hostnames, ", "))
 	}
+	return t.verifyKeys(keys, now, fmt.Sprintf("device %q", deviceID))
+}
+
+// VerifyService checks a service token (one signed with a shared access
+// policy's key, skn=<policy>) against the policy's keys for a request to
+// path (like "/devices/dev1"). Its sr names the hub's host, in any letter
+// case; an sr with a path too (as IoT Hub accepts) grants only the
+// requests below that path, on whole segments. hostnames and the result
+// are as for Verify.
+func (t SASToken) VerifyService(keys []string, now time.Time, hostnames []string, path string) (keyIndex int, err error) {
+	decoded, err := url.PathUnescape(t.Resource)
+	if err != nil {
+		return -1, fmt.Errorf("%w: sr is not URL-encoded correctly: %v", ErrMalformedToken, err)
+	}
+	host, scope, _ := strings.Cut(decoded, "/")
+	if host == "" {
+		return -1, fmt.Errorf("%w: sr %q does not start with the hub's host name", ErrMalformedToken, decoded)
+	}
+	if len(hostnames) > 0 && !hostAllowed(host, hostnames) {
+		return -1, fmt.Errorf("%w: token host %q, hub answers to %s", ErrWrongHost, host, strings.Join(hostnames, ", "))
+	}
+	scope = strings.Trim(scope, "/")
+	p := strings.Trim(path, "/")
+	if scope != "" && !strings.EqualFold(p, scope) && !(len(p) > len(scope) && strings.EqualFold(p[:len(scope)], scope) && p[len(scope)] == '/') {
+		return -1, fmt.Errorf("%w: sr %q does not cover %q", ErrWrongDevice, decoded, "/"+p)
+	}
+	return t.verifyKeys(keys, now, fmt.Sprintf("policy %q", t.KeyName))
+}
+
+// verifyKeys checks the signature against keys (base64; empty entries are
+// skipped), then the expiry; who names the key holder in the error.
+func (t SASToken) verifyKeys(keys []string, now time.Time, who string) (keyIndex int, err error) {
 	got, err := base64.StdEncoding.DecodeString(t.Signature)
 	if err != nil {
 		return -1, fmt.Errorf("%w: sig is not base64", ErrBadSignature)
@@ -140,20 +172,31 @@ func (t SASToken) Verify(deviceID string, keys []string, now time.Time, hostname
 		}
 		key, err := base64.StdEncoding.DecodeString(k)
 		if err != nil {
-			return -1, fmt.Errorf("verify sas token: device key %d is not base64: %w", i, err)
+			return -1, fmt.Errorf("verify sas token: key %d of %s is not base64: %w", i, who, err)
 		}
 		if hmac.Equal(got, hmacSHA256(key, t.Resource+"\n"+se)) && keyIndex < 0 {
 			keyIndex = i
 		}
 	}
 	if keyIndex < 0 {
-		return -1, fmt.Errorf("%w (device %q)", ErrBadSignature, deviceID)
+		return -1, fmt.Errorf("%w (%s)", ErrBadSignature, who)
 	}
 	// Checked after the signature so that only the key holder learns a token expired.
 	if !now.Before(t.Expiry) {
 		return -1, fmt.Errorf("%w at %s (now %s)", ErrTokenExpired, t.Expiry.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	return keyIndex, nil
+}
+
+// SignServiceSAS builds a service token exactly as the Azure IoT service
+// SDKs do: resource is the hub's host name (unencoded), keyName the
+// policy's name, base64Key one of its keys.
+func SignServiceSAS(resource, keyName, base64Key string, expiry time.Time) (string, error) {
+	tok, err := SignSAS(resource, base64Key, expiry)
+	if err != nil {
+		return "", err
+	}
+	return tok + "&skn=" + encodeURIComponentStrict(keyName), nil
 }
 
 // checkResource decodes sr and checks that it names deviceID; it returns the

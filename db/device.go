@@ -190,6 +190,44 @@ type NewDevice struct {
 	Tags     map[string]string
 	// Auth is how it authenticates; the zero value is SAS keys.
 	Auth Authentication
+	// PrimaryKey and SecondaryKey are keys the caller chose (base64, as
+	// the IoT Hub service API accepts them); "" gets a fresh one.
+	PrimaryKey, SecondaryKey string
+}
+
+// Bounds of a device key chosen by a client, as on IoT Hub.
+const (
+	MinDeviceKeyBytes = 16
+	MaxDeviceKeyBytes = 64
+)
+
+// ValidateDeviceKey checks a key a client chose: base64 of 16 to 64 bytes.
+func ValidateDeviceKey(which, key string) error {
+	if len(key) > base64.StdEncoding.EncodedLen(MaxDeviceKeyBytes) {
+		return invalid("authentication", "%s key is longer than %d bytes", which, MaxDeviceKeyBytes)
+	}
+	b, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		return invalid("authentication", "%s key is not base64", which)
+	}
+	if len(b) < MinDeviceKeyBytes || len(b) > MaxDeviceKeyBytes {
+		return invalid("authentication", "%s key is %d bytes; keys are %d to %d bytes", which, len(b), MinDeviceKeyBytes, MaxDeviceKeyBytes)
+	}
+	return nil
+}
+
+// chooseKeys checks the keys a client chose, filling in fresh ones for
+// those left empty.
+func chooseKeys(primary, secondary string) (string, string, error) {
+	out := [2]string{primary, secondary}
+	for i, which := range [2]string{PrimaryKey, SecondaryKey} {
+		if out[i] == "" {
+			out[i] = NewDeviceKey()
+		} else if err := ValidateDeviceKey(which, out[i]); err != nil {
+			return "", "", err
+		}
+	}
+	return out[0], out[1], nil
 }
 
 // MaxNameLength bounds the names of devices and API tokens.
@@ -220,7 +258,11 @@ func (nd NewDevice) Prepare(now time.Time) (Device, error) {
 		Enabled: true, CreatedAt: fromMS(ms(now)), UpdatedAt: fromMS(ms(now)),
 	}
 	if !a.X509() {
-		dev.PrimaryKey, dev.SecondaryKey = NewDeviceKey(), NewDeviceKey()
+		if dev.PrimaryKey, dev.SecondaryKey, err = chooseKeys(nd.PrimaryKey, nd.SecondaryKey); err != nil {
+			return Device{}, err
+		}
+	} else if nd.PrimaryKey != "" || nd.SecondaryKey != "" {
+		return Device{}, invalid("authentication", "an X.509 device (%s) has no keys", a.Type)
 	}
 	return dev, nil
 }
@@ -437,6 +479,10 @@ type DeviceUpdate struct {
 	// Auth changes how the device authenticates. Switching to X.509 drops
 	// its keys; switching back to SAS gives it fresh ones.
 	Auth *Authentication
+	// Keys sets a SAS device's primary and secondary key to keys a client
+	// chose (the IoT Hub service API); an empty entry keeps that key, or
+	// gives a fresh one to a device switching to SAS.
+	Keys *[2]string
 }
 
 // Check validates u and returns it with its authentication normalized;
@@ -456,6 +502,18 @@ func (u DeviceUpdate) Check() (DeviceUpdate, error) {
 			return u, err
 		}
 		u.Auth = &a
+	}
+	if u.Keys != nil {
+		if u.Auth != nil && u.Auth.X509() && (u.Keys[0] != "" || u.Keys[1] != "") {
+			return u, invalid("authentication", "an X.509 device (%s) has no keys", u.Auth.Type)
+		}
+		for i, which := range [2]string{PrimaryKey, SecondaryKey} {
+			if u.Keys[i] != "" {
+				if err := ValidateDeviceKey(which, u.Keys[i]); err != nil {
+					return u, err
+				}
+			}
+		}
 	}
 	return u, nil
 }
@@ -481,6 +539,14 @@ func (u DeviceUpdate) Apply(dev Device, now time.Time) Device {
 			dev.PrimaryKey, dev.SecondaryKey = NewDeviceKey(), NewDeviceKey()
 		}
 		dev.Auth = *u.Auth
+	}
+	if u.Keys != nil && !dev.Auth.X509() {
+		if u.Keys[0] != "" {
+			dev.PrimaryKey = u.Keys[0]
+		}
+		if u.Keys[1] != "" {
+			dev.SecondaryKey = u.Keys[1]
+		}
 	}
 	dev.UpdatedAt = fromMS(ms(now))
 	return dev

@@ -2,12 +2,16 @@ package handlers
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"fieldhub/auth"
+	"fieldhub/policy"
 	"fieldhub/registry"
 	"fieldhub/storage"
 )
@@ -46,7 +50,12 @@ func (s *Server) authenticateDevice(next echo.HandlerFunc) echo.HandlerFunc {
 		if cred.DeviceID, err = protocolDeviceID(c); err != nil {
 			return err
 		}
-		who, err := s.devices.Authenticate(c.Request().Context(), cred, s.now())
+		var who registry.Identity
+		if header != "" && s.policies != nil && policy.IsServiceToken(header) {
+			who, err = s.authenticateDeviceByPolicy(c, header, cred.DeviceID)
+		} else {
+			who, err = s.devices.Authenticate(c.Request().Context(), cred, s.now())
+		}
 		if err != nil {
 			return deviceAuthError(cred, err)
 		}
@@ -55,9 +64,54 @@ func (s *Server) authenticateDevice(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// authenticateDeviceByPolicy admits a device request whose token is signed
+// with a shared access policy's key (skn=<policy>, sr=<host>/devices/<id>),
+// as IoT Hub does for policies with DeviceConnect. Failed attempts are
+// throttled per address, as on the service API.
+func (s *Server) authenticateDeviceByPolicy(c echo.Context, header, deviceID string) (registry.Identity, error) {
+	now := s.now()
+	var attempt *auth.Attempt
+	if !s.policies.Verified(header, now) {
+		var wait time.Duration
+		if attempt, wait = s.serviceThrottle.Reserve("", c.RealIP()); attempt == nil {
+			return registry.Identity{}, &Error{Status: http.StatusTooManyRequests, RetryAfter: int(math.Ceil(wait.Seconds())),
+				Message: "too many failed authentication attempts from this address; try again later"}
+		}
+	}
+	ctx := c.Request().Context()
+	p, expires, err := s.policies.AuthenticateDevice(ctx, header, deviceID, now)
+	if err != nil {
+		if attempt != nil {
+			if isTokenError(err) {
+				attempt.Fail()
+			} else {
+				attempt.Release()
+			}
+		}
+		if errors.Is(err, policy.ErrUnknownPolicy) {
+			return registry.Identity{}, fmt.Errorf("%w (%v)", auth.ErrBadSignature, err)
+		}
+		return registry.Identity{}, err
+	}
+	if attempt != nil {
+		attempt.Succeed()
+	}
+	dev, err := s.store.Device(ctx, deviceID)
+	if err != nil {
+		return registry.Identity{}, err
+	}
+	if !dev.Enabled {
+		return registry.Identity{}, fmt.Errorf("device %q: %w", deviceID, registry.ErrDisabled)
+	}
+	return registry.Identity{Device: dev, Method: auth.AuthSASPolicy, Credential: policy.Actor(p.Name), Expires: expires}, nil
+}
+
 // deviceAuthError answers a refused device request.
 func deviceAuthError(cred registry.Credential, err error) error {
 	switch {
+	case errors.Is(err, policy.ErrNoRight):
+		// Told only to the holder of a valid token.
+		return errorf(http.StatusForbidden, "%v", err)
 	case errors.Is(err, registry.ErrDisabled):
 		return errorf(http.StatusForbidden, "device %q is disabled; an operator must enable it", cred.DeviceID)
 	case errors.Is(err, auth.ErrCertificateRefused):

@@ -67,6 +67,7 @@ func (s *Server) DeviceRouter() *echo.Echo {
 	e.Use(middleware.Recover())
 	e.Use(decodePathParams)
 	s.DeviceRoutes(e)
+	s.ServiceRoutes(e) // handlers/service_api.go: the IoT Hub service REST API
 	return e
 }
 

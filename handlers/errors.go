@@ -68,7 +68,7 @@ func (s *Server) statusOf(err error) (int, string) {
 // notFoundMessage keeps "device \"x\": not found" (our own wording) and drops anything else.
 func notFoundMessage(err error) string {
 	msg := err.Error()
-	if strings.HasPrefix(msg, "device ") || strings.HasPrefix(msg, "user ") || strings.HasPrefix(msg, "api token ") || strings.HasPrefix(msg, "CA ") {
+	if strings.HasPrefix(msg, "device ") || strings.HasPrefix(msg, "user ") || strings.HasPrefix(msg, "api token ") || strings.HasPrefix(msg, "CA ") || strings.HasPrefix(msg, "policy ") {
 		return msg
 	}
 	return "not found"

@@ -70,6 +70,11 @@ func (s *Server) routes(e *echo.Echo) {
 	g.POST("/tokens", s.createToken, admin) // API tokens, on the users page
 	g.POST("/tokens/:id/revoke", s.revokeToken, admin)
 	g.GET("/audit", s.showAudit, admin)
+	g.GET("/policies", s.showPolicies, admin) // shared access policies of the service API (handlers/policies.go)
+	g.POST("/policies", s.createPolicy, admin)
+	g.GET("/policies/:name/connection-string", s.showPolicyConnectionString, admin)
+	g.POST("/policies/:name/rotate", s.rotatePolicyKey, admin)
+	g.POST("/policies/:name/delete", s.deletePolicy, admin)
 	// Alerts (handlers/alerts.go).
 	g.GET("/alerts", s.showAlerts, viewer)
 	g.POST("/alerts/act", s.actOnAlerts, operator)

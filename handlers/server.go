@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/netip"
 	"runtime"
@@ -99,6 +100,9 @@ type Config struct {
 	// Metrics serves the Prometheus exposition at /metrics (any signed-in
 	// user or API token); nil leaves the route out.
 	Metrics http.Handler
+	// Policies are the shared access policies of the service API (package
+	// policy); nil leaves the service API out and the policies page empty.
+	Policies Policies
 }
 
 // Server holds the handlers' dependencies.
@@ -139,6 +143,10 @@ type Server struct {
 	quota         *quota.Devices
 	alerts        Alerts
 	metrics       http.Handler
+	policies      Policies
+	// serviceThrottle holds back addresses that keep failing to
+	// authenticate to the service API or as devices with policy tokens.
+	serviceThrottle *auth.Throttle
 }
 
 // New builds the Echo router with every route. The services in cfg are
@@ -182,6 +190,10 @@ func New(cfg Config) (*echo.Echo, *Server) {
 	}
 	s.alerts = cfg.Alerts
 	s.metrics = cfg.Metrics
+	s.policies = cfg.Policies
+	// Per address only: a budget per policy name would let anyone lock an
+	// app out by failing in its name.
+	s.serviceThrottle = auth.NewThrottle(auth.ThrottleConfig{Now: cfg.Now, PerUser: math.MaxInt32, PerAddress: 20})
 	s.cloud, s.methods, s.twins, s.jobs = cfg.CloudMessages, cfg.Methods, cfg.Twins, cfg.Jobs
 	s.conns = cfg.Connections
 	e := echo.New()

@@ -129,6 +129,20 @@ type Jobs interface {
 	Devices(ctx context.Context, id string, f db.JobDeviceFilter) ([]db.JobDevice, error)
 }
 
+// Policies are the shared access policies of the service API
+// (*policy.Service): the admin page manages them, the service API and the
+// device endpoints check the tokens signed with them.
+type Policies interface {
+	Authenticate(ctx context.Context, header, path string, now time.Time) (db.Policy, error)
+	AuthenticateDevice(ctx context.Context, header, deviceID string, now time.Time) (db.Policy, time.Time, error)
+	Verified(header string, now time.Time) bool
+	Create(ctx context.Context, actor, name string, rights db.Rights) (db.Policy, error)
+	List(ctx context.Context) ([]db.Policy, error)
+	Reveal(ctx context.Context, actor, name string) (db.Policy, error)
+	Remove(ctx context.Context, actor, name string) error
+	RotateKey(ctx context.Context, actor, name, which string) (db.Policy, error)
+}
+
 // Live serves the dashboard's live streams (*live.Hub).
 type Live interface {
 	ServeJobs(w http.ResponseWriter, r *http.Request, lastID int64) error

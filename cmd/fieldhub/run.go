@@ -59,6 +59,7 @@ func commands() []command {
 		{"user", "manage operators: add, list, passwd, rm", runUser},
 		{"token", "manage operator API tokens: create, list, revoke", runToken},
 		{"ca", "manage CA certificates for X.509 devices: add, list, rm", runCA},
+		{"policy", "manage shared access policies of the service API: add, list, rm, rotate-key", runPolicy},
 		{"simulate", "run simulated devices that send telemetry to a hub", runSimulate},
 		{"backup", "write a consistent copy of a data folder to one file, also while the hub runs", runBackup},
 		{"restore", "put a backup in place for a stopped hub", runRestore},

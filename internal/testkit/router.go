@@ -16,6 +16,7 @@ import (
 	"fieldhub/handlers"
 	"fieldhub/jobs"
 	"fieldhub/live"
+	"fieldhub/policy"
 	"fieldhub/registry"
 	"fieldhub/storage"
 	"fieldhub/telemetry"
@@ -151,6 +152,9 @@ func WithServices(cfg handlers.Config, d *db.DB, hub *live.Hub) handlers.Config 
 		}
 		cfg.Jobs = jobs.New(jobs.Config{Store: d, Methods: cfg.Methods, Twins: cfg.Twins, Cloud: cfg.CloudMessages,
 			ResumeDelay: time.Nanosecond, Publisher: jp, Logger: cfg.Logger, Now: d.Now})
+	}
+	if cfg.Policies == nil {
+		cfg.Policies = policy.New(policy.Config{Store: d, Logger: cfg.Logger, Now: d.Now})
 	}
 	if cfg.Health == nil { // SQLite's faults are 503s, as in the app
 		cfg.Health = storage.NewHealth(cfg.Logger, db.FaultKind, nil)
