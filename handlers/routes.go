@@ -70,6 +70,7 @@ func (s *Server) routes(e *echo.Echo) {
 	g.POST("/tokens", s.createToken, admin) // API tokens, on the users page
 	g.POST("/tokens/:id/revoke", s.revokeToken, admin)
 	g.GET("/audit", s.showAudit, admin)
+	g.GET("/storage", s.showStorage, admin) // handlers/storage.go
 	// Alerts (handlers/alerts.go).
 	g.GET("/alerts", s.showAlerts, viewer)
 	g.POST("/alerts/act", s.actOnAlerts, operator)
@@ -115,6 +116,7 @@ func (s *Server) routes(e *echo.Echo) {
 	api.GET("/devices/:id/twin", s.apiShowTwin, viewer)
 	api.PATCH("/devices/:id/twin", s.apiPatchTwin, operator)
 	api.GET("/audit", s.apiListAudit, admin)
+	api.GET("/storage", s.apiShowStorage, admin)
 	api.GET("/users", s.apiListUsers, admin) // handlers/api_users.go
 	api.PATCH("/users/:name", s.apiUpdateUser, admin)
 	api.GET("/tokens", s.apiListTokens, admin)

@@ -31,6 +31,9 @@ type Assets interface {
 type Config struct {
 	// Store is what the handlers read and write themselves. Required.
 	Store Store
+	// AuditRetention and AlertRetention are shown on the storage page
+	// (0: not shown).
+	AuditRetention, AlertRetention time.Duration
 	// Devices is the device registry: every device and CA change, and
 	// device authentication. Required.
 	Devices Devices
@@ -127,6 +130,8 @@ type Server struct {
 	quota         *quota.Devices
 	alerts        Alerts
 	metrics       http.Handler
+	// retention of the audit log and alerts, for the storage page.
+	auditRetention, alertRetention time.Duration
 }
 
 // New builds the Echo router with every route. The services in cfg are
@@ -168,6 +173,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 	}
 	s.alerts = cfg.Alerts
 	s.metrics = cfg.Metrics
+	s.auditRetention, s.alertRetention = cfg.AuditRetention, cfg.AlertRetention
 	s.cloud, s.methods, s.twins, s.jobs = cfg.CloudMessages, cfg.Methods, cfg.Twins, cfg.Jobs
 	s.conns = cfg.Connections
 	e := echo.New()

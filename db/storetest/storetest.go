@@ -52,6 +52,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("MQTTSessions", func(t *testing.T) { RunMQTTSessions(t, b) })
 	t.Run("Settings", func(t *testing.T) { RunSettings(t, b) })
 	t.Run("Alerts", func(t *testing.T) { RunAlerts(t, b) })
+	t.Run("DiskUsage", func(t *testing.T) { RunDiskUsage(t, b) })
 }
 
 // test is one test of a suite; it opens the stores it needs.
