@@ -67,8 +67,13 @@ type Config struct {
 	DeviceAddr string
 	TLSCert    string
 	TLSKey     string
-	// Retention is how long telemetry is kept.
-	Retention time.Duration
+	// Retention is how long raw readings are kept; MessageRetention the
+	// message log (0: as Retention); the rollups' are how long 1-minute and
+	// 1-hour summaries are kept (0: telemetry's defaults).
+	Retention             time.Duration
+	MessageRetention      time.Duration
+	MinuteRollupRetention time.Duration
+	HourRollupRetention   time.Duration
 	// DeviceQuota is each device's budget: messages a second (with a burst)
 	// and MQTT connections a second; a rate of 0 is unlimited.
 	DeviceQuota quota.Config
@@ -86,6 +91,9 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// Listen is the listeners' timeouts and connection caps.
 	Listen ListenConfig
+	// MetricsAddr serves GET /metrics without sign-in (metricsaddr.go),
+	// loopback only, for a scraper on this machine; "" is off.
+	MetricsAddr string
 	// PprofAddr serves Go's runtime profiles (pprof.go), loopback only; ""
 	// (the default) is off.
 	PprofAddr string

@@ -65,6 +65,8 @@ type parts struct {
 	deviceHost    string
 	router        *echo.Echo // the dashboard's
 	url           string
+	metrics       http.Handler // the Prometheus exposition
+	metricsAddr   string       // where --metrics-addr listens; "" when off
 }
 
 // start runs the steps in the one start order (the package doc tells it);
@@ -87,6 +89,7 @@ func (a *App) start(ctx context.Context) error {
 		a.startJobs,
 		a.serveDevices,
 		a.serveDashboard,
+		a.serveMetrics,
 		a.startDemo,
 	} {
 		if err := step(ctx); err != nil {
@@ -275,12 +278,17 @@ func (a *App) startJobs(ctx context.Context) error {
 // and the pipeline that writes to it; the pipeline drains on stop, after
 // every listener stopped.
 func (a *App) startIngest(ctx context.Context) error {
-	tel, err := telemetry.Open(ctx, a.be.telemetry, telemetry.Options{Logger: a.log})
+	keep := telemetry.Retention{Messages: a.cfg.MessageRetention, Raw: a.cfg.Retention,
+		Minutes: a.cfg.MinuteRollupRetention, Hours: a.cfg.HourRollupRetention}
+	if keep.Messages == 0 {
+		keep.Messages = keep.Raw
+	}
+	tel, err := telemetry.Open(ctx, a.be.telemetry, telemetry.Options{Logger: a.log, Retention: keep})
 	if err != nil {
 		return err
 	}
 	a.telemetry = tel
-	a.pipeline = ingest.New(tel, committed{a.hub, a.alerts}, ingest.Options{Logger: a.log, Retention: a.cfg.Retention, Health: a.health})
+	a.pipeline = ingest.New(tel, committed{a.hub, a.alerts}, ingest.Options{Logger: a.log, Health: a.health})
 	a.onStop("ingest", drainStop, a.pipeline.Close)
 	return nil
 }
@@ -355,6 +363,7 @@ func (a *App) serveDevices(ctx context.Context) error {
 		hosts = []string{a.cfg.Hostname}
 	}
 	policies := policy.New(policy.Config{Store: a.be.store, Hostnames: hosts, Logger: a.log})
+	a.metrics = metrics.Handler(metrics.Sources{Ingest: a.pipeline, Live: a.hub, Alerts: a.alerts, Fleet: a.be.store, Logger: a.log})
 	router, server := handlers.New(handlers.Config{
 		Store: a.be.store, Devices: a.devices, Assets: assets, Logger: a.log, DeviceHost: a.deviceHost, Live: a.hub,
 		CloudMessages: a.cloud, Methods: a.methods, Twins: a.twins, Jobs: a.jobs, Ingest: a.pipeline, Telemetry: a.telemetry,
@@ -364,7 +373,9 @@ func (a *App) serveDevices(ctx context.Context) error {
 		Connections: a.mqttConns,
 		Alerts:      a.alerts,
 		Policies:    policies,
-		Metrics:     metrics.Handler(metrics.Sources{Ingest: a.pipeline, Live: a.hub, Alerts: a.alerts, Fleet: a.be.store, Logger: a.log}),
+		// The storage page shows them.
+		AuditRetention: a.cfg.AuditRetention, AlertRetention: a.cfg.AlertRetention,
+		Metrics: a.metrics,
 	})
 	a.router = router
 	// TLS handshake noise from scanners goes to the debug log.

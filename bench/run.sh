@@ -31,6 +31,7 @@ run ./views/ '^BenchmarkFleetPage10k$' 20x
 run ./handlers/ '^BenchmarkFleetPage10kRequest$' 20x
 run ./db/ '^BenchmarkAuditFilter1M$' 5x
 run ./telemetry/ '^BenchmarkChart7Days$' 20x
+run ./handlers/ '^BenchmarkChart1Year$' 20x
 run ./handlers/ '^BenchmarkQuery10k$' 10x
 run ./handlers/ '^BenchmarkImport10k$' 3x
 run ./query/ '^Benchmark(Match|SQLite)10k$' 20x

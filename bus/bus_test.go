@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"fieldhub/alert"
 	"fieldhub/bus"
 	"fieldhub/commands"
 	"fieldhub/db"
@@ -385,4 +386,37 @@ func waitNode(t testing.TB, c *cluster, deviceID, node string) {
 		got, err := c.db.DeviceConnectionNode(context.Background(), deviceID)
 		return err == nil && got == node
 	})
+}
+
+// An alert raised, acknowledged and cleared on A reaches the browsers on B:
+// the fleet stream (every page's header count) and the device's stream
+// (its alert panel), each change in order; a forged alert event naming
+// another device than its alert is refused.
+func TestAlertsAcrossInstances(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.instance("a"), c.instance("b")
+	c.device("dev1")
+	fleetB := b.follow(t, "/fleet")
+	onB := b.follow(t, "/devices/dev1")
+	raised := alert.Alert{ID: 7, RuleID: 3, DeviceID: "dev1", Severity: alert.Major, State: alert.StateActive, Count: 1,
+		FirstAt: time.Now().UTC(), LastAt: time.Now().UTC(), Value: 31.5}
+	for _, st := range []alert.State{alert.StateActive, alert.StateAcknowledged, alert.StateCleared} {
+		ev := raised
+		ev.State = st
+		open := map[alert.Severity]int{alert.Major: 1}
+		if st == alert.StateCleared {
+			open = map[alert.Severity]int{}
+		}
+		a.hub.PublishAlert(live.AlertEvent{Alert: ev, RuleName: "Too warm", Open: open, DeviceWorst: alert.Major})
+		want := fmt.Sprintf(`"state":"%s"`, st)
+		await(t, fleetB, live.EventAlert, want)
+		await(t, onB, live.EventAlert, want)
+	}
+	forged := live.AlertEvent{Alert: alert.Alert{ID: 8, DeviceID: "dev2"}}
+	if err := b.hub.FromPeer("a", live.PeerEvent{Type: live.EventAlert, Device: "dev1", Alert: &forged}); err == nil {
+		t.Error("an alert event of dev2 named dev1 was taken")
+	}
+	if err := b.hub.FromPeer("a", live.PeerEvent{Type: live.EventAlert, Device: "dev1"}); err == nil {
+		t.Error("an alert event without its alert was taken")
+	}
 }

@@ -9,7 +9,8 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
-import { cli, launchBrowser, login, screenshot, startHub, watchPage } from './harness.js';
+import path from 'node:path';
+import { artifacts, cli, launchBrowser, login, screenshot, startHub, watchPage } from './harness.js';
 
 const require = createRequire(import.meta.url);
 const axePath = require.resolve('axe-core/axe.min.js');
@@ -162,4 +163,36 @@ test('an operator sets a rule from the form, sees the alert live, acknowledges i
     [],
   );
   await context.close();
+});
+
+test("the device page's charts mark the rule's threshold and each alert raised, live", async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  try {
+    const page = await context.newPage();
+    const seen = watchPage(page);
+    await login(page, hub.url, 'admin', hub.password);
+    await page.goto(`${hub.url}/devices/freezer-1#telemetry`);
+    await page.locator('[data-live-status][data-state="live"]').waitFor({ timeout: 10_000 });
+    const chart = page.locator('[data-testid="chart"][data-metric="temperature"]');
+    await chart.locator('canvas').waitFor({ timeout: 10_000 });
+    // The threshold of "Too warm" (> 30, site=berlin), and the alert the
+    // first test raised.
+    await page.waitForFunction(() => document.querySelector('[data-metric="temperature"]')?.dataset.thresholds === '1', null, { timeout: 10_000 });
+    const before = Number(await chart.getAttribute('data-alert-marks'));
+    assert.ok(before >= 1, `the alert raised before is marked (${before} marks)`);
+    // A new alert is marked as it is raised.
+    await send({ temperature: 36 });
+    await page.waitForFunction(
+      (n) => Number(document.querySelector('[data-metric="temperature"]')?.dataset.alertMarks) > n,
+      before,
+      { timeout: 10_000 },
+    );
+    assert.match(await chart.locator('[role="img"]').getAttribute('aria-label'), /threshold > 30; \d+ alerts raised in this range/);
+    await chart.screenshot({ path: path.join(artifacts, 'chart-alert-marks.png') });
+    await screenshot(page, 'device-chart-marks');
+    await send({ temperature: 20 });
+    assert.deepEqual(seen.filter((p) => !/favicon\.svg.*ERR_ABORTED/.test(p)), []);
+  } finally {
+    await context.close();
+  }
 });

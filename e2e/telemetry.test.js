@@ -210,3 +210,87 @@ test('the fleet page shows activity and messages per minute live', { timeout: 60
     await context.close();
   }
 });
+
+test('30 d, 90 d and 1 y chart from the rollups and say so; downloads name their tier', { timeout: 90_000 }, async () => {
+  const id = 'archive-1';
+  await cli(hub.dataDir, 'device', 'add', id);
+  const out = await cli(hub.dataDir, 'device', 'token', '--ttl', '1h', id);
+  const auth = out.trim().split('\n').pop();
+  const post = async (body) => {
+    const res = await fetch(`${hub.url}/devices/${id}/messages/events?api-version=2021-04-12`, {
+      method: 'POST',
+      headers: { Authorization: auth, 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    assert.equal(res.status, 204, `device endpoint answered ${res.status}: ${await res.text()}`);
+  };
+  // A reading from 20 days ago (older than the raw readings kept, 7 days)
+  // and one from now.
+  const day = 24 * 3600e3;
+  await post({ ts: new Date(Date.now() - 20 * day).toISOString(), level: 3.5 });
+  await post({ level: 4.5 });
+
+  const { context, page, problems } = await newPage();
+  try {
+    await login(page, hub.url, 'admin', hub.password);
+    await page.goto(`${hub.url}/devices/${id}#telemetry`);
+    const chart = page.locator('[data-testid="chart"][data-metric="level"]');
+    await chart.locator('canvas').waitFor({ timeout: 10_000 });
+    for (const [range, tiers] of [
+      ['7d', ['raw']],
+      ['30d', ['1m', '1h']],
+      ['90d', ['1m', '1h']],
+      ['1y', ['1h']],
+    ]) {
+      await page.getByTestId(`range-${range}`).click();
+      assert.equal(await page.getByTestId(`range-${range}`).getAttribute('aria-pressed'), 'true');
+      await page.waitForFunction(() => !document.querySelector('[data-telemetry]')?.dataset.loading, null, { timeout: 10_000 });
+      const tier = await chart.getAttribute('data-tier');
+      assert.ok(tiers.includes(tier), `${range}: the chart was read from ${tier}, want one of ${tiers}`);
+      const label = page.getByTestId('tier-label');
+      if (tier === 'raw') {
+        assert.equal(await label.isHidden(), true, `${range}: raw readings need no note`);
+        assert.equal(await points(page, 'level'), 1, `${range}: the reading of 20 days ago is outside the range`);
+      } else {
+        assert.match(await label.textContent(), tier === '1h' ? /per hour/ : /per minute/);
+        assert.equal(await points(page, 'level'), 2, `${range}: both readings are charted`);
+      }
+    }
+    await screenshot(page, 'telemetry-1y');
+
+    // The 90 d download holds minute rollups, and says so.
+    await page.getByTestId('range-90d').click();
+    await page.waitForFunction(() => !document.querySelector('[data-telemetry]')?.dataset.loading, null, { timeout: 10_000 });
+    const res = await page.request.get(hub.url + (await page.getByTestId('download-csv').getAttribute('href')));
+    const text = await res.text();
+    assert.equal(res.status(), 200, text);
+    assert.equal(res.headers()['x-fieldhub-tier'], '1m');
+    assert.match(res.headers()['content-disposition'], /archive-1-level-1m\.csv/);
+    assert.match(text, /^time,min,max,avg,count\n.*,3\.5,3\.5,3\.5,1\n.*,4\.5,4\.5,4\.5,1\n$/s, `CSV download:\n${text}`);
+    assert.deepEqual(problems.list(), []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('the Storage page shows disk use and retention by kind', { timeout: 60_000 }, async () => {
+  for (const colorScheme of ['light', 'dark']) {
+    const { context, page, problems } = await newPage(colorScheme);
+    try {
+      await login(page, hub.url, 'admin', hub.password);
+      await page.goto(`${hub.url}/devices`);
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Storage' }).click();
+      await page.getByTestId('storage-table').waitFor();
+      const kinds = await page.getByTestId('storage-row').evaluateAll((rows) => rows.map((r) => r.dataset.kind));
+      assert.deepEqual(kinds, ['message log', 'raw readings', 'rollups', 'audit log', 'alerts']);
+      const log = page.locator('[data-testid="storage-row"][data-kind="message log"]');
+      assert.ok(Number(await log.getAttribute('data-bytes')) > 0, 'the message log takes space');
+      assert.match(await log.textContent(), /7 days \(--message-retention\)/);
+      assert.match(await page.getByTestId('storage-total').textContent(), /The database takes [\d.]+ [KMG]?B/);
+      await screenshot(page, `storage-${colorScheme}`);
+      assert.deepEqual(problems.list(), []);
+    } finally {
+      await context.close();
+    }
+  }
+});

@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/prometheus/common/expfmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +20,7 @@ import (
 
 	"fieldhub/alert"
 	"fieldhub/alerting"
+	"fieldhub/auth"
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
@@ -26,6 +30,7 @@ import (
 	"fieldhub/metrics"
 	"fieldhub/registry"
 	"fieldhub/telemetry"
+	"fieldhub/views"
 )
 
 // alertHub is the real router with ingest, the live hub and alerting wired
@@ -528,5 +533,60 @@ func TestMetricsScrape(t *testing.T) {
 		if families[name] == nil {
 			t.Errorf("no metric %s", name)
 		}
+	}
+}
+
+// TestDevicePageChartMarks: the device page hands its charts the threshold
+// of each enabled threshold rule that applies to the device, the alerts
+// raised on a metric and each applying rule's metric; a device out of the
+// rule's scope gets none.
+func TestDevicePageChartMarks(t *testing.T) {
+	h := newAlertHub(t)
+	key := h.device("freezer-1", `{"site":"berlin"}`)
+	h.device("freezer-2", `{"site":"paris"}`)
+	var rule alert.Rule
+	if st, body := h.call(db.RoleOperator, "POST", "/api/v1/alert-rules",
+		`{"name":"Too warm","severity":"major","scope":{"tags":{"site":"berlin"}},"condition":{"kind":"threshold","metric":"temperature","op":">","value":30,"forSeconds":0}}`, &rule); st != http.StatusCreated {
+		t.Fatalf("create rule: %d %s", st, body)
+	}
+	h.send("freezer-1", key, `{"temperature":31.5}`)
+	testkit.WaitFor(t, "the alert", func() bool { return len(h.alerts("?state=active").Alerts) == 1 })
+	raised := h.alerts("?state=active").Alerts[0]
+
+	u, err := h.db.CreateUser(context.Background(), "vic", "x", db.RoleViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie := auth.RandomToken(32)
+	if err := h.db.CreateSession(context.Background(), cookie, u.ID, auth.RandomToken(16), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	marksOf := func(device string) views.ChartMarks {
+		req, _ := http.NewRequest("GET", h.r.URL+"/devices/"+device, nil)
+		req.AddCookie(&http.Cookie{Name: "fieldhub_session", Value: cookie})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		page, _ := io.ReadAll(resp.Body)
+		m := regexp.MustCompile(`data-chart-marks="([^"]*)"`).FindSubmatch(page)
+		if resp.StatusCode != http.StatusOK || m == nil {
+			t.Fatalf("device page of %s: %d, chart marks found: %v", device, resp.StatusCode, m != nil)
+		}
+		var marks views.ChartMarks
+		if err := json.Unmarshal([]byte(html.UnescapeString(string(m[1]))), &marks); err != nil {
+			t.Fatal(err)
+		}
+		return marks
+	}
+	got := marksOf("freezer-1")
+	wantTh := []views.ChartThreshold{{Metric: "temperature", Op: ">", Value: 30, Severity: "major", Rule: "Too warm"}}
+	wantAl := []views.ChartAlert{{Metric: "temperature", T: raised.FirstAt.UnixMilli(), Severity: "major", Rule: "Too warm"}}
+	if !reflect.DeepEqual(got.Thresholds, wantTh) || !reflect.DeepEqual(got.Alerts, wantAl) || got.RuleMetrics[rule.ID] != "temperature" {
+		t.Errorf("freezer-1's chart marks = %+v\nwant thresholds %+v, alerts %+v, rule %d on temperature", got, wantTh, wantAl, rule.ID)
+	}
+	if other := marksOf("freezer-2"); len(other.Thresholds) != 0 || len(other.Alerts) != 0 || len(other.RuleMetrics) != 0 {
+		t.Errorf("freezer-2, out of the rule's scope, has chart marks %+v", other)
 	}
 }

@@ -21,8 +21,13 @@ import (
 // time series; *telemetry.Store implements it.
 type Telemetry interface {
 	Metrics(ctx context.Context, deviceID string) ([]telemetry.Metric, error)
-	Readings(ctx context.Context, deviceID, metric string, from, to time.Time, points int) ([]telemetry.Bucket, error)
+	Readings(ctx context.Context, deviceID, metric string, from, to time.Time, points int) (telemetry.Downsampled, error)
+	ReadingsAt(ctx context.Context, deviceID, metric string, from, to time.Time, points int, t telemetry.Tier) (telemetry.Downsampled, error)
 	RawReadings(ctx context.Context, deviceID, metric string, from, to time.Time, fn func(t time.Time, v float64) error) error
+	RollupReadings(ctx context.Context, deviceID, metric string, t telemetry.Tier, from, to time.Time, fn func(telemetry.Rollup) error) error
+	ExportTier(from, to time.Time) telemetry.Tier
+	// Retention is how long each kind of telemetry is kept (the storage page).
+	Retention() telemetry.Retention
 	Messages(ctx context.Context, deviceID string, f telemetry.MessageFilter) ([]telemetry.Message, error)
 }
 
@@ -68,9 +73,11 @@ type bucketJSON struct {
 	Count int     `json:"count"`
 }
 
-// apiListReadings: GET /api/v1/devices/{id}/readings?metric=&from=&to=&points=
-// downsampled to at most points buckets; &format=csv or &format=json streams
-// the raw readings of the range as a download instead.
+// apiListReadings: GET /api/v1/devices/{id}/readings?metric=&from=&to=&points=&tier=
+// downsampled to at most points buckets, from the tier the range calls for
+// unless tier= says which; &format=csv or &format=json streams the range's
+// readings (raw, or rollup rows where raw ones are no longer kept) as a
+// download instead.
 func (s *Server) apiListReadings(c echo.Context) error {
 	id, err := protocolDeviceID(c)
 	if err != nil {
@@ -84,10 +91,17 @@ func (s *Server) apiListReadings(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	tier, auto, err := tierParam(c)
+	if err != nil {
+		return err
+	}
 	switch format := c.QueryParam("format"); format {
 	case "":
 	case "csv", "json":
-		return s.exportReadings(c, id, metric, from, to, format)
+		if auto {
+			tier = s.telemetry.ExportTier(from, to)
+		}
+		return s.exportReadings(c, id, metric, from, to, format, tier)
 	default:
 		return errorf(http.StatusBadRequest, "format %q: use csv or json for a raw export, or leave it out for chart buckets", format)
 	}
@@ -95,17 +109,35 @@ func (s *Server) apiListReadings(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	buckets, err := s.telemetry.Readings(c.Request().Context(), id, metric, from, to, points)
+	var d telemetry.Downsampled
+	if auto {
+		d, err = s.telemetry.Readings(c.Request().Context(), id, metric, from, to, points)
+	} else {
+		d, err = s.telemetry.ReadingsAt(c.Request().Context(), id, metric, from, to, points, tier)
+	}
 	if err != nil {
 		return err
 	}
-	out := make([]bucketJSON, len(buckets))
-	for i, b := range buckets {
+	out := make([]bucketJSON, len(d.Buckets))
+	for i, b := range d.Buckets {
 		out[i] = bucketJSON{T: b.Time.UnixMilli(), Min: b.Min, Max: b.Max, Avg: b.Avg, Count: b.Count}
 	}
 	return c.JSON(http.StatusOK, map[string]any{
-		"device": id, "metric": metric, "from": from, "to": to, "points": points, "buckets": out,
+		"device": id, "metric": metric, "from": from, "to": to, "points": points, "tier": d.Tier.String(), "buckets": out,
 	})
+}
+
+// tierParam reads tier= (raw, 1m or 1h); auto when it is absent or "auto".
+func tierParam(c echo.Context) (t telemetry.Tier, auto bool, err error) {
+	v := c.QueryParam("tier")
+	if v == "" || v == "auto" {
+		return 0, true, nil
+	}
+	t, ok := telemetry.ParseTier(v)
+	if !ok {
+		return 0, false, errorf(http.StatusBadRequest, "tier %q: use raw, 1m or 1h, or leave it out to let the range decide", v)
+	}
+	return t, false, nil
 }
 
 // timeRange reads from and to (RFC 3339 or Unix milliseconds); the default is
@@ -143,9 +175,11 @@ func timeParam(c echo.Context, name string, def time.Time) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-// exportReadings streams raw readings as CSV or JSON while reading them, so
-// an export of any size needs little memory.
-func (s *Server) exportReadings(c echo.Context, id, metric string, from, to time.Time, format string) error {
+// exportReadings streams a tier's readings as CSV or JSON while reading
+// them, so an export of any size needs little memory. Which tier it holds is
+// in the X-Fieldhub-Tier header, the file name (…-1m.csv) and the columns:
+// time,value for raw readings, time,min,max,avg,count for rollups.
+func (s *Server) exportReadings(c echo.Context, id, metric string, from, to time.Time, format string, tier telemetry.Tier) error {
 	ctx := c.Request().Context()
 	resp := c.Response()
 	w := bufio.NewWriterSize(resp, 32*1024)
@@ -155,7 +189,11 @@ func (s *Server) exportReadings(c echo.Context, id, metric string, from, to time
 	start := func() {
 		started = true
 		name := exportName(id, metric, format)
+		if tier != telemetry.TierRaw {
+			name = exportName(id, metric+"-"+tier.String(), format)
+		}
 		h := resp.Header()
+		h.Set("X-Fieldhub-Tier", tier.String())
 		h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"; filename*=UTF-8''%s`, name, url.PathEscape(name)))
 		h.Set("Cache-Control", "no-store")
 		if format == "csv" {
@@ -164,16 +202,88 @@ func (s *Server) exportReadings(c echo.Context, id, metric string, from, to time
 			h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 		}
 		resp.WriteHeader(http.StatusOK)
-		if format == "csv" {
+		switch {
+		case format == "csv" && tier == telemetry.TierRaw:
 			w.WriteString("time,value\n")
-		} else {
-			fmt.Fprintf(w, `{"device":%s,"metric":%s,"readings":[`, jsonString(id), jsonString(metric))
+		case format == "csv":
+			w.WriteString("time,min,max,avg,count\n")
+		case tier == telemetry.TierRaw:
+			fmt.Fprintf(w, `{"device":%s,"metric":%s,"tier":"raw","readings":[`, jsonString(id), jsonString(metric))
+		default:
+			fmt.Fprintf(w, `{"device":%s,"metric":%s,"tier":"%s","rollups":[`, jsonString(id), jsonString(metric), tier)
 		}
 	}
 	var buf []byte
 	first := true
-	err := s.telemetry.RawReadings(ctx, id, metric, from, to, func(t time.Time, v float64) error {
-		if !started {
+	var err error
+	if tier != telemetry.TierRaw {
+		err = s.telemetry.RollupReadings(ctx, id, metric, tier, from, to, func(r telemetry.Rollup) error {
+			if !started {
+				start()
+			}
+			buf = appendRollup(buf[:0], r, format, first)
+			first = false
+			_, err := w.Write(buf)
+			return err
+		})
+	} else {
+		err = s.exportRaw(ctx, w, id, metric, from, to, format, start, &started)
+	}
+	if err != nil && !started {
+		return err
+	}
+	if !started {
+		start()
+	}
+	if format == "json" && err == nil {
+		w.WriteString("]}\n")
+	}
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		// The status is sent; all that is left is to cut the download short.
+		s.log.Warn("export readings", "device", id, "metric", metric, "tier", tier.String(), "err", err)
+	}
+	return nil
+}
+
+// appendRollup appends one rollup row of an export.
+func appendRollup(buf []byte, r telemetry.Rollup, format string, first bool) []byte {
+	t := time.UnixMilli(r.Bucket).UTC()
+	avg := r.Sum / float64(r.N)
+	if format == "csv" {
+		buf = t.AppendFormat(buf, time.RFC3339Nano)
+		for _, v := range []float64{r.Min, r.Max, avg} {
+			buf = append(buf, ',')
+			buf = strconv.AppendFloat(buf, v, 'g', -1, 64)
+		}
+		buf = append(buf, ',')
+		buf = strconv.AppendInt(buf, int64(r.N), 10)
+		return append(buf, '\n')
+	}
+	if !first {
+		buf = append(buf, ',')
+	}
+	buf = append(buf, `{"time":"`...)
+	buf = t.AppendFormat(buf, time.RFC3339Nano)
+	buf = append(buf, `","min":`...)
+	buf = appendJSONFloat(buf, r.Min)
+	buf = append(buf, `,"max":`...)
+	buf = appendJSONFloat(buf, r.Max)
+	buf = append(buf, `,"avg":`...)
+	buf = appendJSONFloat(buf, avg)
+	buf = append(buf, `,"count":`...)
+	buf = strconv.AppendInt(buf, int64(r.N), 10)
+	return append(buf, '}')
+}
+
+// exportRaw writes the raw readings of an export.
+func (s *Server) exportRaw(ctx context.Context, w *bufio.Writer, id, metric string, from, to time.Time, format string, start func(), started *bool) error {
+	var buf []byte
+	first := true
+	return s.telemetry.RawReadings(ctx, id, metric, from, to, func(t time.Time, v float64) error {
+		if !*started {
 			start()
 		}
 		buf = buf[:0]
@@ -196,23 +306,6 @@ func (s *Server) exportReadings(c echo.Context, id, metric string, from, to time
 		_, err := w.Write(buf)
 		return err
 	})
-	if err != nil && !started {
-		return err
-	}
-	if !started {
-		start()
-	}
-	if format == "json" && err == nil {
-		w.WriteString("]}\n")
-	}
-	if ferr := w.Flush(); err == nil {
-		err = ferr
-	}
-	if err != nil {
-		// The status is sent; all that is left is to cut the download short.
-		s.log.Warn("export readings", "device", id, "metric", metric, "err", err)
-	}
-	return nil
 }
 
 func appendJSONFloat(b []byte, v float64) []byte {

@@ -37,6 +37,9 @@ func (s *Server) showDevice(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if tel.Marks, err = s.chartMarks(c.Request().Context(), d); err != nil {
+		return err
+	}
 	m := views.DevicePage{
 		Page: s.page(c, displayName(d), views.NavFleet),
 		Device: views.DeviceDetail{

@@ -75,6 +75,7 @@ func (s *Server) routes(e *echo.Echo) {
 	g.GET("/policies/:name/connection-string", s.showPolicyConnectionString, admin)
 	g.POST("/policies/:name/rotate", s.rotatePolicyKey, admin)
 	g.POST("/policies/:name/delete", s.deletePolicy, admin)
+	g.GET("/storage", s.showStorage, admin) // handlers/storage.go
 	// Alerts (handlers/alerts.go).
 	g.GET("/alerts", s.showAlerts, viewer)
 	g.POST("/alerts/act", s.actOnAlerts, operator)
@@ -120,6 +121,7 @@ func (s *Server) routes(e *echo.Echo) {
 	api.GET("/devices/:id/twin", s.apiShowTwin, viewer)
 	api.PATCH("/devices/:id/twin", s.apiPatchTwin, operator)
 	api.GET("/audit", s.apiListAudit, admin)
+	api.GET("/storage", s.apiShowStorage, admin)
 	api.GET("/users", s.apiListUsers, admin) // handlers/api_users.go
 	api.PATCH("/users/:name", s.apiUpdateUser, admin)
 	api.GET("/tokens", s.apiListTokens, admin)

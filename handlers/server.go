@@ -34,6 +34,9 @@ type Assets interface {
 type Config struct {
 	// Store is what the handlers read and write themselves. Required.
 	Store Store
+	// AuditRetention and AlertRetention are shown on the storage page
+	// (0: not shown).
+	AuditRetention, AlertRetention time.Duration
 	// Devices is the device registry: every device and CA change, and
 	// device authentication. Required.
 	Devices Devices
@@ -147,6 +150,8 @@ type Server struct {
 	// serviceThrottle holds back addresses that keep failing to
 	// authenticate to the service API or as devices with policy tokens.
 	serviceThrottle *auth.Throttle
+	// retention of the audit log and alerts, for the storage page.
+	auditRetention, alertRetention time.Duration
 }
 
 // New builds the Echo router with every route. The services in cfg are
@@ -194,6 +199,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 	// Per address only: a budget per policy name would let anyone lock an
 	// app out by failing in its name.
 	s.serviceThrottle = auth.NewThrottle(auth.ThrottleConfig{Now: cfg.Now, PerUser: math.MaxInt32, PerAddress: 20})
+	s.auditRetention, s.alertRetention = cfg.AuditRetention, cfg.AlertRetention
 	s.cloud, s.methods, s.twins, s.jobs = cfg.CloudMessages, cfg.Methods, cfg.Twins, cfg.Jobs
 	s.conns = cfg.Connections
 	e := echo.New()

@@ -11,6 +11,7 @@ import (
 	"fieldhub/jobs"
 	"fieldhub/live"
 	"fieldhub/registry"
+	"fieldhub/storage"
 )
 
 // The handlers depend on these interfaces, not on the types behind them,
@@ -27,6 +28,8 @@ type Store interface {
 	FleetReader
 	// Ping checks that the storage answers (/readyz).
 	Ping(ctx context.Context) error
+	// DiskUsage is the space each kind of record takes (the storage page).
+	DiskUsage(ctx context.Context) (storage.DiskUsage, error)
 }
 
 // Accounts are the operators, their browser sessions and API tokens.

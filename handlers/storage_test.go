@@ -1,160 +1,79 @@
 package handlers_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"fieldhub/auth"
 	"fieldhub/db"
-	"fieldhub/db/dbtest"
 	"fieldhub/handlers"
-	"fieldhub/ingest"
 	"fieldhub/internal/testkit"
-	"fieldhub/static"
 	"fieldhub/storage"
+	"fieldhub/telemetry"
 )
 
-// TestStorageFault runs the real router and pipeline over a database that
-// fills up (dbtest.FillUp: SQLite's own "database or disk is full"): device
-// messages get 503 with Retry-After, /readyz turns 503 with the reason, the
-// pages of signed-in users show the fault, and all of it clears with the
-// next successful commit.
-func TestStorageFault(t *testing.T) {
+// TestStoragePage: admins see each kind's disk use and retention on the
+// storage page and in GET /api/v1/storage; the figure of the message log
+// follows the messages stored; others are refused.
+func TestStoragePage(t *testing.T) {
+	r := testkit.NewRouter(t, func(c *handlers.Config) { c.AuditRetention, c.AlertRetention = 90*24*time.Hour, 30*24*time.Hour })
+	h := &testHub{t: t, db: r.DB, srv: r.HTTP, tokens: r.Tokens}
 	ctx := context.Background()
-	d := dbtest.MustOpen(t)
-	var logBuf syncBuffer
-	logger := slog.New(slog.NewTextHandler(&logBuf, nil))
-	health := storage.NewHealth(logger, db.FaultKind, nil)
-	tel := dbtest.Telemetry(t, d)
-	p := ingest.New(tel, nil, ingest.Options{Health: health, Logger: logger})
-	t.Cleanup(func() { p.Close(context.Background()) })
-	assets, err := static.New()
+	if _, err := h.db.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"}); err != nil {
+		t.Fatal(err)
+	}
+	var recs []telemetry.Record
+	for i := range 50 {
+		recs = append(recs, telemetry.NewRecord(telemetry.Message{DeviceID: "dev1", EnqueuedAt: time.Now(), AuthMethod: "sas-primary",
+			Body: fmt.Appendf(nil, `{"n":%d,"pad":"%s"}`, i, strings.Repeat("x", 500))}))
+	}
+	if _, err := r.Telemetry.Append(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	status, body := h.do(req{method: "GET", path: "/api/v1/storage", bearer: h.tokens[db.RoleAdmin]})
+	if status != http.StatusOK {
+		t.Fatalf("GET /api/v1/storage: %d %v", status, body)
+	}
+	kinds, _ := body["kinds"].([]any)
+	if len(kinds) != 5 {
+		t.Fatalf("kinds = %v, want 5", body["kinds"])
+	}
+	got := map[string]map[string]any{}
+	for _, k := range kinds {
+		m := k.(map[string]any)
+		got[m["kind"].(string)] = m
+	}
+	if msgs := got[storage.KindMessages]; msgs["rows"] != float64(50) || msgs["bytes"].(float64) < 50*500 || msgs["keptSeconds"] != float64(7*24*3600) {
+		t.Errorf("message log = %v, want 50 rows of over 500 bytes, kept 7 days", msgs)
+	}
+	if audit := got[storage.KindAudit]; audit["keptSeconds"] != float64(90*24*3600) {
+		t.Errorf("audit log = %v, want kept 90 days", audit)
+	}
+	if total := body["totalBytes"].(float64); total <= 0 {
+		t.Errorf("totalBytes = %v", total)
+	}
+
+	cookie, _ := h.session(db.RoleAdmin)
+	pageReq, _ := http.NewRequest("GET", h.srv.URL+"/storage", nil)
+	pageReq.AddCookie(&http.Cookie{Name: "fieldhub_session", Value: cookie})
+	resp, err := http.DefaultClient.Do(pageReq)
 	if err != nil {
 		t.Fatal(err)
 	}
-	router, _ := handlers.New(testkit.WithServices(handlers.Config{Telemetry: tel, Assets: assets, DeviceHost: "hub.test:8443", Ingest: p, Health: health, Logger: logger}, d, nil))
-	srv := httptest.NewServer(router)
-	t.Cleanup(srv.Close)
-
-	dev, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "dev1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	user, err := d.CreateUser(ctx, "viewer-user", "x", db.RoleViewer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cookie := auth.RandomToken(32)
-	if err := d.CreateSession(ctx, cookie, user.ID, auth.RandomToken(16), time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	operator := auth.NewAPIToken()
-	if _, err := d.CreateAPIToken(ctx, "operator", db.RoleOperator, operator); err != nil {
-		t.Fatal(err)
-	}
-	sas := token(t, "dev1", dev.PrimaryKey, time.Now().Add(time.Hour))
-	body := `{"pad": "` + strings.Repeat("x", 100_000) + `"}`
-	send := func(method, path, body string, header map[string]string) (int, http.Header, string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		for k, v := range header {
-			req.Header.Set(k, v)
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`data-kind="message log"`, `data-kind="rollups"`, "7 days (--message-retention)", "90 days (per minute, --minute-rollup-retention)", "30 days (--alert-retention)"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("storage page lacks %q", want)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+	}
+	for _, role := range []string{db.RoleOperator, db.RoleViewer} {
+		if status, _ := h.do(req{method: "GET", path: "/api/v1/storage", bearer: h.tokens[role]}); status != http.StatusForbidden {
+			t.Errorf("%s: GET /api/v1/storage = %d, want 403", role, status)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, string(b)
 	}
-	post := func() (int, http.Header, string) {
-		return send("POST", "/devices/dev1/messages/events?api-version=2021-04-12", body, map[string]string{"Authorization": sas})
-	}
-	banner := regexp.MustCompile(`<div class="storage-banner"[^>]*>`)
-	page := func() (tag, html string) {
-		t.Helper()
-		status, _, html := send("GET", "/devices", "", map[string]string{"Cookie": "fieldhub_session=" + cookie})
-		if status != http.StatusOK {
-			t.Fatalf("fleet page: %d", status)
-		}
-		return banner.FindString(html), html
-	}
-
-	if status, _, _ := post(); status != http.StatusNoContent {
-		t.Fatalf("before the disk filled: %d, want 204", status)
-	}
-	if tag, _ := page(); tag == "" || !strings.Contains(tag, "hidden") {
-		t.Errorf("healthy: banner %q, want present and hidden", tag)
-	}
-
-	free := dbtest.FillUp(t, d)
-	status, header, text := post()
-	if status != http.StatusServiceUnavailable || header.Get("Retry-After") != "10" || !strings.Contains(text, "storage fault") {
-		t.Errorf("on a full disk: %d Retry-After %q %s, want 503, 10 and the storage fault named", status, header.Get("Retry-After"), text)
-	}
-	status, _, text = send("GET", "/readyz", "", nil)
-	var ready map[string]string
-	if err := json.Unmarshal([]byte(text), &ready); err != nil {
-		t.Fatalf("readyz body %q: %v", text, err)
-	}
-	if status != http.StatusServiceUnavailable || ready["status"] != "storage fault" ||
-		ready["reason"] != "storing device messages fails (disk full)" || ready["since"] == "" {
-		t.Errorf("readyz on a full disk = %d %v, want 503 with the reason and since", status, ready)
-	}
-	if tag, html := page(); tag == "" || strings.Contains(tag, "hidden") || !strings.Contains(html, "storing device messages fails (disk full)") {
-		t.Errorf("on a full disk: banner %q, want it shown with the reason", tag)
-	}
-	// Other writes that fail for want of space: 503 with Retry-After too, and
-	// no ERROR line per request (the fault is logged once).
-	status, header, text = send("POST", "/api/v1/devices/dev1/cloud-messages", `{"body": "`+strings.Repeat("y", 60_000)+`"}`,
-		map[string]string{"Authorization": "Bearer " + operator, "Content-Type": "application/json"})
-	if status != http.StatusServiceUnavailable || header.Get("Retry-After") != "10" || !strings.Contains(text, "disk full") {
-		t.Errorf("a cloud-to-device message on a full disk: %d Retry-After %q %s, want 503, 10 and the disk full named", status, header.Get("Retry-After"), text)
-	}
-	if n := strings.Count(logBuf.String(), "level=ERROR"); n != 1 {
-		t.Errorf("%d ERROR lines, want 1 (the fault):\n%s", n, logBuf.String())
-	}
-	if _, _, html := send("GET", "/login", "", nil); banner.MatchString(html) {
-		t.Error("the login page shows the storage banner to someone not signed in")
-	}
-
-	free()
-	if status, _, _ := post(); status != http.StatusNoContent {
-		t.Fatalf("after space returned: %d, want 204", status)
-	}
-	if status, _, text := send("GET", "/readyz", "", nil); status != http.StatusOK {
-		t.Errorf("readyz after a commit succeeded = %d %s, want 200", status, text)
-	}
-	if tag, _ := page(); !strings.Contains(tag, "hidden") {
-		t.Errorf("after recovery: banner %q, want hidden", tag)
-	}
-}
-
-// syncBuffer is a bytes.Buffer that loggers on any goroutine may write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

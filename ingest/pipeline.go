@@ -46,7 +46,7 @@ type Store interface {
 	Append(ctx context.Context, recs []telemetry.Record) ([]int64, error)
 	CheckpointStep(ctx context.Context, maxRows int) (bool, telemetry.CheckpointStats, error)
 	Checkpoint(ctx context.Context) (telemetry.CheckpointStats, error)
-	Prune(ctx context.Context, cutoff time.Time, limit int) (int, bool, error)
+	Prune(ctx context.Context, now time.Time, limit int) (int, bool, error)
 }
 
 // Publisher receives every batch after it committed, each record with its
@@ -78,10 +78,8 @@ type Options struct {
 	// transaction between batches (default 256), so that a checkpoint delays
 	// no batch by more than a few milliseconds, however many series there are.
 	CheckpointStepRows int
-	// Retention is how long messages and readings are kept (default 7 days;
-	// negative keeps everything). PruneEvery is how often old data is deleted
-	// (default 10 minutes).
-	Retention  time.Duration
+	// PruneEvery is how often telemetry past its retention (the store's
+	// own) is deleted (default 10 minutes).
 	PruneEvery time.Duration
 	// Health receives the outcome of every commit (default: one of its own,
 	// which only logs).
@@ -111,9 +109,6 @@ func (o *Options) defaults() {
 	}
 	if o.CheckpointStepRows <= 0 {
 		o.CheckpointStepRows = 256
-	}
-	if o.Retention == 0 {
-		o.Retention = 7 * 24 * time.Hour
 	}
 	if o.PruneEvery <= 0 {
 		o.PruneEvery = 10 * time.Minute
@@ -408,9 +403,9 @@ func (p *Pipeline) run() {
 			}
 			checkpointing = !done
 		}
-		if p.opts.Retention > 0 && (pruning || now.After(nextPrune)) {
+		if pruning || now.After(nextPrune) {
 			// One small step per turn so ingest keeps the writer.
-			_, more, err := p.store.Prune(ctx, now.Add(-p.opts.Retention), 2000)
+			_, more, err := p.store.Prune(ctx, now, 2000)
 			p.health.Record(opRetention, err)
 			pruning = more && err == nil
 			switch {

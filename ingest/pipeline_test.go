@@ -383,7 +383,7 @@ func TestPipelineDeletesOldTelemetry(t *testing.T) {
 	start := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	now.Store(start.UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()).UTC() }
-	p := newPipeline(t, tel, nil, ingest.Options{Now: clock, Retention: 7 * 24 * time.Hour})
+	p := newPipeline(t, tel, nil, ingest.Options{Now: clock})
 
 	old := msg("dev1", 1)
 	old.EnqueuedAt = start.Add(-8 * 24 * time.Hour)

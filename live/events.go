@@ -176,9 +176,15 @@ type AlertEvent struct {
 }
 
 // PublishAlert announces an alert's change on the fleet stream and the
-// device's (alerting.Publisher). On the fleet stream it reaches clients
-// that follow only some devices too: every page's header counts alerts.
+// device's (alerting.Publisher), here and on the other instances of a
+// cluster. On the fleet stream it reaches clients that follow only some
+// devices too: every page's header counts alerts.
 func (h *Hub) PublishAlert(ev AlertEvent) {
+	h.publishAlert(ev)
+	h.relay(PeerEvent{Type: EventAlert, Device: ev.Alert.DeviceID, Alert: &ev})
+}
+
+func (h *Hub) publishAlert(ev AlertEvent) {
 	h.publishFleet("", EventAlert, ev)
 	h.publishDevice(ev.Alert.DeviceID, EventAlert, ev)
 }

@@ -30,7 +30,7 @@ type Relay interface {
 }
 
 // Types of PeerEvent besides the stream events it carries as they are
-// (EventConnection, EventCommand, EventTwin, EventStorage).
+// (EventConnection, EventCommand, EventTwin, EventStorage, EventAlert).
 const (
 	// PeerMessages (Activity, Messages): stored device-to-cloud messages:
 	// their count and newest time per device, and their message and
@@ -61,6 +61,7 @@ type PeerEvent struct {
 	Command    *CommandEvent      `json:"command,omitempty"`
 	Twin       *commands.TwinView `json:"twin,omitempty"`
 	Storage    *storage.Status    `json:"storage,omitempty"`
+	Alert      *AlertEvent        `json:"alert,omitempty"`
 }
 
 // PeerActivity is what a batch of stored messages says of one device.
@@ -160,6 +161,8 @@ func (h *Hub) FromPeer(node string, ev PeerEvent) error {
 		h.publishDevice(ev.Device, EventTwin, ev.Twin)
 	case EventStorage:
 		h.publishAll(EventStorage, ev.Storage)
+	case EventAlert:
+		h.publishAlert(*ev.Alert)
 	}
 	return nil
 }
@@ -204,6 +207,11 @@ func checkPeerEvent(ev PeerEvent) error {
 		ev.Type == EventCommand && ev.Command != nil,
 		ev.Type == EventTwin && ev.Twin != nil,
 		ev.Type == EventStorage && ev.Storage != nil:
+		return nil
+	case ev.Type == EventAlert && ev.Alert != nil:
+		if ev.Alert.Alert.DeviceID != ev.Device {
+			return errors.New("alert event of another device than it names")
+		}
 		return nil
 	}
 	return fmt.Errorf("unknown event type %q or an event without its payload", ev.Type)

@@ -390,6 +390,7 @@ func (b *batch) applyReadings() {
 		s.idx.add(sr)
 	}
 	k, next := 0, 0
+	cut := s.rollupCut(b.now)
 	for i, dev := range b.devs {
 		if dev == nil {
 			continue
@@ -406,7 +407,7 @@ func (b *batch) applyReadings() {
 			sr := b.series[k]
 			k++
 			if sr != nil && isFinite(r.Value) {
-				sr.add(ts, r.Value, b.now)
+				sr.add(ts, r.Value, b.now, cut)
 			}
 		}
 		s.lastApplied = max(s.lastApplied, b.ids[i])

@@ -11,6 +11,7 @@ import (
 type CheckpointStats struct {
 	Chunks    int   // chunks written (sealed and partial)
 	Metrics   int   // metrics whose last value was updated
+	Rollups   int   // rollup rows added to
 	Watermark int64 // every message up to this id is now in stored chunks
 }
 
@@ -30,7 +31,8 @@ type checkpointWork struct {
 	last      bool
 	lastValue float64
 	lastTS    int64
-	adds      int64 // s.adds at the snapshot
+	adds      int64        // s.adds at the snapshot
+	rollups   *rollupDelta // added to the stored rollups; nil: none
 }
 
 // checkpointStep is what one step writes.
@@ -89,7 +91,15 @@ func (s *Store) CheckpointStep(ctx context.Context, maxRows int) (done bool, st 
 	}
 	err = s.inTx(ctx, func(tx Tx) error { return step.write(ctx, tx, c.watermark, &st) })
 	if err != nil {
-		// The series stay to do; their snapshots are taken again.
+		// The series stay to do; their snapshots are taken again, with
+		// the rollup deltas given back.
+		s.mu.Lock()
+		for _, w := range step.work {
+			if w.rollups != nil {
+				w.s.rollupsFailed(w.rollups)
+			}
+		}
+		s.mu.Unlock()
 		return false, CheckpointStats{}, fmt.Errorf("checkpoint telemetry: %w", err)
 	}
 	s.devices.written(step.activity)
@@ -118,8 +128,9 @@ func (s *Store) nextStep(c *checkpointCycle, now time.Time, maxRows int) *checkp
 		}
 		w := sr.snapshot(now)
 		if len(w.chunks) > 0 || w.last {
+			w.rollups = sr.takeRollups(step.through)
 			step.work = append(step.work, w)
-			rows += len(w.chunks) + 1
+			rows += len(w.chunks) + 1 + w.rollups.size()
 		}
 	}
 	s.mu.Unlock()
@@ -171,6 +182,22 @@ func (w *checkpointWork) write(ctx context.Context, tx Tx, through int64, st *Ch
 		}
 		st.Chunks++
 	}
+	if !w.rollups.empty() {
+		for _, t := range []Tier{TierMinute, TierHour} {
+			rows := w.rollups.rows(t)
+			if len(rows) == 0 {
+				continue
+			}
+			ok, err := tx.AddRollups(ctx, id, t, rows)
+			if err != nil {
+				return false, fmt.Errorf("add %d %s rollups of metric %d: %w", len(rows), t, id, err)
+			}
+			if !ok {
+				return false, nil
+			}
+			st.Rollups += len(rows)
+		}
+	}
 	var last *Point // nil keeps the stored one
 	if w.last {
 		last = &Point{TS: w.lastTS, Value: w.lastValue}
@@ -195,6 +222,9 @@ func (s *Store) stepWritten(step *checkpointStep, watermark int64) {
 		// A chunk sealed since the snapshot has more points than was written:
 		// it stays, for the next cycle.
 		w.s.sealed = slices.DeleteFunc(w.s.sealed, written)
+		if w.rollups != nil {
+			w.s.rollupsWritten(w.rollups)
+		}
 		if w.s.adds == w.adds {
 			w.s.openDirty, w.s.lastDirty = false, false
 		}
@@ -223,6 +253,7 @@ func (s *Store) Checkpoint(ctx context.Context) (CheckpointStats, error) {
 		}
 		total.Chunks += st.Chunks
 		total.Metrics += st.Metrics
+		total.Rollups += st.Rollups
 		total.Watermark = st.Watermark
 		if !done {
 			continue

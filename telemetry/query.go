@@ -70,21 +70,89 @@ type Bucket struct {
 // MaxBuckets bounds Readings' points.
 const MaxBuckets = 10000
 
+// Downsampled is a metric's range cut into buckets, and the tier they were
+// read from.
+type Downsampled struct {
+	Tier    Tier
+	Buckets []Bucket
+}
+
 // Readings downsamples a metric over [from, to] into at most points buckets
-// of equal width, returning the non-empty ones in time order. Chunks that fall
-// inside one bucket are folded from their stored summaries without decoding.
-func (s *Store) Readings(ctx context.Context, deviceID, metric string, from, to time.Time, points int) ([]Bucket, error) {
+// of equal width, returning the non-empty ones in time order, from the tier
+// ChooseTier picks for the range.
+func (s *Store) Readings(ctx context.Context, deviceID, metric string, from, to time.Time, points int) (Downsampled, error) {
+	return s.ReadingsAt(ctx, deviceID, metric, from, to, points, s.ChooseTier(from, to, points))
+}
+
+// ReadingsAt is Readings from tier t. From raw readings, chunks that fall
+// inside one bucket are folded from their stored summaries without
+// decoding; from a rollup tier, each rollup row counts in the bucket its
+// start falls in (the first bucket for one that starts before from).
+func (s *Store) ReadingsAt(ctx context.Context, deviceID, metric string, from, to time.Time, points int, t Tier) (Downsampled, error) {
+	out := Downsampled{Tier: t}
 	if points < 1 || points > MaxBuckets {
-		return nil, storage.Invalid("points", "must be between 1 and %d, got %d", MaxBuckets, points)
+		return out, storage.Invalid("points", "must be between 1 and %d, got %d", MaxBuckets, points)
 	}
 	if to.Before(from) {
-		return nil, storage.Invalid("to", "is before from")
+		return out, storage.Invalid("to", "is before from")
 	}
 	metricID, err := s.storage.MetricID(ctx, deviceID, metric)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
-	return s.downsample(ctx, metricID, from.UnixMilli(), to.UnixMilli(), points)
+	if t == TierRaw {
+		out.Buckets, err = s.downsample(ctx, metricID, from.UnixMilli(), to.UnixMilli(), points)
+	} else {
+		out.Buckets, err = s.downsampleRollups(ctx, metricID, t, from.UnixMilli(), to.UnixMilli(), points)
+	}
+	return out, err
+}
+
+// rangeSlack is how far a range's start may lie before a tier's cutoff
+// for the tier to still answer it: 1% of the range, at most a day.
+func rangeSlack(from, to time.Time) int64 {
+	return min(max(to.Sub(from), 0)/100, 24*time.Hour).Milliseconds()
+}
+
+// ChooseTier picks the tier a chart of [from, to] in points buckets reads:
+// raw readings while they still reach back to from, give or take 1% of the
+// range (exact, and a week of a
+// 1 Hz metric charts within the target); beyond them the coarsest rollup
+// tier that reaches back to from and whose buckets fit in the chart's, else
+// the finest that reaches back, else the hour tier, the longest kept.
+func (s *Store) ChooseTier(from, to time.Time, points int) Tier {
+	now, lo := s.now(), from.UnixMilli()
+	slack := rangeSlack(from, to)
+	if s.retention.covers(TierRaw, now, lo, slack) {
+		return TierRaw
+	}
+	width := (to.UnixMilli() - lo + 1) / int64(max(points, 1))
+	var finest Tier
+	for _, t := range []Tier{TierHour, TierMinute} {
+		if !s.retention.covers(t, now, lo, slack) {
+			continue
+		}
+		if t.Width() <= width {
+			return t
+		}
+		finest = t
+	}
+	if finest != 0 {
+		return finest
+	}
+	return TierHour
+}
+
+// ExportTier picks the tier an export of [from, to] reads: the finest
+// that still reaches back to from, else the hour tier.
+func (s *Store) ExportTier(from, to time.Time) Tier {
+	now, lo := s.now(), from.UnixMilli()
+	for _, t := range Tiers {
+		if s.retention.covers(t, now, lo, rangeSlack(from, to)) {
+			return t
+		}
+	}
+	return TierHour
 }
 
 // bucketFold accumulates the readings of one bucket.
@@ -132,6 +200,107 @@ func (s *Store) downsample(ctx context.Context, metricID, from, to int64, points
 		}
 	}
 	return out, nil
+}
+
+func (s *Store) downsampleRollups(ctx context.Context, metricID int64, t Tier, from, to int64, points int) ([]Bucket, error) {
+	span := to - from + 1
+	width := (span + int64(points) - 1) / int64(points)
+	aggs := make([]bucketFold, (span+width-1)/width)
+	rows, err := s.rollupsInRange(ctx, metricID, t, floorTo(from, t.Width()), to)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		aggs[max(r.Bucket-from, 0)/width].fold(r.N, r.Min, r.Max, r.Sum)
+	}
+	var out []Bucket
+	for i, a := range aggs {
+		if a.n > 0 {
+			out = append(out, Bucket{Time: time.UnixMilli(from + int64(i)*width).UTC(), Min: a.min, Max: a.max, Avg: a.sum / float64(a.n), Count: a.n})
+		}
+	}
+	return out, nil
+}
+
+// exportPage bounds the rollup rows RollupReadings reads at once.
+const exportPage = 10000
+
+// RollupReadings calls fn for every rollup row of tier t (TierMinute or
+// TierHour) of a metric whose bucket starts in [from, to], in bucket order,
+// a page at a time so that an export of any length needs little memory. An
+// error from fn stops the walk and is returned.
+func (s *Store) RollupReadings(ctx context.Context, deviceID, metric string, t Tier, from, to time.Time, fn func(Rollup) error) error {
+	if t != TierMinute && t != TierHour {
+		return storage.Invalid("tier", "must be 1m or 1h, got %s", t)
+	}
+	if to.Before(from) {
+		return storage.Invalid("to", "is before from")
+	}
+	metricID, err := s.storage.MetricID(ctx, deviceID, metric)
+	if err != nil {
+		return err
+	}
+	w := t.Width()
+	for lo, hi := floorTo(from.UnixMilli(), w), to.UnixMilli(); lo <= hi; lo += exportPage * w {
+		rows, err := s.rollupsInRange(ctx, metricID, t, lo, min(hi, lo+exportPage*w-1))
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// rollupsInRange returns a metric's rollup rows of tier t whose bucket
+// starts in [from, to], stored and in memory, in bucket order. Each delta in
+// memory is added unless the stored rows hold it already: the storage
+// answers the rows and the metric's Through as of one instant, and a delta
+// is stored exactly when that Through reached its upto. Memory is read
+// first, so a delta that leaves memory meanwhile is in the rows.
+func (s *Store) rollupsInRange(ctx context.Context, metricID int64, t Tier, from, to int64) ([]Rollup, error) {
+	s.mu.RLock()
+	var mem []rollupPiece
+	if sr, ok := s.idx.byID[metricID]; ok {
+		mem = sr.memRollups(s.lastApplied)
+	}
+	s.mu.RUnlock()
+	through, rows, err := s.storage.Rollups(ctx, metricID, t, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("read %s rollups of metric %d: %w", t, metricID, err)
+	}
+	added := false
+	var at map[int64]int
+	for _, p := range mem {
+		if through >= p.upto {
+			continue
+		}
+		if at == nil {
+			at = make(map[int64]int, len(rows))
+			for i, r := range rows {
+				at[r.Bucket] = i
+			}
+		}
+		for _, r := range p.delta.rows(t) {
+			if r.Bucket < from || r.Bucket > to {
+				continue
+			}
+			if i, ok := at[r.Bucket]; ok {
+				rows[i].fold(r)
+				continue
+			}
+			at[r.Bucket] = len(rows)
+			rows = append(rows, r)
+			added = true
+		}
+	}
+	if added {
+		slices.SortFunc(rows, func(a, b Rollup) int { return compareInt(a.Bucket, b.Bucket) })
+	}
+	return rows, nil
 }
 
 // RawReadings calls fn for every reading of a metric in [from, to], chunk by

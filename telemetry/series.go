@@ -27,6 +27,10 @@ type series struct {
 	forgotten     bool      // no longer indexed; set by the writer only
 	adds          int64     // readings added so far: tells a checkpoint whether its snapshot is still current
 	through       int64     // during recovery: stored chunks hold its readings of messages up to this id
+	// pending is what readings added since the last checkpoint snapshot add
+	// to the stored rollups; writing, the snapshots a checkpoint is writing.
+	pending *rollupDelta
+	writing []rollupPiece
 }
 
 // seriesOf is the in-memory state of a stored metric: its stored chunks
@@ -47,8 +51,12 @@ func (c *chunkEncoder) snapshot(no int64) Chunk {
 	return Chunk{No: no, Start: c.startTS, End: c.endTS, N: c.n, Min: c.min, Max: c.max, Sum: c.sum, Data: c.data[:len(c.data):len(c.data)]}
 }
 
-func (s *series) add(ts int64, v float64, now time.Time) {
+func (s *series) add(ts int64, v float64, now time.Time, cut rollupCut) {
 	s.adds++
+	if s.pending == nil {
+		s.pending = &rollupDelta{}
+	}
+	s.pending.add(ts, v, cut)
 	s.open.add(ts, v)
 	s.openDirty = true
 	s.touched = now

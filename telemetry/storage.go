@@ -37,6 +37,12 @@ type Storage interface {
 	// Chunks returns a metric's stored chunks that overlap [from, to] (Unix
 	// ms, inclusive), in any order; without withData their Data is nil.
 	Chunks(ctx context.Context, metricID, from, to int64, withData bool) ([]Chunk, error)
+	// Rollups reads a metric's stored rollup rows of tier t (TierMinute or
+	// TierHour) whose bucket starts in [from, to] (Unix ms), in bucket
+	// order, and — as of the same instant, in one statement — the message id
+	// its stored chunks and rollups hold the readings through (this writer's
+	// MetricRow.Through); no rows and 0 when the metric is gone.
+	Rollups(ctx context.Context, metricID int64, t Tier, from, to int64) (through int64, rows []Rollup, err error)
 	// ChunkData reads one stored chunk's points and data.
 	ChunkData(ctx context.Context, metricID, chunkNo int64) (n int, data []byte, err error)
 	// Messages lists a device's messages, newest first, with ids below
@@ -66,6 +72,11 @@ type Tx interface {
 	// PutChunk stores a chunk of a metric, replacing the one with its
 	// number; ok is false when the metric is gone (deleted with its device).
 	PutChunk(ctx context.Context, metricID int64, c Chunk) (ok bool, err error)
+	// AddRollups adds rows (each bucket once, in bucket order) to the
+	// metric's stored rollups of tier t: a bucket stored already gets the
+	// counts, sums and extremes folded in. ok is false when the metric is
+	// gone.
+	AddRollups(ctx context.Context, metricID int64, t Tier, rows []Rollup) (ok bool, err error)
 	// UpdateMetric records that the metric's stored chunks hold its
 	// readings of every message up to through, and its last value when last
 	// is not nil; ok is false when the metric is gone.
@@ -79,6 +90,9 @@ type Tx interface {
 	// DeleteChunks deletes up to limit chunks whose newest reading is
 	// before cutoff (Unix ms).
 	DeleteChunks(ctx context.Context, cutoff int64, limit int) (int, error)
+	// DeleteRollups deletes up to limit rollup rows of tier t whose bucket
+	// starts before cutoff (Unix ms).
+	DeleteRollups(ctx context.Context, t Tier, cutoff int64, limit int) (int, error)
 
 	Commit() error
 	Rollback() error

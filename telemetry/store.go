@@ -49,6 +49,9 @@ type Store struct {
 	storage Storage
 	log     *slog.Logger
 	now     func() time.Time
+	// retention is how long each kind is kept: Prune deletes by it, the
+	// rollups skip readings older than they keep, and queries pick the tier.
+	retention Retention
 
 	// write serialises the writer-side methods: they assume one caller at a time.
 	write sync.Mutex
@@ -69,6 +72,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Retention is how long messages, raw readings and rollups are kept
+	// (zero values take the defaults).
+	Retention Retention
 }
 
 // Open loads the stored metrics and rebuilds the in-memory chunks from the
@@ -80,7 +86,8 @@ func Open(ctx context.Context, st Storage, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Store{storage: st, log: opts.Logger, now: opts.Now, idx: newIndex(), devices: newDeviceCache()}
+	opts.Retention.defaults()
+	s := &Store{storage: st, log: opts.Logger, now: opts.Now, retention: opts.Retention, idx: newIndex(), devices: newDeviceCache()}
 	watermark, metrics, err := st.Recovery(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("recover telemetry: %w", err)
@@ -104,6 +111,7 @@ func Open(ctx context.Context, st Storage, opts Options) (*Store, error) {
 func (s *Store) replay(ctx context.Context) (int, error) {
 	replayed := 0
 	now := s.now()
+	cut := s.rollupCut(now)
 	for {
 		page, err := s.storage.MessagesAfter(ctx, s.lastApplied, replayPage)
 		if err != nil {
@@ -122,7 +130,7 @@ func (s *Store) replay(ctx context.Context) (int, error) {
 				// A metric written by a checkpoint cycle that did not finish
 				// already has the readings up to its Through.
 				if sr, ok := s.idx.byKey[seriesKey{m.Device, r.Metric}]; ok && m.ID > sr.through && isFinite(r.Value) {
-					sr.add(ts, r.Value, now)
+					sr.add(ts, r.Value, now, cut)
 				}
 			}
 			s.lastApplied = m.ID
@@ -148,11 +156,12 @@ func (s *Store) inTx(ctx context.Context, fn func(tx Tx) error) error {
 	return nil
 }
 
-// Prune deletes up to limit messages enqueued before cutoff (only ones
-// already folded into stored chunks) and up to limit chunks whose newest
-// reading is before cutoff. more says whether another call may find more.
-// Small steps keep the single writer free for ingest in between.
-func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (deleted int, more bool, err error) {
+// Prune deletes, as of now, up to limit rows of each kind past its
+// retention: messages (only ones already folded into stored chunks), raw
+// chunks whose newest reading is older, and rollup rows. more says whether
+// another call may find more. Small steps keep the single writer free for
+// ingest in between.
+func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (deleted int, more bool, err error) {
 	if limit <= 0 {
 		return 0, false, storage.Invalid("limit", "must be positive")
 	}
@@ -161,17 +170,31 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (deleted
 	s.mu.RLock()
 	folded := s.folded
 	s.mu.RUnlock()
+	r := s.retention
 	err = s.inTx(ctx, func(tx Tx) error {
-		n, err := tx.DeleteMessages(ctx, cutoff, folded, limit)
-		if err != nil {
-			return fmt.Errorf("delete old messages: %w", err)
+		count := func(n int, err error) error {
+			deleted += n
+			more = more || n == limit
+			return err
 		}
-		deleted, more = n, n == limit
-		if n, err = tx.DeleteChunks(ctx, unixMS(cutoff), limit); err != nil {
-			return fmt.Errorf("delete old chunks: %w", err)
+		if r.Messages >= 0 {
+			if err := count(tx.DeleteMessages(ctx, now.Add(-r.Messages), folded, limit)); err != nil {
+				return fmt.Errorf("delete old messages: %w", err)
+			}
 		}
-		deleted += n
-		more = more || n == limit
+		if r.Raw >= 0 {
+			if err := count(tx.DeleteChunks(ctx, cutoff(now, r.Raw), limit)); err != nil {
+				return fmt.Errorf("delete old chunks: %w", err)
+			}
+		}
+		for _, t := range []Tier{TierMinute, TierHour} {
+			if d := r.of(t); d >= 0 {
+				// A bucket goes once its whole width is past the cutoff.
+				if err := count(tx.DeleteRollups(ctx, t, cutoff(now, d)-t.Width()+1, limit)); err != nil {
+					return fmt.Errorf("delete old %s rollups: %w", t, err)
+				}
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -179,6 +202,9 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (deleted
 	}
 	return deleted, more, nil
 }
+
+// Retention is how long the store keeps each kind of telemetry.
+func (s *Store) Retention() Retention { return s.retention }
 
 // isFinite reports whether v can be stored as a reading.
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -23,6 +23,11 @@ func TestTelemetry(t *testing.T) {
 	d.attrIs(d.one("section[id=telemetry]"), "role", "tabpanel")
 	d.attrIs(d.one("section[id=messages]"), "role", "tabpanel")
 	d.attrIs(d.one("[data-range=15m]"), "aria-pressed", "false")
+	// Long ranges, charted from the rollups.
+	for _, key := range []string{"30d", "90d", "1y"} {
+		d.attrIs(d.one("[data-range="+key+"]"), "aria-pressed", "false")
+	}
+	d.attrIs(root, "data-chart-marks", `{"thresholds":null,"alerts":null,"ruleMetrics":null}`)
 	d.count("[data-testid=charts-empty]", 0)
 	d.count("option", 2)
 	d.attrIs(d.one("[data-testid=download-csv]"), "href", "/api/v1/devices/pump:7/readings?format=csv&metric=temp.inner")

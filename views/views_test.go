@@ -176,7 +176,7 @@ func TestLayout(t *testing.T) {
 		wantNav   []string
 		wantAdmin bool
 	}{
-		{name: "admin", user: admin, wantNav: []string{"Fleet", "Jobs", "Import", "Users", "Policies", "Audit"}},
+		{name: "admin", user: admin, wantNav: []string{"Fleet", "Jobs", "Import", "Users", "Policies", "Audit", "Storage"}},
 		{name: "operator", user: operator, wantNav: []string{"Fleet", "Jobs", "Import"}},
 		{name: "viewer", user: viewer, wantNav: []string{"Fleet", "Jobs"}},
 	}

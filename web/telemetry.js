@@ -21,6 +21,15 @@ const presets = {
   '6h': 6 * 3600e3,
   '24h': 24 * 3600e3,
   '7d': 7 * 24 * 3600e3,
+  '30d': 30 * 24 * 3600e3,
+  '90d': 90 * 24 * 3600e3,
+  '1y': 365 * 24 * 3600e3,
+};
+// What a chart's buckets were read from (the readings API's "tier"): raw
+// readings, or the 1-minute or 1-hour rollups kept beyond them.
+const tierLabels = {
+  '1m': 'Older than the raw readings kept: min, max and average per minute',
+  '1h': 'Older than the raw readings kept: min, max and average per hour',
 };
 // "fit" spans the device's readings of the last 7 days up to now, so fresh
 // data is not a sliver at the right edge of an hour.
@@ -52,6 +61,11 @@ function palette() {
 /** Adds an alpha channel to a #rrggbb colour; other notations pass through. */
 function withAlpha(color, alpha) {
   return /^#[0-9a-f]{6}$/i.test(color) ? color + alpha : color;
+}
+
+/** The colour of an alert severity (web/alerts.css), for chart marks. */
+function severityColor(severity) {
+  return cssVar(`--sev-${severity}`, '#b42318');
 }
 
 /** Parses a time as Unix milliseconds: a number (ms) or an RFC 3339 string. */
@@ -187,6 +201,11 @@ class Chart {
           x: { time: true, range: () => this.hooks.window() },
           y: {
             range: (u, lo, hi) => {
+              // The threshold lines stay in view.
+              for (const th of this.hooks.marks(this.metric).thresholds) {
+                lo = lo == null ? th.value : Math.min(lo, th.value);
+                hi = hi == null ? th.value : Math.max(hi, th.value);
+              }
               if (lo == null || hi == null) return [0, 1];
               const pad = (hi - lo) * 0.1 || Math.abs(hi) * 0.05 || 1;
               return [lo - pad, hi + pad];
@@ -228,6 +247,7 @@ class Chart {
             },
           ],
           setCursor: [(u) => this.showReadout(u.cursor.idx)],
+          draw: [(u) => this.drawMarks(u)],
         },
       },
       [this.data.xs, this.data.avg, this.data.min, this.data.max],
@@ -248,28 +268,36 @@ class Chart {
   }
 
   /**
-   * Replaces the data with a loaded range, keeping live points that arrived
-   * after it (while the request was in flight).
+   * Replaces the data with a loaded range, keeping the live points that
+   * arrived after it while the request was in flight.
    */
   setData(d) {
-    const old = this.data;
-    const [from, to] = this.hooks.window();
-    const last = d.xs.length ? d.xs[d.xs.length - 1] : from;
-    for (let i = 0; i < old.xs.length; i++) {
-      if (old.xs[i] > last && old.xs[i] <= to + 60) {
-        d.xs.push(old.xs[i]);
-        d.avg.push(old.avg[i]);
-        d.min.push(old.min[i]);
-        d.max.push(old.max[i]);
+    const [, to] = this.hooks.window();
+    const last = d.xs.length ? d.xs[d.xs.length - 1] : -Infinity;
+    // Only live points: the points of an earlier load (a finer range's)
+    // would double the readings the new buckets already hold.
+    for (const [x, v] of this.liveAdds ?? []) {
+      if (x > last && x <= to + 60) {
+        d.xs.push(x);
+        d.avg.push(v);
+        d.min.push(v);
+        d.max.push(v);
       }
     }
+    this.liveAdds = null;
     this.data = withGaps(d);
     this.lastValue = d.avg.length ? d.avg[d.avg.length - 1] : undefined;
     this.syncCount();
   }
 
+  /** A load starts: live points from now on are kept through its setData. */
+  beginLoad() {
+    this.liveAdds = [];
+  }
+
   /** Adds one live point, keeping the arrays in time order. */
   addPoint(x, v) {
+    this.liveAdds?.push([x, v]);
     const d = this.data;
     let i = d.xs.length;
     while (i > 0 && d.xs[i - 1] > x) i--;
@@ -297,6 +325,59 @@ class Chart {
       for (const k of ['xs', 'avg', 'min', 'max']) d[k].splice(0, n);
       this.syncCount();
     }
+  }
+
+  /**
+   * Draws the marks of the alert rules over the readings: a dashed line at
+   * each threshold that applies to the metric, and a vertical line where
+   * each alert on it was raised, in its severity's colour. The figure
+   * tells tests and screen readers how many it shows.
+   */
+  drawMarks(u) {
+    const { thresholds, alerts } = this.hooks.marks(this.metric);
+    const ctx = u.ctx;
+    const { left, top, width, height } = u.bbox;
+    const [xMin, xMax] = [u.scales.x.min, u.scales.x.max];
+    const dpr = devicePixelRatio || 1;
+    ctx.save();
+    ctx.lineWidth = 1.5 * dpr;
+    ctx.setLineDash([6 * dpr, 4 * dpr]);
+    for (const th of thresholds) {
+      const y = Math.round(u.valToPos(th.value, 'y', true));
+      if (y < top || y > top + height) continue;
+      ctx.strokeStyle = severityColor(th.severity);
+      ctx.beginPath();
+      ctx.moveTo(left, y);
+      ctx.lineTo(left + width, y);
+      ctx.stroke();
+    }
+    ctx.setLineDash([]);
+    let shown = 0;
+    for (const a of alerts) {
+      const x = a.t / 1000;
+      if (!(x >= xMin && x <= xMax)) continue;
+      shown++;
+      const px = Math.round(u.valToPos(x, 'x', true));
+      ctx.strokeStyle = severityColor(a.severity);
+      ctx.beginPath();
+      ctx.moveTo(px, top);
+      ctx.lineTo(px, top + height);
+      ctx.stroke();
+      // A small flag at the top says "alert" where lines are many.
+      ctx.fillStyle = ctx.strokeStyle;
+      ctx.beginPath();
+      ctx.moveTo(px, top);
+      ctx.lineTo(px + 6 * dpr, top + 4 * dpr);
+      ctx.lineTo(px, top + 8 * dpr);
+      ctx.fill();
+    }
+    ctx.restore();
+    this.el.dataset.thresholds = String(thresholds.length);
+    this.el.dataset.alertMarks = String(shown);
+    const parts = [`${this.metric} over time`];
+    if (thresholds.length) parts.push(`threshold ${thresholds.map((t) => `${t.op} ${valueFormat.format(t.value)}`).join(', ')}`);
+    if (shown) parts.push(`${shown} alert${shown === 1 ? '' : 's'} raised in this range`);
+    this.plotEl.setAttribute('aria-label', parts.join('; '));
   }
 
   redraw() {
@@ -338,6 +419,7 @@ export function initTelemetry(doc) {
   const customForm = root.querySelector('[data-custom-range]');
   const rangeLabel = root.querySelector('[data-range-label]');
   const resetZoomBtn = root.querySelector('[data-reset-zoom]');
+  const tierLabel = root.querySelector('[data-tier-label]');
 
   const charts = new Map();
   // The range: a preset that follows now, or fixed bounds; a zoom overrides
@@ -387,7 +469,24 @@ export function initTelemetry(doc) {
     fitSpan = Number.isFinite(first) ? Math.max((to - first) * 1.1, 2 * 60e3) : presets['1h'];
   }
 
+  // The alert rules' marks (handlers/chartmarks.go): thresholds, alerts
+  // raised, and each rule's metric for alerts raised while the page is open.
+  const marks = { thresholds: [], alerts: [], ruleMetrics: {} };
+  try {
+    const given = JSON.parse(root.dataset.chartMarks || '{}');
+    marks.thresholds = given.thresholds ?? [];
+    marks.alerts = given.alerts ?? [];
+    marks.ruleMetrics = given.ruleMetrics ?? {};
+  } catch {
+    // No marks rather than no charts.
+  }
+  const marksFor = (metric) => ({
+    thresholds: marks.thresholds.filter((t) => t.metric === metric),
+    alerts: marks.alerts.filter((a) => a.metric === metric),
+  });
+
   const hooks = {
+    marks: marksFor,
     window: () => {
       const w = window_();
       return [w.from / 1000, w.to / 1000];
@@ -432,6 +531,7 @@ export function initTelemetry(doc) {
   };
 
   async function loadChart(c, gen) {
+    c.beginLoad();
     const w = window_();
     const points = Math.min(2000, Math.max(60, Math.round(c.plotEl.clientWidth || 600)));
     const url = withQuery(readingsURL, {
@@ -442,10 +542,22 @@ export function initTelemetry(doc) {
     });
     const res = await fetchWithCSRF(url, { headers: { Accept: 'application/json' } });
     if (!res.ok) throw new Error(`${c.metric}: status ${res.status}`);
-    const data = parseBuckets(await res.json());
+    const body = await res.json();
+    const data = parseBuckets(body);
     if (gen !== loadGeneration) return; // a newer range was chosen meanwhile
+    c.el.dataset.tier = body?.tier ?? 'raw';
     c.setData(data);
     schedule(c);
+  }
+
+  // One line says when the charts show rollups rather than raw readings.
+  function showTier() {
+    if (!tierLabel) return;
+    const tiers = new Set([...charts.values()].map((c) => c.el.dataset.tier).filter(Boolean));
+    const tier = tiers.has('1h') ? '1h' : tiers.has('1m') ? '1m' : 'raw';
+    tierLabel.textContent = tierLabels[tier] ?? '';
+    tierLabel.hidden = !tierLabels[tier];
+    root.dataset.tier = tier;
   }
 
   async function loadAll() {
@@ -454,6 +566,7 @@ export function initTelemetry(doc) {
     const results = await Promise.allSettled([...charts.values()].map((c) => loadChart(c, gen)));
     if (gen !== loadGeneration) return;
     delete root.dataset.loading;
+    showTier();
     const failed = results.filter((r) => r.status === 'rejected');
     if (failed.length) showToast(`Could not load telemetry (${failed[0].reason.message}).`, 'error', doc);
   }
@@ -580,6 +693,18 @@ export function initTelemetry(doc) {
       schedule(c);
     }
   }, 5000);
+
+  // An alert raised on a charted metric is marked at once.
+  doc.addEventListener('live:alert', (evt) => {
+    const a = evt.detail?.alert;
+    const metric = a && marks.ruleMetrics[a.ruleId];
+    if (!metric || a.state !== 'active' || a.count !== 1) return;
+    const t = toMillis(a.firstAt);
+    if (!Number.isFinite(t) || marks.alerts.some((m) => m.t === t && m.metric === metric)) return;
+    marks.alerts.push({ metric, t, severity: a.severity, rule: evt.detail.ruleName ?? '' });
+    const c = charts.get(metric);
+    if (c) schedule(c);
+  });
 
   doc.addEventListener('live:resync', () => {
     loadAll();

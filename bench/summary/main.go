@@ -181,6 +181,10 @@ var sections = []section{
 		{name: "  ratio to no rules", unit: "×", value: m("alerting.BenchmarkIngestWithRules", "ratio"), target: atLeast(0.9)},
 		{name: "alert raised after its message, p99, under load", unit: "ms", value: m("alerting.BenchmarkIngestWithRules", "raise-p99-ms"), target: atMost(1000)},
 	}},
+	{"Issue 12: year-long charts from rollups (handlers.BenchmarkChart1Year)", []figure{
+		{name: "1-year chart of a 1 Hz metric, 1,000 buckets, hour rollups", unit: "ms", value: m("handlers.BenchmarkChart1Year", "ms/chart"),
+			baseline: m("handlers.BenchmarkChart1Year", "minute-tier-ms/chart"), baseName: "minute rollups, same run", target: atMost(50)},
+	}},
 	{"Issue 9: backup of a 500 MB database while 8 writers ingest (backup.BenchmarkBackupWhileIngesting)", []figure{
 		{name: "backup (VACUUM INTO, checked, synced)", unit: "s", value: m("backup.BenchmarkBackupWhileIngesting", "backup-s")},
 		{name: "ingest rate during the backup", unit: "msgs/s", value: m("backup.BenchmarkBackupWhileIngesting", "msgs/s-during"),

@@ -15,6 +15,7 @@ import (
 	"fieldhub/mqtt"
 	"fieldhub/quota"
 	"fieldhub/retention"
+	"fieldhub/telemetry"
 )
 
 // serveConfig is every setting of `fieldhub serve`, parsed once: the hub's
@@ -43,6 +44,7 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", envOr(e, "FIELDHUB_MQTT_ADDR", ":8883"), "MQTT over TLS device endpoint; empty turns MQTT off (env FIELDHUB_MQTT_ADDR)")
 	fs.StringVar(&cfg.MQTTPlainAddr, "mqtt-plain-addr", envOr(e, "FIELDHUB_MQTT_PLAIN_ADDR", ""), "also serve MQTT without TLS here; loopback addresses only (env FIELDHUB_MQTT_PLAIN_ADDR)")
 	memLimit := fs.String("memory-limit", envOr(e, "FIELDHUB_MEMORY_LIMIT", strconv.Itoa(app.DefaultMemoryLimitMiB)), "soft limit of the hub's Go memory in MiB: the collector works harder rather than let the heap pass it, as long as live data leaves a quarter free (beyond, it grows as Go's default would); 0 is off; GOMEMLIMIT, when set, wins (env FIELDHUB_MEMORY_LIMIT)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", envOr(e, "FIELDHUB_METRICS_ADDR", ""), "also serve Prometheus metrics at /metrics here without sign-in, for a scraper on this machine; loopback addresses only; off when empty (env FIELDHUB_METRICS_ADDR)")
 	fs.StringVar(&cfg.PprofAddr, "pprof-addr", envOr(e, "FIELDHUB_PPROF_ADDR", ""), "serve Go's CPU and memory profiles (net/http/pprof) here, for diagnosing performance; loopback addresses only; off when empty (env FIELDHUB_PPROF_ADDR)")
 	fs.StringVar(&cfg.DeviceAddr, "device-addr", envOr(e, "FIELDHUB_DEVICE_ADDR", ":8443"), "HTTPS device endpoint (Azure IoT Hub device API); :443 lets the SDKs' HTTP transport connect (env FIELDHUB_DEVICE_ADDR)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", envOr(e, "FIELDHUB_TLS_CERT", ""), "PEM certificate chain of the device endpoints; default: issued by a CA generated in <data>/tls (env FIELDHUB_TLS_CERT)")
@@ -51,7 +53,22 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	if err != nil {
 		return cfg, err
 	}
-	fs.DurationVar(&cfg.Retention, "retention", keep, "how long device messages and readings are kept, e.g. 720h for 30 days (env FIELDHUB_RETENTION)")
+	fs.DurationVar(&cfg.Retention, "retention", keep, "how long raw readings are kept, e.g. 720h for 30 days; older ranges chart from the rollups (env FIELDHUB_RETENTION)")
+	msgKeep, err := envDuration(e, "FIELDHUB_MESSAGE_RETENTION", 0)
+	if err != nil {
+		return cfg, err
+	}
+	fs.DurationVar(&cfg.MessageRetention, "message-retention", msgKeep, "how long the message log (each message whole, as the device sent it) is kept; default: as --retention (env FIELDHUB_MESSAGE_RETENTION)")
+	minuteKeep, err := envDuration(e, "FIELDHUB_MINUTE_ROLLUP_RETENTION", telemetry.DefaultMinuteRetention)
+	if err != nil {
+		return cfg, err
+	}
+	fs.DurationVar(&cfg.MinuteRollupRetention, "minute-rollup-retention", minuteKeep, "how long 1-minute min/max/avg/count of every metric are kept, e.g. 2160h for 90 days (env FIELDHUB_MINUTE_ROLLUP_RETENTION)")
+	hourKeep, err := envDuration(e, "FIELDHUB_HOUR_ROLLUP_RETENTION", telemetry.DefaultHourRetention)
+	if err != nil {
+		return cfg, err
+	}
+	fs.DurationVar(&cfg.HourRollupRetention, "hour-rollup-retention", hourKeep, "how long 1-hour min/max/avg/count of every metric are kept, e.g. 17520h for 2 years (env FIELDHUB_HOUR_ROLLUP_RETENTION)")
 	msgRate := fs.String("device-msg-rate", envOr(e, "FIELDHUB_DEVICE_MSG_RATE", strconv.Itoa(quota.DefaultMessageRate)), "device-to-cloud messages a second each device may send; over it HTTPS answers 429 and MQTT reads the device no faster; 0 is unlimited (env FIELDHUB_DEVICE_MSG_RATE)")
 	msgBurst := fs.String("device-msg-burst", envOr(e, "FIELDHUB_DEVICE_MSG_BURST", "0"), "messages a device may send at once after a quiet spell; 0 is twice --device-msg-rate (env FIELDHUB_DEVICE_MSG_BURST)")
 	connectRate := fs.String("device-connect-rate", envOr(e, "FIELDHUB_DEVICE_CONNECT_RATE", strconv.Itoa(quota.DefaultConnectRate)), "MQTT connections a second each device may open, in bursts of 10; over it CONNACK 3; 0 is unlimited (env FIELDHUB_DEVICE_CONNECT_RATE)")
@@ -100,6 +117,12 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	if cfg.Retention <= 0 {
 		return cfg, usagef("serve: --retention must be positive, got %s", cfg.Retention)
 	}
+	if cfg.MessageRetention < 0 {
+		return cfg, usagef("serve: --message-retention must be positive, got %s", cfg.MessageRetention)
+	}
+	if cfg.MinuteRollupRetention <= 0 || cfg.HourRollupRetention <= 0 {
+		return cfg, usagef("serve: --minute-rollup-retention and --hour-rollup-retention must be positive, got %s and %s", cfg.MinuteRollupRetention, cfg.HourRollupRetention)
+	}
 	if cfg.AuditRetention <= 0 {
 		return cfg, usagef("serve: --audit-retention must be positive, got %s", cfg.AuditRetention)
 	}
@@ -111,6 +134,9 @@ func parseServeAs(e env, name string, args []string) (serveConfig, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.MQTTAddr); cfg.MQTTAddr != "" && err != nil {
 		return cfg, usagef("serve: --mqtt-addr %q is not host:port: %v", cfg.MQTTAddr, err)
+	}
+	if cfg.MetricsAddr != "" && !app.IsLoopback(cfg.MetricsAddr) {
+		return cfg, usagef("serve: --metrics-addr %q: metrics are served without sign-in on a loopback host:port only (127.0.0.1, ::1 or localhost); remote scrapers use /metrics on --addr with an API token", cfg.MetricsAddr)
 	}
 	if cfg.PprofAddr != "" && !app.IsLoopback(cfg.PprofAddr) {
 		return cfg, usagef("serve: --pprof-addr %q: profiles are served on a loopback host:port only (127.0.0.1, ::1 or localhost)", cfg.PprofAddr)

@@ -53,6 +53,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("Settings", func(t *testing.T) { RunSettings(t, b) })
 	t.Run("Alerts", func(t *testing.T) { RunAlerts(t, b) })
 	t.Run("Policies", func(t *testing.T) { RunPolicies(t, b) })
+	t.Run("DiskUsage", func(t *testing.T) { RunDiskUsage(t, b) })
 }
 
 // test is one test of a suite; it opens the stores it needs.

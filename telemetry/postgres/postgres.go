@@ -238,6 +238,47 @@ func (s *Storage) Chunks(ctx context.Context, metricID, from, to int64, withData
 	return out, r.Err()
 }
 
+// rollupTable is the table of a rollup tier.
+func rollupTable(t telemetry.Tier) (string, error) {
+	switch t {
+	case telemetry.TierMinute:
+		return "rollup_minutes", nil
+	case telemetry.TierHour:
+		return "rollup_hours", nil
+	}
+	return "", fmt.Errorf("no rollup table for tier %s", t)
+}
+
+// Rollups reads a metric's rollup rows (every node's) and this node's
+// progress with the metric in one statement: one snapshot of the database.
+func (s *Storage) Rollups(ctx context.Context, metricID int64, t telemetry.Tier, from, to int64) (int64, []telemetry.Rollup, error) {
+	table, err := rollupTable(t)
+	if err != nil {
+		return 0, nil, err
+	}
+	r, err := s.pool.Query(ctx, `SELECT COALESCE(p.through_msg, 0), r.bucket, r.n, r.min, r.max, r.sum
+		FROM metrics m LEFT JOIN metric_progress p ON p.metric_id = m.id AND p.node = $2
+		LEFT JOIN `+table+` r ON r.metric_id = m.id AND r.bucket >= $3 AND r.bucket <= $4
+		WHERE m.id = $1 ORDER BY r.bucket`, metricID, s.node, from, to)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer r.Close()
+	var through int64
+	var out []telemetry.Rollup
+	for r.Next() {
+		var bucket, n *int64
+		var lo, hi, sum *float64
+		if err := r.Scan(&through, &bucket, &n, &lo, &hi, &sum); err != nil {
+			return 0, nil, err
+		}
+		if bucket != nil {
+			out = append(out, telemetry.Rollup{Bucket: *bucket, N: int(*n), Min: *lo, Max: *hi, Sum: *sum})
+		}
+	}
+	return through, out, r.Err()
+}
+
 // ChunkData reads one stored chunk.
 func (s *Storage) ChunkData(ctx context.Context, metricID, chunkNo int64) (n int, data []byte, err error) {
 	err = s.pool.QueryRow(ctx, `SELECT n, data FROM reading_chunks WHERE metric_id = $1 AND chunk_no = $2`, metricID, chunkNo).Scan(&n, &data)

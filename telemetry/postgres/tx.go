@@ -377,6 +377,32 @@ func (w *writeTx) PutChunk(ctx context.Context, metricID int64, c telemetry.Chun
 		metricID, c.No, w.s.node, c.Start, c.End, c.N, c.Min, c.Max, c.Sum, c.Data)
 }
 
+// AddRollups adds a metric's buckets in one statement (one array per
+// column), with COMMIT when the metric is known to exist. Nodes adding to
+// the same buckets at once wait for each other's row locks; buckets come in
+// order and metrics in id order, so they never deadlock.
+func (w *writeTx) AddRollups(ctx context.Context, metricID int64, t telemetry.Tier, rows []telemetry.Rollup) (bool, error) {
+	table, err := rollupTable(t)
+	if err != nil {
+		return false, err
+	}
+	if len(rows) == 0 {
+		return true, nil
+	}
+	buckets, ns := make([]int64, len(rows)), make([]int64, len(rows))
+	lo, hi, sum := make([]float64, len(rows)), make([]float64, len(rows)), make([]float64, len(rows))
+	for i, r := range rows {
+		buckets[i], ns[i], lo[i], hi[i], sum[i] = r.Bucket, int64(r.N), r.Min, r.Max, r.Sum
+	}
+	return w.writeMetric(ctx, metricID, `INSERT INTO `+table+` AS t (metric_id, bucket, n, min, max, sum)
+		SELECT $1, r.bucket, r.n, r.min, r.max, r.sum
+		FROM unnest($2::bigint[], $3::bigint[], $4::float8[], $5::float8[], $6::float8[]) AS r(bucket, n, min, max, sum)
+		WHERE EXISTS (SELECT 1 FROM metrics WHERE id = $1)
+		ON CONFLICT (metric_id, bucket) DO UPDATE SET n = t.n + excluded.n, min = LEAST(t.min, excluded.min),
+			max = GREATEST(t.max, excluded.max), sum = t.sum + excluded.sum`,
+		metricID, buckets, ns, lo, hi, sum)
+}
+
 func (w *writeTx) UpdateMetric(ctx context.Context, metricID, through int64, last *telemetry.Point) (bool, error) {
 	var value *float64 // NULL keeps the stored ones
 	var ts *int64
@@ -429,6 +455,23 @@ func (w *writeTx) DeleteMessages(ctx context.Context, cutoff time.Time, through 
 		JOIN telemetry_nodes n ON n.id = o.node
 		WHERE o.enqueued_at < $3 AND o.id <= CASE WHEN o.node = $1 THEN $4 ELSE n.folded_message_id END)`,
 		w.s.node, limit, storage.UnixMS(cutoff), through)
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// DeleteRollups looks for old rows metric by metric, along the primary
+// key, rather than scanning the table.
+func (w *writeTx) DeleteRollups(ctx context.Context, t telemetry.Tier, cutoff int64, limit int) (int, error) {
+	table, err := rollupTable(t)
+	if err != nil {
+		return 0, err
+	}
+	tag, err := w.exec(ctx, `DELETE FROM `+table+` WHERE (metric_id, bucket) IN (
+		SELECT o.metric_id, o.bucket FROM metrics m CROSS JOIN LATERAL (
+			SELECT metric_id, bucket FROM `+table+` WHERE metric_id = m.id AND bucket < $1 LIMIT $2) o
+		LIMIT $2)`, cutoff, limit)
 	if err != nil {
 		return 0, err
 	}

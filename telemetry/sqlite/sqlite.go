@@ -192,6 +192,46 @@ func (s *Storage) Chunks(ctx context.Context, metricID, from, to int64, withData
 	return out, rows.Err()
 }
 
+// rollupTable is the table of a rollup tier.
+func rollupTable(t telemetry.Tier) (string, error) {
+	switch t {
+	case telemetry.TierMinute:
+		return "rollup_minutes", nil
+	case telemetry.TierHour:
+		return "rollup_hours", nil
+	}
+	return "", fmt.Errorf("no rollup table for tier %s", t)
+}
+
+// Rollups reads a metric's rollup rows and its Through in one statement,
+// which SQLite answers from one snapshot of the database.
+func (s *Storage) Rollups(ctx context.Context, metricID int64, t telemetry.Tier, from, to int64) (int64, []telemetry.Rollup, error) {
+	table, err := rollupTable(t)
+	if err != nil {
+		return 0, nil, err
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT m.through_msg, r.bucket, r.n, r.min, r.max, r.sum
+		FROM metrics m LEFT JOIN `+table+` r ON r.metric_id = m.id AND r.bucket >= ? AND r.bucket <= ?
+		WHERE m.id = ? ORDER BY r.bucket`, from, to, metricID)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer rows.Close()
+	var through int64
+	var out []telemetry.Rollup
+	for rows.Next() {
+		var bucket, n sql.NullInt64
+		var lo, hi, sum sql.NullFloat64
+		if err := rows.Scan(&through, &bucket, &n, &lo, &hi, &sum); err != nil {
+			return 0, nil, err
+		}
+		if bucket.Valid {
+			out = append(out, telemetry.Rollup{Bucket: bucket.Int64, N: int(n.Int64), Min: lo.Float64, Max: hi.Float64, Sum: sum.Float64})
+		}
+	}
+	return through, out, rows.Err()
+}
+
 // ChunkData reads one stored chunk.
 func (s *Storage) ChunkData(ctx context.Context, metricID, chunkNo int64) (n int, data []byte, err error) {
 	err = s.read.QueryRowContext(ctx, `SELECT n, data FROM reading_chunks WHERE metric_id = ? AND chunk_no = ?`, metricID, chunkNo).Scan(&n, &data)

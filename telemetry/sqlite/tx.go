@@ -192,6 +192,52 @@ func (w *writeTx) PutChunk(ctx context.Context, metricID int64, c telemetry.Chun
 	return n > 0, err
 }
 
+// addRollup adds one bucket to a metric's rollups of a tier (%s: its table).
+const addRollup = `INSERT INTO %[1]s (metric_id, bucket, n, min, max, sum)
+	SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM metrics WHERE id = ?1)
+	ON CONFLICT (metric_id, bucket) DO UPDATE SET n = %[1]s.n + excluded.n, min = min(%[1]s.min, excluded.min),
+		max = max(%[1]s.max, excluded.max), sum = %[1]s.sum + excluded.sum`
+
+var addRollupQueries = map[telemetry.Tier]string{
+	telemetry.TierMinute: fmt.Sprintf(addRollup, "rollup_minutes"),
+	telemetry.TierHour:   fmt.Sprintf(addRollup, "rollup_hours"),
+}
+
+// AddRollups adds a metric's buckets one statement each: a checkpoint adds
+// a bucket or two per metric and tier, and the statement stays prepared.
+func (w *writeTx) AddRollups(ctx context.Context, metricID int64, t telemetry.Tier, rows []telemetry.Rollup) (bool, error) {
+	q, ok := addRollupQueries[t]
+	if !ok {
+		return false, fmt.Errorf("no rollup table for tier %s", t)
+	}
+	for _, r := range rows {
+		res, err := w.tx.ExecContext(ctx, q, metricID, r.Bucket, r.N, r.Min, r.Max, r.Sum)
+		if err != nil {
+			return false, err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// DeleteRollups looks for old rows metric by metric, along the primary
+// key, rather than scanning the table.
+func (w *writeTx) DeleteRollups(ctx context.Context, t telemetry.Tier, cutoff int64, limit int) (int, error) {
+	table, err := rollupTable(t)
+	if err != nil {
+		return 0, err
+	}
+	res, err := w.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE (metric_id, bucket) IN (
+		SELECT r.metric_id, r.bucket FROM metrics m JOIN `+table+` r ON r.metric_id = m.id AND r.bucket < ? LIMIT ?)`, cutoff, limit)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
 const updateMetric = `UPDATE metrics SET last_value = COALESCE(?1, last_value),
 	last_ts = COALESCE(?2, last_ts), through_msg = ?3 WHERE id = ?4`
 

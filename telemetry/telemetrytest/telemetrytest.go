@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -59,6 +60,10 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"MetricsPerDeviceAreBounded", testMetricsPerDeviceAreBounded},
 		{"MetricCapLoggedOncePerDevice", testMetricCapLoggedOnce},
 		{"LastActivity", testLastActivity},
+		{"RollupsMatchReadings", testRollupsMatchReadings},
+		{"RollupsDuringConcurrentCheckpoints", testRollupsConcurrent},
+		{"PruneRollups", testPruneRollups},
+		{"TierForTheRange", testTierForTheRange},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,6 +82,8 @@ type hub struct {
 	close func()
 	logs  logBuffer
 	now   time.Time // the store's clock; T0 when zero
+	// retention is the store's (zero values: the defaults).
+	retention telemetry.Retention
 }
 
 // open opens the store on the backend, creating devices first. A store
@@ -90,8 +97,9 @@ func (h *hub) open(devices ...string) *telemetry.Store {
 		h.b.CreateDevice(h.t, id)
 	}
 	s, err := telemetry.Open(context.Background(), storage, telemetry.Options{
-		Logger: slog.New(slog.NewTextHandler(&h.logs, nil)),
-		Now:    func() time.Time { return h.clock() },
+		Logger:    slog.New(slog.NewTextHandler(&h.logs, nil)),
+		Now:       func() time.Time { return h.clock() },
+		Retention: h.retention,
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -143,6 +151,20 @@ func countReadings(t *testing.T, s *telemetry.Store, device, metric string) (n i
 	err := s.RawReadings(context.Background(), device, metric, T0.Add(-24*time.Hour), T0.Add(72*time.Hour), func(_ time.Time, v float64) error {
 		n++
 		sum += v
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, sum
+}
+
+// countRollups adds up a metric's rollup rows of a tier around T0.
+func countRollups(t *testing.T, s *telemetry.Store, device, metric string, tier telemetry.Tier) (n int, sum float64) {
+	t.Helper()
+	err := s.RollupReadings(context.Background(), device, metric, tier, T0.Add(-24*time.Hour), T0.Add(72*time.Hour), func(r telemetry.Rollup) error {
+		n += r.N
+		sum += r.Sum
 		return nil
 	})
 	if err != nil {
@@ -212,10 +234,14 @@ func testAppendThenQuery(t *testing.T, h *hub) {
 			if n, _ := countReadings(t, s, "dev1", "temp"); n != 2500 {
 				t.Errorf("raw readings = %d, want 2500", n)
 			}
-			buckets, err := s.Readings(ctx, "dev1", "temp", T0, T0.Add(2500*time.Second-time.Millisecond), 10)
+			d, err := s.Readings(ctx, "dev1", "temp", T0, T0.Add(2500*time.Second-time.Millisecond), 10)
 			if err != nil {
 				t.Fatal(err)
 			}
+			if d.Tier != telemetry.TierRaw {
+				t.Errorf("read from %s, want raw readings", d.Tier)
+			}
+			buckets := d.Buckets
 			if len(buckets) != 10 {
 				t.Fatalf("got %d buckets, want 10", len(buckets))
 			}
@@ -387,6 +413,11 @@ func testCrashDuringCheckpointCycle(t *testing.T, h *hub, steps int) {
 				if n, sum := countReadings(t, s, dev, name); n != want[dev].n || sum != want[dev].sum {
 					t.Fatalf("%s: %s/%s has %d readings summing to %v, want %d summing to %v", when, dev, name, n, sum, want[dev].n, want[dev].sum)
 				}
+				for _, tier := range []telemetry.Tier{telemetry.TierMinute, telemetry.TierHour} {
+					if n, sum := countRollups(t, s, dev, name, tier); n != want[dev].n || sum != want[dev].sum {
+						t.Fatalf("%s: %s/%s's %s rollups count %d readings summing to %v, want %d summing to %v", when, dev, name, tier, n, sum, want[dev].n, want[dev].sum)
+					}
+				}
 			}
 		}
 	}
@@ -493,6 +524,10 @@ func testAppendIDs(t *testing.T, h *hub) {
 
 func testPrune(t *testing.T, h *hub) {
 	ctx := context.Background()
+	// Messages and raw readings kept 1000 minutes as of T0+3000 min; the
+	// rollups for ever (testPruneRollups prunes them).
+	h.now = T0.Add(3000 * time.Minute)
+	h.retention = telemetry.Retention{Messages: 1000 * time.Minute, Raw: 1000 * time.Minute, Minutes: -1, Hours: -1}
 	s := h.open("dev1")
 	var recs []telemetry.Record
 	for i := range 3000 {
@@ -503,7 +538,7 @@ func testPrune(t *testing.T, h *hub) {
 	cutoff := T0.Add(2000 * time.Minute)
 	total := 0
 	for {
-		n, more, err := s.Prune(ctx, cutoff, 500)
+		n, more, err := s.Prune(ctx, h.now, 500)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -523,7 +558,7 @@ func testPrune(t *testing.T, h *hub) {
 		t.Errorf("%d readings left, want the 1000 of the last chunk", n)
 	}
 	var inv *storage.InvalidError
-	if _, _, err := s.Prune(ctx, cutoff, 0); !errors.As(err, &inv) {
+	if _, _, err := s.Prune(ctx, h.now, 0); !errors.As(err, &inv) {
 		t.Errorf("limit 0: err = %v, want InvalidError", err)
 	}
 }
@@ -534,7 +569,7 @@ func testPruneKeepsUnfoldedMessages(t *testing.T, h *hub) {
 	ctx := context.Background()
 	s := h.open("dev1")
 	mustAppend(t, s, record("dev1", T0, map[string]float64{"x": 1}), record("dev1", T0.Add(time.Minute), map[string]float64{"x": 2}))
-	if n, _, err := s.Prune(ctx, T0.Add(time.Hour), 100); err != nil || n != 0 {
+	if n, _, err := s.Prune(ctx, T0.Add(8*24*time.Hour), 100); err != nil || n != 0 {
 		t.Errorf("prune before a checkpoint deleted %d rows (%v), want 0", n, err)
 	}
 	s2 := h.crash()
@@ -666,5 +701,249 @@ func testLastActivity(t *testing.T, h *hub) {
 	mustCheckpoint(t, s)
 	if got, want := h.b.LastActivity(t, "dev1"), T0.Add(telemetry.ActivityStep*3/2); !got.Equal(want) {
 		t.Errorf("after checkpoint: last activity = %v, want %v", got, want)
+	}
+}
+
+// rollupsOf is what the rollups of a tier should hold for readings at
+// times ts with values vs.
+func rollupsOf(tier telemetry.Tier, ts []time.Time, vs []float64) []telemetry.Rollup {
+	w := tier.Width()
+	var out []telemetry.Rollup
+	at := map[int64]int{}
+	for i, t := range ts {
+		b := t.UnixMilli() / w * w
+		k, ok := at[b]
+		if !ok {
+			k = len(out)
+			at[b] = k
+			out = append(out, telemetry.Rollup{Bucket: b, Min: vs[i], Max: vs[i]})
+		}
+		r := &out[k]
+		r.N++
+		r.Sum += vs[i]
+		r.Min, r.Max = min(r.Min, vs[i]), max(r.Max, vs[i])
+	}
+	slices.SortFunc(out, func(a, b telemetry.Rollup) int { return int(a.Bucket - b.Bucket) })
+	return out
+}
+
+// Rollups hold exactly the readings, whether they are in memory, stored,
+// both, or rebuilt after a crash in the middle of it; out-of-order
+// timestamps fold into their own buckets.
+func testRollupsMatchReadings(t *testing.T, h *hub) {
+	h.now = T0.Add(4 * time.Hour)
+	s := h.open("dev1")
+	var ts []time.Time
+	var vs []float64
+	send := func(s *telemetry.Store, from, to int) {
+		t.Helper()
+		var recs []telemetry.Record
+		for i := from; i < to; i++ {
+			at := T0.Add(time.Duration(i) * 7 * time.Second)
+			if i%50 == 49 { // now and then a reading from an hour before
+				at = at.Add(-time.Hour)
+			}
+			v := float64(i%13) + 0.5
+			ts, vs = append(ts, at), append(vs, v)
+			recs = append(recs, record("dev1", at, map[string]float64{"x": v}))
+		}
+		mustAppend(t, s, recs...)
+	}
+	check := func(s *telemetry.Store, when string) {
+		t.Helper()
+		for _, tier := range []telemetry.Tier{telemetry.TierMinute, telemetry.TierHour} {
+			var got []telemetry.Rollup
+			err := s.RollupReadings(context.Background(), "dev1", "x", tier, T0.Add(-2*time.Hour), T0.Add(4*time.Hour), func(r telemetry.Rollup) error {
+				got = append(got, r)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := rollupsOf(tier, ts, vs)
+			if !slices.Equal(got, want) {
+				t.Fatalf("%s: %s rollups:\n got %d rows %v\nwant %d rows %v", when, tier, len(got), head(got), len(want), head(want))
+			}
+		}
+	}
+	send(s, 0, 700)
+	check(s, "in memory")
+	mustCheckpoint(t, s)
+	check(s, "checkpointed")
+	send(s, 700, 1300) // adds to stored buckets
+	check(s, "stored and in memory")
+	if _, _, err := s.CheckpointStep(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	send(s, 1300, 1400)
+	s = h.crash()
+	check(s, "after a crash")
+	mustCheckpoint(t, s)
+	check(h.crash(), "after a checkpoint and a clean restart")
+}
+
+// head shortens a list of rollups for a failure message.
+func head(rs []telemetry.Rollup) []telemetry.Rollup {
+	if len(rs) > 6 {
+		return rs[:6]
+	}
+	return rs
+}
+
+// A query while batches commit and checkpoints write sees each batch's
+// readings in the rollups exactly once: in memory, being written, or
+// stored, never in two of them nor in none.
+func testRollupsConcurrent(t *testing.T, h *hub) {
+	ctx := context.Background()
+	s := h.open("dev1")
+	const batches, size = 40, 100
+	done := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		defer close(errc)
+		last := 0
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			n, sum := 0, 0.0
+			err := s.RollupReadings(ctx, "dev1", "n", telemetry.TierHour, T0.Add(-time.Hour), T0.Add(24*time.Hour), func(r telemetry.Rollup) error {
+				n += r.N
+				sum += r.Sum
+				return nil
+			})
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				errc <- err
+				return
+			}
+			// Every reading is 1: the count and the sum agree, a whole
+			// number of batches, never fewer than seen before.
+			if n%size != 0 || float64(n) != sum || n < last {
+				errc <- fmt.Errorf("rollups count %d readings summing to %v after %d: a batch is doubled or missing", n, sum, last)
+				return
+			}
+			last = n
+		}
+	}()
+	for batch := range batches {
+		var recs []telemetry.Record
+		for i := range size {
+			recs = append(recs, record("dev1", T0.Add(time.Duration(batch*size+i)*time.Second), map[string]float64{"n": 1}))
+		}
+		mustAppend(t, s, recs...)
+		if _, _, err := s.CheckpointStep(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	mustCheckpoint(t, s)
+	if n, _ := countRollups(t, s, "dev1", "n", telemetry.TierMinute); n != batches*size {
+		t.Errorf("minute rollups count %d readings, want %d", n, batches*size)
+	}
+}
+
+// Rollup rows go once their bucket is past the tier's retention; readings
+// older than a tier keeps are not added to it at all.
+func testPruneRollups(t *testing.T, h *hub) {
+	ctx := context.Background()
+	h.now = T0.Add(10 * time.Hour)
+	h.retention = telemetry.Retention{Messages: -1, Raw: -1, Minutes: 2 * time.Hour, Hours: 6 * time.Hour}
+	s := h.open("dev1")
+	var recs []telemetry.Record
+	for i := range 10 * 60 { // one a minute for 10 hours
+		recs = append(recs, record("dev1", T0.Add(time.Duration(i)*time.Minute), map[string]float64{"x": 1}))
+	}
+	mustAppend(t, s, recs...)
+	mustCheckpoint(t, s)
+	// Only the readings of the last 2 hours went into minutes, of the
+	// last 6 hours into hours.
+	if n, _ := countRollups(t, s, "dev1", "x", telemetry.TierMinute); n != 120 {
+		t.Errorf("minute rollups count %d readings, want the 120 of the last 2 hours", n)
+	}
+	if n, _ := countRollups(t, s, "dev1", "x", telemetry.TierHour); n != 360 {
+		t.Errorf("hour rollups count %d readings, want the 360 of the last 6 hours", n)
+	}
+	// An hour later, a minute's and an hour's worth are past their retention.
+	h.now = h.now.Add(time.Hour)
+	total := 0
+	for {
+		n, more, err := s.Prune(ctx, h.now, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+		if !more {
+			break
+		}
+	}
+	if total != 60+1 {
+		t.Errorf("pruned %d rows, want 61 (60 minutes and 1 hour)", total)
+	}
+	if n, _ := countRollups(t, s, "dev1", "x", telemetry.TierMinute); n != 60 {
+		t.Errorf("after pruning, minute rollups count %d readings, want 60", n)
+	}
+	if n, _ := countRollups(t, s, "dev1", "x", telemetry.TierHour); n != 300 {
+		t.Errorf("after pruning, hour rollups count %d readings, want 300", n)
+	}
+}
+
+// Charts read raw readings while they reach back to the range's start,
+// then the coarsest rollup that fits the chart's buckets; the answer names
+// the tier, and a chosen tier answers from it.
+func testTierForTheRange(t *testing.T, h *hub) {
+	ctx := context.Background()
+	h.now = T0.Add(48 * time.Hour)
+	h.retention = telemetry.Retention{Raw: 24 * time.Hour, Messages: 24 * time.Hour}
+	s := h.open("dev1")
+	var recs []telemetry.Record
+	for i := range 48 * 60 { // one a minute for 2 days
+		recs = append(recs, record("dev1", T0.Add(time.Duration(i)*time.Minute), map[string]float64{"x": float64(i % 7)}))
+	}
+	mustAppend(t, s, recs...)
+	mustCheckpoint(t, s)
+	tests := []struct {
+		name     string
+		from     time.Time
+		points   int
+		want     telemetry.Tier
+		readings int
+	}{
+		{"the last hour", h.now.Add(-time.Hour), 100, telemetry.TierRaw, 60},
+		{"the last day", h.now.Add(-24 * time.Hour), 1000, telemetry.TierRaw, 24 * 60},
+		{"two days in 1000 buckets", T0, 1000, telemetry.TierMinute, 48 * 60},
+		{"two days in 24 buckets", T0, 24, telemetry.TierHour, 48 * 60},
+		{"a year", h.now.Add(-365 * 24 * time.Hour), 1000, telemetry.TierHour, 48 * 60},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			to := h.now.Add(-time.Millisecond)
+			d, err := s.Readings(ctx, "dev1", "x", tt.from, to, tt.points)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, b := range d.Buckets {
+				n += b.Count
+			}
+			if d.Tier != tt.want || n != tt.readings || len(d.Buckets) > tt.points {
+				t.Errorf("tier %s, %d readings in %d buckets; want tier %s, %d readings in at most %d", d.Tier, n, len(d.Buckets), tt.want, tt.readings, tt.points)
+			}
+		})
+	}
+	// Asked for, the minute tier answers the last hour too.
+	d, err := s.ReadingsAt(ctx, "dev1", "x", h.now.Add(-time.Hour), h.now.Add(-time.Millisecond), 60, telemetry.TierMinute)
+	if err != nil || d.Tier != telemetry.TierMinute || len(d.Buckets) != 60 {
+		t.Errorf("the last hour from minutes: tier %s, %d buckets (%v); want 60 from 1m", d.Tier, len(d.Buckets), err)
+	}
+	if got, want := s.ExportTier(T0, h.now), telemetry.TierMinute; got != want {
+		t.Errorf("export from T0 reads %s, want %s", got, want)
+	}
+	if got, want := s.ExportTier(h.now.Add(-time.Hour), h.now), telemetry.TierRaw; got != want {
+		t.Errorf("export of the last hour reads %s, want %s", got, want)
 	}
 }
