@@ -34,7 +34,8 @@ async function api(method, path, body) {
 }
 
 before(async () => {
-  hub = await startHub();
+  // Free ports for the device listeners, so this file runs beside others.
+  hub = await startHub({ args: ['--device-addr', '127.0.0.1:0', '--mqtt-addr', ''] });
   adminToken = (await cli(hub.dataDir, 'token', 'create', '--role', 'admin', '--name', 'e2e')).trim();
   await cliWithInput(hub.dataDir, 'viewer-pass-1\n', 'user', 'add', '--role', 'viewer', '--password-stdin', 'vic');
   // 60 devices: 20 per site, kind climate or water, some without a name.
@@ -269,7 +270,7 @@ test('advanced query: typed or pasted, by keyboard, shared by its address, a mis
 
 test('admins export the fleet with keys, and the file imports into another hub as it was', { timeout: 180_000 }, async () => {
   const { context, page } = await newPage({ acceptDownloads: true });
-  const other = await startHub();
+  const other = await startHub({ args: ['--device-addr', '127.0.0.1:0', '--mqtt-addr', ''] });
   try {
     await login(page, hub.url, 'admin', hub.password);
     await page.goto(`${hub.url}/devices?q=${encodeURIComponent('site=oslo')}`);
