@@ -71,7 +71,7 @@ func TestFleetAdvancedQuery(t *testing.T) {
 	if p.status != 200 || ids(p) != "q-00 q-12 q-24" {
 		t.Errorf("condition: %d, rows %q", p.status, ids(p))
 	}
-	if !strings.Contains(p.body, `name="mode" value="query" checked`) || !strings.Contains(p.body, "3 devices match") {
+	if !strings.Contains(p.body, `id="fleet-query-mode" name="mode" value="query" checked`) || !strings.Contains(p.body, "3 devices match") {
 		t.Errorf("condition: the mode is not checked or the count is missing:\n%s", p.body)
 	}
 	// An operator may run a job on what the query selects: the jobs page
@@ -137,7 +137,7 @@ func TestFleetAdvancedQuery(t *testing.T) {
 	}
 	// Without mode=query the same text is a plain search, as before.
 	for _, plain := range []string{"tags.site", "select pump"} {
-		if p = get(plain); p.status != 200 || ids(p) != "" || strings.Contains(p.body, `name="mode" value="query" checked`) {
+		if p = get(plain); p.status != 200 || ids(p) != "" || strings.Contains(p.body, `id="fleet-query-mode" name="mode" value="query" checked`) {
 			t.Errorf("plain search for %q: %d rows %q", plain, p.status, ids(p))
 		}
 	}

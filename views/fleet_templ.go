@@ -391,7 +391,7 @@ func fleetFilter(m FleetPage) templ.Component {
 				return templ_7745c5c3_Err
 			}
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 27, ">A device query: a condition such as <code>tags.site = 'berlin' AND properties.reported.firmware &lt; '2.0'</code>, or a whole <code>SELECT … FROM devices …</code>. Results come in device id order.</span></span> <label class=\"checkbox\"><input type=\"checkbox\" name=\"mode\" value=\"query\"")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 27, ">A device query: a condition such as <code>tags.site = 'berlin' AND properties.reported.firmware &lt; '2.0'</code>, or a whole <code>SELECT … FROM devices …</code>. Results come in device id order.</span></span> <label class=\"checkbox\" for=\"fleet-query-mode\"><input type=\"checkbox\" id=\"fleet-query-mode\" name=\"mode\" value=\"query\"")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
