@@ -201,17 +201,19 @@ const (
 	MaxDeviceKeyBytes = 64
 )
 
-// ValidateDeviceKey checks a key a client chose: base64 of 16 to 64 bytes.
-func ValidateDeviceKey(which, key string) error {
+// ValidateDeviceKey checks a key a client chose (the service API, an
+// import) as Azure IoT Hub does: base64 of 16 to 64 bytes, its length
+// bounded before it is decoded. field names the key in the error.
+func ValidateDeviceKey(field, key string) error {
 	if len(key) > base64.StdEncoding.EncodedLen(MaxDeviceKeyBytes) {
-		return invalid("authentication", "%s key is longer than %d bytes", which, MaxDeviceKeyBytes)
+		return invalid(field, "is longer than %d bytes once decoded; a key is %d to %d bytes", MaxDeviceKeyBytes, MinDeviceKeyBytes, MaxDeviceKeyBytes)
 	}
 	b, err := base64.StdEncoding.DecodeString(key)
 	if err != nil {
-		return invalid("authentication", "%s key is not base64", which)
+		return invalid(field, "is not base64 (a key is %d to %d random bytes, base64-encoded)", MinDeviceKeyBytes, MaxDeviceKeyBytes)
 	}
 	if len(b) < MinDeviceKeyBytes || len(b) > MaxDeviceKeyBytes {
-		return invalid("authentication", "%s key is %d bytes; keys are %d to %d bytes", which, len(b), MinDeviceKeyBytes, MaxDeviceKeyBytes)
+		return invalid(field, "is %d bytes long once decoded; a key is %d to %d bytes", len(b), MinDeviceKeyBytes, MaxDeviceKeyBytes)
 	}
 	return nil
 }
@@ -220,7 +222,7 @@ func ValidateDeviceKey(which, key string) error {
 // those left empty.
 func chooseKeys(primary, secondary string) (string, string, error) {
 	out := [2]string{primary, secondary}
-	for i, which := range [2]string{PrimaryKey, SecondaryKey} {
+	for i, which := range [2]string{"primaryKey", "secondaryKey"} {
 		if out[i] == "" {
 			out[i] = NewDeviceKey()
 		} else if err := ValidateDeviceKey(which, out[i]); err != nil {
@@ -507,7 +509,7 @@ func (u DeviceUpdate) Check() (DeviceUpdate, error) {
 		if u.Auth != nil && u.Auth.X509() && (u.Keys[0] != "" || u.Keys[1] != "") {
 			return u, invalid("authentication", "an X.509 device (%s) has no keys", u.Auth.Type)
 		}
-		for i, which := range [2]string{PrimaryKey, SecondaryKey} {
+		for i, which := range [2]string{"primaryKey", "secondaryKey"} {
 			if u.Keys[i] != "" {
 				if err := ValidateDeviceKey(which, u.Keys[i]); err != nil {
 					return u, err

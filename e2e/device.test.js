@@ -92,6 +92,40 @@ test('the header says how the device is connected and shows its latest values', 
   }
 });
 
+test('in a cluster the header names the node, and a late close from the node the device left does not undo it', { timeout: 60_000 }, async () => {
+  // The connection events of a device that moves from node a to node b
+  // (--bus), fed to the page as its stream hands them on, in the order
+  // the instances' events may arrive: b's connect before a's close.
+  const { context, page, problems } = await newPage();
+  try {
+    await login(page, hub.url, 'olga', 'operator-pass-1');
+    await page.goto(`${hub.url}/devices/poller-1`);
+    await live(page);
+    const conn = page.getByTestId('device-connection');
+    const feed = (ev) => page.evaluate((detail) => document.dispatchEvent(new CustomEvent('live:connection', { detail })), ev);
+    const t0 = Date.now();
+    const at = (ms) => new Date(t0 + ms).toISOString();
+    await feed({ connected: true, protocol: 'mqtt', remote: '10.0.0.7:50001', node: 'a', at: at(-60_000) });
+    assert.match(squash(await conn.textContent()), /^Connected over MQTT to node a since .* from 10\.0\.0\.7:50001/);
+    await feed({ connected: true, protocol: 'mqtt', remote: '10.0.0.8:50002', node: 'b', at: at(0) });
+    assert.match(squash(await conn.textContent()), /^Connected over MQTT to node b since .* from 10\.0\.0\.8:50002/);
+    // a's close of the connection b took over arrives late: still on b.
+    await feed({ connected: false, protocol: 'mqtt', node: 'a', reason: 'taken over by a new connection on b', at: at(500) });
+    assert.equal(await conn.getAttribute('data-connected'), 'true');
+    assert.match(squash(await conn.textContent()), /to node b/);
+    // An event older than the connection shown changes nothing either.
+    await feed({ connected: true, protocol: 'mqtt', node: 'a', at: at(-30_000) });
+    assert.match(squash(await conn.textContent()), /to node b/);
+    // b's own close is the device going away.
+    await feed({ connected: false, protocol: 'mqtt', node: 'b', at: at(1000) });
+    assert.equal(await conn.getAttribute('data-connected'), 'false');
+    assert.match(squash(await conn.textContent()), /^HTTPS only — polls for messages/);
+    assert.deepEqual(relevant(problems), []);
+  } finally {
+    await context.close();
+  }
+});
+
 test('tabs: deep links, arrow keys, Home and End, back button; charts 280 px high fitted to the data', { timeout: 120_000 }, async () => {
   const client = await mqttDevice('tabs-1');
   const { context, page, problems } = await newPage();

@@ -34,7 +34,8 @@ async function api(method, path, body) {
 }
 
 before(async () => {
-  hub = await startHub();
+  // Free ports for the device listeners, so this file runs beside others.
+  hub = await startHub({ args: ['--device-addr', '127.0.0.1:0', '--mqtt-addr', ''] });
   adminToken = (await cli(hub.dataDir, 'token', 'create', '--role', 'admin', '--name', 'e2e')).trim();
   await cliWithInput(hub.dataDir, 'viewer-pass-1\n', 'user', 'add', '--role', 'viewer', '--password-stdin', 'vic');
   // 60 devices: 20 per site, kind climate or water, some without a name.
@@ -203,6 +204,112 @@ test('CSV export downloads the filtered list', { timeout: 60_000 }, async () => 
   }
 });
 
+test('advanced query: typed or pasted, by keyboard, shared by its address, a mistake pointed out', { timeout: 120_000 }, async () => {
+  const { context, page, problems } = await newPage();
+  try {
+    await login(page, hub.url, 'admin', hub.password);
+    await page.goto(`${hub.url}/devices`);
+    // Keyboard only: Tab from the search field to the mode checkbox, Space
+    // turns it on, Shift+Tab goes back, the query is typed, Enter runs it.
+    const search = page.getByTestId('fleet-search');
+    await search.focus();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'fleet-query-mode');
+    await page.keyboard.press('Space');
+    assert.equal(await page.getByTestId('fleet-query-mode').isChecked(), true);
+    assert.match(await search.getAttribute('placeholder'), /tags\.site = 'berlin'/);
+    await page.keyboard.press('Shift+Tab');
+    await page.keyboard.type("tags.site = 'berlin' AND tags.kind = 'climate'");
+    await page.keyboard.press('Enter');
+    await page.waitForURL((u) => u.searchParams.get('mode') === 'query' && u.searchParams.get('q')?.includes('climate'));
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=device-row]').length === 10);
+    const want = Array.from({ length: 60 }, (_, i) => i)
+      .filter((i) => i % 3 === 0 && i % 2 === 1)
+      .map((i) => `dev-${String(i).padStart(2, '0')}`);
+    assert.deepEqual(await rowIds(page), want);
+    assert.match(await page.getByTestId('fleet-count').textContent(), /10\s+devices match/);
+
+    // A mistake: said beside the field, with the column; Enter puts the
+    // caret there; the last results stay.
+    await search.fill("tags.site = 'berlin' AN tags.kind = 'climate'");
+    await page.keyboard.press('Enter');
+    await page.getByTestId('fleet-search-error').waitFor();
+    assert.match(await page.getByTestId('fleet-search-error').textContent(), /unexpected .*AN.* at column 22/);
+    assert.equal(await search.getAttribute('aria-invalid'), 'true');
+    assert.equal(await search.evaluate((el) => el.selectionStart), 21);
+    assert.equal((await rowIds(page)).length, 10);
+
+    // Pasting a whole SELECT turns the mode on by itself.
+    await search.fill('');
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=device-row]').length === 50);
+    await page.getByTestId('fleet-query-mode').uncheck();
+    await page.waitForURL((u) => !u.searchParams.has('mode'));
+    await search.fill("SELECT * FROM devices WHERE tags.site = 'lyon' AND deviceId < 'dev-10'");
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=device-row]').length === 3);
+    assert.equal(await page.getByTestId('fleet-query-mode').isChecked(), true);
+    assert.deepEqual(await rowIds(page), ['dev-02', 'dev-05', 'dev-08']);
+    await page.getByTestId('fleet-search-error').waitFor({ state: 'hidden' });
+
+    // The address is the query: opened afresh it shows the same list.
+    const shared = page.url();
+    const other = await context.newPage();
+    await other.goto(shared);
+    assert.deepEqual(await rowIds(other), ['dev-02', 'dev-05', 'dev-08']);
+    assert.equal(await other.getByTestId('fleet-search').inputValue(), "SELECT * FROM devices WHERE tags.site = 'lyon' AND deviceId < 'dev-10'");
+    await screenshot(page, 'fleet-query');
+    // The mistake is the one failed request (a search superseded while
+    // in flight is aborted on purpose).
+    assert.deepEqual(
+      relevant(problems).filter((p) => !/^request failed: GET \S+\/devices\?\S* net::ERR_ABORTED/.test(p)),
+      ['console: Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)'],
+    );
+  } finally {
+    await context.close();
+  }
+});
+
+test('admins export the fleet with keys, and the file imports into another hub as it was', { timeout: 180_000 }, async () => {
+  const { context, page } = await newPage({ acceptDownloads: true });
+  const other = await startHub({ args: ['--device-addr', '127.0.0.1:0', '--mqtt-addr', ''] });
+  try {
+    await login(page, hub.url, 'admin', hub.password);
+    await page.goto(`${hub.url}/devices?q=${encodeURIComponent('site=oslo')}`);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('fleet-export-keys').click()]);
+    assert.match(download.suggestedFilename(), /^fieldhub-devices-with-keys-\d{8}-\d{6}\.csv$/);
+    const file = await download.path();
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+    assert.equal(lines[0], 'id,name,tags,enabled,status,lastActivity,authentication,primaryKey,secondaryKey,primaryThumbprint,secondaryThumbprint');
+    assert.equal(lines.length, 21);
+    const audit = await api('GET', '/api/v1/audit?action=device.export-keys');
+    assert.equal(audit.body.entries[0].target, '20 devices');
+
+    // Into another hub, through its import page.
+    await login(page, other.url, 'admin', other.password);
+    await page.goto(`${other.url}/import`);
+    await page.locator('#import-file').setInputFiles(file);
+    await page.getByTestId('import-apply').click();
+    await page.getByTestId('import-result').waitFor();
+    assert.equal(await page.getByTestId('import-result').getAttribute('data-applied'), 'true');
+    assert.equal(await page.getByTestId('import-created').textContent(), '20');
+    const otherToken = (await cli(other.dataDir, 'token', 'create', '--role', 'admin', '--name', 'e2e')).trim();
+    const get = async (base, token, id) => (await fetch(`${base}/api/v1/devices/${id}`, { headers: { Authorization: `Bearer ${token}` } })).json();
+    const [was, is] = await Promise.all([get(hub.url, adminToken, 'dev-01'), get(other.url, otherToken, 'dev-01')]);
+    assert.equal(is.primaryKey, was.primaryKey);
+    assert.equal(is.secondaryKey, was.secondaryKey);
+    assert.deepEqual(is.tags, was.tags);
+
+    // Viewers do not get the button.
+    const viewer = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+    const vp = await viewer.newPage();
+    await login(vp, hub.url, 'vic', 'viewer-pass-1');
+    assert.equal(await vp.getByTestId('fleet-export-keys').count(), 0);
+    await viewer.close();
+  } finally {
+    await context.close();
+    await other.stop();
+  }
+});
+
 test('phone width: tables become cards, nothing scrolls sideways', { timeout: 90_000 }, async () => {
   const { context, page, problems } = await newPage({ viewport: { width: 390, height: 844 } });
   try {
@@ -348,6 +455,8 @@ test('WCAG 2.1 AA (axe-core) on the fleet, users and audit pages, light and dark
         await login(page, hub.url, 'admin', hub.password);
         for (const [name, path] of [
           ['fleet', '/devices?sort=name'],
+          ['fleet-query', `/devices?mode=query&q=${encodeURIComponent("tags.site = 'oslo'")}`],
+          ['fleet-query-error', `/devices?mode=query&q=${encodeURIComponent("tags.site = 'oslo' AN")}`],
           ['users', '/users'],
           ['audit', '/audit'],
         ]) {

@@ -294,3 +294,61 @@ test('the Storage page shows disk use and retention by kind', { timeout: 60_000 
     }
   }
 });
+
+/**
+ * A time zone where it is now 11 o'clock: hours of two digits make the
+ * widest time labels ("11:45am"), wider than uPlot's default 50 px between
+ * ticks.
+ */
+function elevenOClock() {
+  let offset = (((11 - new Date().getUTCHours()) % 24) + 24) % 24;
+  if (offset > 14) offset -= 24;
+  if (offset === 0) return 'Etc/GMT';
+  return offset > 0 ? `Etc/GMT-${offset}` : `Etc/GMT+${-offset}`; // POSIX signs are inverted
+}
+
+test('time axis labels do not overlap, at 1366 px and 390 px, for every range', { timeout: 180_000 }, async () => {
+  // Readings seconds apart: "fit" spans seconds, the presets minutes to days.
+  await send({ humidity: 40 });
+  await new Promise((r) => setTimeout(r, 1500));
+  await send({ humidity: 42 });
+  const spans = { '15m': 15 * 60, '1h': 3600, '6h': 6 * 3600, '24h': 24 * 3600, '7d': 7 * 24 * 3600 };
+  for (const width of [1366, 390]) {
+    const context = await browser.newContext({ viewport: { width, height: 900 }, timezoneId: elevenOClock() });
+    const page = await context.newPage();
+    try {
+      await login(page, hub.url, 'admin', hub.password);
+      await page.goto(`${hub.url}/devices/${deviceID}#telemetry`);
+      const labels = () =>
+        page.locator('figure[data-metric="humidity"]').evaluate((el) => JSON.parse(el.dataset.xLabels ?? 'null'));
+      for (const range of ['fit', ...Object.keys(spans)]) {
+        await page.getByTestId(`range-${range}`).click();
+        // Wait for the chart to draw this range (fit: seconds, not an hour).
+        await page.waitForFunction(
+          ([want]) => {
+            const l = JSON.parse(document.querySelector('figure[data-metric="humidity"]')?.dataset.xLabels ?? 'null');
+            if (!l) return false;
+            return want ? Math.abs(l.span - want) < want * 0.05 : l.span < 3600;
+          },
+          [spans[range]],
+          { timeout: 10_000 },
+        );
+        const { boxes, width: plotWidth } = await labels();
+        assert.ok(boxes.length >= 2, `${width}px ${range}: ${boxes.length} time labels on a ${plotWidth}px plot`);
+        // Labels on the same line of the axis must not touch.
+        for (const row of new Set(boxes.map((b) => b.row))) {
+          const line = boxes.filter((b) => b.row === row).sort((a, b) => a.left - b.left);
+          for (let i = 1; i < line.length; i++) {
+            assert.ok(
+              line[i - 1].right < line[i].left,
+              `${width}px ${range}: "${line[i - 1].text}" (${line[i - 1].left}–${line[i - 1].right}) overlaps "${line[i].text}" (${line[i].left}–${line[i].right})`,
+            );
+          }
+        }
+      }
+      await screenshot(page, `telemetry-axis-${width}`);
+    } finally {
+      await context.close();
+    }
+  }
+});

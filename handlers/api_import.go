@@ -18,13 +18,16 @@ const maxImportPreview = 1000
 
 // importJSON is the answer of POST /api/v1/devices/import.
 type importJSON struct {
-	DryRun    bool                `json:"dryRun"`
-	Applied   bool                `json:"applied"`
-	Rows      int                 `json:"rows"` // valid rows
-	Created   int                 `json:"created"`
-	Updated   int                 `json:"updated"`
-	Unchanged int                 `json:"unchanged"`
-	Errors    []registry.RowError `json:"errors"`
+	DryRun    bool `json:"dryRun"`
+	Applied   bool `json:"applied"`
+	Rows      int  `json:"rows"` // valid rows
+	Created   int  `json:"created"`
+	Updated   int  `json:"updated"`
+	Unchanged int  `json:"unchanged"`
+	// CredentialsReplaced counts the existing devices whose keys or
+	// certificate registration the file replaces.
+	CredentialsReplaced int                 `json:"credentialsReplaced"`
+	Errors              []registry.RowError `json:"errors"`
 	// ErrorRows counts the rows with an error; errors lists the first 200.
 	ErrorRows int                `json:"errorRows"`
 	Devices   []importDeviceJSON `json:"devices"`
@@ -38,6 +41,11 @@ type importDeviceJSON struct {
 	Tags    map[string]string `json:"tags"`
 	Enabled bool              `json:"enabled"`
 	Action  string            `json:"action"` // create, update, unchanged
+	// Credentials is set when the row gives the device's keys or
+	// certificate registration (an export with keys); ReplacesCredentials
+	// when they replace the device's own.
+	Credentials         bool `json:"credentials,omitempty"`
+	ReplacesCredentials bool `json:"replacesCredentials,omitempty"`
 }
 
 // importFile reads the upload: the body as CSV, or the "file" part of a
@@ -118,19 +126,25 @@ func (s *Server) runImport(c echo.Context, dryRun bool) (importJSON, int, error)
 	}
 	out.Applied = apply
 	out.Created, out.Updated, out.Unchanged = sum.Created, sum.Updated, sum.Unchanged
+	out.CredentialsReplaced = len(sum.CredentialsChanged)
+	replaced := make(map[string]bool, len(sum.CredentialsChanged))
+	for _, id := range sum.CredentialsChanged {
+		replaced[id] = true
+	}
 	for i, dev := range f.Devices {
 		if i == maxImportPreview {
 			out.More = len(f.Devices) - i
 			break
 		}
 		out.Devices = append(out.Devices, importDeviceJSON{Row: f.Rows[i], ID: dev.DeviceID, Name: dev.Name, Tags: dev.Tags,
-			Enabled: dev.Enabled, Action: sum.Actions[i]})
+			Enabled: dev.Enabled, Action: sum.Actions[i], Credentials: dev.Credentials != nil, ReplacesCredentials: replaced[dev.DeviceID]})
 	}
 	return out, status, nil
 }
 
 // apiImportDevices is POST /api/v1/devices/import[?dryRun=true]: a CSV
-// file (the body, or a multipart "file") of id,name,tags,enabled.
+// file (the body, or a multipart "file") of id,name,tags,enabled and,
+// from an export with keys, the devices' credentials.
 func (s *Server) apiImportDevices(c echo.Context) error {
 	dryRun, err := boolParam(c, "dryRun")
 	if err != nil {

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"fieldhub/auth"
 	"fieldhub/db"
+	"fieldhub/handlers"
 	"fieldhub/internal/testkit"
 )
 
@@ -223,4 +225,81 @@ func BenchmarkImport10k(b *testing.B) {
 	}
 	b.ReportMetric((b.Elapsed()-dry).Seconds()/float64(b.N), "s/import")
 	b.ReportMetric(dry.Seconds()/float64(b.N), "s/dry-run")
+}
+
+// TestExportWithKeysRoundTrips: an admin's export with keys, imported into
+// another hub, recreates the fleet (names, tags with the separators the
+// tag list escapes, enabled, SAS keys, X.509 registrations), and devices
+// sign in there with their old connection strings; imported again into
+// the hub it came from, it changes nothing. Operators and viewers may not
+// export keys, and the export is audited with its count.
+func TestExportWithKeysRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	from := queryHub(t) // q-00…q-24
+	odd := []db.NewDevice{
+		{DeviceID: "odd,1", Name: "Comma, \"quote\"\nand a line", Tags: map[string]string{"k;1": "a=b;c", "path": `C:\data`}},
+		{DeviceID: "self-1", Auth: db.Authentication{Type: auth.AuthSelfSigned, PrimaryThumbprint: strings.Repeat("AB", 32),
+			SecondaryThumbprint: strings.Repeat("CD", 20)}},
+		{DeviceID: "ca-1", Auth: db.Authentication{Type: auth.AuthCertificateAuthority}},
+	}
+	for _, nd := range odd {
+		if _, err := from.db.CreateDevice(ctx, nd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	off := false
+	if _, err := from.db.UpdateDevice(ctx, "q-03", db.DeviceUpdate{Enabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, role := range []string{db.RoleOperator, db.RoleViewer} {
+		if r := from.call(role, http.MethodGet, "/api/v1/devices?format=csv&keys=true", ""); r.status != http.StatusForbidden {
+			t.Errorf("%s exports keys: %d %s", role, r.status, r.body)
+		}
+	}
+	if r := from.call(db.RoleAdmin, http.MethodGet, "/api/v1/devices?keys=true", ""); r.status != http.StatusBadRequest {
+		t.Errorf("keys=true as JSON: %d, want 400", r.status)
+	}
+	plain := from.call(db.RoleOperator, http.MethodGet, "/api/v1/devices?format=csv", "")
+	if plain.status != http.StatusOK || strings.Contains(string(plain.body), "primaryKey") {
+		t.Fatalf("operator's export: %d %.200s", plain.status, plain.body)
+	}
+	export := from.call(db.RoleAdmin, http.MethodGet, "/api/v1/devices?format=csv&keys=true", "")
+	if export.status != http.StatusOK || !strings.Contains(export.header.Get("Content-Disposition"), "with-keys") {
+		t.Fatalf("admin's export: %d %v %.200s", export.status, export.header, export.body)
+	}
+	entries, err := from.db.AuditEntries(ctx, db.AuditFilter{Action: handlers.ActionExportKeys, Limit: 10})
+	if err != nil || len(entries) != 1 || entries[0].Target != "28 devices" || entries[0].Actor != "token:admin-token" {
+		t.Errorf("audit of the export = %+v, %v; want one entry for 28 devices by the admin's token", entries, err)
+	}
+
+	to := newCommandsHub(t, nil) // dev1, and none of the exported devices
+	resp, a := to.upload(db.RoleAdmin, "", string(export.body))
+	if resp.status != http.StatusOK || !a.Applied || a.Created != 28 {
+		t.Fatalf("import of the export: %d %s", resp.status, resp.body)
+	}
+	want, _, err := from.db.Devices(ctx, db.DeviceFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range want {
+		got, err := to.db.Device(ctx, w.DeviceID)
+		if err != nil {
+			t.Errorf("%s was not imported: %v", w.DeviceID, err)
+			continue
+		}
+		if got.Name != w.Name || fmt.Sprint(got.Tags) != fmt.Sprint(w.Tags) || got.Enabled != w.Enabled || got.Auth != w.Auth ||
+			got.PrimaryKey != w.PrimaryKey || got.SecondaryKey != w.SecondaryKey {
+			t.Errorf("%s imported as %+v\nwant %+v", w.DeviceID, got, w)
+		}
+	}
+	// q-00's connection string works on the new hub: its SAS token verifies.
+	if r := to.deviceCall("q-00", http.MethodGet, "/devices/q-00/messages/deviceBound?api-version=2020-09-30"); r.status >= 400 {
+		t.Errorf("q-00 with its old key on the new hub: %d %s", r.status, r.body)
+	}
+
+	resp, a = from.upload(db.RoleAdmin, "", string(export.body))
+	if resp.status != http.StatusOK || a.Unchanged != 28 || a.Created+a.Updated != 0 {
+		t.Errorf("the export imported where it came from: %d %s; want all unchanged", resp.status, resp.body)
+	}
 }

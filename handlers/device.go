@@ -53,7 +53,12 @@ func (s *Server) showDevice(c echo.Context) error {
 	m.Device.DisconnectedAt = d.DisconnectedAt
 	if s.conns != nil {
 		if ev, ok := s.conns.Connection(d.DeviceID); ok {
-			m.Connection = views.DeviceConnection{Connected: true, Protocol: ev.Protocol, Remote: ev.Remote, Since: ev.At}
+			m.Connection = views.DeviceConnection{Connected: true, Protocol: ev.Protocol, Remote: ev.Remote, Since: ev.At, Node: ev.Node}
+		}
+	}
+	if !m.Connection.Connected && d.Connected {
+		if m.Connection, err = s.remoteConnection(c.Request().Context(), d.DeviceID); err != nil {
+			return err
 		}
 	}
 	if s.live != nil {
@@ -270,4 +275,28 @@ func (s *Server) setDeviceAuthentication(c echo.Context) error {
 		msg = "Authentication saved: the device now presents its X.509 certificate. Open connections were closed."
 	}
 	return s.redirectWith(c, back, msg, false)
+}
+
+// ActionDeviceConnected is the device log's entry of a connect, as
+// mqtt.ActionConnected writes it (the mqtt package's tests import this
+// one's through internal/testkit, so it cannot be imported here).
+const ActionDeviceConnected = "device.connected"
+
+// remoteConnection describes a device's live connection held by another
+// instance of a cluster (--bus): the node, from the store's connection
+// state, and since when, from the newest connect in the device's log.
+func (s *Server) remoteConnection(ctx context.Context, deviceID string) (views.DeviceConnection, error) {
+	node, err := s.store.DeviceConnectionNode(ctx, deviceID)
+	if err != nil || node == "" {
+		return views.DeviceConnection{}, err // "": it closed meanwhile
+	}
+	conn := views.DeviceConnection{Connected: true, Protocol: "mqtt", Node: node}
+	entries, err := s.store.AuditEntries(ctx, db.AuditFilter{Target: deviceID, Action: ActionDeviceConnected, Limit: 1})
+	if err != nil {
+		return conn, err
+	}
+	if len(entries) == 1 {
+		conn.Since = entries[0].At
+	}
+	return conn, nil
 }

@@ -70,6 +70,9 @@ func (s *Server) renderFleet(c echo.Context, status int, add *views.AddDevice) e
 	if err != nil {
 		return err
 	}
+	if fleetQueryMode(c, f.Query) {
+		return s.renderFleetQuery(c, status, add, f, size) // handlers/fleet_query.go
+	}
 	pageNum, err := intParam(c, "page", 1, 1, 1<<30)
 	if err != nil {
 		return err
@@ -86,24 +89,15 @@ func (s *Server) renderFleet(c echo.Context, status int, add *views.AddDevice) e
 		return c.Redirect(http.StatusSeeOther, q.AtPage(pageCount).URL())
 	}
 
-	now := s.now()
 	m := views.FleetPage{
 		Page:       s.page(c, "Fleet", views.NavFleet),
 		FleetQuery: q,
 		PageCount:  pageCount, Total: total,
-		Devices:   make([]views.DeviceRow, len(devs)),
+		Devices:   s.fleetRows(devs),
 		AddDevice: add,
 	}
 	ids := make([]string, len(devs))
-	var worst map[string]alert.Severity
-	if s.alerts != nil {
-		worst = s.alerts.WorstOpen()
-	}
 	for i, d := range devs {
-		m.Devices[i] = views.DeviceRow{
-			ID: d.DeviceID, Name: d.Name, Status: d.Status(now), LastActivity: d.LastActivity, Tags: viewTags(d.Tags),
-			Worst: string(worst[d.DeviceID]),
-		}
 		ids[i] = d.DeviceID
 	}
 	if s.live != nil {
@@ -113,7 +107,29 @@ func (s *Server) renderFleet(c echo.Context, status int, add *views.AddDevice) e
 	if c.Request().Header.Get(fleetResultsHeader) == "fleet-results" {
 		return s.render(c, http.StatusOK, views.FleetResults(m))
 	}
-	counts, err := s.store.FleetCounts(ctx)
+	return s.renderFleetPage(c, status, m)
+}
+
+// fleetRows are the fleet table's rows of devs.
+func (s *Server) fleetRows(devs []db.Device) []views.DeviceRow {
+	now := s.now()
+	var worst map[string]alert.Severity
+	if s.alerts != nil {
+		worst = s.alerts.WorstOpen()
+	}
+	rows := make([]views.DeviceRow, len(devs))
+	for i, d := range devs {
+		rows[i] = views.DeviceRow{
+			ID: d.DeviceID, Name: d.Name, Status: d.Status(now), LastActivity: d.LastActivity, Tags: viewTags(d.Tags),
+			Worst: string(worst[d.DeviceID]),
+		}
+	}
+	return rows
+}
+
+// renderFleetPage renders the whole fleet page m with the fleet's counts.
+func (s *Server) renderFleetPage(c echo.Context, status int, m views.FleetPage) error {
+	counts, err := s.store.FleetCounts(c.Request().Context())
 	if err != nil {
 		return err
 	}

@@ -39,13 +39,13 @@ func (s *Server) importDevices(c echo.Context) error {
 		return err
 	}
 	r := &views.ImportResult{DryRun: out.DryRun, Applied: out.Applied, Rows: out.Rows, Created: out.Created,
-		Updated: out.Updated, Unchanged: out.Unchanged, ErrorRows: out.ErrorRows, More: out.More}
+		Updated: out.Updated, Unchanged: out.Unchanged, ErrorRows: out.ErrorRows, More: out.More, CredentialsReplaced: out.CredentialsReplaced}
 	for _, e := range out.Errors {
 		r.Errors = append(r.Errors, views.ImportError{Row: e.Row, Column: e.Column, Message: e.Message})
 	}
 	for _, d := range out.Devices {
 		r.Devices = append(r.Devices, views.ImportRow{Row: d.Row, ID: d.ID, Name: d.Name, Tags: db.FormatTags(d.Tags),
-			Enabled: d.Enabled, Action: d.Action})
+			Enabled: d.Enabled, Action: d.Action, ReplacesCredentials: d.ReplacesCredentials})
 	}
 	m.Result = r
 	return s.render(c, status, views.ImportView(m))

@@ -13,6 +13,7 @@ import (
 
 	"fieldhub/db"
 	"fieldhub/jobs"
+	"fieldhub/query"
 	"fieldhub/storage"
 	"fieldhub/views"
 )
@@ -45,7 +46,12 @@ func jobRow(j db.Job) views.JobRow {
 }
 
 func (s *Server) showJobs(c echo.Context) error {
-	return s.renderJobs(c, http.StatusOK, views.JobForm{})
+	// The fleet page's query mode links here with its condition.
+	form := views.JobForm{Query: c.QueryParam("query")}
+	if len(form.Query) > query.MaxLength {
+		form.Query = ""
+	}
+	return s.renderJobs(c, http.StatusOK, form)
 }
 
 func (s *Server) renderJobs(c echo.Context, status int, form views.JobForm) error {

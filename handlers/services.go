@@ -74,6 +74,10 @@ type FleetReader interface {
 	// a short batch in memory (the CSV export).
 	EachDevice(ctx context.Context, f db.DeviceFilter, now time.Time, fn func(db.Device) error) error
 	FleetCounts(ctx context.Context) (db.FleetCounts, error)
+	// DeviceConnectionNode is the instance holding the device's live
+	// connection ("" for none): the device page names it when it is not
+	// this one (a cluster, --bus).
+	DeviceConnectionNode(ctx context.Context, deviceID string) (string, error)
 	CertificateAuthorities(ctx context.Context) ([]db.CertificateAuthority, error)
 }
 

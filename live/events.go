@@ -120,6 +120,9 @@ type ConnectionEvent struct {
 	Remote    string    `json:"remote,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
 	At        time.Time `json:"at"`
+	// Node is the instance whose connection opened or closed, in a
+	// cluster (--bus); "" on a single instance.
+	Node string `json:"node,omitempty"`
 }
 
 // PublishCloudMessage announces a cloud-to-device message's new state on

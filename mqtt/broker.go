@@ -388,7 +388,18 @@ func (b *Broker) Connection(deviceID string) (live.ConnectionEvent, bool) {
 	if c.listener == "mqtt-ws" {
 		proto = "mqtt-ws"
 	}
-	return live.ConnectionEvent{Connected: true, Protocol: proto, Remote: c.remote, At: c.since}, true
+	return live.ConnectionEvent{Connected: true, Protocol: proto, Remote: c.remote, At: c.since, Node: b.clusterNode()}, true
+}
+
+// clusterNode names this instance in connection events when it is one of
+// a cluster; "" when it is alone (no Cluster, or one that says it is not
+// clustered: the bus of a single instance).
+func (b *Broker) clusterNode() string {
+	c, ok := b.cfg.Cluster.(interface{ Clustered() bool })
+	if b.cfg.Cluster == nil || ok && !c.Clustered() {
+		return ""
+	}
+	return b.cfg.Node
 }
 
 // current returns the device's live connection, or nil.

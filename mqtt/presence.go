@@ -91,9 +91,14 @@ func (b *Broker) recordPresence(ev presenceEvent, log *presenceLog) {
 	b.writeDeviceLog(log.add(entry, ev.connected))
 	if p := b.cfg.Presence; p != nil {
 		p.SetConnected(ev.deviceID, online)
-		p.PublishConnection(ev.deviceID, live.ConnectionEvent{
-			Connected: ev.connected, Protocol: "mqtt", Remote: ev.remote, Reason: ev.reason, At: ev.at,
-		})
+		// The close of a connection that another instance has taken over
+		// (the device moved there) is not the device going away: device
+		// pages keep showing the newer connection.
+		if moved := !ev.connected && !online && err == nil && previous != "" && previous != b.cfg.Node; !moved {
+			p.PublishConnection(ev.deviceID, live.ConnectionEvent{
+				Connected: ev.connected, Protocol: "mqtt", Remote: ev.remote, Reason: ev.reason, At: ev.at, Node: b.clusterNode(),
+			})
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"fieldhub/db"
 	"fieldhub/internal/testkit"
+	"fieldhub/live"
 )
 
 // accounted is how many events entries stand for: each entry itself plus
@@ -104,5 +105,60 @@ func TestConnectLoopBoundsDeviceLog(t *testing.T) {
 	}
 	if entries[0].Action != ActionDisconnected {
 		t.Errorf("newest entry is %s, want the last disconnect", entries[0].Action)
+	}
+}
+
+// takeOvers records what the broker asks of the rest of its cluster.
+type takeOvers struct{}
+
+func (takeOvers) TakeOver(node, deviceID string) {}
+
+// TestPresenceInACluster: in a cluster, connection events name the node
+// holding the connection, and the close of a connection that another node
+// has taken over since (the device moved there) is not announced as the
+// device disconnecting: device pages keep showing the newer connection.
+func TestPresenceInACluster(t *testing.T) {
+	pub := testkit.NewPublisher()
+	h := newTestHub(t, func(c *Config) { c.Presence, c.Node, c.Cluster = pub, "node-a", takeOvers{} })
+	connection := func(deviceID string) live.ConnectionEvent {
+		t.Helper()
+		for {
+			if e := pub.Next(t); e.Type == live.EventConnection && e.Device == deviceID {
+				return e.Data.(live.ConnectionEvent)
+			}
+		}
+	}
+	d := h.connect(h.device("dev1"))
+	if ev := connection("dev1"); !ev.Connected || ev.Node != "node-a" {
+		t.Fatalf("connect event = %+v, want connected on node-a", ev)
+	}
+	if ev, ok := h.broker.Connection("dev1"); !ok || ev.Node != "node-a" {
+		t.Errorf("Connection = %+v, %v; want node-a", ev, ok)
+	}
+	// The device connects to node-b, which records it; then node-a's old
+	// connection closes.
+	if _, err := h.db.SetDeviceConnection(context.Background(), "dev1", "node-b", true); err != nil {
+		t.Fatal(err)
+	}
+	d.client.Disconnect(0)
+	testkit.WaitFor(t, "node-a forgets the connection", func() bool { return !h.broker.Connected("dev1") })
+	// Presence events are handled in order: once dev2's connect is
+	// announced, dev1's close has been handled.
+	h.connect(h.device("dev2"))
+	connection("dev2")
+	for _, e := range pub.Events() {
+		if ev, ok := e.Data.(live.ConnectionEvent); ok && e.Device == "dev1" && !ev.Connected {
+			t.Errorf("announced %+v for the connection node-b took over", ev)
+		}
+	}
+	if node, err := h.db.DeviceConnectionNode(context.Background(), "dev1"); err != nil || node != "node-b" {
+		t.Errorf("dev1's node = %q, %v; want node-b", node, err)
+	}
+
+	// A device that leaves node-a for good is announced, with the node.
+	h.connect(h.device("dev3")).client.Disconnect(0)
+	connection("dev3")
+	if ev := connection("dev3"); ev.Connected || ev.Node != "node-a" {
+		t.Errorf("dev3's close = %+v, want disconnected on node-a", ev)
 	}
 }

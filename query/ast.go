@@ -191,6 +191,15 @@ func (q *Query) Aggregate() bool {
 	return false
 }
 
+// ColumnNames are the property names of a projection's result rows, in
+// the order of its columns (nil for SELECT *).
+func (q *Query) ColumnNames() []string {
+	if q.Star {
+		return nil
+	}
+	return q.names()
+}
+
 // names returns the property name of each column in the result rows: the
 // alias, else the field's last name, else $1, $2, … for unnamed COUNT()s
 // (as Azure names them).

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"fieldhub/auth"
 	"fieldhub/db"
 	"fieldhub/storage"
 )
@@ -27,8 +28,22 @@ const (
 const ActionImport = "device.import"
 
 // ImportColumns are the columns of an import file, in any order after a
-// header row; only id is required.
-var ImportColumns = []string{"id", "name", "tags", "enabled"}
+// header row, their names in any letter case; only id is required. The
+// credential columns (CredentialColumns) are an admin export's.
+var ImportColumns = []string{"id", "name", "tags", "enabled", "authentication", "primaryKey", "secondaryKey",
+	"primaryThumbprint", "secondaryThumbprint"}
+
+// CredentialColumns are the import columns that give a device's own
+// credentials; a row that leaves them all empty gets fresh keys when new
+// and keeps its own otherwise.
+var CredentialColumns = ImportColumns[4:]
+
+// ExportOnlyColumns are columns of an export that an import reads past:
+// what the hub knows of a device, not what a file can set.
+var ExportOnlyColumns = []string{"status", "lastActivity"}
+
+// columnList names the columns an import file may have, for errors.
+const columnList = "id, name, tags, enabled, authentication, primaryKey, secondaryKey, primaryThumbprint, secondaryThumbprint (and an export's status and lastActivity, which are read past)"
 
 // RowError is what is wrong with one row of an import file.
 type RowError struct {
@@ -64,8 +79,10 @@ func (e *ImportLimitError) Error() string { return e.Reason }
 
 // ParseImport reads an import file: CSV (comma-separated, RFC 4180 quotes,
 // UTF-8, an optional byte order mark) with a header row naming the columns
-// id, name, tags and enabled; tags are k=v;k=v; enabled is true or false
-// (also yes/no, 1/0; empty means true). A row's mistakes are RowErrors; a
+// (ImportColumns); tags are k=v;k=v (a backslash escapes ';', '=' and
+// itself, as an export writes them); enabled is true or false (also
+// yes/no, 1/0; empty means true); authentication is sas (or empty),
+// selfSigned or certificateAuthority. A row's mistakes are RowErrors; a
 // file that is too large or has no usable header is an *ImportLimitError.
 func ParseImport(r io.Reader) (ImportFile, error) {
 	limited := &io.LimitedReader{R: r, N: MaxImportBytes + 1}
@@ -85,10 +102,10 @@ func ParseImport(r io.Reader) (ImportFile, error) {
 		return f, &ImportLimitError{Reason: "the header row is not CSV: " + csvReason(err)}
 	}
 	cols := map[string]int{}
-	for i, name := range header {
-		name = strings.ToLower(strings.TrimSpace(name))
-		if !known(name) {
-			return f, &ImportLimitError{Reason: fmt.Sprintf("column %d of the header is %q; the columns are id, name, tags and enabled", i+1, clip(name, 40))}
+	for i, raw := range header {
+		name, ok := column(strings.TrimSpace(raw))
+		if !ok {
+			return f, &ImportLimitError{Reason: fmt.Sprintf("column %d of the header is %q; the columns are %s", i+1, clip(strings.TrimSpace(raw), 40), columnList)}
 		}
 		if _, dup := cols[name]; dup {
 			return f, &ImportLimitError{Reason: fmt.Sprintf("the header names column %s twice", name)}
@@ -96,7 +113,13 @@ func ParseImport(r io.Reader) (ImportFile, error) {
 		cols[name] = i
 	}
 	if _, ok := cols["id"]; !ok {
-		return f, &ImportLimitError{Reason: "the header has no id column; the columns are id, name, tags and enabled"}
+		return f, &ImportLimitError{Reason: "the header has no id column; the columns are " + columnList}
+	}
+	withCredentials := false
+	for _, name := range CredentialColumns {
+		if _, ok := cols[name]; ok {
+			withCredentials = true
+		}
 	}
 	seen := map[string]int{}
 	fail := func(row int, col, format string, args ...any) {
@@ -167,7 +190,7 @@ func ParseImport(r io.Reader) (ImportFile, error) {
 			continue
 		}
 		var err2 error
-		if dev.Tags, err2 = parseImportTags(field("tags")); err2 != nil {
+		if dev.Tags, err2 = ParseImportTags(field("tags")); err2 != nil {
 			fail(line, "tags", "%s", err2.Error())
 			continue
 		}
@@ -179,6 +202,14 @@ func ParseImport(r io.Reader) (ImportFile, error) {
 			fail(line, "enabled", "is %q; write true or false", clip(field("enabled"), 20))
 			continue
 		}
+		if withCredentials {
+			c, col, err := importCredentials(field)
+			if err != nil {
+				fail(line, col, "%s", invalidReason(err))
+				continue
+			}
+			dev.Credentials = c
+		}
 		f.Devices = append(f.Devices, dev)
 		f.Rows = append(f.Rows, line)
 	}
@@ -189,13 +220,59 @@ func ParseImport(r io.Reader) (ImportFile, error) {
 	return f, nil
 }
 
-func known(col string) bool {
+// column is the canonical name of a header's column, in any letter case;
+// ok is false for a column an import does not know.
+func column(name string) (string, bool) {
 	for _, c := range ImportColumns {
-		if c == col {
-			return true
+		if strings.EqualFold(c, name) {
+			return c, true
 		}
 	}
-	return false
+	for _, c := range ExportOnlyColumns {
+		if strings.EqualFold(c, name) {
+			return c, true
+		}
+	}
+	return "", false
+}
+
+// importCredentials reads a row's credential columns: nil when they are all
+// empty; else the credentials, checked, or the error and its column.
+func importCredentials(field func(string) string) (*db.ImportCredentials, string, error) {
+	// Empty columns, or sas without keys: fresh keys for a new device, its
+	// own kept by an existing one.
+	empty := true
+	for _, name := range CredentialColumns {
+		if v := field(name); v != "" && (name != "authentication" || !strings.EqualFold(v, auth.AuthSAS)) {
+			empty = false
+		}
+	}
+	if empty {
+		return nil, "", nil
+	}
+	typ := field("authentication")
+	for _, t := range []string{auth.AuthSAS, auth.AuthSelfSigned, auth.AuthCertificateAuthority} {
+		if strings.EqualFold(typ, t) {
+			typ = t
+		}
+	}
+	c := db.ImportCredentials{
+		Auth: db.Authentication{Type: typ, PrimaryThumbprint: field("primaryThumbprint"),
+			SecondaryThumbprint: field("secondaryThumbprint")},
+		PrimaryKey: field("primaryKey"), SecondaryKey: field("secondaryKey"),
+	}
+	c, err := c.Check()
+	if err != nil {
+		col := "authentication"
+		var inv *storage.InvalidError
+		if errors.As(err, &inv) {
+			if name, ok := column(inv.Field); ok {
+				col = name
+			}
+		}
+		return nil, col, err
+	}
+	return &c, "", nil
 }
 
 func clip(s string, n int) string {
@@ -228,34 +305,29 @@ func invalidReason(err error) string {
 	return err.Error()
 }
 
-// parseImportTags reads k=v;k=v, with the registry's rules for tags.
-func parseImportTags(s string) (map[string]string, error) {
+// ParseImportTags reads k=v;k=v as an export writes it (db.FormatTagList:
+// a backslash escapes ';', '=' and itself), with the registry's rules for
+// tags. Spaces around keys and values are dropped (hand-written files put
+// them after ';'), and so is a ';' at either end.
+func ParseImportTags(s string) (map[string]string, error) {
 	tags := map[string]string{}
-	if s == "" {
-		return tags, nil
+	parsed, err := db.ParseTagList(strings.Trim(strings.TrimSpace(s), ";"))
+	if err != nil {
+		var inv *storage.InvalidError
+		if errors.As(err, &inv) && strings.HasSuffix(inv.Reason, "is not key=value") {
+			return nil, fmt.Errorf("%s (tags are written k=v;k=v)", inv.Reason)
+		}
+		return nil, errors.New(invalidReason(err))
 	}
-	for _, part := range strings.Split(s, ";") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			return nil, fmt.Errorf("%q is not key=value (tags are written k=v;k=v)", clip(part, 40))
-		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+	for k, v := range parsed {
+		k = strings.TrimSpace(k)
 		if _, dup := tags[k]; dup {
 			return nil, fmt.Errorf("tag %q is given twice", clip(k, 40))
 		}
-		tags[k] = v
+		tags[k] = strings.TrimSpace(v)
 	}
-	// The registry's own rules (length, count, characters), said its way.
-	s2 := make([]string, 0, len(tags))
-	for k, v := range tags {
-		s2 = append(s2, k+"="+v)
-	}
-	if _, err := db.ParseTags(strings.Join(s2, ",")); err != nil {
-		return nil, errors.New(invalidReason(err))
+	if _, empty := tags[""]; empty {
+		return nil, errors.New("a tag has no name (tags are written k=v;k=v)")
 	}
 	return tags, nil
 }
@@ -280,8 +352,11 @@ func (r *Registry) Import(ctx context.Context, actor string, f ImportFile, dryRu
 	if dryRun {
 		return ImportSummary{ImportResult: res, DryRun: true}, nil
 	}
-	r.audit(ctx, actor, ActionImport, fmt.Sprintf("%d devices", len(f.Devices)),
-		fmt.Sprintf("%d created, %d updated, %d unchanged", res.Created, res.Updated, res.Unchanged))
+	detail := fmt.Sprintf("%d created, %d updated, %d unchanged", res.Created, res.Updated, res.Unchanged)
+	if n := len(res.CredentialsChanged); n > 0 {
+		detail += fmt.Sprintf("; credentials of %d replaced", n)
+	}
+	r.audit(ctx, actor, ActionImport, fmt.Sprintf("%d devices", len(f.Devices)), detail)
 	for i, dev := range f.Devices {
 		if res.Actions[i] == db.ImportUpdate {
 			r.recheck(dev.DeviceID)

@@ -67,6 +67,69 @@ func TestParseImport(t *testing.T) {
 	}
 }
 
+// TestParseImportCredentials: the columns of an admin export (keys,
+// authentication, thumbprints, and the status and lastActivity an import
+// reads past) in any letter case; escaped tags as an export writes them.
+func TestParseImportCredentials(t *testing.T) {
+	key1, key2 := db.NewDeviceKey(), db.NewDeviceKey()
+	thumb := strings.Repeat("ab", 20)
+	file := "id,name,tags,enabled,status,lastActivity,Authentication,primaryKey,SECONDARYKEY,primaryThumbprint,secondaryThumbprint\n" +
+		"sas-1,,a\\;b=x\\=y;c=d,true,online,2026-01-01T00:00:00Z,sas," + key1 + "," + key2 + ",,\n" +
+		"x509-1,,,false,disabled,,selfSigned,,," + thumb + ",\n" +
+		"plain-1,,,true,,,,,,,\n" +
+		"bad-1,,,true,,,sas," + key1 + ",,,\n" +
+		"bad-2,,,true,,,sas,notbase64!," + key2 + ",,\n" +
+		"bad-3,,,true,,,selfSigned," + key1 + "," + key2 + "," + thumb + ",\n" +
+		"plain-2,,,true,,,SAS,,,,\n" +
+		"bad-5,,,true,,,kerberos,,,,\n" +
+		"bad-6,,,true,,,selfSigned,,,zz,\n"
+	f, err := registry.ParseImport(strings.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Devices) != 4 {
+		t.Fatalf("devices = %+v, errors %v", f.Devices, f.Errors)
+	}
+	sas, x509, plain := f.Devices[0], f.Devices[1], f.Devices[2]
+	if c := sas.Credentials; c == nil || c.Auth.Type != "sas" || c.PrimaryKey != key1 || c.SecondaryKey != key2 {
+		t.Errorf("sas-1 credentials = %+v", c)
+	}
+	if fmt.Sprint(sas.Tags) != "map[a;b:x=y c:d]" {
+		t.Errorf("sas-1 tags = %q, want the escaped ';' and '=' read back", sas.Tags)
+	}
+	if c := x509.Credentials; c == nil || c.Auth.Type != "selfSigned" || c.Auth.PrimaryThumbprint != strings.ToUpper(thumb) || c.PrimaryKey != "" {
+		t.Errorf("x509-1 credentials = %+v", c)
+	}
+	if x509.Enabled {
+		t.Errorf("x509-1 is enabled; the file says false")
+	}
+	for _, d := range []db.ImportDevice{plain, f.Devices[3]} {
+		if d.Credentials != nil {
+			t.Errorf("%s (no keys) credentials = %+v, want none: fresh keys", d.DeviceID, d.Credentials)
+		}
+	}
+	wantErrors := []struct {
+		row      int
+		column   string
+		contains string
+	}{
+		{5, "primaryKey", "needs both keys"},
+		{6, "primaryKey", "not base64"},
+		{7, "primaryKey", "has no keys"},
+		{9, "authentication", `unknown authentication type "kerberos"`},
+		{10, "authentication", "primary"},
+	}
+	if len(f.Errors) != len(wantErrors) {
+		t.Fatalf("errors = %v", f.Errors)
+	}
+	for i, w := range wantErrors {
+		e := f.Errors[i]
+		if e.Row != w.row || e.Column != w.column || !strings.Contains(e.Message, w.contains) {
+			t.Errorf("error %d = %+v, want row %d column %q about %q", i, e, w.row, w.column, w.contains)
+		}
+	}
+}
+
 func TestParseImportRefusesTheFile(t *testing.T) {
 	tests := []struct {
 		name, file string

@@ -31,6 +31,12 @@ type FleetQuery struct {
 	Desc    bool
 	Size    int // 0 = DefaultFleetPageSize
 	PageNum int // 1-based; 0 = 1
+	// Advanced: Query is a device query (package query), asked for with
+	// mode=query or typed starting with SELECT. Its results come in
+	// device id order, a page at a time: After is the continuation token
+	// of the page shown ("" for the first).
+	Advanced bool
+	After    string
 }
 
 func (q FleetQuery) size() int {
@@ -55,6 +61,12 @@ func (q FleetQuery) values(withPage bool) url.Values {
 	v := url.Values{}
 	if q.Query != "" {
 		v.Set("q", q.Query)
+	}
+	if q.Advanced {
+		v.Set("mode", "query")
+	}
+	if withPage && q.After != "" {
+		v.Set("after", q.After)
 	}
 	if q.Status != "" {
 		v.Set("status", q.Status)
@@ -88,12 +100,23 @@ func (q FleetQuery) AtPage(n int) FleetQuery {
 	return q
 }
 
+// AfterToken is q's advanced query at the page that continuation token
+// after names ("": the first).
+func (q FleetQuery) AfterToken(after string) FleetQuery {
+	q.After = after
+	return q
+}
+
 // ExportURL downloads every device q selects, in q's order, as CSV.
 func (q FleetQuery) ExportURL() string {
 	v := q.values(false)
 	v.Set("format", "csv")
 	return "/api/v1/devices?" + v.Encode()
 }
+
+// ExportKeysURL is ExportURL with every device's credentials (admins): a
+// backup that the import page restores.
+func (q FleetQuery) ExportKeysURL() string { return q.ExportURL() + "&keys=true" }
 
 // SortedBy is the first page of q ordered by column: ascending, or the
 // other way round when q is already ordered by it. Last activity starts

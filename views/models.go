@@ -131,6 +131,19 @@ type FleetPage struct {
 	// AddDevice, when set, is an add-device form sent back: it opens with
 	// what was typed and the error in it.
 	AddDevice *AddDevice
+	// An advanced query's page (FleetQuery.Advanced): QueryProblem is what
+	// is wrong with the query (shown under the search field); the rows of
+	// a projection, COUNT() or GROUP BY are QueryColumns and QueryRows
+	// instead of Devices; NextAfter continues to the next page ("" on the
+	// last); TotalKnown says whether Total counts every match.
+	QueryProblem string
+	QueryColumns []string
+	QueryRows    [][]string
+	NextAfter    string
+	TotalKnown   bool
+	// JobURL opens the jobs page with the query's condition (operators,
+	// for a query that selects devices); "" for none.
+	JobURL string
 }
 
 // AddDevice is the add-device form's input and what was wrong with it:
@@ -185,6 +198,9 @@ type DeviceConnection struct {
 	Protocol  string
 	Remote    string
 	Since     time.Time
+	// Node is the cluster instance holding the connection ("" on a single
+	// instance).
+	Node string
 }
 
 // DeviceDetail is everything the device page shows about a device.

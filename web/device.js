@@ -10,7 +10,7 @@
 // every payload); this module handles:
 //
 //   event: device      data: {"id": …, "status": …, "lastActivity": "<RFC 3339>"}
-//   event: connection  data: {"connected", "protocol", "remote", "at"}: the header's connection line
+//   event: connection  data: {"connected", "protocol", "remote", "at", "node"?}: the header's connection line
 //   event: reading     data: {"t": Unix ms, "v": {metric: value}}: the header's tiles
 import { setBadge, setTime } from './fleet.js';
 import { showLiveState, subscribe } from './live.js';
@@ -50,15 +50,32 @@ function el(doc, tag, attrs = {}, text) {
   return node;
 }
 
+/**
+ * Whether a live connection event is older news than the connection the
+ * header shows: in a cluster (--bus) a device that moves to another node
+ * connects there while its old connection closes, and the two events may
+ * arrive in either order. A close counts only from the node holding the
+ * connection shown, and nothing older than it counts.
+ */
+export function staleConnectionEvent(shown, ev) {
+  if (shown.connected !== 'true') return false;
+  if (shown.since && Date.parse(ev.at) < Date.parse(shown.since)) return true;
+  return !ev.connected && (ev.node ?? '') !== (shown.node ?? '');
+}
+
 /** Rewrites the header's connection line from a live connection event. */
 function showConnection(doc, ev) {
   const dd = doc.querySelector('[data-connection]');
-  if (!dd || !ev.at) return;
+  if (!dd || !ev.at || staleConnectionEvent(dd.dataset, ev)) return;
+  dd.dataset.node = ev.connected ? (ev.node ?? '') : '';
+  dd.dataset.since = ev.connected ? ev.at : '';
   const at = new Date(ev.at);
   const time = el(doc, 'time', { 'data-relative': '', datetime: ev.at, title: at.toLocaleString() }, 'just now');
   dd.dataset.connected = String(Boolean(ev.connected));
   if (ev.connected) {
-    const parts = [el(doc, 'strong', {}, 'Connected'), ` over ${protocolNames[ev.protocol] ?? ev.protocol} since `, time];
+    const parts = [el(doc, 'strong', {}, 'Connected'), ` over ${protocolNames[ev.protocol] ?? ev.protocol}`];
+    if (ev.node) parts.push(' to node ', el(doc, 'span', { class: 'mono', 'data-connection-node': '', 'data-testid': 'device-connection-node' }, ev.node));
+    parts.push(' since ', time);
     if (ev.remote) parts.push(' from ', el(doc, 'span', { class: 'mono', 'data-connection-remote': '' }, ev.remote));
     parts.push(' ', el(doc, 'span', { class: 'hint' }, 'Takes direct methods; cloud-to-device messages are pushed.'));
     dd.replaceChildren(...parts);

@@ -119,6 +119,19 @@ function startLive(doc) {
 // (views.FleetResults) and swap it in: the search field keeps focus and
 // what is typed, the address follows with history.replaceState.
 const searchDelayMs = 250;
+// A device query is longer and is wrong while half typed: wait for a pause.
+const queryDelayMs = 600;
+
+/** Whether text reads as a whole device query (SELECT … FROM …); "select pump" does not. */
+export function looksLikeQuery(text) {
+  return /^\s*select[\s*][\s\S]*\bfrom\b/i.test(text);
+}
+
+/** The 1-based column a query error names ("… at column 23: …"), or 0. */
+export function errorColumn(message) {
+  const m = /\bat (?:line 1, )?column (\d+)\b/.exec(message);
+  return m ? Number(m[1]) : 0;
+}
 
 /** The fleet page address the filter form asks for, defaults left out. */
 export function filterURL(form) {
@@ -139,15 +152,35 @@ function initSearch(doc, onSwap) {
   const input = form.querySelector('input[name="q"]');
   const problem = form.querySelector('[data-fleet-search-error]');
   const announce = doc.querySelector('[data-fleet-announce]');
-  let shown = filterURL(form);
+  const queryMode = form.querySelector('[data-fleet-query-mode]');
+  // The address of the results on the page; none when the page came with
+  // a refused query, so that running it again says why again.
+  let shown = input?.getAttribute('aria-invalid') === 'true' ? null : filterURL(form);
   let timer = 0;
   let inflight = null;
+  // Set by Enter or the Filter button: a query error then puts the caret
+  // where the mistake is.
+  let submitted = false;
 
   const showProblem = (message) => {
     problem.textContent = message;
     problem.hidden = !message;
     if (message) input.setAttribute('aria-invalid', 'true');
     else input.removeAttribute('aria-invalid');
+    const column = errorColumn(message);
+    if (submitted && queryMode?.checked && column > 0 && doc.activeElement === input) {
+      input.setSelectionRange(column - 1, column - 1);
+    }
+    submitted = false;
+  };
+
+  // The hint and the placeholder say what the field takes in each mode.
+  const simplePlaceholder = 'site=berlin, or part of an id or name';
+  const queryPlaceholder = "tags.site = 'berlin' AND properties.reported.firmware < '2.0'";
+  const showMode = () => {
+    const advanced = Boolean(queryMode?.checked);
+    for (const hint of form.querySelectorAll('[data-search-hint]')) hint.hidden = (hint.dataset.searchHint === 'query') !== advanced;
+    input.placeholder = advanced ? queryPlaceholder : simplePlaceholder;
   };
 
   async function refresh() {
@@ -197,12 +230,21 @@ function initSearch(doc, onSwap) {
   }
 
   input?.addEventListener('input', () => {
+    if (queryMode && !queryMode.checked && looksLikeQuery(input.value)) {
+      queryMode.checked = true;
+      showMode();
+    }
     clearTimeout(timer);
-    timer = setTimeout(refresh, searchDelayMs);
+    timer = setTimeout(refresh, queryMode?.checked ? queryDelayMs : searchDelayMs);
   });
   for (const select of form.querySelectorAll('select')) select.addEventListener('change', refresh);
+  queryMode?.addEventListener('change', () => {
+    showMode();
+    refresh();
+  });
   form.addEventListener('submit', (evt) => {
     evt.preventDefault();
+    submitted = true;
     refresh();
   });
 }

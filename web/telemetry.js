@@ -136,6 +136,55 @@ const cursorFormat = new Intl.DateTimeFormat(undefined, {
   second: '2-digit',
 });
 
+// The time axis's labels. uPlot's defaults keep ticks 50 px apart and write
+// "11:45am" with a second line at each minute ("12/2/26 11:46am" at the
+// first), so when data spans minutes labels of two-digit hours ran into
+// each other. Labels here are one line in the reader's locale (the date at
+// midnight and for day-sized steps), and ticks are kept at least as far
+// apart as the widest label the step can have plus a gap (xAxisSpace).
+const tickSeconds = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit', second: '2-digit' });
+const tickMinutes = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
+const tickDays = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
+const tickGap = 8;
+
+/** The label of a time tick at Unix seconds t, for ticks incr seconds apart. */
+export function timeTickLabel(t, incr) {
+  const d = new Date(t * 1000);
+  const midnight = d.getHours() === 0 && d.getMinutes() === 0 && d.getSeconds() === 0;
+  if (incr >= 86400 || (midnight && incr >= 60)) return tickDays.format(d);
+  return (incr < 60 ? tickSeconds : tickMinutes).format(d);
+}
+
+let measureCtx = null;
+
+/** The width in px of the widest label of formats in font. */
+function widestLabel(font, formats) {
+  measureCtx ??= document.createElement('canvas').getContext('2d');
+  measureCtx.font = font;
+  let widest = 0;
+  // The widest hours and minutes in 12- and 24-hour locales, and a long date.
+  for (const d of [new Date(2026, 11, 22, 23, 58, 58), new Date(2026, 11, 22, 10, 58, 58)]) {
+    for (const f of formats) widest = Math.max(widest, measureCtx.measureText(f.format(d)).width);
+  }
+  return Math.ceil(widest);
+}
+
+/**
+ * uPlot's space option for the time axis in font: the least distance
+ * between ticks. Steps of a minute or more need room for "10:58 PM" (or a
+ * date); shorter ones, which a short span on a wide plot gets, for
+ * "10:58:58 PM".
+ */
+export function xAxisSpace(font) {
+  const minutes = widestLabel(font, [tickMinutes, tickDays]) + tickGap;
+  const seconds = widestLabel(font, [tickSeconds, tickMinutes, tickDays]) + tickGap;
+  return (u, axisIdx, min, max, plotDim) => {
+    // At the minute labels' spacing, would steps be shorter than a minute?
+    const step = ((max - min) * minutes) / Math.max(plotDim, 1);
+    return step >= 60 ? minutes : seconds;
+  };
+}
+
 class Chart {
   constructor(grid, metric, colorIndex, hooks) {
     this.metric = metric;
@@ -212,7 +261,14 @@ class Chart {
             },
           },
         },
-        axes: [axis, { ...axis, size: 60 }],
+        axes: [
+          {
+            ...axis,
+            space: xAxisSpace(font),
+            values: (u, splits, axisIdx, space, incr) => splits.map((t) => timeTickLabel(t, incr)),
+          },
+          { ...axis, size: 60 },
+        ],
         series: [
           {},
           // uPlot's default shows the points only while they are sparse, so
@@ -247,7 +303,11 @@ class Chart {
             },
           ],
           setCursor: [(u) => this.showReadout(u.cursor.idx)],
-          draw: [(u) => this.drawMarks(u)],
+          // The marks of alerts and thresholds; then the time labels' boxes
+          // (CSS px) and the span shown (s), on the figure for tests
+          // (data-x-labels): e2e/telemetry.test.js checks that the labels
+          // do not overlap.
+          draw: [(u) => this.drawMarks(u), (u) => this.recordTimeLabels(u, font)],
         },
       },
       [this.data.xs, this.data.avg, this.data.min, this.data.max],
@@ -255,6 +315,30 @@ class Chart {
     );
     this.plot.over.addEventListener('dblclick', () => this.hooks.resetZoom());
     this.showReadout(null);
+  }
+
+  recordTimeLabels(u, font) {
+    const ax = u.axes[0];
+    const splits = ax._splits ?? [];
+    const labels = ax._values ?? [];
+    measureCtx ??= document.createElement('canvas').getContext('2d');
+    measureCtx.font = font;
+    // One box per line of each label: uPlot's own labels have a second
+    // line (the minute, the date) when a larger unit rolls over.
+    const boxes = [];
+    splits.forEach((t, i) => {
+      const text = labels[i];
+      if (text == null || text === '') return;
+      const mid = u.valToPos(t, 'x');
+      String(text)
+        .split('\n')
+        .forEach((line, row) => {
+          if (!line) return;
+          const w = measureCtx.measureText(line).width;
+          boxes.push({ text: line, row, left: Math.round(mid - w / 2), right: Math.round(mid + w / 2) });
+        });
+    });
+    this.el.dataset.xLabels = JSON.stringify({ span: u.scales.x.max - u.scales.x.min, width: u.bbox.width / devicePixelRatio, boxes });
   }
 
   /** Shows the value under the cursor, or the newest value. */

@@ -27,6 +27,7 @@ func RunRegistry(t *testing.T, b Backend) {
 		test{"DeviceAuthentication", testDeviceAuthentication},
 		test{"ImportDevices", testImportDevices},
 		test{"CredentialsVersion", testCredentialsVersion},
+		test{"ImportCredentials", testImportCredentials},
 	)
 }
 
@@ -522,5 +523,61 @@ func testImportDevices(t *testing.T, b Backend) {
 		if _, err := d.Device(ctx, id); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("a refused import wrote %s: %v", id, err)
 		}
+	}
+}
+
+// testImportCredentials: an import that gives credentials (an admin
+// export's columns) creates devices with them and replaces those of
+// existing devices; the same credentials again change nothing.
+func testImportCredentials(t *testing.T, b Backend) {
+	ctx := context.Background()
+	d, _ := open(t, b)
+	old := device(t, d, "old-1")
+	keyA, keyB := db.NewDeviceKey(), db.NewDeviceKey()
+	thumb := strings.Repeat("AB", 32)
+	devs := []db.ImportDevice{
+		{DeviceID: "sas-1", Enabled: true, Credentials: &db.ImportCredentials{Auth: db.Authentication{Type: auth.AuthSAS}, PrimaryKey: keyA, SecondaryKey: keyB}},
+		{DeviceID: "x509-1", Enabled: true, Credentials: &db.ImportCredentials{Auth: db.Authentication{Type: auth.AuthSelfSigned, PrimaryThumbprint: thumb}}},
+		{DeviceID: "ca-1", Enabled: true, Credentials: &db.ImportCredentials{Auth: db.Authentication{Type: auth.AuthCertificateAuthority}}},
+		{DeviceID: "old-1", Enabled: true, Credentials: &db.ImportCredentials{Auth: db.Authentication{Type: auth.AuthSAS}, PrimaryKey: keyB, SecondaryKey: keyA}},
+		{DeviceID: "fresh-1", Enabled: true},
+	}
+	dry, err := d.ImportDevices(ctx, devs, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(dry.Actions) != "[create create create update create]" || fmt.Sprint(dry.CredentialsChanged) != "[old-1]" {
+		t.Errorf("dry run = %+v", dry)
+	}
+	if o, _ := d.Device(ctx, "old-1"); o.PrimaryKey != old.PrimaryKey {
+		t.Errorf("a dry run replaced the keys of old-1")
+	}
+	if _, err := d.ImportDevices(ctx, devs, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		id, typ, primary, secondary, thumb string
+	}{
+		{"sas-1", auth.AuthSAS, keyA, keyB, ""},
+		{"x509-1", auth.AuthSelfSigned, "", "", thumb},
+		{"ca-1", auth.AuthCertificateAuthority, "", "", ""},
+		{"old-1", auth.AuthSAS, keyB, keyA, ""},
+	} {
+		got, err := d.Device(ctx, w.id)
+		if err != nil || got.Auth.Type != w.typ || got.PrimaryKey != w.primary || got.SecondaryKey != w.secondary || got.Auth.PrimaryThumbprint != w.thumb {
+			t.Errorf("%s = %+v, %v; want %s keys %q/%q thumbprint %q", w.id, got, err, w.typ, w.primary, w.secondary, w.thumb)
+		}
+	}
+	if f, _ := d.Device(ctx, "fresh-1"); f.Auth.Type != auth.AuthSAS || f.PrimaryKey == "" || f.PrimaryKey == f.SecondaryKey {
+		t.Errorf("fresh-1 without credentials = %+v; want fresh keys", f)
+	}
+	again, err := d.ImportDevices(ctx, devs[:4], false)
+	if err != nil || again.Unchanged != 4 || len(again.CredentialsChanged) != 0 {
+		t.Errorf("the same import again = %+v, %v; want everything unchanged", again, err)
+	}
+	var inv *storage.InvalidError
+	bad := []db.ImportDevice{{DeviceID: "bad-1", Enabled: true, Credentials: &db.ImportCredentials{Auth: db.Authentication{Type: auth.AuthSAS}, PrimaryKey: "short", SecondaryKey: keyA}}}
+	if _, err := d.ImportDevices(ctx, bad, false); !errors.As(err, &inv) {
+		t.Errorf("a bad key: err = %v, want InvalidError", err)
 	}
 }
