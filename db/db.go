@@ -37,7 +37,6 @@ type DB struct {
 	write *sql.DB
 	read  *sql.DB
 	path  string
-	ckpt  checkpointer
 
 	// Now is the clock; tests replace it.
 	Now func() time.Time
@@ -72,9 +71,10 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	q.Set("_stmt_cache_size", "64")
 	dsn := "file:" + path + "?" + q.Encode()
 
-	// The writer checkpoints the WAL itself only far behind the background
-	// checkpointer (checkpoint.go), which keeps that work off commits.
-	write := sql.OpenDB(hookedConnector(dsn, "PRAGMA wal_autocheckpoint = "+fmt.Sprint(writerAutoCheckpointPages)))
+	write, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open db: %w", err)
+	}
 	write.SetMaxOpenConns(1)
 	write.SetMaxIdleConns(1)
 	write.SetConnMaxLifetime(0)
@@ -106,16 +106,11 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		d.Close()
 		return nil, err
 	}
-	if err := d.startCheckpointer(dsn); err != nil {
-		d.Close()
-		return nil, err
-	}
 	return d, nil
 }
 
 // Close closes both pools.
 func (d *DB) Close() error {
-	d.stopCheckpointer()
 	rerr := d.read.Close()
 	werr := d.write.Close()
 	if werr != nil {
