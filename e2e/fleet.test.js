@@ -298,10 +298,12 @@ test('admins export the fleet with keys, and the file imports into another hub a
     assert.equal(is.secondaryKey, was.secondaryKey);
     assert.deepEqual(is.tags, was.tags);
 
-    // Viewers do not get the button.
+    // Viewers do not get the button. A viewer of its own: the users test
+    // expects vic never to have signed in.
+    await cliWithInput(hub.dataDir, 'viewer-pass-2\n', 'user', 'add', '--role', 'viewer', '--password-stdin', 'vera');
     const viewer = await browser.newContext({ viewport: { width: 1366, height: 900 } });
     const vp = await viewer.newPage();
-    await login(vp, hub.url, 'vic', 'viewer-pass-1');
+    await login(vp, hub.url, 'vera', 'viewer-pass-2');
     assert.equal(await vp.getByTestId('fleet-export-keys').count(), 0);
     await viewer.close();
   } finally {
