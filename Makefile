@@ -26,9 +26,10 @@ DESTDIR ?=
 
 all: build
 
-# node_modules is installed from the lockfile only when missing.
+# node_modules is installed from the lockfile when missing or older than it
+# (a pull that pinned a new package; npm ci writes node_modules/.package-lock.json).
 node_modules:
-	@if [ ! -d node_modules ]; then npm ci --no-audit --no-fund; fi
+	@if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
 
 ## generate: rebuild static/ from web/ (esbuild) and views/*_templ.go from *.templ
 generate: node_modules
