@@ -315,7 +315,7 @@ func (a *App) startBroker(ctx context.Context) error {
 		Addr: a.cfg.MQTTAddr, PlainAddr: a.cfg.MQTTPlainAddr,
 		TLS:   &tls.Config{Certificates: []tls.Certificate{a.cert}, MinVersion: tls.VersionTLS12},
 		Store: a.be.store, Devices: a.devices, Ingest: a.pipeline, Presence: a.hub,
-		CloudMessages: a.cloud, Twins: a.twins, Logger: a.log, Health: a.health, Quota: a.quota,
+		CloudMessages: a.cloud, Twins: a.twins, Logger: a.log, Health: a.health, Quota: a.quota, Refusals: a.pipeline.Refusals(),
 		ConnectTimeout: a.caps.MQTTConnect, Limits: a.caps.MQTTConns, Node: a.node, Cluster: a.bus,
 	})
 	if err != nil {
@@ -367,7 +367,7 @@ func (a *App) serveDevices(ctx context.Context) error {
 	router, server := handlers.New(handlers.Config{
 		Store: a.be.store, Devices: a.devices, Assets: assets, Logger: a.log, DeviceHost: a.deviceHost, Live: a.hub,
 		CloudMessages: a.cloud, Methods: a.methods, Twins: a.twins, Jobs: a.jobs, Ingest: a.pipeline, Telemetry: a.telemetry,
-		SeparateDeviceListener: !IsLoopback(a.cfg.Addr), MQTTWebSocket: a.mqttWS, DeviceQuota: a.quota,
+		SeparateDeviceListener: !IsLoopback(a.cfg.Addr), MQTTWebSocket: a.mqttWS, DeviceQuota: a.quota, Refusals: a.pipeline.Refusals(),
 		SecureCookies: a.cfg.DashboardTLS, TrustedProxies: a.cfg.TrustedProxies, Health: a.health,
 		DeviceEndpoints: endpoints, DeviceCA: trustAnchorPEM(a.cert),
 		Connections: a.mqttConns,

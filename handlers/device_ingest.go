@@ -44,7 +44,7 @@ const MaxDeviceHeaderBytes = 64 << 10
 // mounts them on the device listener, and on the dashboard listener only when
 // that listens on loopback.
 func (s *Server) DeviceRoutes(e *echo.Echo) {
-	e.POST("/devices/:id/messages/events", s.receiveDeviceEvents, s.authenticateDevice)
+	e.POST("/devices/:id/messages/events", s.countRefusals(s.receiveDeviceEvents), s.authenticateDevice)
 	// Cloud-to-device (handlers/device_c2d.go); canonicalDeviceBound folds the
 	// letter case of "deviceBound" before routing.
 	e.GET("/devices/:id/messages/deviceBound", s.receiveCloudMessage, s.authenticateDevice)
@@ -136,6 +136,7 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 		// Who sent it is what authenticated, never what the payload claims.
 		msgs[i].DeviceID = who.Device.DeviceID
 		msgs[i].AuthMethod = who.Method
+		msgs[i].Protocol = ingest.ProtocolHTTPS
 	}
 	switch err := s.ingest.Submit(req.Context(), msgs...); {
 	case err == nil:
@@ -156,6 +157,31 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	case errors.Is(err, ingest.ErrDeviceGone):
 		return &Error{Status: http.StatusNotFound, Message: "device " + who.Device.DeviceID + " was deleted", Err: err}
 	default:
+		return err
+	}
+}
+
+// countRefusals counts the messages next refuses by the answer's status:
+// 413 too large, 429 throttled, 503 overloaded or a storage fault.
+func (s *Server) countRefusals(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		var e *Error
+		if err == nil || !errors.As(err, &e) {
+			return err
+		}
+		switch e.Status {
+		case http.StatusRequestEntityTooLarge:
+			s.refusals.Add(ingest.ProtocolHTTPS, ingest.ReasonTooLarge)
+		case http.StatusTooManyRequests:
+			s.refusals.Add(ingest.ProtocolHTTPS, ingest.ReasonThrottled)
+		case http.StatusServiceUnavailable:
+			if errors.Is(err, ingest.ErrStorage) {
+				s.refusals.Add(ingest.ProtocolHTTPS, ingest.ReasonStorageFault)
+			} else {
+				s.refusals.Add(ingest.ProtocolHTTPS, ingest.ReasonOverloaded)
+			}
+		}
 		return err
 	}
 }

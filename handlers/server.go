@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"fieldhub/auth"
+	"fieldhub/ingest"
 	"fieldhub/quota"
 	"fieldhub/registry"
 	"fieldhub/storage"
@@ -92,6 +93,9 @@ type Config struct {
 	// DeviceQuota limits each device's message rate (429 over it) and holds
 	// the throttled counts the API shows; nil limits nothing.
 	DeviceQuota *quota.Devices
+	// Refusals counts the device messages refused (413, 429, 503), for
+	// the metrics; nil counts nothing.
+	Refusals *ingest.Refusals
 	// PasswordCheckWait is how long a sign-in waits for one of the few
 	// password check slots before it is answered 503 (default 3 s).
 	PasswordCheckWait time.Duration
@@ -144,6 +148,7 @@ type Server struct {
 	// overloadLogAt is when the next full-queue warning may be logged (Unix ns).
 	overloadLogAt atomic.Int64
 	quota         *quota.Devices
+	refusals      *ingest.Refusals
 	alerts        Alerts
 	metrics       http.Handler
 	policies      Policies
@@ -189,6 +194,7 @@ func New(cfg Config) (*echo.Echo, *Server) {
 	s.batchBudgetSize, s.batchBudgetWait = cmp.Or(cfg.BatchBodyBudget, batchBodyBudget), cmp.Or(cfg.BatchBudgetWait, batchBudgetWait)
 	s.batchBudget = semaphore.NewWeighted(s.batchBudgetSize)
 	s.quota = cfg.DeviceQuota
+	s.refusals = cfg.Refusals
 	s.endpoints, s.deviceCA = cfg.DeviceEndpoints, cfg.DeviceCA
 	if s.endpoints.Host == "" {
 		s.endpoints = registry.DefaultEndpoints()

@@ -144,6 +144,9 @@ type Pipeline struct {
 	roomMu      sync.Mutex
 	room        chan struct{} // closed when room is made; nil while nobody waits
 	stats       struct{ committed, batches, overloaded atomic.Int64 }
+	byProtocol  [len(Protocols)]protocolStats
+	commitTime  latency
+	refusals    Refusals
 
 	done     chan struct{}
 	closeErr error
@@ -320,14 +323,37 @@ type Stats struct {
 	Batches    int64 // transactions
 	Overloaded int64 // submissions refused with ErrOverloaded (Enqueue waits instead)
 	Queued     int64 // messages waiting or being written now
+	// ByProtocol is what committed, by protocol, in the order of Protocols.
+	ByProtocol [len(Protocols)]Ingested
+	// CommitSeconds is the latency of the writer's transactions (failed
+	// ones too: a failing disk is when it matters).
+	CommitSeconds Latency
+	// Refused are the device messages the endpoints refused, by protocol
+	// (as ByProtocol) and Reason.
+	Refused [len(Protocols)][NumReasons]int64
 }
+
+// Refusals is where the device endpoints count what they refuse; Stats
+// reports it.
+func (p *Pipeline) Refusals() *Refusals { return &p.refusals }
 
 // Stats returns the counters so far.
 func (p *Pipeline) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Committed: p.stats.committed.Load(), Batches: p.stats.batches.Load(),
 		Overloaded: p.stats.overloaded.Load(), Queued: p.queuedMsgs.Load(),
+		CommitSeconds: p.commitTime.snapshot(),
 	}
+	for i := range st.ByProtocol {
+		b := &p.byProtocol[i]
+		st.ByProtocol[i] = Ingested{Messages: b.messages.Load(), Readings: b.readings.Load(), Bytes: b.bytes.Load()}
+	}
+	for i := range st.Refused {
+		for r := range st.Refused[i] {
+			st.Refused[i][r] = p.refusals.n[i][r].Load()
+		}
+	}
+	return st
 }
 
 // Close stops accepting messages, commits everything already queued, writes a
@@ -467,7 +493,9 @@ func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
 	for _, req := range batch {
 		recs = append(recs, req.recs...)
 	}
+	start := time.Now()
 	ids, err := p.store.Append(ctx, recs)
+	p.commitTime.observe(time.Since(start))
 	for _, req := range batch {
 		p.release(req)
 	}
@@ -492,6 +520,10 @@ func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
 			} else {
 				recs[committed] = recs[i]
 				recs[committed].Message.ID = ids[i]
+				b := &p.byProtocol[protocolIndex(recs[i].Message.Protocol)]
+				b.messages.Add(1)
+				b.readings.Add(int64(len(recs[i].Readings)))
+				b.bytes.Add(int64(recs[i].Message.Size()))
 				committed++
 			}
 			i++

@@ -67,24 +67,28 @@ func (l errorLog) Println(v ...any) {
 }
 
 var (
-	committed   = prometheus.NewDesc("fieldhub_messages_committed_total", "Device-to-cloud messages stored (committed), all protocols.", nil, nil)
-	batches     = prometheus.NewDesc("fieldhub_commit_batches_total", "Transactions the ingest writer committed (group commits).", nil, nil)
-	refused     = prometheus.NewDesc("fieldhub_ingest_refused_total", "Device messages refused by ingest, by reason.", []string{"reason"}, nil)
-	queueDepth  = prometheus.NewDesc("fieldhub_ingest_queue_messages", "Messages waiting for the ingest writer or being written.", nil, nil)
-	devices     = prometheus.NewDesc("fieldhub_devices", "Registered devices by status.", []string{"status"}, nil)
-	subscribers = prometheus.NewDesc("fieldhub_sse_subscribers", "Open live streams (server-sent events).", nil, nil)
-	sseDropped  = prometheus.NewDesc("fieldhub_sse_dropped_total", "Live stream subscribers dropped for falling behind.", nil, nil)
-	openAlerts  = prometheus.NewDesc("fieldhub_alerts_open", "Open alerts (active or acknowledged) by severity.", []string{"severity"}, nil)
-	evalDropped = prometheus.NewDesc("fieldhub_alert_evaluation_dropped_total", "Messages not evaluated for alerts because the evaluation queue was full.", nil, nil)
-	evalQueue   = prometheus.NewDesc("fieldhub_alert_evaluation_queue_batches", "Committed batches waiting for alert evaluation.", nil, nil)
-	deliveries  = prometheus.NewDesc("fieldhub_webhook_deliveries_total", "Webhook delivery attempts and outcomes: delivered, failed (attempt failed, retried), given_up, dropped (outbox full).", []string{"outcome"}, nil)
+	committed     = prometheus.NewDesc("fieldhub_messages_committed_total", "Device-to-cloud messages stored (committed), all protocols.", nil, nil)
+	batches       = prometheus.NewDesc("fieldhub_commit_batches_total", "Transactions the ingest writer committed (group commits).", nil, nil)
+	refused       = prometheus.NewDesc("fieldhub_ingest_refused_total", "Device messages refused, by protocol and reason: too_large (HTTPS 413), throttled (HTTPS 429, over the device's quota), overloaded (HTTPS 503 or MQTT refused: ingest queue full, or ingest not running), storage_fault (HTTPS 503 or no MQTT PUBACK: the commit failed). A refused HTTPS batch counts once.", []string{"protocol", "reason"}, nil)
+	ingestedMsgs  = prometheus.NewDesc("fieldhub_ingested_messages_total", "Device-to-cloud messages stored (committed), by protocol (other: neither HTTPS nor MQTT, e.g. an imported message).", []string{"protocol"}, nil)
+	ingestedReads = prometheus.NewDesc("fieldhub_ingested_readings_total", "Numeric values stored as time series from committed messages, by protocol.", []string{"protocol"}, nil)
+	ingestedBytes = prometheus.NewDesc("fieldhub_ingested_bytes_total", "Size of committed messages as Azure IoT Hub counts it (body and properties), by protocol.", []string{"protocol"}, nil)
+	commitTime    = prometheus.NewDesc("fieldhub_commit_duration_seconds", "Duration of the ingest writer's group commits (one transaction each, failed ones included).", nil, nil)
+	queueDepth    = prometheus.NewDesc("fieldhub_ingest_queue_messages", "Messages waiting for the ingest writer or being written.", nil, nil)
+	devices       = prometheus.NewDesc("fieldhub_devices", "Registered devices by status.", []string{"status"}, nil)
+	subscribers   = prometheus.NewDesc("fieldhub_sse_subscribers", "Open live streams (server-sent events).", nil, nil)
+	sseDropped    = prometheus.NewDesc("fieldhub_sse_dropped_total", "Live stream subscribers dropped for falling behind.", nil, nil)
+	openAlerts    = prometheus.NewDesc("fieldhub_alerts_open", "Open alerts (active or acknowledged) by severity.", []string{"severity"}, nil)
+	evalDropped   = prometheus.NewDesc("fieldhub_alert_evaluation_dropped_total", "Messages not evaluated for alerts because the evaluation queue was full.", nil, nil)
+	evalQueue     = prometheus.NewDesc("fieldhub_alert_evaluation_queue_batches", "Committed batches waiting for alert evaluation.", nil, nil)
+	deliveries    = prometheus.NewDesc("fieldhub_webhook_deliveries_total", "Webhook delivery attempts and outcomes: delivered, failed (attempt failed, retried), given_up, dropped (outbox full).", []string{"outcome"}, nil)
 )
 
 // collector reads the sources at scrape time.
 type collector struct{ src Sources }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{committed, batches, refused, queueDepth, devices, subscribers, sseDropped, openAlerts, evalDropped, evalQueue, deliveries} {
+	for _, d := range []*prometheus.Desc{committed, batches, refused, ingestedMsgs, ingestedReads, ingestedBytes, commitTime, queueDepth, devices, subscribers, sseDropped, openAlerts, evalDropped, evalQueue, deliveries} {
 		ch <- d
 	}
 }
@@ -94,8 +98,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		st := p.Stats()
 		ch <- prometheus.MustNewConstMetric(committed, prometheus.CounterValue, float64(st.Committed))
 		ch <- prometheus.MustNewConstMetric(batches, prometheus.CounterValue, float64(st.Batches))
-		ch <- prometheus.MustNewConstMetric(refused, prometheus.CounterValue, float64(st.Overloaded), "overloaded")
 		ch <- prometheus.MustNewConstMetric(queueDepth, prometheus.GaugeValue, float64(st.Queued))
+		for i, proto := range ingest.Protocols {
+			in := st.ByProtocol[i]
+			ch <- prometheus.MustNewConstMetric(ingestedMsgs, prometheus.CounterValue, float64(in.Messages), proto)
+			ch <- prometheus.MustNewConstMetric(ingestedReads, prometheus.CounterValue, float64(in.Readings), proto)
+			ch <- prometheus.MustNewConstMetric(ingestedBytes, prometheus.CounterValue, float64(in.Bytes), proto)
+			for r, reason := range ingest.Reasons {
+				ch <- prometheus.MustNewConstMetric(refused, prometheus.CounterValue, float64(st.Refused[i][r]), proto, reason)
+			}
+		}
+		lat := st.CommitSeconds
+		buckets := make(map[float64]uint64, len(ingest.CommitBuckets))
+		for i, le := range ingest.CommitBuckets {
+			buckets[le] = lat.Buckets[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(commitTime, lat.Count, lat.Sum, buckets)
 	}
 	if f := c.src.Fleet; f != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

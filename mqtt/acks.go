@@ -139,6 +139,7 @@ func (b *Broker) ackRun(c *conn) {
 				level := slog.LevelWarn
 				if errors.Is(err, ingest.ErrStorage) {
 					level = slog.LevelDebug
+					b.cfg.Refusals.Add(ingest.ProtocolMQTT, ingest.ReasonStorageFault)
 				}
 				b.log.Log(context.Background(), level, "mqtt telemetry not stored; closing the connection without PUBACK", "device", c.deviceID, "err", err)
 				c.close("telemetry not stored: " + err.Error())

@@ -109,6 +109,9 @@ type Config struct {
 	// Quota holds each device to its message rate (the connection is read
 	// no faster) and connect rate (CONNACK 3 beyond); nil limits nothing.
 	Quota *quota.Devices
+	// Refusals counts the telemetry refused (too large, queue full,
+	// storage fault), for the metrics; nil counts nothing.
+	Refusals *ingest.Refusals
 	// ConnectTimeout bounds the TLS handshake and the CONNECT packet of a
 	// new connection, on every listener (default 10 s).
 	ConnectTimeout time.Duration

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"fieldhub/ingest"
@@ -15,12 +16,16 @@ import (
 func (b *Broker) telemetry(c *conn, p Publish, body []byte) (<-chan error, error) {
 	msg, err := b.telemetryMessage(c, p, body)
 	if err != nil {
+		b.cfg.Refusals.Add(ingest.ProtocolMQTT, ingest.ReasonTooLarge)
 		return nil, err
 	}
 	// The wait bound is Enqueue's, not a context's: a timer per publish
 	// was a quarter of this function's cost, and the queue is rarely full.
 	committed, err := b.cfg.Ingest.Enqueue(b.taking, b.cfg.SubmitTimeout, msg)
 	if err != nil {
+		if errors.Is(err, ingest.ErrOverloaded) || errors.Is(err, context.DeadlineExceeded) {
+			b.cfg.Refusals.Add(ingest.ProtocolMQTT, ingest.ReasonOverloaded)
+		}
 		return nil, fmt.Errorf("store telemetry: %w", err)
 	}
 	return committed, nil
@@ -70,5 +75,6 @@ func messageFromPublish(deviceID, authMethod string, p Publish, body []byte) tel
 		Properties:      p.App,
 		Body:            body,
 		AuthMethod:      authMethod,
+		Protocol:        ingest.ProtocolMQTT,
 	}
 }

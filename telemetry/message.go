@@ -28,6 +28,9 @@ type Message struct {
 	AuthMethod string
 	// EnqueuedAt is when the hub accepted the message.
 	EnqueuedAt time.Time
+	// Protocol is what the message came by ("https", "mqtt"), for the
+	// metrics; not stored.
+	Protocol string
 }
 
 // Size is the message's size as Azure IoT Hub counts it against its 256 KB

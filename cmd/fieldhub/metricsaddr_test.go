@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
 
@@ -22,23 +23,51 @@ func TestMetricsAddr(t *testing.T) {
 
 	metricsAddr := freeAddr(t)
 	h := startServe(t, []string{"--metrics-addr", metricsAddr}, nil)
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape without sign-in: status %d", resp.StatusCode)
-	}
-	var parser expfmt.TextParser
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("the exposition does not parse: %v", err)
-	}
-	for _, name := range []string{"fieldhub_messages_committed_total", "fieldhub_ingest_queue_messages", "fieldhub_devices", "go_goroutines"} {
+	families := scrape(t, metricsAddr)
+	for _, name := range []string{"fieldhub_messages_committed_total", "fieldhub_ingest_queue_messages", "fieldhub_devices", "go_goroutines",
+		"fieldhub_ingested_messages_total", "fieldhub_ingested_readings_total", "fieldhub_ingested_bytes_total",
+		"fieldhub_ingest_refused_total", "fieldhub_commit_duration_seconds"} {
 		if families[name] == nil {
 			t.Errorf("the exposition has no %s", name)
 		}
+	}
+
+	// Real traffic moves them: a message over HTTPS, one over MQTT, and one
+	// refused as too large.
+	h.sendTelemetry(t, "")
+	h.publishMQTT(t, "")
+	req, _ := http.NewRequest("POST", "https://"+h.device+"/devices/dev1/messages/events?api-version=2021-04-12", strings.NewReader(strings.Repeat("x", 300<<10)))
+	req.Header.Set("Authorization", h.deviceToken(t))
+	resp, err := h.client("").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a 300 KB message: status %d, want 413", resp.StatusCode)
+	}
+	after := scrape(t, metricsAddr)
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"fieldhub_ingested_messages_total", map[string]string{"protocol": "https"}, 1},
+		{"fieldhub_ingested_messages_total", map[string]string{"protocol": "mqtt"}, 1},
+		{"fieldhub_ingested_readings_total", map[string]string{"protocol": "https"}, 1}, // {"t":1}
+		{"fieldhub_ingested_readings_total", map[string]string{"protocol": "mqtt"}, 1},
+		{"fieldhub_ingested_bytes_total", map[string]string{"protocol": "https"}, float64(len(`{"t":1}`))},
+		{"fieldhub_ingested_bytes_total", map[string]string{"protocol": "mqtt"}, float64(len(`{"t":2}`))},
+		{"fieldhub_ingest_refused_total", map[string]string{"protocol": "https", "reason": "too_large"}, 1},
+		{"fieldhub_ingest_refused_total", map[string]string{"protocol": "https", "reason": "throttled"}, 0},
+		{"fieldhub_messages_committed_total", nil, 2},
+	} {
+		if got := metricValue(t, after, tc.name, tc.labels); got != tc.want {
+			t.Errorf("%s%v = %g, want %g", tc.name, tc.labels, got, tc.want)
+		}
+	}
+	if n := after["fieldhub_commit_duration_seconds"].GetMetric()[0].GetHistogram().GetSampleCount(); n < 1 {
+		t.Errorf("fieldhub_commit_duration_seconds counted %d commits, want at least 1", n)
 	}
 	for _, tc := range []struct {
 		method, url string
@@ -68,4 +97,51 @@ func TestMetricsAddr(t *testing.T) {
 	if resp.StatusCode == http.StatusOK {
 		t.Errorf("the dashboard's /metrics answered a stranger with 200")
 	}
+}
+
+// scrape reads and parses the exposition at addr.
+func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape without sign-in: status %d", resp.StatusCode)
+	}
+	var parser expfmt.TextParser
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("the exposition does not parse: %v", err)
+	}
+	return families
+}
+
+// metricValue is the counter or gauge of family name whose labels include
+// labels; the test fails when there is none.
+func metricValue(t *testing.T, families map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	t.Helper()
+	f := families[name]
+	if f == nil {
+		t.Fatalf("the exposition has no %s", name)
+	}
+next:
+	for _, m := range f.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for k, v := range labels {
+			if have[k] != v {
+				continue next
+			}
+		}
+		if c := m.GetCounter(); c != nil {
+			return c.GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	t.Fatalf("the exposition has no %s%v", name, labels)
+	return 0
 }
