@@ -102,6 +102,24 @@ type Invoker struct {
 	mu        sync.RWMutex
 	transport MethodTransport
 	seq       atomic.Int64
+	outcomes  [len(MethodOutcomes)]atomic.Int64
+}
+
+// MethodOutcomes are the outcomes Outcomes counts, in their order: the
+// device answered (whatever its status), the wait ran out, the device was
+// not connected, the instance holding its connection was unreachable, or
+// the call failed otherwise.
+var MethodOutcomes = [...]string{"ok", "timeout", "not_connected", "unreachable", "error"}
+
+// Outcomes returns how many calls ended with each of MethodOutcomes (in
+// their order) since start; calls refused before they ran (invalid, unknown
+// device) are not counted.
+func (i *Invoker) Outcomes() [len(MethodOutcomes)]int64 {
+	var n [len(MethodOutcomes)]int64
+	for k := range n {
+		n[k] = i.outcomes[k].Load()
+	}
+	return n
 }
 
 // NewInvoker builds an Invoker.
@@ -173,22 +191,23 @@ func (i *Invoker) Invoke(ctx context.Context, actor, deviceID string, call Metho
 
 	res, err := i.invoke(ctx, deviceID, call)
 
-	outcome, detail := "ok", ""
+	outcome, detail, counted := "ok", "", 0 // counted indexes MethodOutcomes
 	switch {
 	case err == nil:
 		view.State, view.Status, view.Payload = MethodAnswered, &res.Status, res.Payload
 		detail = fmt.Sprintf("status %d", res.Status)
 	case errors.Is(err, ErrDeviceNotConnected):
-		view.State, view.Error, outcome = MethodNotConnected, ErrDeviceNotConnected.Error(), "not connected"
+		view.State, view.Error, outcome, counted = MethodNotConnected, ErrDeviceNotConnected.Error(), "not connected", 2
 	case errors.Is(err, ErrTimeout):
-		view.State, view.Error, outcome = MethodTimedOut, ErrTimeout.Error(), "timeout"
+		view.State, view.Error, outcome, counted = MethodTimedOut, ErrTimeout.Error(), "timeout", 1
 	case errors.Is(err, ErrInstanceUnreachable):
-		view.State, view.Error, outcome = MethodFailed, ErrInstanceUnreachable.Error(), "unreachable"
+		view.State, view.Error, outcome, counted = MethodFailed, ErrInstanceUnreachable.Error(), "unreachable", 3
 		i.log.Warn("direct method", "device", deviceID, "method", call.Name, "err", err)
 	default:
-		view.State, view.Error, outcome = MethodFailed, "the call failed; the details are in the server log", "failed"
+		view.State, view.Error, outcome, counted = MethodFailed, "the call failed; the details are in the server log", "failed", 4
 		i.log.Error("direct method", "device", deviceID, "method", call.Name, "err", err)
 	}
+	i.outcomes[counted].Add(1)
 	view.At = i.now().UTC()
 	i.publish(view)
 	// The request may be gone (the operator closed the page); the record must not be.

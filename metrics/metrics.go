@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"fieldhub/alert"
+	"fieldhub/commands"
 	"fieldhub/db"
 	"fieldhub/ingest"
 )
@@ -41,13 +42,20 @@ type Fleet interface {
 	FleetCounts(ctx context.Context) (db.FleetCounts, error)
 }
 
+// Methods is the direct method invoker (*commands.Invoker).
+type Methods interface {
+	Outcomes() [len(commands.MethodOutcomes)]int64
+}
+
 // Sources are the parts the metrics read; nil ones are left out.
 type Sources struct {
 	Ingest Ingest
 	Live   Live
 	Alerts Alerts
 	Fleet  Fleet
-	Logger *slog.Logger
+	// Methods counts direct method calls by outcome.
+	Methods Methods
+	Logger  *slog.Logger
 }
 
 // Handler serves the exposition of src with Go's runtime and process
@@ -81,6 +89,7 @@ var (
 	openAlerts    = prometheus.NewDesc("fieldhub_alerts_open", "Open alerts (active or acknowledged) by severity.", []string{"severity"}, nil)
 	evalDropped   = prometheus.NewDesc("fieldhub_alert_evaluation_dropped_total", "Messages not evaluated for alerts because the evaluation queue was full.", nil, nil)
 	evalQueue     = prometheus.NewDesc("fieldhub_alert_evaluation_queue_batches", "Committed batches waiting for alert evaluation.", nil, nil)
+	methodCalls   = prometheus.NewDesc("fieldhub_method_calls_total", "Direct method calls by outcome: ok (the device answered, whatever its status), timeout, not_connected, unreachable (the instance holding the connection), error.", []string{"outcome"}, nil)
 	deliveries    = prometheus.NewDesc("fieldhub_webhook_deliveries_total", "Webhook delivery attempts and outcomes: delivered, failed (attempt failed, retried), given_up, dropped (outbox full).", []string{"outcome"}, nil)
 )
 
@@ -88,7 +97,7 @@ var (
 type collector struct{ src Sources }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{committed, batches, refused, ingestedMsgs, ingestedReads, ingestedBytes, commitTime, queueDepth, devices, subscribers, sseDropped, openAlerts, evalDropped, evalQueue, deliveries} {
+	for _, d := range []*prometheus.Desc{committed, batches, refused, ingestedMsgs, ingestedReads, ingestedBytes, commitTime, queueDepth, devices, subscribers, sseDropped, openAlerts, evalDropped, evalQueue, deliveries, methodCalls} {
 		ch <- d
 	}
 }
@@ -128,6 +137,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if l := c.src.Live; l != nil {
 		ch <- prometheus.MustNewConstMetric(subscribers, prometheus.GaugeValue, float64(l.Connected()))
 		ch <- prometheus.MustNewConstMetric(sseDropped, prometheus.CounterValue, float64(l.Dropped()))
+	}
+	if m := c.src.Methods; m != nil {
+		n := m.Outcomes()
+		for k, outcome := range commands.MethodOutcomes {
+			ch <- prometheus.MustNewConstMetric(methodCalls, prometheus.CounterValue, float64(n[k]), outcome)
+		}
 	}
 	if a := c.src.Alerts; a != nil {
 		for sev, n := range a.OpenCounts() {

@@ -26,7 +26,7 @@ func TestMetricsAddr(t *testing.T) {
 	families := scrape(t, metricsAddr)
 	for _, name := range []string{"fieldhub_messages_committed_total", "fieldhub_ingest_queue_messages", "fieldhub_devices", "go_goroutines",
 		"fieldhub_ingested_messages_total", "fieldhub_ingested_readings_total", "fieldhub_ingested_bytes_total",
-		"fieldhub_ingest_refused_total", "fieldhub_commit_duration_seconds"} {
+		"fieldhub_ingest_refused_total", "fieldhub_commit_duration_seconds", "fieldhub_method_calls_total"} {
 		if families[name] == nil {
 			t.Errorf("the exposition has no %s", name)
 		}
@@ -46,6 +46,21 @@ func TestMetricsAddr(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Fatalf("a 300 KB message: status %d, want 413", resp.StatusCode)
 	}
+	// A direct method call to a device that is not connected.
+	out, _, err := cli(t, "", "token", "create", "--data", h.data, "--role", "operator", "--name", "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ = http.NewRequest("POST", h.url+"/api/v1/devices/dev1/methods/reboot", strings.NewReader(`{"payload":{}}`))
+	req.Header.Set("Authorization", "Bearer "+lastLine(out))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("a method call to an offline device: status %d, want 404", resp.StatusCode)
+	}
 	after := scrape(t, metricsAddr)
 	for _, tc := range []struct {
 		name   string
@@ -61,6 +76,8 @@ func TestMetricsAddr(t *testing.T) {
 		{"fieldhub_ingest_refused_total", map[string]string{"protocol": "https", "reason": "too_large"}, 1},
 		{"fieldhub_ingest_refused_total", map[string]string{"protocol": "https", "reason": "throttled"}, 0},
 		{"fieldhub_messages_committed_total", nil, 2},
+		{"fieldhub_method_calls_total", map[string]string{"outcome": "not_connected"}, 1},
+		{"fieldhub_method_calls_total", map[string]string{"outcome": "ok"}, 0},
 	} {
 		if got := metricValue(t, after, tc.name, tc.labels); got != tc.want {
 			t.Errorf("%s%v = %g, want %g", tc.name, tc.labels, got, tc.want)
