@@ -363,7 +363,7 @@ func (a *App) serveDevices(ctx context.Context) error {
 		hosts = []string{a.cfg.Hostname}
 	}
 	policies := policy.New(policy.Config{Store: a.be.store, Hostnames: hosts, Logger: a.log})
-	a.metrics = metrics.Handler(metrics.Sources{Ingest: a.pipeline, Live: a.hub, Alerts: a.alerts, Fleet: a.be.store, Methods: a.methods, Logger: a.log})
+	a.metrics = metrics.Handler(metrics.Sources{Ingest: a.pipeline, Live: a.hub, Alerts: a.alerts, Fleet: a.be.store, Methods: a.methods, Store: a.be.store, Logger: a.log})
 	router, server := handlers.New(handlers.Config{
 		Store: a.be.store, Devices: a.devices, Assets: assets, Logger: a.log, DeviceHost: a.deviceHost, Live: a.hub,
 		CloudMessages: a.cloud, Methods: a.methods, Twins: a.twins, Jobs: a.jobs, Ingest: a.pipeline, Telemetry: a.telemetry,

@@ -14,6 +14,7 @@ import (
 	"fieldhub/db/postgres"
 	"fieldhub/handlers"
 	"fieldhub/jobs"
+	"fieldhub/metrics"
 	"fieldhub/mqtt"
 	"fieldhub/policy"
 	"fieldhub/registry"
@@ -42,6 +43,7 @@ type Store interface {
 	alerting.Store
 	alerting.WebhookStore
 	policy.Store
+	metrics.Store
 
 	// ResetConnections marks every device disconnected: no connection
 	// survives a restart.

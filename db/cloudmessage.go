@@ -536,6 +536,29 @@ func CloudHistoryLimit(limit int) int {
 	return limit
 }
 
+// CloudMessageCounts counts cloud-to-device messages by state (those
+// retention has not deleted yet); a state no message is in is absent.
+func (d *DB) CloudMessageCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := d.read.QueryContext(ctx, `SELECT state, count(*) FROM cloud_messages GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("count cloud messages: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var state string
+		var n int
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, fmt.Errorf("count cloud messages: %w", err)
+		}
+		out[state] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count cloud messages: %w", err)
+	}
+	return out, nil
+}
+
 // CloudMessages is a device's message history, newest first, at most limit (default 100).
 func (d *DB) CloudMessages(ctx context.Context, deviceID string, limit int) ([]CloudMessage, error) {
 	limit = CloudHistoryLimit(limit)

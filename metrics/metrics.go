@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,12 +48,20 @@ type Methods interface {
 	Outcomes() [len(commands.MethodOutcomes)]int64
 }
 
+// Store is what the metrics count in the store at scrape time.
+type Store interface {
+	// CloudMessageCounts counts cloud-to-device messages by state.
+	CloudMessageCounts(ctx context.Context) (map[string]int, error)
+}
+
 // Sources are the parts the metrics read; nil ones are left out.
 type Sources struct {
 	Ingest Ingest
 	Live   Live
 	Alerts Alerts
 	Fleet  Fleet
+	// Store is counted at most once every storeEvery.
+	Store Store
 	// Methods counts direct method calls by outcome.
 	Methods Methods
 	Logger  *slog.Logger
@@ -62,7 +71,7 @@ type Sources struct {
 // metrics, in the text format Prometheus scrapes.
 func Handler(src Sources) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &collector{src})
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &collector{src: src, now: time.Now})
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: errorLog{src.Logger}, Timeout: 10 * time.Second, MaxRequestsInFlight: 4})
 }
 
@@ -89,15 +98,50 @@ var (
 	openAlerts    = prometheus.NewDesc("fieldhub_alerts_open", "Open alerts (active or acknowledged) by severity.", []string{"severity"}, nil)
 	evalDropped   = prometheus.NewDesc("fieldhub_alert_evaluation_dropped_total", "Messages not evaluated for alerts because the evaluation queue was full.", nil, nil)
 	evalQueue     = prometheus.NewDesc("fieldhub_alert_evaluation_queue_batches", "Committed batches waiting for alert evaluation.", nil, nil)
+	c2dMessages   = prometheus.NewDesc("fieldhub_c2d_messages", "Cloud-to-device messages by state (waiting: queued, locked, abandoned; final ones until retention deletes them), counted at most every 5 s.", []string{"state"}, nil)
 	methodCalls   = prometheus.NewDesc("fieldhub_method_calls_total", "Direct method calls by outcome: ok (the device answered, whatever its status), timeout, not_connected, unreachable (the instance holding the connection), error.", []string{"outcome"}, nil)
 	deliveries    = prometheus.NewDesc("fieldhub_webhook_deliveries_total", "Webhook delivery attempts and outcomes: delivered, failed (attempt failed, retried), given_up, dropped (outbox full).", []string{"outcome"}, nil)
 )
 
+// storeEvery bounds how often a scrape counts in the store: scrapers are
+// many, and a count scans its table.
+const storeEvery = 5 * time.Second
+
+// cloudStates are the states fieldhub_c2d_messages shows, each even at 0.
+var cloudStates = []string{db.CloudQueued, db.CloudLocked, db.CloudAbandoned, db.CloudCompleted, db.CloudRejected, db.CloudExpired, db.CloudDead, db.CloudPurged}
+
 // collector reads the sources at scrape time.
-type collector struct{ src Sources }
+type collector struct {
+	src Sources
+	now func() time.Time
+
+	mu      sync.Mutex // guards what was counted in the store, and when
+	countAt time.Time
+	cloud   map[string]int
+}
+
+// cloudCounts counts C2D messages by state, or returns the last count when
+// it is less than storeEvery old (or the count fails: a scrape still
+// shows the last known numbers, and the error is logged).
+func (c *collector) cloudCounts() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := c.now(); c.cloud == nil || now.Sub(c.countAt) >= storeEvery {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		counts, err := c.src.Store.CloudMessageCounts(ctx)
+		cancel()
+		c.countAt = now
+		if err == nil {
+			c.cloud = counts
+		} else if c.src.Logger != nil {
+			c.src.Logger.Warn("metrics: count cloud-to-device messages", "err", err)
+		}
+	}
+	return c.cloud
+}
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{committed, batches, refused, ingestedMsgs, ingestedReads, ingestedBytes, commitTime, queueDepth, devices, subscribers, sseDropped, openAlerts, evalDropped, evalQueue, deliveries, methodCalls} {
+	for _, d := range []*prometheus.Desc{committed, batches, refused, ingestedMsgs, ingestedReads, ingestedBytes, commitTime, queueDepth, devices, subscribers, sseDropped, openAlerts, evalDropped, evalQueue, deliveries, methodCalls, c2dMessages} {
 		ch <- d
 	}
 }
@@ -137,6 +181,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if l := c.src.Live; l != nil {
 		ch <- prometheus.MustNewConstMetric(subscribers, prometheus.GaugeValue, float64(l.Connected()))
 		ch <- prometheus.MustNewConstMetric(sseDropped, prometheus.CounterValue, float64(l.Dropped()))
+	}
+	if c.src.Store != nil {
+		if counts := c.cloudCounts(); counts != nil {
+			for _, state := range cloudStates {
+				ch <- prometheus.MustNewConstMetric(c2dMessages, prometheus.GaugeValue, float64(counts[state]), state)
+			}
+		}
 	}
 	if m := c.src.Methods; m != nil {
 		n := m.Outcomes()

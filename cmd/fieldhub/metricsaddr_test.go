@@ -8,6 +8,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"fieldhub/internal/testkit"
 )
 
 // TestMetricsAddr: --metrics-addr serves the Prometheus exposition without
@@ -26,7 +28,7 @@ func TestMetricsAddr(t *testing.T) {
 	families := scrape(t, metricsAddr)
 	for _, name := range []string{"fieldhub_messages_committed_total", "fieldhub_ingest_queue_messages", "fieldhub_devices", "go_goroutines",
 		"fieldhub_ingested_messages_total", "fieldhub_ingested_readings_total", "fieldhub_ingested_bytes_total",
-		"fieldhub_ingest_refused_total", "fieldhub_commit_duration_seconds", "fieldhub_method_calls_total"} {
+		"fieldhub_ingest_refused_total", "fieldhub_commit_duration_seconds", "fieldhub_method_calls_total", "fieldhub_c2d_messages"} {
 		if families[name] == nil {
 			t.Errorf("the exposition has no %s", name)
 		}
@@ -61,6 +63,21 @@ func TestMetricsAddr(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("a method call to an offline device: status %d, want 404", resp.StatusCode)
 	}
+	// A cloud-to-device message waits for dev1.
+	req, _ = http.NewRequest("POST", h.url+"/api/v1/devices/dev1/cloud-messages", strings.NewReader(`{"body":"hi"}`))
+	req.Header.Set("Authorization", "Bearer "+lastLine(out))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("queue a C2D message: status %d, want 201", resp.StatusCode)
+	}
+	// The store is counted at most every few seconds.
+	testkit.WaitFor(t, "the C2D message counted as queued", func() bool {
+		return metricValue(t, scrape(t, metricsAddr), "fieldhub_c2d_messages", map[string]string{"state": "queued"}) == 1
+	})
 	after := scrape(t, metricsAddr)
 	for _, tc := range []struct {
 		name   string

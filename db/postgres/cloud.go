@@ -338,6 +338,23 @@ func (s *Store) CloudMessages(ctx context.Context, deviceID string, limit int) (
 	return out, nil
 }
 
+// CloudMessageCounts counts cloud-to-device messages by state.
+func (s *Store) CloudMessageCounts(ctx context.Context) (map[string]int, error) {
+	out := map[string]int{}
+	r, err := s.pool.Query(ctx, `SELECT state, count(*) FROM cloud_messages GROUP BY state`)
+	_, err = rows(r, err, func(r pgx.Rows) (struct{}, error) {
+		var state string
+		var n int
+		err := r.Scan(&state, &n)
+		out[state] = n
+		return struct{}{}, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count cloud messages: %w", translate(err))
+	}
+	return out, nil
+}
+
 // PruneCloudMessages deletes messages that reached a final state before cutoff.
 func (s *Store) PruneCloudMessages(ctx context.Context, cutoff time.Time) (int64, error) {
 	n, err := s.deleteOnce(ctx, lockPruneCloud, `DELETE FROM cloud_messages WHERE settled_at IS NOT NULL AND settled_at < $1`, ms(cutoff))

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ func RunCloudQueue(t *testing.T, b Backend) {
 		test{"EnqueueCloudMessage", testEnqueueCloudMessage},
 		test{"HistoryAndPrune", testCloudMessageHistoryAndPrune},
 		test{"DeleteDeviceRemovesCommands", testDeleteDeviceRemovesCommands},
+		test{"CountsByState", testCloudMessageCounts},
 	)
 }
 
@@ -568,5 +570,32 @@ func testDeleteDeviceRemovesCommands(t *testing.T, b Backend) {
 	}
 	if tw, err := d.Twin(ctx, "dev1"); err != nil || len(tw.Desired) != 0 || tw.DesiredVersion != 1 {
 		t.Errorf("twin of the new device = %+v, %v; want empty at version 1", tw, err)
+	}
+}
+
+// testCloudMessageCounts: the metrics' count by state sees every message
+// once, in the state it is in now, and no state nobody is in.
+func testCloudMessageCounts(t *testing.T, b Backend) {
+	ctx := context.Background()
+	d, _ := newQueue(t, b)
+	counts := func() map[string]int {
+		t.Helper()
+		c, err := d.CloudMessageCounts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := counts(); len(c) != 0 {
+		t.Errorf("counts of an empty queue = %v, want none", c)
+	}
+	enqueue(t, d, db.NewCloudMessage{})
+	enqueue(t, d, db.NewCloudMessage{})
+	enqueue(t, d, db.NewCloudMessage{})
+	settle(t, d, receive(t, d).LockToken, db.SettleComplete)
+	receive(t, d) // locks the second
+	want := map[string]int{db.CloudCompleted: 1, db.CloudLocked: 1, db.CloudQueued: 1}
+	if c := counts(); !maps.Equal(c, want) {
+		t.Errorf("counts = %v, want %v", c, want)
 	}
 }
