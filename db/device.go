@@ -457,7 +457,13 @@ func (d *DB) Devices(ctx context.Context, f DeviceFilter) ([]Device, int, error)
 }
 
 // FleetCounts is how many devices are in each status.
-type FleetCounts struct{ Online, Offline, Disabled int }
+type FleetCounts struct {
+	Online, Offline, Disabled int
+	// Connected are the enabled devices with a live MQTT connection (to
+	// any instance), among Online; the rest of Online were heard from over
+	// HTTPS within OnlineWindow.
+	Connected int
+}
 
 // FleetCounts counts devices by status.
 func (d *DB) FleetCounts(ctx context.Context) (FleetCounts, error) {
@@ -466,7 +472,8 @@ func (d *DB) FleetCounts(ctx context.Context) (FleetCounts, error) {
 	err := d.read.QueryRowContext(ctx, `SELECT
 		COALESCE(SUM(enabled = 1 AND `+onlineSQL+`), 0),
 		COALESCE(SUM(enabled = 1 AND NOT `+onlineSQL+`), 0),
-		COALESCE(SUM(enabled = 0), 0) FROM devices`, cutoff, cutoff).Scan(&c.Online, &c.Offline, &c.Disabled)
+		COALESCE(SUM(enabled = 0), 0),
+		COALESCE(SUM(enabled = 1 AND connected = 1), 0) FROM devices`, cutoff, cutoff).Scan(&c.Online, &c.Offline, &c.Disabled, &c.Connected)
 	if err != nil {
 		return c, fmt.Errorf("count fleet: %w", err)
 	}

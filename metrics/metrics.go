@@ -93,6 +93,7 @@ var (
 	commitTime    = prometheus.NewDesc("fieldhub_commit_duration_seconds", "Duration of the ingest writer's group commits (one transaction each, failed ones included).", nil, nil)
 	queueDepth    = prometheus.NewDesc("fieldhub_ingest_queue_messages", "Messages waiting for the ingest writer or being written.", nil, nil)
 	devices       = prometheus.NewDesc("fieldhub_devices", "Registered devices by status.", []string{"status"}, nil)
+	connected     = prometheus.NewDesc("fieldhub_devices_connected", "Enabled devices online by protocol: mqtt holds a live MQTT connection (to any instance; MQTT over WebSockets included), https has none but was heard from within the last 2 minutes.", []string{"protocol"}, nil)
 	subscribers   = prometheus.NewDesc("fieldhub_sse_subscribers", "Open live streams (server-sent events).", nil, nil)
 	sseDropped    = prometheus.NewDesc("fieldhub_sse_dropped_total", "Live stream subscribers dropped for falling behind.", nil, nil)
 	openAlerts    = prometheus.NewDesc("fieldhub_alerts_open", "Open alerts (active or acknowledged) by severity.", []string{"severity"}, nil)
@@ -141,7 +142,7 @@ func (c *collector) cloudCounts() map[string]int {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{committed, batches, refused, ingestedMsgs, ingestedReads, ingestedBytes, commitTime, queueDepth, devices, subscribers, sseDropped, openAlerts, evalDropped, evalQueue, deliveries, methodCalls, c2dMessages} {
+	for _, d := range []*prometheus.Desc{committed, batches, refused, ingestedMsgs, ingestedReads, ingestedBytes, commitTime, queueDepth, devices, subscribers, sseDropped, openAlerts, evalDropped, evalQueue, deliveries, methodCalls, c2dMessages, connected} {
 		ch <- d
 	}
 }
@@ -176,6 +177,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			for status, n := range map[string]int{db.StatusOnline: counts.Online, db.StatusOffline: counts.Offline, db.StatusDisabled: counts.Disabled} {
 				ch <- prometheus.MustNewConstMetric(devices, prometheus.GaugeValue, float64(n), status)
 			}
+			ch <- prometheus.MustNewConstMetric(connected, prometheus.GaugeValue, float64(counts.Connected), ingest.ProtocolMQTT)
+			ch <- prometheus.MustNewConstMetric(connected, prometheus.GaugeValue, float64(max(counts.Online-counts.Connected, 0)), ingest.ProtocolHTTPS)
 		}
 	}
 	if l := c.src.Live; l != nil {

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"crypto/tls"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -28,7 +32,7 @@ func TestMetricsAddr(t *testing.T) {
 	families := scrape(t, metricsAddr)
 	for _, name := range []string{"fieldhub_messages_committed_total", "fieldhub_ingest_queue_messages", "fieldhub_devices", "go_goroutines",
 		"fieldhub_ingested_messages_total", "fieldhub_ingested_readings_total", "fieldhub_ingested_bytes_total",
-		"fieldhub_ingest_refused_total", "fieldhub_commit_duration_seconds", "fieldhub_method_calls_total", "fieldhub_c2d_messages"} {
+		"fieldhub_ingest_refused_total", "fieldhub_commit_duration_seconds", "fieldhub_method_calls_total", "fieldhub_c2d_messages", "fieldhub_devices_connected"} {
 		if families[name] == nil {
 			t.Errorf("the exposition has no %s", name)
 		}
@@ -36,8 +40,8 @@ func TestMetricsAddr(t *testing.T) {
 
 	// Real traffic moves them: a message over HTTPS, one over MQTT, and one
 	// refused as too large.
-	h.sendTelemetry(t, "")
 	h.publishMQTT(t, "")
+	h.sendTelemetry(t, "") // after the MQTT connection closed: dev1 is online by HTTPS
 	req, _ := http.NewRequest("POST", "https://"+h.device+"/devices/dev1/messages/events?api-version=2021-04-12", strings.NewReader(strings.Repeat("x", 300<<10)))
 	req.Header.Set("Authorization", h.deviceToken(t))
 	resp, err := h.client("").Do(req)
@@ -78,21 +82,58 @@ func TestMetricsAddr(t *testing.T) {
 	testkit.WaitFor(t, "the C2D message counted as queued", func() bool {
 		return metricValue(t, scrape(t, metricsAddr), "fieldhub_c2d_messages", map[string]string{"state": "queued"}) == 1
 	})
+	// A device heard from over HTTPS (and not connected) counts as https.
+	// dev1's last activity is stored lazily (telemetry.ActivityStep) and its
+	// MQTT connection just closed, so a device of its own, whose first
+	// message stores its activity at once, shows it.
+	if _, _, err := cli(t, "", "device", "add", "--data", h.data, "dev2"); err != nil {
+		t.Fatal(err)
+	}
+	tok2, _, err := cli(t, "", "device", "token", "--data", h.data, "dev2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ = http.NewRequest("POST", "https://"+h.device+"/devices/dev2/messages/events?api-version=2021-04-12", strings.NewReader(`{"t":3}`))
+	req.Header.Set("Authorization", lastLine(tok2))
+	if resp, err = h.client("").Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("dev2's message: status %d", resp.StatusCode)
+	}
+	testkit.WaitFor(t, "dev2 counted online over HTTPS", func() bool {
+		f := scrape(t, metricsAddr)
+		return metricValue(t, f, "fieldhub_devices_connected", map[string]string{"protocol": "https"}) >= 1 &&
+			metricValue(t, f, "fieldhub_devices_connected", map[string]string{"protocol": "mqtt"}) == 0
+	})
+	// While dev1 holds an MQTT connection it counts as mqtt, not https.
+	mc := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://" + h.mqtt).
+		SetClientID("dev1").SetUsername("localhost/dev1/?api-version=2021-04-12").SetPassword(h.deviceToken(t)).
+		SetTLSConfig(&tls.Config{RootCAs: h.roots, ServerName: "localhost"}).SetProtocolVersion(4).
+		SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(30 * time.Second))
+	if tok := mc.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+		t.Fatalf("MQTT connect: %v", tok.Error())
+	}
+	testkit.WaitFor(t, "dev1 counted connected over MQTT", func() bool {
+		return metricValue(t, scrape(t, metricsAddr), "fieldhub_devices_connected", map[string]string{"protocol": "mqtt"}) == 1
+	})
+	mc.Disconnect(0)
 	after := scrape(t, metricsAddr)
 	for _, tc := range []struct {
 		name   string
 		labels map[string]string
 		want   float64
 	}{
-		{"fieldhub_ingested_messages_total", map[string]string{"protocol": "https"}, 1},
+		{"fieldhub_ingested_messages_total", map[string]string{"protocol": "https"}, 2},
 		{"fieldhub_ingested_messages_total", map[string]string{"protocol": "mqtt"}, 1},
-		{"fieldhub_ingested_readings_total", map[string]string{"protocol": "https"}, 1}, // {"t":1}
+		{"fieldhub_ingested_readings_total", map[string]string{"protocol": "https"}, 2}, // {"t":1}, {"t":3}
 		{"fieldhub_ingested_readings_total", map[string]string{"protocol": "mqtt"}, 1},
-		{"fieldhub_ingested_bytes_total", map[string]string{"protocol": "https"}, float64(len(`{"t":1}`))},
+		{"fieldhub_ingested_bytes_total", map[string]string{"protocol": "https"}, float64(len(`{"t":1}{"t":3}`))},
 		{"fieldhub_ingested_bytes_total", map[string]string{"protocol": "mqtt"}, float64(len(`{"t":2}`))},
 		{"fieldhub_ingest_refused_total", map[string]string{"protocol": "https", "reason": "too_large"}, 1},
 		{"fieldhub_ingest_refused_total", map[string]string{"protocol": "https", "reason": "throttled"}, 0},
-		{"fieldhub_messages_committed_total", nil, 2},
+		{"fieldhub_messages_committed_total", nil, 3},
 		{"fieldhub_method_calls_total", map[string]string{"outcome": "not_connected"}, 1},
 		{"fieldhub_method_calls_total", map[string]string{"outcome": "ok"}, 0},
 	} {

@@ -195,7 +195,8 @@ func (s *Store) FleetCounts(ctx context.Context) (db.FleetCounts, error) {
 	err := s.pool.QueryRow(ctx, `SELECT
 		COUNT(*) FILTER (WHERE enabled = 1 AND `+online+`),
 		COUNT(*) FILTER (WHERE enabled = 1 AND NOT `+online+`),
-		COUNT(*) FILTER (WHERE enabled = 0) FROM devices`, db.OnlineCutoff(s.Now())).Scan(&c.Online, &c.Offline, &c.Disabled)
+		COUNT(*) FILTER (WHERE enabled = 0),
+		COUNT(*) FILTER (WHERE enabled = 1 AND connected = 1) FROM devices`, db.OnlineCutoff(s.Now())).Scan(&c.Online, &c.Offline, &c.Disabled, &c.Connected)
 	if err != nil {
 		return c, fmt.Errorf("count fleet: %w", err)
 	}

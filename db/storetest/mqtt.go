@@ -113,7 +113,7 @@ func testConnectionState(t *testing.T, b Backend) {
 	if dev := status("dev1"); !dev.Connected || !dev.LastActivity.Equal(T0) || dev.Status(clk.Now()) != db.StatusOnline {
 		t.Errorf("connected device = %+v (%s), want connected, active at T0, online", dev, dev.Status(clk.Now()))
 	}
-	if c, err := d.FleetCounts(ctx); err != nil || c != (db.FleetCounts{Online: 1, Offline: 1}) {
+	if c, err := d.FleetCounts(ctx); err != nil || c != (db.FleetCounts{Online: 1, Offline: 1, Connected: 1}) {
 		t.Errorf("counts = %+v, %v; want 1 online, 1 offline", c, err)
 	}
 	if _, err := d.SetDeviceConnection(ctx, "dev1", "node1", false); err != nil {
@@ -213,7 +213,7 @@ func testConnectionNode(t *testing.T, b Backend) {
 	}
 	node("dev1", "")
 	node("dev2", "b")
-	if c, err := d.FleetCounts(ctx); err != nil || c != (db.FleetCounts{Online: 1, Offline: 1}) {
+	if c, err := d.FleetCounts(ctx); err != nil || c != (db.FleetCounts{Online: 1, Offline: 1, Connected: 1}) {
 		t.Errorf("counts after a's restart = %+v, %v; want b's device online, a's offline", c, err)
 	}
 	if _, err := d.DeviceConnectionNode(ctx, "nope"); !errors.Is(err, storage.ErrNotFound) {

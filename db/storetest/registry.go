@@ -224,7 +224,7 @@ func testDevicesFilterAndCounts(t *testing.T, b Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c != (db.FleetCounts{Online: 1, Offline: 3, Disabled: 1}) {
+	if c != (db.FleetCounts{Online: 1, Offline: 3, Disabled: 1, Connected: 1}) {
 		t.Errorf("counts = %+v", c)
 	}
 	if _, _, err := d.Devices(ctx, db.DeviceFilter{Status: "sleeping"}); err == nil {
