@@ -237,6 +237,10 @@ func TestInvoker(t *testing.T) {
 	if e := entries[0]; e.Outcome != "timeout" || e.Target != "dev1/slow" || e.Actor != "user:alice" {
 		t.Errorf("newest audit entry %+v, want timeout on dev1/slow by user:alice", e)
 	}
+	// The metrics' counts: the call to an unknown device never ran.
+	if got, want := inv.Outcomes(), [len(commands.MethodOutcomes)]int64{2, 1, 1, 0, 0}; got != want {
+		t.Errorf("outcomes %v = %v, want %v", commands.MethodOutcomes, got, want)
+	}
 }
 
 func TestMethodCallValidate(t *testing.T) {

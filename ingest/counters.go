@@ -12,8 +12,7 @@ const (
 )
 
 // Protocols lists the protocols the counters keep apart, in their order;
-// a message with none of them counts as "other" (wills stored by tests,
-// imports).
+// a message whose sender named neither counts as "other".
 var Protocols = [...]string{ProtocolHTTPS, ProtocolMQTT, "other"}
 
 func protocolIndex(p string) int {

@@ -87,7 +87,7 @@ var (
 	committed     = prometheus.NewDesc("fieldhub_messages_committed_total", "Device-to-cloud messages stored (committed), all protocols.", nil, nil)
 	batches       = prometheus.NewDesc("fieldhub_commit_batches_total", "Transactions the ingest writer committed (group commits).", nil, nil)
 	refused       = prometheus.NewDesc("fieldhub_ingest_refused_total", "Device messages refused, by protocol and reason: too_large (HTTPS 413), throttled (HTTPS 429, over the device's quota), overloaded (HTTPS 503 or MQTT refused: ingest queue full, or ingest not running), storage_fault (HTTPS 503 or no MQTT PUBACK: the commit failed). A refused HTTPS batch counts once.", []string{"protocol", "reason"}, nil)
-	ingestedMsgs  = prometheus.NewDesc("fieldhub_ingested_messages_total", "Device-to-cloud messages stored (committed), by protocol (other: neither HTTPS nor MQTT, e.g. an imported message).", []string{"protocol"}, nil)
+	ingestedMsgs  = prometheus.NewDesc("fieldhub_ingested_messages_total", "Device-to-cloud messages stored (committed), by protocol (other: a message its sender did not mark as either).", []string{"protocol"}, nil)
 	ingestedReads = prometheus.NewDesc("fieldhub_ingested_readings_total", "Numeric values stored as time series from committed messages, by protocol.", []string{"protocol"}, nil)
 	ingestedBytes = prometheus.NewDesc("fieldhub_ingested_bytes_total", "Size of committed messages as Azure IoT Hub counts it (body and properties), by protocol.", []string{"protocol"}, nil)
 	commitTime    = prometheus.NewDesc("fieldhub_commit_duration_seconds", "Duration of the ingest writer's group commits (one transaction each, failed ones included).", nil, nil)
