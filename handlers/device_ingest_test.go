@@ -327,16 +327,18 @@ func TestDeviceEventsOverloaded(t *testing.T) {
 		ingest     refusingIngest
 		wantStatus int
 		wantRetry  string
+		counted    ingest.Reason // in the metrics' refusals; -1: none
 	}{
-		{"queue full", refusingIngest{err: ingest.ErrOverloaded}, 503, "1"},
-		{"queue full before reading", refusingIngest{busy: true}, 503, "1"},
-		{"closed", refusingIngest{err: ingest.ErrClosed}, 503, "5"},
-		{"storage fault", refusingIngest{err: fmt.Errorf("store messages: %w: disk on fire", ingest.ErrStorage)}, 503, "10"},
-		{"internal", refusingIngest{err: errors.New("disk on fire")}, 500, ""},
+		{"queue full", refusingIngest{err: ingest.ErrOverloaded}, 503, "1", ingest.ReasonOverloaded},
+		{"queue full before reading", refusingIngest{busy: true}, 503, "1", ingest.ReasonOverloaded},
+		{"closed", refusingIngest{err: ingest.ErrClosed}, 503, "5", ingest.ReasonOverloaded},
+		{"storage fault", refusingIngest{err: fmt.Errorf("store messages: %w: disk on fire", ingest.ErrStorage)}, 503, "10", ingest.ReasonStorageFault},
+		{"internal", refusingIngest{err: errors.New("disk on fire")}, 500, "", -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newIngestHub(t, func(c *handlers.Config) { c.Ingest = tt.ingest })
+			refusals := &ingest.Refusals{}
+			h := newIngestHub(t, func(c *handlers.Config) { c.Ingest, c.Refusals = tt.ingest, refusals })
 			dev := h.addDevice("dev1")
 			r := h.event("dev1", token(t, "dev1", dev.PrimaryKey, time.Now().Add(time.Hour)), `{}`, nil)
 			if r.status != tt.wantStatus || r.header.Get("Retry-After") != tt.wantRetry {
@@ -344,6 +346,15 @@ func TestDeviceEventsOverloaded(t *testing.T) {
 			}
 			if strings.Contains(string(r.body), "fire") {
 				t.Errorf("internal error leaked to the device: %s", r.body)
+			}
+			for reason := range ingest.NumReasons {
+				want := int64(0)
+				if reason == tt.counted {
+					want = 1
+				}
+				if n := refusals.Count(ingest.ProtocolHTTPS, reason); n != want {
+					t.Errorf("refusals counted as %s: %d, want %d", ingest.Reasons[reason], n, want)
+				}
 			}
 		})
 	}

@@ -21,8 +21,10 @@ import (
 // messages, another device is not affected, and the API shows the count.
 func TestDeviceThrottled(t *testing.T) {
 	clock := testkit.NewClock(time.Now())
+	refusals := &ingest.Refusals{}
 	h := newIngestHub(t, func(c *handlers.Config) {
 		c.DeviceQuota = quota.New(quota.Config{MessageRate: 1, MessageBurst: 2, Now: clock.Now})
+		c.Refusals = refusals
 	})
 	dev := h.addDevice("dev1")
 	other := h.addDevice("dev2")
@@ -63,6 +65,10 @@ func TestDeviceThrottled(t *testing.T) {
 	}
 	if n := len(h.messages("dev1")); n != 6 {
 		t.Errorf("%d messages stored, want the 6 admitted", n)
+	}
+	// The metrics count each refused request (a batch once) as throttled.
+	if n := refusals.Count(ingest.ProtocolHTTPS, ingest.ReasonThrottled); n != 3 {
+		t.Errorf("%d refusals counted as throttled, want the 3 answered 429", n)
 	}
 	if r := h.event("dev2", token(t, "dev2", other.PrimaryKey, time.Now().Add(time.Hour)), `{}`, nil); r.status != 204 {
 		t.Errorf("another device: status %d, want 204", r.status)
