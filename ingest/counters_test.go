@@ -50,8 +50,10 @@ func TestPipelineCountsByProtocol(t *testing.T) {
 		t.Errorf("refused = %v", st.Refused)
 	}
 	lat := st.CommitSeconds
-	if lat.Count != uint64(st.Batches) || lat.Count < 3 {
-		t.Errorf("commit latency counted %d commits, the pipeline made %d (want at least 3)", lat.Count, st.Batches)
+	// At least the three commits Submit waited for (the writer counts
+	// Batches only after it woke the waiters, so it is no exact bound).
+	if lat.Count < 3 {
+		t.Errorf("commit latency counted %d commits, want at least 3", lat.Count)
 	}
 	if last := lat.Buckets[len(lat.Buckets)-1]; last > lat.Count || lat.Sum <= 0 {
 		t.Errorf("histogram: last bucket %d of %d commits, sum %g s", last, lat.Count, lat.Sum)
