@@ -47,6 +47,18 @@ func (t Tier) String() string {
 	return fmt.Sprintf("tier(%d)", int(t))
 }
 
+// RollupTable is the table that holds a rollup tier's rows, the same name in
+// every store's schema (both dialects' migration 0014_rollups.sql).
+func (t Tier) RollupTable() (string, error) {
+	switch t {
+	case TierMinute:
+		return "rollup_minutes", nil
+	case TierHour:
+		return "rollup_hours", nil
+	}
+	return "", fmt.Errorf("no rollup table for tier %s", t)
+}
+
 // ParseTier reads a tier's name (raw, 1m, 1h).
 func ParseTier(s string) (Tier, bool) {
 	for _, t := range Tiers {

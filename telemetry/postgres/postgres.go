@@ -238,21 +238,10 @@ func (s *Storage) Chunks(ctx context.Context, metricID, from, to int64, withData
 	return out, r.Err()
 }
 
-// rollupTable is the table of a rollup tier.
-func rollupTable(t telemetry.Tier) (string, error) {
-	switch t {
-	case telemetry.TierMinute:
-		return "rollup_minutes", nil
-	case telemetry.TierHour:
-		return "rollup_hours", nil
-	}
-	return "", fmt.Errorf("no rollup table for tier %s", t)
-}
-
 // Rollups reads a metric's rollup rows (every node's) and this node's
 // progress with the metric in one statement: one snapshot of the database.
 func (s *Storage) Rollups(ctx context.Context, metricID int64, t telemetry.Tier, from, to int64) (int64, []telemetry.Rollup, error) {
-	table, err := rollupTable(t)
+	table, err := t.RollupTable()
 	if err != nil {
 		return 0, nil, err
 	}

@@ -382,7 +382,7 @@ func (w *writeTx) PutChunk(ctx context.Context, metricID int64, c telemetry.Chun
 // the same buckets at once wait for each other's row locks; buckets come in
 // order and metrics in id order, so they never deadlock.
 func (w *writeTx) AddRollups(ctx context.Context, metricID int64, t telemetry.Tier, rows []telemetry.Rollup) (bool, error) {
-	table, err := rollupTable(t)
+	table, err := t.RollupTable()
 	if err != nil {
 		return false, err
 	}
@@ -464,7 +464,7 @@ func (w *writeTx) DeleteMessages(ctx context.Context, cutoff time.Time, through 
 // DeleteRollups looks for old rows metric by metric, along the primary
 // key, rather than scanning the table.
 func (w *writeTx) DeleteRollups(ctx context.Context, t telemetry.Tier, cutoff int64, limit int) (int, error) {
-	table, err := rollupTable(t)
+	table, err := t.RollupTable()
 	if err != nil {
 		return 0, err
 	}

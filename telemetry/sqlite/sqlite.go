@@ -192,21 +192,10 @@ func (s *Storage) Chunks(ctx context.Context, metricID, from, to int64, withData
 	return out, rows.Err()
 }
 
-// rollupTable is the table of a rollup tier.
-func rollupTable(t telemetry.Tier) (string, error) {
-	switch t {
-	case telemetry.TierMinute:
-		return "rollup_minutes", nil
-	case telemetry.TierHour:
-		return "rollup_hours", nil
-	}
-	return "", fmt.Errorf("no rollup table for tier %s", t)
-}
-
 // Rollups reads a metric's rollup rows and its Through in one statement,
 // which SQLite answers from one snapshot of the database.
 func (s *Storage) Rollups(ctx context.Context, metricID int64, t telemetry.Tier, from, to int64) (int64, []telemetry.Rollup, error) {
-	table, err := rollupTable(t)
+	table, err := t.RollupTable()
 	if err != nil {
 		return 0, nil, err
 	}

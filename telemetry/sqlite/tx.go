@@ -225,7 +225,7 @@ func (w *writeTx) AddRollups(ctx context.Context, metricID int64, t telemetry.Ti
 // DeleteRollups looks for old rows metric by metric, along the primary
 // key, rather than scanning the table.
 func (w *writeTx) DeleteRollups(ctx context.Context, t telemetry.Tier, cutoff int64, limit int) (int, error) {
-	table, err := rollupTable(t)
+	table, err := t.RollupTable()
 	if err != nil {
 		return 0, err
 	}
