@@ -76,7 +76,9 @@ test('the header says how the device is connected and shows its latest values', 
     const tile = page.locator('[data-metric-tiles] li[data-tile="temperature"] [data-tile-value]');
     await tile.filter({ hasText: /^21\.5$/ }).waitFor({ timeout: 10_000 });
 
-    // Rendered by the server the same way.
+    // Rendered by the server the same way (once the charts the reading
+    // added have loaded: a reload cuts requests still out).
+    await page.locator('[data-testid="chart"][aria-busy]').first().waitFor({ state: 'detached', timeout: 10_000 });
     await page.reload();
     assert.match(squash(await conn.textContent()), /^Connected over MQTT since .+ from 127\.0\.0\.1:\d+/);
     assert.equal(await tile.textContent(), '21.5');

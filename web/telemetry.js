@@ -624,9 +624,18 @@ export function initTelemetry(doc) {
       to: new Date(w.to).toISOString(),
       points: String(points),
     });
-    const res = await fetchWithCSRF(url, { headers: { Accept: 'application/json' } });
-    if (!res.ok) throw new Error(`${c.metric}: status ${res.status}`);
-    const body = await res.json();
+    // Busy while its own request is out: a chart added by a live reading
+    // loads outside loadAll.
+    c.loads = (c.loads ?? 0) + 1;
+    c.el.setAttribute('aria-busy', 'true');
+    let body;
+    try {
+      const res = await fetchWithCSRF(url, { headers: { Accept: 'application/json' } });
+      if (!res.ok) throw new Error(`${c.metric}: status ${res.status}`);
+      body = await res.json();
+    } finally {
+      if (--c.loads === 0) c.el.removeAttribute('aria-busy');
+    }
     const data = parseBuckets(body);
     if (gen !== loadGeneration) return; // a newer range was chosen meanwhile
     c.el.dataset.tier = body?.tier ?? 'raw';
