@@ -65,6 +65,7 @@ func (s *Server) DeviceRouter() *echo.Echo {
 	e.IPExtractor = s.clientIP
 	e.Pre(canonicalDeviceBound)
 	e.Use(middleware.Recover())
+	e.Use(s.drainRefusedBody) // handlers/refused_body.go
 	e.Use(decodePathParams)
 	s.DeviceRoutes(e)
 	s.ServiceRoutes(e) // handlers/service_api.go: the IoT Hub service REST API

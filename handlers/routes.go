@@ -11,6 +11,7 @@ import (
 func (s *Server) routes(e *echo.Echo) {
 	e.Pre(canonicalDeviceBound) // devices spell …/messages/deviceBound in any letter case
 	e.Use(middleware.Recover())
+	e.Use(s.drainRefusedBody) // a client still writing a refused body reads its 413 (refused_body.go)
 	e.Use(decodePathParams)
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		HSTSMaxAge: s.hstsMaxAge(), HSTSExcludeSubdomains: true,
