@@ -47,6 +47,7 @@ type Store interface {
 	CheckpointStep(ctx context.Context, maxRows int) (bool, telemetry.CheckpointStats, error)
 	Checkpoint(ctx context.Context) (telemetry.CheckpointStats, error)
 	Prune(ctx context.Context, now time.Time, limit int) (int, bool, error)
+	HungUp(ctx context.Context, deviceID string) error
 }
 
 // Publisher receives every batch after it committed, each record with its
@@ -195,6 +196,13 @@ func (p *Pipeline) Submit(ctx context.Context, msgs ...telemetry.Message) error 
 	case <-ctx.Done():
 		return fmt.Errorf("submit: %w", ctx.Err())
 	}
+}
+
+// HungUp tells the store that the device's live connection closed and the
+// close is recorded, so that the device's next message shows it online at
+// once (telemetry.Store.HungUp).
+func (p *Pipeline) HungUp(ctx context.Context, deviceID string) error {
+	return p.store.HungUp(ctx, deviceID)
 }
 
 // Enqueue queues msgs and returns without waiting for the commit: the

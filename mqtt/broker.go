@@ -31,6 +31,8 @@ import (
 type Ingester interface {
 	Submit(ctx context.Context, msgs ...telemetry.Message) error
 	Enqueue(ctx context.Context, wait time.Duration, msgs ...telemetry.Message) (<-chan error, error)
+	// HungUp is told of each device whose connection close was recorded.
+	HungUp(ctx context.Context, deviceID string) error
 }
 
 // Authenticator is the one device authentication (registry.Registry).

@@ -29,6 +29,7 @@ import (
 	"fieldhub/internal/testkit"
 	"fieldhub/registry"
 	"fieldhub/telemetry"
+	"fieldhub/telemetry/sqlite"
 )
 
 // wait bounds how long a test waits for something that should happen; it is
@@ -97,23 +98,33 @@ func newTestHub(t *testing.T, configure ...func(*Config)) *testHub {
 	roots.AppendCertsFromPEM(caPEM)
 	h := &testHub{t: t, db: dbtest.MustOpen(t), roots: roots, cert: cert}
 	h.registry = registry.New(registry.Config{Store: h.db, Audit: h.db, Logger: slog.New(slog.DiscardHandler)})
-	h.store = &gatedStore{Store: dbtest.Telemetry(t, h.db)}
-	pipe := ingest.New(h.store, nil, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
-	t.Cleanup(func() {
-		h.store.set(func(g *gatedStore) { g.gate = nil })
-		pipe.Close(context.Background())
-	})
 	cfg := Config{
 		Addr:            "127.0.0.1:0",
 		TLS:             &tls.Config{Certificates: []tls.Certificate{cert}},
 		Store:           h.db,
 		Devices:         h.registry,
-		Ingest:          pipe,
 		RecheckInterval: 50 * time.Millisecond,
 	}
 	for _, f := range configure {
 		f(&cfg)
 	}
+	// A test's clock (Config.Now) is the store's and telemetry's too.
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	h.db.Now = now
+	tel, err := telemetry.Open(context.Background(), sqlite.New(h.db), telemetry.Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.store = &gatedStore{Store: tel}
+	pipe := ingest.New(h.store, nil, ingest.Options{Logger: slog.New(slog.DiscardHandler), Now: now})
+	t.Cleanup(func() {
+		h.store.set(func(g *gatedStore) { g.gate = nil })
+		pipe.Close(context.Background())
+	})
+	cfg.Ingest = pipe
 	b, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -73,6 +73,13 @@ func (b *Broker) recordPresence(ev presenceEvent, log *presenceLog) {
 	if err != nil {
 		b.log.Log(ctx, b.writeErrorLevel(), "record device presence", "device", ev.deviceID, "err", err)
 	}
+	if !online && err == nil {
+		// The close stored a disconnect time: the device's next message
+		// (over HTTPS, say) must be stored as later activity at once.
+		if err := b.cfg.Ingest.HungUp(ctx, ev.deviceID); err != nil {
+			b.log.Log(ctx, b.writeErrorLevel(), "record device presence", "device", ev.deviceID, "err", err)
+		}
+	}
 	if online && previous != "" && previous != b.cfg.Node && b.cfg.Cluster != nil {
 		// The device left a session open on another instance: its
 		// connection there is stale (half-open) or a second device with

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"fieldhub/db"
+	"fieldhub/ingest"
 	"fieldhub/internal/testkit"
 	"fieldhub/live"
+	"fieldhub/telemetry"
 )
 
 // accounted is how many events entries stand for: each entry itself plus
@@ -160,5 +162,45 @@ func TestPresenceInACluster(t *testing.T) {
 	connection("dev3")
 	if ev := connection("dev3"); ev.Connected || ev.Node != "node-a" {
 		t.Errorf("dev3's close = %+v, want disconnected on node-a", ev)
+	}
+}
+
+// TestMessageRightAfterHangUpIsOnline: a device whose MQTT connection closed
+// and that then sends over HTTPS (the ingest path) within a second of its
+// last MQTT message counts as online at once. The hang-up stores a
+// disconnect time, and the activity write of the next message is throttled
+// (telemetry.ActivityStep): unless the broker tells the telemetry store of the
+// hang-up, that write waited for a later message, a sweep or the checkpoint,
+// and the device stayed offline (this test failed so before the fix).
+func TestMessageRightAfterHangUpIsOnline(t *testing.T) {
+	clk := testkit.NewClock(time.Now())
+	h := newTestHub(t, func(c *Config) { c.Now = clk.Now })
+	d := h.connect(h.device("dev1"))
+	if tok := d.publish(t, "devices/dev1/messages/events/", 1, `{"t":1}`); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatalf("MQTT telemetry: %v", tok.Error())
+	}
+	status := func() db.Device {
+		t.Helper()
+		dev, err := h.db.Device(context.Background(), "dev1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dev
+	}
+	clk.Advance(200 * time.Millisecond)
+	d.client.Disconnect(0)
+	testkit.WaitFor(t, "the hang-up recorded", func() bool { return !status().Connected })
+	if dev := status(); dev.Status(clk.Now()) != db.StatusOffline {
+		t.Fatalf("after hanging up: %s, want offline", dev.Status(clk.Now()))
+	}
+
+	clk.Advance(300 * time.Millisecond)
+	err := h.pipe.Submit(context.Background(), telemetry.Message{DeviceID: "dev1", Body: []byte(`{"t":2}`), AuthMethod: "sas-primary", Protocol: ingest.ProtocolHTTPS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev := status(); dev.Status(clk.Now()) != db.StatusOnline {
+		t.Errorf("a message %v after hanging up: %s (last activity %v, disconnected %v), want online",
+			300*time.Millisecond, dev.Status(clk.Now()), dev.LastActivity, dev.DisconnectedAt)
 	}
 }

@@ -22,6 +22,9 @@ type deviceRef struct {
 	id, created int64 // DeviceRow
 	activity    int64 // newest last activity (Unix ms) of its committed messages
 	stored      int64 // last activity as this writer last wrote it
+	// hungUp is when its live connection last closed (Unix ms, see HungUp)
+	// while no activity from then on is written; 0: none.
+	hungUp int64
 	// shape is the series of the readings of its last message, in order:
 	// devices send the same keys message after message, so comparing names
 	// spares a map lookup per reading.
@@ -72,6 +75,9 @@ func (c *deviceCache) written(ws []activityWrite) {
 	for _, a := range ws {
 		a.dev.activity = max(a.dev.activity, a.at)
 		a.dev.stored = max(a.dev.stored, a.at)
+		if a.dev.hungUp != 0 && a.at >= a.dev.hungUp {
+			a.dev.hungUp = 0
+		}
 		if a.dev.stored >= a.dev.activity {
 			delete(c.pending, a.dev)
 		}
@@ -96,6 +102,34 @@ func writeActivity(ctx context.Context, tx Tx, ws []activityWrite) error {
 	if err := tx.TouchDevices(ctx, at); err != nil {
 		return fmt.Errorf("update last activity: %w", err)
 	}
+	return nil
+}
+
+// HungUp tells the store that a device's live connection closed just now.
+// Recording that (db.DB.SetDeviceConnection) stored a disconnect time, and
+// the device counts as online again only once a later activity is stored
+// (db.Online): so the activity of its next messages is written at once, not
+// up to a step later, until one sent from now on is stored, and one already
+// committed but not written yet is written now. Otherwise a device sending
+// over HTTPS within a second of its MQTT connection closing stayed offline
+// until its next activity write. A device this store has not written for
+// needs nothing: its first message is written at once.
+func (s *Store) HungUp(ctx context.Context, deviceID string) error {
+	s.write.Lock()
+	defer s.write.Unlock()
+	dev := s.devices.byID[deviceID]
+	if dev == nil {
+		return nil
+	}
+	dev.hungUp = unixMS(s.now())
+	if dev.activity <= dev.stored {
+		return nil
+	}
+	w := []activityWrite{{dev, dev.activity}}
+	if err := s.inTx(ctx, func(tx Tx) error { return writeActivity(ctx, tx, w) }); err != nil {
+		return fmt.Errorf("last activity of device %q as its connection closed: %w", deviceID, err)
+	}
+	s.devices.written(w)
 	return nil
 }
 
@@ -319,8 +353,9 @@ func (b *batch) seriesFor(ctx context.Context, tx Tx, dev *deviceRef, name strin
 }
 
 // planActivity decides which last activities the transaction writes: at
-// once for a device this writer has not written yet or that moved on by
-// ActivityStep, otherwise later (a sweep once a step, or the checkpoint).
+// once for a device this writer has not written yet, that hung up since
+// (HungUp) or that moved on by ActivityStep, otherwise later (a sweep once a
+// step, or the checkpoint).
 func (b *batch) planActivity() {
 	latest := make(map[*deviceRef]int64)
 	for i, dev := range b.devs {
@@ -333,7 +368,7 @@ func (b *batch) planActivity() {
 	for dev, at := range latest {
 		switch {
 		case at <= dev.stored:
-		case dev.stored == 0 || at-dev.stored >= ActivityStep.Milliseconds() || sweep:
+		case dev.stored == 0 || dev.hungUp != 0 || at-dev.stored >= ActivityStep.Milliseconds() || sweep:
 			b.activity = append(b.activity, activityWrite{dev, at})
 		default:
 			b.pending = append(b.pending, activityWrite{dev, at})

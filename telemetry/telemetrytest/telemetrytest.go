@@ -60,6 +60,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"MetricsPerDeviceAreBounded", testMetricsPerDeviceAreBounded},
 		{"MetricCapLoggedOncePerDevice", testMetricCapLoggedOnce},
 		{"LastActivity", testLastActivity},
+		{"LastActivityAfterHangUp", testLastActivityAfterHangUp},
 		{"RollupsMatchReadings", testRollupsMatchReadings},
 		{"RollupsDuringConcurrentCheckpoints", testRollupsConcurrent},
 		{"PruneRollups", testPruneRollups},
@@ -701,6 +702,52 @@ func testLastActivity(t *testing.T, h *hub) {
 	mustCheckpoint(t, s)
 	if got, want := h.b.LastActivity(t, "dev1"), T0.Add(telemetry.ActivityStep*3/2); !got.Equal(want) {
 		t.Errorf("after checkpoint: last activity = %v, want %v", got, want)
+	}
+}
+
+// Once a device's live connection closed (HungUp), which stored a
+// disconnect time that only a later activity outweighs (db.Online), the
+// activity of its next messages is written at once, not a step later, until
+// one from after the hang-up is stored; one committed but not written yet
+// when the connection closes is written by HungUp itself. A device sending
+// over HTTPS right after its MQTT connection closed was shown offline.
+func testLastActivityAfterHangUp(t *testing.T, h *hub) {
+	s := h.open("dev1")
+	// Every time stays within the first step: no sweep writes anything.
+	at := func(twentieths int) time.Time { return T0.Add(telemetry.ActivityStep * time.Duration(twentieths) / 20) }
+	steps := []struct {
+		name string
+		now  time.Time
+		sent time.Time // a message sent then; zero: the connection closes at now
+		want time.Time
+	}{
+		{"first message", at(0), at(0), at(0)},
+		{"hung up, nothing pending", at(2), time.Time{}, at(0)},
+		{"the next message", at(4), at(4), at(4)},
+		{"a message after that, within the step", at(6), at(6), at(4)},
+		{"hung up with a message pending", at(8), time.Time{}, at(6)},
+		{"a message sent before the hang-up, committed after it", at(8), at(7), at(7)},
+		{"a message sent after the hang-up", at(9), at(9), at(9)},
+		{"then within the step again", at(10), at(10), at(9)},
+	}
+	for _, st := range steps {
+		h.now = st.now
+		if st.sent.IsZero() {
+			if err := s.HungUp(context.Background(), "dev1"); err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+		} else {
+			mustAppend(t, s, record("dev1", st.sent, map[string]float64{"a": 1}))
+		}
+		if got := h.b.LastActivity(t, "dev1"); !got.Equal(st.want) {
+			t.Errorf("%s: last activity = %v, want %v", st.name, got, st.want)
+		}
+	}
+	// A device this store has not written for, or none at all: nothing to do.
+	for _, id := range []string{"dev2", ""} {
+		if err := s.HungUp(context.Background(), id); err != nil {
+			t.Errorf("HungUp(%q): %v", id, err)
+		}
 	}
 }
 
