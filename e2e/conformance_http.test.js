@@ -107,3 +107,22 @@ test('a batch arrives as separate messages in order', async () => {
   const temps = await api(`/readings?metric=temperature&from=${from}&points=1`);
   assert.equal(temps.buckets[0].count, 4, 'one single and three batched temperatures');
 });
+
+test('a message over 256 KB is refused with the hub\'s reason, not a broken connection', async () => {
+  // The hub refuses from Content-Length, then reads and drops the body so
+  // that the SDK, still writing it, reads the 413 (MessageTooLargeError).
+  for (const size of [300 * 1024, 2 * 1024 * 1024]) {
+    await assert.rejects(client.sendEvent(new Message('x'.repeat(size))), (err) => {
+      assert.equal(err.name, 'MessageTooLargeError', `${size} bytes: ${err.name}: ${err.message}`);
+      assert.equal(err.response?.statusCode, 413);
+      assert.match(String(err.responseBody), /larger than \d+ bytes.*256 KB/);
+      return true;
+    });
+  }
+  // The connection after it works as before.
+  const m = telemetry({ temperature: 30 });
+  m.messageId = 'after-too-large';
+  await client.sendEvent(m);
+  const { messages } = await api('/messages?limit=10');
+  assert.ok(messages.some((x) => x.messageId === 'after-too-large'));
+});
