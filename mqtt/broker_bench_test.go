@@ -92,12 +92,23 @@ func BenchmarkIngest(b *testing.B) {
 		before := stats()
 		stopCalls := callMethods(b, br, target.DeviceID)
 		r := reportLoad(b, gen.result(b))
-		methodLat := stopCalls()
+		calls := stopCalls()
 		after := stats()
-		if len(methodLat) > 0 {
-			slices.Sort(methodLat)
-			b.ReportMetric(float64(methodLat[len(methodLat)/2])/float64(time.Millisecond), "method-p50-ms")
-			b.ReportMetric(float64(methodLat[len(methodLat)*99/100])/float64(time.Millisecond), "method-p99-ms")
+		if len(calls) > 0 {
+			p := func(leg func(methodTiming) time.Duration, q int) float64 {
+				lat := make([]time.Duration, len(calls))
+				for i, c := range calls {
+					lat[i] = leg(c)
+				}
+				slices.Sort(lat)
+				return float64(lat[len(lat)*q/100]) / float64(time.Millisecond)
+			}
+			total := func(c methodTiming) time.Duration { return c.total }
+			b.ReportMetric(p(total, 50), "method-p50-ms")
+			b.ReportMetric(p(total, 99), "method-p99-ms")
+			// The two legs of the tail (bench/README.md, "Method tail").
+			b.ReportMetric(p(func(c methodTiming) time.Duration { return c.out }, 99), "method-out-p99-ms")
+			b.ReportMetric(p(func(c methodTiming) time.Duration { return c.total - c.out }, 99), "method-back-p99-ms")
 		}
 		if batches := after.Batches - before.Batches; batches > 0 {
 			b.ReportMetric(float64(after.Committed-before.Committed)/float64(batches), "msgs/commit")
@@ -248,15 +259,22 @@ func (e *benchEnv) startFieldhub(b *testing.B, storage bool) (addr, host string,
 	return br.Addr(), "localhost:" + port, devs, pipe.Stats, br
 }
 
+// methodTiming is one method call's round trip, and of it the way out: from
+// the call to the device's answer (the hub's write, the network, the device
+// getting to run), as the device's clock says (the same machine's); the rest
+// is the way back (the network, the hub reading the answer and waking the
+// caller).
+type methodTiming struct{ total, out time.Duration }
+
 // callMethods calls method "ping" on device id in a loop until the
-// returned stop function is called, which returns the round-trip times.
-func callMethods(b *testing.B, br *Broker, id string) (stop func() []time.Duration) {
+// returned stop function is called, which returns the round trips.
+func callMethods(b *testing.B, br *Broker, id string) (stop func() []methodTiming) {
 	b.Helper()
 	ctx := context.Background()
 	done := make(chan struct{})
-	result := make(chan []time.Duration)
+	result := make(chan []methodTiming)
 	go func() {
-		var lat []time.Duration
+		var lat []methodTiming
 		for {
 			select {
 			case <-done:
@@ -265,14 +283,21 @@ func callMethods(b *testing.B, br *Broker, id string) (stop func() []time.Durati
 			case <-time.After(20 * time.Millisecond):
 			}
 			start := time.Now()
-			if _, _, err := br.InvokeMethod(ctx, id, "ping", []byte(`{}`), 5*time.Second); err != nil {
+			_, answer, err := br.InvokeMethod(ctx, id, "ping", []byte(`{}`), 5*time.Second)
+			if err != nil {
 				b.Errorf("method call during load: %v", err)
 				continue
 			}
-			lat = append(lat, time.Since(start))
+			total := time.Since(start)
+			answered, err := strconv.ParseInt(string(answer), 10, 64)
+			if err != nil {
+				b.Errorf("method answer %q: want the time the device answered", answer)
+				continue
+			}
+			lat = append(lat, methodTiming{total: total, out: time.Unix(0, answered).Sub(start)})
 		}
 	}()
-	return func() []time.Duration {
+	return func() []methodTiming {
 		close(done)
 		return <-result
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -44,7 +45,7 @@ type loadgenSpec struct {
 	ServerName string          `json:"server_name"`
 	Devices    []loadgenDevice `json:"devices"`
 	// MethodTarget, if set, is one more device, which answers every
-	// direct method call with status 200 and the request's payload.
+	// direct method call with status 200 and the time it answered.
 	MethodTarget *loadgenDevice `json:"method_target,omitempty"`
 	// DialConcurrency is how many devices connect at once.
 	DialConcurrency int `json:"dial_concurrency"`
@@ -230,9 +231,11 @@ func connectMethodTarget(addr string, cfg *tls.Config, dev loadgenDevice) (paho.
 	if t := c.Connect(); !t.WaitTimeout(wait) || t.Error() != nil {
 		return nil, fmt.Errorf("connect method target %s: %v", dev.ID, t.Error())
 	}
+	// The answer is the time it is sent (Unix ns, this machine's clock), so
+	// that a benchmark tells the way out from the way back.
 	answer := func(c paho.Client, m paho.Message) {
 		rid := m.Topic()[strings.Index(m.Topic(), "$rid=")+len("$rid="):]
-		c.Publish("$iothub/methods/res/200/?$rid="+rid, 0, false, m.Payload())
+		c.Publish("$iothub/methods/res/200/?$rid="+rid, 0, false, strconv.AppendInt(nil, time.Now().UnixNano(), 10))
 	}
 	if t := c.Subscribe("$iothub/methods/POST/#", 0, answer); !t.WaitTimeout(wait) || t.Error() != nil {
 		c.Disconnect(0)
