@@ -32,13 +32,12 @@ func (s *Server) drainRefusedBody(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		body := req.Body // the connection's, whatever the handler wraps it in
 		res := c.Response()
-		rc := http.NewResponseController(res)
-		refused := false
+		var rc *http.ResponseController // only for a refused body
 		res.Before(func() {
 			if res.Status != http.StatusRequestEntityTooLarge {
 				return
 			}
-			refused = true
+			rc = http.NewResponseController(res)
 			res.Header().Set(echo.HeaderConnection, "close")
 			// Reading after the answer is written; net/http would
 			// otherwise give up on an unread body of 256 KB or more.
@@ -48,7 +47,7 @@ func (s *Server) drainRefusedBody(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err) // the answer goes out before the body is drained
 		}
-		if refused && req.ContentLength <= refusedBodyDrain {
+		if rc != nil && req.ContentLength <= refusedBodyDrain {
 			s.discardBody(rc, body)
 		}
 		return nil
