@@ -155,6 +155,7 @@ type ClientState struct {
 	open            context.Context      // indicate that the client is open for packet exchange
 	cancelOpen      context.CancelFunc   // cancel function for open context
 	outboundQty     int32                // number of messages currently in the outbound queue
+	writeLoop       atomic.Bool          // Fieldhub patch: the write loop has been started
 	Keepalive       uint16               // the number of seconds the connection can wait
 	ServerKeepalive bool                 // keepalive was set by the server
 }
@@ -188,6 +189,15 @@ func newClient(c net.Conn, o *ops) *Client {
 	}
 
 	return cl
+}
+
+// startWriteLoop starts the client's write loop unless it runs. Fieldhub
+// patch: a client that never has a packet queued (every idle device) has
+// no write loop goroutine.
+func (cl *Client) startWriteLoop() {
+	if cl.State.writeLoop.CompareAndSwap(false, true) {
+		go cl.WriteLoop()
+	}
 }
 
 // WriteLoop ranges over pending outbound messages and writes them to the client connection.
@@ -377,16 +387,24 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 			return err
 		}
 
-		pk, err := cl.ReadPacket(fh)
-		if err != nil {
-			return err
-		}
-
-		err = packetHandler(cl, pk) // Process inbound packet.
+		err = cl.readAndHandle(fh, packetHandler)
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// readAndHandle reads the rest of the packet fh begins and hands it to
+// packetHandler. Fieldhub patch: the packet lives in this frame, not in
+// Read's, which is on the stack of every idle connection.
+//
+//go:noinline
+func (cl *Client) readAndHandle(fh *packets.FixedHeader, packetHandler ReadFn) error {
+	pk, err := cl.ReadPacket(fh)
+	if err != nil {
+		return err
+	}
+	return packetHandler(cl, pk) // Process inbound packet.
 }
 
 // Stop instructs the client to shut down all processing goroutines and disconnect.
