@@ -192,6 +192,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 	for _, n := range steps {
 		b.ReportMetric(rss[n], fmt.Sprintf("rss-MB-at-%d", n))
 	}
+	b.ReportMetric(rss[most], "rss-MB-at-max")
 	// Per connection: the slope between the first and the last step, which
 	// leaves out what the process costs without devices; with one step,
 	// the growth from no devices.
