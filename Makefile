@@ -121,6 +121,7 @@ postgres:
 ## tests outlast go test's default 10 minutes on a busy 2-core machine), browser tests
 test: check-generated lint postgres nats-server
 	FIELDHUB_REQUIRE_PG=1 FIELDHUB_REQUIRE_NATS=1 $(GO) test -race -timeout 30m ./...
+	cd third_party/mochi-mqtt-server && $(GO) test -race ./...
 	$(MAKE) e2e
 
 # nats-server: the bus tests (package bus) run a real one; installed with

@@ -64,3 +64,5 @@ require (
 )
 
 tool github.com/a-h/templ/cmd/templ
+
+replace github.com/mochi-mqtt/server/v2 => ./third_party/mochi-mqtt-server

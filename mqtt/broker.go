@@ -126,6 +126,13 @@ type Config struct {
 	Health *storage.Health
 }
 
+// Per-connection buffers of mochi (see New). With 100,000 idle devices
+// every byte here is 100 KB.
+const (
+	clientWritesPending = 8
+	clientReadBuffer    = 512
+)
+
 // Broker is the MQTT device endpoint: an embedded mochi broker whose hooks
 // authenticate devices, confine them to their own topics and connect the
 // protocol to ingest, commands and presence.
@@ -210,15 +217,23 @@ func New(cfg Config) (*Broker, error) {
 
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.MaximumQos = 1 // QoS 2 publishes are refused in OnPacketRead before this applies
-	// One queue slot per pending write, allocated for every connection:
-	// keep it small so 10,000 idle devices stay cheap.
-	caps.MaximumClientWritesPending = 64
+	// mochi's outbound queue carries only what it routes by topic, and the
+	// hub routes nothing through it: device publishes are handled by the
+	// hooks, and every packet the hub sends (PUBACK, cloud-to-device,
+	// methods, twins) is written to its one connection directly
+	// (conn.write). Each slot is allocated for every connection.
+	caps.MaximumClientWritesPending = clientWritesPending
 	caps.MaximumPacketSize = ingest.MaxMessageSize + 16*1024 // body plus topic and header
 	caps.MaximumSessionExpiryInterval = math.MaxUint32       // clean=false sessions live until the device returns
 	caps.Compatibilities.ObscureNotAuthorized = false
 	b.server = mochi.New(&mochi.Options{
-		Capabilities:           caps,
-		SysTopicResendInterval: math.MaxInt32, // nobody may read $SYS; don't spend time on it
+		Capabilities: caps,
+		// Over TLS this buffer only copies what crypto/tls has already
+		// decrypted into its own record buffer, and the body of a larger
+		// packet bypasses it: a small one costs no system calls and saves
+		// its size on every idle connection.
+		ClientNetReadBufferSize: clientReadBuffer,
+		SysTopicResendInterval:  math.MaxInt32, // nobody may read $SYS; don't spend time on it
 		// mochi logs every failed connection as a warning; the hooks log
 		// what an operator needs, so only its errors come through.
 		Logger: slog.New(levelFilter{b.log.Handler(), slog.LevelError}),

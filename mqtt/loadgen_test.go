@@ -49,6 +49,10 @@ type loadgenSpec struct {
 	MethodTarget *loadgenDevice `json:"method_target,omitempty"`
 	// DialConcurrency is how many devices connect at once.
 	DialConcurrency int `json:"dial_concurrency"`
+	// SourceIP, when set, is the local address the devices dial from
+	// (127.0.0.2, …): one address has some 28,000 ephemeral ports towards
+	// one listener, so larger fleets spread over several.
+	SourceIP string `json:"source_ip,omitempty"`
 	// PerDevice is how many messages each device sends in the measured
 	// load; Interval paces them (0: each as soon as the previous one's
 	// PUBACK is back). InFlight, when above 1 and unpaced, lets a device
@@ -121,7 +125,17 @@ func runLoadgen(specPath string, control io.Reader, out io.Writer) error {
 	connected := make(chan fleet, 1)
 	go func() {
 		var f fleet
-		f.clients, f.err = connectDevices(spec.Addr, tlsCfg, spec.Devices, max(1, spec.DialConcurrency))
+		dialer := &net.Dialer{Timeout: 30 * time.Second}
+		if spec.SourceIP != "" {
+			ip := net.ParseIP(spec.SourceIP)
+			if ip == nil {
+				f.err = fmt.Errorf("source address %q is not an IP address", spec.SourceIP)
+				connected <- f
+				return
+			}
+			dialer.LocalAddr = &net.TCPAddr{IP: ip}
+		}
+		f.clients, f.err = connectDevices(dialer, spec.Addr, tlsCfg, spec.Devices, max(1, spec.DialConcurrency))
 		if f.err == nil && spec.MethodTarget != nil {
 			if f.target, f.err = connectMethodTarget(spec.Addr, tlsCfg, *spec.MethodTarget); f.err != nil {
 				closeAll(f.clients)
@@ -188,7 +202,7 @@ func runLoadgen(specPath string, control io.Reader, out io.Writer) error {
 }
 
 // connectDevices connects every device, concurrency at a time.
-func connectDevices(addr string, cfg *tls.Config, devices []loadgenDevice, concurrency int) ([]*loadClient, error) {
+func connectDevices(dialer *net.Dialer, addr string, cfg *tls.Config, devices []loadgenDevice, concurrency int) ([]*loadClient, error) {
 	clients := make([]*loadClient, len(devices))
 	sem := make(chan struct{}, concurrency)
 	var (
@@ -202,7 +216,7 @@ func connectDevices(addr string, cfg *tls.Config, devices []loadgenDevice, concu
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := dialLoad(addr, cfg, dev.ID, dev.Username, dev.Password)
+			c, err := dialLoad(dialer, addr, cfg, dev.ID, dev.Username, dev.Password)
 			if err != nil {
 				mu.Lock()
 				failed = append(failed, fmt.Errorf("connect %s: %w", dev.ID, err))
@@ -350,6 +364,16 @@ type loadgen struct {
 // killed if it does not stop.
 func startLoadgen(b *testing.B, dir string, spec loadgenSpec) *loadgen {
 	b.Helper()
+	g := launchLoadgen(b, dir, spec)
+	g.await(b, "ready")
+	return g
+}
+
+// launchLoadgen starts a load generator process for spec without waiting
+// for its devices to connect (g.await(b, "ready") does), so that several
+// processes connect at once.
+func launchLoadgen(b *testing.B, dir string, spec loadgenSpec) *loadgen {
+	b.Helper()
 	raw, err := json.Marshal(spec)
 	if err != nil {
 		b.Fatalf("encode load generator spec: %v", err)
@@ -389,7 +413,6 @@ func startLoadgen(b *testing.B, dir string, spec loadgenSpec) *loadgen {
 		t.Stop()
 		kill()
 	})
-	g.await(b, "ready")
 	return g
 }
 
@@ -478,8 +501,8 @@ type loadClient struct {
 	id   uint16
 }
 
-func dialLoad(addr string, cfg *tls.Config, clientID, username, password string) (*loadClient, error) {
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", addr, cfg)
+func dialLoad(dialer *net.Dialer, addr string, cfg *tls.Config, clientID, username, password string) (*loadClient, error) {
+	conn, err := tls.DialWithDialer(dialer, "tcp", addr, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -72,7 +72,7 @@ func TestWriteComputesMet(t *testing.T) {
 		if strings.Contains(line, "7-day chart") && !strings.HasSuffix(strings.TrimSpace(line), "yes") {
 			t.Errorf("7-day chart row %q: want met (30 ms ≤ 50 ms)", line)
 		}
-		if strings.Contains(line, "10,000 idle") && !strings.HasSuffix(strings.TrimSpace(line), "no result") {
+		if strings.Contains(line, "10,000 idle TLS connections") && !strings.HasSuffix(strings.TrimSpace(line), "no result") {
 			t.Errorf("idle row %q: want no result", line)
 		}
 	}
@@ -119,5 +119,40 @@ func TestRatioTarget(t *testing.T) {
 		if !strings.Contains(got, "≥ 0.70× baseline") || !strings.HasSuffix(got, tt.want) {
 			t.Errorf("%s against %s: row %q, want a ratio target ending %q", tt.hub, tt.bare, got, tt.want)
 		}
+	}
+}
+
+// TestIdleTargetSaysMeasuredOrProjected: the 100,000-device row says
+// whether it was measured or projected, and from what.
+func TestIdleTargetSaysMeasuredOrProjected(t *testing.T) {
+	row := func(input string) string {
+		res, err := parse(strings.NewReader("pkg: fieldhub/mqtt\n" + input))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		write(&out, res)
+		for _, line := range strings.Split(out.String(), "\n") {
+			if strings.Contains(line, "RSS, 100,000 idle devices") && !strings.Contains(line, "most measured") {
+				return strings.TrimSpace(line)
+			}
+		}
+		t.Fatalf("no 100,000-device row in:\n%s", out.String())
+		return ""
+	}
+	projected := row("BenchmarkIdleConnections-2 1 1 ns/op 19000 connected 20000 file-limit 2835 projected-rss-MB-at-100000\n")
+	for _, want := range []string{"PROJECTED from 19,000; file limit 20,000", "2,835 MB", "≤ 3,072 MB", "yes"} {
+		if !strings.Contains(projected, want) {
+			t.Errorf("projected row %q lacks %q", projected, want)
+		}
+	}
+	measured := row("BenchmarkIdleConnections-2 1 1 ns/op 100000 connected 1048576 file-limit 3100 measured-rss-MB-at-100000\n")
+	for _, want := range []string{"measured at 100,000", "3,100 MB", "NO"} {
+		if !strings.Contains(measured, want) {
+			t.Errorf("measured row %q lacks %q", measured, want)
+		}
+	}
+	if strings.Contains(measured, "PROJECTED") {
+		t.Errorf("measured row %q says projected", measured)
 	}
 }
