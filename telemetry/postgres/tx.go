@@ -130,9 +130,14 @@ func (w *writeTx) release() {
 	w.conn.Release()
 }
 
+// FindDevice and DevicesCreated lock the rows they find until the
+// transaction ends (FOR KEY SHARE, as a foreign key's check would, but once
+// per device and commit rather than once per message: the message log has
+// no foreign keys, see migration 0015): a device deleted meanwhile waits
+// for the commit, and its messages are then deleted with it.
 func (w *writeTx) FindDevice(ctx context.Context, deviceID string) (telemetry.DeviceRow, bool, error) {
 	var dev telemetry.DeviceRow
-	found, err := w.scanOne(ctx, `SELECT id, created_at FROM devices WHERE device_id = $1`, []any{deviceID}, &dev.ID, &dev.Created)
+	found, err := w.scanOne(ctx, `SELECT id, created_at FROM devices WHERE device_id = $1 FOR KEY SHARE`, []any{deviceID}, &dev.ID, &dev.Created)
 	return dev, found && err == nil, err
 }
 
@@ -147,7 +152,7 @@ func (w *writeTx) DevicesCreated(ctx context.Context, ids []int64) (map[int64]in
 			created[id] = at
 		}
 		return r.Err()
-	}, `SELECT id, created_at FROM devices WHERE id = ANY($1)`, ids)
+	}, `SELECT id, created_at FROM devices WHERE id = ANY($1) FOR KEY SHARE`, ids)
 	return created, err
 }
 
