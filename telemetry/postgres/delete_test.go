@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"fieldhub/db"
@@ -23,7 +24,7 @@ func testDeviceDeletedDuringCommit(t *testing.T, url string) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	for _, id := range []string{"cached", "looked-up"} {
+	for _, id := range []string{"checked-with", "looked-up", "cached"} {
 		if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: id}); err != nil {
 			t.Fatal(err)
 		}
@@ -33,7 +34,8 @@ func testDeviceDeletedDuringCommit(t *testing.T, url string) {
 		t.Fatal(err)
 	}
 	// The engine finds a device it has not seen with FindDevice and checks
-	// one it has cached with DevicesCreated: both must lock.
+	// one it has cached with CheckDevicesAtCommit (DevicesCreated is the
+	// interface's other way): each must lock.
 	for _, lookup := range []struct {
 		device string
 		find   func(tx telemetry.Tx, row telemetry.DeviceRow) error
@@ -42,7 +44,7 @@ func testDeviceDeletedDuringCommit(t *testing.T, url string) {
 			_, _, err := tx.FindDevice(ctx, "looked-up")
 			return err
 		}},
-		{"cached", func(tx telemetry.Tx, row telemetry.DeviceRow) error {
+		{"checked-with", func(tx telemetry.Tx, row telemetry.DeviceRow) error {
 			created, err := tx.DevicesCreated(ctx, []int64{row.ID})
 			if err == nil && created[row.ID] != row.Created {
 				t.Errorf("DevicesCreated = %v, want %d: %d", created, row.ID, row.Created)
@@ -96,4 +98,37 @@ func testDeviceDeletedDuringCommit(t *testing.T, url string) {
 			}
 		})
 	}
+	// A cached device is locked with the commit: deleted before, it fails
+	// the commit (the engine looks it up again), and nothing is kept.
+	t.Run("cached", func(t *testing.T) {
+		var row telemetry.DeviceRow
+		if err := d.Pool().QueryRow(ctx, `SELECT id, created_at FROM devices WHERE device_id = 'cached'`).Scan(&row.ID, &row.Created); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := st.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if err := tx.(telemetry.CheckAtCommit).CheckDevicesAtCommit(ctx, []telemetry.DeviceRow{row}); err != nil {
+			t.Fatal(err)
+		}
+		msg := telemetry.Message{DeviceID: "cached", AuthMethod: "sas-primary", Body: []byte(`{"a":1}`)}
+		if _, err := tx.InsertMessages(ctx, []telemetry.MessageRow{{Device: row.ID, Message: &msg}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.DeleteDevice(ctx, "cached"); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); !errors.Is(err, telemetry.ErrDevicesChanged) {
+			t.Errorf("commit = %v, want telemetry.ErrDevicesChanged", err)
+		}
+		var left int
+		if err := d.Pool().QueryRow(ctx, `SELECT count(*) FROM messages WHERE device_id = $1`, row.ID).Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left != 0 {
+			t.Errorf("%d messages of the deleted device are left, want none", left)
+		}
+	})
 }

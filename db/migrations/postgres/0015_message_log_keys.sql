@@ -8,9 +8,10 @@
 -- - messages.device_id: a device's messages are deleted with it by the
 --   trigger below; and a group commit locks the rows of the devices it logs
 --   messages for (FOR KEY SHARE, one statement for the whole commit, in
---   telemetry/postgres), so that a device deleted meanwhile waits for that
---   commit and its trigger then deletes those messages too: no message
---   outlives its device.
+--   telemetry/postgres; lock_devices below for the devices the writer has
+--   cached), so that a device deleted meanwhile waits for that commit and
+--   its trigger then deletes those messages too: no message outlives its
+--   device.
 ALTER TABLE messages DROP CONSTRAINT messages_node_fkey;
 ALTER TABLE messages DROP CONSTRAINT messages_device_id_fkey;
 
@@ -23,3 +24,15 @@ BEGIN
 END $$;
 CREATE TRIGGER device_messages_deleted AFTER DELETE ON devices REFERENCING OLD TABLE AS gone
 	FOR EACH STATEMENT EXECUTE FUNCTION delete_device_messages();
+
+-- Locks the devices (ids[i], created_at created[i]) a group commit logs
+-- messages for, sent with the commit itself, and fails it with SQLSTATE
+-- FH001 when one of them was deleted, or deleted and created again, since
+-- the writer cached it: the writer then looks its devices up again.
+CREATE FUNCTION lock_devices(ids BIGINT[], created BIGINT[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	IF (SELECT count(*) FROM (SELECT 1 FROM devices d JOIN unnest(ids, created) AS u(id, created_at)
+			ON d.id = u.id AND d.created_at = u.created_at FOR KEY SHARE OF d) locked) <> cardinality(ids) THEN
+		RAISE EXCEPTION 'a device of the commit was deleted or created again' USING ERRCODE = 'FH001';
+	END IF;
+END $$;
