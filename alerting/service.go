@@ -495,8 +495,11 @@ func (s *Service) saveSnapshotLogged(ctx context.Context) {
 	}
 }
 
+// storeTimeout bounds a write that must finish even when shutting down.
+const storeTimeout = 10 * time.Second
+
 // storeCtx is a context for writes that must not be cut short by a
 // request that went away.
 func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	return context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 }

@@ -30,7 +30,8 @@ type WebhookStore interface {
 	SetWebhookEnabled(ctx context.Context, id int64, enabled bool, reason string) (db.Webhook, error)
 	DeleteWebhook(ctx context.Context, id int64) error
 	QueueDelivery(ctx context.Context, d db.Delivery) (db.Delivery, error)
-	DueDeliveries(ctx context.Context, webhookID int64, now time.Time, limit int) ([]db.Delivery, error)
+	ClaimDeliveries(ctx context.Context, webhookID int64, c db.Claim, limit int) ([]db.Delivery, error)
+	ReleaseDeliveries(ctx context.Context, webhookID int64, by string) error
 	NextDeliveryAt(ctx context.Context) (time.Time, bool, error)
 	WebhookDeliveries(ctx context.Context, webhookID int64, limit int) ([]db.Delivery, error)
 	RecordAttempt(ctx context.Context, a db.Attempt) (db.Webhook, error)
@@ -51,6 +52,15 @@ type DeliveryOptions struct {
 	// the hub's machine). Link-local addresses (cloud metadata services),
 	// unspecified and multicast ones are never dialled.
 	AllowLoopback bool
+	// Claimer names this instance in the claims on deliveries (its --node):
+	// instances sharing a store send each delivery once (db.Claim).
+	Claimer string
+	// ClaimFor is how long a claim holds (default 3 × Timeout + 10 s, 40 s;
+	// at least 2 × Timeout + 10 s): an instance that dies while sending
+	// leaves its claimed deliveries to the others that long. A sender
+	// attempts a delivery only while its claim outlasts the attempt and
+	// its record (Timeout + 10 s), and claims again for the rest.
+	ClaimFor time.Duration
 }
 
 // Bounds of delivery.
@@ -84,6 +94,9 @@ func newDeliverer(store WebhookStore, audit Auditor, opt DeliveryOptions, now fu
 	}
 	if opt.Timeout <= 0 {
 		opt.Timeout = 10 * time.Second
+	}
+	if opt.ClaimFor < 2*opt.Timeout+storeTimeout {
+		opt.ClaimFor = 3*opt.Timeout + storeTimeout
 	}
 	dialer := &net.Dialer{Timeout: opt.Timeout, Control: dialGuard(opt.AllowLoopback)}
 	transport := &http.Transport{
@@ -213,8 +226,13 @@ func (d *deliverer) round(ctx context.Context) {
 		if !h.Enabled || busy {
 			continue
 		}
-		due, err := d.store.DueDeliveries(ctx, h.ID, d.now(), dueBatch)
+		now := d.now()
+		claim := db.Claim{By: d.opt.Claimer, Now: now, Until: now.Add(d.opt.ClaimFor)}
+		due, err := d.store.ClaimDeliveries(ctx, h.ID, claim, dueBatch)
 		if err != nil || len(due) == 0 {
+			if err != nil && ctx.Err() == nil {
+				d.log.Error("claim webhook deliveries", "webhook", h.ID, "err", err)
+			}
 			continue
 		}
 		d.mu.Lock()
@@ -223,7 +241,14 @@ func (d *deliverer) round(ctx context.Context) {
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			d.send(ctx, h, due)
+			d.send(ctx, h, due, claim.Until)
+			// What was not sent (a failure stopped the hook, shutdown, the
+			// claim running short) is left to whichever instance comes next.
+			rctx, cancel := storeCtx(ctx)
+			if err := d.store.ReleaseDeliveries(rctx, h.ID, d.opt.Claimer); err != nil {
+				d.log.Error("release webhook deliveries", "webhook", h.ID, "err", err)
+			}
+			cancel()
 			d.mu.Lock()
 			delete(d.busy, h.ID)
 			d.mu.Unlock()
@@ -232,17 +257,22 @@ func (d *deliverer) round(ctx context.Context) {
 	}
 }
 
-// send delivers a hook's due deliveries in order; it stops at the first
-// failure (the rest wait for the hook to answer again) and disables a hook
-// that has failed for the policy's DisableAfter.
-func (d *deliverer) send(ctx context.Context, h db.Webhook, due []db.Delivery) {
+// send delivers a hook's claimed deliveries in order; it stops at the
+// first failure (the rest wait for the hook to answer again) and disables a
+// hook that has failed for the policy's DisableAfter. It attempts a
+// delivery only while its claim (until) outlasts the attempt and its
+// record, so that no other instance can have claimed it meanwhile.
+func (d *deliverer) send(ctx context.Context, h db.Webhook, due []db.Delivery, until time.Time) {
 	for _, dl := range due {
+		if d.now().Add(d.opt.Timeout + storeTimeout).After(until) {
+			return // claimed again in the next round
+		}
 		status, err := d.attempt(ctx, h, dl)
 		if ctx.Err() != nil {
 			return // shutting down: the delivery stays pending and goes after the restart
 		}
 		now := d.now()
-		a := db.Attempt{DeliveryID: dl.ID, At: now, Status: status}
+		a := db.Attempt{DeliveryID: dl.ID, By: d.opt.Claimer, At: now, Status: status}
 		if err != nil {
 			a.Err = err.Error()
 			first := dl.FirstFailureAt

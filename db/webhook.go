@@ -1,6 +1,7 @@
 package db
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"fieldhub/alert"
+	"fieldhub/storage"
 )
 
 // Bounds of webhooks and their outbox.
@@ -270,19 +272,59 @@ func (d *DB) QueueDelivery(ctx context.Context, dl Delivery) (Delivery, error) {
 // DeliveryColumns are the columns ScanDelivery reads.
 const DeliveryColumns = `id, webhook_id, event_id, event_type, alert_id, payload, state, attempts, next_at, first_failure_at, last_status, last_error, created_at, updated_at`
 
-// DueDeliveries lists at most limit pending deliveries of a hook due at
-// now, in the order they were queued.
-func (d *DB) DueDeliveries(ctx context.Context, webhookID int64, now time.Time, limit int) ([]Delivery, error) {
-	return d.deliveries(ctx, `SELECT `+DeliveryColumns+` FROM webhook_deliveries
-		WHERE webhook_id = ? AND state = 'pending' AND next_at <= ? ORDER BY id LIMIT ?`, webhookID, ms(now), limit)
+// Claim is who takes a hook's due deliveries to send them, and until when.
+// Instances sharing a store send each delivery once: a claimer gets nothing
+// while another's claim on any pending delivery of the hook holds (which
+// also keeps a hook's deliveries in order), and takes over what another
+// claimed once that claim ran out (its instance died while sending). A
+// claimer's own claims never stand in its way: it claims them again.
+type Claim struct {
+	By    string    // the claiming instance (its --node; "" for a lone hub)
+	Now   time.Time // deliveries due by now; claims that ended by now are void
+	Until time.Time // the claim holds until then
+}
+
+// ClaimDeliveries claims at most limit pending deliveries of a hook due at
+// c.Now, in the order they were queued, and returns them; none while
+// another claimer's claim holds (see Claim).
+func (d *DB) ClaimDeliveries(ctx context.Context, webhookID int64, c Claim, limit int) ([]Delivery, error) {
+	var out []Delivery
+	err := d.withTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE webhook_deliveries SET claimed_by = ?, claimed_until = ?
+			WHERE id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = ? AND state = 'pending' AND next_at <= ? ORDER BY id LIMIT ?)
+			AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE webhook_id = ? AND state = 'pending' AND claimed_by <> ? AND claimed_until > ?)
+			RETURNING `+DeliveryColumns,
+			c.By, ms(c.Until), webhookID, ms(c.Now), limit, webhookID, c.By, ms(c.Now))
+		if err != nil {
+			return err
+		}
+		out, err = scanDeliveries(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim deliveries of webhook %d: %w", webhookID, err)
+	}
+	slices.SortFunc(out, func(a, b Delivery) int { return cmp.Compare(a.ID, b.ID) }) // RETURNING has no order
+	return out, nil
+}
+
+// ReleaseDeliveries gives up by's claims on a hook's deliveries (those it
+// did not send), so that another instance need not wait for them to run out.
+func (d *DB) ReleaseDeliveries(ctx context.Context, webhookID int64, by string) error {
+	if _, err := d.write.ExecContext(ctx, `UPDATE webhook_deliveries SET claimed_by = NULL, claimed_until = NULL
+		WHERE webhook_id = ? AND claimed_by = ?`, webhookID, by); err != nil {
+		return fmt.Errorf("release deliveries of webhook %d: %w", webhookID, err)
+	}
+	return nil
 }
 
 // NextDeliveryAt is when the earliest pending delivery of an enabled hook
-// is due; false when none is pending.
+// is due, or its claim runs out if that is later; false when none is
+// pending.
 func (d *DB) NextDeliveryAt(ctx context.Context) (time.Time, bool, error) {
 	var next sql.NullInt64
-	err := d.read.QueryRowContext(ctx, `SELECT min(d.next_at) FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-		WHERE d.state = 'pending' AND w.enabled`).Scan(&next)
+	err := d.read.QueryRowContext(ctx, `SELECT min(max(d.next_at, coalesce(d.claimed_until, 0))) FROM webhook_deliveries d
+		JOIN webhooks w ON w.id = d.webhook_id WHERE d.state = 'pending' AND w.enabled`).Scan(&next)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next delivery: %w", err)
 	}
@@ -302,6 +344,11 @@ func (d *DB) deliveries(ctx context.Context, q string, args ...any) ([]Delivery,
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)
 	}
+	return scanDeliveries(rows)
+}
+
+// scanDeliveries reads rows of DeliveryColumns and closes them.
+func scanDeliveries(rows *sql.Rows) ([]Delivery, error) {
 	defer rows.Close()
 	out := []Delivery{}
 	for rows.Next() {
@@ -334,6 +381,7 @@ func ScanDelivery(row interface{ Scan(...any) error }) (Delivery, error) {
 // Attempt is the outcome of one delivery attempt.
 type Attempt struct {
 	DeliveryID int64
+	By         string // the claimer that sent it (Claim.By)
 	At         time.Time
 	Status     int    // the receiver's HTTP status; 0 without an answer
 	Err        string // "" when delivered
@@ -342,14 +390,20 @@ type Attempt struct {
 	NextAt time.Time
 }
 
-// RecordAttempt stores an attempt's outcome on the delivery and its hook:
-// a success ends the hook's failure streak, a failure starts one (if none).
-// It returns the hook as it stands after.
+// RecordAttempt stores an attempt's outcome on the delivery and its hook,
+// and ends the claim on it: a success ends the hook's failure streak, a
+// failure starts one (if none). It returns the hook as it stands after. A
+// delivery that a.By no longer claims (its claim ran out and another
+// instance claimed it) is not changed: storage.ErrConflict.
 func (d *DB) RecordAttempt(ctx context.Context, a Attempt) (Webhook, error) {
 	var hookID int64
 	err := d.withTx(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT webhook_id FROM webhook_deliveries WHERE id = ?`, a.DeliveryID).Scan(&hookID); err != nil {
+		var by sql.NullString
+		if err := tx.QueryRowContext(ctx, `SELECT webhook_id, claimed_by FROM webhook_deliveries WHERE id = ?`, a.DeliveryID).Scan(&hookID, &by); err != nil {
 			return translate(err)
+		}
+		if !by.Valid || by.String != a.By {
+			return fmt.Errorf("%w: the delivery is not claimed by %q", storage.ErrConflict, a.By)
 		}
 		at := ms(a.At)
 		state, next := DeliveryDelivered, at
@@ -362,7 +416,7 @@ func (d *DB) RecordAttempt(ctx context.Context, a Attempt) (Webhook, error) {
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1, next_at = ?,
 			first_failure_at = CASE WHEN ? = '' THEN first_failure_at ELSE coalesce(first_failure_at, ?) END,
-			last_status = ?, last_error = ?, updated_at = ? WHERE id = ?`,
+			last_status = ?, last_error = ?, updated_at = ?, claimed_by = NULL, claimed_until = NULL WHERE id = ?`,
 			state, next, a.Err, at, a.Status, CutDetail(a.Err), at, a.DeliveryID)
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -143,7 +144,19 @@ func (s *Store) Append(ctx context.Context, recs []Record) (ids []int64, err err
 	s.write.Lock()
 	defer s.write.Unlock()
 	b := s.newBatch(recs)
-	if err := s.inTx(ctx, func(tx Tx) error { return b.write(ctx, tx) }); err != nil {
+	err = s.inTx(ctx, func(tx Tx) error { return b.write(ctx, tx) })
+	if errors.Is(err, ErrDevicesChanged) {
+		// A cached device changed (CheckAtCommit): look every device of the
+		// batch up again, once.
+		for i := range recs {
+			if dev := s.devices.byID[recs[i].Message.DeviceID]; dev != nil {
+				s.devices.forget(dev)
+			}
+		}
+		b = s.newBatch(recs)
+		err = s.inTx(ctx, func(tx Tx) error { return b.write(ctx, tx) })
+	}
+	if err != nil {
 		return make([]int64, len(recs)), fmt.Errorf("append %d messages: %w", len(recs), err)
 	}
 	// Only now that the transaction committed does memory follow it.
@@ -204,7 +217,8 @@ func (b *batch) write(ctx context.Context, tx Tx) error {
 
 // resolveDevices is this batch's view of its devices by id: cached rows,
 // checked in one query (a device deleted, or recreated under a new row, is
-// looked up again), and rows looked up now; nil for a device that is gone.
+// looked up again) or with the commit (CheckAtCommit), and rows looked up
+// now; nil for a device that is gone.
 func (b *batch) resolveDevices(ctx context.Context, tx Tx) (map[string]*deviceRef, error) {
 	devs := make(map[string]*deviceRef)
 	var cached []*deviceRef
@@ -223,6 +237,16 @@ func (b *batch) resolveDevices(ctx context.Context, tx Tx) (map[string]*deviceRe
 			}
 		}
 		devs[id] = dev
+	}
+	if c, ok := tx.(CheckAtCommit); ok && len(cached) > 0 {
+		rows := make([]DeviceRow, len(cached))
+		for i, dev := range cached {
+			rows[i] = dev.row()
+		}
+		if err := c.CheckDevicesAtCommit(ctx, rows); err != nil {
+			return nil, fmt.Errorf("check devices: %w", err)
+		}
+		return devs, nil
 	}
 	stale, err := staleDevices(ctx, tx, cached)
 	if err != nil {

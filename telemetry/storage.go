@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -97,6 +98,22 @@ type Tx interface {
 	Commit() error
 	Rollback() error
 }
+
+// CheckAtCommit is a Tx that can check the devices the engine has cached
+// with the commit rather than at once (DevicesCreated), where asking costs a
+// round trip of its own. CheckDevicesAtCommit takes the rows the engine
+// believes current; if any is not (deleted, or deleted and created again)
+// when the transaction commits, Commit fails with ErrDevicesChanged, and
+// nothing of it is kept. A storage that keeps messages without a foreign
+// key to their device must also keep those devices from being deleted until
+// the commit ends.
+type CheckAtCommit interface {
+	CheckDevicesAtCommit(ctx context.Context, devs []DeviceRow) error
+}
+
+// ErrDevicesChanged fails the commit of a transaction whose devices, checked
+// at commit (CheckAtCommit), changed; Append looks them up again and retries.
+var ErrDevicesChanged = errors.New("a device of the batch was deleted or created again")
 
 // DeviceRow is a device as the telemetry tables refer to it: its internal
 // id, and its creation time (Unix ms), which tells a device recreated under

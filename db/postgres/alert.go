@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -380,15 +382,45 @@ func (s *Store) deliveries(ctx context.Context, q string, args ...any) ([]db.Del
 	return out, nil
 }
 
-func (s *Store) DueDeliveries(ctx context.Context, webhookID int64, now time.Time, limit int) ([]db.Delivery, error) {
-	return s.deliveries(ctx, `SELECT `+db.DeliveryColumns+` FROM webhook_deliveries
-		WHERE webhook_id = $1 AND state = 'pending' AND next_at <= $2 ORDER BY id LIMIT $3`, webhookID, ms(now), limit)
+// ClaimDeliveries claims a hook's due deliveries (db.Claim). Instances
+// claiming one hook's deliveries at once take turns under an advisory lock,
+// so that each statement sees the claims committed before it: two cannot
+// both find the hook unclaimed and claim the same deliveries.
+func (s *Store) ClaimDeliveries(ctx context.Context, webhookID int64, c db.Claim, limit int) ([]db.Delivery, error) {
+	var out []db.Delivery
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('fieldhub.claims'), $1)`, int32(webhookID)); err != nil {
+			return err
+		}
+		r, err := tx.Query(ctx, `UPDATE webhook_deliveries SET claimed_by = $1, claimed_until = $2
+			WHERE id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = $3 AND state = 'pending' AND next_at <= $4 ORDER BY id LIMIT $5)
+			AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE webhook_id = $3 AND state = 'pending' AND claimed_by <> $1 AND claimed_until > $4)
+			RETURNING `+db.DeliveryColumns, c.By, ms(c.Until), webhookID, ms(c.Now), limit)
+		out, err = rows(r, err, func(r pgx.Rows) (db.Delivery, error) { return db.ScanDelivery(r) })
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim deliveries of webhook %d: %w", webhookID, translate(err))
+	}
+	if out == nil {
+		out = []db.Delivery{}
+	}
+	slices.SortFunc(out, func(a, b db.Delivery) int { return cmp.Compare(a.ID, b.ID) }) // RETURNING has no order
+	return out, nil
+}
+
+func (s *Store) ReleaseDeliveries(ctx context.Context, webhookID int64, by string) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries SET claimed_by = NULL, claimed_until = NULL
+		WHERE webhook_id = $1 AND claimed_by = $2`, webhookID, by); err != nil {
+		return fmt.Errorf("release deliveries of webhook %d: %w", webhookID, translate(err))
+	}
+	return nil
 }
 
 func (s *Store) NextDeliveryAt(ctx context.Context) (time.Time, bool, error) {
 	var next *int64
-	err := s.pool.QueryRow(ctx, `SELECT min(d.next_at) FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-		WHERE d.state = 'pending' AND w.enabled`).Scan(&next)
+	err := s.pool.QueryRow(ctx, `SELECT min(GREATEST(d.next_at, d.claimed_until)) FROM webhook_deliveries d
+		JOIN webhooks w ON w.id = d.webhook_id WHERE d.state = 'pending' AND w.enabled`).Scan(&next)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next delivery: %w", translate(err))
 	}
@@ -408,8 +440,12 @@ func (s *Store) WebhookDeliveries(ctx context.Context, webhookID int64, limit in
 func (s *Store) RecordAttempt(ctx context.Context, a db.Attempt) (db.Webhook, error) {
 	var hookID int64
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT webhook_id FROM webhook_deliveries WHERE id = $1`, a.DeliveryID).Scan(&hookID); err != nil {
+		var by *string
+		if err := tx.QueryRow(ctx, `SELECT webhook_id, claimed_by FROM webhook_deliveries WHERE id = $1 FOR UPDATE`, a.DeliveryID).Scan(&hookID, &by); err != nil {
 			return err
+		}
+		if by == nil || *by != a.By {
+			return fmt.Errorf("%w: the delivery is not claimed by %q", storage.ErrConflict, a.By)
 		}
 		at := ms(a.At)
 		state, next := db.DeliveryDelivered, at
@@ -423,7 +459,7 @@ func (s *Store) RecordAttempt(ctx context.Context, a db.Attempt) (db.Webhook, er
 		failed := a.Err != ""
 		if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, next_at = $2,
 			first_failure_at = CASE WHEN $3 THEN coalesce(first_failure_at, $4) ELSE first_failure_at END,
-			last_status = $5, last_error = $6, updated_at = $4 WHERE id = $7`,
+			last_status = $5, last_error = $6, updated_at = $4, claimed_by = NULL, claimed_until = NULL WHERE id = $7`,
 			state, next, failed, at, a.Status, db.CutDetail(a.Err), a.DeliveryID); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,7 @@ func RunAlerts(t *testing.T, b Backend) {
 		test{"AlertHistoryRetention", testAlertRetention},
 		test{"Webhooks", testWebhooks},
 		test{"DeliveryOutbox", testDeliveryOutbox},
+		test{"DeliveryClaims", testDeliveryClaims},
 		test{"OutboxBound", testOutboxBound},
 	)
 }
@@ -385,30 +387,34 @@ func testDeliveryOutbox(t *testing.T, b Backend) {
 	}
 	d2, _ := s.QueueDelivery(ctx, db.Delivery{WebhookID: w.ID, EventID: "e2", EventType: alert.EventCleared, AlertID: 7, Payload: payload})
 	s = b.Reopen(t, s, clk.Now)
-	due, err := s.DueDeliveries(ctx, w.ID, clk.Now(), 10)
-	if err != nil || len(due) != 2 || due[0].ID != d1.ID || string(due[0].Payload) != string(payload) || due[0].AlertID != 7 {
-		t.Fatalf("due = %+v, %v", due, err)
-	}
+	// Due now; once claimed, due for other claimers when the claim runs
+	// out (testDeliveryClaims).
 	if next, ok, err := s.NextDeliveryAt(ctx); err != nil || !ok || !next.Equal(clk.Now()) {
 		t.Errorf("next = %v %v %v", next, ok, err)
 	}
+	claim := func() db.Claim { return db.Claim{By: "a", Now: clk.Now(), Until: clk.Now().Add(time.Minute)} }
+	due, err := s.ClaimDeliveries(ctx, w.ID, claim(), 10)
+	if err != nil || len(due) != 2 || due[0].ID != d1.ID || string(due[0].Payload) != string(payload) || due[0].AlertID != 7 {
+		t.Fatalf("due = %+v, %v", due, err)
+	}
 	retry := clk.Now().Add(10 * time.Second)
-	hook, err := s.RecordAttempt(ctx, db.Attempt{DeliveryID: d1.ID, At: clk.Now(), Status: 500, Err: "the receiver answered 500", NextAt: retry})
+	hook, err := s.RecordAttempt(ctx, db.Attempt{DeliveryID: d1.ID, By: "a", At: clk.Now(), Status: 500, Err: "the receiver answered 500", NextAt: retry})
 	if err != nil || !hook.FailingSince.Equal(clk.Now()) {
 		t.Fatalf("failure: %+v, %v", hook, err)
 	}
-	if due, _ := s.DueDeliveries(ctx, w.ID, clk.Now(), 10); len(due) != 1 || due[0].ID != d2.ID {
+	// A claimer's own claims do not stand in its way.
+	if due, _ := s.ClaimDeliveries(ctx, w.ID, claim(), 10); len(due) != 1 || due[0].ID != d2.ID {
 		t.Errorf("due after a failure = %+v; want only the second", due)
 	}
 	clk.Advance(10 * time.Second)
-	due, _ = s.DueDeliveries(ctx, w.ID, clk.Now(), 10)
+	due, _ = s.ClaimDeliveries(ctx, w.ID, claim(), 10)
 	if len(due) != 2 || due[0].Attempts != 1 || due[0].LastStatus != 500 || !due[0].FirstFailureAt.Equal(T0) {
 		t.Fatalf("due at the retry = %+v", due)
 	}
-	if hook, err = s.RecordAttempt(ctx, db.Attempt{DeliveryID: d1.ID, At: clk.Now(), Status: 204}); err != nil || !hook.FailingSince.IsZero() {
+	if hook, err = s.RecordAttempt(ctx, db.Attempt{DeliveryID: d1.ID, By: "a", At: clk.Now(), Status: 204}); err != nil || !hook.FailingSince.IsZero() {
 		t.Errorf("success: %+v, %v; want the streak ended", hook, err)
 	}
-	if _, err = s.RecordAttempt(ctx, db.Attempt{DeliveryID: d2.ID, At: clk.Now(), Err: "timeout"}); err != nil {
+	if _, err = s.RecordAttempt(ctx, db.Attempt{DeliveryID: d2.ID, By: "a", At: clk.Now(), Err: "timeout"}); err != nil {
 		t.Fatal(err)
 	}
 	log, err := s.WebhookDeliveries(ctx, w.ID, 10)
@@ -428,6 +434,81 @@ func testDeliveryOutbox(t *testing.T, b Backend) {
 	clk.Advance(time.Hour)
 	if n, err := s.PruneDeliveries(ctx, clk.Now(), 100); err != nil || n != 3 {
 		t.Errorf("prune = %d, %v; want 3", n, err)
+	}
+}
+
+// testDeliveryClaims: instances sharing a store send each delivery once.
+// While one claimer holds a claim on a hook's pending deliveries another
+// gets none of that hook's (the hook's order is kept), and gets them once
+// the claim was released or ran out (its instance died); the attempt of a
+// claimer whose claim was taken over is refused, and a recorded attempt
+// ends the claim.
+func testDeliveryClaims(t *testing.T, b Backend) {
+	ctx := context.Background()
+	s, clk := open(t, b)
+	w, _ := s.CreateWebhook(ctx, newHook("https://example.com/hook"))
+	other, _ := s.CreateWebhook(ctx, newHook("https://example.com/other"))
+	var queued []int64
+	for i := range 3 {
+		d, err := s.QueueDelivery(ctx, db.Delivery{WebhookID: w.ID, EventID: fmt.Sprint(i), EventType: alert.EventRaised, Payload: []byte("{}")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		queued = append(queued, d.ID)
+	}
+	od, _ := s.QueueDelivery(ctx, db.Delivery{WebhookID: other.ID, EventID: "o", EventType: alert.EventRaised, Payload: []byte("{}")})
+	claim := func(by string, hook int64, limit int) []int64 {
+		t.Helper()
+		due, err := s.ClaimDeliveries(ctx, hook, db.Claim{By: by, Now: clk.Now(), Until: clk.Now().Add(time.Minute)}, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for _, d := range due {
+			ids = append(ids, d.ID)
+		}
+		return ids
+	}
+	if got := claim("a", w.ID, 2); !slices.Equal(got, queued[:2]) {
+		t.Fatalf("a claimed %v, want %v", got, queued[:2])
+	}
+	if got := claim("b", w.ID, 10); len(got) != 0 {
+		t.Errorf("b claimed %v while a holds a claim on the hook, want none", got)
+	}
+	if got := claim("b", other.ID, 10); !slices.Equal(got, []int64{od.ID}) {
+		t.Errorf("b claimed %v of another hook, want %v", got, []int64{od.ID})
+	}
+	// a sends the first, then stops: its claims go, b takes the rest.
+	if _, err := s.RecordAttempt(ctx, db.Attempt{DeliveryID: queued[0], By: "a", At: clk.Now(), Status: 204}); err != nil {
+		t.Fatal(err)
+	}
+	if got := claim("b", w.ID, 10); len(got) != 0 {
+		t.Errorf("b claimed %v while a holds a claim on the hook, want none", got)
+	}
+	if err := s.ReleaseDeliveries(ctx, w.ID, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := claim("b", w.ID, 10); !slices.Equal(got, queued[1:]) {
+		t.Fatalf("b claimed %v after a released, want %v", got, queued[1:])
+	}
+	// b dies holding them; once its claim ran out, a takes them over, and
+	// b's late attempt is refused.
+	clk.Advance(time.Minute - time.Millisecond)
+	if got := claim("a", w.ID, 10); len(got) != 0 {
+		t.Errorf("a claimed %v before b's claim ran out, want none", got)
+	}
+	clk.Advance(time.Millisecond)
+	if next, ok, err := s.NextDeliveryAt(ctx); err != nil || !ok || !next.Equal(clk.Now()) {
+		t.Errorf("next delivery at %v %v %v, want when b's claim ran out, %v", next, ok, err, clk.Now())
+	}
+	if got := claim("a", w.ID, 10); !slices.Equal(got, queued[1:]) {
+		t.Fatalf("a claimed %v after b's claim ran out, want %v", got, queued[1:])
+	}
+	if _, err := s.RecordAttempt(ctx, db.Attempt{DeliveryID: queued[1], By: "b", At: clk.Now(), Status: 204}); !errors.Is(err, storage.ErrConflict) {
+		t.Errorf("b recorded an attempt on a delivery a claimed: %v, want storage.ErrConflict", err)
+	}
+	if log, _ := s.WebhookDeliveries(ctx, w.ID, 10); len(log) != 3 || log[1].State != db.DeliveryPending || log[1].Attempts != 0 {
+		t.Errorf("log after b's refused attempt = %+v; want the delivery pending, never attempted", log)
 	}
 }
 
