@@ -83,9 +83,12 @@ type Options struct {
 	// IndexEvery and IndexStepRows pace the message log's per-device index
 	// where the store keeps it out of the commit (telemetry.MessageIndexer):
 	// a step indexes up to IndexStepRows of the newest messages (default
-	// 5,000) every IndexEvery (default 1s), and at once again while a
-	// backlog remains. Listings scan what is not indexed yet, so a longer
-	// interval costs reads, never results. The writer looks at least once
+	// 20,000) every IndexEvery (default 2s), and at once again while a
+	// backlog remains. A step writes about one page per device whatever
+	// its rows, so rarer, fuller steps write less per message but hold the
+	// writer longer (bench/README.md, issue 10, fourth round). Listings
+	// scan what is not indexed yet, so a longer interval costs reads, never
+	// results. The writer looks at least once
 	// a second, and after every batch.
 	IndexEvery    time.Duration
 	IndexStepRows int
@@ -122,10 +125,10 @@ func (o *Options) defaults() {
 		o.CheckpointStepRows = 256
 	}
 	if o.IndexEvery <= 0 {
-		o.IndexEvery = time.Second
+		o.IndexEvery = 2 * time.Second
 	}
 	if o.IndexStepRows <= 0 {
-		o.IndexStepRows = 5000
+		o.IndexStepRows = 20000
 	}
 	if o.PruneEvery <= 0 {
 		o.PruneEvery = 10 * time.Minute
