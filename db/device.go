@@ -638,16 +638,66 @@ func (d *DB) deviceFromWriter(ctx context.Context, deviceID string) (Device, err
 	return dev, nil
 }
 
-// DeleteDevice removes a device and, through foreign keys, everything stored for it.
+// deleteMessagesBatch bounds the messages DeleteDevice deletes in one
+// transaction before the last, so that deleting a device with a long
+// history holds the single writer (and ingest) a few milliseconds at a time.
+const deleteMessagesBatch = 5000
+
+// DeleteDevice removes a device and everything stored for it: its messages
+// through message_index and the log's unindexed tail (the log has no foreign
+// key to devices, migration 0017), the rest through foreign keys. The
+// indexed messages go in batches first; the last transaction deletes what
+// remains with the device, so that a device created later under the same
+// internal id never sees them.
 func (d *DB) DeleteDevice(ctx context.Context, deviceID string) error {
-	res, err := d.write.ExecContext(ctx, `DELETE FROM devices WHERE device_id = ?`, deviceID)
+	for {
+		var n int64
+		err := d.withTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			n, err = deleteIndexedMessages(ctx, tx, deviceID, deleteMessagesBatch)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("delete messages of device %q: %w", deviceID, err)
+		}
+		if n < deleteMessagesBatch {
+			break
+		}
+	}
+	return d.withTx(ctx, func(tx *sql.Tx) error {
+		if _, err := deleteIndexedMessages(ctx, tx, deviceID, -1); err != nil {
+			return fmt.Errorf("delete messages of device %q: %w", deviceID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM messages
+			WHERE id > (SELECT through FROM message_index_state WHERE id = 1)
+			AND device_id = (SELECT id FROM devices WHERE device_id = ?)`, deviceID); err != nil {
+			return fmt.Errorf("delete messages of device %q: %w", deviceID, err)
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE device_id = ?`, deviceID)
+		if err != nil {
+			return fmt.Errorf("delete device %q: %w", deviceID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("device %q: %w", deviceID, storage.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// deleteIndexedMessages deletes the device's oldest limit messages that
+// message_index holds (limit < 0: all), from the log and the index, and
+// returns how many index entries it deleted.
+func deleteIndexedMessages(ctx context.Context, tx *sql.Tx, deviceID string, limit int) (int64, error) {
+	const batch = `SELECT device_id, id FROM message_index
+		WHERE device_id = (SELECT id FROM devices WHERE device_id = ?1) ORDER BY id LIMIT ?2`
+	if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id IN (SELECT id FROM (`+batch+`))`, deviceID, limit); err != nil {
+		return 0, err
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM message_index WHERE (device_id, id) IN (`+batch+`)`, deviceID, limit)
 	if err != nil {
-		return fmt.Errorf("delete device %q: %w", deviceID, err)
+		return 0, err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("device %q: %w", deviceID, storage.ErrNotFound)
-	}
-	return nil
+	return res.RowsAffected()
 }
 
 // ResetConnections marks every device disconnected; called at start, since no

@@ -145,3 +145,73 @@ func oldDatabase(t *testing.T, path string, ms []migrations.Migration) {
 		t.Fatal(err)
 	}
 }
+
+// Migration 0017 rebuilds the message log without its foreign key and
+// device index and fills message_index from it: every message indexed, the
+// watermark at the newest, and the id sequence where it was, also when the
+// newest messages were deleted.
+func TestMessageIndexMigration(t *testing.T) {
+	ctx := context.Background()
+	ms, err := migrations.Load(migrations.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before []migrations.Migration
+	for _, m := range ms {
+		if m.Name < "0017" {
+			before = append(before, m)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "fieldhub.db")
+	oldDatabase(t, path, before)
+	raw, err := sql.Open("sqlite3", "file:"+path+"?_foreign_keys=on")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO devices (device_id, primary_key, secondary_key, enabled, connected, created_at, updated_at)
+			VALUES ('old-2', 'k', 'k', 1, 0, 1, 1)`,
+		`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
+			INSERT INTO messages (device_id, enqueued_at, auth_method, body)
+			SELECT (SELECT id FROM devices WHERE device_id = IIF(i % 3 = 0, 'old-2', 'old-1')), i, 'sas-primary', CAST(i AS BLOB) FROM n`,
+		`DELETE FROM messages WHERE id > 90 OR id % 10 = 5`, // the sequence stays at 100
+	} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+
+	d, err := db.Open(ctx, path, db.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var messages, indexed, mismatched, through, seq, fks, indexes int
+	if err := d.Reader().QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(*) FROM message_index),
+		(SELECT COUNT(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM message_index x WHERE x.device_id = m.device_id AND x.id = m.id)),
+		(SELECT through FROM message_index_state), (SELECT seq FROM sqlite_sequence WHERE name = 'messages'),
+		(SELECT COUNT(*) FROM pragma_foreign_key_list('messages')), (SELECT COUNT(*) FROM pragma_index_list('messages'))`).
+		Scan(&messages, &indexed, &mismatched, &through, &seq, &fks, &indexes); err != nil {
+		t.Fatal(err)
+	}
+	if messages != 81 || indexed != 81 || mismatched != 0 || through != 90 {
+		t.Errorf("after the migration: %d messages, %d indexed, %d not indexed, watermark %d; want 81, 81, 0, 90", messages, indexed, mismatched, through)
+	}
+	if seq != 100 {
+		t.Errorf("id sequence at %d after the rebuild, want 100", seq)
+	}
+	if fks != 0 || indexes != 0 {
+		t.Errorf("messages has %d foreign keys and %d indexes, want none", fks, indexes)
+	}
+	// A device delete takes its messages with it, though no key says so.
+	if err := d.DeleteDevice(ctx, "old-2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reader().QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(*) FROM message_index)`).Scan(&messages, &indexed); err != nil {
+		t.Fatal(err)
+	}
+	if messages != 54 || indexed != 54 {
+		t.Errorf("after deleting old-2: %d messages, %d indexed; want old-1's 54", messages, indexed)
+	}
+}

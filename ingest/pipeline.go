@@ -39,6 +39,7 @@ const (
 	opMessages   = "storing device messages"
 	opCheckpoint = "writing telemetry checkpoints"
 	opRetention  = "deleting old telemetry"
+	opIndex      = "indexing device messages"
 )
 
 // Store is the telemetry store the pipeline writes to (*telemetry.Store).
@@ -48,6 +49,7 @@ type Store interface {
 	Checkpoint(ctx context.Context) (telemetry.CheckpointStats, error)
 	Prune(ctx context.Context, now time.Time, limit int) (int, bool, error)
 	HungUp(ctx context.Context, deviceID string) error
+	IndexMessages(ctx context.Context, limit int) (int, error)
 }
 
 // Publisher receives every batch after it committed, each record with its
@@ -79,6 +81,18 @@ type Options struct {
 	// transaction between batches (default 256), so that a checkpoint delays
 	// no batch by more than a few milliseconds, however many series there are.
 	CheckpointStepRows int
+	// IndexEvery and IndexStepRows pace the message log's per-device index
+	// where the store keeps it out of the commit (telemetry.MessageIndexer):
+	// a step indexes up to IndexStepRows of the newest messages (default
+	// 20,000) every IndexEvery (default 2s), and at once again while a
+	// backlog remains. A step writes about one page per device whatever
+	// its rows, so rarer, fuller steps write less per message but hold the
+	// writer longer (bench/README.md, issue 10, fourth round). Listings
+	// scan what is not indexed yet, so a longer interval costs reads, never
+	// results. The writer looks at least once
+	// a second, and after every batch.
+	IndexEvery    time.Duration
+	IndexStepRows int
 	// PruneEvery is how often telemetry past its retention (the store's
 	// own) is deleted (default 10 minutes).
 	PruneEvery time.Duration
@@ -110,6 +124,12 @@ func (o *Options) defaults() {
 	}
 	if o.CheckpointStepRows <= 0 {
 		o.CheckpointStepRows = 256
+	}
+	if o.IndexEvery <= 0 {
+		o.IndexEvery = 2 * time.Second
+	}
+	if o.IndexStepRows <= 0 {
+		o.IndexStepRows = 20000
 	}
 	if o.PruneEvery <= 0 {
 		o.PruneEvery = 10 * time.Minute
@@ -400,11 +420,13 @@ func (p *Pipeline) run() {
 		stepAfter       time.Time                       // after a failed step, not before this
 		nextPrune       = p.opts.Now().Add(time.Minute) // not while starting up
 		pruning         bool
+		nextIndex       = p.opts.Now()
+		indexing        bool // a backlog remains to index
 	)
 	for {
 		var first *request
 		idle := tick.C
-		if checkpointing && !p.opts.Now().Before(stepAfter) {
+		if indexing || checkpointing && !p.opts.Now().Before(stepAfter) {
 			idle = noWait
 		}
 		select {
@@ -437,6 +459,9 @@ func (p *Pipeline) run() {
 			}
 			checkpointing = !done
 		}
+		if indexing || !now.Before(nextIndex) {
+			indexing, nextIndex = p.indexStep(ctx, now)
+		}
 		if pruning || now.After(nextPrune) {
 			// One small step per turn so ingest keeps the writer.
 			_, more, err := p.store.Prune(ctx, now, 2000)
@@ -451,6 +476,15 @@ func (p *Pipeline) run() {
 			}
 		}
 	}
+}
+
+// indexStep writes one step of the message log's per-device index. more
+// says a backlog remains: the next step follows on the next turn (one step
+// per turn, so ingest keeps the writer); otherwise it is due at next.
+func (p *Pipeline) indexStep(ctx context.Context, now time.Time) (more bool, next time.Time) {
+	n, err := p.store.IndexMessages(ctx, p.opts.IndexStepRows)
+	p.health.Record(opIndex, err)
+	return err == nil && n == p.opts.IndexStepRows, now.Add(p.opts.IndexEvery)
 }
 
 // collect gathers what is waiting, up to MaxBatch messages, waiting at most

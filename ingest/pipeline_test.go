@@ -440,6 +440,55 @@ func TestPipelineCheckpointsInSteps(t *testing.T) {
 	}
 }
 
+// The writer indexes the message log by device in bounded steps: a backlog
+// of more than one step (here written before the pipeline started) drains
+// over several, and messages committed later are indexed by the next step.
+func TestPipelineIndexesMessagesInSteps(t *testing.T) {
+	ctx := context.Background()
+	d, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1", "dev2")
+	var backlog []telemetry.Record
+	for i := range 50 {
+		backlog = append(backlog, telemetry.NewRecord(msg([]string{"dev1", "dev2"}[i%2], i)))
+	}
+	if _, err := tel.Append(ctx, backlog); err != nil {
+		t.Fatal(err)
+	}
+	newest := func() (id int64) {
+		if err := d.Writer().QueryRowContext(ctx, `SELECT MAX(id) FROM messages`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	indexed := func() (through int64, entries int) {
+		if err := d.Writer().QueryRowContext(ctx, `SELECT (SELECT through FROM message_index_state), (SELECT COUNT(*) FROM message_index)`).
+			Scan(&through, &entries); err != nil {
+			t.Fatal(err)
+		}
+		return through, entries
+	}
+	if through, _ := indexed(); through != 0 {
+		t.Fatalf("indexed through %d before the pipeline started, want 0", through)
+	}
+	p := newPipeline(t, tel, nil, ingest.Options{IndexStepRows: 7, IndexEvery: 20 * time.Millisecond})
+	last := newest()
+	waitFor(t, func() bool { through, _ := indexed(); return through == last })
+	for i := range 3 {
+		if err := p.Submit(ctx, msg("dev1", 50+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last = newest()
+	waitFor(t, func() bool { through, _ := indexed(); return through == last })
+	if _, entries := indexed(); entries != 53 {
+		t.Errorf("%d messages indexed, want 53", entries)
+	}
+	for dev, want := range map[string]int{"dev1": 28, "dev2": 25} {
+		if msgs, err := tel.Messages(ctx, dev, telemetry.MessageFilter{}); err != nil || len(msgs) != want {
+			t.Errorf("%s lists %d messages (%v), want %d", dev, len(msgs), err, want)
+		}
+	}
+}
+
 // TestPipelineStorageFault: on a full disk Submit fails with ErrStorage and
 // Health says so, once; when space returns the next commit succeeds and
 // clears it. Nothing acknowledged is lost.

@@ -51,6 +51,18 @@ type Storage interface {
 	Messages(ctx context.Context, deviceID string, f MessageFilter) ([]Message, error)
 }
 
+// MessageIndexer is a Storage that keeps its log's per-device index out of
+// the commit (SQLite: one index page per device per commit was most of what
+// a commit wrote) and fills it from the log's tail in steps instead; its
+// Messages lists the index up to where the steps got and scans the rest.
+// Store.IndexMessages runs the steps on the writer.
+type MessageIndexer interface {
+	// IndexMessages indexes up to limit messages of the log's unindexed
+	// tail in one transaction and returns how many; limit means more may
+	// be waiting.
+	IndexMessages(ctx context.Context, limit int) (int, error)
+}
+
 // Tx is a write transaction. Nothing it did is visible to queries, or
 // kept, until Commit; Rollback after Commit does nothing.
 type Tx interface {

@@ -203,6 +203,27 @@ func (s *Store) Prune(ctx context.Context, now time.Time, limit int) (deleted in
 	return deleted, more, nil
 }
 
+// IndexMessages writes one step of the message log's per-device index when
+// the storage keeps one out of the commit (MessageIndexer), at most limit
+// messages, and returns how many it indexed; 0 for any other storage.
+// Until a step covers them, listings scan the newest messages of the log.
+func (s *Store) IndexMessages(ctx context.Context, limit int) (int, error) {
+	ix, ok := s.storage.(MessageIndexer)
+	if !ok {
+		return 0, nil
+	}
+	if limit <= 0 {
+		return 0, storage.Invalid("limit", "must be positive")
+	}
+	s.write.Lock()
+	defer s.write.Unlock()
+	n, err := ix.IndexMessages(ctx, limit)
+	if err != nil {
+		return n, fmt.Errorf("index the message log: %w", err)
+	}
+	return n, nil
+}
+
 // Retention is how long the store keeps each kind of telemetry.
 func (s *Store) Retention() Retention { return s.retention }
 

@@ -227,7 +227,9 @@ func (s *Storage) ChunkData(ctx context.Context, metricID, chunkNo int64) (n int
 	return n, data, err
 }
 
-// Messages lists a page of a device's messages, newest first.
+// Messages lists a page of a device's messages, newest first: the newest
+// of the unindexed tail (a scan of the log above the watermark) and of
+// message_index (below it), read in one statement from one snapshot.
 func (s *Storage) Messages(ctx context.Context, deviceID string, f telemetry.MessageFilter) ([]telemetry.Message, error) {
 	devID, err := s.deviceRowID(ctx, deviceID)
 	if err != nil {
@@ -235,7 +237,13 @@ func (s *Storage) Messages(ctx context.Context, deviceID string, f telemetry.Mes
 	}
 	rows, err := s.read.QueryContext(ctx, `SELECT id, enqueued_at, message_id, correlation_id, content_type,
 		content_encoding, to_address, user_id, properties, auth_method, body
-		FROM messages WHERE device_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, devID, f.Before, f.Limit)
+		FROM messages WHERE id IN (
+			SELECT id FROM (SELECT id FROM messages WHERE id > `+indexedThrough+` AND id < ?2 AND device_id = ?1
+				ORDER BY id DESC LIMIT ?3)
+			UNION ALL
+			SELECT id FROM (SELECT id FROM message_index WHERE device_id = ?1 AND id <= `+indexedThrough+` AND id < ?2
+				ORDER BY id DESC LIMIT ?3)
+		) ORDER BY id DESC LIMIT ?3`, devID, f.Before, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
 	}

@@ -262,9 +262,16 @@ func (w *writeTx) SetWatermark(ctx context.Context, id int64) error {
 func (w *writeTx) DeleteMessages(ctx context.Context, cutoff time.Time, through int64, limit int) (int, error) {
 	// Ids follow enqueue order, so the oldest messages are the first ids:
 	// look at the first `limit` rows only instead of scanning the table.
+	// Their message_index entries go first, found by key from the rows.
+	args := []any{limit, storage.UnixMS(cutoff), through}
+	if _, err := w.tx.ExecContext(ctx, `DELETE FROM message_index WHERE (device_id, id) IN (
+		SELECT device_id, id FROM (SELECT id, device_id, enqueued_at FROM messages ORDER BY id LIMIT ?)
+		WHERE enqueued_at < ? AND id <= ?)`, args...); err != nil {
+		return 0, fmt.Errorf("delete from the message index: %w", err)
+	}
 	res, err := w.tx.ExecContext(ctx, `DELETE FROM messages WHERE id IN (
 		SELECT id FROM (SELECT id, enqueued_at FROM messages ORDER BY id LIMIT ?)
-		WHERE enqueued_at < ? AND id <= ?)`, limit, storage.UnixMS(cutoff), through)
+		WHERE enqueued_at < ? AND id <= ?)`, args...)
 	if err != nil {
 		return 0, err
 	}
