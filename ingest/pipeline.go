@@ -89,8 +89,8 @@ type Options struct {
 	// its rows, so rarer, fuller steps write less per message but hold the
 	// writer longer (bench/README.md, issue 10, fourth round). Listings
 	// scan what is not indexed yet, so a longer interval costs reads, never
-	// results. The writer looks at least once
-	// a second, and after every batch.
+	// results. The writer looks at least once a second, and after every
+	// batch.
 	IndexEvery    time.Duration
 	IndexStepRows int
 	// PruneEvery is how often telemetry past its retention (the store's
