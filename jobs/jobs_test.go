@@ -186,14 +186,19 @@ func TestMethodJob(t *testing.T) {
 		t.Error("a paris device is in a berlin job")
 	}
 	// The audit: the job's creation and end, and each call through the invoker as job:<id>.
-	entries, err := e.db.AuditEntries(context.Background(), db.AuditFilter{Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The end's row is written after the job's status, so it is awaited.
 	count := map[string]int{}
-	for _, a := range entries {
-		count[a.Action+" "+a.Actor]++
-	}
+	testkit.WaitFor(t, "the job's end in the audit log", func() bool {
+		entries, err := e.db.AuditEntries(context.Background(), db.AuditFilter{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clear(count)
+		for _, a := range entries {
+			count[a.Action+" "+a.Actor]++
+		}
+		return count["job.finish job:"+j.ID] > 0
+	})
 	if count["job.create user:op"] != 1 || count["job.finish job:"+j.ID] != 1 || count["method.invoke job:"+j.ID] != 10 {
 		t.Errorf("audit = %v", count)
 	}

@@ -83,6 +83,13 @@ func issue(t testing.TB, cn string, isCA bool, parent *Cert, opts []Option) *Cer
 	t.Helper()
 	now := time.Now()
 	o := Options{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour)}
+	if isCA {
+		// A CA outlives what it issues by default: validity is stored in
+		// whole seconds, so a leaf made in the next second with the same
+		// span would end a second after its CA, and a chain's end would
+		// depend on the clock (TestVerifyDeviceCertificate failed so).
+		o.NotAfter = now.Add(25 * time.Hour)
+	}
 	for _, f := range opts {
 		f(&o)
 	}
