@@ -113,11 +113,16 @@ func TestJobsAPI(t *testing.T) {
 	if resp := h.call(db.RoleViewer, http.MethodGet, "/api/v1/jobs/nope", ""); resp.status != http.StatusNotFound {
 		t.Errorf("unknown job: %d", resp.status)
 	}
-	entries, _ := h.db.AuditEntries(context.Background(), db.AuditFilter{Limit: 100})
+	// A job's end is audited after its status changes: awaited.
 	actions := map[string]int{}
-	for _, e := range entries {
-		actions[e.Action]++
-	}
+	testkit.WaitFor(t, "the finished job in the audit log", func() bool {
+		entries, _ := h.db.AuditEntries(context.Background(), db.AuditFilter{Limit: 100})
+		clear(actions)
+		for _, e := range entries {
+			actions[e.Action]++
+		}
+		return actions["job.finish"] > 0
+	})
 	if actions["job.create"] != 2 || actions["job.cancel"] != 1 || actions["job.finish"] != 1 || actions["twin.desired"] != 9 {
 		t.Errorf("audit actions %v", actions)
 	}
