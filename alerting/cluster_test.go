@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -12,10 +13,13 @@ import (
 
 	"fieldhub/alert"
 	"fieldhub/alerting"
+	"fieldhub/bus"
+	"fieldhub/bus/bustest"
 	"fieldhub/db"
 	dbpostgres "fieldhub/db/postgres"
 	"fieldhub/internal/pgtest"
 	"fieldhub/internal/testkit"
+	"fieldhub/telemetry"
 )
 
 // TestWebhooksAcrossInstances: instances sharing a PostgreSQL database
@@ -156,4 +160,70 @@ func testClaimOfADeadInstance(t *testing.T, url string) {
 	if err != nil || len(log) != 1 || log[0].Attempts != 1 || log[0].UpdatedAt.Before(until.Truncate(time.Millisecond)) {
 		t.Errorf("delivery %+v (%v); want one attempt, made after the dead instance's claim ran out at %v", log, err, until)
 	}
+}
+
+// clustered starts an alerting service on st joined to the others by a
+// bus on the nats-server, as app wires them; rule reloads from the store
+// wait an hour, so that only the bus carries rule changes.
+func clustered(t *testing.T, st *dbpostgres.Store, nats *bustest.Server, node string) *alerting.Service {
+	t.Helper()
+	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{nats.URL()}, Node: node, Store: st,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	svc, err := alerting.New(context.Background(), alerting.Config{Store: st, Fleet: st, Audit: st, Rules: b,
+		RuleReload: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close(context.Background()) })
+	if err := b.OnRules(svc.RuleChanged); err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+// openAlerts lists the open alerts of the shared database.
+func openAlerts(t *testing.T, st *dbpostgres.Store) []alert.Alert {
+	t.Helper()
+	l, err := st.Alerts(context.Background(), db.AlertFilter{State: "open"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestRuleChangesAcrossInstances: a rule created through instance A raises
+// an alert for a message instance B stored, without B restarting; deleted
+// through A, B clears that alert. Before rule changes were announced on
+// the bus, B evaluated its messages without the rule until it restarted.
+func TestRuleChangesAcrossInstances(t *testing.T) {
+	testkit.Slow(t, "starts PostgreSQL and nats-server")
+	url := pgtest.Start(t, pgtest.Options{}).Database(t)
+	nats := bustest.Start(t)
+	ctx := context.Background()
+	a, b := instance(t, url), instance(t, url)
+	if _, err := a.CreateDevice(ctx, db.NewDevice{DeviceID: "freezer"}); err != nil {
+		t.Fatal(err)
+	}
+	svcA, svcB := clustered(t, a, nats, "a"), clustered(t, b, nats, "b")
+	r, err := svcA.CreateRule(ctx, "user:test", alert.Rule{Name: "too warm", Severity: alert.Major, Enabled: true,
+		Scope: alert.Scope{Fleet: true}, Condition: alert.Condition{Kind: alert.Threshold, Metric: "temperature", Op: alert.Greater, Value: 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B stores the freezer's messages; each is evaluated as B has the rules then.
+	testkit.WaitFor(t, "an alert of the new rule raised by B", func() bool {
+		now := time.Now()
+		svcB.Committed([]telemetry.Record{{Message: telemetry.Message{DeviceID: "freezer", EnqueuedAt: now, Body: []byte(`{}`)},
+			Time: now, Readings: []telemetry.Reading{{Metric: "temperature", Value: 35}}}})
+		l := openAlerts(t, b)
+		return len(l) == 1 && l[0].RuleID == r.ID && l[0].DeviceID == "freezer"
+	})
+	if err := svcA.DeleteRule(ctx, "user:test", r.ID); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "B's alert cleared once the rule was deleted through A", func() bool { return len(openAlerts(t, a)) == 0 })
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -51,11 +52,16 @@ func (s *Service) CreateRule(ctx context.Context, actor string, r alert.Rule) (a
 	if err := ruleError(r.Validate()); err != nil {
 		return alert.Rule{}, err
 	}
+	s.ruleMu.Lock()
 	r, err := s.cfg.Store.CreateAlertRule(ctx, r)
+	if err == nil {
+		s.setRule(ctx, r)
+	}
+	s.ruleMu.Unlock()
 	if err != nil {
 		return alert.Rule{}, err
 	}
-	s.setRule(ctx, r)
+	s.announceRule(r.ID)
 	s.audit(ctx, actor, ActionRuleCreate, ruleTarget(r), describeRule(r))
 	return r, nil
 }
@@ -64,6 +70,18 @@ func (s *Service) CreateRule(ctx context.Context, actor string, r alert.Rule) (a
 // replaces the rule's (scope and condition whole). Editing the condition
 // clears the rule's open alerts; disabling it too.
 func (s *Service) UpdateRule(ctx context.Context, actor string, id int64, patch []byte) (alert.Rule, error) {
+	s.ruleMu.Lock()
+	r, err := s.updateRule(ctx, id, patch)
+	s.ruleMu.Unlock()
+	if err != nil {
+		return alert.Rule{}, err
+	}
+	s.announceRule(r.ID)
+	s.audit(ctx, actor, ActionRuleUpdate, ruleTarget(r), describeRule(r))
+	return r, nil
+}
+
+func (s *Service) updateRule(ctx context.Context, id int64, patch []byte) (alert.Rule, error) {
 	old, err := s.cfg.Store.AlertRule(ctx, id)
 	if err != nil {
 		return alert.Rule{}, err
@@ -76,7 +94,6 @@ func (s *Service) UpdateRule(ctx context.Context, actor string, id int64, patch 
 		return alert.Rule{}, err
 	}
 	s.setRule(ctx, r)
-	s.audit(ctx, actor, ActionRuleUpdate, ruleTarget(r), describeRule(r))
 	return r, nil
 }
 
@@ -119,19 +136,26 @@ func PatchRule(old alert.Rule, patch []byte) (alert.Rule, error) {
 // DeleteRule deletes a rule; its open alerts clear (ReasonRuleDeleted) and
 // its alerts stay in the history.
 func (s *Service) DeleteRule(ctx context.Context, actor string, id int64) error {
+	s.ruleMu.Lock()
 	r, err := s.cfg.Store.AlertRule(ctx, id)
+	if err == nil {
+		err = s.cfg.Store.DeleteAlertRule(ctx, id)
+	}
+	if err == nil {
+		s.removeRule(ctx, id)
+	}
+	s.ruleMu.Unlock()
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Store.DeleteAlertRule(ctx, id); err != nil {
-		return err
-	}
-	s.apply(ctx, s.ev.RemoveRule(id, s.cfg.Now()))
+	s.announceRule(id)
 	s.audit(ctx, actor, ActionRuleDelete, ruleTarget(r), "")
 	return nil
 }
 
+// setRule puts a rule into the evaluator; called with ruleMu held.
 func (s *Service) setRule(ctx context.Context, r alert.Rule) {
+	s.rules[r.ID] = r
 	s.mu.Lock()
 	s.names[r.ID] = r.Name
 	s.mu.Unlock()
@@ -141,6 +165,103 @@ func (s *Service) setRule(ctx context.Context, r alert.Rule) {
 		return
 	}
 	s.apply(ctx, trs)
+}
+
+// removeRule takes a deleted rule out of the evaluator; called with
+// ruleMu held.
+func (s *Service) removeRule(ctx context.Context, id int64) {
+	delete(s.rules, id)
+	s.apply(ctx, s.ev.RemoveRule(id, s.cfg.Now()))
+}
+
+func (s *Service) announceRule(id int64) {
+	if s.cfg.Rules != nil {
+		s.cfg.Rules.AnnounceRule(id)
+	}
+}
+
+// reloadQueue bounds the announced rule ids waiting to be reloaded; when
+// it is full every rule is reloaded instead.
+const reloadQueue = 256
+
+// RuleChanged takes another instance's announcement that a rule was
+// created, changed or deleted: the rule is read again from the store and
+// evaluated as it stands. It never waits (the bus calls it).
+func (s *Service) RuleChanged(id int64) {
+	select {
+	case s.reloads <- id:
+	default:
+		select {
+		case s.reloads <- 0: // 0: all of them
+		default:
+		}
+	}
+}
+
+// reloadRules reloads each announced rule, and every rule every
+// RuleReload, for announcements that were lost.
+func (s *Service) reloadRules(ctx context.Context) {
+	tick := time.NewTicker(s.cfg.RuleReload)
+	defer tick.Stop()
+	for {
+		select {
+		case id := <-s.reloads:
+			if id == 0 {
+				s.reloadAll(ctx)
+			} else {
+				s.reloadRule(ctx, id)
+			}
+		case <-tick.C:
+			s.reloadAll(ctx)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// reloadRule reads one rule again: changed, it replaces the evaluator's;
+// gone, it is removed.
+func (s *Service) reloadRule(ctx context.Context, id int64) {
+	s.ruleMu.Lock()
+	defer s.ruleMu.Unlock()
+	r, err := s.cfg.Store.AlertRule(ctx, id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		if _, ok := s.rules[id]; ok {
+			s.removeRule(ctx, id)
+		}
+	case err != nil:
+		if ctx.Err() == nil {
+			s.log.Error("reload alert rule", "rule", id, "err", err)
+		}
+	case !reflect.DeepEqual(s.rules[id], r):
+		s.setRule(ctx, r)
+	}
+}
+
+// reloadAll reads every rule again (at most alert.MaxRules).
+func (s *Service) reloadAll(ctx context.Context) {
+	s.ruleMu.Lock()
+	defer s.ruleMu.Unlock()
+	rules, err := s.cfg.Store.AlertRules(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("reload alert rules", "err", err)
+		}
+		return
+	}
+	stored := make(map[int64]bool, len(rules))
+	for _, r := range rules {
+		stored[r.ID] = true
+		if old, ok := s.rules[r.ID]; !ok || !reflect.DeepEqual(old, r) {
+			s.setRule(ctx, r)
+		}
+	}
+	for id := range s.rules {
+		if !stored[id] {
+			s.removeRule(ctx, id)
+		}
+	}
 }
 
 func ruleTarget(r alert.Rule) string {

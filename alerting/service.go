@@ -63,6 +63,13 @@ type Publisher interface {
 	PublishAlert(ev live.AlertEvent)
 }
 
+// RuleAnnouncer tells the other instances of a cluster that a rule was
+// created, changed or deleted (*bus.Bus), so that they reload it
+// (Service.RuleChanged).
+type RuleAnnouncer interface {
+	AnnounceRule(id int64)
+}
+
 // Latest reads a device's metrics with their last values, for the rules'
 // preview (*telemetry.Store).
 type Latest interface {
@@ -100,6 +107,13 @@ type Config struct {
 	// (default 4,096). Beyond it batches are dropped and counted: ingest
 	// never waits for alerting.
 	QueueBatches int
+	// Rules announces rule changes made here to the other instances of a
+	// cluster; nil for one instance.
+	Rules RuleAnnouncer
+	// RuleReload is how often every rule is read again from the store
+	// (default 30 s): the safety net for an announcement that was lost, or
+	// a rule changed by another process.
+	RuleReload time.Duration
 	// BaseURL is the dashboard's address for links in webhooks ("" for none).
 	BaseURL string
 	// Delivery tunes webhook delivery.
@@ -126,6 +140,14 @@ type Service struct {
 	names  map[int64]string   // rule names for events
 
 	hooks *deliverer
+
+	// ruleMu orders the changes of rules in the evaluator: an operator's
+	// here and reloads from the store, each read and applied under it, so
+	// that a reload never puts back an older version. rules is what the
+	// evaluator has.
+	ruleMu  sync.Mutex
+	rules   map[int64]alert.Rule
+	reloads chan int64 // rule ids announced by other instances
 
 	// known are the devices whose tags the evaluator has; another process
 	// (the CLI) may add a device or change its tags behind the registry's
@@ -162,6 +184,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.QueueBatches <= 0 {
 		cfg.QueueBatches = 4096
 	}
+	if cfg.RuleReload <= 0 {
+		cfg.RuleReload = 30 * time.Second
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -173,6 +198,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		in:   make(chan []input, cfg.QueueBatches),
 		open: map[alert.Key]alert.Alert{}, counts: map[alert.Severity]int{}, byDev: map[string]*[6]int{},
 		known: map[string]map[string]string{}, names: map[int64]string{},
+		rules: map[int64]alert.Rule{}, reloads: make(chan int64, reloadQueue),
 	}
 	if err := s.recover(ctx); err != nil {
 		return nil, err
@@ -186,6 +212,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s.evaluated = make(chan struct{})
 	s.run(func() { defer close(s.evaluated); s.evaluate(runCtx) })
 	s.run(func() { s.prune(runCtx) })
+	s.run(func() { s.reloadRules(runCtx) })
 	return s, nil
 }
 
@@ -231,6 +258,7 @@ func (s *Service) recover(ctx context.Context) error {
 	}
 	for _, r := range rules {
 		s.names[r.ID] = r.Name
+		s.rules[r.ID] = r
 		if _, err := s.ev.SetRule(r, now); err != nil {
 			return fmt.Errorf("load alert rule %d: %w", r.ID, err)
 		}

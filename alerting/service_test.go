@@ -283,3 +283,22 @@ func TestDeviceAddedByAnotherProcess(t *testing.T) {
 	f.send(svc, "late", "x", 1)
 	testkit.WaitFor(t, "the alert of a device added behind the registry's back", func() bool { return len(f.open()) == 1 })
 }
+
+// TestRulesReloadedPeriodically: a rule created behind the service's back
+// (another instance whose announcement was lost) is evaluated after the
+// next periodic reload, and its deletion clears its alert.
+func TestRulesReloadedPeriodically(t *testing.T) {
+	f := newFixture(t, "freezer")
+	other := f.start()
+	svc := f.start(func(c *alerting.Config) { c.RuleReload = 10 * time.Millisecond })
+	r := f.rule(other, alert.Rule{Name: "too warm", Severity: alert.Major, Scope: alert.Scope{Fleet: true},
+		Condition: alert.Condition{Kind: alert.Threshold, Metric: "temperature", Op: alert.Greater, Value: 30}})
+	testkit.WaitFor(t, "the rule reloaded and an alert raised", func() bool {
+		f.send(svc, "freezer", "temperature", 35)
+		return len(f.open()) == 1
+	})
+	if err := f.db.DeleteAlertRule(context.Background(), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the deletion reloaded and the alert cleared", func() bool { return len(f.open()) == 0 })
+}

@@ -18,7 +18,7 @@ import (
 func (a *App) startAlerts(ctx context.Context) error {
 	svc, err := alerting.New(ctx, alerting.Config{
 		Store: a.be.store, Webhooks: a.be.store, Fleet: a.be.store, Audit: a.be.store, Live: a.hub,
-		Latest: latestReadings{a}, Retention: a.cfg.AlertRetention,
+		Latest: latestReadings{a}, Retention: a.cfg.AlertRetention, Rules: a.bus,
 		Delivery: alerting.DeliveryOptions{AllowLoopback: a.cfg.WebhookAllowLoopback, Claimer: a.node},
 		Logger:   a.log,
 	})
@@ -27,6 +27,10 @@ func (a *App) startAlerts(ctx context.Context) error {
 	}
 	a.alerts = svc
 	a.onStop("alerting", quickStop, svc.Close)
+	// Rules changed through another instance of a cluster.
+	if err := a.bus.OnRules(svc.RuleChanged); err != nil {
+		return fmt.Errorf("start alerting: %w", err)
+	}
 	return nil
 }
 

@@ -6,6 +6,9 @@ import "encoding/base64"
 // the one instance a device is connected to.
 const (
 	subjectLive = "fieldhub.live"
+	// subjectRules: an alert rule was created, changed or deleted; the
+	// message is the rule's id, and every instance reloads that rule.
+	subjectRules = "fieldhub.rules"
 	// devicePrefix + deviceToken(id): the message events of one device,
 	// for the instances whose browsers follow it.
 	devicePrefix = "fieldhub.live.device."
