@@ -331,6 +331,25 @@ func (e *Evaluator) Reported(deviceID string, tags map[string]string, t time.Tim
 	return out
 }
 
+// Heard tells the evaluator that a device was heard from at t elsewhere
+// (a message another instance of a cluster stored, read from the store):
+// like a message without readings when t is after the last time the
+// evaluator has for the device, otherwise nothing. It does not advance
+// time, so that a Tick after it finds the device's silence as the store
+// tells it.
+func (e *Evaluator) Heard(deviceID string, t time.Time) []Transition {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []Transition
+	d := e.device(deviceID, nil, &out)
+	if !t.After(d.lastSeen) {
+		return out
+	}
+	e.seen(d, t, &out)
+	e.signal()
+	return out
+}
+
 // Tick advances time to now and fires the timers due: forSeconds that ran
 // out and devices that became silent. Call it when NextDeadline comes.
 func (e *Evaluator) Tick(now time.Time) []Transition {

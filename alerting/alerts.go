@@ -36,6 +36,9 @@ func (s *Service) apply(ctx context.Context, trs []alert.Transition) {
 		slot   = map[alert.Key]int{} // the write of each open alert in this batch
 	)
 	for _, t := range trs {
+		if s.cfg.Silence != nil && !s.leading.Load() && (t.Kind == alert.Raise || t.Kind == alert.Update) && s.silent[t.Alert.RuleID] {
+			continue // the instance holding the silence lock raises silence alerts
+		}
 		k := alert.Key{RuleID: t.Alert.RuleID, DeviceID: t.Alert.DeviceID}
 		var a alert.Alert
 		var event alert.EventType
@@ -257,7 +260,7 @@ func (s *Service) act(ctx context.Context, actor string, id int64, comment, acti
 		s.open[k] = a
 	} else {
 		s.forget(k, a)
-		s.ev.ClearedByOperator(a.RuleID, a.DeviceID)
+		s.eval().ClearedByOperator(a.RuleID, a.DeviceID)
 	}
 	target := "alert " + strconv.FormatInt(id, 10) + " (" + s.names[a.RuleID] + " on " + a.DeviceID + ")"
 	s.audit(ctx, actor, action, target, comment)

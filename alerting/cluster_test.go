@@ -20,6 +20,7 @@ import (
 	"fieldhub/internal/pgtest"
 	"fieldhub/internal/testkit"
 	"fieldhub/telemetry"
+	telpostgres "fieldhub/telemetry/postgres"
 )
 
 // TestWebhooksAcrossInstances: instances sharing a PostgreSQL database
@@ -167,14 +168,21 @@ func testClaimOfADeadInstance(t *testing.T, url string) {
 // wait an hour, so that only the bus carries rule changes.
 func clustered(t *testing.T, st *dbpostgres.Store, nats *bustest.Server, node string) *alerting.Service {
 	t.Helper()
+	return clusteredWith(t, st, nats, node, func(*alerting.Config) {})
+}
+
+func clusteredWith(t *testing.T, st *dbpostgres.Store, nats *bustest.Server, node string, configure func(*alerting.Config)) *alerting.Service {
+	t.Helper()
 	b, err := bus.Open(context.Background(), bus.Config{URLs: []string{nats.URL()}, Node: node, Store: st,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	svc, err := alerting.New(context.Background(), alerting.Config{Store: st, Fleet: st, Audit: st, Rules: b,
-		RuleReload: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	cfg := alerting.Config{Store: st, Fleet: st, Audit: st, Rules: b, Silence: st.SilenceLock(),
+		RuleReload: time.Hour, Logger: slog.New(slog.DiscardHandler)}
+	configure(&cfg)
+	svc, err := alerting.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,4 +234,71 @@ func TestRuleChangesAcrossInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, "B's alert cleared once the rule was deleted through A", func() bool { return len(openAlerts(t, a)) == 0 })
+}
+
+// TestSilenceOncePerCluster: instance B holds the cluster's silence lock
+// and stores none of the pump's messages, which all go to instance A; B
+// raises no silence alert while the pump sends, and one alert in the
+// cluster when it stops. Before, B watched the pump by the messages B
+// stored, and raised a false silence alert that stayed open.
+func TestSilenceOncePerCluster(t *testing.T) {
+	testkit.Slow(t, "starts PostgreSQL and nats-server")
+	url := pgtest.Start(t, pgtest.Options{}).Database(t)
+	nats := bustest.Start(t)
+	ctx := context.Background()
+	a, b := instance(t, url), instance(t, url)
+	if _, err := a.CreateDevice(ctx, db.NewDevice{DeviceID: "pump"}); err != nil {
+		t.Fatal(err)
+	}
+	tel := telemetryOf(t, a, "a")
+	send := func(svc *alerting.Service) {
+		t.Helper()
+		now := time.Now()
+		rec := telemetry.Record{Message: telemetry.Message{DeviceID: "pump", EnqueuedAt: now, Body: []byte(`{}`)}, Time: now}
+		if _, err := tel.Append(ctx, []telemetry.Record{rec}); err != nil {
+			t.Fatal(err)
+		}
+		if svc != nil {
+			svc.Committed([]telemetry.Record{rec})
+		}
+	}
+	send(nil) // the pump was heard from before, as both instances read from the store at their start
+	fast := func(c *alerting.Config) { c.SilenceSync = 50 * time.Millisecond }
+	svcB := clusteredWith(t, b, nats, "b", fast) // first: B takes the silence lock
+	svcA := clusteredWith(t, a, nats, "a", fast)
+	const silence = 3 * time.Second
+	if _, err := svcB.CreateRule(ctx, "user:test", alert.Rule{Name: "pump silent", Severity: alert.Critical, Enabled: true,
+		Scope: alert.Scope{DeviceID: "pump"}, Condition: alert.Condition{Kind: alert.Silence, Seconds: int(silence / time.Second)}}); err != nil {
+		t.Fatal(err)
+	}
+	// The pump sends to A every 200 ms for twice the silence.
+	for end := time.Now().Add(2 * silence); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		send(svcA)
+		if l := openAlerts(t, a); len(l) != 0 {
+			t.Fatalf("silence alert %+v raised while the pump sends to instance A", l[0])
+		}
+	}
+	testkit.WaitFor(t, "the pump's silence alert once it stopped", func() bool { return len(openAlerts(t, a)) == 1 })
+	all, err := a.Alerts(ctx, db.AlertFilter{})
+	if err != nil || len(all) != 1 {
+		t.Errorf("alerts %+v (%v); want the one silence alert", all, err)
+	}
+}
+
+// telemetryOf is an instance's telemetry in the database of st, as node.
+func telemetryOf(t *testing.T, st *dbpostgres.Store, node string) *telemetry.Store {
+	t.Helper()
+	storage, err := telpostgres.New(context.Background(), st.Pool(), node)
+	if err == nil {
+		err = storage.Claim(context.Background())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(storage.Close)
+	tel, err := telemetry.Open(context.Background(), storage, telemetry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tel
 }

@@ -158,8 +158,9 @@ func (s *Service) setRule(ctx context.Context, r alert.Rule) {
 	s.rules[r.ID] = r
 	s.mu.Lock()
 	s.names[r.ID] = r.Name
+	s.silent[r.ID] = r.Condition.Kind == alert.Silence
 	s.mu.Unlock()
-	trs, err := s.ev.SetRule(r, s.cfg.Now())
+	trs, err := s.eval().SetRule(r, s.cfg.Now())
 	if err != nil { // validated and bounded by the store already
 		s.log.Error("evaluate alert rule", "rule", r.ID, "err", err)
 		return
@@ -171,7 +172,7 @@ func (s *Service) setRule(ctx context.Context, r alert.Rule) {
 // ruleMu held.
 func (s *Service) removeRule(ctx context.Context, id int64) {
 	delete(s.rules, id)
-	s.apply(ctx, s.ev.RemoveRule(id, s.cfg.Now()))
+	s.apply(ctx, s.eval().RemoveRule(id, s.cfg.Now()))
 }
 
 func (s *Service) announceRule(id int64) {

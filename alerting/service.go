@@ -70,6 +70,18 @@ type RuleAnnouncer interface {
 	AnnounceRule(id int64)
 }
 
+// ClusterLock is the lock of a cluster's instances on silence evaluation
+// (*postgres.SessionLock): the instance that holds it watches every device
+// for silence rules, from the devices' stored activity; the others raise
+// no silence alert, since they see only the messages they stored.
+type ClusterLock interface {
+	// Hold takes the lock, or checks that it is still held: true while
+	// this instance holds it.
+	Hold(ctx context.Context) (bool, error)
+	// Release gives it up.
+	Release()
+}
+
 // Latest reads a device's metrics with their last values, for the rules'
 // preview (*telemetry.Store).
 type Latest interface {
@@ -107,6 +119,14 @@ type Config struct {
 	// (default 4,096). Beyond it batches are dropped and counted: ingest
 	// never waits for alerting.
 	QueueBatches int
+	// Silence is the cluster's lock on silence evaluation; nil for one
+	// instance, which watches its devices for silence by the messages it
+	// stores.
+	Silence ClusterLock
+	// SilenceSync is how often the instance holding Silence reads the
+	// devices' stored activity (default 5 s), and the others try to take
+	// it; a silence timer that runs out reads it too first.
+	SilenceSync time.Duration
 	// Rules announces rule changes made here to the other instances of a
 	// cluster; nil for one instance.
 	Rules RuleAnnouncer
@@ -126,7 +146,11 @@ type Config struct {
 type Service struct {
 	cfg Config
 	log *slog.Logger
-	ev  *alert.Evaluator
+	ev  atomic.Pointer[alert.Evaluator] // replaced when taking silence over
+
+	// leading: this instance holds Config.Silence (always false without).
+	leading  atomic.Bool
+	lastSync time.Time // of the stored activity; the evaluation loop's
 
 	in      chan []input
 	dropped atomic.Int64
@@ -138,6 +162,7 @@ type Service struct {
 	counts map[alert.Severity]int
 	byDev  map[string]*[6]int // open alerts of each device by severity rank
 	names  map[int64]string   // rule names for events
+	silent map[int64]bool     // the silence rules
 
 	hooks *deliverer
 
@@ -184,6 +209,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.QueueBatches <= 0 {
 		cfg.QueueBatches = 4096
 	}
+	if cfg.SilenceSync <= 0 {
+		cfg.SilenceSync = 5 * time.Second
+	}
 	if cfg.RuleReload <= 0 {
 		cfg.RuleReload = 30 * time.Second
 	}
@@ -194,13 +222,23 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Service{
-		cfg: cfg, log: cfg.Logger, ev: alert.New(alert.Options{}),
+		cfg: cfg, log: cfg.Logger, silent: map[int64]bool{},
 		in:   make(chan []input, cfg.QueueBatches),
 		open: map[alert.Key]alert.Alert{}, counts: map[alert.Severity]int{}, byDev: map[string]*[6]int{},
 		known: map[string]map[string]string{}, names: map[int64]string{},
 		rules: map[int64]alert.Rule{}, reloads: make(chan int64, reloadQueue),
 	}
+	if cfg.Silence != nil {
+		held, err := cfg.Silence.Hold(ctx)
+		if err != nil {
+			s.log.Warn("take the cluster's silence lock", "err", err)
+		}
+		s.leading.Store(held)
+	}
 	if err := s.recover(ctx); err != nil {
+		if cfg.Silence != nil {
+			cfg.Silence.Release()
+		}
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -244,6 +282,9 @@ func (s *Service) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("stop alerting: %w", ctx.Err())
 	}
+	if s.cfg.Silence != nil {
+		s.cfg.Silence.Release()
+	}
 	return s.saveSnapshot(ctx)
 }
 
@@ -252,14 +293,19 @@ func (s *Service) Close(ctx context.Context) error {
 // out while the hub was down fire at their own time.
 func (s *Service) recover(ctx context.Context) error {
 	now := s.cfg.Now()
+	ev := alert.New(alert.Options{})
 	rules, err := s.cfg.Store.AlertRules(ctx)
 	if err != nil {
 		return err
 	}
+	clear(s.rules)
 	for _, r := range rules {
+		s.mu.Lock()
 		s.names[r.ID] = r.Name
+		s.silent[r.ID] = r.Condition.Kind == alert.Silence
+		s.mu.Unlock()
 		s.rules[r.ID] = r
-		if _, err := s.ev.SetRule(r, now); err != nil {
+		if _, err := ev.SetRule(r, now); err != nil {
 			return fmt.Errorf("load alert rule %d: %w", r.ID, err)
 		}
 	}
@@ -280,7 +326,9 @@ func (s *Service) recover(ctx context.Context) error {
 		}
 		for _, d := range page {
 			snap.Devices = append(snap.Devices, alert.DeviceState{ID: d.DeviceID, Tags: d.Tags, LastSeen: d.LastActivity})
+			s.knownMu.Lock()
 			s.known[d.DeviceID] = d.Tags
+			s.knownMu.Unlock()
 		}
 		if len(page) < 1000 {
 			break
@@ -292,6 +340,7 @@ func (s *Service) recover(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		s.mu.Lock()
 		for _, a := range page {
 			k := alert.Key{RuleID: a.RuleID, DeviceID: a.DeviceID}
 			s.open[k] = a
@@ -300,21 +349,23 @@ func (s *Service) recover(ctx context.Context) error {
 				FirstAt: a.FirstAt, LastAt: a.LastAt, Count: a.Count, Value: a.Value})
 			before = a.ID
 		}
+		s.mu.Unlock()
 		if len(page) < db.MaxAlertsListed {
 			break
 		}
 	}
-	trs, err := s.ev.Restore(snap, now)
+	trs, err := ev.Restore(snap, now)
 	if err != nil {
 		return err
 	}
+	s.ev.Store(ev)
 	s.apply(ctx, trs)
 	s.log.Info("alerting recovered", "rules", len(rules), "devices", len(snap.Devices), "open alerts", len(s.open))
 	return nil
 }
 
 func (s *Service) saveSnapshot(ctx context.Context) error {
-	snap := s.ev.Snapshot()
+	snap := s.eval().Snapshot()
 	snap.Devices, snap.Open = nil, nil
 	b, err := json.Marshal(snap)
 	if err != nil {
@@ -378,8 +429,14 @@ func (s *Service) QueueDepth() int { return len(s.in) }
 func (s *Service) evaluate(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var sync <-chan time.Time // the cluster's silence: take the lock, read the stored activity
+	if s.cfg.Silence != nil {
+		t := time.NewTicker(s.cfg.SilenceSync)
+		defer t.Stop()
+		sync = t.C
+	}
 	for {
-		if next, ok := s.ev.NextDeadline(); ok {
+		if next, ok := s.eval().NextDeadline(); ok {
 			timer.Reset(max(next.Sub(s.cfg.Now()), 0))
 		} else {
 			timer.Stop()
@@ -393,18 +450,85 @@ func (s *Service) evaluate(ctx context.Context) {
 				s.learn(ctx, in.deviceID)
 				var trs []alert.Transition
 				if in.reported != nil {
-					trs = s.ev.Reported(in.deviceID, nil, in.at, in.reported)
+					trs = s.eval().Reported(in.deviceID, nil, in.at, in.reported)
 				} else {
-					trs = s.ev.Reading(in.deviceID, nil, in.at, in.samples)
+					trs = s.eval().Reading(in.deviceID, nil, in.at, in.samples)
 				}
 				s.apply(ctx, trs)
 			}
-		case <-s.ev.Wake():
+		case <-s.eval().Wake():
 		case <-timer.C:
-			s.apply(ctx, s.ev.Tick(s.cfg.Now()))
+			s.tick(ctx)
+		case <-sync:
+			s.tick(ctx)
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+func (s *Service) eval() *alert.Evaluator { return s.ev.Load() }
+
+// tick fires the evaluator's timers due. In a cluster, the instance that
+// holds the silence lock first reads the devices' stored activity, so
+// that a device heard by another instance is not found silent; one that
+// takes the lock over rebuilds its evaluator from the store, so that it
+// continues from the stored activity and open alerts.
+func (s *Service) tick(ctx context.Context) {
+	if s.cfg.Silence != nil {
+		s.watchSilence(ctx)
+	}
+	s.apply(ctx, s.eval().Tick(s.cfg.Now()))
+}
+
+func (s *Service) watchSilence(ctx context.Context) {
+	held, err := s.cfg.Silence.Hold(ctx)
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("take the cluster's silence lock", "err", err)
+	}
+	switch was := s.leading.Load(); {
+	case held && !was:
+		s.leading.Store(true) // before the rebuild, which may raise
+		s.ruleMu.Lock()
+		s.mu.Lock()
+		s.open, s.counts, s.byDev = map[alert.Key]alert.Alert{}, map[alert.Severity]int{}, map[string]*[6]int{}
+		s.mu.Unlock()
+		err := s.recover(ctx)
+		s.ruleMu.Unlock()
+		if err != nil {
+			s.log.Error("take silence rules over", "err", err)
+		}
+		s.log.Info("this instance now watches the cluster's devices for silence rules")
+	case !held && was:
+		s.leading.Store(false)
+		s.log.Warn("this instance no longer holds the cluster's silence lock; another watches the devices for silence")
+	}
+	if held && s.cfg.Now().Sub(s.lastSync) >= time.Second {
+		s.lastSync = s.cfg.Now()
+		s.syncActivity(ctx)
+	}
+}
+
+// syncActivity tells the evaluator every device's stored last activity.
+func (s *Service) syncActivity(ctx context.Context) {
+	for offset := 0; ; {
+		page, _, err := s.cfg.Fleet.Devices(ctx, db.DeviceFilter{Offset: offset, Limit: 1000})
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("read the devices' activity for silence rules", "err", err)
+			}
+			return
+		}
+		ev := s.eval()
+		for _, d := range page {
+			if !d.LastActivity.IsZero() {
+				s.apply(ctx, ev.Heard(d.DeviceID, d.LastActivity))
+			}
+		}
+		if len(page) < 1000 {
+			return
+		}
+		offset += len(page)
 	}
 }
 
@@ -414,7 +538,7 @@ func (s *Service) DeviceChanged(ctx context.Context, d db.Device) {
 	s.knownMu.Lock()
 	s.known[d.DeviceID] = d.Tags
 	s.knownMu.Unlock()
-	s.apply(ctx, s.ev.DeviceChanged(d.DeviceID, d.Tags, s.cfg.Now()))
+	s.apply(ctx, s.eval().DeviceChanged(d.DeviceID, d.Tags, s.cfg.Now()))
 }
 
 // DeviceDeleted clears a deleted device's alerts (registry.Watcher).
@@ -422,7 +546,7 @@ func (s *Service) DeviceDeleted(ctx context.Context, deviceID string) {
 	s.knownMu.Lock()
 	delete(s.known, deviceID)
 	s.knownMu.Unlock()
-	s.apply(ctx, s.ev.DeviceDeleted(deviceID, s.cfg.Now()))
+	s.apply(ctx, s.eval().DeviceDeleted(deviceID, s.cfg.Now()))
 }
 
 // learn reads a device the evaluator does not know yet (added by another

@@ -19,6 +19,7 @@ func (a *App) startAlerts(ctx context.Context) error {
 	svc, err := alerting.New(ctx, alerting.Config{
 		Store: a.be.store, Webhooks: a.be.store, Fleet: a.be.store, Audit: a.be.store, Live: a.hub,
 		Latest: latestReadings{a}, Retention: a.cfg.AlertRetention, Rules: a.bus,
+		Silence:  a.be.silence,
 		Delivery: alerting.DeliveryOptions{AllowLoopback: a.cfg.WebhookAllowLoopback, Claimer: a.node},
 		Logger:   a.log,
 	})

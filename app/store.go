@@ -81,6 +81,9 @@ type backend struct {
 	// for a store only one process uses (SQLite).
 	cluster cluster.Store
 	fold    func(ctx context.Context, node string) (bool, error)
+	// silence is the lock of the instance that evaluates silence rules
+	// for the cluster; nil for SQLite.
+	silence alerting.ClusterLock
 }
 
 // openBackend opens the store cfg names: the PostgreSQL database of
@@ -112,7 +115,8 @@ func openPostgres(ctx context.Context, url, node string, log *slog.Logger) (back
 	fold := func(ctx context.Context, node string) (bool, error) {
 		return telpostgres.Fold(ctx, s.Pool(), node, log)
 	}
-	return backend{store: closeBoth{s, tel}, telemetry: tel, faultKind: postgres.FaultKind, cluster: s, fold: fold}, nil
+	return backend{store: closeBoth{s, tel}, telemetry: tel, faultKind: postgres.FaultKind, cluster: s, fold: fold,
+		silence: s.SilenceLock()}, nil
 }
 
 // closeBoth closes the telemetry storage's claim, then the store.
