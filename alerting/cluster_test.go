@@ -240,7 +240,8 @@ func TestRuleChangesAcrossInstances(t *testing.T) {
 // and stores none of the pump's messages, which all go to instance A; B
 // raises no silence alert while the pump sends, and one alert in the
 // cluster when it stops. Before, B watched the pump by the messages B
-// stored, and raised a false silence alert that stayed open.
+// stored, and raised a false silence alert that stayed open. Once B
+// stops, A takes the lock over and goes on from the stored activity.
 func TestSilenceOncePerCluster(t *testing.T) {
 	testkit.Slow(t, "starts PostgreSQL and nats-server")
 	url := pgtest.Start(t, pgtest.Options{}).Database(t)
@@ -282,6 +283,23 @@ func TestSilenceOncePerCluster(t *testing.T) {
 	all, err := a.Alerts(ctx, db.AlertFilter{})
 	if err != nil || len(all) != 1 {
 		t.Errorf("alerts %+v (%v); want the one silence alert", all, err)
+	}
+
+	// The pump sends to A again: B clears the alert by the stored activity.
+	send(svcA)
+	testkit.WaitFor(t, "the silence alert cleared", func() bool { return len(openAlerts(t, a)) == 0 })
+	// B stops and lets the lock go (as its session would end if it died):
+	// A takes over, and goes on from the stored activity and alerts.
+	svcB.Close(ctx)
+	for end := time.Now().Add(2 * silence); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		send(svcA)
+		if l := openAlerts(t, a); len(l) != 0 {
+			t.Fatalf("silence alert %+v raised after the takeover while the pump sends", l[0])
+		}
+	}
+	testkit.WaitFor(t, "the silence alert raised by A once the pump stopped", func() bool { return len(openAlerts(t, a)) == 1 })
+	if all, err := a.Alerts(ctx, db.AlertFilter{}); err != nil || len(all) != 2 {
+		t.Errorf("alerts %+v (%v); want the first silence alert and the one after the takeover", all, err)
 	}
 }
 
