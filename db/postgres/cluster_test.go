@@ -24,6 +24,37 @@ func TestCluster(t *testing.T) {
 	srv := pgtest.Start(t, pgtest.Options{})
 	t.Run("LostInstanceTakenBackOnce", func(t *testing.T) { testLostInstanceTakenBackOnce(t, srv.Database(t)) })
 	t.Run("ExpiryOnceAcrossInstances", func(t *testing.T) { testExpiryOnceAcrossInstances(t, srv.Database(t)) })
+	t.Run("SilenceLockOneHolder", func(t *testing.T) { testSilenceLockOneHolder(t, srv.Database(t)) })
+}
+
+// testSilenceLockOneHolder: one instance holds the silence lock at a time;
+// it keeps it across Holds, and another takes it once it is released or
+// its session ends (the holder's connection killed, as when it died).
+func testSilenceLockOneHolder(t *testing.T, url string) {
+	ctx := context.Background()
+	st := instances(t, url, time.Now, "a", "b")
+	a, b := st[0].SilenceLock(), st[1].SilenceLock()
+	t.Cleanup(a.Release)
+	t.Cleanup(b.Release)
+	hold := func(l *postgres.SessionLock, want bool, when string) {
+		t.Helper()
+		if got, err := l.Hold(ctx); err != nil || got != want {
+			t.Fatalf("%s: Hold = %v, %v; want %v", when, got, err, want)
+		}
+	}
+	hold(a, true, "a first")
+	hold(b, false, "b while a holds")
+	hold(a, true, "a again")
+	a.Release()
+	hold(b, true, "b once a released")
+	hold(a, false, "a while b holds")
+	// b's session ends behind its back: a takes the lock, and b finds it lost.
+	if _, err := st[0].Pool().Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+		AND objid = x'66687369'::bigint AND objsubid = 1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`); err != nil {
+		t.Fatal(err)
+	}
+	hold(a, true, "a once b's session ended")
+	hold(b, false, "b after its session ended")
 }
 
 // instances opens one store per node on the database at url.
