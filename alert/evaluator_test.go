@@ -248,6 +248,19 @@ func TestSilence(t *testing.T) {
 		h.tick(400)
 		h.expect("raise r1/d @400 critical n=1 first=400 last=400 alert=300 v=300")
 	})
+	t.Run("heard elsewhere moves the timer and clears; older news does nothing", func(t *testing.T) {
+		h := newHarness(t, silenceRule(1, 300))
+		h.read("d", 0)
+		h.got = append(h.got, show(h.ev.Heard("d", at(100)))...)
+		h.tick(300)
+		h.expect()
+		h.tick(400)
+		h.expect("raise r1/d @400 critical n=1 first=400 last=400 alert=300 v=300")
+		h.got = append(h.got, show(h.ev.Heard("d", at(100)))...) // what the store said before
+		h.expect()
+		h.got = append(h.got, show(h.ev.Heard("d", at(450)))...)
+		h.expect("clear r1/d @450 critical n=1 first=400 last=400 alert=300 v=350 condition")
+	})
 	t.Run("reported update is activity", func(t *testing.T) {
 		h := newHarness(t, silenceRule(1, 300))
 		h.read("d", 0)
