@@ -503,16 +503,24 @@ func (s *Service) watchSilence(ctx context.Context) {
 		s.leading.Store(false)
 		s.log.Warn("this instance no longer holds the cluster's silence lock; another watches the devices for silence")
 	}
-	if held && s.cfg.Now().Sub(s.lastSync) >= time.Second {
-		s.lastSync = s.cfg.Now()
-		s.syncActivity(ctx)
+	if now := s.cfg.Now(); held && now.Sub(s.lastSync) >= time.Second {
+		// A minute's margin for activity stored late (it is written
+		// lazily, about a second after the message).
+		since := s.lastSync.Add(-time.Minute)
+		s.lastSync = now
+		s.syncActivity(ctx, since)
 	}
 }
 
-// syncActivity tells the evaluator every device's stored last activity.
-func (s *Service) syncActivity(ctx context.Context) {
+// syncActivity tells the evaluator the stored last activity of the
+// devices heard since since, newest first, so that a sync costs what the
+// fleet sent since the last one rather than the fleet's size (the
+// evaluator was given every device's activity when this instance took the
+// lock). A device heard again while the pages are read may be passed
+// over; the next sync's margin takes it.
+func (s *Service) syncActivity(ctx context.Context, since time.Time) {
 	for offset := 0; ; {
-		page, _, err := s.cfg.Fleet.Devices(ctx, db.DeviceFilter{Offset: offset, Limit: 1000})
+		page, _, err := s.cfg.Fleet.Devices(ctx, db.DeviceFilter{Sort: db.DeviceSortLastActivity, Desc: true, Offset: offset, Limit: 1000})
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Error("read the devices' activity for silence rules", "err", err)
@@ -521,9 +529,10 @@ func (s *Service) syncActivity(ctx context.Context) {
 		}
 		ev := s.eval()
 		for _, d := range page {
-			if !d.LastActivity.IsZero() {
-				s.apply(ctx, ev.Heard(d.DeviceID, d.LastActivity))
+			if d.LastActivity.IsZero() || d.LastActivity.Before(since) {
+				return
 			}
+			s.apply(ctx, ev.Heard(d.DeviceID, d.LastActivity))
 		}
 		if len(page) < 1000 {
 			return
