@@ -368,6 +368,14 @@ func (b *Bus) subscribe(subject string, handler nats.MsgHandler) error {
 	b.mu.Lock()
 	b.subs = append(b.subs, sub)
 	b.mu.Unlock()
+	// The server learns of a subscription asynchronously: without a round
+	// trip, what another instance publishes right after this returns may
+	// find no interest and be dropped (an alert rule created at once was
+	// not announced to an instance that had just started). A failed flush
+	// is not fatal: the client subscribes again on reconnect.
+	if err := b.nc.FlushTimeout(2 * time.Second); err != nil {
+		b.log.Warn("bus: subscription not confirmed by the server yet", "subject", subject, "err", err)
+	}
 	return nil
 }
 
