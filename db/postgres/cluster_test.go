@@ -49,7 +49,9 @@ func testSilenceLockOneHolder(t *testing.T, url string) {
 	hold(b, true, "b once a released")
 	hold(a, false, "a while b holds")
 	// b's session ends behind its back: a takes the lock, and b finds it lost.
-	if _, err := st[0].Pool().Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+	// The timeout makes the terminate wait for the backend to exit (a bare
+	// pg_terminate_backend only signals it).
+	if _, err := st[0].Pool().Exec(ctx, `SELECT pg_terminate_backend(pid, 5000) FROM pg_locks WHERE locktype = 'advisory' AND granted
 		AND objid = x'66687369'::bigint AND objsubid = 1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -60,11 +61,16 @@ func (l *SessionLock) Hold(ctx context.Context) (bool, error) {
 }
 
 // Release gives the lock up (before the store closes: the pool waits for
-// the connection).
+// the connection). It unlocks before closing: the server ends a closed
+// session only once it has read the goodbye, so another instance asking
+// right after a bare close could still find the lock held.
 func (l *SessionLock) Release() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = l.conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, l.key)
+		cancel()
 		l.drop()
 	}
 }
