@@ -6,7 +6,7 @@ GO ?= go
 GO_PACKAGES = $$($(GO) list ./...)
 GO_DIRS = $$($(GO) list -f '{{.Dir}}' ./...)
 
-.PHONY: all generate build install container run cluster test check-generated vet fmt-check lint bench e2e node_modules nats-server postgres
+.PHONY: all generate build install container run cluster test check-generated vet fmt-check lint bench e2e node_modules nats-server postgres chromium systemd-analyze
 
 # What `fieldhub version` prints. A clean clone of a tagged commit reads
 # e.g. v1.2.0; otherwise the tag plus commits since and -dirty for local
@@ -119,7 +119,7 @@ postgres:
 ## test: everything CI checks: generated files, vet, gofmt, Go tests with -race (the PostgreSQL and NATS
 ## suites fail rather than skip: FIELDHUB_REQUIRE_PG=1, FIELDHUB_REQUIRE_NATS=1; cmd/fieldhub's end-to-end
 ## tests outlast go test's default 10 minutes on a busy 2-core machine), browser tests
-test: check-generated lint postgres nats-server
+test: check-generated lint postgres nats-server chromium systemd-analyze
 	FIELDHUB_REQUIRE_PG=1 FIELDHUB_REQUIRE_NATS=1 $(GO) test -race -timeout 30m ./...
 	cd third_party/mochi-mqtt-server && $(GO) test -race ./...
 	$(MAKE) e2e
@@ -128,12 +128,37 @@ test: check-generated lint postgres nats-server
 # apt-get when root, else the command to run is printed.
 nats-server:
 	@if ! command -v nats-server >/dev/null; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends nats-server; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nats-server; \
 		else echo "nats-server is missing; install it with: sudo apt-get install -y nats-server"; exit 1; fi; \
 	fi
 
+# chromium: the browser tests drive Debian's /usr/bin/chromium (CHROMIUM names
+# another); installed with apt-get when root, else the command is printed.
+chromium:
+	@if [ -z "$${CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+		else \
+			echo "Chromium is missing; the browser tests need it. Install it with:"; \
+			echo "  sudo apt-get install -y --no-install-recommends chromium"; \
+			exit 1; \
+		fi; \
+	fi
+
+# systemd-analyze: cmd/fieldhub TestMakeInstall checks deploy/fieldhub.service with it.
+systemd-analyze:
+	@if ! command -v systemd-analyze >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd; \
+		else \
+			echo "systemd-analyze is missing; TestMakeInstall needs it. Install it with:"; \
+			echo "  sudo apt-get install -y --no-install-recommends systemd"; \
+			exit 1; \
+		fi; \
+	fi
+
 ## e2e: browser tests against the real binary in headless Chromium
-e2e: node_modules
+e2e: node_modules chromium
 	npm run --silent test:e2e
 
 ## bench: the performance figures of the issues, each beside a same-run baseline (about 4 min; bench/run.sh)
