@@ -102,7 +102,11 @@ const (
 )
 
 // SettingSnapshot is the setting that holds the evaluator's timers and
-// baselines (alert.Snapshot without what the tables hold).
+// baselines (alert.Snapshot without what the tables hold). An instance of
+// a cluster keeps its own under SettingSnapshot + "@" + its node name:
+// each evaluates the devices whose messages it stores, so one shared
+// setting would hold whichever instance saved last, and another's timers
+// would come back at a restart.
 const SettingSnapshot = "alert_evaluator"
 
 // Config is what the service needs; Store, Fleet, Audit are required.
@@ -130,6 +134,9 @@ type Config struct {
 	// Rules announces rule changes made here to the other instances of a
 	// cluster; nil for one instance.
 	Rules RuleAnnouncer
+	// Node names this instance of a cluster (its --node); "" for one
+	// instance. It keys the saved evaluator state (SettingSnapshot).
+	Node string
 	// RuleReload is how often every rule is read again from the store
 	// (default 30 s): the safety net for an announcement that was lost, or
 	// a rule changed by another process.
@@ -310,7 +317,7 @@ func (s *Service) recover(ctx context.Context) error {
 		}
 	}
 	var snap alert.Snapshot
-	if saved, err := s.cfg.Store.Setting(ctx, SettingSnapshot, ""); err != nil {
+	if saved, err := s.cfg.Store.Setting(ctx, s.snapshotKey(), ""); err != nil {
 		return err
 	} else if saved != "" {
 		if err := json.Unmarshal([]byte(saved), &snap); err != nil {
@@ -371,7 +378,14 @@ func (s *Service) saveSnapshot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.cfg.Store.SetSetting(ctx, SettingSnapshot, string(b))
+	return s.cfg.Store.SetSetting(ctx, s.snapshotKey(), string(b))
+}
+
+func (s *Service) snapshotKey() string {
+	if s.cfg.Node == "" {
+		return SettingSnapshot
+	}
+	return SettingSnapshot + "@" + s.cfg.Node
 }
 
 // Committed takes a committed batch from ingest (ingest.Publisher, called

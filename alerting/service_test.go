@@ -302,3 +302,30 @@ func TestRulesReloadedPeriodically(t *testing.T) {
 	}
 	testkit.WaitFor(t, "the deletion reloaded and the alert cleared", func() bool { return len(f.open()) == 0 })
 }
+
+// TestEvaluatorStatePerInstance: two instances of a cluster on one store
+// each save their own evaluator state. A has the freezer's forSeconds
+// timer pending; B, stopping after A, has none. When A starts again its
+// timer fires at its own time. With one shared setting B's empty state
+// overwrote A's and the alert was never raised.
+func TestEvaluatorStatePerInstance(t *testing.T) {
+	f := newFixture(t, "freezer")
+	node := func(name string) func(*alerting.Config) { return func(c *alerting.Config) { c.Node = name } }
+	a := f.start(node("a"))
+	f.rule(a, alert.Rule{Name: "warm for 2 min", Severity: alert.Major, Scope: alert.Scope{DeviceID: "freezer"},
+		Condition: alert.Condition{Kind: alert.Threshold, Metric: "temperature", Op: alert.Greater, Value: 30, ForSeconds: 120}})
+	b := f.start(node("b"))
+	f.send(a, "freezer", "temperature", 35) // pending on A for 120 s (Close evaluates it first)
+	for _, svc := range []*alerting.Service{a, b} {
+		if err := svc.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	f.clk.Advance(time.Hour)
+	f.start(node("a"))
+	open := f.open()
+	if len(open) != 1 || open[0].DeviceID != "freezer" || !open[0].FirstAt.Equal(t0.Add(120*time.Second)) {
+		t.Fatalf("open after A's restart = %+v; want the freezer's alert raised at t0+120s", open)
+	}
+}

@@ -19,7 +19,7 @@ func (a *App) startAlerts(ctx context.Context) error {
 	svc, err := alerting.New(ctx, alerting.Config{
 		Store: a.be.store, Webhooks: a.be.store, Fleet: a.be.store, Audit: a.be.store, Live: a.hub,
 		Latest: latestReadings{a}, Retention: a.cfg.AlertRetention, Rules: a.bus,
-		Silence:  a.be.silence,
+		Silence: a.be.silence, Node: clusterNode(a),
 		Delivery: alerting.DeliveryOptions{AllowLoopback: a.cfg.WebhookAllowLoopback, Claimer: a.node},
 		Logger:   a.log,
 	})
@@ -33,6 +33,15 @@ func (a *App) startAlerts(ctx context.Context) error {
 		return fmt.Errorf("start alerting: %w", err)
 	}
 	return nil
+}
+
+// clusterNode is this instance's node name in a cluster, "" for one
+// instance (whose saved alert state keeps its key from before clusters).
+func clusterNode(a *App) string {
+	if !a.bus.Clustered() {
+		return ""
+	}
+	return a.node
 }
 
 // latestReadings reads metrics from the telemetry store, which opens after
