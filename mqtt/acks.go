@@ -251,11 +251,15 @@ func (b *Broker) writeAcks(c *conn, acks []pendingAck) bool {
 const ackStall = 20 * time.Millisecond
 
 // ackWorkers write the PUBACKs of the connections the ingest writer handed
-// over. Usually one runs, started by the first connection handed over and
-// ending when the list is empty; a watchdog adds one while the list has not
-// moved for ackStall, so a stalled write holds up only itself.
+// over. One runs while connections wait in the list, started by the first
+// handed over and ending when the list is empty, and one more for every
+// ackPerWorker connections waiting, up to one per processor (a PUBACK is a
+// TLS record and a system call: one goroutine writes about 70,000 a second).
+// A watchdog adds one while the list has not moved for ackStall, so a
+// stalled write holds up only itself.
 type ackWorkers struct {
 	mu       sync.Mutex
+	max      int     // workers, the watchdog's aside: GOMAXPROCS
 	list     []*conn // from head on
 	head     int
 	running  int
@@ -264,11 +268,16 @@ type ackWorkers struct {
 	closed   bool // the broker's goroutines are being waited for: start none
 }
 
-// add hands a connection over and starts a worker if none runs.
+// ackPerWorker is how many connections waiting in the list make another
+// worker worth waking.
+const ackPerWorker = 64
+
+// add hands a connection over and starts a worker if none runs, or if the
+// list is long for those that do.
 func (w *ackWorkers) add(b *Broker, c *conn) {
 	w.mu.Lock()
 	w.list = append(w.list, c)
-	if w.running == 0 {
+	if w.running == 0 || w.running < w.max && len(w.list)-w.head > w.running*ackPerWorker {
 		w.startLocked(b)
 	}
 	w.mu.Unlock()

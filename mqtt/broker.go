@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -214,6 +215,7 @@ func New(cfg Config) (*Broker, error) {
 		presence: make(chan presenceEvent, 4096),
 	}
 	b.methods.calls = map[string]*methodCall{}
+	b.acking.max = runtime.GOMAXPROCS(0)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.taking, b.stopTaking = context.WithCancel(b.ctx)
 
