@@ -176,7 +176,18 @@ type Pipeline struct {
 type request struct {
 	recs  []telemetry.Record
 	bytes int64
-	done  chan error
+	// The outcome goes to done, or to notify when it is set (EnqueueFunc).
+	done   chan error
+	notify func(error)
+}
+
+// finish reports the request's outcome, once.
+func (r *request) finish(err error) {
+	if r.notify != nil {
+		r.notify(err)
+		return
+	}
+	r.done <- err
 }
 
 // New starts the writer. pub may be nil.
@@ -204,6 +215,7 @@ func (p *Pipeline) Submit(ctx context.Context, msgs ...telemetry.Message) error 
 	if err != nil {
 		return err
 	}
+	req.done = make(chan error, 1)
 	if err := p.enqueue(req); err != nil {
 		if errors.Is(err, ErrOverloaded) {
 			p.stats.overloaded.Add(1)
@@ -234,8 +246,8 @@ func (p *Pipeline) HungUp(ctx context.Context, deviceID string) error {
 // exists only once the queue was found full, as it rarely is. Errors are
 // those of Submit.
 func (p *Pipeline) Enqueue(ctx context.Context, wait time.Duration, msgs ...telemetry.Message) (<-chan error, error) {
+	done := make(chan error, 1)
 	if len(msgs) == 0 {
-		done := make(chan error, 1)
 		done <- nil
 		return done, nil
 	}
@@ -243,6 +255,36 @@ func (p *Pipeline) Enqueue(ctx context.Context, wait time.Duration, msgs ...tele
 	if err != nil {
 		return nil, err
 	}
+	req.done = done
+	if err := p.enqueueWaiting(ctx, wait, req); err != nil {
+		return nil, err
+	}
+	return done, nil
+}
+
+// EnqueueFunc is Enqueue with a function in place of the channel: unless
+// it returns an error, done is called exactly once with the outcome, on the
+// writer's goroutine right after the commit (before Committed), and the
+// calls of one goroutine's EnqueueFunc come in the order those returned.
+// done must return at once and never block: the rest of the batch and the
+// next commit wait for it. It spares a caller that answers many senders per
+// commit a goroutine woken per message (the MQTT broker's PUBACKs,
+// mqtt/acks.go).
+func (p *Pipeline) EnqueueFunc(ctx context.Context, wait time.Duration, done func(error), msgs ...telemetry.Message) error {
+	if len(msgs) == 0 {
+		done(nil)
+		return nil
+	}
+	req, err := p.prepare(msgs)
+	if err != nil {
+		return err
+	}
+	req.notify = done
+	return p.enqueueWaiting(ctx, wait, req)
+}
+
+// enqueueWaiting queues req, waiting for room as Enqueue says.
+func (p *Pipeline) enqueueWaiting(ctx context.Context, wait time.Duration, req *request) error {
 	var timeout <-chan time.Time
 	for {
 		// Take the signal before trying, so that room made in between is
@@ -250,10 +292,7 @@ func (p *Pipeline) Enqueue(ctx context.Context, wait time.Duration, msgs ...tele
 		room := p.roomSignal()
 		err := p.enqueue(req)
 		if !errors.Is(err, ErrOverloaded) {
-			if err != nil {
-				return nil, err
-			}
-			return req.done, nil
+			return err
 		}
 		if timeout == nil && wait > 0 {
 			t := time.NewTimer(wait)
@@ -263,9 +302,9 @@ func (p *Pipeline) Enqueue(ctx context.Context, wait time.Duration, msgs ...tele
 		select {
 		case <-room:
 		case <-timeout:
-			return nil, fmt.Errorf("wait for room in the ingest queue: %w", context.DeadlineExceeded)
+			return fmt.Errorf("wait for room in the ingest queue: %w", context.DeadlineExceeded)
 		case <-ctx.Done():
-			return nil, fmt.Errorf("wait for room in the ingest queue: %w", ctx.Err())
+			return fmt.Errorf("wait for room in the ingest queue: %w", ctx.Err())
 		}
 	}
 }
@@ -273,7 +312,7 @@ func (p *Pipeline) Enqueue(ctx context.Context, wait time.Duration, msgs ...tele
 // prepare checks msgs and parses their readings, on the caller's goroutine,
 // so that the single writer only writes.
 func (p *Pipeline) prepare(msgs []telemetry.Message) (*request, error) {
-	req := &request{recs: make([]telemetry.Record, len(msgs)), done: make(chan error, 1)}
+	req := &request{recs: make([]telemetry.Record, len(msgs))}
 	now := p.opts.Now()
 	for i := range msgs {
 		m := &msgs[i]
@@ -548,7 +587,7 @@ func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
 	if err != nil {
 		p.log.Debug("store messages", "messages", len(recs), "err", err)
 		for _, req := range batch {
-			req.done <- fmt.Errorf("store messages: %w: %w", ErrStorage, err)
+			req.finish(fmt.Errorf("store messages: %w: %w", ErrStorage, err))
 		}
 		return 0
 	}
@@ -570,7 +609,7 @@ func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
 			}
 			i++
 		}
-		req.done <- reqErr
+		req.finish(reqErr)
 	}
 	p.stats.committed.Add(int64(committed))
 	p.stats.batches.Add(1)

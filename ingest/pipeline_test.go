@@ -553,3 +553,53 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestPipelineEnqueueFunc: EnqueueFunc reports each outcome once, after
+// the commit holding the message (the message is stored when done runs), in
+// the order the calls returned; a failed commit reports ErrStorage and
+// stores nothing.
+func TestPipelineEnqueueFunc(t *testing.T) {
+	ctx := context.Background()
+	d, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	p := newPipeline(t, tel, nil, ingest.Options{Logger: slog.New(slog.DiscardHandler)})
+	type outcome struct {
+		i      int
+		err    error
+		stored int
+	}
+	outcomes := make(chan outcome, 100)
+	enqueue := func(i int, m telemetry.Message) {
+		t.Helper()
+		err := p.EnqueueFunc(ctx, 0, func(err error) {
+			// On the writer's goroutine, after the commit: a read sees it.
+			stored, _ := tel.Messages(ctx, "dev1", telemetry.MessageFilter{})
+			outcomes <- outcome{i, err, len(stored)}
+		}, m)
+		if err != nil {
+			t.Fatalf("enqueue %d: %v", i, err)
+		}
+	}
+	for i := range 50 {
+		enqueue(i, msg("dev1", i))
+	}
+	for want := range 50 {
+		o := <-outcomes
+		if o.i != want || o.err != nil || o.stored <= o.i {
+			t.Fatalf("outcome %+v, want message %d committed and stored before its outcome", o, want)
+		}
+	}
+
+	big := msg("dev1", 50)
+	big.Body = fmt.Appendf(nil, `{"pad": %q}`, strings.Repeat("x", 100_000))
+	free := dbtest.FillUp(t, d)
+	enqueue(50, big)
+	if o := <-outcomes; !errors.Is(o.err, ingest.ErrStorage) || o.stored != 50 {
+		t.Errorf("outcome on a full disk %+v, want ErrStorage and nothing stored", o)
+	}
+	free()
+	select {
+	case o := <-outcomes:
+		t.Errorf("a second outcome for one message: %+v", o)
+	default:
+	}
+}

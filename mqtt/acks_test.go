@@ -120,3 +120,32 @@ func TestCloseAcknowledgesQueuedTelemetry(t *testing.T) {
 		t.Errorf("stored %d messages, want 1", n)
 	}
 }
+
+// TestStalledDeviceHoldsUpNoOtherPuback: while the write of one device's
+// PUBACK does not return (a device that stopped reading fills its socket,
+// and the write waits until mochi's keep-alive deadline; here the client's
+// write lock is held instead, which stops the write the same way), other
+// devices' PUBACKs still go out (the ack workers' watchdog), and the held
+// one follows once its write can proceed.
+func TestStalledDeviceHoldsUpNoOtherPuback(t *testing.T) {
+	h := newTestHub(t)
+	stalled, good := h.connect(h.device("dev1")), h.connect(h.device("dev2"))
+	c := h.broker.current("dev1")
+
+	c.client.Lock()
+	held := stalled.publish(t, "devices/dev1/messages/events/", 1, `{"t":1}`)
+	testkit.WaitFor(t, "dev1's PUBACK write under way", func() bool {
+		c.acks.mu.Lock()
+		defer c.acks.mu.Unlock()
+		return c.acks.flushing
+	})
+	tok := good.publish(t, "devices/dev2/messages/events/", 1, `{"t":1}`)
+	ok := tok.WaitTimeout(wait) && tok.Error() == nil
+	c.client.Unlock()
+	if !ok {
+		t.Fatalf("no PUBACK for another device while dev1's PUBACK write waits (%v)", tok.Error())
+	}
+	if !held.WaitTimeout(wait) || held.Error() != nil {
+		t.Fatalf("no PUBACK for dev1 once its write could proceed (%v)", held.Error())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -26,11 +27,12 @@ import (
 )
 
 // Ingester stores device-to-cloud messages: Submit returns after commit,
-// Enqueue once queued (waiting for room), with a channel that reports the
-// commit. ingest.Pipeline implements it.
+// EnqueueFunc once queued (waiting for room), and calls done with the
+// commit's outcome (unless it returned an error), in the order the calls
+// returned, without blocking. ingest.Pipeline implements it.
 type Ingester interface {
 	Submit(ctx context.Context, msgs ...telemetry.Message) error
-	Enqueue(ctx context.Context, wait time.Duration, msgs ...telemetry.Message) (<-chan error, error)
+	EnqueueFunc(ctx context.Context, wait time.Duration, done func(error), msgs ...telemetry.Message) error
 	// HungUp is told of each device whose connection close was recorded.
 	HungUp(ctx context.Context, deviceID string) error
 }
@@ -159,6 +161,7 @@ type Broker struct {
 	pending map[*mochi.Client]*conn
 
 	methods methodCalls
+	acking  ackWorkers // write PUBACKs after commits (acks.go)
 
 	presence  chan presenceEvent
 	unhook    []func()       // cancels the commands services' notifications
@@ -212,6 +215,7 @@ func New(cfg Config) (*Broker, error) {
 		presence: make(chan presenceEvent, 4096),
 	}
 	b.methods.calls = map[string]*methodCall{}
+	b.acking.max = runtime.GOMAXPROCS(0)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.taking, b.stopTaking = context.WithCancel(b.ctx)
 
@@ -357,6 +361,7 @@ func (b *Broker) Close() error {
 		b.wsLn.closeNow()
 		b.cancel()
 		close(b.presence)
+		b.acking.stop()
 		b.wg.Wait()
 	})
 	return nil

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,7 +58,8 @@ func BenchmarkIngest(b *testing.B) {
 		gen := startLoadgen(b, env.dir, spec)
 		settle()
 		gen.begin(b)
-		return reportLoad(b, gen.result(b))
+		cpu := processCPU()
+		return reportLoad(b, gen.result(b), cpu)
 	}
 	b.Run("bare-mochi", func(b *testing.B) {
 		r := runBare(b, 1)
@@ -90,8 +92,9 @@ func BenchmarkIngest(b *testing.B) {
 		// Method calls span the measured load only, as the PUBACK
 		// figures do: not the connection burst, not the warm-up.
 		before := stats()
+		cpu := processCPU()
 		stopCalls := callMethods(b, br, target.DeviceID)
-		r := reportLoad(b, gen.result(b))
+		r := reportLoad(b, gen.result(b), cpu)
 		calls := stopCalls()
 		after := stats()
 		if len(calls) > 0 {
@@ -325,9 +328,14 @@ func loadShape(n int, rate float64) (perDevice int, interval time.Duration) {
 }
 
 // reportLoad reports throughput and PUBACK latency from the generator,
-// and the broker process's peak RSS; ns/op is per message.
-func reportLoad(b *testing.B, g loadgenResult) loadResult {
+// and the broker process's peak RSS and CPU per message since cpuBefore
+// (processCPU at the start of the load: the devices are other processes,
+// so this is the broker's own, whatever else the machine runs); ns/op is
+// per message.
+func reportLoad(b *testing.B, g loadgenResult, cpuBefore time.Duration) loadResult {
+	cpu := processCPU() - cpuBefore
 	r := loadResult{msgsPerSec: float64(g.Messages) / g.Seconds, p50: g.P50Ms, p99: g.P99Ms}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(g.Messages), "cpu-us/msg")
 	b.ReportMetric(r.msgsPerSec, "msgs/s")
 	b.ReportMetric(r.msgsPerSec*10, "readings/s")
 	b.ReportMetric(r.p50, "puback-p50-ms")
@@ -353,6 +361,15 @@ func benchBody(device, n int) []byte {
 	}
 	sb.WriteByte('}')
 	return []byte(sb.String())
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // peakRSSMB is the process's peak resident set (VmHWM), in MB.

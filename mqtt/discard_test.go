@@ -14,8 +14,7 @@ func (discardIngester) Submit(context.Context, ...telemetry.Message) error { ret
 
 func (discardIngester) HungUp(context.Context, string) error { return nil }
 
-func (discardIngester) Enqueue(context.Context, time.Duration, ...telemetry.Message) (<-chan error, error) {
-	done := make(chan error, 1)
-	done <- nil
-	return done, nil
+func (discardIngester) EnqueueFunc(_ context.Context, _ time.Duration, done func(error), _ ...telemetry.Message) error {
+	done(nil)
+	return nil
 }

@@ -182,7 +182,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	c := h.b.connOf(cl)
 	if c == nil {
 		cl.Stop(errors.New("publish on a connection that is not established"))
-		return pk, packets.ErrRejectPacket
+		return pk, errRejectPacket
 	}
 	p, err := c.parsed, error(nil)
 	if c.parsedTopic != pk.TopicName {
@@ -196,8 +196,12 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		h.b.log.Warn("mqtt publish failed; closing the connection without PUBACK", "device", c.deviceID, "topic", pk.TopicName, "err", err)
 		c.close("publish failed: " + err.Error())
 	}
-	return pk, packets.ErrRejectPacket
+	return pk, errRejectPacket
 }
+
+// errRejectPacket is packets.ErrRejectPacket as an error once: the Code
+// struct would be copied to the heap at every return.
+var errRejectPacket error = packets.ErrRejectPacket
 
 // handlePublish hands a publish to its service. Telemetry first takes a
 // place among the device's publishes in flight, so that no more than
@@ -213,13 +217,13 @@ func (b *Broker) handlePublish(c *conn, p Publish, pk packets.Packet) error {
 		if err := b.reserveAck(c); err != nil {
 			return err
 		}
-		committed, err := b.telemetry(c, p, pk.Payload)
-		if err != nil {
-			b.unreserveAck(c)
+		if !b.ackLater(c, a) {
+			return errConnClosed
+		}
+		if err := b.telemetry(c, p, pk.Payload); err != nil {
+			b.ackWithdraw(c)
 			return err
 		}
-		a.committed = committed
-		b.ackLater(c, a)
 		return nil
 	}
 	var err error
@@ -237,6 +241,7 @@ func (b *Broker) handlePublish(c *conn, p Publish, pk packets.Packet) error {
 	if err := b.reserveAck(c); err != nil {
 		return err
 	}
+	a.settled = true
 	b.ackLater(c, a)
 	return nil
 }
@@ -342,8 +347,8 @@ func (b *Broker) authenticate(cl *mochi.Client, pk packets.Packet) (*conn, error
 		listener:   cl.Net.Listener,
 		done:       make(chan struct{}),
 		c2d:        newC2DState(),
-		acks:       newAckState(),
 	}
+	c.acks = b.newAckState(c)
 	if pk.Connect.WillFlag {
 		// checkConnect has made sure the will is telemetry of this device.
 		p, err := ParseDevicePublish(id, pk.Connect.WillTopic)

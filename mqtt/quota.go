@@ -14,7 +14,7 @@ var errConnectThrottled = errors.New("device connects too often; refused with CO
 // holdForQuota waits, before a telemetry publish is queued, until the
 // device's message budget covers it. It runs on the connection's read
 // loop, so while it waits nothing more is read from the device: TCP holds
-// it back, and nothing it sent is dropped. The ack goroutine is not
+// it back, and nothing it sent is dropped. The ack workers are not
 // involved, so PUBACKs of earlier messages keep going out meanwhile.
 func (b *Broker) holdForQuota(c *conn) error {
 	wait := b.cfg.Quota.ReserveMessage(c.deviceID)

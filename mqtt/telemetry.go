@@ -9,26 +9,26 @@ import (
 	"fieldhub/telemetry"
 )
 
-// telemetry queues one device-to-cloud message for storage and returns the
-// channel that reports its commit. While the ingest queue is full it waits,
+// telemetry queues one device-to-cloud message for storage; the pipeline
+// reports its commit to the connection's acknowledgement queue (acks.go),
+// where ackLater has placed it. While the ingest queue is full it waits,
 // holding the device back, for at most SubmitTimeout, and not once the
 // broker is closing.
-func (b *Broker) telemetry(c *conn, p Publish, body []byte) (<-chan error, error) {
+func (b *Broker) telemetry(c *conn, p Publish, body []byte) error {
 	msg, err := b.telemetryMessage(c, p, body)
 	if err != nil {
 		b.cfg.Refusals.Add(ingest.ProtocolMQTT, ingest.ReasonTooLarge)
-		return nil, err
+		return err
 	}
-	// The wait bound is Enqueue's, not a context's: a timer per publish
+	// The wait bound is EnqueueFunc's, not a context's: a timer per publish
 	// was a quarter of this function's cost, and the queue is rarely full.
-	committed, err := b.cfg.Ingest.Enqueue(b.taking, b.cfg.SubmitTimeout, msg)
-	if err != nil {
+	if err := b.cfg.Ingest.EnqueueFunc(b.taking, b.cfg.SubmitTimeout, c.acks.settle, msg); err != nil {
 		if errors.Is(err, ingest.ErrOverloaded) || errors.Is(err, context.DeadlineExceeded) {
 			b.cfg.Refusals.Add(ingest.ProtocolMQTT, ingest.ReasonOverloaded)
 		}
-		return nil, fmt.Errorf("store telemetry: %w", err)
+		return fmt.Errorf("store telemetry: %w", err)
 	}
-	return committed, nil
+	return nil
 }
 
 // storeWill stores the will of a connection that ended without DISCONNECT

@@ -143,6 +143,8 @@ var sections = []section{
 		{name: "PUBACK p99 at half the max rate", unit: "ms", value: m("mqtt.BenchmarkIngest/fieldhub-half-rate", "puback-p99-ms")},
 		{name: "peak RSS, broker process", unit: "MB", value: m("mqtt.BenchmarkIngest/fieldhub", "peak-rss-MB"),
 			baseline: m("mqtt.BenchmarkIngest/bare-mochi", "peak-rss-MB"), baseName: "bare mochi"},
+		{name: "broker CPU per message, 1 in flight per device", unit: "µs", value: m("mqtt.BenchmarkIngest/fieldhub", "cpu-us/msg"),
+			baseline: m("mqtt.BenchmarkIngest/bare-mochi", "cpu-us/msg"), baseName: "bare mochi"},
 		{name: "method round trip p99, 1,000 devices sending at half the max rate", unit: "ms", value: m("mqtt.BenchmarkIngest/fieldhub-half-rate", "method-p99-ms"), target: atMost(20)},
 		{name: "  its way out p99: the hub's write to the device's answer", unit: "ms", value: m("mqtt.BenchmarkIngest/fieldhub-half-rate", "method-out-p99-ms")},
 		{name: "  its way back p99: the answer to the caller", unit: "ms", value: m("mqtt.BenchmarkIngest/fieldhub-half-rate", "method-back-p99-ms")},
