@@ -9,8 +9,12 @@ import (
 	"time"
 )
 
-// DefaultMemoryLimitMiB is the default of --memory-limit.
-const DefaultMemoryLimitMiB = 112
+// DefaultMemoryLimitMiB is the default of --memory-limit. With 1,000 HTTPS
+// devices (bench BenchmarkHubHTTPS) the hub's RSS is this plus about 36 MiB
+// outside Go's memory (the binary's mapped pages, SQLite's caches); 104
+// rather than 112 cost about 1-2 % more of the CPU in collection
+// (bench/README.md, issue 10, fifth round).
+const DefaultMemoryLimitMiB = 104
 
 // memoryHeadroom is the share of the limit that must stay free of live
 // data for the limit to hold: with less, the collector would run so often
@@ -25,11 +29,15 @@ const memoryCheckEvery = time.Second
 // limit: Go's collector otherwise lets the heap grow to twice what was live
 // at the last collection, and under a burst (1,000 devices posting batches
 // at once, each request's decoded messages live until commit) that doubling
-// is most of the hub's peak memory. A hub whose live data outgrows the
-// limit (a large fleet's connections, series and queues) gets Go's own
-// heap goal instead, the next second, so that the collector never runs
-// without end against a limit too small. Off with 0, and when GOMEMLIMIT
-// is set: the operator's own limit wins.
+// is most of the hub's peak memory. A hub whose live data outgrows that
+// (a large fleet's connections, series and queues) gets a limit that keeps
+// a quarter of the configured one free above its live data, and more as
+// live data grows past the limit, up to Go's own heap goal: no step, so
+// that live data just past three quarters does not raise the limit by half
+// at once (it did: the SDK-batch phase of bench BenchmarkHubHTTPS sits
+// there), and the collector never runs without end against a limit too
+// small. Off with 0, and when GOMEMLIMIT is set: the operator's own limit
+// wins.
 func (a *App) governMemory(context.Context) error {
 	limitMiB := a.cfg.MemoryLimitMiB
 	if limitMiB <= 0 || os.Getenv("GOMEMLIMIT") != "" {
@@ -82,13 +90,19 @@ func newMemoryGovernor(floor int64) *memoryGovernor {
 
 // limitFor is the limit for a live heap of live bytes and other bytes of
 // Go memory that is not heap objects (stacks, the runtime's own): the
-// floor while a quarter of it stays free, otherwise the goal Go's
-// collector would set by itself (twice the live heap).
+// floor while a quarter of it stays free; beyond, live data plus other
+// plus room to allocate before the next collection. That room is a
+// quarter of the floor while the live heap is small next to the floor (so
+// the limit moves on from the floor without a step) and grows one for one
+// with the live heap past half the floor, so that a large heap is
+// collected about as often as Go's default would (which caps the limit:
+// twice the live heap plus other).
 func limitFor(floor, live, other int64) int64 {
 	if live+other <= floor-floor/memoryHeadroom {
 		return floor
 	}
-	return max(floor, 2*live+other)
+	room := max(floor/memoryHeadroom, live-floor/2)
+	return max(floor, min(2*live+other, live+other+room))
 }
 
 func (g *memoryGovernor) apply(log *slog.Logger) {

@@ -8,8 +8,10 @@ import (
 )
 
 // TestMemoryLimitFollowsLiveHeap: the configured limit holds while live
-// data leaves a quarter of it free; beyond, the limit is Go's own goal
-// (twice the live heap), so the collector never runs without end.
+// data leaves a quarter of it free; beyond, the limit rises with live data
+// without a step (a quarter of the floor of room), the room growing with a
+// large live heap up to Go's own goal (twice the live heap), so the
+// collector never runs without end.
 func TestMemoryLimitFollowsLiveHeap(t *testing.T) {
 	const mib = 1 << 20
 	floor := int64(112 * mib)
@@ -20,13 +22,37 @@ func TestMemoryLimitFollowsLiveHeap(t *testing.T) {
 	}{
 		{"idle", 10 * mib, 20 * mib, floor},
 		{"busy, a quarter free", 60 * mib, 24 * mib, floor},
-		{"less than a quarter free", 60 * mib, 25 * mib, 145 * mib},
-		{"live data past the limit", 300 * mib, 40 * mib, 640 * mib},
+		{"less than a quarter free", 60 * mib, 25 * mib, 113 * mib},
+		{"the SDK-batch phase's burst", 66 * mib, 22 * mib, 116 * mib},
+		{"live data at the floor", 112 * mib, 30 * mib, 198 * mib},
+		{"live data past the limit", 300 * mib, 40 * mib, 584 * mib},
+		{"small other memory", 30 * mib, 60 * mib, 118 * mib},
 	}
 	for _, tt := range tests {
 		if got := limitFor(floor, tt.live, tt.other); got != tt.want {
 			t.Errorf("%s: limit %d MiB, want %d MiB", tt.name, got/mib, tt.want/mib)
 		}
+	}
+}
+
+// TestMemoryLimitHasNoStep: as live data grows, the limit never jumps by
+// more than the growth of live and other memory (the old rule raised it by
+// half at once just past three quarters of the floor), and it never falls
+// below live data plus other plus room for an eighth of the floor.
+func TestMemoryLimitHasNoStep(t *testing.T) {
+	const mib = 1 << 20
+	floor := int64(112 * mib)
+	const other = 24 * mib
+	prev := limitFor(floor, 0, other)
+	for live := int64(mib); live <= 1024*mib; live += mib {
+		got := limitFor(floor, live, other)
+		if got-prev > 2*mib {
+			t.Fatalf("live %d MiB: limit jumped from %d to %d MiB", live/mib, prev/mib, got/mib)
+		}
+		if got < live+other+floor/8 {
+			t.Fatalf("live %d MiB: limit %d MiB leaves less than an eighth of the floor free", live/mib, got/mib)
+		}
+		prev = got
 	}
 }
 

@@ -155,6 +155,15 @@ func BenchmarkHubHTTPS(b *testing.B) {
 		b.Fatal(err)
 	}
 
+	if os.Getenv("FIELDHUB_BENCH_HUB_ONLY") != "" {
+		// For comparing two builds of the hub in alternating runs: the
+		// baseline would only take time.
+		b.Logf("hub only: single %.0f msgs/s (p99 %.1f ms, %.2f cores); half rate %.0f msgs/s (p99 %.1f ms); batches %.0f msgs/s (p99 %.0f ms); 503s %d/%d/%d; peak RSS %.0f setup, %.0f single, %.0f half, %.0f batches",
+			single.rate(), single.pct(0.99), hubCPU, half.rate(), half.pct(0.99), batched.rate()*batchSize, batched.pct(0.99),
+			single.rejected, half.rejected, batched.rejected, setupRSS, singleRSS, halfRSS, batchRSS)
+		return
+	}
+
 	// The baseline: bare Echo over HTTPS, same certificate, same load.
 	bareAddr := freeAddr(b)
 	bare := startProcess(b, dir, "bare", []string{"FIELDHUB_BENCH_BARE_ADDR=" + bareAddr, "FIELDHUB_BENCH_BARE_TLS=" + tlsDir},

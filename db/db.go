@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -41,6 +42,14 @@ type DB struct {
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 }
+
+// The page cache of each connection, in KiB (SQLite's cache_size, as a
+// negative number): Open sets them and TestConnectionCacheSizes reads them
+// back.
+const (
+	WriterCacheKiB = 10000
+	ReaderCacheKiB = 2000
+)
 
 // Options tune Open.
 type Options struct {
@@ -64,7 +73,12 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	q.Set("_foreign_keys", "on")
 	q.Set("_synchronous", opts.Synchronous)
 	q.Set("_txlock", "immediate")
-	q.Set("_cache_size", "-16000")
+	// SQLite's page cache is per connection and outside Go's heap (and its
+	// memory limit). The writer's holds what every commit and index step
+	// touches again (the log's tail, the index's page per device, the
+	// series rows), so it keeps a few MB; 10 MB cost no CPU per message
+	// against 16 MB in ingest's BenchmarkCommitCost, 6 MB cost 15 %.
+	q.Set("_cache_size", "-"+strconv.Itoa(WriterCacheKiB))
 	// Each connection keeps its most recent statements prepared: the hot
 	// queries (a device's credentials, the writer's inserts) then skip
 	// SQLite's parser and planner, a third of their cost under load.
@@ -85,6 +99,13 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	}
 	rq.Set("_txlock", "deferred")
 	rq.Set("_query_only", "true")
+	// A reader's cache only serves one read transaction while the hub
+	// ingests: in WAL mode SQLite drops a connection's whole cache when it
+	// starts reading after another connection's commit. There are two
+	// readers per CPU, so a large cache each would be mostly memory that
+	// glibc keeps once a big query filled it (bench/README.md, issue 10,
+	// fifth round).
+	rq.Set("_cache_size", "-"+strconv.Itoa(ReaderCacheKiB))
 	read, err := sql.Open("sqlite3", "file:"+path+"?"+rq.Encode())
 	if err != nil {
 		write.Close()
