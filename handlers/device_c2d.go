@@ -21,12 +21,16 @@ const deviceBoundSegment = "/messages/deviceBound"
 // of /devices/{id}/messages/devicebound… to the one spelling the routes use.
 func canonicalDeviceBound(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		u := c.Request().URL
-		u.Path = canonicalDeviceBoundPath(u.Path)
-		if u.RawPath != "" {
-			u.RawPath = canonicalDeviceBoundPath(u.RawPath)
-		}
+		canonicalizeDeviceBound(c.Request().URL)
 		return next(c)
+	}
+}
+
+// canonicalizeDeviceBound is canonicalDeviceBound's rewrite of u.
+func canonicalizeDeviceBound(u *url.URL) {
+	u.Path = canonicalDeviceBoundPath(u.Path)
+	if u.RawPath != "" {
+		u.RawPath = canonicalDeviceBoundPath(u.RawPath)
 	}
 }
 

@@ -8,12 +8,14 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
 	"fieldhub/ingest"
+	"fieldhub/registry"
 	"fieldhub/telemetry"
 )
 
@@ -43,43 +45,67 @@ const MaxDeviceHeaderBytes = 64 << 10
 // DeviceRoutes registers the Azure IoT Hub device API (HTTPS) on e. serve
 // mounts them on the device listener, and on the dashboard listener only when
 // that listens on loopback.
-func (s *Server) DeviceRoutes(e *echo.Echo) {
-	e.POST("/devices/:id/messages/events", s.countRefusals(s.receiveDeviceEvents), s.authenticateDevice)
+//
+// Each route's handler is composed with its middlewares here, once, and the
+// router's own middlewares (outer) around them: Echo composes route and
+// router middlewares again on every request, one closure each, which was a
+// tenth of the device listener's allocations per message. The dashboard
+// router passes no outer middlewares (its e.Use has them).
+func (s *Server) DeviceRoutes(e *echo.Echo, outer ...echo.MiddlewareFunc) {
+	route := func(method, path string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+		e.Add(method, path, compose(h, slices.Concat(outer, mw)...))
+	}
+	route(http.MethodPost, "/devices/:id/messages/events", s.withDevice(s.countRefusals(s.receiveDeviceEvents)))
 	// Cloud-to-device (handlers/device_c2d.go); canonicalDeviceBound folds the
 	// letter case of "deviceBound" before routing.
-	e.GET("/devices/:id/messages/deviceBound", s.receiveCloudMessage, s.authenticateDevice)
-	e.DELETE("/devices/:id/messages/deviceBound/:lock", s.completeCloudMessage, s.authenticateDevice)
-	e.POST("/devices/:id/messages/deviceBound/:lock/abandon", s.abandonCloudMessage, s.authenticateDevice)
+	route(http.MethodGet, "/devices/:id/messages/deviceBound", s.receiveCloudMessage, s.authenticateDevice)
+	route(http.MethodDelete, "/devices/:id/messages/deviceBound/:lock", s.completeCloudMessage, s.authenticateDevice)
+	route(http.MethodPost, "/devices/:id/messages/deviceBound/:lock/abandon", s.abandonCloudMessage, s.authenticateDevice)
 	if s.mqttWS != nil {
 		// MQTT over WebSockets; the broker authenticates the CONNECT.
-		e.GET("/$iothub/websocket", echo.WrapHandler(s.mqttWS))
+		route(http.MethodGet, "/$iothub/websocket", echo.WrapHandler(s.mqttWS))
 	}
 }
 
+// compose applies middlewares to h as Echo would, first outermost.
+func compose(h echo.HandlerFunc, mw ...echo.MiddlewareFunc) echo.HandlerFunc {
+	for i := len(mw) - 1; i >= 0; i-- {
+		h = mw[i](h)
+	}
+	return h
+}
+
 // DeviceRouter is the router of the device listener: only the device API.
-func (s *Server) DeviceRouter() *echo.Echo {
+// Its Echo has no router-level middlewares (e.Pre, e.Use), which Echo would
+// compose on every request: the device and service routes carry them,
+// composed once (DeviceRoutes, ServiceRoutes), and the letter case of
+// "deviceBound" is folded before Echo routes (DeviceHandler.ServeHTTP).
+func (s *Server) DeviceRouter() *DeviceHandler {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = s.clientIP
-	e.Pre(canonicalDeviceBound)
-	e.Use(middleware.Recover())
-	e.Use(s.drainRefusedBody) // handlers/refused_body.go
-	e.Use(decodePathParams)
-	s.DeviceRoutes(e)
-	s.ServiceRoutes(e) // handlers/service_api.go: the IoT Hub service REST API
-	return e
+	outer := []echo.MiddlewareFunc{middleware.Recover(), s.drainRefusedBody /* handlers/refused_body.go */, decodePathParams}
+	s.DeviceRoutes(e, outer...)
+	s.ServiceRoutes(e, outer...) // handlers/service_api.go: the IoT Hub service REST API
+	return &DeviceHandler{e}
+}
+
+// DeviceHandler is the device listener's router (DeviceRouter).
+type DeviceHandler struct{ *echo.Echo }
+
+// ServeHTTP folds the letter case of "deviceBound" in the request's path
+// (canonicalDeviceBound), then routes it.
+func (d *DeviceHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	canonicalizeDeviceBound(r.URL)
+	d.Echo.ServeHTTP(w, r)
 }
 
 // receiveDeviceEvents stores telemetry: POST /devices/{id}/messages/events with
 // one message (properties in iothub-* headers) or, with Content-Type
 // application/vnd.microsoft.iothub.json, a batch. 204 once committed.
-func (s *Server) receiveDeviceEvents(c echo.Context) error {
-	who, ok := authenticatedDevice(c)
-	if !ok {
-		return errorf(http.StatusUnauthorized, "device not authenticated")
-	}
+func (s *Server) receiveDeviceEvents(c echo.Context, who registry.Identity) error {
 	if s.ingest == nil {
 		return &Error{Status: http.StatusServiceUnavailable, Message: "telemetry ingest is not running", RetryAfter: 5}
 	}
@@ -131,7 +157,8 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 			return err
 		}
 		single.Body = body
-		msgs = []telemetry.Message{single}
+		one := [1]telemetry.Message{single}
+		msgs = one[:]
 	}
 	for i := range msgs {
 		// Who sent it is what authenticated, never what the payload claims.
@@ -139,7 +166,7 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 		msgs[i].AuthMethod = who.Method
 		msgs[i].Protocol = ingest.ProtocolHTTPS
 	}
-	switch err := s.ingest.Submit(req.Context(), msgs...); {
+	switch err := s.submit(req.Context(), msgs); {
 	case err == nil:
 		return c.NoContent(http.StatusNoContent)
 	case errors.Is(err, ingest.ErrOverloaded):
@@ -162,28 +189,47 @@ func (s *Server) receiveDeviceEvents(c echo.Context) error {
 	}
 }
 
+// submit hands msgs to ingest and waits for their commit. The pipeline is
+// called as itself when it is one: through the interface msgs would escape,
+// a copy of every single message on the heap.
+func (s *Server) submit(ctx context.Context, msgs []telemetry.Message) error {
+	if s.pipeline != nil {
+		return s.pipeline.Submit(ctx, msgs...)
+	}
+	return s.ingest.Submit(ctx, slices.Clone(msgs)...)
+}
+
 // countRefusals counts the messages next refuses by the answer's status:
 // 413 too large, 429 throttled, 503 overloaded or a storage fault.
-func (s *Server) countRefusals(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		err := next(c)
-		var e *Error
-		if err == nil || !errors.As(err, &e) {
-			return err
-		}
-		switch e.Status {
-		case http.StatusRequestEntityTooLarge:
-			s.refusals.Add(ingest.ProtocolHTTPS, ingest.ReasonTooLarge)
-		case http.StatusTooManyRequests:
-			s.refusals.Add(ingest.ProtocolHTTPS, ingest.ReasonThrottled)
-		case http.StatusServiceUnavailable:
-			if errors.Is(err, ingest.ErrStorage) {
-				s.refusals.Add(ingest.ProtocolHTTPS, ingest.ReasonStorageFault)
-			} else {
-				s.refusals.Add(ingest.ProtocolHTTPS, ingest.ReasonOverloaded)
-			}
+func (s *Server) countRefusals(next deviceHandler) deviceHandler {
+	return func(c echo.Context, who registry.Identity) error {
+		err := next(c, who)
+		if err != nil {
+			s.countRefusal(err)
 		}
 		return err
+	}
+}
+
+// countRefusal counts a refused message by the error's status. A function
+// of its own: errors.As's target would otherwise be on the heap for every
+// message, refused or not.
+func (s *Server) countRefusal(err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		return
+	}
+	switch e.Status {
+	case http.StatusRequestEntityTooLarge:
+		s.refusals.Add(ingest.ProtocolHTTPS, ingest.ReasonTooLarge)
+	case http.StatusTooManyRequests:
+		s.refusals.Add(ingest.ProtocolHTTPS, ingest.ReasonThrottled)
+	case http.StatusServiceUnavailable:
+		if errors.Is(err, ingest.ErrStorage) {
+			s.refusals.Add(ingest.ProtocolHTTPS, ingest.ReasonStorageFault)
+		} else {
+			s.refusals.Add(ingest.ProtocolHTTPS, ingest.ReasonOverloaded)
+		}
 	}
 }
 
@@ -246,22 +292,19 @@ func (s *Server) readBatch(c echo.Context, limit int64) ([]telemetry.Message, er
 // otherwise set the heap's size.
 func (s *Server) readDeviceBody(c echo.Context, batch bool, limit int64) ([]byte, error) {
 	req := c.Request()
-	r := http.MaxBytesReader(c.Response(), req.Body, limit)
-	readErr := func(err error) error {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return tooLarge(batch, limit)
-		}
-		return errorf(http.StatusBadRequest, "could not read the request body: %v", err)
+	if req.ContentLength > limit {
+		return nil, tooLarge(batch, limit)
 	}
 	if !batch && req.ContentLength > 0 {
-		// net/http ends the body at Content-Length; a shorter one is an error.
+		// net/http ends the body at Content-Length, which the caller held
+		// to limit, so no MaxBytesReader; a shorter body is an error.
 		body := make([]byte, req.ContentLength)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return nil, readErr(err)
+		if _, err := io.ReadFull(req.Body, body); err != nil {
+			return nil, bodyReadError(err, batch, limit)
 		}
 		return body, nil
 	}
+	r := http.MaxBytesReader(c.Response(), req.Body, limit)
 	var buf *bytes.Buffer
 	if batch {
 		buf, _ = s.batchBodies.Get().(*bytes.Buffer)
@@ -275,9 +318,18 @@ func (s *Server) readDeviceBody(c echo.Context, batch bool, limit int64) ([]byte
 	}
 	if _, err := buf.ReadFrom(r); err != nil {
 		s.releaseBatchBody(buf.Bytes())
-		return nil, readErr(err)
+		return nil, bodyReadError(err, batch, limit)
 	}
 	return buf.Bytes(), nil
+}
+
+// bodyReadError answers a body that could not be read.
+func bodyReadError(err error, batch bool, limit int64) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return tooLarge(batch, limit)
+	}
+	return errorf(http.StatusBadRequest, "could not read the request body: %v", err)
 }
 
 // releaseBatchBody gives a batch's raw body back to the pool.

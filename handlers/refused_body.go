@@ -31,27 +31,49 @@ func (s *Server) drainRefusedBody(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		body := req.Body // the connection's, whatever the handler wraps it in
-		res := c.Response()
-		var rc *http.ResponseController // only for a refused body
-		res.Before(func() {
-			if res.Status != http.StatusRequestEntityTooLarge {
-				return
-			}
-			rc = http.NewResponseController(res)
-			res.Header().Set(echo.HeaderConnection, "close")
-			// Reading after the answer is written; net/http would
-			// otherwise give up on an unread body of 256 KB or more.
-			_ = rc.EnableFullDuplex()
-		})
+		// A watch from the pool, its hook made once: a closure per request
+		// was two of the device listener's allocations per message.
+		// Not deferred: after a panic the hook may still run as Recover
+		// answers, so that watch is left to the collector.
+		w := s.refusalWatches.Get().(*refusalWatch)
+		w.res, w.rc = c.Response(), nil
+		w.res.Before(w.hook)
 		err := next(c)
 		if err != nil {
 			c.Error(err) // the answer goes out before the body is drained
 		}
-		if rc != nil && req.ContentLength <= refusedBodyDrain {
-			s.discardBody(rc, body)
+		if w.rc != nil && req.ContentLength <= refusedBodyDrain {
+			s.discardBody(w.rc, body)
 		}
+		w.res, w.rc = nil, nil
+		s.refusalWatches.Put(w)
 		return nil
 	}
+}
+
+// refusalWatch watches a response for a 413 (drainRefusedBody).
+type refusalWatch struct {
+	res  *echo.Response
+	rc   *http.ResponseController // set once the answer is a 413
+	hook func()                   // w.before, bound once
+}
+
+func newRefusalWatch() any {
+	w := &refusalWatch{}
+	w.hook = w.before
+	return w
+}
+
+// before runs as the answer's header is written.
+func (w *refusalWatch) before() {
+	if w.res.Status != http.StatusRequestEntityTooLarge {
+		return
+	}
+	w.rc = http.NewResponseController(w.res)
+	w.res.Header().Set(echo.HeaderConnection, "close")
+	// Reading after the answer is written; net/http would
+	// otherwise give up on an unread body of 256 KB or more.
+	_ = w.rc.EnableFullDuplex()
 }
 
 // discardBody reads what remains of a refused body, up to refusedBodyDrain

@@ -132,6 +132,7 @@ type Server struct {
 	twins      Twins
 	jobs       Jobs
 	ingest     MessageSubmitter
+	pipeline   *ingest.Pipeline // ingest, when it is the pipeline (Server.submit)
 	telemetry  Telemetry
 	devices    Devices
 	// separateDevice leaves the device API off the dashboard router.
@@ -141,7 +142,9 @@ type Server struct {
 	health         *storage.Health
 	// batchBodies recycles the read buffers of device batch requests;
 	// batchBudget bounds their bytes read at once (batchBodyBudget).
-	batchBodies     sync.Pool
+	batchBodies sync.Pool
+	// refusalWatches recycles drainRefusedBody's watches of a response.
+	refusalWatches  sync.Pool
 	batchBudget     *semaphore.Weighted
 	batchBudgetSize int64
 	batchBudgetWait time.Duration
@@ -204,6 +207,8 @@ func New(cfg Config) (*echo.Echo, *Server) {
 	s.policies = cfg.Policies
 	// Per address only: a budget per policy name would let anyone lock an
 	// app out by failing in its name.
+	s.refusalWatches.New = newRefusalWatch
+	s.pipeline, _ = cfg.Ingest.(*ingest.Pipeline)
 	s.serviceThrottle = auth.NewThrottle(auth.ThrottleConfig{Now: cfg.Now, PerUser: math.MaxInt32, PerAddress: 20})
 	s.auditRetention, s.alertRetention = cfg.AuditRetention, cfg.AlertRetention
 	s.cloud, s.methods, s.twins, s.jobs = cfg.CloudMessages, cfg.Methods, cfg.Twins, cfg.Jobs

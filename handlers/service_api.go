@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,7 +30,8 @@ const servicePolicyKey = "fieldhub.policy"
 
 // ServiceRoutes adds the service API to the device listener's router. Its
 // paths overlap the dashboard's (/devices/{id}), so it is served there only.
-func (s *Server) ServiceRoutes(e *echo.Echo) {
+// outer are the router's middlewares, composed around each route once.
+func (s *Server) ServiceRoutes(e *echo.Echo, outer ...echo.MiddlewareFunc) {
 	if s.policies == nil {
 		return
 	}
@@ -38,7 +40,7 @@ func (s *Server) ServiceRoutes(e *echo.Echo) {
 	svc := []db.Rights{db.RightServiceConnect}
 	readOrSvc := []db.Rights{db.RightRegistryRead, db.RightServiceConnect}
 	route := func(method, path string, h echo.HandlerFunc, anyOf []db.Rights) {
-		e.Add(method, path, h, s.serviceErrors, s.checkAPIVersion, s.authenticateService, requireRight(anyOf))
+		e.Add(method, path, compose(h, slices.Concat(outer, []echo.MiddlewareFunc{s.serviceErrors, s.checkAPIVersion, s.authenticateService, requireRight(anyOf)})...))
 	}
 	// Registry (handlers/service_registry.go).
 	route(http.MethodGet, "/devices", s.svcListDevices, read)

@@ -49,7 +49,7 @@ func TestClientAddress(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dashboard, server := handlers.New(testkit.WithServices(handlers.Config{TrustedProxies: tt.trusted}, dbtest.MustOpen(t), nil))
-			for name, router := range map[string]*echo.Echo{"dashboard": dashboard, "device": server.DeviceRouter()} {
+			for name, router := range map[string]*echo.Echo{"dashboard": dashboard, "device": server.DeviceRouter().Echo} {
 				for _, xff := range tt.xff {
 					req := httptest.NewRequest("GET", "/", nil)
 					req.RemoteAddr = tt.remote

@@ -52,18 +52,30 @@ const (
 	headerUserID          = "iothub-userid"
 )
 
+// The same names as net/http keeps them (textproto.CanonicalMIMEHeaderKey):
+// http.Header.Get with a name in another case makes the canonical string
+// anew on every call, six allocations per message.
+const (
+	canonicalMessageID       = "Iothub-Messageid"
+	canonicalCorrelationID   = "Iothub-Correlationid"
+	canonicalContentType     = "Iothub-Contenttype"
+	canonicalContentEncoding = "Iothub-Contentencoding"
+	canonicalTo              = "Iothub-To"
+	canonicalUserID          = "Iothub-Userid"
+)
+
 // MessageFromHTTP builds a message from a POST …/messages/events request.
 // Header names arrive case-folded by net/http, so the names of application
 // properties (iothub-app-<name>) are lower-cased: their original case is lost.
 // DeviceID, AuthMethod and EnqueuedAt are the caller's to fill in.
 func MessageFromHTTP(h http.Header, body []byte) telemetry.Message {
 	m := telemetry.Message{
-		MessageID:       h.Get(headerMessageID),
-		CorrelationID:   h.Get(headerCorrelationID),
-		ContentType:     h.Get(headerContentType),
-		ContentEncoding: h.Get(headerContentEncoding),
-		To:              h.Get(headerTo),
-		UserID:          h.Get(headerUserID),
+		MessageID:       h.Get(canonicalMessageID),
+		CorrelationID:   h.Get(canonicalCorrelationID),
+		ContentType:     h.Get(canonicalContentType),
+		ContentEncoding: h.Get(canonicalContentEncoding),
+		To:              h.Get(canonicalTo),
+		UserID:          h.Get(canonicalUserID),
 		Body:            body,
 	}
 	if m.ContentType == "" {

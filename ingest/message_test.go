@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"net/textproto"
 	"os"
 	"strings"
 	"testing"
@@ -271,4 +272,18 @@ func FuzzDecodeBatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCanonicalHeaderNames: MessageFromHTTP reads the headers by their
+// canonical names, which must be the system properties' names.
+func TestCanonicalHeaderNames(t *testing.T) {
+	for name, canonical := range map[string]string{
+		headerMessageID: canonicalMessageID, headerCorrelationID: canonicalCorrelationID,
+		headerContentType: canonicalContentType, headerContentEncoding: canonicalContentEncoding,
+		headerTo: canonicalTo, headerUserID: canonicalUserID,
+	} {
+		if got := textproto.CanonicalMIMEHeaderKey(name); got != canonical {
+			t.Errorf("%s: canonical %q, constant %q", name, got, canonical)
+		}
+	}
 }
