@@ -74,6 +74,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, node string) (*Storage, error)
 	if err != nil {
 		return nil, fmt.Errorf("register telemetry node %q: %w", node, err)
 	}
+	// The row every group commit of the node moves (Commit).
+	if _, err := pool.Exec(ctx, `INSERT INTO telemetry_logged (node) VALUES ($1) ON CONFLICT (node) DO NOTHING`, s.node); err != nil {
+		return nil, fmt.Errorf("register telemetry node %q: %w", node, err)
+	}
 	s.chunkBase = int64(s.node-1) * nodeRange
 	return s, nil
 }
@@ -207,8 +211,9 @@ func (s *Storage) Metrics(ctx context.Context, deviceID string) ([]telemetry.Met
 // the watermark alone bounds the read.
 func (s *Storage) newestOfOthers(ctx context.Context, devID int64, ms []telemetry.Metric) error {
 	r, err := s.pool.Query(ctx, `SELECT t.enqueued_at, t.body
-		FROM (SELECT id AS node, folded_message_id AS after, logged_message_id AS upto, $1::bigint AS device_id
-			FROM telemetry_nodes WHERE id <> $2 AND logged_message_id > folded_message_id OFFSET 0) b
+		FROM (SELECT n.id AS node, n.folded_message_id AS after, l.message_id AS upto, $1::bigint AS device_id
+			FROM telemetry_nodes n JOIN telemetry_logged l ON l.node = n.id
+			WHERE n.id <> $2 AND l.message_id > n.folded_message_id OFFSET 0) b
 		CROSS JOIN LATERAL (`+tailMessages+`) t`, devID, s.node)
 	if err != nil {
 		return err
@@ -315,11 +320,11 @@ const tailChunk = -1
 // (up to 30 s). A node with nothing newer than its watermark (an idle one)
 // is left out without reading the log.
 const tailCTE = `WITH tail AS MATERIALIZED (
-		SELECT n.id AS node, GREATEST(n.folded_message_id, p.through_msg) AS after, n.logged_message_id AS upto,
+		SELECT n.id AS node, GREATEST(n.folded_message_id, p.through_msg) AS after, l.message_id AS upto,
 			m.device_id, m.name
-		FROM metrics m CROSS JOIN telemetry_nodes n
+		FROM metrics m CROSS JOIN telemetry_nodes n JOIN telemetry_logged l ON l.node = n.id
 		LEFT JOIN metric_progress p ON p.metric_id = m.id AND p.node = n.id
-		WHERE m.id = $1 AND n.id <> $4 AND n.logged_message_id > GREATEST(n.folded_message_id, p.through_msg))
+		WHERE m.id = $1 AND n.id <> $4 AND l.message_id > GREATEST(n.folded_message_id, p.through_msg))
 	`
 
 // tailMessages reads a tail row b's messages: an index range of the

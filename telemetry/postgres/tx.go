@@ -92,12 +92,11 @@ func (w *writeTx) Commit() error {
 	b := w.batch()
 	b.QueuedQueries = append(b.QueuedQueries, w.later.QueuedQueries...)
 	if w.logged > 0 {
-		// Last before COMMIT: the node's row is locked the shortest time, and
-		// after the devices' rows, in the order a checkpoint locks them (its
-		// activity, then its watermark), so the two never deadlock. Queries
-		// on other instances read the node's messages up to here that are not
-		// in chunks yet (Storage.Chunks).
-		b.Queue(`UPDATE telemetry_nodes SET logged_message_id = $1 WHERE id = $2`, w.logged, w.s.node)
+		// Last before COMMIT: the row is locked the shortest time. Only this
+		// node's single writer moves it. Queries on other instances read the
+		// node's messages up to here that are not in chunks yet
+		// (Storage.Chunks).
+		b.Queue(`UPDATE telemetry_logged SET message_id = $1 WHERE node = $2`, w.logged, w.s.node)
 	}
 	committed := false
 	b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
