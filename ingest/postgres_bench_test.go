@@ -17,6 +17,8 @@ import (
 	"fieldhub/internal/pgtest"
 	"fieldhub/telemetry"
 	telpostgres "fieldhub/telemetry/postgres"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // BenchmarkIngestPostgres is the durable pipeline on the PostgreSQL store
@@ -31,7 +33,9 @@ import (
 func BenchmarkIngestPostgres(b *testing.B) {
 	const phase, rounds = 2 * time.Second, 3
 	srv := pgtest.Start(b, pgtest.Options{Fsync: true})
-	stores := [2]benchHub{benchPipeline(b), postgresPipeline(b, srv.Database(b))}
+	pgHub, pool := postgresPipeline(b, srv.Database(b))
+	stores := [2]benchHub{benchPipeline(b), pgHub}
+	cost := newPGCost(b, pool)
 	b.ResetTimer()
 	for range b.N {
 		// Each figure is the median of rounds, the two stores measured one
@@ -39,12 +43,39 @@ func BenchmarkIngestPostgres(b *testing.B) {
 		// shared machine does not fall on one store only.
 		var single, batched, p50, p99 [2][]float64
 		var refused [2]int
-		for range rounds {
+		var walPerMsg, serverPerMsg, hubPerMsg, singleWAL, singleServer []float64
+		for round := range rounds {
 			for i, h := range stores {
-				single[i] = append(single[i], closedLoop(b, h.p, h.ids, 128, 1, phase))
+				before := cost.at(b)
+				var sent int
+				single[i] = append(single[i], closedLoopN(b, h.p, h.ids, 128, 1, phase, &sent))
+				if i == 1 {
+					after := cost.at(b)
+					singleWAL = append(singleWAL, float64(after.wal-before.wal)/float64(sent))
+					singleServer = append(singleServer, float64((after.server-before.server).Microseconds())/float64(sent))
+					if round == 0 {
+						if s := cost.walStats(before, after, "single"); s != "" {
+							b.Logf("WAL of a single-message phase, %d messages: %s", sent, s)
+						}
+					}
+				}
 			}
 			for i, h := range stores {
-				batched[i] = append(batched[i], closedLoop(b, h.p, h.ids, 16, 50, phase))
+				before := cost.at(b)
+				var sent int
+				batched[i] = append(batched[i], closedLoopN(b, h.p, h.ids, 16, 50, phase, &sent))
+				if i == 1 {
+					after := cost.at(b)
+					n := float64(sent)
+					walPerMsg = append(walPerMsg, float64(after.wal-before.wal)/n)
+					serverPerMsg = append(serverPerMsg, float64((after.server-before.server).Microseconds())/n)
+					hubPerMsg = append(hubPerMsg, float64((after.hub-before.hub).Microseconds())/n)
+					if round == 0 {
+						if s := cost.walStats(before, after, "batched"); s != "" {
+							b.Logf("WAL of a batched phase, %d messages:\n%s", sent, s)
+						}
+					}
+				}
 			}
 			for i, h := range stores {
 				l50, l99, n := openLoop(b, h.p, h.ids, median(single[i])/2, phase)
@@ -58,6 +89,11 @@ func BenchmarkIngestPostgres(b *testing.B) {
 		b.ReportMetric(median(batched[sq]), "sqlite-batched-msgs/s")
 		b.ReportMetric(median(batched[pg]), "pg-batched-msgs/s")
 		b.ReportMetric(median(batched[pg])/median(batched[sq]), "pg-x-sqlite-batched")
+		b.ReportMetric(median(singleWAL), "pg-single-wal-B/msg")
+		b.ReportMetric(median(singleServer), "pg-single-server-cpu-us/msg")
+		b.ReportMetric(median(walPerMsg), "pg-batched-wal-B/msg")
+		b.ReportMetric(median(serverPerMsg), "pg-batched-server-cpu-us/msg")
+		b.ReportMetric(median(hubPerMsg), "pg-batched-hub-cpu-us/msg")
 		b.ReportMetric(median(p99[sq]), "sqlite-ack-p99-ms")
 		b.ReportMetric(median(p50[pg]), "pg-ack-p50-ms")
 		b.ReportMetric(median(p99[pg]), "pg-ack-p99-ms")
@@ -75,7 +111,7 @@ func median(vs []float64) float64 {
 }
 
 // postgresPipeline is benchPipeline on the PostgreSQL database at url.
-func postgresPipeline(b *testing.B, url string) benchHub {
+func postgresPipeline(b *testing.B, url string) (benchHub, *pgxpool.Pool) {
 	b.Helper()
 	ctx := context.Background()
 	d, err := dbpostgres.Open(ctx, url)
@@ -106,12 +142,18 @@ func postgresPipeline(b *testing.B, url string) benchHub {
 			b.Fatal(err)
 		}
 	}
-	return benchHub{tel: tel, p: p, ids: ids}
+	return benchHub{tel: tel, p: p, ids: ids}, d.Pool()
 }
 
 // closedLoop submits from senders goroutines, perSubmit messages a Submit,
 // for d, and returns the messages acknowledged a second.
 func closedLoop(b *testing.B, p *ingest.Pipeline, ids []string, senders, perSubmit int, d time.Duration) float64 {
+	var sent int
+	return closedLoopN(b, p, ids, senders, perSubmit, d, &sent)
+}
+
+// closedLoopN is closedLoop that also says how many messages were acknowledged.
+func closedLoopN(b *testing.B, p *ingest.Pipeline, ids []string, senders, perSubmit int, d time.Duration, acked *int) float64 {
 	ctx := context.Background()
 	var sent atomic.Int64
 	var wg sync.WaitGroup
@@ -136,6 +178,7 @@ func closedLoop(b *testing.B, p *ingest.Pipeline, ids []string, senders, perSubm
 		}()
 	}
 	wg.Wait()
+	*acked = int(sent.Load())
 	return float64(sent.Load()) / time.Since(start).Seconds()
 }
 

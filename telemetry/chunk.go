@@ -179,3 +179,15 @@ func decodeChunk(data []byte, n int, fn func(ts int64, v float64)) error {
 	}
 	return nil
 }
+
+// EncodeChunk packs points, in the order given, into a chunk numbered no,
+// with its summary. It is for a storage that derives readings itself rather
+// than reading them from stored chunks (telemetry/postgres: readings that
+// another instance logged and holds in memory until its checkpoint).
+func EncodeChunk(no int64, pts []Point) Chunk {
+	var c chunkEncoder
+	for _, p := range pts {
+		c.add(p.TS, p.Value)
+	}
+	return c.snapshot(no)
+}

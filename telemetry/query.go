@@ -24,7 +24,9 @@ func (s *Store) Metrics(ctx context.Context, deviceID string) ([]Metric, error) 
 	}
 	s.mu.RLock()
 	for i, m := range out {
-		if sr, ok := s.idx.byID[m.ID]; ok && sr.hasLast {
+		// This writer's newest reading, unless the storage has a newer one
+		// (another writer's, on a shared storage).
+		if sr, ok := s.idx.byID[m.ID]; ok && sr.hasLast && (m.LastTime.IsZero() || sr.lastTS >= m.LastTime.UnixMilli()) {
 			out[i].LastValue, out[i].LastTime = sr.lastValue, time.UnixMilli(sr.lastTS).UTC()
 		}
 	}

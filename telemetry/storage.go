@@ -36,7 +36,11 @@ type Storage interface {
 	Metrics(ctx context.Context, deviceID string) ([]Metric, error)
 	MetricID(ctx context.Context, deviceID, name string) (int64, error)
 	// Chunks returns a metric's stored chunks that overlap [from, to] (Unix
-	// ms, inclusive), in any order; without withData their Data is nil.
+	// ms, inclusive), in any order; without withData their Data is nil. A
+	// storage that several writers share also returns, as chunks numbered
+	// below 0 and always with their Data, the readings in [from, to] that the
+	// other writers logged and have not stored in chunks yet (as of the same
+	// instant as the stored chunks), so that a query on any writer sees them.
 	Chunks(ctx context.Context, metricID, from, to int64, withData bool) ([]Chunk, error)
 	// Rollups reads a metric's stored rollup rows of tier t (TierMinute or
 	// TierHour) whose bucket starts in [from, to] (Unix ms), in bucket

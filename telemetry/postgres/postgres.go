@@ -74,6 +74,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, node string) (*Storage, error)
 	if err != nil {
 		return nil, fmt.Errorf("register telemetry node %q: %w", node, err)
 	}
+	// The row every group commit of the node moves (Commit).
+	if _, err := pool.Exec(ctx, `INSERT INTO telemetry_logged (node) VALUES ($1) ON CONFLICT (node) DO NOTHING`, s.node); err != nil {
+		return nil, fmt.Errorf("register telemetry node %q: %w", node, err)
+	}
 	s.chunkBase = int64(s.node-1) * nodeRange
 	return s, nil
 }
@@ -195,7 +199,45 @@ func (s *Storage) Metrics(ctx context.Context, deviceID string) ([]telemetry.Met
 	if err := r.Err(); err != nil {
 		return nil, fmt.Errorf("list metrics of %q: %w", deviceID, err)
 	}
+	if err := s.newestOfOthers(ctx, devID, out); err != nil {
+		return nil, fmt.Errorf("list metrics of %q: %w", deviceID, err)
+	}
 	return out, nil
+}
+
+// newestOfOthers moves the last values of a device's metrics forward by the
+// readings that other nodes logged and have not checkpointed yet (see
+// tailCTE). A reading already in the stored last value changes nothing, so
+// the watermark alone bounds the read.
+func (s *Storage) newestOfOthers(ctx context.Context, devID int64, ms []telemetry.Metric) error {
+	r, err := s.pool.Query(ctx, `SELECT t.enqueued_at, t.body
+		FROM (SELECT n.id AS node, n.folded_message_id AS after, l.message_id AS upto, $1::bigint AS device_id
+			FROM telemetry_nodes n JOIN telemetry_logged l ON l.node = n.id
+			WHERE n.id <> $2 AND l.message_id > n.folded_message_id OFFSET 0) b
+		CROSS JOIN LATERAL (`+tailMessages+`) t`, devID, s.node)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	at := make(map[string]int, len(ms))
+	for i, m := range ms {
+		at[m.Name] = i
+	}
+	for r.Next() {
+		var enqueued int64
+		var body []byte
+		if err := r.Scan(&enqueued, &body); err != nil {
+			return err
+		}
+		rec := telemetry.NewRecord(telemetry.Message{EnqueuedAt: storage.FromUnixMS(enqueued), Body: body})
+		for _, rd := range rec.Readings {
+			i, ok := at[rd.Metric]
+			if ok && (ms[i].LastTime.IsZero() || !rec.Time.Before(ms[i].LastTime)) {
+				ms[i].LastValue, ms[i].LastTime = rd.Value, rec.Time.UTC()
+			}
+		}
+	}
+	return r.Err()
 }
 
 // MetricID finds a device's metric.
@@ -215,28 +257,81 @@ func (s *Storage) MetricID(ctx context.Context, deviceID, name string) (int64, e
 	return id, nil
 }
 
-// Chunks reads a metric's stored chunks (every node's) that overlap [from, to].
+// Chunks reads a metric's stored chunks (every node's) that overlap [from,
+// to], and the readings in [from, to] that other nodes logged and hold in
+// memory until their next checkpoint (tailCTE), as one chunk numbered
+// tailChunk.
 func (s *Storage) Chunks(ctx context.Context, metricID, from, to int64, withData bool) ([]telemetry.Chunk, error) {
-	cols := `chunk_no, start_ts, end_ts, n, min, max, sum, data`
+	data := `data`
 	if !withData {
-		cols = `chunk_no, start_ts, end_ts, n, min, max, sum, NULL::bytea`
+		data = `NULL::bytea`
 	}
-	r, err := s.pool.Query(ctx, `SELECT `+cols+` FROM reading_chunks
-		WHERE metric_id = $1 AND end_ts >= $2 AND start_ts <= $3`, metricID, from, to)
+	// One statement, so one snapshot: a checkpoint that stores some of
+	// another node's readings commits its chunks with its progress, and the
+	// tail below starts after that progress, so no reading comes twice.
+	r, err := s.pool.Query(ctx, tailCTE+`SELECT NULL::text, chunk_no, start_ts, end_ts, n, min, max, sum, `+data+`
+		FROM reading_chunks WHERE metric_id = $1 AND end_ts >= $2 AND start_ts <= $3
+		UNION ALL
+		SELECT b.name, t.id, t.enqueued_at, 0, 0, 0, 0, 0, t.body FROM tail b CROSS JOIN LATERAL (`+tailMessages+`) t`,
+		metricID, from, to, s.node)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
 	var out []telemetry.Chunk
+	var tail []telemetry.Point
 	for r.Next() {
 		var c telemetry.Chunk
-		if err := r.Scan(&c.No, &c.Start, &c.End, &c.N, &c.Min, &c.Max, &c.Sum, &c.Data); err != nil {
+		var metric *string
+		if err := r.Scan(&metric, &c.No, &c.Start, &c.End, &c.N, &c.Min, &c.Max, &c.Sum, &c.Data); err != nil {
 			return nil, err
 		}
-		out = append(out, c)
+		if metric == nil {
+			out = append(out, c)
+			continue
+		}
+		// A message of the tail: its id, enqueued time and body.
+		rec := telemetry.NewRecord(telemetry.Message{EnqueuedAt: storage.FromUnixMS(c.Start), Body: c.Data})
+		for _, rd := range rec.Readings {
+			if ts := rec.Time.UnixMilli(); rd.Metric == *metric && ts >= from && ts <= to {
+				tail = append(tail, telemetry.Point{TS: ts, Value: rd.Value})
+				break
+			}
+		}
 	}
-	return out, r.Err()
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	if len(tail) > 0 {
+		out = append(out, telemetry.EncodeChunk(tailChunk, tail))
+	}
+	return out, nil
 }
+
+// tailChunk numbers the chunk of other nodes' readings not yet checkpointed
+// that Chunks returns: below every stored or in-memory chunk's number.
+const tailChunk = -1
+
+// tailCTE finds, for a metric ($1), each node other than this one ($4)
+// whose log holds messages of the metric's device that are not in the
+// node's stored chunks of the metric: those after the node's watermark and
+// after its progress with the metric, up to the newest message it logged.
+// Their readings are only in that node's memory until its next checkpoint
+// (up to 30 s). A node with nothing newer than its watermark (an idle one)
+// is left out without reading the log.
+const tailCTE = `WITH tail AS MATERIALIZED (
+		SELECT n.id AS node, GREATEST(n.folded_message_id, p.through_msg) AS after, l.message_id AS upto,
+			m.device_id, m.name
+		FROM metrics m CROSS JOIN telemetry_nodes n JOIN telemetry_logged l ON l.node = n.id
+		LEFT JOIN metric_progress p ON p.metric_id = m.id AND p.node = n.id
+		WHERE m.id = $1 AND n.id <> $4 AND l.message_id > GREATEST(n.folded_message_id, p.through_msg))
+	`
+
+// tailMessages reads a tail row b's messages: an index range of the
+// device's newest messages. OFFSET 0 keeps the planner from flattening it
+// into a scan of every message of the device.
+const tailMessages = `SELECT id, enqueued_at, body FROM messages
+		WHERE device_id = b.device_id AND id > b.after AND id <= b.upto AND node = b.node OFFSET 0`
 
 // Rollups reads a metric's rollup rows (every node's) and this node's
 // progress with the metric in one statement: one snapshot of the database.

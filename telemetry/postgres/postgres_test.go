@@ -26,6 +26,7 @@ func TestPostgreSQL(t *testing.T) {
 		})
 	})
 	t.Run("NodesShareTheTables", func(t *testing.T) { testNodesShareTheTables(t, srv.Database(t)) })
+	t.Run("OtherNodesTail", func(t *testing.T) { testOtherNodesTail(t, srv.Database(t)) })
 	t.Run("DeviceDeletedDuringCommit", func(t *testing.T) { testDeviceDeletedDuringCommit(t, srv.Database(t)) })
 	t.Run("TextPostgreSQLCannotHold", func(t *testing.T) { testTextPostgreSQLCannotHold(t, srv.Database(t)) })
 }

@@ -33,6 +33,8 @@ type writeTx struct {
 	// pruneLock: 0 not asked yet, 1 this transaction holds the prune lock,
 	// -1 another instance's transaction does.
 	pruneLock int
+	// logged is the newest message id this transaction logs (0: none).
+	logged int64
 }
 
 // Begin starts a write transaction on a connection of the pool.
@@ -89,6 +91,13 @@ func (w *writeTx) Commit() error {
 	ctx := w.ctx
 	b := w.batch()
 	b.QueuedQueries = append(b.QueuedQueries, w.later.QueuedQueries...)
+	if w.logged > 0 {
+		// Last before COMMIT: the row is locked the shortest time. Only this
+		// node's single writer moves it. Queries on other instances read the
+		// node's messages up to here that are not in chunks yet
+		// (Storage.Chunks).
+		b.Queue(`UPDATE telemetry_logged SET message_id = $1 WHERE node = $2`, w.logged, w.s.node)
+	}
 	committed := false
 	b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
 		// COMMIT of a failed transaction answers ROLLBACK, not an error.
@@ -251,6 +260,7 @@ func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRo
 	if err != nil {
 		return nil, err
 	}
+	w.logged = max(w.logged, ids[n-1])
 	w.later.Queue(`INSERT INTO messages (id, node, device_id, enqueued_at, message_id, correlation_id, content_type,
 		content_encoding, to_address, user_id, properties, auth_method, body)
 		SELECT m.id, $1, m.device_id, m.enqueued_at, m.message_id, m.correlation_id, m.content_type,
