@@ -18,26 +18,8 @@ import (
 // replays its own messages only.
 func testNodesShareTheTables(t *testing.T, url string) {
 	ctx := context.Background()
-	d, err := dbpostgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "dev"}); err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	open := func(node string) (*postgres.Storage, *telemetry.Store) {
-		st, err := postgres.New(ctx, d.Pool(), node)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := telemetry.Open(ctx, st, telemetry.Options{Now: func() time.Time { return t0.Add(time.Hour) }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st, s
-	}
+	d, open := nodesOn(t, url, t0, "dev")
 	appendAt := func(s *telemetry.Store, seconds ...int) {
 		t.Helper()
 		var recs []telemetry.Record
@@ -144,5 +126,35 @@ func testTextPostgreSQLCannotHold(t *testing.T, url string) {
 	m := got[0]
 	if m.MessageID != "a\uFFFDb\uFFFDc" || m.ContentType != "\uFFFD" || string(m.Body) != "\x00\xff" || m.Properties["k\x00"] != "v\uFFFD" {
 		t.Errorf("stored message = id %q, content type %q, body %q, properties %q", m.MessageID, m.ContentType, m.Body, m.Properties)
+	}
+}
+
+// nodesOn opens the database at url with the given devices registered,
+// and returns it and what opens one node's telemetry store on it, its
+// clock an hour after t0 (the tests of several instances on one database).
+func nodesOn(tb testing.TB, url string, t0 time.Time, devices ...string) (*dbpostgres.Store, func(node string) (*postgres.Storage, *telemetry.Store)) {
+	tb.Helper()
+	ctx := context.Background()
+	d, err := dbpostgres.Open(ctx, url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { d.Close() })
+	for _, id := range devices {
+		if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: id}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return d, func(node string) (*postgres.Storage, *telemetry.Store) {
+		tb.Helper()
+		st, err := postgres.New(ctx, d.Pool(), node)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		s, err := telemetry.Open(ctx, st, telemetry.Options{Now: func() time.Time { return t0.Add(time.Hour) }})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return st, s
 	}
 }

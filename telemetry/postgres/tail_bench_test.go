@@ -6,11 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"fieldhub/db"
-	dbpostgres "fieldhub/db/postgres"
 	"fieldhub/internal/pgtest"
 	"fieldhub/telemetry"
-	"fieldhub/telemetry/postgres"
 )
 
 // BenchmarkReadingsOtherNodesTail is the cost of reading another
@@ -24,27 +21,10 @@ func BenchmarkReadingsOtherNodesTail(b *testing.B) {
 	for _, tail := range []int{30, 1500} {
 		b.Run(fmt.Sprintf("tail=%d", tail), func(b *testing.B) {
 			ctx := context.Background()
-			d, err := dbpostgres.Open(ctx, srv.Database(b))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer d.Close()
-			if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: "dev"}); err != nil {
-				b.Fatal(err)
-			}
 			t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-			open := func(node string) *telemetry.Store {
-				st, err := postgres.New(ctx, d.Pool(), node)
-				if err != nil {
-					b.Fatal(err)
-				}
-				s, err := telemetry.Open(ctx, st, telemetry.Options{Now: func() time.Time { return t0.Add(time.Hour) }})
-				if err != nil {
-					b.Fatal(err)
-				}
-				return s
-			}
-			a, other := open("a"), open("b")
+			_, open := nodesOn(b, srv.Database(b), t0, "dev")
+			_, a := open("a")
+			_, other := open("b")
 			// An hour before the tail, checkpointed: what a chart reads anyway.
 			step := 30 * time.Second / time.Duration(tail)
 			var recs []telemetry.Record

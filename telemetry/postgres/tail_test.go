@@ -7,10 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"fieldhub/db"
-	dbpostgres "fieldhub/db/postgres"
 	"fieldhub/telemetry"
-	"fieldhub/telemetry/postgres"
 )
 
 // testOtherNodesTail: two instances on one database; readings stored
@@ -20,28 +17,9 @@ import (
 // messages and an idle third node change nothing.
 func testOtherNodesTail(t *testing.T, url string) {
 	ctx := context.Background()
-	d, err := dbpostgres.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	for _, id := range []string{"dev", "other"} {
-		if _, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: id}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	open := func(node string) *telemetry.Store {
-		st, err := postgres.New(ctx, d.Pool(), node)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := telemetry.Open(ctx, st, telemetry.Options{Now: func() time.Time { return t0.Add(time.Hour) }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	_, openNode := nodesOn(t, url, t0, "dev", "other")
+	open := func(node string) *telemetry.Store { _, s := openNode(node); return s }
 	appendAt := func(s *telemetry.Store, dev string, seconds ...int) {
 		t.Helper()
 		var recs []telemetry.Record
