@@ -42,15 +42,8 @@ func BenchmarkDeviceEventsHTTP(b *testing.B) {
 	srv := httptest.NewServer(router)
 	defer srv.Close()
 	const devices = 100
-	tokens := make([]string, devices)
-	for i := range tokens {
-		dev, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: fmt.Sprintf("d%03d", i)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		tokens[i] = token(b, dev.DeviceID, dev.PrimaryKey, time.Now().Add(time.Hour))
-	}
-	body := `{"temperature":21.5,"humidity":45.25,"pressure":1013.2,"battery":3.71,"rssi":-67,"voltage":229.8,"current":1.25,"power":287.3,"co2":415,"noise":38.5}`
+	tokens := benchDevices(b, d, devices)
+	body := benchMessage
 
 	bare := echo.New()
 	bare.POST("/devices/:id/messages/events", func(c echo.Context) error {
@@ -156,15 +149,8 @@ func BenchmarkDeviceRouterAllocs(b *testing.B) {
 	_, server := handlers.New(testkit.WithServices(handlers.Config{Telemetry: tel, Ingest: p, DeviceHost: "hub.test:8443", SeparateDeviceListener: true}, d, nil))
 	router := server.DeviceRouter()
 	const devices = 100
-	tokens := make([]string, devices)
-	for i := range tokens {
-		dev, err := d.CreateDevice(ctx, db.NewDevice{DeviceID: fmt.Sprintf("d%03d", i)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		tokens[i] = token(b, dev.DeviceID, dev.PrimaryKey, time.Now().Add(time.Hour))
-	}
-	body := `{"temperature":21.5,"humidity":45.25,"pressure":1013.2,"battery":3.71,"rssi":-67,"voltage":229.8,"current":1.25,"power":287.3,"co2":415,"noise":38.5}`
+	tokens := benchDevices(b, d, devices)
+	body := benchMessage
 	var seq atomic.Int64
 	post := func() {
 		i := seq.Add(1) % devices
@@ -196,4 +182,23 @@ func BenchmarkDeviceRouterAllocs(b *testing.B) {
 		}
 	})
 	b.ReportMetric(reqAllocs, "request-allocs/op")
+}
+
+// benchMessage is the single message the device-path benchmarks send: ten
+// numeric readings, as a metering device reports them.
+const benchMessage = `{"temperature":21.5,"humidity":45.25,"pressure":1013.2,"battery":3.71,"rssi":-67,"voltage":229.8,"current":1.25,"power":287.3,"co2":415,"noise":38.5}`
+
+// benchDevices registers n devices (d000, d001, …) and returns a SAS token
+// for each, valid for an hour.
+func benchDevices(b *testing.B, d *db.DB, n int) []string {
+	b.Helper()
+	tokens := make([]string, n)
+	for i := range tokens {
+		dev, err := d.CreateDevice(context.Background(), db.NewDevice{DeviceID: fmt.Sprintf("d%03d", i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tokens[i] = token(b, dev.DeviceID, dev.PrimaryKey, time.Now().Add(time.Hour))
+	}
+	return tokens
 }
