@@ -57,13 +57,7 @@ func testNodesShareTheTables(t *testing.T, url string) {
 		t.Errorf("stored chunks (node:number) = %s, want %s", got, want)
 	}
 	for name, s := range map[string]*telemetry.Store{"a": a, "b": b} {
-		var got []float64
-		if err := s.RawReadings(ctx, "dev", "temp", t0, t0.Add(time.Minute), func(_ time.Time, v float64) error {
-			got = append(got, v)
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		got := rawValues(t, s, "dev", "temp", t0, t0.Add(time.Minute))
 		if fmt.Sprint(got) != "[1 2 3 4 5 6]" {
 			t.Errorf("node %s reads %v, want both nodes' readings [1 2 3 4 5 6]", name, got)
 		}
@@ -157,4 +151,17 @@ func nodesOn(tb testing.TB, url string, t0 time.Time, devices ...string) (*dbpos
 		}
 		return st, s
 	}
+}
+
+// rawValues reads a metric's raw readings in [from, to] through s.
+func rawValues(t *testing.T, s *telemetry.Store, device, metric string, from, to time.Time) []float64 {
+	t.Helper()
+	var got []float64
+	if err := s.RawReadings(context.Background(), device, metric, from, to, func(_ time.Time, v float64) error {
+		got = append(got, v)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

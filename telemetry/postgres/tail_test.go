@@ -44,13 +44,7 @@ func testOtherNodesTail(t *testing.T, url string) {
 	want := func(step, readings string) {
 		t.Helper()
 		for name, s := range map[string]*telemetry.Store{"a": a, "b": b} {
-			var got []float64
-			if err := s.RawReadings(ctx, "dev", "temp", t0, t0.Add(time.Minute), func(_ time.Time, v float64) error {
-				got = append(got, v)
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
+			got := rawValues(t, s, "dev", "temp", t0, t0.Add(time.Minute))
 			slices.Sort(got) // chunks of two nodes overlap in time
 			if fmt.Sprint(got) != readings {
 				t.Errorf("%s: %s reads raw %v, want %s", step, name, got, readings)
@@ -76,14 +70,7 @@ func testOtherNodesTail(t *testing.T, url string) {
 	appendAt(a, "other", 1, 2)
 	want("a's readings not checkpointed", "[1 2 3]")
 	// Another device's other metric, from the same kind of messages.
-	var hum []float64
-	if err := b.RawReadings(ctx, "other", "hum", t0, t0.Add(time.Minute), func(_ time.Time, v float64) error {
-		hum = append(hum, v)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(hum) != "[101 102]" {
+	if hum := rawValues(t, b, "other", "hum", t0, t0.Add(time.Minute)); fmt.Sprint(hum) != "[101 102]" {
 		t.Errorf("b reads other's hum %v, want [101 102]", hum)
 	}
 	lastTemp := func(s *telemetry.Store) float64 {
