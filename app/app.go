@@ -40,6 +40,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -184,7 +185,13 @@ func (a *App) Close() error {
 		for i := len(a.stops) - 1; i >= 0; i-- {
 			s := a.stops[i]
 			if err := stopWithin(s); err != nil {
-				a.log.Error("stop "+s.name, "err", err)
+				attrs := []any{"err", err}
+				if errors.Is(err, errStopTimeout) {
+					// What the part still waits on is the only clue to a hang
+					// at shutdown; the process may be killed right after.
+					attrs = append(attrs, "goroutines", goroutineDump(maxDump))
+				}
+				a.log.Error("stop "+s.name, attrs...)
 				errs = append(errs, fmt.Errorf("stop %s: %w", s.name, err))
 			}
 		}
@@ -204,8 +211,21 @@ func stopWithin(s stop) error {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("did not stop within %s; going on", s.bound)
+		return fmt.Errorf("%w %s; going on", errStopTimeout, s.bound)
 	}
+}
+
+// errStopTimeout is a part that did not stop within its bound.
+var errStopTimeout = errors.New("did not stop within")
+
+// maxDump bounds the goroutine dump logged when a part does not stop: a
+// hub with 100,000 connections has as many goroutines.
+const maxDump = 256 << 10
+
+// goroutineDump returns the stacks of all goroutines, cut at limit bytes.
+func goroutineDump(limit int) string {
+	buf := make([]byte, limit)
+	return string(buf[:runtime.Stack(buf, true)])
 }
 
 // URL is where the dashboard is.
