@@ -26,6 +26,10 @@ type deviceRef struct {
 	// hungUp is when its live connection last closed (Unix ms, see HungUp)
 	// while no activity from then on is written; 0: none.
 	hungUp int64
+	// version is the storage's DevicesVersion when this row was last
+	// confirmed; versioned says there is one.
+	version   int64
+	versioned bool
 	// shape is the series of the readings of its last message, in order:
 	// devices send the same keys message after message, so comparing names
 	// spares a map lookup per reading.
@@ -173,6 +177,10 @@ type batch struct {
 	now  time.Time
 	ids  []int64
 	devs []*deviceRef // the device of each record; nil: it is gone
+	// version is the storage's DevicesVersion read in the transaction, which
+	// every device of the batch was confirmed at; versioned says there is one.
+	version   int64
+	versioned bool
 	// series is the series of each reading of the stored records, in order
 	// (nil: dropped at MaxMetricsPerDevice), found while looking for new
 	// metrics so that adding the readings needs no second lookup.
@@ -216,10 +224,19 @@ func (b *batch) write(ctx context.Context, tx Tx) error {
 }
 
 // resolveDevices is this batch's view of its devices by id: cached rows,
-// checked in one query (a device deleted, or recreated under a new row, is
-// looked up again) or with the commit (CheckAtCommit), and rows looked up
-// now; nil for a device that is gone.
+// taken as they are while the storage's DevicesVersion has not moved since
+// they were confirmed, otherwise checked in one query (a device deleted, or
+// recreated under a new row, is looked up again) or with the commit
+// (CheckAtCommit), and rows looked up now; nil for a device that is gone.
 func (b *batch) resolveDevices(ctx context.Context, tx Tx) (map[string]*deviceRef, error) {
+	checkAtCommit, _ := tx.(CheckAtCommit)
+	if v, ok := tx.(DevicesVersion); ok && checkAtCommit == nil {
+		var err error
+		if b.version, err = v.DevicesVersion(ctx); err != nil {
+			return nil, fmt.Errorf("check devices: %w", err)
+		}
+		b.versioned = true
+	}
 	devs := make(map[string]*deviceRef)
 	var cached []*deviceRef
 	for i := range b.recs {
@@ -228,9 +245,12 @@ func (b *batch) resolveDevices(ctx context.Context, tx Tx) (map[string]*deviceRe
 			continue
 		}
 		dev := b.s.devices.byID[id]
-		if dev != nil {
+		switch {
+		case dev != nil && b.versioned && dev.versioned && dev.version == b.version:
+			// No device was deleted since its row was confirmed.
+		case dev != nil:
 			cached = append(cached, dev)
-		} else {
+		default:
 			var err error
 			if dev, err = lookupDevice(ctx, tx, id); err != nil {
 				return nil, err
@@ -238,12 +258,12 @@ func (b *batch) resolveDevices(ctx context.Context, tx Tx) (map[string]*deviceRe
 		}
 		devs[id] = dev
 	}
-	if c, ok := tx.(CheckAtCommit); ok && len(cached) > 0 {
+	if checkAtCommit != nil && len(cached) > 0 {
 		rows := make([]DeviceRow, len(cached))
 		for i, dev := range cached {
 			rows[i] = dev.row()
 		}
-		if err := c.CheckDevicesAtCommit(ctx, rows); err != nil {
+		if err := checkAtCommit.CheckDevicesAtCommit(ctx, rows); err != nil {
 			return nil, fmt.Errorf("check devices: %w", err)
 		}
 		return devs, nil
@@ -423,9 +443,13 @@ func (b *batch) applyDevices() {
 			"device", dev.deviceID)
 	}
 	for i, dev := range b.devs {
-		if id := b.recs[i].Message.DeviceID; dev != nil && cache.byID[id] != dev {
+		if dev == nil {
+			continue
+		}
+		if id := b.recs[i].Message.DeviceID; cache.byID[id] != dev {
 			cache.byID[id] = dev
 		}
+		dev.version, dev.versioned = b.version, b.versioned
 	}
 	for _, a := range b.pending {
 		a.dev.activity = max(a.dev.activity, a.at)

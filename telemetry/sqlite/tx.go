@@ -43,6 +43,17 @@ func (w *writeTx) FindDevice(ctx context.Context, deviceID string) (telemetry.De
 	return dev, err == nil, err
 }
 
+// DevicesVersion reads the counter that db/migrations/sqlite's
+// 0012_credentials_version.sql moves by trigger on every device deletion
+// (and credential change), in the writer's transaction: it holds SQLite's
+// write lock from BEGIN (_txlock=immediate), so no device is deleted between
+// this read and the commit.
+func (w *writeTx) DevicesVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := w.tx.QueryRowContext(ctx, `SELECT version FROM credentials_version WHERE id = 1`).Scan(&v)
+	return v, err
+}
+
 const devicesCreated = `SELECT id, created_at FROM devices WHERE id IN (SELECT value FROM json_each(?))`
 
 func (w *writeTx) DevicesCreated(ctx context.Context, ids []int64) (map[int64]int64, error) {

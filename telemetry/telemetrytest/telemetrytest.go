@@ -56,6 +56,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"CrashAfterThreeCheckpointSteps", func(t *testing.T, h *hub) { testCrashDuringCheckpointCycle(t, h, 3) }},
 		{"CrashAfterWholeCheckpointCycle", func(t *testing.T, h *hub) { testCrashDuringCheckpointCycle(t, h, 1000) }},
 		{"DeletedDevice", testDeletedDevice},
+		{"DeletedDeviceOutsideTheBatch", testDeletedDeviceOutsideTheBatch},
 		{"AppendIDs", testAppendIDs},
 		{"Prune", testPrune},
 		{"PruneKeepsUnfoldedMessages", testPruneKeepsUnfoldedMessages},
@@ -485,6 +486,33 @@ func testDeletedDevice(t *testing.T, h *hub) {
 	s2 := h.crash()
 	if metrics, err := s2.Metrics(context.Background(), "dev2"); err != nil || len(metrics) != 0 {
 		t.Errorf("dev2 created again has metrics %+v (%v), want none", metrics, err)
+	}
+}
+
+// A device deleted (and another created again) while the batches that
+// followed named other devices only: its cached row must still be checked
+// once it sends again, however many commits passed in between.
+func testDeletedDeviceOutsideTheBatch(t *testing.T, h *hub) {
+	s := h.open("dev1", "dev2", "dev3")
+	mustAppend(t, s, record("dev1", T0, map[string]float64{"a": 1}), record("dev2", T0, map[string]float64{"a": 2}),
+		record("dev3", T0, map[string]float64{"a": 3}))
+	mustAppend(t, s, record("dev1", T0.Add(time.Second), map[string]float64{"a": 1}))
+	h.b.DeleteDevice(t, "dev2")
+	h.b.DeleteDevice(t, "dev3")
+	h.b.CreateDevice(t, "dev3")
+	for i := range 3 {
+		mustAppend(t, s, record("dev1", T0.Add(time.Duration(2+i)*time.Second), map[string]float64{"a": 1}))
+	}
+	ids := mustAppend(t, s, record("dev2", T0.Add(5*time.Second), map[string]float64{"a": 4}),
+		record("dev3", T0.Add(5*time.Second), map[string]float64{"a": 5}))
+	if ids[0] != 0 || ids[1] == 0 {
+		t.Errorf("ids = %v, want 0 for the deleted dev2 and an id for dev3 created again", ids)
+	}
+	if got := mustMessages(t, s, "dev3", telemetry.MessageFilter{}); len(got) != 1 {
+		t.Errorf("dev3 created again has %d messages, want the 1 sent since", len(got))
+	}
+	if n, sum := countReadings(t, s, "dev3", "a"); n != 1 || sum != 5 {
+		t.Errorf("dev3 created again: %d readings summing to %v, want 1 reading of 5", n, sum)
 	}
 }
 
