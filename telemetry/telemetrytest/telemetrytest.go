@@ -47,6 +47,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 	}{
 		{"AppendThenQuery", testAppendThenQuery},
 		{"MessageFields", testMessageFields},
+		{"MessageFieldsInOneBatch", testMessageFieldsInOneBatch},
 		{"MessagePaging", testMessagePaging},
 		{"MessagesAcrossIndexSteps", testMessagesAcrossIndexSteps},
 		{"DeleteDeviceAcrossIndexSteps", testDeleteDeviceAcrossIndexSteps},
@@ -296,6 +297,50 @@ func testMessageFields(t *testing.T, h *hub) {
 	}
 	if got[0].Properties != nil {
 		t.Errorf("a message without properties came back with %v, want nil", got[0].Properties)
+	}
+}
+
+// A batch larger than one INSERT whose messages carry different sets of
+// fields, in runs and alone (a storage may write them in different
+// statements): every returned id is the stored row of that very message,
+// with its fields.
+func testMessageFieldsInOneBatch(t *testing.T, h *hub) {
+	s := h.open("dev1")
+	var msgs []telemetry.Message
+	for i := range 200 {
+		m := telemetry.Message{DeviceID: "dev1", AuthMethod: "sas-primary", EnqueuedAt: T0.Add(time.Duration(i) * time.Millisecond),
+			Body: fmt.Appendf(nil, `{"n":%d}`, i)}
+		switch {
+		case i%7 == 3 || (i >= 100 && i < 170):
+			m.MessageID, m.CorrelationID, m.ContentEncoding = fmt.Sprint("m-", i), "c", "utf-8"
+			m.To, m.UserID, m.Properties = "/devices/dev1/messages/events", "u", map[string]string{"i": fmt.Sprint(i)}
+		case i%5 == 0:
+			m.ContentType = "application/json"
+		case i%11 == 0:
+			m.Properties = map[string]string{"only": "properties"}
+		}
+		msgs = append(msgs, m)
+	}
+	recs := make([]telemetry.Record, len(msgs))
+	for i, m := range msgs {
+		recs[i] = telemetry.NewRecord(m)
+	}
+	ids := mustAppend(t, s, recs...)
+	stored := map[int64]telemetry.Message{}
+	for _, g := range mustMessages(t, s, "dev1", telemetry.MessageFilter{Limit: telemetry.MaxMessagePage}) {
+		stored[g.ID] = g
+	}
+	if len(stored) != len(msgs) {
+		t.Fatalf("%d messages stored, want %d", len(stored), len(msgs))
+	}
+	for i, want := range msgs {
+		g, ok := stored[ids[i]]
+		if !ok || g.MessageID != want.MessageID || g.CorrelationID != want.CorrelationID || g.ContentType != want.ContentType ||
+			g.ContentEncoding != want.ContentEncoding || g.To != want.To || g.UserID != want.UserID ||
+			g.AuthMethod != want.AuthMethod || !g.EnqueuedAt.Equal(want.EnqueuedAt) || !bytes.Equal(g.Body, want.Body) ||
+			!maps.Equal(g.Properties, want.Properties) || (want.Properties == nil) != (g.Properties == nil) {
+			t.Errorf("message %d, id %d:\n got %+v\nwant %+v", i, ids[i], g, want)
+		}
 	}
 }
 
