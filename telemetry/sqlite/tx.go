@@ -137,6 +137,7 @@ func layoutOf(m *telemetry.Message) int {
 func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRow) ([]int64, error) {
 	ids := make([]int64, len(rows))
 	args := make([]any, 0, 11*min(len(rows), insertChunk))
+	var shared sharedTexts
 	for done := 0; done < len(rows); {
 		layout, run := layoutOf(rows[done].Message), 1
 		for run < min(len(rows)-done, insertChunk) && layoutOf(rows[done+run].Message) == layout {
@@ -147,7 +148,7 @@ func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRo
 		args = args[:0]
 		var err error
 		for _, r := range rows[done : done+n] {
-			if args, err = appendMessage(args, layout, r); err != nil {
+			if args, err = appendMessage(args, &shared, layout, r); err != nil {
 				return nil, err
 			}
 		}
@@ -170,15 +171,39 @@ func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRo
 	return ids, nil
 }
 
+// sharedTexts boxes the texts most messages of a batch share (their auth
+// method and content type) once per batch rather than once per message:
+// an INSERT takes its parameters as interfaces, and a string put in one is
+// an allocation.
+type sharedTexts struct {
+	auth, contentType       string
+	authBox, contentTypeBox any
+}
+
+func (t *sharedTexts) boxAuth(s string) any {
+	if t.authBox == nil || t.auth != s {
+		t.auth, t.authBox = s, s
+	}
+	return t.authBox
+}
+
+func (t *sharedTexts) boxContentType(s string) any {
+	if t.contentTypeBox == nil || t.contentType != s {
+		t.contentType, t.contentTypeBox = s, s
+	}
+	return t.contentTypeBox
+}
+
 // appendMessage appends the INSERT parameters of one message in layout.
-func appendMessage(args []any, layout int, r telemetry.MessageRow) ([]any, error) {
+func appendMessage(args []any, shared *sharedTexts, layout int, r telemetry.MessageRow) ([]any, error) {
 	m := r.Message
 	body := m.Body
 	if body == nil {
 		body = []byte{}
 	}
+	contentType, auth := shared.boxContentType(m.ContentType), shared.boxAuth(m.AuthMethod)
 	if layout == layoutPlain {
-		return append(args, r.Device, storage.UnixMS(m.EnqueuedAt), m.ContentType, m.AuthMethod, body), nil
+		return append(args, r.Device, storage.UnixMS(m.EnqueuedAt), contentType, auth, body), nil
 	}
 	var props any // NULL when there are none
 	if len(m.Properties) > 0 {
@@ -188,18 +213,38 @@ func appendMessage(args []any, layout int, r telemetry.MessageRow) ([]any, error
 		}
 		props = string(b)
 	}
-	return append(args, r.Device, storage.UnixMS(m.EnqueuedAt), m.MessageID, m.CorrelationID, m.ContentType,
-		m.ContentEncoding, m.To, m.UserID, props, m.AuthMethod, body), nil
+	return append(args, r.Device, storage.UnixMS(m.EnqueuedAt), m.MessageID, m.CorrelationID, contentType,
+		m.ContentEncoding, m.To, m.UserID, props, auth, body), nil
 }
 
-const touchDevice = `UPDATE devices SET last_activity_at = MAX(COALESCE(last_activity_at, 0), ?)
-	WHERE id = ? AND created_at = ?`
+// touchDevices moves the last activity of the devices of a JSON array of
+// [id, created_at, at] triples: one statement, one bound parameter, however
+// many devices (each row found by its rowid), instead of a statement with
+// three per device.
+const touchDevices = `UPDATE devices SET last_activity_at = MAX(COALESCE(last_activity_at, 0), a.value ->> 2)
+	FROM json_each(?) AS a WHERE devices.id = a.value ->> 0 AND devices.created_at = a.value ->> 1`
 
 func (w *writeTx) TouchDevices(ctx context.Context, at []telemetry.Activity) error {
-	for _, a := range at {
-		if _, err := w.tx.ExecContext(ctx, touchDevice, a.At, a.Device.ID, a.Device.Created); err != nil {
-			return fmt.Errorf("device %d: %w", a.Device.ID, err)
+	if len(at) == 0 {
+		return nil
+	}
+	list := make([]byte, 0, 48*len(at))
+	list = append(list, '[')
+	for i, a := range at {
+		if i > 0 {
+			list = append(list, ',')
 		}
+		list = append(list, '[')
+		list = strconv.AppendInt(list, a.Device.ID, 10)
+		list = append(list, ',')
+		list = strconv.AppendInt(list, a.Device.Created, 10)
+		list = append(list, ',')
+		list = strconv.AppendInt(list, a.At, 10)
+		list = append(list, ']')
+	}
+	list = append(list, ']')
+	if _, err := w.tx.ExecContext(ctx, touchDevices, string(list)); err != nil {
+		return fmt.Errorf("%d devices: %w", len(at), err)
 	}
 	return nil
 }
