@@ -104,7 +104,7 @@ var layoutColumns = [numLayouts]struct{ columns, row string }{
 }
 
 // insertQueries[l][k] is the INSERT of 2^k messages in layout l. A batch is
-// written in runs of one layout, each in statements of these sizes only, the
+// written in runs of one layout (nextRun), each in statements of these sizes only, the
 // largest that fits first, so that the connection's statement cache holds a
 // handful of them instead of one per batch size.
 var insertQueries = func() [numLayouts][]string {
@@ -134,15 +134,40 @@ func layoutOf(m *telemetry.Message) int {
 	return layoutFull
 }
 
+// minPlainRun is the fewest plain rows written in a statement of their own
+// amid full ones: shorter runs go into the full layout with their
+// neighbours, so that a batch mixing the two is not cut into statements of
+// a row or two.
+const minPlainRun = 8
+
+// nextRun is the layout and the number of rows (at most insertChunk) of the
+// next statement of rows.
+func nextRun(rows []telemetry.MessageRow) (layout, n int) {
+	limit := min(len(rows), insertChunk)
+	plain := 0
+	for plain < limit && layoutOf(rows[plain].Message) == layoutPlain {
+		plain++
+	}
+	if plain == limit || plain >= minPlainRun {
+		return layoutPlain, plain
+	}
+	plain = 0
+	for ; n < limit; n++ {
+		if layoutOf(rows[n].Message) != layoutPlain {
+			plain = 0
+		} else if plain++; plain == minPlainRun {
+			return layoutFull, n - plain + 1 // up to the run, which gets its own
+		}
+	}
+	return layoutFull, n
+}
+
 func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRow) ([]int64, error) {
 	ids := make([]int64, len(rows))
 	args := make([]any, 0, 11*min(len(rows), insertChunk))
 	var shared sharedTexts
 	for done := 0; done < len(rows); {
-		layout, run := layoutOf(rows[done].Message), 1
-		for run < min(len(rows)-done, insertChunk) && layoutOf(rows[done+run].Message) == layout {
-			run++
-		}
+		layout, run := nextRun(rows[done:])
 		k := bits.Len(uint(run)) - 1
 		n := 1 << k
 		args = args[:0]

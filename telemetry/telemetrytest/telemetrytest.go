@@ -311,7 +311,7 @@ func testMessageFieldsInOneBatch(t *testing.T, h *hub) {
 		m := telemetry.Message{DeviceID: "dev1", AuthMethod: "sas-primary", EnqueuedAt: T0.Add(time.Duration(i) * time.Millisecond),
 			Body: fmt.Appendf(nil, `{"n":%d}`, i)}
 		switch {
-		case i%7 == 3 || (i >= 100 && i < 170):
+		case i%13 == 3 || (i >= 100 && i < 170):
 			m.MessageID, m.CorrelationID, m.ContentEncoding = fmt.Sprint("m-", i), "c", "utf-8"
 			m.To, m.UserID, m.Properties = "/devices/dev1/messages/events", "u", map[string]string{"i": fmt.Sprint(i)}
 		case i%5 == 0:
