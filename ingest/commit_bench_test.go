@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +22,8 @@ import (
 // waiting for their PUBACK do: bytes written per commit (/proc/self/io
 // wchar: the WAL, SQLite's checkpoints into the database file, the index
 // steps), how often SQLite's own checkpoint ran (the WAL header's
-// checkpoint sequence) and CPU per message (getrusage), over 8 s after an 8 s prefill
+// checkpoint sequence), CPU per message (getrusage) and heap allocations
+// per message (the senders' included), over 8 s after an 8 s prefill
 // that gives the log and its indexes their steady size. Judged by bytes and
 // CPU per message, it holds on a shared machine where rates do not
 // (bench/README.md, issue 10, perf3 and the fourth round). Run it alone:
@@ -50,19 +52,27 @@ func BenchmarkCommitCost(b *testing.B) {
 	}
 	defer func() { stop(); wg.Wait() }()
 	time.Sleep(prefill)
-	w0, cpu0, st0, ck0 := wchar(b), processCPU(b), h.p.Stats(), walResets(b, h.db.Path())
+	w0, cpu0, st0, ck0, a0 := wchar(b), processCPU(b), h.p.Stats(), walResets(b, h.db.Path()), mallocs()
 	b.ResetTimer()
 	time.Sleep(measure)
 	b.StopTimer()
-	w1, cpu1, st1, ck1 := wchar(b), processCPU(b), h.p.Stats(), walResets(b, h.db.Path())
+	w1, cpu1, st1, ck1, a1 := wchar(b), processCPU(b), h.p.Stats(), walResets(b, h.db.Path()), mallocs()
 	msgs, commits := float64(st1.Committed-st0.Committed), float64(max(st1.Batches-st0.Batches, 1))
 	b.ReportMetric(float64(w1-w0)/commits/1e6, "MB/commit")
 	b.ReportMetric(float64(w1-w0)/msgs, "bytes/msg")
 	b.ReportMetric(msgs/commits, "msgs/commit")
 	b.ReportMetric((cpu1-cpu0).Seconds()*1e6/msgs, "cpu-µs/msg")
 	b.ReportMetric(float64(ck1-ck0)/commits, "walresets/commit")
+	b.ReportMetric(float64(a1-a0)/msgs, "allocs/msg")
 	b.ReportMetric(msgs/measure.Seconds(), "msgs/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// mallocs is how many heap objects this process has allocated so far.
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
 }
 
 // walResets reads the checkpoint sequence number of the database's WAL

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -26,10 +27,20 @@ type deviceRef struct {
 	// hungUp is when its live connection last closed (Unix ms, see HungUp)
 	// while no activity from then on is written; 0: none.
 	hungUp int64
+	// version is the storage's DevicesVersion when this row was last
+	// confirmed; versioned says there is one.
+	version   int64
+	versioned bool
 	// shape is the series of the readings of its last message, in order:
 	// devices send the same keys message after message, so comparing names
-	// spares a map lookup per reading.
-	shape []*series
+	// spares a map lookup per reading. shapeNames are their names, in one
+	// allocation, so that the comparison reads no series (a cache miss
+	// each, ten a message in the benchmarks); shapeForgets is the index's
+	// forgets when the shape was taken: while it has not moved, no series
+	// of the shape can have been forgotten.
+	shape        []*series
+	shapeNames   []string
+	shapeForgets uint64
 	// overMetricCap is set once new metric names of the device were dropped
 	// at MaxMetricsPerDevice and logged, so that it is logged only once.
 	overMetricCap bool
@@ -38,17 +49,44 @@ type deviceRef struct {
 func (dev *deviceRef) row() DeviceRow { return DeviceRow{ID: dev.id, Created: dev.created} }
 
 // sameShape reports whether rs names the metrics of dev's shape, in order,
-// all still indexed.
-func (dev *deviceRef) sameShape(rs []Reading) bool {
-	if len(rs) != len(dev.shape) || len(rs) == 0 {
+// all still indexed; forgets is the index's count of forgotten series now.
+func (dev *deviceRef) sameShape(rs []Reading, forgets uint64) bool {
+	if len(rs) != len(dev.shapeNames) || len(rs) == 0 {
 		return false
 	}
-	for i, s := range dev.shape {
-		if s.forgotten || s.key.name != rs[i].Metric {
+	for i, name := range dev.shapeNames {
+		if name != rs[i].Metric {
+			return false
+		}
+	}
+	if dev.shapeForgets == forgets {
+		return true
+	}
+	for _, s := range dev.shape {
+		if s.forgotten {
 			return false
 		}
 	}
 	return true
+}
+
+// setShape remembers the series of a message's readings rs as dev's shape,
+// found when the index had forgotten forgets series.
+func (dev *deviceRef) setShape(shape []*series, rs []Reading, forgets uint64) {
+	n := 0
+	for _, r := range rs {
+		n += len(r.Metric)
+	}
+	var all strings.Builder
+	all.Grow(n)
+	for _, r := range rs {
+		all.WriteString(r.Metric)
+	}
+	joined, names := all.String(), make([]string, len(rs))
+	for i, r := range rs {
+		names[i], joined = joined[:len(r.Metric)], joined[len(r.Metric):]
+	}
+	dev.shape, dev.shapeNames, dev.shapeForgets = slices.Clone(shape), names, forgets
 }
 
 // deviceCache is what the writer knows of sending devices: their rows, and
@@ -173,10 +211,17 @@ type batch struct {
 	now  time.Time
 	ids  []int64
 	devs []*deviceRef // the device of each record; nil: it is gone
+	// version is the storage's DevicesVersion read in the transaction, which
+	// every device of the batch was confirmed at; versioned says there is one.
+	version   int64
+	versioned bool
 	// series is the series of each reading of the stored records, in order
 	// (nil: dropped at MaxMetricsPerDevice), found while looking for new
 	// metrics so that adding the readings needs no second lookup.
-	series         []*series
+	series []*series
+	// forgets is the index's count of forgotten series when the batch
+	// looked its series up.
+	forgets        uint64
 	fresh          map[seriesKey]*series // created by this batch
 	replaced       map[seriesKey]bool    // cached series of a device that was recreated
 	freshPerDevice map[int64]int
@@ -216,10 +261,19 @@ func (b *batch) write(ctx context.Context, tx Tx) error {
 }
 
 // resolveDevices is this batch's view of its devices by id: cached rows,
-// checked in one query (a device deleted, or recreated under a new row, is
-// looked up again) or with the commit (CheckAtCommit), and rows looked up
-// now; nil for a device that is gone.
+// taken as they are while the storage's DevicesVersion has not moved since
+// they were confirmed, otherwise checked in one query (a device deleted, or
+// recreated under a new row, is looked up again) or with the commit
+// (CheckAtCommit), and rows looked up now; nil for a device that is gone.
 func (b *batch) resolveDevices(ctx context.Context, tx Tx) (map[string]*deviceRef, error) {
+	checkAtCommit, _ := tx.(CheckAtCommit)
+	if v, ok := tx.(DevicesVersion); ok && checkAtCommit == nil {
+		var err error
+		if b.version, err = v.DevicesVersion(ctx); err != nil {
+			return nil, fmt.Errorf("check devices: %w", err)
+		}
+		b.versioned = true
+	}
 	devs := make(map[string]*deviceRef)
 	var cached []*deviceRef
 	for i := range b.recs {
@@ -228,9 +282,12 @@ func (b *batch) resolveDevices(ctx context.Context, tx Tx) (map[string]*deviceRe
 			continue
 		}
 		dev := b.s.devices.byID[id]
-		if dev != nil {
+		switch {
+		case dev != nil && b.versioned && dev.versioned && dev.version == b.version:
+			// No device was deleted since its row was confirmed.
+		case dev != nil:
 			cached = append(cached, dev)
-		} else {
+		default:
 			var err error
 			if dev, err = lookupDevice(ctx, tx, id); err != nil {
 				return nil, err
@@ -238,12 +295,12 @@ func (b *batch) resolveDevices(ctx context.Context, tx Tx) (map[string]*deviceRe
 		}
 		devs[id] = dev
 	}
-	if c, ok := tx.(CheckAtCommit); ok && len(cached) > 0 {
+	if checkAtCommit != nil && len(cached) > 0 {
 		rows := make([]DeviceRow, len(cached))
 		for i, dev := range cached {
 			rows[i] = dev.row()
 		}
-		if err := c.CheckDevicesAtCommit(ctx, rows); err != nil {
+		if err := checkAtCommit.CheckDevicesAtCommit(ctx, rows); err != nil {
 			return nil, fmt.Errorf("check devices: %w", err)
 		}
 		return devs, nil
@@ -326,12 +383,13 @@ func (b *batch) insert(ctx context.Context, tx Tx, devs map[string]*deviceRef) e
 // Metrics commit with the message that first names them, so that recovery
 // finds every metric it replays.
 func (b *batch) findSeries(ctx context.Context, tx Tx) error {
+	b.forgets = b.s.idx.forgets
 	for i, dev := range b.devs {
 		if dev == nil {
 			continue
 		}
 		rs := b.recs[i].Readings
-		if dev.sameShape(rs) {
+		if dev.sameShape(rs, b.forgets) {
 			b.series = append(b.series, dev.shape...)
 			continue
 		}
@@ -423,9 +481,13 @@ func (b *batch) applyDevices() {
 			"device", dev.deviceID)
 	}
 	for i, dev := range b.devs {
-		if id := b.recs[i].Message.DeviceID; dev != nil && cache.byID[id] != dev {
+		if dev == nil {
+			continue
+		}
+		if id := b.recs[i].Message.DeviceID; cache.byID[id] != dev {
 			cache.byID[id] = dev
 		}
+		dev.version, dev.versioned = b.version, b.versioned
 	}
 	for _, a := range b.pending {
 		a.dev.activity = max(a.dev.activity, a.at)
@@ -458,7 +520,7 @@ func (b *batch) applyReadings() {
 		if next < len(b.reshaped) && b.reshaped[next] == i {
 			next++
 			if shape := b.series[k : k+len(rec.Readings)]; !slices.Contains(shape, nil) {
-				dev.shape = slices.Clone(shape)
+				dev.setShape(shape, rec.Readings, b.forgets)
 			}
 		}
 		ts := rec.Time.UnixMilli()

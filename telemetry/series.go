@@ -119,6 +119,8 @@ type index struct {
 	byKey     map[seriesKey]*series
 	byID      map[int64]*series
 	perDevice map[int64]int // metrics per DeviceRow.ID
+	// forgets counts the series forgotten so far (deviceRef.sameShape).
+	forgets uint64
 }
 
 func newIndex() index {
@@ -140,6 +142,7 @@ func (x *index) forget(s *series) {
 		return
 	}
 	s.forgotten = true
+	x.forgets++
 	delete(x.byKey, s.key)
 	delete(x.byID, s.metricID)
 	if x.perDevice[s.key.device]--; x.perDevice[s.key.device] <= 0 {

@@ -127,6 +127,18 @@ type CheckAtCommit interface {
 	CheckDevicesAtCommit(ctx context.Context, devs []DeviceRow) error
 }
 
+// DevicesVersion is a Tx whose storage keeps a counter that moves whenever
+// a device is deleted (and so also when one is deleted and created again),
+// whoever deletes it. The engine reads it in each transaction and checks a
+// cached device's row (DevicesCreated) only when the counter moved since it
+// last confirmed that row: with a fleet that does not change, a batch costs
+// one row read instead of a lookup per sending device. The counter may move
+// for other reasons too (SQLite's moves with every credential change as
+// well); that only costs a check.
+type DevicesVersion interface {
+	DevicesVersion(ctx context.Context) (int64, error)
+}
+
 // ErrDevicesChanged fails the commit of a transaction whose devices, checked
 // at commit (CheckAtCommit), changed; Append looks them up again and retries.
 var ErrDevicesChanged = errors.New("a device of the batch was deleted or created again")

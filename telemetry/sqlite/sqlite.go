@@ -32,7 +32,10 @@ type Storage struct {
 	write, read *sql.DB
 }
 
-var _ telemetry.Storage = (*Storage)(nil)
+var (
+	_ telemetry.Storage        = (*Storage)(nil)
+	_ telemetry.DevicesVersion = (*writeTx)(nil)
+)
 
 // New returns the telemetry storage of d.
 func New(d Database) *Storage {

@@ -43,6 +43,17 @@ func (w *writeTx) FindDevice(ctx context.Context, deviceID string) (telemetry.De
 	return dev, err == nil, err
 }
 
+// DevicesVersion reads the counter that db/migrations/sqlite's
+// 0012_credentials_version.sql moves by trigger on every device deletion
+// (and credential change), in the writer's transaction: it holds SQLite's
+// write lock from BEGIN (_txlock=immediate), so no device is deleted between
+// this read and the commit.
+func (w *writeTx) DevicesVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := w.tx.QueryRowContext(ctx, `SELECT version FROM credentials_version WHERE id = 1`).Scan(&v)
+	return v, err
+}
+
 const devicesCreated = `SELECT id, created_at FROM devices WHERE id IN (SELECT value FROM json_each(?))`
 
 func (w *writeTx) DevicesCreated(ctx context.Context, ids []int64) (map[int64]int64, error) {
@@ -71,44 +82,102 @@ func (w *writeTx) DevicesCreated(ctx context.Context, ids []int64) (map[int64]in
 	return created, rows.Err()
 }
 
-// insertChunk bounds the rows of one INSERT (11 parameters each).
+// insertChunk bounds the rows of one INSERT (11 parameters each at most).
 const insertChunk = 64
 
-// insertQueries[k] is the INSERT of 2^k messages. A batch is written in
-// statements of these sizes only, the largest that fits first, so that the
-// connection's statement cache holds a handful of them instead of one per
-// batch size.
-var insertQueries = func() []string {
-	var qs []string
-	for n := 1; n <= insertChunk; n *= 2 {
-		var q strings.Builder
-		q.WriteString(`INSERT INTO messages (device_id, enqueued_at, message_id, correlation_id, content_type,
-		content_encoding, to_address, user_id, properties, auth_method, body) VALUES `)
-		for i := range n {
-			if i > 0 {
-				q.WriteByte(',')
+// A row layout is the columns an INSERT binds for each message. Most
+// messages carry none of the optional system properties but their content
+// type: the plain layout binds 5 parameters a row and leaves the other
+// columns to their defaults (empty text, NULL), the full one binds all 11. Each
+// bound parameter is a cgo call and a VDBE register, so plain rows cost the
+// commit about half as much to bind (bench/README.md, issue 10, sixth round).
+const (
+	layoutFull = iota
+	layoutPlain
+	numLayouts
+)
+
+var layoutColumns = [numLayouts]struct{ columns, row string }{
+	layoutFull: {`device_id, enqueued_at, message_id, correlation_id, content_type, content_encoding, to_address,
+		user_id, properties, auth_method, body`, `(?,?,?,?,?,?,?,?,?,?,?)`},
+	layoutPlain: {`device_id, enqueued_at, content_type, auth_method, body`, `(?,?,?,?,?)`},
+}
+
+// insertQueries[l][k] is the INSERT of 2^k messages in layout l. A batch is
+// written in runs of one layout (nextRun), each in statements of these sizes only, the
+// largest that fits first, so that the connection's statement cache holds a
+// handful of them instead of one per batch size.
+var insertQueries = func() [numLayouts][]string {
+	var qs [numLayouts][]string
+	for l, lc := range layoutColumns {
+		for n := 1; n <= insertChunk; n *= 2 {
+			var q strings.Builder
+			q.WriteString(`INSERT INTO messages (` + lc.columns + `) VALUES `)
+			for i := range n {
+				if i > 0 {
+					q.WriteByte(',')
+				}
+				q.WriteString(lc.row)
 			}
-			q.WriteString(`(?,?,?,?,?,?,?,?,?,?,?)`)
+			qs[l] = append(qs[l], q.String())
 		}
-		qs = append(qs, q.String())
 	}
 	return qs
 }()
 
+// layoutOf is the row layout a message needs.
+func layoutOf(m *telemetry.Message) int {
+	if m.MessageID == "" && m.CorrelationID == "" && m.ContentEncoding == "" && m.To == "" && m.UserID == "" &&
+		len(m.Properties) == 0 {
+		return layoutPlain
+	}
+	return layoutFull
+}
+
+// minPlainRun is the fewest plain rows written in a statement of their own
+// amid full ones: shorter runs go into the full layout with their
+// neighbours, so that a batch mixing the two is not cut into statements of
+// a row or two.
+const minPlainRun = 8
+
+// nextRun is the layout and the number of rows (at most insertChunk) of the
+// next statement of rows.
+func nextRun(rows []telemetry.MessageRow) (layout, n int) {
+	limit := min(len(rows), insertChunk)
+	plain := 0
+	for plain < limit && layoutOf(rows[plain].Message) == layoutPlain {
+		plain++
+	}
+	if plain == limit || plain >= minPlainRun {
+		return layoutPlain, plain
+	}
+	plain = 0
+	for ; n < limit; n++ {
+		if layoutOf(rows[n].Message) != layoutPlain {
+			plain = 0
+		} else if plain++; plain == minPlainRun {
+			return layoutFull, n - plain + 1 // up to the run, which gets its own
+		}
+	}
+	return layoutFull, n
+}
+
 func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRow) ([]int64, error) {
 	ids := make([]int64, len(rows))
 	args := make([]any, 0, 11*min(len(rows), insertChunk))
+	var shared sharedTexts
 	for done := 0; done < len(rows); {
-		k := bits.Len(uint(min(len(rows)-done, insertChunk))) - 1
+		layout, run := nextRun(rows[done:])
+		k := bits.Len(uint(run)) - 1
 		n := 1 << k
 		args = args[:0]
 		var err error
 		for _, r := range rows[done : done+n] {
-			if args, err = appendMessage(args, r); err != nil {
+			if args, err = appendMessage(args, &shared, layout, r); err != nil {
 				return nil, err
 			}
 		}
-		res, err := w.tx.ExecContext(ctx, insertQueries[k], args...)
+		res, err := w.tx.ExecContext(ctx, insertQueries[layout][k], args...)
 		if err != nil {
 			return nil, err
 		}
@@ -127,9 +196,40 @@ func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRo
 	return ids, nil
 }
 
-// appendMessage appends the INSERT parameters of one message.
-func appendMessage(args []any, r telemetry.MessageRow) ([]any, error) {
+// sharedTexts boxes the texts most messages of a batch share (their auth
+// method and content type) once per batch rather than once per message:
+// an INSERT takes its parameters as interfaces, and a string put in one is
+// an allocation.
+type sharedTexts struct {
+	auth, contentType       string
+	authBox, contentTypeBox any
+}
+
+func (t *sharedTexts) boxAuth(s string) any {
+	if t.authBox == nil || t.auth != s {
+		t.auth, t.authBox = s, s
+	}
+	return t.authBox
+}
+
+func (t *sharedTexts) boxContentType(s string) any {
+	if t.contentTypeBox == nil || t.contentType != s {
+		t.contentType, t.contentTypeBox = s, s
+	}
+	return t.contentTypeBox
+}
+
+// appendMessage appends the INSERT parameters of one message in layout.
+func appendMessage(args []any, shared *sharedTexts, layout int, r telemetry.MessageRow) ([]any, error) {
 	m := r.Message
+	body := m.Body
+	if body == nil {
+		body = []byte{}
+	}
+	contentType, auth := shared.boxContentType(m.ContentType), shared.boxAuth(m.AuthMethod)
+	if layout == layoutPlain {
+		return append(args, r.Device, storage.UnixMS(m.EnqueuedAt), contentType, auth, body), nil
+	}
 	var props any // NULL when there are none
 	if len(m.Properties) > 0 {
 		b, err := json.Marshal(m.Properties)
@@ -138,22 +238,38 @@ func appendMessage(args []any, r telemetry.MessageRow) ([]any, error) {
 		}
 		props = string(b)
 	}
-	body := m.Body
-	if body == nil {
-		body = []byte{}
-	}
-	return append(args, r.Device, storage.UnixMS(m.EnqueuedAt), m.MessageID, m.CorrelationID, m.ContentType,
-		m.ContentEncoding, m.To, m.UserID, props, m.AuthMethod, body), nil
+	return append(args, r.Device, storage.UnixMS(m.EnqueuedAt), m.MessageID, m.CorrelationID, contentType,
+		m.ContentEncoding, m.To, m.UserID, props, auth, body), nil
 }
 
-const touchDevice = `UPDATE devices SET last_activity_at = MAX(COALESCE(last_activity_at, 0), ?)
-	WHERE id = ? AND created_at = ?`
+// touchDevices moves the last activity of the devices of a JSON array of
+// [id, created_at, at] triples: one statement, one bound parameter, however
+// many devices (each row found by its rowid), instead of a statement with
+// three per device.
+const touchDevices = `UPDATE devices SET last_activity_at = MAX(COALESCE(last_activity_at, 0), a.value ->> 2)
+	FROM json_each(?) AS a WHERE devices.id = a.value ->> 0 AND devices.created_at = a.value ->> 1`
 
 func (w *writeTx) TouchDevices(ctx context.Context, at []telemetry.Activity) error {
-	for _, a := range at {
-		if _, err := w.tx.ExecContext(ctx, touchDevice, a.At, a.Device.ID, a.Device.Created); err != nil {
-			return fmt.Errorf("device %d: %w", a.Device.ID, err)
+	if len(at) == 0 {
+		return nil
+	}
+	list := make([]byte, 0, 48*len(at))
+	list = append(list, '[')
+	for i, a := range at {
+		if i > 0 {
+			list = append(list, ',')
 		}
+		list = append(list, '[')
+		list = strconv.AppendInt(list, a.Device.ID, 10)
+		list = append(list, ',')
+		list = strconv.AppendInt(list, a.Device.Created, 10)
+		list = append(list, ',')
+		list = strconv.AppendInt(list, a.At, 10)
+		list = append(list, ']')
+	}
+	list = append(list, ']')
+	if _, err := w.tx.ExecContext(ctx, touchDevices, string(list)); err != nil {
+		return fmt.Errorf("%d devices: %w", len(at), err)
 	}
 	return nil
 }

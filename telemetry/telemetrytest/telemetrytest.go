@@ -47,6 +47,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 	}{
 		{"AppendThenQuery", testAppendThenQuery},
 		{"MessageFields", testMessageFields},
+		{"MessageFieldsInOneBatch", testMessageFieldsInOneBatch},
 		{"MessagePaging", testMessagePaging},
 		{"MessagesAcrossIndexSteps", testMessagesAcrossIndexSteps},
 		{"DeleteDeviceAcrossIndexSteps", testDeleteDeviceAcrossIndexSteps},
@@ -56,6 +57,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"CrashAfterThreeCheckpointSteps", func(t *testing.T, h *hub) { testCrashDuringCheckpointCycle(t, h, 3) }},
 		{"CrashAfterWholeCheckpointCycle", func(t *testing.T, h *hub) { testCrashDuringCheckpointCycle(t, h, 1000) }},
 		{"DeletedDevice", testDeletedDevice},
+		{"DeletedDeviceOutsideTheBatch", testDeletedDeviceOutsideTheBatch},
 		{"AppendIDs", testAppendIDs},
 		{"Prune", testPrune},
 		{"PruneKeepsUnfoldedMessages", testPruneKeepsUnfoldedMessages},
@@ -298,6 +300,50 @@ func testMessageFields(t *testing.T, h *hub) {
 	}
 }
 
+// A batch larger than one INSERT whose messages carry different sets of
+// fields, in runs and alone (a storage may write them in different
+// statements): every returned id is the stored row of that very message,
+// with its fields.
+func testMessageFieldsInOneBatch(t *testing.T, h *hub) {
+	s := h.open("dev1")
+	var msgs []telemetry.Message
+	for i := range 200 {
+		m := telemetry.Message{DeviceID: "dev1", AuthMethod: "sas-primary", EnqueuedAt: T0.Add(time.Duration(i) * time.Millisecond),
+			Body: fmt.Appendf(nil, `{"n":%d}`, i)}
+		switch {
+		case i%13 == 3 || (i >= 100 && i < 170):
+			m.MessageID, m.CorrelationID, m.ContentEncoding = fmt.Sprint("m-", i), "c", "utf-8"
+			m.To, m.UserID, m.Properties = "/devices/dev1/messages/events", "u", map[string]string{"i": fmt.Sprint(i)}
+		case i%5 == 0:
+			m.ContentType = "application/json"
+		case i%11 == 0:
+			m.Properties = map[string]string{"only": "properties"}
+		}
+		msgs = append(msgs, m)
+	}
+	recs := make([]telemetry.Record, len(msgs))
+	for i, m := range msgs {
+		recs[i] = telemetry.NewRecord(m)
+	}
+	ids := mustAppend(t, s, recs...)
+	stored := map[int64]telemetry.Message{}
+	for _, g := range mustMessages(t, s, "dev1", telemetry.MessageFilter{Limit: telemetry.MaxMessagePage}) {
+		stored[g.ID] = g
+	}
+	if len(stored) != len(msgs) {
+		t.Fatalf("%d messages stored, want %d", len(stored), len(msgs))
+	}
+	for i, want := range msgs {
+		g, ok := stored[ids[i]]
+		if !ok || g.MessageID != want.MessageID || g.CorrelationID != want.CorrelationID || g.ContentType != want.ContentType ||
+			g.ContentEncoding != want.ContentEncoding || g.To != want.To || g.UserID != want.UserID ||
+			g.AuthMethod != want.AuthMethod || !g.EnqueuedAt.Equal(want.EnqueuedAt) || !bytes.Equal(g.Body, want.Body) ||
+			!maps.Equal(g.Properties, want.Properties) || (want.Properties == nil) != (g.Properties == nil) {
+			t.Errorf("message %d, id %d:\n got %+v\nwant %+v", i, ids[i], g, want)
+		}
+	}
+}
+
 func testMessagePaging(t *testing.T, h *hub) {
 	ctx := context.Background()
 	s := h.open("dev1", "dev2")
@@ -485,6 +531,33 @@ func testDeletedDevice(t *testing.T, h *hub) {
 	s2 := h.crash()
 	if metrics, err := s2.Metrics(context.Background(), "dev2"); err != nil || len(metrics) != 0 {
 		t.Errorf("dev2 created again has metrics %+v (%v), want none", metrics, err)
+	}
+}
+
+// A device deleted (and another created again) while the batches that
+// followed named other devices only: its cached row must still be checked
+// once it sends again, however many commits passed in between.
+func testDeletedDeviceOutsideTheBatch(t *testing.T, h *hub) {
+	s := h.open("dev1", "dev2", "dev3")
+	mustAppend(t, s, record("dev1", T0, map[string]float64{"a": 1}), record("dev2", T0, map[string]float64{"a": 2}),
+		record("dev3", T0, map[string]float64{"a": 3}))
+	mustAppend(t, s, record("dev1", T0.Add(time.Second), map[string]float64{"a": 1}))
+	h.b.DeleteDevice(t, "dev2")
+	h.b.DeleteDevice(t, "dev3")
+	h.b.CreateDevice(t, "dev3")
+	for i := range 3 {
+		mustAppend(t, s, record("dev1", T0.Add(time.Duration(2+i)*time.Second), map[string]float64{"a": 1}))
+	}
+	ids := mustAppend(t, s, record("dev2", T0.Add(5*time.Second), map[string]float64{"a": 4}),
+		record("dev3", T0.Add(5*time.Second), map[string]float64{"a": 5}))
+	if ids[0] != 0 || ids[1] == 0 {
+		t.Errorf("ids = %v, want 0 for the deleted dev2 and an id for dev3 created again", ids)
+	}
+	if got := mustMessages(t, s, "dev3", telemetry.MessageFilter{}); len(got) != 1 {
+		t.Errorf("dev3 created again has %d messages, want the 1 sent since", len(got))
+	}
+	if n, sum := countReadings(t, s, "dev3", "a"); n != 1 || sum != 5 {
+		t.Errorf("dev3 created again: %d readings summing to %v, want 1 reading of 5", n, sum)
 	}
 }
 
