@@ -17,11 +17,13 @@ const nameSlots = 4096
 // Shared strings also compare at the cost of a pointer check where the
 // writer matches a device's metrics against its last message's.
 //
-// It is a fixed table, one name per slot chosen by a seeded hash, a newer
-// name replacing an older one in its slot: however many distinct names
-// hostile devices send, it holds nameSlots of them at most, and what a flood
-// of names costs others is an allocation again, no more. The nil *Names
-// interns nothing. Safe for concurrent use.
+// It is a fixed table, a name kept in one of two slots chosen by a seeded
+// hash (two, so that the few names of a fleet that hash alike do not take
+// turns in one slot), a newer name replacing an older one when both are
+// taken: however many distinct names hostile devices send, it holds
+// nameSlots of them at most, and what a flood of names costs others is an
+// allocation again, no more. The nil *Names interns nothing. Safe for
+// concurrent use.
 type Names struct {
 	seed  maphash.Seed
 	slots [nameSlots]atomic.Pointer[string]
@@ -37,11 +39,21 @@ func (n *Names) intern(name []byte) string {
 	if n == nil {
 		return string(name)
 	}
-	slot := &n.slots[maphash.Bytes(n.seed, name)&(nameSlots-1)]
-	if s := slot.Load(); s != nil && *s == string(name) {
-		return *s
+	h := maphash.Bytes(n.seed, name)
+	a, b := &n.slots[h&(nameSlots-1)], &n.slots[(h>>32)&(nameSlots-1)]
+	pa := a.Load()
+	if pa != nil && *pa == string(name) {
+		return *pa
+	}
+	pb := b.Load()
+	if pb != nil && *pb == string(name) {
+		return *pb
 	}
 	s := string(name)
-	slot.Store(&s)
+	if pa == nil || (pb != nil && h&(1<<31) != 0) {
+		a.Store(&s)
+	} else {
+		b.Store(&s)
+	}
 	return s
 }

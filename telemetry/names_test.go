@@ -50,3 +50,28 @@ func TestNamesBounded(t *testing.T) {
 		t.Errorf("only %d of %d slots used: the hash does not spread names", held, nameSlots)
 	}
 }
+
+// A fleet's working set of names, well under the table's size, is kept:
+// names that hash to the same slot have a second one.
+func TestNamesKeepAWorkingSet(t *testing.T) {
+	names := NewNames()
+	const n = 500
+	pass := func() []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = names.intern(fmt.Appendf(nil, "sensor%d.value", i))
+		}
+		return out
+	}
+	pass()
+	second, third := pass(), pass()
+	kept := 0
+	for i := range second {
+		if unsafe.StringData(second[i]) == unsafe.StringData(third[i]) {
+			kept++
+		}
+	}
+	if kept < n-10 {
+		t.Errorf("%d of %d names kept between passes", kept, n)
+	}
+}
