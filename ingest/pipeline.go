@@ -155,6 +155,8 @@ type Pipeline struct {
 	opts   Options
 	log    *slog.Logger
 	health *storage.Health
+	// names shares metric name strings between messages (telemetry.Names).
+	names *telemetry.Names
 
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
@@ -195,6 +197,7 @@ func New(store Store, pub Publisher, opts Options) *Pipeline {
 	opts.defaults()
 	p := &Pipeline{
 		store: store, pub: pub, opts: opts, log: opts.Logger, health: opts.Health,
+		names: telemetry.NewNames(),
 		queue: make(chan *request, opts.QueueMessages),
 		done:  make(chan struct{}),
 	}
@@ -325,7 +328,7 @@ func (p *Pipeline) prepare(msgs []telemetry.Message) (*request, error) {
 		if m.EnqueuedAt.IsZero() {
 			m.EnqueuedAt = now
 		}
-		req.recs[i] = telemetry.NewRecord(*m)
+		req.recs[i] = p.names.NewRecord(*m)
 		req.bytes += int64(m.Size()) + 256
 	}
 	return req, nil

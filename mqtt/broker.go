@@ -462,6 +462,10 @@ type conn struct {
 	// handles next; both run on the client's read goroutine.
 	parsedTopic string
 	parsed      Publish
+	// telemetryTopic is the last telemetry topic parsed on this connection,
+	// and telemetry what it parsed to (parsePublish); read goroutine only.
+	telemetryTopic string
+	telemetry      Publish
 
 	mu     sync.Mutex
 	reason string // why the hub closed it; empty when the device left

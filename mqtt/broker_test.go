@@ -342,25 +342,36 @@ func TestTelemetryPropertiesAndAuthMethod(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The same topic again, after another and right after itself:
+			// a connection reuses its last telemetry topic's decoded bag.
+			const other = "devices/dev1/messages/events/other=1"
+			topics := []string{tt.topic, other, tt.topic, tt.topic}
 			before := len(h.stored("dev1"))
-			tok := d.publish(t, tt.topic, 1, `{"t":1}`)
-			if !tok.WaitTimeout(wait) || tok.Error() != nil {
-				t.Fatalf("publish: no PUBACK (%v)", tok.Error())
+			for _, topic := range topics {
+				tok := d.publish(t, topic, 1, `{"t":1}`)
+				if !tok.WaitTimeout(wait) || tok.Error() != nil {
+					t.Fatalf("publish on %q: no PUBACK (%v)", topic, tok.Error())
+				}
 			}
 			msgs := h.stored("dev1")
-			if len(msgs) != before+1 {
-				t.Fatalf("stored %d messages after PUBACK, want %d", len(msgs), before+1)
+			if len(msgs) != before+len(topics) {
+				t.Fatalf("stored %d messages after PUBACK, want %d", len(msgs), before+len(topics))
 			}
-			got := msgs[before]
-			if string(got.Body) != `{"t":1}` {
-				t.Errorf("body = %q, want %q", got.Body, `{"t":1}`)
-			}
-			if got.EnqueuedAt.IsZero() {
-				t.Error("EnqueuedAt is zero")
-			}
-			got.ID, got.Body, got.EnqueuedAt = 0, nil, time.Time{}
-			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
-				t.Errorf("message = %+v\nwant      %+v", got, tt.want)
+			for i, topic := range topics {
+				got, want := msgs[before+i], tt.want
+				if topic == other {
+					want = telemetry.Message{DeviceID: "dev1", Properties: map[string]string{"other": "1"}, AuthMethod: tt.want.AuthMethod}
+				}
+				if string(got.Body) != `{"t":1}` {
+					t.Errorf("message %d: body = %q, want %q", i, got.Body, `{"t":1}`)
+				}
+				if got.EnqueuedAt.IsZero() {
+					t.Errorf("message %d: EnqueuedAt is zero", i)
+				}
+				got.ID, got.Body, got.EnqueuedAt = 0, nil, time.Time{}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("message %d = %+v\nwant        %+v", i, got, want)
+				}
 			}
 			d.client.Disconnect(0)
 		})

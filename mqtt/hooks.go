@@ -72,6 +72,23 @@ func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	return AllowedSubscription(cl.ID, topic) == nil
 }
 
+// parsePublish is ParseDevicePublish for a publish read on c (nil: not
+// established), remembering c's last telemetry topic: devices publish on one
+// topic, property bag and all, message after message, so its decoded bag
+// (maps and unescaped values, several allocations) is reused. Sharing the
+// maps between messages is safe because nothing writes them once decoded.
+// Runs on c's read goroutine only.
+func parsePublish(c *conn, deviceID, topic string) (Publish, error) {
+	if c != nil && topic == c.telemetryTopic && topic != "" {
+		return c.telemetry, nil
+	}
+	p, err := ParseDevicePublish(deviceID, topic)
+	if err == nil && c != nil && p.Kind == Telemetry {
+		c.telemetryTopic, c.telemetry = topic, p
+	}
+	return p, err
+}
+
 // OnPacketRead closes the connection on a QoS 2 publish or a publish outside
 // the device's topics (as Azure IoT Hub does), and settles cloud-to-device
 // messages when the device acknowledges them.
@@ -89,7 +106,7 @@ func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet
 		var refusal error
 		if pk.FixedHeader.Qos > 1 {
 			refusal = fmt.Errorf("QoS %d publish on %q refused: Fieldhub accepts QoS 0 and 1", pk.FixedHeader.Qos, pk.TopicName)
-		} else if p, err := ParseDevicePublish(cl.ID, pk.TopicName); err != nil {
+		} else if p, err := parsePublish(c, cl.ID, pk.TopicName); err != nil {
 			refusal = fmt.Errorf("publish refused: %w", err)
 		} else if c != nil {
 			// OnPublish for this packet runs next on this goroutine.
@@ -186,7 +203,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	p, err := c.parsed, error(nil)
 	if c.parsedTopic != pk.TopicName {
-		p, err = ParseDevicePublish(c.deviceID, pk.TopicName)
+		p, err = parsePublish(c, c.deviceID, pk.TopicName)
 	}
 	c.parsedTopic, c.parsed = "", Publish{}
 	if err == nil {

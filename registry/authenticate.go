@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"fieldhub/auth"
@@ -129,15 +130,30 @@ const maxCachedDevices = 100000
 // with each the last SAS token that verified against its keys: devices send
 // the same token for as long as it is valid (an hour by default), so that
 // token again is checked by comparison and its expiry instead of HMAC.
+//
+// Every request of every device looks here, so the remembered path takes
+// no lock but the map's and copies no more than the Identity it returns:
+// entries are pointers, never changed once in the map (a change replaces
+// the entry), and the credentials version is read from an atomic pointer.
 type credentialCache struct {
 	mu      sync.Mutex
-	entries map[string]cachedDevice
+	entries map[string]*cachedDevice
 
 	// The store's credentials version as last read, and when; versionMu
 	// makes one request read it while the others wait for its answer.
 	versionMu sync.Mutex
-	version   int64
-	checked   time.Time // zero: never read, or the last read failed
+	version   atomic.Pointer[versionRead] // nil: never read, or the last read failed
+}
+
+// versionRead is the store's credentials version read at a time.
+type versionRead struct {
+	version int64
+	at      time.Time
+}
+
+// within reports whether now is within deviceCacheTTL after t.
+func within(t, now time.Time) bool {
+	return now.Sub(t) < deviceCacheTTL && !now.Before(t)
 }
 
 type cachedDevice struct {
@@ -147,7 +163,7 @@ type cachedDevice struct {
 	// -1 when none was.
 	version int64
 	// sas is the Authorization value that verified against dev's keys, and
-	// verified what it proved; "" when none did yet.
+	// verified what it proved, its Device dev; "" when none did yet.
 	sas      string
 	verified Identity
 }
@@ -155,15 +171,10 @@ type cachedDevice struct {
 // versionReader reads the store's credentials version.
 type versionReader func(context.Context) (int64, error)
 
-// fresh reports whether the entry was read within deviceCacheTTL of now.
-func (e cachedDevice) fresh(now time.Time) bool {
-	return now.Sub(e.fetched) < deviceCacheTTL && !now.Before(e.fetched)
-}
-
 // current reports whether e may be used at now: read within the TTL, or
 // no credential changed since, as a version read within the TTL says.
-func (dc *credentialCache) current(ctx context.Context, e cachedDevice, read versionReader, now time.Time) bool {
-	if e.fresh(now) {
+func (dc *credentialCache) current(ctx context.Context, e *cachedDevice, read versionReader, now time.Time) bool {
+	if within(e.fetched, now) {
 		return true
 	}
 	v, ok := dc.storeVersion(ctx, read, now)
@@ -173,17 +184,20 @@ func (dc *credentialCache) current(ctx context.Context, e cachedDevice, read ver
 // storeVersion returns the credentials version as read within
 // deviceCacheTTL of now, reading it again when the last read is older.
 func (dc *credentialCache) storeVersion(ctx context.Context, read versionReader, now time.Time) (int64, bool) {
+	if r := dc.version.Load(); r != nil && within(r.at, now) {
+		return r.version, true
+	}
 	dc.versionMu.Lock()
 	defer dc.versionMu.Unlock()
-	if !dc.checked.IsZero() && now.Sub(dc.checked) < deviceCacheTTL && !now.Before(dc.checked) {
-		return dc.version, true
+	if r := dc.version.Load(); r != nil && within(r.at, now) {
+		return r.version, true // read by the request this one waited for
 	}
 	v, err := read(ctx)
 	if err != nil {
-		dc.checked = time.Time{}
+		dc.version.Store(nil)
 		return 0, false // the entry is read again, and its error, if any, told
 	}
-	dc.version, dc.checked = v, now
+	dc.version.Store(&versionRead{version: v, at: now})
 	return v, true
 }
 
@@ -194,6 +208,14 @@ func (dc *credentialCache) forget(id string) {
 	dc.mu.Unlock()
 }
 
+// entry returns the device's entry, nil when there is none.
+func (dc *credentialCache) entry(id string) *cachedDevice {
+	dc.mu.Lock()
+	e := dc.entries[id]
+	dc.mu.Unlock()
+	return e
+}
+
 // deviceSource is what the cache reads devices from (the registry's Store).
 type deviceSource interface {
 	Device(ctx context.Context, deviceID string) (db.Device, error)
@@ -201,16 +223,14 @@ type deviceSource interface {
 }
 
 func (dc *credentialCache) get(ctx context.Context, id string, src deviceSource, now time.Time) (db.Device, error) {
-	dc.mu.Lock()
-	e, ok := dc.entries[id]
-	dc.mu.Unlock()
-	if ok && e.fresh(now) {
+	e := dc.entry(id)
+	if e != nil && within(e.fetched, now) {
 		return e.dev, nil
 	}
 	// The version first: a change between it and the row read moves the
 	// store's version past it, so the entry is read again next time.
 	version, vok := dc.storeVersion(ctx, src.CredentialsVersion, now)
-	if ok && vok && e.version >= 0 && version == e.version {
+	if e != nil && vok && e.version >= 0 && version == e.version {
 		return e.dev, nil
 	}
 	if !vok {
@@ -222,12 +242,13 @@ func (dc *credentialCache) get(ctx context.Context, id string, src deviceSource,
 	}
 	dc.mu.Lock()
 	if dc.entries == nil || len(dc.entries) >= maxCachedDevices {
-		dc.entries = make(map[string]cachedDevice)
+		dc.entries = make(map[string]*cachedDevice)
 	}
-	next := cachedDevice{dev: dev, fetched: now, version: version}
-	if old, ok := dc.entries[id]; ok && sameKeys(old.dev, dev) {
+	next := &cachedDevice{dev: dev, fetched: now, version: version}
+	if old := dc.entries[id]; old != nil && old.sas != "" && sameKeys(old.dev, dev) {
 		// Read again, the keys unchanged: the token that verified still does.
 		next.sas, next.verified = old.sas, old.verified
+		next.verified.Device = dev
 	}
 	dc.entries[id] = next
 	dc.mu.Unlock()
@@ -239,15 +260,11 @@ func (dc *credentialCache) get(ctx context.Context, id string, src deviceSource,
 // token has not expired at now. Anything else goes the whole way: parse,
 // read the device, HMAC.
 func (dc *credentialCache) verifiedSAS(ctx context.Context, id, sas string, read versionReader, now time.Time) (Identity, bool) {
-	dc.mu.Lock()
-	e, ok := dc.entries[id]
-	dc.mu.Unlock()
-	if !ok || e.sas == "" || !now.Before(e.verified.Expires) || !sameToken(e.sas, sas) || !dc.current(ctx, e, read, now) {
+	e := dc.entry(id)
+	if e == nil || e.sas == "" || !now.Before(e.verified.Expires) || !sameToken(e.sas, sas) || !dc.current(ctx, e, read, now) {
 		return Identity{}, false
 	}
-	who := e.verified
-	who.Device = e.dev
-	return who, true
+	return e.verified, true
 }
 
 // rememberSAS keeps the token that verified as id, if the cache still holds
@@ -256,12 +273,14 @@ func (dc *credentialCache) verifiedSAS(ctx context.Context, id, sas string, read
 func (dc *credentialCache) rememberSAS(sas string, id Identity) {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
-	e, ok := dc.entries[id.Device.DeviceID]
-	if !ok || !sameKeys(e.dev, id.Device) {
+	e := dc.entries[id.Device.DeviceID]
+	if e == nil || !sameKeys(e.dev, id.Device) {
 		return
 	}
-	e.sas, e.verified = sas, id
-	dc.entries[id.Device.DeviceID] = e
+	next := *e
+	next.sas, next.verified = sas, id
+	next.verified.Device = e.dev
+	dc.entries[id.Device.DeviceID] = &next
 }
 
 // sameKeys reports whether a and b are the same registration with the same

@@ -39,7 +39,13 @@ const (
 // Flatten is on the ingest hot path, so it scans the bytes itself instead of
 // building a generic tree.
 func Flatten(body []byte) (readings []Reading, ts time.Time, hasTS bool, err error) {
-	f := flattener{data: body, name: make([]byte, 0, 64)}
+	return flatten(body, nil)
+}
+
+// flatten is Flatten taking the readings' metric names from names (nil:
+// new strings).
+func flatten(body []byte, names *Names) (readings []Reading, ts time.Time, hasTS bool, err error) {
+	f := flattener{data: body, name: make([]byte, 0, 64), names: names}
 	f.pos = skipBOM(body)
 	f.skipSpace()
 	if f.pos >= len(f.data) || f.data[f.pos] != '{' {
@@ -74,6 +80,7 @@ type flattener struct {
 	ts       time.Time
 	tsRank   int    // 0 none, 1 from "timestamp", 2 from "ts"
 	scratch  []byte // decoded timestamp strings
+	names    *Names // where metric names come from; nil: new strings
 }
 
 // object scans the object at f.pos. emit is false inside arrays, whose
@@ -286,7 +293,7 @@ func (f *flattener) add(v float64) error {
 	if len(f.readings) >= MaxReadings {
 		return fmt.Errorf("%w: more than %d", ErrTooManyReadings, MaxReadings)
 	}
-	f.readings = append(f.readings, Reading{Metric: string(f.name), Value: v})
+	f.readings = append(f.readings, Reading{Metric: f.names.intern(f.name), Value: v})
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -295,6 +296,21 @@ func BenchmarkFlatten(b *testing.B) {
 	b.ReportMetric(float64(b.N*10)/b.Elapsed().Seconds(), "readings/s")
 }
 
+// BenchmarkFlattenNames is BenchmarkFlatten as the ingest path flattens:
+// with the metric names from a Names table.
+func BenchmarkFlattenNames(b *testing.B) {
+	body := []byte(benchBody)
+	names := NewNames()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		readings, _, _, err := flatten(body, names)
+		if err != nil || len(readings) != 10 {
+			b.Fatalf("flatten: %d readings, %v", len(readings), err)
+		}
+	}
+}
+
 func FuzzFlatten(f *testing.F) {
 	for _, name := range []string{"telemetry_nested.json", "telemetry_python_nan.json"} {
 		f.Add(readTestdata(f, name))
@@ -302,8 +318,13 @@ func FuzzFlatten(f *testing.F) {
 	for _, s := range []string{benchBody, `{}`, `{"a":[{"b":[1]}]}`, `{"ts":"2024-05-01T10:00:00Z"}`, `{"a\u00e9\ud800":1e400}`, `{"a":1`, ``} {
 		f.Add([]byte(s))
 	}
+	names := NewNames() // shared by every input, as the ingest path shares one
 	f.Fuzz(func(t *testing.T, body []byte) {
 		readings, ts, hasTS, err := Flatten(body)
+		// Interned names change nothing but where the strings live.
+		if interned := names.NewRecord(Message{Body: body}); err == nil && !slices.Equal(interned.Readings, readings) {
+			t.Fatalf("with a Names table: %v, without: %v", interned.Readings, readings)
+		}
 		// Any JSON object encoding/json accepts, the scanner accepts too.
 		if trimmed := strings.TrimLeft(string(body), " \t\r\n"); errors.Is(err, ErrNotJSONObject) &&
 			strings.HasPrefix(trimmed, "{") && json.Valid(body) {

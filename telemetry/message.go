@@ -70,8 +70,15 @@ type Record struct {
 // as it replays the message log. A body that is not a JSON object yields no
 // readings; the message is stored all the same.
 func NewRecord(m Message) Record {
+	return (*Names)(nil).NewRecord(m)
+}
+
+// NewRecord is the package's NewRecord with the metric names taken from n
+// (a nil n: new strings), for the ingest path, where most messages name
+// the metrics the messages before them named.
+func (n *Names) NewRecord(m Message) Record {
 	r := Record{Message: m, Time: m.EnqueuedAt}
-	rs, ts, hasTS, err := Flatten(m.Body)
+	rs, ts, hasTS, err := flatten(m.Body, n)
 	if err != nil || len(rs) == 0 {
 		return r
 	}
