@@ -243,7 +243,7 @@ func (s *Server) countRefusal(err error) {
 // stored, so nothing acknowledged is lost). Once decoded, the messages count
 // against the ingest queue's own bound.
 const (
-	batchBodyBudget  = 8 << 20
+	batchBodyBudget  = 2 << 20
 	unknownBatchBody = 256 << 10
 	batchBudgetWait  = 2 * time.Second
 )
@@ -266,6 +266,11 @@ func (s *Server) readBatch(c echo.Context, limit int64) ([]telemetry.Message, er
 		return nil, s.overloaded(fmt.Errorf("wait to read a batch: %w", err))
 	}
 	defer s.batchBudget.Release(weight)
+	if s.ingest.Busy() {
+		// The queue filled while this batch waited: decoding it now would
+		// only spend memory and CPU on messages Submit refuses.
+		return nil, s.overloaded(ingest.ErrOverloaded)
+	}
 	body, err := s.readDeviceBody(c, true, limit)
 	if err != nil {
 		return nil, err
