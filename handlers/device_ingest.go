@@ -241,7 +241,11 @@ func (s *Server) countRefusal(err error) {
 // for its turn before its body is read, so TCP holds the device back, for
 // at most batchBudgetWait, and is then refused with 503 and Retry-After (not
 // stored, so nothing acknowledged is lost). Once decoded, the messages count
-// against the ingest queue's own bound.
+// against the ingest queue's own bound. 2 MiB is a hundred SDK batches of
+// 50 messages read and decoded at once, more than two cores keep busy; what
+// it bounds (raw bodies, and the pooled buffers kept of them) grows with the
+// rate until the budget binds, so it is what a fast machine holds beyond a
+// loaded one (bench/README.md, issue 10, sixth round; 8 MiB before).
 const (
 	batchBodyBudget  = 2 << 20
 	unknownBatchBody = 256 << 10
