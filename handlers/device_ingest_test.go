@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -548,5 +550,152 @@ func TestDeviceBatchesWaitForTheBodyBudget(t *testing.T) {
 	}
 	if msgs := h.messages("dev2"); len(msgs) != 3 {
 		t.Errorf("dev2 has %d messages, want the 3 of its second batch", len(msgs))
+	}
+}
+
+// TestBatchBudgetHoldsUnderAThousandUploads: 1,000 batch uploads at once
+// (20 from each of 50 devices) are read no more than the budget's worth at
+// a time, and every one is stored once its turn comes. The bodies are
+// watched as the device router reads them: a body counts from its first
+// read to its end, which lie within the time its batch holds the budget.
+// The first readers wait until the budget is full and every upload has
+// reached the router, so that all of them contend for the budget while
+// it is taken: a budget that let more in would show.
+func TestBatchBudgetHoldsUnderAThousandUploads(t *testing.T) {
+	const (
+		devices, uploads = 50, 20
+		perBatch         = 3
+		bodySize         = 512
+		fits             = 8 // batches the budget holds at once
+	)
+	h := newIngestHub(t, func(c *handlers.Config) {
+		// Long enough that no upload is refused for waiting: the test is
+		// about the bound, not the timeout.
+		c.BatchBodyBudget, c.BatchBudgetWait = fits*bodySize, time.Minute
+	})
+	watch := &bodyWatch{fits: fits, uploads: devices * uploads, full: make(chan struct{})}
+	srv := httptest.NewServer(watch.wrap(h.server.DeviceRouter()))
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1}}
+	defer client.CloseIdleConnections()
+
+	var items []string
+	for i := range perBatch {
+		items = append(items, fmt.Sprintf(`{"body":%q,"base64Encoded":false}`, fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	body := "[" + strings.Join(items, ",") + "]"
+	body += strings.Repeat(" ", bodySize-len(body)) // every batch weighs the same
+
+	statuses := make(chan int, devices*uploads)
+	var wg sync.WaitGroup
+	for d := range devices {
+		id := fmt.Sprintf("dev%02d", d)
+		dev := h.addDevice(id)
+		authz := token(t, id, dev.PrimaryKey, time.Now().Add(time.Hour))
+		for range uploads {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, err := http.NewRequest("POST", srv.URL+"/devices/"+id+"/messages/events", strings.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req.Header.Set("Authorization", authz)
+				req.Header.Set("Content-Type", ingest.BatchContentType)
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				statuses <- resp.StatusCode
+			}()
+		}
+	}
+	wg.Wait()
+	close(statuses)
+	for status := range statuses {
+		if status != http.StatusNoContent {
+			t.Errorf("an upload answered %d, want 204", status)
+		}
+	}
+	if most := watch.most.Load(); most > fits {
+		t.Errorf("%d batch bodies were read at once, the budget holds %d", most, fits)
+	}
+	for d := range devices {
+		if msgs := h.messages(fmt.Sprintf("dev%02d", d)); len(msgs) != uploads*perBatch {
+			t.Errorf("dev%02d has %d messages, want %d", d, len(msgs), uploads*perBatch)
+		}
+	}
+}
+
+// bodyWatch counts the request bodies being read at once (most: the
+// highest count seen). The first reads wait until fits bodies are being
+// read together and all uploads have arrived.
+type bodyWatch struct {
+	reading, most, arrived atomic.Int64
+	fits, uploads          int64
+	full                   chan struct{}
+	fullOnce               sync.Once
+}
+
+func (w *bodyWatch) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		r.Body = &watchedBody{ReadCloser: r.Body, watch: w}
+		w.arrived.Add(1)
+		w.open()
+		next.ServeHTTP(rw, r)
+	})
+}
+
+func (w *bodyWatch) enter() {
+	n := w.reading.Add(1)
+	for m := w.most.Load(); n > m && !w.most.CompareAndSwap(m, n); m = w.most.Load() {
+	}
+	w.open()
+	<-w.full
+}
+
+// open lets the readers go on once the budget is full and every upload
+// has arrived.
+func (w *bodyWatch) open() {
+	if w.reading.Load() >= w.fits && w.arrived.Load() >= w.uploads {
+		w.fullOnce.Do(func() { close(w.full) })
+	}
+}
+
+// watchedBody is a request body that tells its watch when its reading
+// begins and ends (at its end or error, or when closed before).
+type watchedBody struct {
+	io.ReadCloser
+	watch          *bodyWatch
+	started, ended bool
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	if !b.started {
+		b.started = true
+		b.watch.enter()
+	}
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.end()
+	}
+	return n, err
+}
+
+func (b *watchedBody) Close() error {
+	if b.started {
+		b.end()
+	}
+	return b.ReadCloser.Close()
+}
+
+func (b *watchedBody) end() {
+	if !b.ended {
+		b.ended = true
+		b.watch.reading.Add(-1)
 	}
 }

@@ -118,6 +118,14 @@ type batchItem struct {
 	Properties    map[string]json.RawMessage `json:"properties"`
 }
 
+// bodyKey is how each batch item's body begins; maxBatchPresize bounds the
+// messages DecodeBatch allocates room for before it has decoded them (a
+// body of nothing but "body" strings gets room for 500, about 100 KB, then
+// fails to decode; a batch of more messages appends beyond).
+var bodyKey = []byte(`"body"`)
+
+const maxBatchPresize = 500
+
 // DecodeBatch decodes a BatchContentType body into its messages. Properties
 // named iothub-app-<name> become application properties (case kept), the
 // iothub-messageid/-correlationid/-contenttype/-contentencoding/-to/-userid
@@ -131,7 +139,11 @@ func DecodeBatch(body []byte) ([]telemetry.Message, error) {
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
 		return nil, errors.New("decode batch: want a JSON array of messages")
 	}
-	var msgs []telemetry.Message
+	// Sized from the items' "body" keys (a body value that is the string
+	// "body" only makes it larger), up to maxBatchPresize: growing by
+	// append copied every message about once more and left the smaller
+	// arrays as garbage, 40 % of what decoding a batch allocated.
+	msgs := make([]telemetry.Message, 0, min(bytes.Count(body, bodyKey), maxBatchPresize))
 	total := 0
 	for i := 0; dec.More(); i++ {
 		var it batchItem

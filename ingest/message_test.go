@@ -287,3 +287,61 @@ func TestCanonicalHeaderNames(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeBatchSizedOnce: a batch's messages are decoded into one array
+// of their number (appending had copied them once more on average and left
+// the smaller arrays as garbage), whatever the property values say, and a
+// batch of more messages than the array is sized for beforehand decodes
+// whole.
+func TestDecodeBatchSizedOnce(t *testing.T) {
+	batchOf := func(n int, props string) []byte {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = fmt.Sprintf(`{"body":"%s","properties":{%s}}`, base64.StdEncoding.EncodeToString(fmt.Appendf(nil, `{"n":%d}`, i)), props)
+		}
+		return []byte("[" + strings.Join(items, ",") + "]")
+	}
+	for _, tc := range []struct {
+		name    string
+		n       int
+		props   string
+		wantCap int
+	}{
+		{"SDK batch", 50, `"iothub-app-room":"kitchen"`, 50},
+		{"a property named and valued body", 50, `"iothub-app-body":"body"`, 100},
+		{"more than sized for", maxBatchPresize + 100, ``, 0},
+	} {
+		msgs, err := DecodeBatch(batchOf(tc.n, tc.props))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(msgs) != tc.n {
+			t.Errorf("%s: %d messages, want %d", tc.name, len(msgs), tc.n)
+		}
+		if tc.wantCap > 0 && cap(msgs) != tc.wantCap {
+			t.Errorf("%s: room for %d messages, want %d", tc.name, cap(msgs), tc.wantCap)
+		}
+		if last := msgs[len(msgs)-1].Body; string(last) != fmt.Sprintf(`{"n":%d}`, tc.n-1) {
+			t.Errorf("%s: the last body is %s", tc.name, last)
+		}
+	}
+}
+
+// BenchmarkDecodeBatch decodes an SDK batch of 50 messages of 10 numeric
+// fields each (bench BenchmarkHubHTTPS's batches); B/op is what a batch
+// message costs the collector before it is queued.
+func BenchmarkDecodeBatch(b *testing.B) {
+	items := make([]string, 50)
+	for i := range items {
+		body := fmt.Sprintf(`{"temperature":%d.5,"humidity":41.2,"pressure":1013.2,"battery":3.71,"rssi":-67,"voltage":229.8,"current":0.42,"power":96.5,"co2":612,"noise":38.4}`, i)
+		items[i] = fmt.Sprintf(`{"body":"%s","properties":{"iothub-app-seq":"%d"}}`, base64.StdEncoding.EncodeToString([]byte(body)), i)
+	}
+	batch := []byte("[" + strings.Join(items, ",") + "]")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(batch)))
+	for b.Loop() {
+		if _, err := DecodeBatch(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
