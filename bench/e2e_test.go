@@ -92,10 +92,11 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	}
 	api := &apiClient{token: lastLine(string(out)), http: &http.Client{Timeout: 10 * time.Second}}
 
-	apiAddr, deviceAddr, mqttAddr := freeAddr(b), freeAddr(b), freeAddr(b)
+	apiAddr, deviceAddr, mqttAddr, metricsAddr := freeAddr(b), freeAddr(b), freeAddr(b), freeAddr(b)
 	// The 1,000 devices all come from this machine's address: no per-source cap.
 	args := []string{"serve", "--data", data, "--addr", apiAddr,
-		"--device-addr", deviceAddr, "--mqtt-addr", mqttAddr, "--log-level", "warn", "--device-max-conns-per-ip", "0"}
+		"--device-addr", deviceAddr, "--mqtt-addr", mqttAddr, "--log-level", "warn", "--device-max-conns-per-ip", "0",
+		"--metrics-addr", metricsAddr}
 	prof := newProfiler(b)
 	if prof != nil {
 		args = append(args, "--pprof-addr", prof.addr)
@@ -138,7 +139,9 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	single.check(b, "single messages")
 	singleRSS := peakSince(b, hub.pid())
 	prof.phase(b, "half", halfPhase)
+	stalls := readWriterStalls(b, metricsAddr)
 	half := runLoad(devices, deviceURL, loadOptions{duration: halfPhase, rate: single.rate() / 2})
+	b.Logf("half rate, the hub's writer: %s", readWriterStalls(b, metricsAddr).since(stalls))
 	half.check(b, "single messages at half rate")
 	halfRSS := peakSince(b, hub.pid())
 	prof.phase(b, "batch", batchPhase)

@@ -68,8 +68,22 @@ func (r *Refusals) Count(protocol string, reason Reason) int64 {
 // and seconds on a failing disk.
 var CommitBuckets = [...]float64{0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
 
-// latency is a histogram of commit durations in atomic counters; the
-// writer goroutine is its only writer.
+// The writer's steps between batches: while one runs, every commit waits
+// behind it, so their durations are the ingest path's stalls (the tail of
+// the acknowledgements' latency; bench/README.md, issue 10, sixth round).
+const (
+	StepIndex      = iota // a step of the message log's device index
+	StepCheckpoint        // a step of a telemetry checkpoint cycle
+	StepPrune             // a step of retention
+	NumSteps
+)
+
+// Steps names the writer's steps, indexed by StepIndex and the rest: the
+// label of fieldhub_ingest_step_duration_seconds.
+var Steps = [NumSteps]string{"index", "checkpoint", "prune"}
+
+// latency is a histogram of commit (or step) durations in atomic
+// counters; the writer goroutine is its only writer.
 type latency struct {
 	buckets [len(CommitBuckets)]atomic.Int64 // not cumulative
 	count   atomic.Int64
@@ -88,7 +102,7 @@ func (l *latency) observe(d time.Duration) {
 	l.count.Add(1)
 }
 
-// Latency is a snapshot of the commit latency histogram.
+// Latency is a snapshot of a latency histogram (CommitBuckets).
 type Latency struct {
 	Count   uint64
 	Sum     float64                    // seconds

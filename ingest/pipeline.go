@@ -169,6 +169,7 @@ type Pipeline struct {
 	stats       struct{ committed, batches, overloaded atomic.Int64 }
 	byProtocol  [len(Protocols)]protocolStats
 	commitTime  latency
+	stepTime    [NumSteps]latency // by StepIndex and the rest
 	refusals    Refusals
 
 	done     chan struct{}
@@ -398,6 +399,9 @@ type Stats struct {
 	// CommitSeconds is the latency of the writer's transactions (failed
 	// ones too: a failing disk is when it matters).
 	CommitSeconds Latency
+	// StepSeconds is the latency of the writer's steps between batches,
+	// by StepIndex and the rest (Steps): the time commits waited for them.
+	StepSeconds [NumSteps]Latency
 	// Refused are the device messages the endpoints refused, by protocol
 	// (as ByProtocol) and Reason.
 	Refused [len(Protocols)][NumReasons]int64
@@ -413,6 +417,9 @@ func (p *Pipeline) Stats() Stats {
 		Committed: p.stats.committed.Load(), Batches: p.stats.batches.Load(),
 		Overloaded: p.stats.overloaded.Load(), Queued: p.queuedMsgs.Load(),
 		CommitSeconds: p.commitTime.snapshot(),
+	}
+	for i := range st.StepSeconds {
+		st.StepSeconds[i] = p.stepTime[i].snapshot()
 	}
 	for i := range st.ByProtocol {
 		b := &p.byProtocol[i]
@@ -494,7 +501,9 @@ func (p *Pipeline) run() {
 			checkpointing, sinceCheckpoint, lastCheckpoint = true, 0, now
 		}
 		if checkpointing && !now.Before(stepAfter) {
+			start := time.Now()
 			done, _, err := p.store.CheckpointStep(ctx, p.opts.CheckpointStepRows)
+			p.stepTime[StepCheckpoint].observe(time.Since(start))
 			p.health.Record(opCheckpoint, err)
 			if err != nil {
 				stepAfter = now.Add(time.Second) // rather than retry in a tight loop
@@ -506,7 +515,9 @@ func (p *Pipeline) run() {
 		}
 		if pruning || now.After(nextPrune) {
 			// One small step per turn so ingest keeps the writer.
+			start := time.Now()
 			_, more, err := p.store.Prune(ctx, now, 2000)
+			p.stepTime[StepPrune].observe(time.Since(start))
 			p.health.Record(opRetention, err)
 			pruning = more && err == nil
 			switch {
@@ -524,7 +535,9 @@ func (p *Pipeline) run() {
 // says a backlog remains: the next step follows on the next turn (one step
 // per turn, so ingest keeps the writer); otherwise it is due at next.
 func (p *Pipeline) indexStep(ctx context.Context, now time.Time) (more bool, next time.Time) {
+	start := time.Now()
 	n, err := p.store.IndexMessages(ctx, p.opts.IndexStepRows)
+	p.stepTime[StepIndex].observe(time.Since(start))
 	p.health.Record(opIndex, err)
 	return err == nil && n == p.opts.IndexStepRows, now.Add(p.opts.IndexEvery)
 }

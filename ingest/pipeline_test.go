@@ -438,6 +438,11 @@ func TestPipelineCheckpointsInSteps(t *testing.T) {
 	if _, behind := watermark(); behind != 0 {
 		t.Errorf("%d metrics stored through less than the watermark, want 0", behind)
 	}
+	// 40 series of 2 rows or more, 4 rows a step: many steps, each timed as
+	// the writer's stall.
+	if steps := p.Stats().StepSeconds[ingest.StepCheckpoint]; steps.Count < 10 || steps.Sum <= 0 {
+		t.Errorf("checkpoint steps timed: %+v, want at least 10", steps)
+	}
 }
 
 // The writer indexes the message log by device in bounded steps: a backlog
@@ -486,6 +491,11 @@ func TestPipelineIndexesMessagesInSteps(t *testing.T) {
 		if msgs, err := tel.Messages(ctx, dev, telemetry.MessageFilter{}); err != nil || len(msgs) != want {
 			t.Errorf("%s lists %d messages (%v), want %d", dev, len(msgs), err, want)
 		}
+	}
+	// 53 messages in steps of 7: at least 8 steps, each timed as the
+	// writer's stall.
+	if steps := p.Stats().StepSeconds[ingest.StepIndex]; steps.Count < 8 || steps.Sum <= 0 || steps.Buckets[len(steps.Buckets)-1] > steps.Count {
+		t.Errorf("index steps timed: %+v, want at least 8", steps)
 	}
 }
 

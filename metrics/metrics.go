@@ -91,6 +91,7 @@ var (
 	ingestedReads = prometheus.NewDesc("fieldhub_ingested_readings_total", "Numeric values stored as time series from committed messages, by protocol.", []string{"protocol"}, nil)
 	ingestedBytes = prometheus.NewDesc("fieldhub_ingested_bytes_total", "Size of committed messages as Azure IoT Hub counts it (body and properties), by protocol.", []string{"protocol"}, nil)
 	commitTime    = prometheus.NewDesc("fieldhub_commit_duration_seconds", "Duration of the ingest writer's group commits (one transaction each, failed ones included).", nil, nil)
+	stepTime      = prometheus.NewDesc("fieldhub_ingest_step_duration_seconds", "Duration of the ingest writer's steps between group commits (message index, telemetry checkpoint, retention), during which commits wait.", []string{"step"}, nil)
 	queueDepth    = prometheus.NewDesc("fieldhub_ingest_queue_messages", "Messages waiting for the ingest writer or being written.", nil, nil)
 	devices       = prometheus.NewDesc("fieldhub_devices", "Registered devices by status.", []string{"status"}, nil)
 	connected     = prometheus.NewDesc("fieldhub_devices_connected", "Enabled devices online by protocol: mqtt holds a live MQTT connection (to any instance; MQTT over WebSockets included), https has none but was heard from within the last 2 minutes.", []string{"protocol"}, nil)
@@ -142,7 +143,7 @@ func (c *collector) cloudCounts() map[string]int {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{committed, batches, refused, ingestedMsgs, ingestedReads, ingestedBytes, commitTime, queueDepth, devices, subscribers, sseDropped, openAlerts, evalDropped, evalQueue, deliveries, methodCalls, c2dMessages, connected} {
+	for _, d := range []*prometheus.Desc{committed, batches, refused, ingestedMsgs, ingestedReads, ingestedBytes, commitTime, stepTime, queueDepth, devices, subscribers, sseDropped, openAlerts, evalDropped, evalQueue, deliveries, methodCalls, c2dMessages, connected} {
 		ch <- d
 	}
 }
@@ -162,12 +163,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(refused, prometheus.CounterValue, float64(st.Refused[i][r]), proto, reason)
 			}
 		}
-		lat := st.CommitSeconds
-		buckets := make(map[float64]uint64, len(ingest.CommitBuckets))
-		for i, le := range ingest.CommitBuckets {
-			buckets[le] = lat.Buckets[i]
+		ch <- histogram(commitTime, st.CommitSeconds)
+		for i, step := range ingest.Steps {
+			ch <- histogram(stepTime, st.StepSeconds[i], step)
 		}
-		ch <- prometheus.MustNewConstHistogram(commitTime, lat.Count, lat.Sum, buckets)
 	}
 	if f := c.src.Fleet; f != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -208,4 +207,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(deliveries, prometheus.CounterValue, float64(n), outcome)
 		}
 	}
+}
+
+// histogram is one of ingest's latency histograms as a metric.
+func histogram(d *prometheus.Desc, lat ingest.Latency, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(ingest.CommitBuckets))
+	for i, le := range ingest.CommitBuckets {
+		buckets[le] = lat.Buckets[i]
+	}
+	return prometheus.MustNewConstHistogram(d, lat.Count, lat.Sum, buckets, labels...)
 }

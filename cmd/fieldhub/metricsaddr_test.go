@@ -32,7 +32,7 @@ func TestMetricsAddr(t *testing.T) {
 	families := scrape(t, metricsAddr)
 	for _, name := range []string{"fieldhub_messages_committed_total", "fieldhub_ingest_queue_messages", "fieldhub_devices", "go_goroutines",
 		"fieldhub_ingested_messages_total", "fieldhub_ingested_readings_total", "fieldhub_ingested_bytes_total",
-		"fieldhub_ingest_refused_total", "fieldhub_commit_duration_seconds", "fieldhub_method_calls_total", "fieldhub_c2d_messages", "fieldhub_devices_connected"} {
+		"fieldhub_ingest_refused_total", "fieldhub_commit_duration_seconds", "fieldhub_ingest_step_duration_seconds", "fieldhub_method_calls_total", "fieldhub_c2d_messages", "fieldhub_devices_connected"} {
 		if families[name] == nil {
 			t.Errorf("the exposition has no %s", name)
 		}
