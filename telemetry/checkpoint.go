@@ -89,7 +89,7 @@ func (s *Store) CheckpointStep(ctx context.Context, maxRows int) (done bool, st 
 		st.Watermark = s.folded
 		return step.last, st, nil
 	}
-	err = s.inTx(ctx, func(tx Tx) error { return step.write(ctx, tx, c.watermark, &st) })
+	err = s.inRebuildableTx(ctx, func(tx Tx) error { return step.write(ctx, tx, c.watermark, &st) })
 	if err != nil {
 		// The series stay to do; their snapshots are taken again, with
 		// the rollup deltas given back.

@@ -55,6 +55,19 @@ type Storage interface {
 	Messages(ctx context.Context, deviceID string, f MessageFilter) ([]Message, error)
 }
 
+// LazyCommitter is a Storage that can commit a transaction without
+// waiting for the disk (SQLite: synchronous=NORMAL for that one commit; the
+// commit is atomic and ordered before every later one, so a later commit's
+// sync makes it durable too). The engine writes checkpoint steps so: what a
+// step writes (chunks, rollups, each metric's through and the watermark, in
+// one transaction) is rebuilt from the message log by recovery if a power
+// failure loses it (the last activities it carries are then as old as the
+// step before), and the step's own sync held up the message commits queued
+// behind it (bench/README.md, issue 10, sixth round).
+type LazyCommitter interface {
+	BeginLazy(ctx context.Context) (Tx, error)
+}
+
 // MessageIndexer is a Storage that keeps its log's per-device index out of
 // the commit (SQLite: one index page per device per commit was most of what
 // a commit wrote) and fills it from the log's tail in steps instead; its

@@ -142,7 +142,20 @@ func (s *Store) replay(ctx context.Context) (int, error) {
 
 // inTx runs fn in a write transaction: begin, defer rollback, commit.
 func (s *Store) inTx(ctx context.Context, fn func(tx Tx) error) error {
-	tx, err := s.storage.Begin(ctx)
+	return inTxFrom(ctx, s.storage.Begin, fn)
+}
+
+// inRebuildableTx is inTx for what recovery rebuilds from the message log:
+// its commit need not wait for the disk where the storage allows it.
+func (s *Store) inRebuildableTx(ctx context.Context, fn func(tx Tx) error) error {
+	if l, ok := s.storage.(LazyCommitter); ok {
+		return inTxFrom(ctx, l.BeginLazy, fn)
+	}
+	return s.inTx(ctx, fn)
+}
+
+func inTxFrom(ctx context.Context, begin func(context.Context) (Tx, error), fn func(tx Tx) error) error {
+	tx, err := begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}

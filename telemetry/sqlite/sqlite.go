@@ -11,6 +11,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -272,4 +273,80 @@ func (s *Storage) Messages(ctx context.Context, deviceID string, f telemetry.Mes
 		return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
 	}
 	return out, nil
+}
+
+var _ telemetry.LazyCommitter = (*Storage)(nil)
+
+// BeginLazy starts a write transaction whose commit does not wait for the
+// disk: the writer connection is taken out of the pool for it, set to
+// synchronous=NORMAL (in WAL mode a commit is then written but not synced;
+// it stays atomic, and the next commit at FULL syncs it with its own), and
+// set back when the transaction ends. A connection that cannot be set back
+// is discarded, never returned to the registry's and the messages' writes
+// at NORMAL.
+func (s *Storage) BeginLazy(ctx context.Context) (telemetry.Tx, error) {
+	conn, err := s.write.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var level int
+	if err := conn.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&level); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("read synchronous: %w", err)
+	}
+	l := &lazyTx{conn: conn, restore: level}
+	if level > syncNormal {
+		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+			l.end()
+			return nil, fmt.Errorf("set synchronous: %w", err)
+		}
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		l.end()
+		return nil, err
+	}
+	l.writeTx = writeTx{tx: tx}
+	return l, nil
+}
+
+// syncNormal is PRAGMA synchronous's number for NORMAL.
+const syncNormal = 1
+
+// lazyTx is a transaction of BeginLazy.
+type lazyTx struct {
+	writeTx
+	conn    *sql.Conn
+	restore int // the connection's synchronous level before
+	ended   bool
+}
+
+func (l *lazyTx) Commit() error {
+	err := l.writeTx.Commit()
+	l.end()
+	return err
+}
+
+func (l *lazyTx) Rollback() error {
+	err := l.writeTx.Rollback()
+	l.end()
+	return err
+}
+
+// end sets the connection's synchronous level back and returns it to the
+// pool, or discards it when that fails.
+func (l *lazyTx) end() {
+	if l.ended {
+		return
+	}
+	l.ended = true
+	defer l.conn.Close()
+	if l.restore <= syncNormal {
+		return
+	}
+	// Not the transaction's context: a cancelled one must not leave the
+	// connection at NORMAL.
+	if _, err := l.conn.ExecContext(context.Background(), fmt.Sprintf(`PRAGMA synchronous = %d`, l.restore)); err != nil {
+		_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
 }
