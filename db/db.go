@@ -47,7 +47,7 @@ type DB struct {
 // negative number): Open sets them and TestConnectionCacheSizes reads them
 // back.
 const (
-	WriterCacheKiB = 10000
+	WriterCacheKiB = 6000
 	ReaderCacheKiB = 2000
 )
 
