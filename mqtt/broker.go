@@ -458,14 +458,10 @@ type conn struct {
 	// will is stored when the connection ends without DISCONNECT (nil: none).
 	will *will
 
-	// parsed is the topic OnPacketRead parsed for the publish OnPublish
-	// handles next; both run on the client's read goroutine.
-	parsedTopic string
-	parsed      Publish
-	// telemetryTopic is the last telemetry topic parsed on this connection,
-	// and telemetry what it parsed to (parsePublish); read goroutine only.
-	telemetryTopic string
-	telemetry      Publish
+	// lastTopic is the last publish topic parsed on this connection, and
+	// last what it parsed to (parsePublish); read goroutine only.
+	lastTopic string
+	last      Publish
 
 	mu     sync.Mutex
 	reason string // why the hub closed it; empty when the device left

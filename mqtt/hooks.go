@@ -73,18 +73,20 @@ func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 }
 
 // parsePublish is ParseDevicePublish for a publish read on c (nil: not
-// established), remembering c's last telemetry topic: devices publish on one
-// topic, property bag and all, message after message, so its decoded bag
-// (maps and unescaped values, several allocations) is reused. Sharing the
-// maps between messages is safe because nothing writes them once decoded.
-// Runs on c's read goroutine only.
+// established), remembering c's last topic and what it parsed to: OnPacketRead
+// parses every publish and OnPublish, next on the same goroutine, finds it
+// there; and devices publish telemetry on one topic, property bag and all,
+// message after message, so its decoded bag (maps and unescaped values,
+// several allocations) is reused. Sharing a Publish between messages is
+// safe because nothing writes it once parsed. Runs on c's read goroutine
+// only.
 func parsePublish(c *conn, deviceID, topic string) (Publish, error) {
-	if c != nil && topic == c.telemetryTopic && topic != "" {
-		return c.telemetry, nil
+	if c != nil && topic == c.lastTopic && topic != "" {
+		return c.last, nil
 	}
 	p, err := ParseDevicePublish(deviceID, topic)
-	if err == nil && c != nil && p.Kind == Telemetry {
-		c.telemetryTopic, c.telemetry = topic, p
+	if err == nil && c != nil {
+		c.lastTopic, c.last = topic, p
 	}
 	return p, err
 }
@@ -106,11 +108,8 @@ func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet
 		var refusal error
 		if pk.FixedHeader.Qos > 1 {
 			refusal = fmt.Errorf("QoS %d publish on %q refused: Fieldhub accepts QoS 0 and 1", pk.FixedHeader.Qos, pk.TopicName)
-		} else if p, err := parsePublish(c, cl.ID, pk.TopicName); err != nil {
+		} else if _, err := parsePublish(c, cl.ID, pk.TopicName); err != nil {
 			refusal = fmt.Errorf("publish refused: %w", err)
-		} else if c != nil {
-			// OnPublish for this packet runs next on this goroutine.
-			c.parsedTopic, c.parsed = pk.TopicName, p
 		}
 		if refusal != nil {
 			if c != nil {
@@ -201,11 +200,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		cl.Stop(errors.New("publish on a connection that is not established"))
 		return pk, errRejectPacket
 	}
-	p, err := c.parsed, error(nil)
-	if c.parsedTopic != pk.TopicName {
-		p, err = parsePublish(c, c.deviceID, pk.TopicName)
-	}
-	c.parsedTopic, c.parsed = "", Publish{}
+	p, err := parsePublish(c, c.deviceID, pk.TopicName)
 	if err == nil {
 		err = h.b.handlePublish(c, p, pk)
 	}
