@@ -201,22 +201,21 @@ func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRo
 // an INSERT takes its parameters as interfaces, and a string put in one is
 // an allocation.
 type sharedTexts struct {
-	auth, contentType       string
-	authBox, contentTypeBox any
+	auth, contentType boxedText
 }
 
-func (t *sharedTexts) boxAuth(s string) any {
-	if t.authBox == nil || t.auth != s {
-		t.auth, t.authBox = s, s
-	}
-	return t.authBox
+// boxedText is a text and the interface holding it.
+type boxedText struct {
+	text string
+	box  any
 }
 
-func (t *sharedTexts) boxContentType(s string) any {
-	if t.contentTypeBox == nil || t.contentType != s {
-		t.contentType, t.contentTypeBox = s, s
+// of returns s in an interface, the one held when s is the same text.
+func (b *boxedText) of(s string) any {
+	if b.box == nil || b.text != s {
+		b.text, b.box = s, s
 	}
-	return t.contentTypeBox
+	return b.box
 }
 
 // appendMessage appends the INSERT parameters of one message in layout.
@@ -226,7 +225,7 @@ func appendMessage(args []any, shared *sharedTexts, layout int, r telemetry.Mess
 	if body == nil {
 		body = []byte{}
 	}
-	contentType, auth := shared.boxContentType(m.ContentType), shared.boxAuth(m.AuthMethod)
+	contentType, auth := shared.contentType.of(m.ContentType), shared.auth.of(m.AuthMethod)
 	if layout == layoutPlain {
 		return append(args, r.Device, storage.UnixMS(m.EnqueuedAt), contentType, auth, body), nil
 	}
