@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -651,16 +652,16 @@ const deleteMessagesBatch = 5000
 // internal id never sees them.
 func (d *DB) DeleteDevice(ctx context.Context, deviceID string) error {
 	for {
-		var n int64
+		var more bool
 		err := d.withTx(ctx, func(tx *sql.Tx) error {
 			var err error
-			n, err = deleteIndexedMessages(ctx, tx, deviceID, deleteMessagesBatch)
+			more, err = deleteIndexedMessages(ctx, tx, deviceID, deleteMessagesBatch)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("delete messages of device %q: %w", deviceID, err)
 		}
-		if n < deleteMessagesBatch {
+		if !more {
 			break
 		}
 	}
@@ -684,20 +685,45 @@ func (d *DB) DeleteDevice(ctx context.Context, deviceID string) error {
 	})
 }
 
-// deleteIndexedMessages deletes the device's oldest limit messages that
-// message_index holds (limit < 0: all), from the log and the index, and
-// returns how many index entries it deleted.
-func deleteIndexedMessages(ctx context.Context, tx *sql.Tx, deviceID string, limit int) (int64, error) {
-	const batch = `SELECT device_id, id FROM message_index
-		WHERE device_id = (SELECT id FROM devices WHERE device_id = ?1) ORDER BY id LIMIT ?2`
-	if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id IN (SELECT id FROM (`+batch+`))`, deviceID, limit); err != nil {
-		return 0, err
+// deleteIndexedMessages deletes at least limit of the device's messages
+// that message_index holds (limit < 0: all), oldest bucket first (migration
+// 0019), from the log and the index, and each bucket's entry in
+// message_index_buckets once the bucket holds none of the device's. It
+// reports whether any are left.
+func deleteIndexedMessages(ctx context.Context, tx *sql.Tx, deviceID string, limit int) (more bool, err error) {
+	const batch = `SELECT id FROM message_index WHERE bucket = ?1 AND device_id = ?2 ORDER BY id LIMIT ?3`
+	for deleted := int64(0); limit < 0 || deleted < int64(limit); {
+		var devID, bucket int64
+		err := tx.QueryRowContext(ctx, `SELECT device_id, bucket FROM message_index_buckets
+			WHERE device_id = (SELECT id FROM devices WHERE device_id = ?) ORDER BY bucket LIMIT 1`, deviceID).Scan(&devID, &bucket)
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("find the oldest bucket: %w", err)
+		}
+		n := int64(limit) - deleted
+		if limit < 0 {
+			n = -1
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id IN (`+batch+`)`, bucket, devID, n); err != nil {
+			return false, err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM message_index WHERE bucket = ?1 AND device_id = ?2 AND id IN (`+batch+`)`, bucket, devID, n)
+		if err != nil {
+			return false, err
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return false, err
+		}
+		deleted += k
+		if _, err := tx.ExecContext(ctx, `DELETE FROM message_index_buckets WHERE device_id = ?1 AND bucket = ?2
+			AND NOT EXISTS (SELECT 1 FROM message_index WHERE bucket = ?2 AND device_id = ?1)`, devID, bucket); err != nil {
+			return false, err
+		}
 	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM message_index WHERE (device_id, id) IN (`+batch+`)`, deviceID, limit)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+	return true, nil
 }
 
 // ResetConnections marks every device disconnected; called at start, since no

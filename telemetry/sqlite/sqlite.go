@@ -231,28 +231,93 @@ func (s *Storage) ChunkData(ctx context.Context, metricID, chunkNo int64) (n int
 	return n, data, err
 }
 
-// Messages lists a page of a device's messages, newest first: the newest
-// of the unindexed tail (a scan of the log above the watermark) and of
-// message_index (below it), read in one statement from one snapshot.
+// messageColumns are the columns of a listed message, in scanMessage's order.
+const messageColumns = `m.id, m.enqueued_at, m.message_id, m.correlation_id, m.content_type,
+	m.content_encoding, m.to_address, m.user_id, m.properties, m.auth_method, m.body`
+
+// listedBuckets bounds the buckets of a device a listing reads from
+// message_index_buckets at a time.
+const listedBuckets = 16
+
+// Messages lists a page of a device's messages, newest first: the newest of
+// the unindexed tail (a scan of the log above the watermark), then of
+// message_index, bucket by bucket from the newest of those that hold the
+// device, all in one read transaction (one snapshot). Every bucket listed
+// in message_index_buckets holds an entry of the device, so a page reads at
+// most f.Limit+1 buckets however long the log and however rare the device.
 func (s *Storage) Messages(ctx context.Context, deviceID string, f telemetry.MessageFilter) ([]telemetry.Message, error) {
 	devID, err := s.deviceRowID(ctx, deviceID)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT id, enqueued_at, message_id, correlation_id, content_type,
-		content_encoding, to_address, user_id, properties, auth_method, body
-		FROM messages WHERE id IN (
-			SELECT id FROM (SELECT id FROM messages WHERE id > `+indexedThrough+` AND id < ?2 AND device_id = ?1
-				ORDER BY id DESC LIMIT ?3)
-			UNION ALL
-			SELECT id FROM (SELECT id FROM message_index WHERE device_id = ?1 AND id <= `+indexedThrough+` AND id < ?2
-				ORDER BY id DESC LIMIT ?3)
-		) ORDER BY id DESC LIMIT ?3`, devID, f.Before, f.Limit)
+	tx, err := s.read.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
+	}
+	defer tx.Rollback()
+	var through, bits int64
+	if err := tx.QueryRowContext(ctx, `SELECT through, bits FROM message_index_state WHERE id = 1`).Scan(&through, &bits); err != nil {
+		return nil, fmt.Errorf("list messages of %q: read the watermark: %w", deviceID, err)
+	}
+	out, err := appendMessages(ctx, tx, nil, deviceID, `SELECT `+messageColumns+` FROM messages m
+		WHERE m.id > ?1 AND m.id < ?2 AND m.device_id = ?3 ORDER BY m.id DESC LIMIT ?4`, through, f.Before, devID, f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	before := min(f.Before, through+1) // the indexed ids below the cursor
+	for next := (before - 1) >> bits; len(out) < f.Limit && next >= 0; {
+		buckets, err := deviceBuckets(ctx, tx, devID, next)
+		if err != nil {
+			return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
+		}
+		for _, b := range buckets {
+			if len(out) == f.Limit {
+				break
+			}
+			// CROSS JOIN: the index drives, the log is read by rowid.
+			out, err = appendMessages(ctx, tx, out, deviceID, `SELECT `+messageColumns+`
+				FROM message_index x CROSS JOIN messages m ON m.id = x.id
+				WHERE x.bucket = ?1 AND x.device_id = ?2 AND x.id < ?3 ORDER BY x.id DESC LIMIT ?4`,
+				b, devID, before, f.Limit-len(out))
+			if err != nil {
+				return nil, err
+			}
+		}
+		if len(buckets) < listedBuckets {
+			break
+		}
+		next = buckets[len(buckets)-1] - 1
+	}
+	return out, nil
+}
+
+// deviceBuckets returns the newest listedBuckets buckets up to from that
+// hold entries of the device, newest first.
+func deviceBuckets(ctx context.Context, tx *sql.Tx, devID, from int64) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT bucket FROM message_index_buckets
+		WHERE device_id = ? AND bucket <= ? ORDER BY bucket DESC LIMIT ?`, devID, from, listedBuckets)
+	if err != nil {
+		return nil, fmt.Errorf("buckets: %w", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var b int64
+		if err := rows.Scan(&b); err != nil {
+			return nil, fmt.Errorf("buckets: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// appendMessages appends the messages a query of messageColumns returns.
+func appendMessages(ctx context.Context, tx *sql.Tx, out []telemetry.Message, deviceID, query string, args ...any) ([]telemetry.Message, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
 	}
 	defer rows.Close()
-	var out []telemetry.Message
 	for rows.Next() {
 		m := telemetry.Message{DeviceID: deviceID}
 		var at int64

@@ -377,12 +377,19 @@ func (w *writeTx) SetWatermark(ctx context.Context, id int64) error {
 func (w *writeTx) DeleteMessages(ctx context.Context, cutoff time.Time, through int64, limit int) (int, error) {
 	// Ids follow enqueue order, so the oldest messages are the first ids:
 	// look at the first `limit` rows only instead of scanning the table.
-	// Their message_index entries go first, found by key from the rows.
+	// Their message_index entries go first, found by key from the rows, then
+	// the devices' buckets that this left empty, so that a listing never
+	// seeks a bucket without the device's entries.
+	const doomed = `SELECT id >> ` + bucketBits + ` AS bucket, device_id, id FROM (
+		SELECT id, device_id, enqueued_at FROM messages ORDER BY id LIMIT ?) WHERE enqueued_at < ? AND id <= ?`
 	args := []any{limit, storage.UnixMS(cutoff), through}
-	if _, err := w.tx.ExecContext(ctx, `DELETE FROM message_index WHERE (device_id, id) IN (
-		SELECT device_id, id FROM (SELECT id, device_id, enqueued_at FROM messages ORDER BY id LIMIT ?)
-		WHERE enqueued_at < ? AND id <= ?)`, args...); err != nil {
+	if _, err := w.tx.ExecContext(ctx, `DELETE FROM message_index WHERE (bucket, device_id, id) IN (`+doomed+`)`, args...); err != nil {
 		return 0, fmt.Errorf("delete from the message index: %w", err)
+	}
+	if _, err := w.tx.ExecContext(ctx, `DELETE FROM message_index_buckets AS b
+		WHERE (device_id, bucket) IN (SELECT device_id, bucket FROM (`+doomed+`))
+		AND NOT EXISTS (SELECT 1 FROM message_index x WHERE x.bucket = b.bucket AND x.device_id = b.device_id)`, args...); err != nil {
+		return 0, fmt.Errorf("delete from the message index's buckets: %w", err)
 	}
 	res, err := w.tx.ExecContext(ctx, `DELETE FROM messages WHERE id IN (
 		SELECT id FROM (SELECT id, enqueued_at FROM messages ORDER BY id LIMIT ?)
