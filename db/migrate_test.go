@@ -215,3 +215,86 @@ func TestMessageIndexMigration(t *testing.T) {
 		t.Errorf("after deleting old-2: %d messages, %d indexed; want old-1's 54", messages, indexed)
 	}
 }
+
+// Migration 0019 rebuilds message_index keyed by bucket first and fills
+// message_index_buckets from it: every entry in its id's bucket, exactly the
+// device buckets that hold entries, the watermark and the unindexed tail
+// untouched, and a device delete still takes every message with it.
+func TestMessageIndexBucketsMigration(t *testing.T) {
+	ctx := context.Background()
+	ms, err := migrations.Load(migrations.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before []migrations.Migration
+	for _, m := range ms {
+		if m.Name < "0019" {
+			before = append(before, m)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "fieldhub.db")
+	oldDatabase(t, path, before)
+	raw, err := sql.Open("sqlite3", "file:"+path+"?_foreign_keys=on")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// old-1 in buckets 0, 1 and 5, old-2 only in bucket 0; the watermark
+	// at 5<<16+10, so the last ten ids are the unindexed tail.
+	for _, q := range []string{
+		`INSERT INTO devices (device_id, primary_key, secondary_key, enabled, connected, created_at, updated_at)
+			VALUES ('old-2', 'k', 'k', 1, 0, 1, 1)`,
+		`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60)
+			INSERT INTO messages (id, device_id, enqueued_at, auth_method, body)
+			SELECT CASE WHEN i <= 20 THEN i WHEN i <= 40 THEN 65526 + i ELSE 5 * 65536 - 40 + i END,
+				(SELECT id FROM devices WHERE device_id = IIF(i % 7 = 0 AND i <= 20, 'old-2', 'old-1')), i, 'sas-primary', CAST(i AS BLOB) FROM n`,
+		`INSERT INTO message_index (device_id, id) SELECT device_id, id FROM messages WHERE id <= 5 * 65536 + 10 ORDER BY device_id, id`,
+		`UPDATE message_index_state SET through = 5 * 65536 + 10`,
+	} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+
+	d, err := db.Open(ctx, path, db.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var key, pairs string
+	var indexed, wrong, through, bits int
+	if err := d.Reader().QueryRowContext(ctx, `SELECT
+		(SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_index_info(
+			(SELECT name FROM pragma_index_list('message_index') WHERE origin = 'pk')) ORDER BY seqno)),
+		(SELECT COUNT(*) FROM message_index),
+		(SELECT COUNT(*) FROM message_index x WHERE x.bucket <> x.id >> 16
+			OR NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = x.id AND m.device_id = x.device_id)),
+		(SELECT group_concat(p, ' ') FROM (SELECT d.device_id || ':' || b.bucket AS p
+			FROM message_index_buckets b JOIN devices d ON d.id = b.device_id ORDER BY d.device_id, b.bucket)),
+		(SELECT through FROM message_index_state), (SELECT bits FROM message_index_state)`).
+		Scan(&key, &indexed, &wrong, &pairs, &through, &bits); err != nil {
+		t.Fatal(err)
+	}
+	if key != "bucket,device_id,id" || bits != 16 {
+		t.Errorf("message_index keyed (%s), bits %d; want (bucket,device_id,id), 16", key, bits)
+	}
+	if indexed != 50 || wrong != 0 || through != 5*65536+10 {
+		t.Errorf("after the migration: %d indexed, %d in the wrong bucket or without a message, watermark %d; want 50, 0, %d", indexed, wrong, through, 5*65536+10)
+	}
+	if want := "old-1:0 old-1:1 old-1:5 old-2:0"; pairs != want {
+		t.Errorf("device buckets %q, want %q", pairs, want)
+	}
+	for _, dev := range []string{"old-1", "old-2"} {
+		if err := d.DeleteDevice(ctx, dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var left int
+	if err := d.Reader().QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM messages) + (SELECT COUNT(*) FROM message_index)
+		+ (SELECT COUNT(*) FROM message_index_buckets)`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("%d rows left in the log and its index after deleting both devices", left)
+	}
+}
