@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"fieldhub/storage"
@@ -235,8 +236,8 @@ func (s *Storage) ChunkData(ctx context.Context, metricID, chunkNo int64) (n int
 const messageColumns = `m.id, m.enqueued_at, m.message_id, m.correlation_id, m.content_type,
 	m.content_encoding, m.to_address, m.user_id, m.properties, m.auth_method, m.body`
 
-// listedBuckets bounds the buckets of a device a listing reads from
-// message_index_buckets at a time.
+// listedBuckets bounds the buckets of a device one statement of a listing
+// reads.
 const listedBuckets = 16
 
 // Messages lists a page of a device's messages, newest first: the newest of
@@ -244,7 +245,9 @@ const listedBuckets = 16
 // message_index, bucket by bucket from the newest of those that hold the
 // device, all in one read transaction (one snapshot). Every bucket listed
 // in message_index_buckets holds an entry of the device, so a page reads at
-// most f.Limit+1 buckets however long the log and however rare the device.
+// most f.Limit+1 buckets however long the log and however rare the device:
+// the newest alone first (a busy device's page is there), then up to
+// listedBuckets a statement.
 func (s *Storage) Messages(ctx context.Context, deviceID string, f telemetry.MessageFilter) ([]telemetry.Message, error) {
 	devID, err := s.deviceRowID(ctx, deviceID)
 	if err != nil {
@@ -265,37 +268,50 @@ func (s *Storage) Messages(ctx context.Context, deviceID string, f telemetry.Mes
 		return nil, err
 	}
 	before := min(f.Before, through+1) // the indexed ids below the cursor
-	for next := (before - 1) >> bits; len(out) < f.Limit && next >= 0; {
-		buckets, err := deviceBuckets(ctx, tx, devID, next)
+	for from, n := (before-1)>>bits, 1; len(out) < f.Limit && from >= 0; n = listedBuckets {
+		buckets, err := deviceBuckets(ctx, tx, devID, from, n)
 		if err != nil {
 			return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
 		}
-		for _, b := range buckets {
-			if len(out) == f.Limit {
-				break
-			}
-			// CROSS JOIN: the index drives, the log is read by rowid.
-			out, err = appendMessages(ctx, tx, out, deviceID, `SELECT `+messageColumns+`
-				FROM message_index x CROSS JOIN messages m ON m.id = x.id
-				WHERE x.bucket = ?1 AND x.device_id = ?2 AND x.id < ?3 ORDER BY x.id DESC LIMIT ?4`,
-				b, devID, before, f.Limit-len(out))
-			if err != nil {
-				return nil, err
-			}
-		}
-		if len(buckets) < listedBuckets {
+		if len(buckets) == 0 {
 			break
 		}
-		next = buckets[len(buckets)-1] - 1
+		args := []any{devID, before, f.Limit - len(out)}
+		for _, b := range buckets {
+			args = append(args, b)
+		}
+		if out, err = appendMessages(ctx, tx, out, deviceID, inBuckets(len(buckets)), args...); err != nil {
+			return nil, err
+		}
+		if len(buckets) < n {
+			break
+		}
+		from = buckets[len(buckets)-1] - 1
 	}
 	return out, nil
 }
 
-// deviceBuckets returns the newest listedBuckets buckets up to from that
-// hold entries of the device, newest first.
-func deviceBuckets(ctx context.Context, tx *sql.Tx, devID, from int64) ([]int64, error) {
+// inBuckets is the statement that lists the newest messages of device ?1
+// below id ?2, at most ?3, from the n buckets ?4, ?5, …: each bucket's
+// newest ?3 by key, then the log's rows by id.
+func inBuckets(n int) string {
+	var q strings.Builder
+	q.WriteString(`SELECT ` + messageColumns + ` FROM messages m WHERE m.id IN (`)
+	for i := range n {
+		if i > 0 {
+			q.WriteString(` UNION ALL `)
+		}
+		fmt.Fprintf(&q, `SELECT id FROM (SELECT id FROM message_index WHERE bucket = ?%d AND device_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3)`, i+4)
+	}
+	q.WriteString(`) ORDER BY m.id DESC LIMIT ?3`)
+	return q.String()
+}
+
+// deviceBuckets returns the newest n buckets up to from that hold entries
+// of the device, newest first.
+func deviceBuckets(ctx context.Context, tx *sql.Tx, devID, from int64, n int) ([]int64, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT bucket FROM message_index_buckets
-		WHERE device_id = ? AND bucket <= ? ORDER BY bucket DESC LIMIT ?`, devID, from, listedBuckets)
+		WHERE device_id = ? AND bucket <= ? ORDER BY bucket DESC LIMIT ?`, devID, from, n)
 	if err != nil {
 		return nil, fmt.Errorf("buckets: %w", err)
 	}
