@@ -245,9 +245,12 @@ const listedBuckets = 16
 // message_index, bucket by bucket from the newest of those that hold the
 // device, all in one read transaction (one snapshot). Every bucket listed
 // in message_index_buckets holds an entry of the device, so a page reads at
-// most f.Limit+1 buckets however long the log and however rare the device:
-// the newest alone first (a busy device's page is there), then up to
-// listedBuckets a statement.
+// most f.Limit+1 buckets however long the log and however rare the device.
+// A bucket's seek is a few pages outside a reader's cache, so a statement
+// reads the newest bucket alone, the next one, then twice as many each time
+// up to listedBuckets: a busy device's page is in one or two buckets, a rare
+// one's costs a few statements, and no listing reads more than twice the
+// buckets it needs.
 func (s *Storage) Messages(ctx context.Context, deviceID string, f telemetry.MessageFilter) ([]telemetry.Message, error) {
 	devID, err := s.deviceRowID(ctx, deviceID)
 	if err != nil {
@@ -268,7 +271,7 @@ func (s *Storage) Messages(ctx context.Context, deviceID string, f telemetry.Mes
 		return nil, err
 	}
 	before := min(f.Before, through+1) // the indexed ids below the cursor
-	for from, n := (before-1)>>bits, 1; len(out) < f.Limit && from >= 0; n = listedBuckets {
+	for from, n := (before-1)>>bits, 1; len(out) < f.Limit && from >= 0; n = min(2*n, listedBuckets) {
 		buckets, err := deviceBuckets(ctx, tx, devID, from, n)
 		if err != nil {
 			return nil, fmt.Errorf("list messages of %q: %w", deviceID, err)
