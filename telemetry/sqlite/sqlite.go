@@ -244,13 +244,13 @@ const listedBuckets = 16
 // the unindexed tail (a scan of the log above the watermark), then of
 // message_index, bucket by bucket from the newest of those that hold the
 // device, all in one read transaction (one snapshot). Every bucket listed
-// in message_index_buckets holds an entry of the device, so a page reads at
+// in message_index_buckets holds an entry of the device, so a page needs at
 // most f.Limit+1 buckets however long the log and however rare the device.
 // A bucket's seek is a few pages outside a reader's cache, so a statement
 // reads the newest bucket alone, the next one, then twice as many each time
 // up to listedBuckets: a busy device's page is in one or two buckets, a rare
-// one's costs a few statements, and no listing reads more than twice the
-// buckets it needs.
+// one's costs a few statements, and a listing reads at most twice the
+// buckets it needs or listedBuckets-1 more, each at most the page's rest.
 func (s *Storage) Messages(ctx context.Context, deviceID string, f telemetry.MessageFilter) ([]telemetry.Message, error) {
 	devID, err := s.deviceRowID(ctx, deviceID)
 	if err != nil {
