@@ -228,7 +228,7 @@ func (w *writeTx) messageIDs(ctx context.Context, n int) ([]int64, error) {
 
 // A row layout is the columns an INSERT of the log sends an array for.
 // Most messages carry none of the optional system properties but their
-// content type: the plain layout sends 5 arrays and leaves the other
+// content type: the plain layout sends 6 arrays and leaves the other
 // columns to their defaults (empty text, NULL), the full one sends all 12.
 // Each array is decoded by the server element by element (bench/README.md,
 // issue 11, third round). The stored rows are the same either way.
