@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -219,4 +221,47 @@ func openLoop(b *testing.B, p *ingest.Pipeline, ids []string, rate float64, d ti
 		return float64(lat[min(len(lat)-1, int(float64(len(lat))*q))].Microseconds()) / 1000
 	}
 	return pct(0.50), pct(0.99), int(overloaded.Load())
+}
+
+// BenchmarkIngestPostgresBatched is BenchmarkIngestPostgres's SDK-batch
+// phase alone, on the PostgreSQL store only (FIELDHUB_PG_ROUNDS phases of
+// 2 s, default 5): what one batched message costs the hub and the server in
+// CPU time and WAL bytes, figures that a loaded machine does not move the
+// way it moves rates. For profiling the ingest path (-cpuprofile) and for
+// before/after comparisons of it.
+func BenchmarkIngestPostgresBatched(b *testing.B) {
+	const phase = 2 * time.Second
+	rounds := 5
+	if n, err := strconv.Atoi(os.Getenv("FIELDHUB_PG_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	srv := pgtest.Start(b, pgtest.Options{Fsync: true})
+	h, pool := postgresPipeline(b, srv.Database(b))
+	cost := newPGCost(b, pool)
+	b.ResetTimer()
+	for range b.N {
+		var rate, wal, server, backends, hub []float64
+		for round := range rounds {
+			before := cost.at(b)
+			var sent int
+			rate = append(rate, closedLoopN(b, h.p, h.ids, 16, 50, phase, &sent))
+			after := cost.at(b)
+			n := float64(sent)
+			wal = append(wal, float64(after.wal-before.wal)/n)
+			server = append(server, float64((after.server-before.server).Microseconds())/n)
+			backends = append(backends, float64((after.backends-before.backends).Microseconds())/n)
+			hub = append(hub, float64((after.hub-before.hub).Microseconds())/n)
+			if round == 0 {
+				if s := cost.walStats(before, after, "batched"); s != "" {
+					b.Logf("WAL of a batched phase, %d messages:\n%s", sent, s)
+				}
+			}
+		}
+		b.ReportMetric(median(rate), "msgs/s")
+		b.ReportMetric(median(wal), "wal-B/msg")
+		b.ReportMetric(median(server), "server-cpu-us/msg")
+		b.ReportMetric(median(backends), "backend-cpu-us/msg")
+		b.ReportMetric(median(hub), "hub-cpu-us/msg")
+		b.ReportMetric(0, "ns/op")
+	}
 }

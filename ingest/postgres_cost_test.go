@@ -27,9 +27,14 @@ type pgCost struct {
 }
 
 type pgCostAt struct {
-	lsn         string
-	wal         int64
-	server, hub time.Duration
+	lsn    string
+	wal    int64
+	server time.Duration
+	// backends is the part of server spent by the client connections'
+	// backends (not the WAL writer, checkpointer or autovacuum, whose work
+	// comes in bursts that a short phase may or may not catch).
+	backends time.Duration
+	hub      time.Duration
 }
 
 func newPGCost(b *testing.B, pool *pgxpool.Pool) *pgCost {
@@ -51,7 +56,7 @@ func (c *pgCost) at(b *testing.B) pgCostAt {
 	if err := c.pool.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text, pg_current_wal_lsn() - '0/0'::pg_lsn`).Scan(&a.lsn, &a.wal); err != nil {
 		b.Fatal(err)
 	}
-	a.server = c.serverCPU()
+	a.server, a.backends = c.serverCPU()
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)
@@ -61,13 +66,14 @@ func (c *pgCost) at(b *testing.B) pgCostAt {
 }
 
 // serverCPU sums utime and stime of the postmaster and its children
-// (backends, WAL writer, checkpointer); 0 when /proc cannot tell.
-func (c *pgCost) serverCPU() time.Duration {
+// (backends, WAL writer, checkpointer), and of the client backends alone;
+// 0 when /proc cannot tell.
+func (c *pgCost) serverCPU() (server, backends time.Duration) {
 	if c.postmastr == 0 {
-		return 0
+		return 0, 0
 	}
 	ents, _ := os.ReadDir("/proc")
-	var ticks int64
+	var ticks, backendTicks int64
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -90,8 +96,13 @@ func (c *pgCost) serverCPU() time.Duration {
 		ut, _ := strconv.ParseInt(f[11], 10, 64)
 		st, _ := strconv.ParseInt(f[12], 10, 64)
 		ticks += ut + st
+		// A client backend's title is "postgres: user database host ...".
+		if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.Contains(string(cmd), "127.0.0.1") {
+			backendTicks += ut + st
+		}
 	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+	const hz = 100 // USER_HZ
+	return time.Duration(ticks) * time.Second / hz, time.Duration(backendTicks) * time.Second / hz
 }
 
 // walStats writes pg_waldump's summary of the WAL between two points, by
