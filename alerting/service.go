@@ -396,15 +396,24 @@ func (s *Service) Committed(batch []telemetry.Record) {
 	if len(batch) == 0 || s.closed.Load() {
 		return
 	}
+	// The batch's samples in one array, each input a part of it (the
+	// evaluator reads them and keeps none): one allocation a batch rather
+	// than one a message.
+	n := 0
+	for i := range batch {
+		n += len(batch[i].Readings)
+	}
+	all := make([]alert.Sample, 0, n)
 	in := make([]input, len(batch))
 	for i := range batch {
 		r := &batch[i]
 		in[i] = input{deviceID: r.Message.DeviceID, at: r.Message.EnqueuedAt}
 		if len(r.Readings) > 0 {
-			in[i].samples = make([]alert.Sample, len(r.Readings))
-			for j, rd := range r.Readings {
-				in[i].samples[j] = alert.Sample{Metric: rd.Metric, Value: rd.Value}
+			start := len(all)
+			for _, rd := range r.Readings {
+				all = append(all, alert.Sample{Metric: rd.Metric, Value: rd.Value})
 			}
+			in[i].samples = all[start:len(all):len(all)]
 		}
 	}
 	s.enqueue(in)
