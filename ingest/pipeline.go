@@ -633,6 +633,12 @@ func (p *Pipeline) collect(first *request) []*request {
 	return batch
 }
 
+// keepBatchRecords bounds the writer's batch buffer kept between commits:
+// single messages' commits (hundreds) reuse it, the SDK batches' commits of
+// MaxBatch allocate theirs, so that idle memory does not hold one (peak RSS
+// is a target of its own).
+const keepBatchRecords = 1024
+
 // commit stores a batch in one transaction, wakes its waiters and publishes
 // what committed. It returns how many messages committed.
 func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
@@ -653,6 +659,9 @@ func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
 	defer func() {
 		clear(recs[:n])
 		p.recs = recs[:0]
+		if cap(recs) > keepBatchRecords {
+			p.recs = nil // a rare large batch's buffer is not held
+		}
 	}()
 	start := time.Now()
 	ids, err := p.store.Append(ctx, recs)

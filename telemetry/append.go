@@ -248,12 +248,22 @@ type batchScratch struct {
 // release empties what a finished batch used, so that the scratch holds
 // no device or series between batches, and keeps it for the next.
 func (sc *batchScratch) release(b *batch) {
+	if len(b.devs) > keepScratch || cap(b.series) > 16*keepScratch {
+		// A rare large batch's are not held (peak RSS is a target of its own).
+		*sc = batchScratch{}
+		return
+	}
 	clear(b.devs)
 	clear(b.series[:cap(b.series)])
 	sc.devs, sc.series = b.devs[:0], b.series[:0]
 	clear(sc.byID)
 	clear(sc.latest)
 }
+
+// keepScratch is the most records (and, times 16, readings) a batch may
+// have for its scratch to be kept for the next: single messages' commits
+// (hundreds) reuse it, the SDK batches' commits of thousands allocate theirs.
+const keepScratch = 1024
 
 func (s *Store) newBatch(recs []Record) *batch {
 	n := 0
