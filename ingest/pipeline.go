@@ -355,9 +355,8 @@ func (p *Pipeline) enqueueWaiting(ctx context.Context, wait time.Duration, req *
 }
 
 // prepare checks msgs and parses their readings, on the caller's goroutine,
-// so that the single writer only writes.
-// A single message's request comes from the pool (its record in the
-// request itself), a batch's is new.
+// so that the single writer only writes. A single message's request comes
+// from the pool (its record in the request itself), a batch's is new.
 func (p *Pipeline) prepare(msgs []telemetry.Message) (*request, error) {
 	now := p.opts.Now()
 	for i := range msgs {
@@ -681,26 +680,21 @@ func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
 		return 0
 	}
 	// The committed records, with their ids, keep their places in recs.
-	// The counters are summed here and added once per protocol.
+	// The counters are summed here and added once per protocol, before any
+	// sender hears of its commit.
 	var counts [len(Protocols)]struct{ messages, readings, bytes int64 }
-	committed, i := 0, 0
-	for _, req := range batch {
-		var reqErr error
-		for range req.recs {
-			if ids[i] == 0 {
-				reqErr = fmt.Errorf("device %q: %w", recs[i].Message.DeviceID, ErrDeviceGone)
-			} else {
-				recs[committed] = recs[i]
-				recs[committed].Message.ID = ids[i]
-				c := &counts[protocolIndex(recs[i].Message.Protocol)]
-				c.messages++
-				c.readings += int64(len(recs[i].Readings))
-				c.bytes += int64(recs[i].Message.Size())
-				committed++
-			}
-			i++
+	committed := 0
+	for i := range recs {
+		if ids[i] == 0 {
+			continue
 		}
-		req.finish(reqErr)
+		c := &counts[protocolIndex(recs[i].Message.Protocol)]
+		c.messages++
+		c.readings += int64(len(recs[i].Readings))
+		c.bytes += int64(recs[i].Message.Size())
+		recs[committed] = recs[i]
+		recs[committed].Message.ID = ids[i]
+		committed++
 	}
 	for k, c := range counts {
 		if c.messages > 0 {
@@ -709,6 +703,17 @@ func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
 			b.readings.Add(c.readings)
 			b.bytes.Add(c.bytes)
 		}
+	}
+	i := 0
+	for _, req := range batch {
+		var reqErr error
+		for k := range req.recs {
+			if ids[i] == 0 {
+				reqErr = fmt.Errorf("device %q: %w", req.recs[k].Message.DeviceID, ErrDeviceGone)
+			}
+			i++
+		}
+		req.finish(reqErr)
 	}
 	p.stats.committed.Add(int64(committed))
 	p.stats.batches.Add(1)
