@@ -396,16 +396,27 @@ func (s *Service) Committed(batch []telemetry.Record) {
 	if len(batch) == 0 || s.closed.Load() {
 		return
 	}
+	// The batch's samples in a few arrays, each input a part of one (the
+	// evaluator reads them and keeps none), rather than a slice a message;
+	// each array under Go's large-object size, which a commit of SDK
+	// batches would otherwise take a fresh span for.
+	const arraySamples = 1024 // 24 KB
+	var all []alert.Sample
 	in := make([]input, len(batch))
 	for i := range batch {
 		r := &batch[i]
 		in[i] = input{deviceID: r.Message.DeviceID, at: r.Message.EnqueuedAt}
-		if len(r.Readings) > 0 {
-			in[i].samples = make([]alert.Sample, len(r.Readings))
-			for j, rd := range r.Readings {
-				in[i].samples[j] = alert.Sample{Metric: rd.Metric, Value: rd.Value}
-			}
+		if len(r.Readings) == 0 {
+			continue
 		}
+		if cap(all)-len(all) < len(r.Readings) {
+			all = make([]alert.Sample, 0, max(arraySamples, len(r.Readings)))
+		}
+		start := len(all)
+		for _, rd := range r.Readings {
+			all = append(all, alert.Sample{Metric: rd.Metric, Value: rd.Value})
+		}
+		in[i].samples = all[start:len(all):len(all)]
 	}
 	s.enqueue(in)
 }

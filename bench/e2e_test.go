@@ -131,11 +131,13 @@ func BenchmarkHubHTTPS(b *testing.B) {
 
 	setupRSS := peakSince(b, hub.pid()) // start, registration and warm-up
 	prof.phase(b, "single", singlePhase)
+	singleStalls := readWriterStalls(b, metricsAddr)
 	cpu0 := cpuSeconds(b, hub.pid())
 	p := startProbe(b, probe, deviceURL, api)
 	single := runLoad(devices, deviceURL, loadOptions{duration: singlePhase})
 	visSSE, visAPI := p.stop()
 	hubCPU := (cpuSeconds(b, hub.pid()) - cpu0) / single.elapsed.Seconds()
+	b.Logf("single messages, the hub's writer: %s", readWriterStalls(b, metricsAddr).since(singleStalls))
 	single.check(b, "single messages")
 	singleRSS := peakSince(b, hub.pid())
 	prof.phase(b, "half", halfPhase)
@@ -161,8 +163,8 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	if os.Getenv("FIELDHUB_BENCH_HUB_ONLY") != "" {
 		// For comparing two builds of the hub in alternating runs: the
 		// baseline would only take time.
-		b.Logf("hub only: single %.0f msgs/s (p99 %.1f ms, %.2f cores); half rate %.0f msgs/s (p99 %.1f ms); batches %.0f msgs/s (p99 %.0f ms); 503s %d/%d/%d; peak RSS %.0f setup, %.0f single, %.0f half, %.0f batches",
-			single.rate(), single.pct(0.99), hubCPU, half.rate(), half.pct(0.99), batched.rate()*batchSize, batched.pct(0.99),
+		b.Logf("hub only: single %.0f msgs/s (p99 %.1f ms, %.2f cores, %.1f µs of CPU a message); half rate %.0f msgs/s (p99 %.1f ms); batches %.0f msgs/s (p99 %.0f ms); 503s %d/%d/%d; peak RSS %.0f setup, %.0f single, %.0f half, %.0f batches",
+			single.rate(), single.pct(0.99), hubCPU, hubCPU/single.rate()*1e6, half.rate(), half.pct(0.99), batched.rate()*batchSize, batched.pct(0.99),
 			single.rejected, half.rejected, batched.rejected, setupRSS, singleRSS, halfRSS, batchRSS)
 		return
 	}

@@ -174,6 +174,13 @@ type Pipeline struct {
 
 	done     chan struct{}
 	closeErr error
+
+	// requests are the single messages' requests of Submit and
+	// EnqueueFunc, used again once their outcome is reported (a request,
+	// its one record and its channel were three allocations a message).
+	requests sync.Pool
+	// recs is the writer's batch of records, used again by every commit.
+	recs []telemetry.Record
 }
 
 type request struct {
@@ -182,15 +189,36 @@ type request struct {
 	// The outcome goes to done, or to notify when it is set (EnqueueFunc).
 	done   chan error
 	notify func(error)
+	// pool is where a request goes back once finished; nil: nowhere (its
+	// sender may still hold it).
+	pool *sync.Pool
+	// one holds a single message's record, so that it needs no slice of
+	// its own.
+	one [1]telemetry.Record
 }
 
-// finish reports the request's outcome, once.
+// finish reports the request's outcome, once. A request of EnqueueFunc
+// from the pool goes back to it: the writer does not touch it after this.
 func (r *request) finish(err error) {
 	if r.notify != nil {
-		r.notify(err)
+		notify := r.notify
+		r.recycle()
+		notify(err)
 		return
 	}
 	r.done <- err
+}
+
+// recycle returns a pooled request to its pool, its record cleared so that
+// the pool holds no message.
+func (r *request) recycle() {
+	if r.pool == nil {
+		return
+	}
+	pool := r.pool
+	r.one[0] = telemetry.Record{}
+	r.recs, r.notify, r.bytes = nil, nil, 0
+	pool.Put(r)
 }
 
 // New starts the writer. pub may be nil.
@@ -219,17 +247,24 @@ func (p *Pipeline) Submit(ctx context.Context, msgs ...telemetry.Message) error 
 	if err != nil {
 		return err
 	}
-	req.done = make(chan error, 1)
+	if req.done == nil {
+		req.done = make(chan error, 1)
+	}
 	if err := p.enqueue(req); err != nil {
 		if errors.Is(err, ErrOverloaded) {
 			p.stats.overloaded.Add(1)
 		}
+		req.recycle() // never queued
 		return err
 	}
 	select {
 	case err := <-req.done:
+		// The writer sent the outcome and is done with req.
+		req.recycle()
 		return err
 	case <-ctx.Done():
+		// The writer still holds req and will send on its channel: it is
+		// not used again.
 		return fmt.Errorf("submit: %w", ctx.Err())
 	}
 }
@@ -259,6 +294,8 @@ func (p *Pipeline) Enqueue(ctx context.Context, wait time.Duration, msgs ...tele
 	if err != nil {
 		return nil, err
 	}
+	// The caller keeps the channel: this request is not used again.
+	req.pool = nil
 	req.done = done
 	if err := p.enqueueWaiting(ctx, wait, req); err != nil {
 		return nil, err
@@ -284,7 +321,11 @@ func (p *Pipeline) EnqueueFunc(ctx context.Context, wait time.Duration, done fun
 		return err
 	}
 	req.notify = done
-	return p.enqueueWaiting(ctx, wait, req)
+	if err := p.enqueueWaiting(ctx, wait, req); err != nil {
+		req.recycle() // never queued
+		return err
+	}
+	return nil
 }
 
 // enqueueWaiting queues req, waiting for room as Enqueue says.
@@ -314,9 +355,9 @@ func (p *Pipeline) enqueueWaiting(ctx context.Context, wait time.Duration, req *
 }
 
 // prepare checks msgs and parses their readings, on the caller's goroutine,
-// so that the single writer only writes.
+// so that the single writer only writes. A single message's request comes
+// from the pool (its record in the request itself), a batch's is new.
 func (p *Pipeline) prepare(msgs []telemetry.Message) (*request, error) {
-	req := &request{recs: make([]telemetry.Record, len(msgs))}
 	now := p.opts.Now()
 	for i := range msgs {
 		m := &msgs[i]
@@ -329,8 +370,20 @@ func (p *Pipeline) prepare(msgs []telemetry.Message) (*request, error) {
 		if m.EnqueuedAt.IsZero() {
 			m.EnqueuedAt = now
 		}
-		req.recs[i] = p.names.NewRecord(*m)
-		req.bytes += int64(m.Size()) + 256
+	}
+	var req *request
+	if len(msgs) == 1 {
+		req, _ = p.requests.Get().(*request)
+		if req == nil {
+			req = &request{pool: &p.requests}
+		}
+		req.recs = req.one[:]
+	} else {
+		req = &request{recs: make([]telemetry.Record, len(msgs))}
+	}
+	for i := range msgs {
+		req.recs[i] = p.names.NewRecord(msgs[i])
+		req.bytes += int64(msgs[i].Size()) + 256
 	}
 	return req, nil
 }
@@ -579,6 +632,12 @@ func (p *Pipeline) collect(first *request) []*request {
 	return batch
 }
 
+// keepBatchRecords bounds the writer's batch buffer kept between commits:
+// single messages' commits (hundreds) reuse it, the SDK batches' commits of
+// MaxBatch allocate theirs, so that idle memory does not hold one (peak RSS
+// is a target of its own).
+const keepBatchRecords = 1024
+
 // commit stores a batch in one transaction, wakes its waiters and publishes
 // what committed. It returns how many messages committed.
 func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
@@ -586,10 +645,23 @@ func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
 	for _, req := range batch {
 		n += len(req.recs)
 	}
-	recs := make([]telemetry.Record, 0, n)
+	// The writer's buffer, used again: neither Append nor the publisher
+	// keeps the slice (Publisher.Committed returns at once), and it is
+	// cleared after each commit so that it holds no message meanwhile.
+	recs := p.recs[:0]
+	if cap(recs) < n {
+		recs = make([]telemetry.Record, 0, n)
+	}
 	for _, req := range batch {
 		recs = append(recs, req.recs...)
 	}
+	defer func() {
+		clear(recs[:n])
+		p.recs = recs[:0]
+		if cap(recs) > keepBatchRecords {
+			p.recs = nil // a rare large batch's buffer is not held
+		}
+	}()
 	start := time.Now()
 	ids, err := p.store.Append(ctx, recs)
 	p.commitTime.observe(time.Since(start))
@@ -608,20 +680,36 @@ func (p *Pipeline) commit(ctx context.Context, batch []*request) int {
 		return 0
 	}
 	// The committed records, with their ids, keep their places in recs.
-	committed, i := 0, 0
+	// The counters are summed here and added once per protocol, before any
+	// sender hears of its commit.
+	var counts [len(Protocols)]struct{ messages, readings, bytes int64 }
+	committed := 0
+	for i := range recs {
+		if ids[i] == 0 {
+			continue
+		}
+		c := &counts[protocolIndex(recs[i].Message.Protocol)]
+		c.messages++
+		c.readings += int64(len(recs[i].Readings))
+		c.bytes += int64(recs[i].Message.Size())
+		recs[committed] = recs[i]
+		recs[committed].Message.ID = ids[i]
+		committed++
+	}
+	for k, c := range counts {
+		if c.messages > 0 {
+			b := &p.byProtocol[k]
+			b.messages.Add(c.messages)
+			b.readings.Add(c.readings)
+			b.bytes.Add(c.bytes)
+		}
+	}
+	i := 0
 	for _, req := range batch {
 		var reqErr error
-		for range req.recs {
+		for k := range req.recs {
 			if ids[i] == 0 {
-				reqErr = fmt.Errorf("device %q: %w", recs[i].Message.DeviceID, ErrDeviceGone)
-			} else {
-				recs[committed] = recs[i]
-				recs[committed].Message.ID = ids[i]
-				b := &p.byProtocol[protocolIndex(recs[i].Message.Protocol)]
-				b.messages.Add(1)
-				b.readings.Add(int64(len(recs[i].Readings)))
-				b.bytes.Add(int64(recs[i].Message.Size()))
-				committed++
+				reqErr = fmt.Errorf("device %q: %w", req.recs[k].Message.DeviceID, ErrDeviceGone)
 			}
 			i++
 		}

@@ -162,6 +162,10 @@ type Broker struct {
 
 	methods methodCalls
 	acking  ackWorkers // write PUBACKs after commits (acks.go)
+	// pipeline is cfg.Ingest when it is the pipeline: called as itself, a
+	// publish's message stays on the stack (through the interface it
+	// escaped, a copy on the heap per publish).
+	pipeline *ingest.Pipeline
 
 	presence  chan presenceEvent
 	unhook    []func()       // cancels the commands services' notifications
@@ -214,6 +218,7 @@ func New(cfg Config) (*Broker, error) {
 		pending:  map[*mochi.Client]*conn{},
 		presence: make(chan presenceEvent, 4096),
 	}
+	b.pipeline, _ = cfg.Ingest.(*ingest.Pipeline)
 	b.methods.calls = map[string]*methodCall{}
 	b.acking.max = runtime.GOMAXPROCS(0)
 	b.ctx, b.cancel = context.WithCancel(context.Background())

@@ -194,6 +194,7 @@ func (s *Store) Append(ctx context.Context, recs []Record) (ids []int64, err err
 		b = s.newBatch(recs)
 		err = s.inTx(ctx, func(tx Tx) error { return b.write(ctx, tx) })
 	}
+	defer s.scratch.release(b)
 	if err != nil {
 		return make([]int64, len(recs)), fmt.Errorf("append %d messages: %w", len(recs), err)
 	}
@@ -232,14 +233,60 @@ type batch struct {
 	activity, pending []activityWrite
 }
 
+// batchScratch is what every batch uses again: slices and maps whose size
+// follows the batch's, which were allocated anew by every commit (a
+// fifteenth of the bytes the hub allocated with single messages; bench/
+// README.md, issue 10, seventh round). Only Append's batch, under the
+// write lock, uses it; release empties it.
+type batchScratch struct {
+	devs   []*deviceRef
+	series []*series
+	byID   map[string]*deviceRef // resolveDevices
+	latest map[*deviceRef]int64  // planActivity
+}
+
+// release empties what a finished batch used, so that the scratch holds
+// no device or series between batches, and keeps it for the next.
+func (sc *batchScratch) release(b *batch) {
+	if len(b.devs) > keepScratch || cap(b.series) > 16*keepScratch {
+		// A rare large batch's are not held (peak RSS is a target of its own).
+		*sc = batchScratch{}
+		return
+	}
+	clear(b.devs)
+	clear(b.series[:cap(b.series)])
+	sc.devs, sc.series = b.devs[:0], b.series[:0]
+	clear(sc.byID)
+	clear(sc.latest)
+}
+
+// keepScratch is the most records (and, times 16, readings) a batch may
+// have for its scratch to be kept for the next: single messages' commits
+// (hundreds) reuse it, the SDK batches' commits of thousands allocate theirs.
+const keepScratch = 1024
+
 func (s *Store) newBatch(recs []Record) *batch {
 	n := 0
 	for i := range recs {
 		n += len(recs[i].Readings)
 	}
+	sc := &s.scratch
+	if cap(sc.devs) < len(recs) {
+		sc.devs = make([]*deviceRef, len(recs))
+	}
+	if cap(sc.series) < n {
+		sc.series = make([]*series, 0, n)
+	}
+	if sc.byID == nil {
+		sc.byID, sc.latest = map[string]*deviceRef{}, map[*deviceRef]int64{}
+	}
+	// Cleared here too: after ErrDevicesChanged the batch is made again.
+	clear(sc.devs[:len(recs)])
+	clear(sc.byID)
+	clear(sc.latest)
 	return &batch{
 		s: s, recs: recs, now: s.now(),
-		ids: make([]int64, len(recs)), devs: make([]*deviceRef, len(recs)), series: make([]*series, 0, n),
+		ids: make([]int64, len(recs)), devs: sc.devs[:len(recs)], series: sc.series[:0],
 		fresh: map[seriesKey]*series{}, replaced: map[seriesKey]bool{}, freshPerDevice: map[int64]int{},
 	}
 }
@@ -274,7 +321,7 @@ func (b *batch) resolveDevices(ctx context.Context, tx Tx) (map[string]*deviceRe
 		}
 		b.versioned = true
 	}
-	devs := make(map[string]*deviceRef)
+	devs := b.s.scratch.byID // empty: newBatch cleared it
 	var cached []*deviceRef
 	for i := range b.recs {
 		id := b.recs[i].Message.DeviceID
@@ -439,7 +486,7 @@ func (b *batch) seriesFor(ctx context.Context, tx Tx, dev *deviceRef, name strin
 // (HungUp) or that moved on by ActivityStep, otherwise later (a sweep once a
 // step, or the checkpoint).
 func (b *batch) planActivity() {
-	latest := make(map[*deviceRef]int64)
+	latest := b.s.scratch.latest // empty: newBatch cleared it
 	for i, dev := range b.devs {
 		if dev != nil {
 			latest[dev] = max(latest[dev], dev.activity, unixMS(b.recs[i].Message.EnqueuedAt))

@@ -62,7 +62,8 @@ type Store struct {
 	folded      int64            // watermark as last stored
 	cycle       *checkpointCycle // the checkpoint in progress; nil between cycles. Writer-side only.
 
-	devices deviceCache // writer-side only
+	devices deviceCache  // writer-side only
+	scratch batchScratch // writer-side only
 }
 
 // Options tune Open; zero values take the defaults.
