@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -296,6 +297,7 @@ func BenchmarkAckLatency(b *testing.B) {
 	rate := maxRate / 2
 
 	b.ResetTimer()
+	half := p.Stats()
 	var refused atomic.Int64
 	lat := make([]time.Duration, b.N)
 	interval := time.Duration(float64(time.Second) / rate)
@@ -329,6 +331,7 @@ func BenchmarkAckLatency(b *testing.B) {
 	}
 	wg.Wait()
 	b.StopTimer()
+	logWriterStalls(b, half, p.Stats())
 
 	// Baseline: single-row durable commits through the same writer connection.
 	var floor []time.Duration
@@ -352,4 +355,27 @@ func BenchmarkAckLatency(b *testing.B) {
 	b.ReportMetric(pct(lat, 0.99)/pct(floor, 0.50), "p99-x-commit")
 	b.ReportMetric(float64(refused.Load()), "refused")
 	b.ReportMetric(0, "ns/op")
+}
+
+// logWriterStalls logs what the writer did between two snapshots, with how
+// many commits and steps took over 25, 50 and 100 ms: a stall of the
+// writer is what a tail of acknowledgement latency is made of.
+func logWriterStalls(b *testing.B, from, to ingest.Stats) {
+	over := func(l0, l1 ingest.Latency, limit float64) uint64 {
+		for i, v := range ingest.CommitBuckets {
+			if v == limit {
+				return (l1.Count - l0.Count) - (l1.Buckets[i] - l0.Buckets[i])
+			}
+		}
+		panic("no bucket at the limit")
+	}
+	line := func(name string, l0, l1 ingest.Latency) string {
+		return fmt.Sprintf("%s %d (%d > 25 ms, %d > 50 ms, %d > 100 ms)", name, l1.Count-l0.Count,
+			over(l0, l1, 0.025), over(l0, l1, 0.05), over(l0, l1, 0.1))
+	}
+	parts := []string{line("commit", from.CommitSeconds, to.CommitSeconds)}
+	for i, name := range ingest.Steps {
+		parts = append(parts, line(name, from.StepSeconds[i], to.StepSeconds[i]))
+	}
+	b.Logf("half rate, the writer: %s", strings.Join(parts, ", "))
 }
