@@ -120,6 +120,29 @@ func TestUpgradeFromEveryVersion(t *testing.T) {
 // oldDatabase writes a database the way releases before package migrations
 // did: their schema_migrations table, each file executed and recorded with
 // ? placeholders, then a device.
+// databaseBefore makes the database at path as the migrations before the
+// one named upto left it (see oldDatabase) and opens it without db.Open,
+// which would migrate it; the caller closes it.
+func databaseBefore(t *testing.T, path, upto string) *sql.DB {
+	t.Helper()
+	ms, err := migrations.Load(migrations.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before []migrations.Migration
+	for _, m := range ms {
+		if m.Name < upto {
+			before = append(before, m)
+		}
+	}
+	oldDatabase(t, path, before)
+	raw, err := sql.Open("sqlite3", "file:"+path+"?_foreign_keys=on")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
 func oldDatabase(t *testing.T, path string, ms []migrations.Migration) {
 	t.Helper()
 	ctx := context.Background()
@@ -152,22 +175,8 @@ func oldDatabase(t *testing.T, path string, ms []migrations.Migration) {
 // newest messages were deleted.
 func TestMessageIndexMigration(t *testing.T) {
 	ctx := context.Background()
-	ms, err := migrations.Load(migrations.SQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var before []migrations.Migration
-	for _, m := range ms {
-		if m.Name < "0017" {
-			before = append(before, m)
-		}
-	}
 	path := filepath.Join(t.TempDir(), "fieldhub.db")
-	oldDatabase(t, path, before)
-	raw, err := sql.Open("sqlite3", "file:"+path+"?_foreign_keys=on")
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := databaseBefore(t, path, "0017")
 	for _, q := range []string{
 		`INSERT INTO devices (device_id, primary_key, secondary_key, enabled, connected, created_at, updated_at)
 			VALUES ('old-2', 'k', 'k', 1, 0, 1, 1)`,
@@ -222,22 +231,8 @@ func TestMessageIndexMigration(t *testing.T) {
 // untouched, and a device delete still takes every message with it.
 func TestMessageIndexBucketsMigration(t *testing.T) {
 	ctx := context.Background()
-	ms, err := migrations.Load(migrations.SQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var before []migrations.Migration
-	for _, m := range ms {
-		if m.Name < "0019" {
-			before = append(before, m)
-		}
-	}
 	path := filepath.Join(t.TempDir(), "fieldhub.db")
-	oldDatabase(t, path, before)
-	raw, err := sql.Open("sqlite3", "file:"+path+"?_foreign_keys=on")
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := databaseBefore(t, path, "0019")
 	// old-1 in buckets 0, 1 and 5, old-2 only in bucket 0; the watermark
 	// at 5<<16+10, so the last ten ids are the unindexed tail.
 	for _, q := range []string{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -611,5 +612,54 @@ func TestPipelineEnqueueFunc(t *testing.T) {
 	case o := <-outcomes:
 		t.Errorf("a second outcome for one message: %+v", o)
 	default:
+	}
+}
+
+// TestPipelineSubmitGivenUpIsNotReused: a Submit that gave up on its
+// context while its message waits in the queue leaves the request to the
+// writer. Were it used again (single messages' requests are pooled), the
+// next Submit would overwrite the queued message and hear another's
+// outcome: one message stored twice, one lost, an acknowledgement early.
+func TestPipelineSubmitGivenUpIsNotReused(t *testing.T) {
+	ctx := context.Background()
+	_, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1")
+	g := newGate(tel)
+	p := newPipeline(t, g, nil, ingest.Options{MaxDelay: -1})
+
+	results := make(chan error, 3)
+	go func() { results <- p.Submit(ctx, msg("dev1", 0)) }()
+	<-g.entered // the writer holds message 0 in the store
+	gaveUp, cancel := context.WithCancel(ctx)
+	abandoned := make(chan error, 1)
+	go func() { abandoned <- p.Submit(gaveUp, msg("dev1", 1)) }()
+	waitFor(t, func() bool { return p.Stats().Queued == 2 })
+	cancel()
+	if err := <-abandoned; !errors.Is(err, context.Canceled) {
+		t.Fatalf("submit whose context ended: err = %v, want context.Canceled", err)
+	}
+	for i := 2; i < 4; i++ {
+		go func() { results <- p.Submit(ctx, msg("dev1", i)) }()
+	}
+	waitFor(t, func() bool { return p.Stats().Queued == 4 })
+	close(g.gate)
+	for range 3 {
+		if err := <-results; err != nil {
+			t.Errorf("submit: %v", err)
+		}
+	}
+	// Message 1 was queued before its sender gave up: it is stored too,
+	// unacknowledged, like any message whose sender went away.
+	waitFor(t, func() bool { return p.Stats().Queued == 0 })
+	stored, err := tel.Messages(ctx, "dev1", telemetry.MessageFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range stored {
+		got = append(got, m.MessageID)
+	}
+	slices.Sort(got)
+	if want := []string{"dev1-0", "dev1-1", "dev1-2", "dev1-3"}; !slices.Equal(got, want) {
+		t.Errorf("stored %v, want %v", got, want)
 	}
 }
