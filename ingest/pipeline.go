@@ -310,13 +310,11 @@ func (p *Pipeline) Enqueue(ctx context.Context, wait time.Duration, msgs ...tele
 // done must return at once and never block: the rest of the batch and the
 // next commit wait for it. It spares a caller that answers many senders per
 // commit a goroutine woken per message (the MQTT broker's PUBACKs,
-// mqtt/acks.go).
-func (p *Pipeline) EnqueueFunc(ctx context.Context, wait time.Duration, done func(error), msgs ...telemetry.Message) error {
-	if len(msgs) == 0 {
-		done(nil)
-		return nil
-	}
-	req, err := p.prepare(msgs)
+// mqtt/acks.go). It takes one message, by value: a variadic list called
+// through an interface escaped to the heap, a copy of every publish.
+func (p *Pipeline) EnqueueFunc(ctx context.Context, wait time.Duration, done func(error), msg telemetry.Message) error {
+	msgs := [1]telemetry.Message{msg}
+	req, err := p.prepare(msgs[:])
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ import (
 // returned, without blocking. ingest.Pipeline implements it.
 type Ingester interface {
 	Submit(ctx context.Context, msgs ...telemetry.Message) error
-	EnqueueFunc(ctx context.Context, wait time.Duration, done func(error), msgs ...telemetry.Message) error
+	EnqueueFunc(ctx context.Context, wait time.Duration, done func(error), msg telemetry.Message) error
 	// HungUp is told of each device whose connection close was recorded.
 	HungUp(ctx context.Context, deviceID string) error
 }
@@ -162,10 +162,6 @@ type Broker struct {
 
 	methods methodCalls
 	acking  ackWorkers // write PUBACKs after commits (acks.go)
-	// pipeline is cfg.Ingest when it is the pipeline: called as itself, a
-	// publish's message stays on the stack (through the interface it
-	// escaped, a copy on the heap per publish).
-	pipeline *ingest.Pipeline
 
 	presence  chan presenceEvent
 	unhook    []func()       // cancels the commands services' notifications
@@ -218,7 +214,6 @@ func New(cfg Config) (*Broker, error) {
 		pending:  map[*mochi.Client]*conn{},
 		presence: make(chan presenceEvent, 4096),
 	}
-	b.pipeline, _ = cfg.Ingest.(*ingest.Pipeline)
 	b.methods.calls = map[string]*methodCall{}
 	b.acking.max = runtime.GOMAXPROCS(0)
 	b.ctx, b.cancel = context.WithCancel(context.Background())

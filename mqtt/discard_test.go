@@ -14,7 +14,7 @@ func (discardIngester) Submit(context.Context, ...telemetry.Message) error { ret
 
 func (discardIngester) HungUp(context.Context, string) error { return nil }
 
-func (discardIngester) EnqueueFunc(_ context.Context, _ time.Duration, done func(error), _ ...telemetry.Message) error {
+func (discardIngester) EnqueueFunc(_ context.Context, _ time.Duration, done func(error), _ telemetry.Message) error {
 	done(nil)
 	return nil
 }

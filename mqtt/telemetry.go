@@ -22,22 +22,13 @@ func (b *Broker) telemetry(c *conn, p Publish, body []byte) error {
 	}
 	// The wait bound is EnqueueFunc's, not a context's: a timer per publish
 	// was a quarter of this function's cost, and the queue is rarely full.
-	if err := b.enqueue(c, msg); err != nil {
+	if err := b.cfg.Ingest.EnqueueFunc(b.taking, b.cfg.SubmitTimeout, c.acks.settle, msg); err != nil {
 		if errors.Is(err, ingest.ErrOverloaded) || errors.Is(err, context.DeadlineExceeded) {
 			b.cfg.Refusals.Add(ingest.ProtocolMQTT, ingest.ReasonOverloaded)
 		}
 		return fmt.Errorf("store telemetry: %w", err)
 	}
 	return nil
-}
-
-// enqueue hands msg to ingest, the pipeline called as itself when it is
-// one (Broker.pipeline).
-func (b *Broker) enqueue(c *conn, msg telemetry.Message) error {
-	if b.pipeline != nil {
-		return b.pipeline.EnqueueFunc(b.taking, b.cfg.SubmitTimeout, c.acks.settle, msg)
-	}
-	return b.cfg.Ingest.EnqueueFunc(b.taking, b.cfg.SubmitTimeout, c.acks.settle, msg)
 }
 
 // storeWill stores the will of a connection that ended without DISCONNECT
