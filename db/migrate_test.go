@@ -143,6 +143,27 @@ func databaseBefore(t *testing.T, path, upto string) *sql.DB {
 	return raw
 }
 
+// migrateFrom makes the database at path as the migrations before upto
+// left it, runs setup on it there, then opens it with db.Open, which
+// migrates it the rest of the way.
+func migrateFrom(t *testing.T, path, upto string, setup ...string) *db.DB {
+	t.Helper()
+	ctx := context.Background()
+	raw := databaseBefore(t, path, upto)
+	for _, q := range setup {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+	d, err := db.Open(ctx, path, db.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
 func oldDatabase(t *testing.T, path string, ms []migrations.Migration) {
 	t.Helper()
 	ctx := context.Background()
@@ -176,26 +197,14 @@ func oldDatabase(t *testing.T, path string, ms []migrations.Migration) {
 func TestMessageIndexMigration(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "fieldhub.db")
-	raw := databaseBefore(t, path, "0017")
-	for _, q := range []string{
+	d := migrateFrom(t, path, "0017",
 		`INSERT INTO devices (device_id, primary_key, secondary_key, enabled, connected, created_at, updated_at)
 			VALUES ('old-2', 'k', 'k', 1, 0, 1, 1)`,
 		`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
 			INSERT INTO messages (device_id, enqueued_at, auth_method, body)
 			SELECT (SELECT id FROM devices WHERE device_id = IIF(i % 3 = 0, 'old-2', 'old-1')), i, 'sas-primary', CAST(i AS BLOB) FROM n`,
 		`DELETE FROM messages WHERE id > 90 OR id % 10 = 5`, // the sequence stays at 100
-	} {
-		if _, err := raw.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	raw.Close()
-
-	d, err := db.Open(ctx, path, db.Options{Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	)
 	var messages, indexed, mismatched, through, seq, fks, indexes int
 	if err := d.Reader().QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(*) FROM message_index),
 		(SELECT COUNT(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM message_index x WHERE x.device_id = m.device_id AND x.id = m.id)),
@@ -232,10 +241,9 @@ func TestMessageIndexMigration(t *testing.T) {
 func TestMessageIndexBucketsMigration(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "fieldhub.db")
-	raw := databaseBefore(t, path, "0019")
 	// old-1 in buckets 0, 1 and 5, old-2 only in bucket 0; the watermark
 	// at 5<<16+10, so the last ten ids are the unindexed tail.
-	for _, q := range []string{
+	d := migrateFrom(t, path, "0019",
 		`INSERT INTO devices (device_id, primary_key, secondary_key, enabled, connected, created_at, updated_at)
 			VALUES ('old-2', 'k', 'k', 1, 0, 1, 1)`,
 		`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60)
@@ -244,18 +252,7 @@ func TestMessageIndexBucketsMigration(t *testing.T) {
 				(SELECT id FROM devices WHERE device_id = IIF(i % 7 = 0 AND i <= 20, 'old-2', 'old-1')), i, 'sas-primary', CAST(i AS BLOB) FROM n`,
 		`INSERT INTO message_index (device_id, id) SELECT device_id, id FROM messages WHERE id <= 5 * 65536 + 10 ORDER BY device_id, id`,
 		`UPDATE message_index_state SET through = 5 * 65536 + 10`,
-	} {
-		if _, err := raw.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	raw.Close()
-
-	d, err := db.Open(ctx, path, db.Options{Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	)
 	var key, pairs string
 	var indexed, wrong, through, bits int
 	if err := d.Reader().QueryRowContext(ctx, `SELECT
