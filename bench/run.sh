@@ -39,7 +39,7 @@ run ./live/ '^BenchmarkFanOut$' 3000x
 # The ingest pipeline; each also measures its naive-layout baseline.
 run ./ingest/ '^BenchmarkIngestSingle$' 100000x
 run ./ingest/ '^BenchmarkIngestBatched$' 4000x
-run ./ingest/ '^BenchmarkAckLatency$' 50000x
+run ./ingest/ '^BenchmarkAckLatency$' 150000x
 # The same pipeline on the PostgreSQL store beside the SQLite store.
 run ./ingest/ '^BenchmarkIngestPostgres$' 1x
 # A direct method across two instances (issue 11), beside the same call on one.
