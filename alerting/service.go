@@ -252,7 +252,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, log: cfg.Logger, silent: map[int64]bool{},
-		in:   make(chan *inputs, cfg.QueueBatches), spare: make(chan *inputs, spareInputs),
+		in: make(chan *inputs, cfg.QueueBatches), spare: make(chan *inputs, spareInputs),
 		open: map[alert.Key]alert.Alert{}, counts: map[alert.Severity]int{}, byDev: map[string]*[6]int{},
 		known: map[string]map[string]string{}, names: map[int64]string{},
 		rules: map[int64]alert.Rule{}, reloads: make(chan int64, reloadQueue),
