@@ -26,8 +26,8 @@ func TestCommittedReusesEvaluatedInputs(t *testing.T) {
 	if len(first.in) != 3 || len(first.in[0].samples) != 2 || first.in[2].samples[0].Value != 3 || first.in[1].samples != nil {
 		t.Fatalf("first batch = %+v", first.in)
 	}
-	if cap(first.samples) != 3 {
-		t.Errorf("samples array of %d, want 3 (the commit's)", cap(first.samples))
+	if len(first.arrays) != 1 || cap(first.arrays[0]) != 3 {
+		t.Errorf("samples arrays %v, want one of 3 (the commit's)", first.arrays)
 	}
 	s.recycle(first)
 	for i, in := range first.in[:cap(first.in)] {
@@ -35,11 +35,12 @@ func TestCommittedReusesEvaluatedInputs(t *testing.T) {
 			t.Errorf("recycled input %d holds %+v", i, in)
 		}
 	}
-	for i, sm := range first.samples[:cap(first.samples)] {
+	for i, sm := range first.arrays[0][:cap(first.arrays[0])] {
 		if sm.Metric != "" {
 			t.Errorf("recycled sample %d holds %+v", i, sm)
 		}
 	}
+	array := &first.arrays[0][:1][0]
 	s.Committed([]telemetry.Record{record("d4", 4), record("d5", 5)})
 	second := <-s.in
 	if second != first {
@@ -47,6 +48,17 @@ func TestCommittedReusesEvaluatedInputs(t *testing.T) {
 	}
 	if len(second.in) != 2 || second.in[0].deviceID != "d4" || second.in[1].samples[0].Value != 5 {
 		t.Errorf("second batch = %+v", second.in)
+	}
+	if &second.in[0].samples[0] != array {
+		t.Error("the second commit's samples are not in the kept array")
+	}
+	// A larger commit than the kept array holds gets a new one, with room
+	// to spare, kept instead.
+	s.recycle(second)
+	s.Committed([]telemetry.Record{record("d6", 1, 2, 3, 4)})
+	third := <-s.in
+	if len(third.arrays) != 1 || cap(third.arrays[0]) != 6 || third.in[0].samples[3].Value != 4 {
+		t.Errorf("third batch: arrays %v, samples %v; want one array of 6 (twice the kept one's 3)", third.arrays, third.in[0].samples)
 	}
 	// A batch larger than what is kept is left to the collector.
 	large := &inputs{in: make([]input, keptInputs+1)}

@@ -210,18 +210,43 @@ type input struct {
 // of the bytes the hub allocated with single messages (bench/README.md,
 // issue 10, eighth round).
 type inputs struct {
-	in      []input
-	samples []alert.Sample // the array in's samples are parts of, its first when there are several
+	in     []input
+	arrays [][]alert.Sample // what in's samples are parts of, in order
+}
+
+// array is the batch's k-th samples array (they are taken in order),
+// empty with room for n: the one it keeps when large enough, else a new
+// one that it keeps instead, with room to spare for the next commits, up
+// to keptArrays.
+func (b *inputs) array(k, n int) []alert.Sample {
+	if k < len(b.arrays) && cap(b.arrays[k]) >= n {
+		return b.arrays[k][:0]
+	}
+	if k < len(b.arrays) {
+		n = max(n, min(arraySamples, 2*cap(b.arrays[k])))
+	}
+	a := make([]alert.Sample, 0, n)
+	switch {
+	case k < len(b.arrays):
+		b.arrays[k] = a
+	case k < keptArrays:
+		b.arrays = append(b.arrays, a)
+	}
+	return a
 }
 
 // spareInputs is how many evaluated batches wait to be filled again: the
 // evaluator gives one back per commit, Committed takes one.
 const spareInputs = 4
 
-// Kept batches are at most this large (the samples: 24 KB): a commit of
-// single messages fits, SDK batches' commits of thousands allocate theirs.
+// A kept batch has at most keptInputs events and keptArrays samples arrays
+// of at most arraySamples (24 KB each, under Go's large-object size, which
+// a commit of SDK batches would otherwise take a fresh span for): a commit
+// of single messages fits, SDK batches' commits of thousands allocate what
+// does not.
 const (
 	keptInputs   = 1024
+	keptArrays   = 4
 	arraySamples = 1024
 )
 
@@ -420,20 +445,15 @@ func (s *Service) Committed(batch []telemetry.Record) {
 	}
 	// The batch's samples in a few arrays, each input a part of one (the
 	// evaluator reads them and keeps none), rather than a slice a message;
-	// each array under Go's large-object size, which a commit of SDK
-	// batches would otherwise take a fresh span for, and no larger than
-	// what is left to copy.
+	// kept from one commit to the next (inputs.array).
 	left := 0
 	for i := range batch {
 		left += len(batch[i].Readings)
 	}
 	b := s.spareInputs()
 	b.in = slices.Grow(b.in[:0], len(batch))[:len(batch)]
-	all := b.samples[:0]
-	if cap(all) < min(left, arraySamples) {
-		all = make([]alert.Sample, 0, min(left, arraySamples))
-		b.samples = all
-	}
+	var all []alert.Sample
+	arrays := 0
 	for i := range batch {
 		r := &batch[i]
 		b.in[i] = input{deviceID: r.Message.DeviceID, at: r.Message.EnqueuedAt}
@@ -441,7 +461,8 @@ func (s *Service) Committed(batch []telemetry.Record) {
 			continue
 		}
 		if cap(all)-len(all) < len(r.Readings) {
-			all = make([]alert.Sample, 0, max(min(left, arraySamples), len(r.Readings)))
+			all = b.array(arrays, max(min(left, arraySamples), len(r.Readings)))
+			arrays++
 		}
 		start := len(all)
 		for _, rd := range r.Readings {
@@ -467,12 +488,14 @@ func (s *Service) spareInputs() *inputs {
 // device, metric name or reported properties, and keeps it for Committed
 // unless it is large or enough are kept.
 func (s *Service) recycle(b *inputs) {
-	if cap(b.in) > keptInputs || cap(b.samples) > arraySamples {
+	if cap(b.in) > keptInputs {
 		return
 	}
 	clear(b.in[:cap(b.in)])
-	clear(b.samples[:cap(b.samples)])
-	b.in, b.samples = b.in[:0], b.samples[:0]
+	b.in = b.in[:0]
+	for _, a := range b.arrays {
+		clear(a[:cap(a)])
+	}
 	select {
 	case s.spare <- b:
 	default:
