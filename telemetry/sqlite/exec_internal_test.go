@@ -79,6 +79,7 @@ func TestInsertMessagesKeepsItsParameters(t *testing.T) {
 	}
 	runtime.ReadMemStats(&after)
 	perRow := float64(after.TotalAlloc-before.TotalAlloc) / (rounds * 8 * insertChunk)
+	t.Logf("%.0f bytes a plain row", perRow)
 	if perRow > 150 {
 		t.Errorf("inserting a plain row allocated %.0f bytes, want at most 150", perRow)
 	}
