@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,7 +160,8 @@ type Service struct {
 	leading  atomic.Bool
 	lastSync time.Time // of the stored activity; the evaluation loop's
 
-	in      chan []input
+	in      chan *inputs
+	spare   chan *inputs // evaluated, emptied, for Committed to fill again
 	dropped atomic.Int64
 
 	// mu orders every change to stored alerts: transitions of the
@@ -203,6 +205,51 @@ type input struct {
 	reported map[string]any // a twin's reported properties; nil for a message
 }
 
+// inputs is a queued batch of events. Committed's come back to it once
+// evaluated (recycle): a commit's events and samples were about a ninth
+// of the bytes the hub allocated with single messages (bench/README.md,
+// issue 10, eighth round).
+type inputs struct {
+	in     []input
+	arrays [][]alert.Sample // what in's samples are parts of, in order
+}
+
+// array is the batch's k-th samples array (they are taken in order),
+// empty with room for n: the one it keeps when large enough, else a new
+// one that it keeps instead, with room to spare for the next commits, up
+// to keptArrays.
+func (b *inputs) array(k, n int) []alert.Sample {
+	if k < len(b.arrays) && cap(b.arrays[k]) >= n {
+		return b.arrays[k][:0]
+	}
+	if k < len(b.arrays) {
+		n = max(n, min(arraySamples, 2*cap(b.arrays[k])))
+	}
+	a := make([]alert.Sample, 0, n)
+	switch {
+	case k < len(b.arrays):
+		b.arrays[k] = a
+	case k < keptArrays:
+		b.arrays = append(b.arrays, a)
+	}
+	return a
+}
+
+// spareInputs is how many evaluated batches wait to be filled again: the
+// evaluator gives one back per commit, Committed takes one.
+const spareInputs = 4
+
+// A kept batch has at most keptInputs events and keptArrays samples arrays
+// of at most arraySamples (24 KB each, under Go's large-object size, which
+// a commit of SDK batches would otherwise take a fresh span for): a commit
+// of single messages fits, SDK batches' commits of thousands allocate what
+// does not.
+const (
+	keptInputs   = 1024
+	keptArrays   = 4
+	arraySamples = 1024
+)
+
 // New recovers the evaluator (rules, devices, open alerts and the saved
 // snapshot) and starts the evaluation loop, the pruner and the webhook
 // deliverer.
@@ -230,7 +277,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		cfg: cfg, log: cfg.Logger, silent: map[int64]bool{},
-		in:   make(chan []input, cfg.QueueBatches),
+		in: make(chan *inputs, cfg.QueueBatches), spare: make(chan *inputs, spareInputs),
 		open: map[alert.Key]alert.Alert{}, counts: map[alert.Severity]int{}, byDev: map[string]*[6]int{},
 		known: map[string]map[string]string{}, names: map[int64]string{},
 		rules: map[int64]alert.Rule{}, reloads: make(chan int64, reloadQueue),
@@ -398,27 +445,61 @@ func (s *Service) Committed(batch []telemetry.Record) {
 	}
 	// The batch's samples in a few arrays, each input a part of one (the
 	// evaluator reads them and keeps none), rather than a slice a message;
-	// each array under Go's large-object size, which a commit of SDK
-	// batches would otherwise take a fresh span for.
-	const arraySamples = 1024 // 24 KB
+	// kept from one commit to the next (inputs.array).
+	left := 0
+	for i := range batch {
+		left += len(batch[i].Readings)
+	}
+	b := s.spareInputs()
+	b.in = slices.Grow(b.in[:0], len(batch))[:len(batch)]
 	var all []alert.Sample
-	in := make([]input, len(batch))
+	arrays := 0
 	for i := range batch {
 		r := &batch[i]
-		in[i] = input{deviceID: r.Message.DeviceID, at: r.Message.EnqueuedAt}
+		b.in[i] = input{deviceID: r.Message.DeviceID, at: r.Message.EnqueuedAt}
 		if len(r.Readings) == 0 {
 			continue
 		}
 		if cap(all)-len(all) < len(r.Readings) {
-			all = make([]alert.Sample, 0, max(arraySamples, len(r.Readings)))
+			all = b.array(arrays, max(min(left, arraySamples), len(r.Readings)))
+			arrays++
 		}
 		start := len(all)
 		for _, rd := range r.Readings {
 			all = append(all, alert.Sample{Metric: rd.Metric, Value: rd.Value})
 		}
-		in[i].samples = all[start:len(all):len(all)]
+		left -= len(r.Readings)
+		b.in[i].samples = all[start:len(all):len(all)]
 	}
-	s.enqueue(in)
+	s.enqueue(b)
+}
+
+// spareInputs is an evaluated batch to fill again, or a new one.
+func (s *Service) spareInputs() *inputs {
+	select {
+	case b := <-s.spare:
+		return b
+	default:
+		return &inputs{}
+	}
+}
+
+// recycle empties an evaluated (or dropped) batch, so that it holds no
+// device, metric name or reported properties, and keeps it for Committed
+// unless it is large or enough are kept.
+func (s *Service) recycle(b *inputs) {
+	if cap(b.in) > keptInputs {
+		return
+	}
+	clear(b.in[:cap(b.in)])
+	b.in = b.in[:0]
+	for _, a := range b.arrays {
+		clear(a[:cap(a)])
+	}
+	select {
+	case s.spare <- b:
+	default:
+	}
 }
 
 // Reported takes a device's reported properties after a twin update.
@@ -426,20 +507,22 @@ func (s *Service) Reported(deviceID string, reported map[string]any, at time.Tim
 	if s.closed.Load() {
 		return
 	}
-	s.enqueue([]input{{deviceID: deviceID, at: at, reported: reported}})
+	s.enqueue(&inputs{in: []input{{deviceID: deviceID, at: at, reported: reported}}})
 }
 
-func (s *Service) enqueue(in []input) {
+func (s *Service) enqueue(b *inputs) {
 	defer func() {
 		// Close may have closed the queue between the check and the send.
 		_ = recover()
 	}()
 	select {
-	case s.in <- in:
+	case s.in <- b:
 	default:
+		in := b.in
 		if s.dropped.Add(int64(len(in))) == int64(len(in)) {
 			s.log.Warn("alert evaluation queue is full; messages are not evaluated", "queue batches", cap(s.in))
 		}
+		s.recycle(b)
 	}
 }
 
@@ -471,7 +554,7 @@ func (s *Service) evaluate(ctx context.Context) {
 			if !ok {
 				return
 			}
-			for _, in := range batch {
+			for _, in := range batch.in {
 				s.learn(ctx, in.deviceID)
 				var trs []alert.Transition
 				if in.reported != nil {
@@ -481,6 +564,7 @@ func (s *Service) evaluate(ctx context.Context) {
 				}
 				s.apply(ctx, trs)
 			}
+			s.recycle(batch)
 		case <-s.eval().Wake():
 		case <-timer.C:
 			s.tick(ctx)

@@ -32,6 +32,7 @@ type Database interface {
 // Storage implements telemetry.Storage.
 type Storage struct {
 	write, read *sql.DB
+	args        insertArgs // the writer's INSERT parameters (writeTx)
 }
 
 var (
@@ -44,13 +45,20 @@ func New(d Database) *Storage {
 	return &Storage{write: d.Writer(), read: d.Reader()}
 }
 
-// Begin starts a write transaction on the writer connection.
+// Begin starts a write transaction on the writer connection, taken from
+// the pool for the transaction's life so that its statements can also run
+// on the driver's connection (writeTx.exec).
 func (s *Storage) Begin(ctx context.Context) (telemetry.Tx, error) {
-	tx, err := s.write.BeginTx(ctx, nil)
+	conn, err := s.write.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &writeTx{tx: tx}, nil
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &writeTx{tx: tx, conn: conn, ownsConn: true, args: s.args.take()}, nil
 }
 
 // Recovery reads the watermark and every metric with its newest chunk.
@@ -390,7 +398,7 @@ func (s *Storage) BeginLazy(ctx context.Context) (telemetry.Tx, error) {
 		l.end()
 		return nil, err
 	}
-	l.writeTx = writeTx{tx: tx}
+	l.writeTx = writeTx{tx: tx, conn: conn, args: s.args.take()}
 	return l, nil
 }
 

@@ -3,12 +3,14 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/bits"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"fieldhub/storage"
@@ -20,16 +22,103 @@ import (
 // prepared from one transaction to the next.
 type writeTx struct {
 	tx *sql.Tx
+	// conn is the writer connection tx runs on: InsertMessages binds its
+	// rows on the driver's connection (exec). ownsConn says Commit and
+	// Rollback give it back to the pool (a lazyTx gives back its own).
+	conn     *sql.Conn
+	ownsConn bool
+	args     *insertArgs // the Storage's, for the transaction's life
 }
 
-func (w *writeTx) Commit() error { return w.tx.Commit() }
+func (w *writeTx) Commit() error {
+	err := w.tx.Commit()
+	w.end()
+	return err
+}
 
 func (w *writeTx) Rollback() error {
 	err := w.tx.Rollback()
+	w.end()
 	if errors.Is(err, sql.ErrTxDone) {
 		return nil
 	}
 	return err
+}
+
+// end returns what the transaction held, once.
+func (w *writeTx) end() {
+	if w.args != nil {
+		w.args.release()
+		w.args = nil
+	}
+	if w.ownsConn && w.conn != nil {
+		w.conn.Close()
+		w.conn = nil
+	}
+}
+
+// insertArgs is the parameters of one INSERT of rows, as the driver takes
+// them, kept from one statement and transaction to the next: through
+// database/sql every statement converted its []any into a new
+// []driver.NamedValue (40 bytes a parameter, 12.8 KB for 64 plain rows),
+// which with the []any was a twelfth of the bytes the hub allocated with
+// single messages (bench/README.md, issue 10, eighth round).
+type insertArgs struct {
+	mu     sync.Mutex // held by the one transaction that uses the buffer
+	values []driver.NamedValue
+}
+
+// take returns the buffer for one transaction, which gives it back with
+// release.
+func (a *insertArgs) take() *insertArgs {
+	a.mu.Lock()
+	return a
+}
+
+func (a *insertArgs) release() {
+	if cap(a.values) > maxKeptArgs {
+		a.values = nil
+	}
+	clear(a.values[:cap(a.values)]) // keeps no message's body or texts
+	a.values = a.values[:0]
+	a.mu.Unlock()
+}
+
+// maxKeptArgs is the most parameters insertArgs keeps: one statement of
+// insertChunk rows in the full layout.
+const maxKeptArgs = 11 * insertChunk
+
+// driverConn is what the writer needs of SQLite's driver connection
+// (mattn/go-sqlite3's *SQLiteConn).
+type driverConn interface {
+	driver.ExecerContext
+	AutoCommit() bool // SQLite's autocommit mode: no transaction is open
+}
+
+// errTxGone is a statement refused because the connection is no longer in
+// the transaction (database/sql rolls one back on its own when its context
+// ends): run outside it, the statement would commit by itself.
+var errTxGone = errors.New("the write transaction has ended")
+
+// exec runs a statement of the transaction on the driver's connection,
+// its parameters as the driver takes them. Errors are the driver's, as
+// database/sql returns them (SQLite's codes stay visible to
+// db.FaultKind).
+func (w *writeTx) exec(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	var res driver.Result
+	err := w.conn.Raw(func(dc any) error {
+		c, ok := dc.(driverConn)
+		if !ok {
+			return fmt.Errorf("the writer's driver connection is a %T", dc)
+		}
+		if c.AutoCommit() {
+			return errTxGone
+		}
+		var err error
+		res, err = c.ExecContext(ctx, query, args)
+		return err
+	})
+	return res, err
 }
 
 const findDevice = `SELECT id, created_at FROM devices WHERE device_id = ?`
@@ -163,21 +252,24 @@ func nextRun(rows []telemetry.MessageRow) (layout, n int) {
 }
 
 func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRow) ([]int64, error) {
+	if w.args == nil {
+		return nil, errTxGone
+	}
 	ids := make([]int64, len(rows))
-	args := make([]any, 0, 11*min(len(rows), insertChunk))
 	var shared sharedTexts
 	for done := 0; done < len(rows); {
 		layout, run := nextRun(rows[done:])
 		k := bits.Len(uint(run)) - 1
 		n := 1 << k
-		args = args[:0]
+		args := w.args.values[:0]
 		var err error
 		for _, r := range rows[done : done+n] {
 			if args, err = appendMessage(args, &shared, layout, r); err != nil {
 				return nil, err
 			}
 		}
-		res, err := w.tx.ExecContext(ctx, insertQueries[layout][k], args...)
+		w.args.values = args
+		res, err := w.exec(ctx, insertQueries[layout][k], args)
 		if err != nil {
 			return nil, err
 		}
@@ -198,8 +290,8 @@ func (w *writeTx) InsertMessages(ctx context.Context, rows []telemetry.MessageRo
 
 // sharedTexts boxes the texts most messages of a batch share (their auth
 // method and content type) once per batch rather than once per message:
-// an INSERT takes its parameters as interfaces, and a string put in one is
-// an allocation.
+// a statement takes its parameters as interfaces, and a string put in one
+// is an allocation.
 type sharedTexts struct {
 	auth, contentType boxedText
 }
@@ -218,8 +310,9 @@ func (b *boxedText) of(s string) any {
 	return b.box
 }
 
-// appendMessage appends the INSERT parameters of one message in layout.
-func appendMessage(args []any, shared *sharedTexts, layout int, r telemetry.MessageRow) ([]any, error) {
+// appendMessage appends the INSERT parameters of one message in layout,
+// numbered on from those in args.
+func appendMessage(args []driver.NamedValue, shared *sharedTexts, layout int, r telemetry.MessageRow) ([]driver.NamedValue, error) {
 	m := r.Message
 	body := m.Body
 	if body == nil {
@@ -227,7 +320,7 @@ func appendMessage(args []any, shared *sharedTexts, layout int, r telemetry.Mess
 	}
 	contentType, auth := shared.contentType.of(m.ContentType), shared.auth.of(m.AuthMethod)
 	if layout == layoutPlain {
-		return append(args, r.Device, storage.UnixMS(m.EnqueuedAt), contentType, auth, body), nil
+		return appendParams(args, r.Device, storage.UnixMS(m.EnqueuedAt), contentType, auth, body), nil
 	}
 	var props any // NULL when there are none
 	if len(m.Properties) > 0 {
@@ -237,8 +330,17 @@ func appendMessage(args []any, shared *sharedTexts, layout int, r telemetry.Mess
 		}
 		props = string(b)
 	}
-	return append(args, r.Device, storage.UnixMS(m.EnqueuedAt), m.MessageID, m.CorrelationID, contentType,
+	return appendParams(args, r.Device, storage.UnixMS(m.EnqueuedAt), m.MessageID, m.CorrelationID, contentType,
 		m.ContentEncoding, m.To, m.UserID, props, auth, body), nil
+}
+
+// appendParams appends positional parameters, each a driver.Value (int64,
+// string, []byte or nil here).
+func appendParams(args []driver.NamedValue, values ...any) []driver.NamedValue {
+	for _, v := range values {
+		args = append(args, driver.NamedValue{Ordinal: len(args) + 1, Value: v})
+	}
+	return args
 }
 
 // touchDevices moves the last activity of the devices of a JSON array of
