@@ -8,7 +8,7 @@ package main
 
 #define FIELDHUB_MALLOC_ARENAS 2
 
-// fieldhubMallocArenas is how many malloc arenas glibc may make (see
+// fieldhub_limit_malloc_arenas caps the malloc arenas glibc may make (see
 // mallocArenas below for why). It runs as the program loads, before the Go
 // runtime starts its threads: glibc gives a thread its arena at its first
 // malloc or free, which for a cgo thread is as it starts, and a thread
