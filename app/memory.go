@@ -10,8 +10,9 @@ import (
 )
 
 // DefaultMemoryLimitMiB is the default of --memory-limit. With 1,000 HTTPS
-// devices (bench BenchmarkHubHTTPS) the hub's RSS is this plus about 36 MiB
-// outside Go's memory (the binary's mapped pages, SQLite's caches); 104
+// devices (bench BenchmarkHubHTTPS) the hub's RSS is this plus about 30 MiB
+// outside Go's memory (the binary's mapped pages 26, malloc's 5: SQLite's
+// caches and statements; issue 10, eighth round); 104
 // rather than 112 cost about 1-2 % more of the CPU in collection
 // (bench/README.md, issue 10, fifth round).
 const DefaultMemoryLimitMiB = 104

@@ -43,6 +43,12 @@ func TestConnectionCacheSizes(t *testing.T) {
 			}
 		}
 	}
+	// The sizes themselves are what bench/README.md measured (issue 10,
+	// fifth and eighth rounds): the writer's 2 MB holds what commits
+	// touch again, more is memory outside the hub's limit.
+	if db.WriterCacheKiB != 2000 || db.ReaderCacheKiB != 2000 {
+		t.Errorf("cache sizes writer %d, reader %d KiB; want 2000 and 2000", db.WriterCacheKiB, db.ReaderCacheKiB)
+	}
 	check(d.Writer(), "writer", 1, db.WriterCacheKiB)
 	check(d.Reader(), "reader", d.Reader().Stats().MaxOpenConnections, db.ReaderCacheKiB)
 }

@@ -47,7 +47,7 @@ type DB struct {
 // negative number): Open sets them and TestConnectionCacheSizes reads them
 // back.
 const (
-	WriterCacheKiB = 6000
+	WriterCacheKiB = 2000
 	ReaderCacheKiB = 2000
 )
 
@@ -75,9 +75,11 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	q.Set("_txlock", "immediate")
 	// SQLite's page cache is per connection and outside Go's heap (and its
 	// memory limit). The writer's holds what every commit and index step
-	// touches again (the log's tail, the index's page per device, the
-	// series rows), so it keeps a few MB; 10 MB cost no CPU per message
-	// against 16 MB in ingest's BenchmarkCommitCost, 6 MB cost 15 %.
+	// touches again: with the bucketed message index that is the log's
+	// tail, the newest buckets' pages and the series rows, so 2 MB does:
+	// in ingest's BenchmarkCommitCost it read 150-300 bytes a message more
+	// from the OS's page cache than 6 MB and cost no CPU that showed
+	// (bench/README.md, issue 10, eighth round).
 	q.Set("_cache_size", "-"+strconv.Itoa(WriterCacheKiB))
 	// Each connection keeps its most recent statements prepared: the hot
 	// queries (a device's credentials, the writer's inserts) then skip
