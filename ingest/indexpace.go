@@ -3,22 +3,27 @@ package ingest
 import "time"
 
 // minIndexStepRows is the smallest step the pace sizes (or IndexStepRows,
-// if smaller): below about a thousand rows a step's fixed part (its commit)
+// if smaller): below a few thousand rows a step's fixed part (its commit)
 // dominates and the WAL it writes per message grows fast (bench/README.md,
-// issue 10, eighth round), and on a machine too slow for the budget the index
-// must still keep up with the log.
+// issue 10, eighth round), and the index must keep up with the log.
 const minIndexStepRows = 1000
 
 // indexPace sizes the message index's steps so that each holds the writer
 // about IndexStepTime: every message that arrives during a step waits for it,
-// so the longest step is what the acknowledgement tail sees. The bound
-// follows the time per row the steps take on this machine, growing at most
-// twofold and shrinking at most by half a step so that one step slowed by
-// something else (the disk, the collector) does not swing it.
+// so the longest step is what the acknowledgement tail sees.
+//
+// The bound follows the fastest time per row of the last steps, not the
+// latest: on a loaded machine a step also waits for a core and the disk,
+// which fewer rows do not shorten (a 1,000-row step then takes as long as a
+// 5,000-row one) while they multiply the WAL written per message. What a
+// step's rows cost is what the fastest recent step shows; the rest is the
+// machine's, and every commit waits for it alike.
 type indexPace struct {
 	rows     int // the next step's bound
 	min, max int
 	budget   time.Duration
+	perRow   [16]time.Duration // of the last steps observed; 0: none yet
+	next     int               // where the next observation goes in perRow
 }
 
 // newIndexPace starts at the smallest step: a backlog at start-up (after a
@@ -29,19 +34,25 @@ func newIndexPace(maxRows int, budget time.Duration) indexPace {
 	return indexPace{rows: lo, min: lo, max: maxRows, budget: budget}
 }
 
-// observe adjusts the bound after a step that indexed n rows in took.
+// observe adjusts the bound after a step that indexed n rows in took. The
+// bound grows at most twofold a step.
 func (p *indexPace) observe(n int, took time.Duration) {
-	if n <= 0 {
-		return
-	}
-	if n < p.rows && took <= p.budget {
+	if n <= 0 || n < p.rows && took <= p.budget {
 		// Caught up within the budget: nothing learned about a fuller
 		// step (a small step's fixed part makes its rows look dear).
 		return
 	}
-	fit := p.max
-	if took > 0 {
-		fit = int(min(float64(n)*float64(p.budget)/float64(took), float64(p.max)))
+	p.perRow[p.next] = max(took/time.Duration(n), 1)
+	p.next = (p.next + 1) % len(p.perRow)
+	fastest := p.perRow[0]
+	for _, d := range p.perRow {
+		if d > 0 && d < fastest || fastest == 0 {
+			fastest = d
+		}
 	}
-	p.rows = max(p.min, min(p.max, max(p.rows/2, min(2*p.rows, fit))))
+	fit := p.max
+	if rows := p.budget / fastest; rows < time.Duration(p.max) {
+		fit = int(rows)
+	}
+	p.rows = max(p.min, min(p.max, 2*p.rows, fit))
 }

@@ -87,10 +87,10 @@ type Options struct {
 	// indexes the messages committed since, in steps of at most
 	// IndexStepRows (default 20,000), one step per turn between batches
 	// while a backlog remains. Within that bound a step's rows follow the
-	// time per row the last steps took, so that a step holds the writer
-	// about IndexStepTime (default 10ms; at least 1,000 rows, or
-	// IndexStepRows if smaller): every message that arrives during a step
-	// waits for it. A step rewrites the newest bucket's pages of the
+	// fastest time per row of the last steps, so that a step holds the
+	// writer about IndexStepTime on an unloaded machine (default 10ms; at
+	// least 1,000 rows, or IndexStepRows if smaller): every message that
+	// arrives during a step waits for it. A step rewrites the newest bucket's pages of the
 	// devices it touches, so smaller steps write more per message (bench/
 	// README.md, issue 10, fourth, seventh and eighth rounds). Listings scan
 	// what is not indexed yet, so a longer interval costs reads, never
