@@ -90,12 +90,12 @@ type Options struct {
 	// fastest time per row of the last steps, so that a step holds the
 	// writer about IndexStepTime on an unloaded machine (default 10ms; at
 	// least 1,000 rows, or IndexStepRows if smaller): every message that
-	// arrives during a step waits for it. A step rewrites the newest bucket's pages of the
-	// devices it touches, so smaller steps write more per message (bench/
-	// README.md, issue 10, fourth, seventh and eighth rounds). Listings scan
-	// what is not indexed yet, so a longer interval costs reads, never
-	// results. The writer looks at least once a second, and after every
-	// batch.
+	// arrives during a step waits for it. A step rewrites the newest
+	// bucket's pages of the devices it touches, so smaller steps write more
+	// per message (bench/README.md, issue 10, fourth, seventh and eighth
+	// rounds). Listings scan what is not indexed yet, so a longer interval
+	// costs reads, never results. The writer looks at least once a second,
+	// and after every batch.
 	IndexEvery    time.Duration
 	IndexStepRows int
 	IndexStepTime time.Duration
