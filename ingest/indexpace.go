@@ -44,15 +44,12 @@ func (p *indexPace) observe(n int, took time.Duration) {
 	}
 	p.perRow[p.next] = max(took/time.Duration(n), 1)
 	p.next = (p.next + 1) % len(p.perRow)
-	fastest := p.perRow[0]
+	var fastest time.Duration
 	for _, d := range p.perRow {
-		if d > 0 && d < fastest || fastest == 0 {
+		if d > 0 && (fastest == 0 || d < fastest) {
 			fastest = d
 		}
 	}
-	fit := p.max
-	if rows := p.budget / fastest; rows < time.Duration(p.max) {
-		fit = int(rows)
-	}
+	fit := int(min(int64(p.budget/fastest), int64(p.max)))
 	p.rows = max(p.min, min(p.max, 2*p.rows, fit))
 }
