@@ -81,18 +81,24 @@ type Options struct {
 	// transaction between batches (default 256), so that a checkpoint delays
 	// no batch by more than a few milliseconds, however many series there are.
 	CheckpointStepRows int
-	// IndexEvery and IndexStepRows pace the message log's per-device index
-	// where the store keeps it out of the commit (telemetry.MessageIndexer):
-	// a step indexes up to IndexStepRows of the newest messages (default
-	// 20,000) every IndexEvery (default 2s), and at once again while a
-	// backlog remains. A step writes about one page per device whatever
-	// its rows, so rarer, fuller steps write less per message but hold the
-	// writer longer (bench/README.md, issue 10, fourth round). Listings
-	// scan what is not indexed yet, so a longer interval costs reads, never
-	// results. The writer looks at least once a second, and after every
-	// batch.
+	// IndexEvery, IndexStepRows and IndexStepTime pace the message log's
+	// per-device index where the store keeps it out of the commit
+	// (telemetry.MessageIndexer): every IndexEvery (default 2s) the writer
+	// indexes the messages committed since, in steps of at most
+	// IndexStepRows (default 20,000), one step per turn between batches
+	// while a backlog remains. Within that bound a step's rows follow the
+	// fastest time per row of the last steps, so that a step holds the
+	// writer about IndexStepTime on an unloaded machine (default 10ms; at
+	// least 1,000 rows, or IndexStepRows if smaller): every message that
+	// arrives during a step waits for it. A step rewrites the newest
+	// bucket's pages of the devices it touches, so smaller steps write more
+	// per message (bench/README.md, issue 10, fourth, seventh and eighth
+	// rounds). Listings scan what is not indexed yet, so a longer interval
+	// costs reads, never results. The writer looks at least once a second,
+	// and after every batch.
 	IndexEvery    time.Duration
 	IndexStepRows int
+	IndexStepTime time.Duration
 	// PruneEvery is how often telemetry past its retention (the store's
 	// own) is deleted (default 10 minutes).
 	PruneEvery time.Duration
@@ -130,6 +136,9 @@ func (o *Options) defaults() {
 	}
 	if o.IndexStepRows <= 0 {
 		o.IndexStepRows = 20000
+	}
+	if o.IndexStepTime <= 0 {
+		o.IndexStepTime = 10 * time.Millisecond
 	}
 	if o.PruneEvery <= 0 {
 		o.PruneEvery = 10 * time.Minute
@@ -170,6 +179,7 @@ type Pipeline struct {
 	byProtocol  [len(Protocols)]protocolStats
 	commitTime  latency
 	stepTime    [NumSteps]latency // by StepIndex and the rest
+	indexPace   indexPace         // the writer's own
 	refusals    Refusals
 
 	done     chan struct{}
@@ -226,9 +236,10 @@ func New(store Store, pub Publisher, opts Options) *Pipeline {
 	opts.defaults()
 	p := &Pipeline{
 		store: store, pub: pub, opts: opts, log: opts.Logger, health: opts.Health,
-		names: telemetry.NewNames(),
-		queue: make(chan *request, opts.QueueMessages),
-		done:  make(chan struct{}),
+		names:     telemetry.NewNames(),
+		queue:     make(chan *request, opts.QueueMessages),
+		done:      make(chan struct{}),
+		indexPace: newIndexPace(opts.IndexStepRows, opts.IndexStepTime),
 	}
 	go p.run()
 	return p
@@ -582,15 +593,22 @@ func (p *Pipeline) run() {
 	}
 }
 
-// indexStep writes one step of the message log's per-device index. more
-// says a backlog remains: the next step follows on the next turn (one step
-// per turn, so ingest keeps the writer); otherwise it is due at next.
+// indexStep writes one step of the message log's per-device index, of the
+// rows its pace allows. more says a backlog remains: the next step follows
+// on the next turn (one step per turn, so ingest keeps the writer);
+// otherwise it is due at next.
 func (p *Pipeline) indexStep(ctx context.Context, now time.Time) (more bool, next time.Time) {
-	start := time.Now()
-	n, err := p.store.IndexMessages(ctx, p.opts.IndexStepRows)
-	p.stepTime[StepIndex].observe(time.Since(start))
+	limit := p.indexPace.rows
+	start := p.opts.Now()
+	n, err := p.store.IndexMessages(ctx, limit)
+	took := p.opts.Now().Sub(start)
+	p.stepTime[StepIndex].observe(took)
 	p.health.Record(opIndex, err)
-	return err == nil && n == p.opts.IndexStepRows, now.Add(p.opts.IndexEvery)
+	if err != nil {
+		return false, now.Add(p.opts.IndexEvery)
+	}
+	p.indexPace.observe(n, took)
+	return n == limit, now.Add(p.opts.IndexEvery)
 }
 
 // collect gathers what is waiting, up to MaxBatch messages, waiting at most

@@ -17,6 +17,7 @@ import (
 	"fieldhub/db"
 	"fieldhub/db/dbtest"
 	"fieldhub/ingest"
+	"fieldhub/internal/testkit"
 	"fieldhub/storage"
 	"fieldhub/telemetry"
 )
@@ -497,6 +498,56 @@ func TestPipelineIndexesMessagesInSteps(t *testing.T) {
 	// writer's stall.
 	if steps := p.Stats().StepSeconds[ingest.StepIndex]; steps.Count < 8 || steps.Sum <= 0 || steps.Buckets[len(steps.Buckets)-1] > steps.Count {
 		t.Errorf("index steps timed: %+v, want at least 8", steps)
+	}
+}
+
+// pacedStore is a store whose index steps take 5µs of clock a row, and
+// which records each step's bound and rows.
+type pacedStore struct {
+	ingest.Store
+	clock *testkit.Clock
+	mu    sync.Mutex
+	steps [][2]int // bound, rows indexed
+}
+
+func (s *pacedStore) IndexMessages(ctx context.Context, limit int) (int, error) {
+	n, err := s.Store.IndexMessages(ctx, limit)
+	s.clock.Advance(time.Duration(n) * 5 * time.Microsecond)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.steps = append(s.steps, [2]int{limit, n})
+	return n, err
+}
+
+// The index steps hold the writer about IndexStepTime, whatever
+// IndexStepRows allows: on a store whose rows take 5µs each and a budget of
+// 10ms, a backlog of 9,000 messages is taken in steps of 1,000 rows (the
+// smallest step) growing to 2,000, never in one step of 9,000.
+func TestPipelineIndexStepsFitTheirTime(t *testing.T) {
+	ctx := context.Background()
+	_, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1", "dev2")
+	var backlog []telemetry.Record
+	for i := range 9000 {
+		backlog = append(backlog, telemetry.NewRecord(msg([]string{"dev1", "dev2"}[i%2], i)))
+	}
+	if _, err := tel.Append(ctx, backlog); err != nil {
+		t.Fatal(err)
+	}
+	store := &pacedStore{Store: tel, clock: testkit.NewClock(time.Now())}
+	newPipeline(t, store, nil, ingest.Options{IndexStepRows: 20000, IndexStepTime: 10 * time.Millisecond, Now: store.clock.Now})
+	indexed := func() (total int, steps [][2]int) {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		for _, s := range store.steps {
+			total += s[1]
+		}
+		return total, slices.Clone(store.steps)
+	}
+	waitFor(t, func() bool { total, _ := indexed(); return total == 9000 })
+	_, steps := indexed()
+	want := [][2]int{{1000, 1000}, {2000, 2000}, {2000, 2000}, {2000, 2000}, {2000, 2000}}
+	if !slices.Equal(steps[:min(len(steps), len(want))], want) {
+		t.Errorf("steps (bound, rows) %v, want %v", steps, want)
 	}
 }
 
