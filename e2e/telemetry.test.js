@@ -153,11 +153,16 @@ test('a posted message appears live as a chart point and in the latest messages'
     assert.equal(await page.locator('[data-range-label]').textContent(), 'Live');
 
     // A custom range (the form opens filled with the range shown) is fixed:
-    // not live.
+    // not live. The form holds whole seconds; its end rounds up, or the
+    // readings of the last second shown would fall outside it (this test
+    // sends its readings within a second of opening the form).
+    const opened = Date.now();
     await page.getByTestId('range-custom').click();
     const from = page.getByLabel('From');
     await from.waitFor({ state: 'visible', timeout: 2000 });
     assert.ok(await from.inputValue(), 'the custom range form is pre-filled');
+    const to = new Date(await page.locator('#range-to').inputValue()).getTime();
+    assert.ok(to >= opened, `the custom range ends at ${new Date(to).toISOString()}, before the range shown (${new Date(opened).toISOString()})`);
     await page.getByRole('button', { name: 'Show range' }).click();
     assert.equal(await page.getByTestId('range-custom').getAttribute('aria-pressed'), 'true');
     assert.match(await page.locator('[data-range-label]').textContent(), /–/);

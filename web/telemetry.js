@@ -726,8 +726,11 @@ export function initTelemetry(doc) {
       btn.setAttribute('aria-expanded', String(open));
       if (open) {
         const w = window_();
+        // The inputs hold whole seconds: the end rounds up (the start
+        // down, in localInput), so that the range holds every reading
+        // shown, the newest second's too.
         customForm.elements.from.value = localInput(w.from);
-        customForm.elements.to.value = localInput(w.to);
+        customForm.elements.to.value = localInput(Math.ceil(w.to / 1000) * 1000);
         customForm.elements.from.focus();
       }
       return;
