@@ -184,7 +184,7 @@ func TestPipelineOverloaded(t *testing.T) {
 	go func() { results <- p.Submit(ctx, msg("dev1", 0)) }()
 	<-g.entered
 	go func() { results <- p.Submit(ctx, msg("dev1", 1), msg("dev1", 2), msg("dev1", 3)) }()
-	waitFor(t, func() bool { return p.Stats().Queued == 4 })
+	testkit.WaitFor(t, "4 messages queued", func() bool { return p.Stats().Queued == 4 })
 
 	if err := p.Submit(ctx, msg("dev1", 4)); !errors.Is(err, ingest.ErrOverloaded) {
 		t.Fatalf("submit to a full queue: err = %v, want ErrOverloaded", err)
@@ -273,18 +273,6 @@ func TestPipelineEnqueueWaitsForRoom(t *testing.T) {
 	}
 }
 
-// waitFor polls cond; it fails the test only if cond never holds (no timing assertion).
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for range 5000 {
-		if cond() {
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Fatal("condition never became true")
-}
-
 func TestPipelineCloseDrainsQueue(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "f.db")
@@ -301,7 +289,7 @@ func TestPipelineCloseDrainsQueue(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, func() bool { return p.Stats().Queued == 50 }) // one in the store, 49 queued
+	testkit.WaitFor(t, "50 messages queued", func() bool { return p.Stats().Queued == 50 }) // one in the store, 49 queued
 	closed := make(chan error)
 	go func() { closed <- p.Close(ctx) }()
 	close(g.gate)
@@ -365,7 +353,7 @@ func TestPipelineReadingTime(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Waiters wake before the publisher is called.
-			waitFor(t, func() bool { return pub.count() > 0 })
+			testkit.WaitFor(t, "a batch published", func() bool { return pub.count() > 0 })
 			pub.mu.Lock()
 			defer pub.mu.Unlock()
 			if len(pub.got) != 1 || len(pub.got[0].Readings) != tt.n {
@@ -395,7 +383,7 @@ func TestPipelineDeletesOldTelemetry(t *testing.T) {
 	// Past the first prune (a minute after start) and a checkpoint: the writer's
 	// once-a-second tick does both.
 	now.Store(start.Add(2 * time.Minute).UnixNano())
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, "the 8-day-old message pruned", func() bool {
 		msgs, err := tel.Messages(ctx, "dev1", telemetry.MessageFilter{})
 		return err == nil && len(msgs) == 1 && msgs[0].MessageID == "dev1-2"
 	})
@@ -436,7 +424,7 @@ func TestPipelineCheckpointsInSteps(t *testing.T) {
 		}
 		return folded, behind
 	}
-	waitFor(t, func() bool { folded, _ := watermark(); return folded == newest[0].ID })
+	testkit.WaitFor(t, "the watermark at the newest message", func() bool { folded, _ := watermark(); return folded == newest[0].ID })
 	if _, behind := watermark(); behind != 0 {
 		t.Errorf("%d metrics stored through less than the watermark, want 0", behind)
 	}
@@ -453,13 +441,7 @@ func TestPipelineCheckpointsInSteps(t *testing.T) {
 func TestPipelineIndexesMessagesInSteps(t *testing.T) {
 	ctx := context.Background()
 	d, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1", "dev2")
-	var backlog []telemetry.Record
-	for i := range 50 {
-		backlog = append(backlog, telemetry.NewRecord(msg([]string{"dev1", "dev2"}[i%2], i)))
-	}
-	if _, err := tel.Append(ctx, backlog); err != nil {
-		t.Fatal(err)
-	}
+	appendBacklog(t, tel, 50)
 	newest := func() (id int64) {
 		if err := d.Writer().QueryRowContext(ctx, `SELECT MAX(id) FROM messages`).Scan(&id); err != nil {
 			t.Fatal(err)
@@ -478,14 +460,14 @@ func TestPipelineIndexesMessagesInSteps(t *testing.T) {
 	}
 	p := newPipeline(t, tel, nil, ingest.Options{IndexStepRows: 7, IndexEvery: 20 * time.Millisecond})
 	last := newest()
-	waitFor(t, func() bool { through, _ := indexed(); return through == last })
+	testkit.WaitFor(t, "the index through the last message", func() bool { through, _ := indexed(); return through == last })
 	for i := range 3 {
 		if err := p.Submit(ctx, msg("dev1", 50+i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	last = newest()
-	waitFor(t, func() bool { through, _ := indexed(); return through == last })
+	testkit.WaitFor(t, "the index through the last message", func() bool { through, _ := indexed(); return through == last })
 	if _, entries := indexed(); entries != 53 {
 		t.Errorf("%d messages indexed, want 53", entries)
 	}
@@ -498,6 +480,19 @@ func TestPipelineIndexesMessagesInSteps(t *testing.T) {
 	// writer's stall.
 	if steps := p.Stats().StepSeconds[ingest.StepIndex]; steps.Count < 8 || steps.Sum <= 0 || steps.Buckets[len(steps.Buckets)-1] > steps.Count {
 		t.Errorf("index steps timed: %+v, want at least 8", steps)
+	}
+}
+
+// appendBacklog stores n messages, from dev1 and dev2 in turn, straight
+// into the store: a log the pipeline finds unindexed when it starts.
+func appendBacklog(t *testing.T, tel ingest.Store, n int) {
+	t.Helper()
+	var backlog []telemetry.Record
+	for i := range n {
+		backlog = append(backlog, telemetry.NewRecord(msg([]string{"dev1", "dev2"}[i%2], i)))
+	}
+	if _, err := tel.Append(context.Background(), backlog); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -524,15 +519,8 @@ func (s *pacedStore) IndexMessages(ctx context.Context, limit int) (int, error) 
 // 10ms, a backlog of 9,000 messages is taken in steps of 1,000 rows (the
 // smallest step) growing to 2,000, never in one step of 9,000.
 func TestPipelineIndexStepsFitTheirTime(t *testing.T) {
-	ctx := context.Background()
 	_, tel := openDB(t, filepath.Join(t.TempDir(), "f.db"), "dev1", "dev2")
-	var backlog []telemetry.Record
-	for i := range 9000 {
-		backlog = append(backlog, telemetry.NewRecord(msg([]string{"dev1", "dev2"}[i%2], i)))
-	}
-	if _, err := tel.Append(ctx, backlog); err != nil {
-		t.Fatal(err)
-	}
+	appendBacklog(t, tel, 9000)
 	store := &pacedStore{Store: tel, clock: testkit.NewClock(time.Now())}
 	newPipeline(t, store, nil, ingest.Options{IndexStepRows: 20000, IndexStepTime: 10 * time.Millisecond, Now: store.clock.Now})
 	indexed := func() (total int, steps [][2]int) {
@@ -543,7 +531,7 @@ func TestPipelineIndexStepsFitTheirTime(t *testing.T) {
 		}
 		return total, slices.Clone(store.steps)
 	}
-	waitFor(t, func() bool { total, _ := indexed(); return total == 9000 })
+	testkit.WaitFor(t, "9,000 messages indexed", func() bool { total, _ := indexed(); return total == 9000 })
 	_, steps := indexed()
 	want := [][2]int{{1000, 1000}, {2000, 2000}, {2000, 2000}, {2000, 2000}, {2000, 2000}}
 	if !slices.Equal(steps[:min(len(steps), len(want))], want) {
@@ -683,7 +671,7 @@ func TestPipelineSubmitGivenUpIsNotReused(t *testing.T) {
 	gaveUp, cancel := context.WithCancel(ctx)
 	abandoned := make(chan error, 1)
 	go func() { abandoned <- p.Submit(gaveUp, msg("dev1", 1)) }()
-	waitFor(t, func() bool { return p.Stats().Queued == 2 })
+	testkit.WaitFor(t, "2 messages queued", func() bool { return p.Stats().Queued == 2 })
 	cancel()
 	if err := <-abandoned; !errors.Is(err, context.Canceled) {
 		t.Fatalf("submit whose context ended: err = %v, want context.Canceled", err)
@@ -691,7 +679,7 @@ func TestPipelineSubmitGivenUpIsNotReused(t *testing.T) {
 	for i := 2; i < 4; i++ {
 		go func() { results <- p.Submit(ctx, msg("dev1", i)) }()
 	}
-	waitFor(t, func() bool { return p.Stats().Queued == 4 })
+	testkit.WaitFor(t, "4 messages queued", func() bool { return p.Stats().Queued == 4 })
 	close(g.gate)
 	for range 3 {
 		if err := <-results; err != nil {
@@ -700,7 +688,7 @@ func TestPipelineSubmitGivenUpIsNotReused(t *testing.T) {
 	}
 	// Message 1 was queued before its sender gave up: it is stored too,
 	// unacknowledged, like any message whose sender went away.
-	waitFor(t, func() bool { return p.Stats().Queued == 0 })
+	testkit.WaitFor(t, "the queue drained", func() bool { return p.Stats().Queued == 0 })
 	stored, err := tel.Messages(ctx, "dev1", telemetry.MessageFilter{})
 	if err != nil {
 		t.Fatal(err)
