@@ -65,9 +65,9 @@ var fieldNames = [fields]string{"temperature", "humidity", "pressure", "battery"
 // live charts draw from) and the readings API (what a chart loads). The
 // baseline is a bare Echo HTTPS server answering 204, in its own process,
 // driven by the same load generator in the same run; its single-message
-// phase runs once before the hub's phases and once after them. CPU and peak RSS are
-// the server process's (/proc/<pid>); the load generator runs in this
-// process on the same cores. b.N is ignored: run it with -benchtime 1x.
+// phase runs once before the hub's phases and once after them. CPU and peak
+// RSS are the server process's (/proc/<pid>); the load generator runs in
+// this process on the same cores. b.N is ignored: run it with -benchtime 1x.
 func BenchmarkHubHTTPS(b *testing.B) {
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "fieldhub")
@@ -214,7 +214,7 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	bareAfter.check(b, "bare single, after the hub")
 	bareSingle := mergeLoads(bareBefore, bareAfter)
 	bareCPU := (bareBeforeCPU + bareAfterCPU) / bareSingle.elapsed.Seconds()
-	bareHalf := runLoad(devices, bareURL, loadOptions{duration: halfPhase, rate: single.rate() / 2})
+	bareHalf := runLoad(devices, bareURL, loadOptions{duration: halfPhase, rate: halfRate})
 	bareHalf.check(b, "bare at the hub's half rate")
 	bareBatched := runLoad(devices, bareURL, loadOptions{duration: batchPhase, batch: batchSize})
 	bareBatched.check(b, "bare batches")
@@ -304,6 +304,41 @@ func mergeLoads(a, b loadResult) loadResult {
 	m.lat = append(append(make([]time.Duration, 0, len(a.lat)+len(b.lat)), a.lat...), b.lat...)
 	slices.Sort(m.lat)
 	return m
+}
+
+func TestMergeLoads(t *testing.T) {
+	ms := func(n ...int) []time.Duration {
+		d := make([]time.Duration, len(n))
+		for i, v := range n {
+			d[i] = time.Duration(v) * time.Millisecond
+		}
+		return d
+	}
+	fail := errors.New("status 500")
+	for _, tt := range []struct {
+		name       string
+		a, b, want loadResult
+	}{
+		{"the slower phase weighs by its time",
+			loadResult{ok: 3, lat: ms(1, 2, 9), elapsed: time.Second},
+			loadResult{ok: 1, rejected: 2, lat: ms(5), elapsed: 3 * time.Second},
+			loadResult{ok: 4, rejected: 2, lat: ms(1, 2, 5, 9), elapsed: 4 * time.Second}},
+		{"the first failure of either",
+			loadResult{ok: 1, lat: ms(3), elapsed: time.Second},
+			loadResult{ok: 1, failed: 1, first: fail, lat: ms(4), elapsed: time.Second},
+			loadResult{ok: 2, failed: 1, first: fail, lat: ms(3, 4), elapsed: 2 * time.Second}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := mergeLoads(tt.a, tt.b)
+			if got.ok != tt.want.ok || got.rejected != tt.want.rejected || got.failed != tt.want.failed ||
+				got.first != tt.want.first || got.elapsed != tt.want.elapsed || !slices.Equal(got.lat, tt.want.lat) {
+				t.Errorf("mergeLoads = %+v, want %+v", got, tt.want)
+			}
+			if got.rate() != float64(tt.want.ok)/tt.want.elapsed.Seconds() {
+				t.Errorf("rate %v, want requests over time together", got.rate())
+			}
+		})
+	}
 }
 
 // profiler keeps the hub's profiles of each load phase when
