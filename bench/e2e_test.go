@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -106,7 +107,24 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	// FIELDHUB_BENCH_HUB_ENV: NAME=value pairs, space-separated, for the hub
 	// only (runtime settings such as GODEBUG or GOGC, for experiments that
 	// must not change the load generator's runtime too).
-	hub := startProcess(b, dir, "fieldhub", strings.Fields(os.Getenv("FIELDHUB_BENCH_HUB_ENV")), bin, args...)
+	hubEnv := strings.Fields(os.Getenv("FIELDHUB_BENCH_HUB_ENV"))
+	for _, kv := range hubEnv {
+		if name, _, ok := strings.Cut(kv, "="); !ok || name == "" {
+			b.Fatalf("FIELDHUB_BENCH_HUB_ENV: %q is not NAME=value", kv)
+		}
+	}
+	// FIELDHUB_BENCH_HALF_RATE: the half phase's rate, msgs/s, for
+	// comparing two builds: at the hub's own half rate, a build with a
+	// lower single rate gets an easier half phase (issue 10, ninth round).
+	var fixedHalfRate float64
+	if s := os.Getenv("FIELDHUB_BENCH_HALF_RATE"); s != "" {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || !(v > 0) || math.IsInf(v, 0) {
+			b.Fatalf("FIELDHUB_BENCH_HALF_RATE=%q: want a rate in messages a second, above 0", s)
+		}
+		fixedHalfRate = v
+	}
+	hub := startProcess(b, dir, "fieldhub", hubEnv, bin, args...)
 	b.Cleanup(func() {
 		if b.Failed() {
 			b.Logf("fieldhub's log (the end):\n%s", tail(hub.log))
@@ -168,13 +186,7 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	singleRSS := peakSince(b, hub.pid())
 	prof.phase(b, "half", halfPhase)
 	stalls := readWriterStalls(b, metricsAddr)
-	halfRate := single.rate() / 2
-	if v, err := strconv.ParseFloat(os.Getenv("FIELDHUB_BENCH_HALF_RATE"), 64); err == nil && v > 0 {
-		// For comparing two builds: at the hub's own half rate, a build
-		// with a lower single rate gets an easier half phase (issue 10,
-		// ninth round).
-		halfRate = v
-	}
+	halfRate := cmp.Or(fixedHalfRate, single.rate()/2)
 	half := runLoad(devices, deviceURL, loadOptions{duration: halfPhase, rate: halfRate})
 	b.Logf("half rate, the hub's writer: %s", readWriterStalls(b, metricsAddr).since(stalls))
 	half.check(b, "single messages at half rate")
