@@ -104,25 +104,9 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	if prof != nil {
 		args = append(args, "--pprof-addr", prof.addr)
 	}
-	// FIELDHUB_BENCH_HUB_ENV: NAME=value pairs, space-separated, for the hub
-	// only (runtime settings such as GODEBUG or GOGC, for experiments that
-	// must not change the load generator's runtime too).
-	hubEnv := strings.Fields(os.Getenv("FIELDHUB_BENCH_HUB_ENV"))
-	for _, kv := range hubEnv {
-		if name, _, ok := strings.Cut(kv, "="); !ok || name == "" {
-			b.Fatalf("FIELDHUB_BENCH_HUB_ENV: %q is not NAME=value", kv)
-		}
-	}
-	// FIELDHUB_BENCH_HALF_RATE: the half phase's rate, msgs/s, for
-	// comparing two builds: at the hub's own half rate, a build with a
-	// lower single rate gets an easier half phase (issue 10, ninth round).
-	var fixedHalfRate float64
-	if s := os.Getenv("FIELDHUB_BENCH_HALF_RATE"); s != "" {
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil || !(v > 0) || math.IsInf(v, 0) {
-			b.Fatalf("FIELDHUB_BENCH_HALF_RATE=%q: want a rate in messages a second, above 0", s)
-		}
-		fixedHalfRate = v
+	hubEnv, fixedHalfRate, err := experimentSettings(os.Getenv)
+	if err != nil {
+		b.Fatal(err)
 	}
 	hub := startProcess(b, dir, "fieldhub", hubEnv, bin, args...)
 	b.Cleanup(func() {
@@ -272,6 +256,65 @@ func BenchmarkHubHTTPS(b *testing.B) {
 	b.Logf("bare echo: single %.0f req/s before the hub, %.0f after", bareBefore.rate(), bareAfter.rate())
 	b.Logf("bare echo: single %.0f req/s (p50 %.1f ms, p99 %.1f ms, %.2f cores); at %.0f req/s p99 %.1f ms; batches %.0f req/s; peak RSS %.0f MB",
 		bareSingle.rate(), bareSingle.pct(0.5), bareSingle.pct(0.99), bareCPU, bareHalf.rate(), bareHalf.pct(0.99), bareBatched.rate(), bareRSS)
+}
+
+// experimentSettings reads BenchmarkHubHTTPS's switches for A/B runs,
+// before the hub starts, so that a typo fails the run instead of measuring
+// the wrong thing. FIELDHUB_BENCH_HUB_ENV: NAME=value pairs, space-separated,
+// for the hub only (runtime settings such as GODEBUG or GOGC, which must not
+// change the load generator's runtime too). FIELDHUB_BENCH_HALF_RATE: the
+// half phase's rate, msgs/s (0: half the single phase's): at the hub's own
+// half rate, a build with a lower single rate gets an easier half phase
+// (bench/README.md, issue 10, ninth round).
+func experimentSettings(getenv func(string) string) (hubEnv []string, halfRate float64, err error) {
+	hubEnv = strings.Fields(getenv("FIELDHUB_BENCH_HUB_ENV"))
+	for _, kv := range hubEnv {
+		if name, _, ok := strings.Cut(kv, "="); !ok || name == "" {
+			return nil, 0, fmt.Errorf("FIELDHUB_BENCH_HUB_ENV: %q is not NAME=value", kv)
+		}
+	}
+	if s := getenv("FIELDHUB_BENCH_HALF_RATE"); s != "" {
+		halfRate, err = strconv.ParseFloat(s, 64)
+		if err != nil || !(halfRate > 0) || math.IsInf(halfRate, 0) {
+			return nil, 0, fmt.Errorf("FIELDHUB_BENCH_HALF_RATE=%q: want a rate in messages a second, above 0", s)
+		}
+	}
+	return hubEnv, halfRate, nil
+}
+
+func TestExperimentSettings(t *testing.T) {
+	for _, tt := range []struct {
+		name, hubEnv, halfRate string
+		wantEnv                []string
+		wantRate               float64
+		wantErr                string // in the error; "" for none
+	}{
+		{name: "unset"},
+		{name: "both", hubEnv: " GOGC=200  GODEBUG=gcshrinkstackoff=1 ", halfRate: "7000",
+			wantEnv: []string{"GOGC=200", "GODEBUG=gcshrinkstackoff=1"}, wantRate: 7000},
+		{name: "an empty value is a value", hubEnv: "GOMEMLIMIT=", wantEnv: []string{"GOMEMLIMIT="}},
+		{name: "a pair without =", hubEnv: "GOGC=200 GOGC", wantErr: `FIELDHUB_BENCH_HUB_ENV: "GOGC" is not NAME=value`},
+		{name: "a pair without a name", hubEnv: "=1", wantErr: `"=1" is not NAME=value`},
+		{name: "not a number", halfRate: "abc", wantErr: `FIELDHUB_BENCH_HALF_RATE="abc"`},
+		{name: "negative", halfRate: "-5", wantErr: `FIELDHUB_BENCH_HALF_RATE="-5"`},
+		{name: "zero", halfRate: "0", wantErr: `FIELDHUB_BENCH_HALF_RATE="0"`},
+		{name: "infinite", halfRate: "Inf", wantErr: `FIELDHUB_BENCH_HALF_RATE="Inf"`},
+		{name: "not a number at all", halfRate: "NaN", wantErr: `FIELDHUB_BENCH_HALF_RATE="NaN"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"FIELDHUB_BENCH_HUB_ENV": tt.hubEnv, "FIELDHUB_BENCH_HALF_RATE": tt.halfRate}
+			gotEnv, gotRate, err := experimentSettings(func(k string) string { return env[k] })
+			switch {
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error %v, want one saying %q", err, tt.wantErr)
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("error %v", err)
+			}
+			if !slices.Equal(gotEnv, tt.wantEnv) || gotRate != tt.wantRate {
+				t.Errorf("got %q, %v; want %q, %v", gotEnv, gotRate, tt.wantEnv, tt.wantRate)
+			}
+		})
+	}
 }
 
 // startBare starts BenchmarkHubHTTPS's baseline server (TestBareServerProcess)
